@@ -1,0 +1,51 @@
+"""Request dependencies: the gateway, and who is calling (from ``X-Api-Key``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from wagate.accounts import authenticate
+from wagate.domain.tenants import Principal
+from wagate.errors import Forbidden, Unauthorized
+from wagate.gateway import Gateway
+from wagate.ids import TenantId
+
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="API key of a tenant or the admin")
+
+
+def get_gateway(request: Request) -> Gateway:
+    return cast(Gateway, request.app.state.gateway)
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+async def get_principal(gateway: GatewayDep, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:
+    if not api_key:
+        raise Unauthorized("send your API key in the X-Api-Key header", code="missing_api_key")
+    principal = await authenticate(gateway.store, gateway.settings, api_key)
+    if principal is None:
+        raise Unauthorized("the API key is not valid", code="invalid_api_key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_tenant_id(principal: PrincipalDep) -> TenantId:
+    if principal.tenant_id is None:
+        raise Forbidden("this route acts for a tenant: use a tenant's API key", code="tenant_key_required")
+    return principal.tenant_id
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this route needs the admin key", code="admin_key_required")
+    return principal
+
+
+TenantDep = Annotated[TenantId, Depends(get_tenant_id)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

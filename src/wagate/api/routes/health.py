@@ -1,0 +1,30 @@
+"""``/health`` (the process is up) and ``/ready`` (the store answers and is migrated)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from wagate import __version__
+from wagate.api.deps import GatewayDep
+from wagate.api.errors import error_response
+from wagate.errors import StoreError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness: the process answers")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/ready", summary="Readiness: the store is reachable and migrated", response_model=None)
+async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
+    try:
+        latency = await gateway.store.ping()
+        migrated = await gateway.store.is_migrated()
+    except StoreError:
+        return error_response(503, "store_unavailable", "the store cannot be reached")
+    if not migrated:
+        return error_response(503, "not_migrated", "the store's schema is behind this version")
+    return {"status": "ready", "store": gateway.store.backend, "store_latency_ms": round(latency * 1000, 2)}

@@ -1,0 +1,53 @@
+"""``/api/keys``: a tenant manages its own keys; the admin manages everyone's."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from wagate.accounts import issue_key
+from wagate.api.deps import GatewayDep, PrincipalDep
+from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut
+from wagate.domain.tenants import Role
+from wagate.errors import Forbidden, NotFound, Unprocessable
+from wagate.ids import ApiKeyId, TenantId
+
+router = APIRouter(prefix="/api/keys", tags=["keys"])
+
+
+@router.get("", summary="List API keys (never the keys themselves)")
+async def list_keys(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    tenant_id: Annotated[str | None, Query(description="admin only: one tenant's keys")] = None,
+) -> list[KeyOut]:
+    scope = principal.tenant_id if not principal.is_admin else (TenantId(tenant_id) if tenant_id else None)
+    return [KeyOut.of(k) for k in await gateway.store.api_keys.list_keys(scope)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key, shown once")
+async def create_key(body: KeyCreate, gateway: GatewayDep, principal: PrincipalDep) -> KeyCreated:
+    if principal.is_admin:
+        if body.tenant_id is None:
+            raise Unprocessable("tenant_id: the tenant the key is for is required", code="tenant_required")
+        tenant_id = TenantId(body.tenant_id)
+        if await gateway.store.tenants.get(tenant_id) is None:
+            raise NotFound("no such tenant", code="tenant_not_found")
+    else:
+        if body.tenant_id is not None and body.tenant_id != principal.tenant_id:
+            raise Forbidden("a tenant key can only create keys for its own tenant", code="forbidden")
+        assert principal.tenant_id is not None
+        tenant_id = principal.tenant_id
+    issued = await issue_key(gateway.store, tenant_id=tenant_id, role=Role.TENANT, name=body.name)
+    return KeyCreated(**KeyOut.of(issued.key).model_dump(), api_key=issued.secret)
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key")
+async def revoke_key(
+    key_id: Annotated[str, Path(max_length=64)], gateway: GatewayDep, principal: PrincipalDep
+) -> Response:
+    scope = None if principal.is_admin else principal.tenant_id
+    if not await gateway.store.api_keys.revoke(ApiKeyId(key_id), tenant_id=scope):
+        raise NotFound("no such key", code="key_not_found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

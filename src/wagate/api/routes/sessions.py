@@ -1,0 +1,127 @@
+"""``/api/sessions``: create, read, configure, start, stop and delete a tenant's sessions.
+
+Start and stop record what the tenant wants (``desired``); the supervisor makes it so. Another tenant's session is
+a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from wagate.api.deps import GatewayDep, TenantDep
+from wagate.api.schemas import HistoryOut, SessionCreate, SessionOut, SessionUpdate
+from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status
+from wagate.engines.registry import engine_names
+from wagate.errors import AlreadyExists, NotFound, Unprocessable
+from wagate.gateway import Gateway
+from wagate.ids import TenantId
+from wagate.store.base import NewSession
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+
+SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
+ACTOR = "api"
+
+
+async def find_session(gateway: Gateway, tenant_id: TenantId, name: str) -> Session:
+    """The tenant's session by name, or 404 (also for names that cannot exist)."""
+    session = None
+    if NAME_PATTERN.fullmatch(name):
+        session = await gateway.store.sessions.get(tenant_id, name)
+    if session is None:
+        raise NotFound(f"no session named {name!r}", code="session_not_found")
+    return session
+
+
+def _found(session: Session | None, name: str) -> Session:
+    if session is None:  # deleted between the lookup and the change
+        raise NotFound(f"no session named {name!r}", code="session_not_found")
+    return session
+
+
+@router.get("", summary="List the tenant's sessions")
+async def list_sessions(
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    all: Annotated[bool, Query(description="include STOPPED sessions (as WAHA's ?all=true)")] = False,
+) -> list[SessionOut]:
+    sessions = await gateway.store.sessions.list_sessions(tenant_id)
+    return [SessionOut.of(s) for s in sessions if all or s.status is not Status.STOPPED or s.desired is Desired.RUNNING]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a session")
+async def create_session(body: SessionCreate, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
+    engine = body.engine or gateway.settings.default_engine
+    if engine not in engine_names():
+        raise Unprocessable(f"unknown engine {engine!r}; available: {', '.join(engine_names())}", code="unknown_engine")
+    tenant = await gateway.store.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound("the tenant no longer exists", code="tenant_not_found")
+    new = NewSession(
+        tenant_id=tenant_id,
+        name=body.name,
+        engine=engine,
+        config=body.config.model_dump(),
+        desired=Desired.RUNNING if body.start else Desired.STOPPED,
+    )
+    try:
+        session = await gateway.store.sessions.create(new, quotas=gateway.quotas_for(tenant), actor=ACTOR)
+    except AlreadyExists:
+        raise Unprocessable(f"a session named {body.name!r} already exists", code="session_exists") from None
+    return SessionOut.of(session)
+
+
+@router.get("/{name}", summary="Get a session")
+async def get_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
+    return SessionOut.of(await find_session(gateway, tenant_id, name))
+
+
+@router.put("/{name}", summary="Replace a session's config (a running session restarts with it)")
+async def update_session(
+    name: SessionName, body: SessionUpdate, gateway: GatewayDep, tenant_id: TenantDep
+) -> SessionOut:
+    await find_session(gateway, tenant_id, name)
+    updated = await gateway.store.sessions.update_config(tenant_id, name, body.config.model_dump(), actor=ACTOR)
+    return SessionOut.of(_found(updated, name))
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Stop and delete a session and its data")
+async def delete_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> Response:
+    session = await find_session(gateway, tenant_id, name)
+    if not await gateway.store.sessions.delete(tenant_id, name):
+        raise NotFound(f"no session named {name!r}", code="session_not_found")
+    gateway.vaults.forget(session.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _set_desired(
+    gateway: Gateway, tenant_id: TenantId, name: str, desired: Desired, restart: bool = False
+) -> SessionOut:
+    await find_session(gateway, tenant_id, name)
+    session = await gateway.store.sessions.set_desired(tenant_id, name, desired, actor=ACTOR, restart=restart)
+    return SessionOut.of(_found(session, name))
+
+
+@router.post("/{name}/start", summary="Ask for the session to run")
+async def start_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
+    return await _set_desired(gateway, tenant_id, name, Desired.RUNNING)
+
+
+@router.post("/{name}/stop", summary="Ask for the session to stop (credentials are kept)")
+async def stop_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
+    return await _set_desired(gateway, tenant_id, name, Desired.STOPPED)
+
+
+@router.get("/{name}/history", summary="The session's recorded changes, newest first")
+async def session_history(
+    name: SessionName,
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+) -> list[HistoryOut]:
+    session = await find_session(gateway, tenant_id, name)
+    entries = await gateway.store.sessions.history(tenant_id, session.id, limit=limit, before=before)
+    return [HistoryOut.of(e) for e in entries]

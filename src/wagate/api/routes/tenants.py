@@ -1,0 +1,47 @@
+"""``/api/tenants`` (admin): tenants and their first key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from wagate.accounts import create_tenant
+from wagate.api.deps import AdminDep, GatewayDep
+from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut
+from wagate.errors import AlreadyExists, Conflict, NotFound
+from wagate.ids import TenantId
+
+router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"])
+TenantPath = Annotated[str, Path(max_length=64)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a tenant and its first API key")
+async def post_tenant(body: TenantCreate, gateway: GatewayDep, _admin: AdminDep) -> TenantCreated:
+    try:
+        tenant, issued = await create_tenant(
+            gateway.store, body.name.strip(), contact_email=body.contact_email, max_sessions=body.max_sessions
+        )
+    except AlreadyExists:
+        raise Conflict(f"a tenant named {body.name!r} exists", code="tenant_exists") from None
+    return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=issued.secret)
+
+
+@router.get("", summary="List tenants")
+async def list_tenants(gateway: GatewayDep, _admin: AdminDep) -> list[TenantOut]:
+    return [TenantOut.of(t) for t in await gateway.store.tenants.list_all()]
+
+
+@router.get("/{tenant_id}", summary="Get a tenant")
+async def get_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> TenantOut:
+    tenant = await gateway.store.tenants.get(TenantId(tenant_id))
+    if tenant is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    return TenantOut.of(tenant)
+
+
+@router.delete("/{tenant_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a tenant without sessions")
+async def delete_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> Response:
+    if not await gateway.store.tenants.delete(TenantId(tenant_id)):
+        raise NotFound("no such tenant", code="tenant_not_found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,157 @@
+"""Request and response bodies (pydantic lives at the edges only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
+from wagate.domain.tenants import ApiKey, Tenant
+
+_NAME = Field(pattern=NAME_PATTERN.pattern, min_length=1, max_length=64, description="1-64 of A-Z a-z 0-9 _ -")
+
+
+class SessionConfig(BaseModel):
+    """Per-session settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, str] = Field(default_factory=dict, description="free labels, up to 50 keys")
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 50 or any(len(k) > 64 or len(v) > 1024 for k, v in value.items()):
+            raise ValueError("at most 50 keys of up to 64 characters, values up to 1024 characters")
+        return value
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = _NAME
+    engine: str | None = Field(None, description="engine name; the gateway's default when absent")
+    start: bool = Field(True, description="start the session right away")
+    config: SessionConfig = Field(default_factory=SessionConfig)
+
+
+class SessionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: SessionConfig
+
+
+class SessionOut(BaseModel):
+    name: str
+    status: str
+    reason: str | None
+    desired: str
+    engine: str
+    config: dict[str, Any]
+    me: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return cls(
+            name=session.name,
+            status=session.status.value,
+            reason=session.reason.value if session.reason else None,
+            desired=session.desired.value,
+            engine=session.engine,
+            config=session.config,
+            me=session.me,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+        )
+
+
+class HistoryOut(BaseModel):
+    id: int
+    at: float
+    kind: str
+    actor: str
+    from_status: str | None
+    to_status: str | None
+    desired: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryOut:
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            kind=entry.kind.value,
+            actor=entry.actor,
+            from_status=entry.from_status.value if entry.from_status else None,
+            to_status=entry.to_status.value if entry.to_status else None,
+            desired=entry.desired.value if entry.desired else None,
+            reason=entry.reason.value if entry.reason else None,
+            detail=entry.detail,
+        )
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    contact_email: EmailStr | None = None
+    max_sessions: int | None = Field(None, ge=0, le=1_000_000, description="session quota; the default when absent")
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    contact_email: str | None
+    max_sessions: int | None
+    created_at: float
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantOut:
+        return cls(
+            id=tenant.id,
+            name=tenant.name,
+            contact_email=tenant.contact_email,
+            max_sessions=tenant.max_sessions,
+            created_at=tenant.created_at,
+        )
+
+
+class TenantCreated(TenantOut):
+    api_key: str = Field(description="the tenant's first API key, shown only in this response")
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("api", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    tenant_id: str | None = Field(None, description="admin only: the tenant the key is for")
+
+
+class KeyOut(BaseModel):
+    id: str
+    tenant_id: str | None
+    role: str
+    name: str
+    prefix: str
+    created_at: float
+    revoked_at: float | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(
+            id=key.id,
+            tenant_id=key.tenant_id,
+            role=key.role.value,
+            name=key.name,
+            prefix=key.prefix,
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class KeyCreated(KeyOut):
+    api_key: str = Field(description="the key itself, shown only in this response")

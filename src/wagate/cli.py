@@ -1,0 +1,164 @@
+"""The ``wagate`` command: serve, keys, tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from wagate import __version__
+from wagate.config import LogFormat, Settings
+from wagate.errors import ConfigError, WagateError
+
+app = typer.Typer(help="wagate: a self-hosted WhatsApp session gateway.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+
+_T = TypeVar("_T")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings().with_overrides(**overrides)
+    except ValueError as exc:
+        _fail(f"invalid settings: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"wagate: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    try:
+        return asyncio.run(make())
+    except WagateError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on [env WAGATE_HOST, default 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [env WAGATE_PORT, default 8080]")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="directory for the SQLite database, dev keys and runtime files [env WAGATE_DATA_DIR, default ./data]"
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB "
+            "[env WAGATE_DATABASE_URL, default SQLite in the data dir]"
+        ),
+    ] = None,
+    log_format: Annotated[LogFormat | None, typer.Option(help="text or json [env WAGATE_LOG_FORMAT]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING [env WAGATE_LOG_LEVEL]")] = None,
+) -> None:
+    """Run the gateway: the REST API, the dashboard and the session supervisor."""
+    from wagate.crypto.keyring import load_keyring
+    from wagate.logs import configure_logging
+    from wagate.server import prepare_data_dir, run_server
+
+    settings = _settings(
+        host=host, port=port, data_dir=data_dir, database_url=database_url, log_format=log_format, log_level=log_level
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    prepare_data_dir(settings.data_dir)
+    try:
+        keyring = load_keyring(settings)  # fail fast, before the server binds, with the operator's instructions
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not run_server(settings, keyring):
+        sys.exit(1)
+
+
+@keys_app.command("generate")
+def keys_generate(key_id: Annotated[str, typer.Option("--id", help="the new key's id")] = "k1") -> None:
+    """Print a new key-encryption key as id:base64key, for WAGATE_KEYS."""
+    from wagate.crypto.keyring import generate_key_spec
+
+    try:
+        typer.echo(generate_key_spec(key_id))
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Rewrap every session's data key under WAGATE_ACTIVE_KEY. Record ciphertexts are not rewritten."""
+    from wagate.gateway import Gateway
+
+    async def rotate() -> int:
+        gateway = await Gateway.open(_settings())
+        keyring = gateway.keyring
+        try:
+            return await gateway.store.auth.rewrap_all_data_keys_all_tenants(
+                lambda tenant, session, wrapped: (
+                    None if wrapped.kek_id == keyring.active_id else keyring.rewrap(wrapped, tenant, session)
+                )
+            )
+        finally:
+            await gateway.close()
+
+    changed = _run(rotate)
+    typer.echo(f"rewrapped {changed} data key(s) under the active key; keys no longer active can be removed")
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: str,
+    email: Annotated[str | None, typer.Option(help="contact address for notifications")] = None,
+    max_sessions: Annotated[
+        int | None, typer.Option(help="session quota (default: WAGATE_MAX_SESSIONS_PER_TENANT)")
+    ] = None,
+) -> None:
+    """Create a tenant and print its first API key (shown only once)."""
+    from wagate.accounts import create_tenant
+    from wagate.gateway import Gateway
+
+    async def create() -> tuple[str, str]:
+        gateway = await Gateway.open(_settings())
+        try:
+            tenant, issued = await create_tenant(gateway.store, name, contact_email=email, max_sessions=max_sessions)
+            return tenant.id, issued.secret
+        finally:
+            await gateway.close()
+
+    tenant_id, secret = _run(create)
+    typer.echo(f"tenant: {tenant_id}\napi key: {secret}")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    from wagate.gateway import Gateway
+
+    async def listing() -> list[tuple[str, str, int]]:
+        gateway = await Gateway.open(_settings())
+        try:
+            return [
+                (t.id, t.name, await gateway.store.sessions.count(t.id)) for t in await gateway.store.tenants.list_all()
+            ]
+        finally:
+            await gateway.close()
+
+    for tenant_id, name, count in _run(listing):
+        typer.echo(f"{tenant_id}\t{name}\t{count} session(s)")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""Settings: environment variables with the prefix ``WAGATE_``, optionally from a ``.env`` file.
+
+Command-line options of ``wagate serve`` override them. Secrets are ``SecretStr`` so they never print by accident.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="WAGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    env: Mode = Field(Mode.DEVELOPMENT, description="development or production")
+    host: str = Field("127.0.0.1", description="address the HTTP server listens on")
+    port: int = Field(8080, ge=0, le=65535, description="port the HTTP server listens on")
+    data_dir: Path = Field(Path("./data"), description="directory for the SQLite file, dev keys and runtime files")
+    database_url: str | None = Field(
+        None,
+        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite in the data dir",
+    )
+    database_schema: str | None = Field(None, description="PostgreSQL schema to use (default: the search path)")
+    keys: SecretStr | None = Field(None, description="key-encryption keys: id:base64key[,id:base64key...]")
+    active_key: str | None = Field(None, description="id of the key in WAGATE_KEYS that wraps new data keys")
+    admin_key: SecretStr | None = Field(None, description="API key with admin rights")
+    max_sessions_per_tenant: int = Field(5, ge=0, description="default session quota of a tenant")
+    max_sessions_total: int = Field(100, ge=0, description="session quota of the whole installation")
+    default_engine: str = Field("sim", description="engine of a session created without one")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def production(self) -> bool:
+        return self.env is Mode.PRODUCTION
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'wagate.db'}"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced; ``None`` values are ignored (an option not given)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return self.model_copy(update=given)

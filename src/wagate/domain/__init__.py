@@ -1,0 +1,1 @@
+"""Pure domain models: no I/O, easy to test without fixtures."""

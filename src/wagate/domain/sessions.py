@@ -1,0 +1,99 @@
+"""Sessions: what a tenant wants (``Desired``), what is (``Status``), and why (``Reason``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from wagate.ids import SessionId, TenantId
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Status(StrEnum):
+    """Observed state, named as WAHA names it."""
+
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    SCAN_QR_CODE = "SCAN_QR_CODE"
+    WORKING = "WORKING"
+    FAILED = "FAILED"
+
+
+class Desired(StrEnum):
+    """What the tenant asked for; the supervisor drives the session toward it."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Reason(StrEnum):
+    """Why a session is FAILED or STOPPED (or, for ``corrupted``, back at SCAN_QR_CODE)."""
+
+    LOGGED_OUT = "logged_out"
+    CONFLICT = "conflict"
+    LEASE_LOST = "lease_lost"
+    CORRUPTED = "corrupted"
+    MAX_RETRIES = "max_retries"
+    CIRCUIT_OPEN = "circuit_open"
+    IDLE = "idle"
+    BANNED = "banned"
+    ENGINE_ERROR = "engine_error"
+    USER = "user"
+
+
+class HistoryKind(StrEnum):
+    """What a history entry records."""
+
+    CREATED = "created"
+    DESIRED = "desired"
+    STATUS = "status"
+    CONFIG = "config"
+
+
+def valid_session_name(name: str) -> bool:
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session as stored. ``generation`` grows whenever it must be (re)started with new settings."""
+
+    id: SessionId
+    tenant_id: TenantId
+    name: str
+    engine: str
+    config: dict[str, Any]
+    desired: Desired
+    status: Status
+    reason: Reason | None
+    me: dict[str, Any] | None
+    generation: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One recorded change of a session: who, when, from, to, why."""
+
+    id: int
+    session_id: SessionId
+    at: float
+    kind: HistoryKind
+    actor: str
+    from_status: Status | None
+    to_status: Status | None
+    desired: Desired | None
+    reason: Reason | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Session quotas applied when a session is created."""
+
+    per_tenant: int
+    total: int

@@ -1,0 +1,1 @@
+"""Engines: the connection to WhatsApp behind one interface."""

@@ -1,0 +1,107 @@
+"""The error tree. Every error wagate raises on purpose derives from :class:`WagateError`.
+
+::
+
+    WagateError
+    ├── ConfigError                  settings that cannot work; the message says what to do
+    ├── CryptoError                  a sealed value failed to open (wrong key, tampered, moved)
+    │   └── UnknownKeyError          a key-encryption key id that is not configured
+    ├── StoreError                   the store failed or refused
+    │   ├── StoreUnavailable         the database cannot be reached
+    │   ├── AlreadyExists            a unique name is taken
+    │   └── LeaseLost                the caller's lease epoch is stale: another owner took the session
+    └── ApiError                     maps to an HTTP answer (status, code)
+        ├── BadRequest               400
+        ├── Unauthorized             401 missing or unknown API key
+        ├── Forbidden                403 a valid key without the right (tenant key on an admin route)
+        ├── NotFound                 404 also for another tenant's resources, so nothing leaks
+        ├── Conflict                 409
+        ├── Unprocessable            422 well-formed but unacceptable (invalid name, name taken)
+        └── QuotaExceeded            429
+
+One exception handler (``wagate.api.errors``) turns ``ApiError`` into ``{"error": {"code", "message"}}``; any other
+``WagateError`` that reaches it is a 500 or 503 with a generic message, logged with its traceback.
+Messages never carry secrets.
+"""
+
+from __future__ import annotations
+
+
+class WagateError(Exception):
+    """Root of every error wagate raises on purpose."""
+
+
+class ConfigError(WagateError):
+    """Settings that cannot work. The message tells the operator what to do."""
+
+
+class CryptoError(WagateError):
+    """A sealed value could not be opened: wrong key, tampered bytes, or bound to another record."""
+
+
+class UnknownKeyError(CryptoError):
+    """A sealed value names a key-encryption key that is not configured."""
+
+
+class StoreError(WagateError):
+    """The store failed or refused an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached."""
+
+
+class AlreadyExists(StoreError):
+    """A unique name is taken."""
+
+
+class LeaseLost(StoreError):
+    """The caller's lease epoch is stale: another process owns the session now."""
+
+
+class ApiError(WagateError):
+    """An error with an HTTP meaning."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class QuotaExceeded(ApiError):
+    status_code = 429
+    code = "quota_exceeded"

@@ -1,0 +1,52 @@
+"""The gateway's long-lived parts, opened once per process and shared by the API and the CLI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from wagate.clock import Clock, system_clock
+from wagate.config import Settings
+from wagate.crypto.keyring import Keyring, load_keyring
+from wagate.domain.sessions import Quotas
+from wagate.domain.tenants import Tenant
+from wagate.store import open_store
+from wagate.store.base import Store
+from wagate.store.vault import Vaults
+
+log = logging.getLogger("wagate")
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    store: Store
+    keyring: Keyring
+    vaults: Vaults
+    clock: Clock
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        keyring: Keyring | None = None,
+        schema: str | None = None,
+        clock: Clock = system_clock,
+    ) -> Gateway:
+        keyring = keyring or load_keyring(settings)  # before the store: a missing key must stop start-up first
+        store = await open_store(
+            settings.resolved_database_url,
+            schema=schema or settings.database_schema,
+            pool_size=settings.db_pool_size,
+            clock=clock,
+        )
+        log.info("store ready (%s), encryption key %s active", store.backend, keyring.active_id)
+        return cls(settings, store, keyring, Vaults(store.auth, keyring, clock), clock)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def quotas_for(self, tenant: Tenant) -> Quotas:
+        per_tenant = tenant.max_sessions if tenant.max_sessions is not None else self.settings.max_sessions_per_tenant
+        return Quotas(per_tenant=per_tenant, total=self.settings.max_sessions_total)

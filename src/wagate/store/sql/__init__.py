@@ -1,0 +1,46 @@
+"""One SQL store for SQLite and PostgreSQL (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from wagate.clock import Clock, system_clock
+from wagate.store.base import Store
+from wagate.store.sql.auth import SqlAuthRecordStore, SqlLeaseStore
+from wagate.store.sql.db import Database
+from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
+from wagate.store.sql.sessions import SqlSessionStore
+from wagate.store.sql.tenants import SqlApiKeyStore, SqlTenantStore
+
+
+class SqlStore(Store):
+    """The store on SQLite or PostgreSQL."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.backend = db.dialect
+        self.tenants = SqlTenantStore(db, clock)
+        self.api_keys = SqlApiKeyStore(db, clock)
+        self.sessions = SqlSessionStore(db, clock)
+        self.leases = SqlLeaseStore(db, clock)
+        self.auth = SqlAuthRecordStore(db, clock)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    async def ping(self) -> float:
+        return await self.db.ping()
+
+    async def is_migrated(self) -> bool:
+        return await current_version(self.db) >= LATEST_VERSION
+
+
+async def open_sql_store(
+    url: str, *, schema: str | None = None, pool_size: int = 10, clock: Clock = system_clock
+) -> SqlStore:
+    """Connect, apply pending migrations, and return the store."""
+    db = Database.create(url, schema=schema, pool_size=pool_size)
+    try:
+        await migrate(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    return SqlStore(db, clock)

@@ -1,0 +1,233 @@
+"""Sealed auth records, wrapped data keys and session leases in SQL.
+
+Every record write is fenced: inside its transaction it touches the session's lease row with
+``UPDATE ... WHERE owner = :owner AND epoch = :epoch``. That matches no row once another owner has taken the lease,
+and on PostgreSQL the row lock it takes makes a concurrent take-over wait for the write to commit (or the write
+wait and then fail), so no stale owner's write can land after a take-over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wagate.clock import Clock
+from wagate.crypto.keyring import WrappedKey
+from wagate.errors import LeaseLost
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import AuthRecordStore, Lease, LeaseStore, SealedRecord
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+
+R = schema.auth_records
+DK = schema.session_keys
+L = schema.session_leases
+_CHUNK = 500
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _record(row: Any) -> SealedRecord:
+    return SealedRecord(row.namespace, row.key, row.version, bytes(row.value))
+
+
+async def check_fence(conn: AsyncConnection, session_id: SessionId, owner: str, epoch: int) -> None:
+    """Raise ``LeaseLost`` unless (owner, epoch) still holds the session's lease; lock the lease row meanwhile."""
+    result = await conn.execute(
+        update(L).where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch).values(epoch=L.c.epoch)
+    )
+    if result.rowcount != 1:
+        raise LeaseLost(f"session {session_id}: lease epoch {epoch} is no longer held")
+
+
+class SqlAuthRecordStore(AuthRecordStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get_data_key(self, tenant_id: TenantId, session_id: SessionId) -> WrappedKey | None:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(DK).where(DK.c.session_id == session_id, DK.c.tenant_id == tenant_id))
+            ).first()
+        return WrappedKey(row.kek_id, bytes(row.wrapped)) if row else None
+
+    async def put_data_key_if_absent(
+        self, tenant_id: TenantId, session_id: SessionId, wrapped: WrappedKey
+    ) -> WrappedKey:
+        now = self._clock()
+        try:
+            async with self._db.write() as conn:
+                existing = (await conn.execute(select(DK).where(DK.c.session_id == session_id))).first()
+                if existing is not None:
+                    return WrappedKey(existing.kek_id, bytes(existing.wrapped))
+                await conn.execute(
+                    insert(DK).values(
+                        session_id=session_id,
+                        tenant_id=tenant_id,
+                        kek_id=wrapped.kek_id,
+                        wrapped=wrapped.blob,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            stored = await self.get_data_key(tenant_id, session_id)
+            if stored is None:
+                raise
+            return stored
+        return wrapped
+
+    async def rewrap_all_data_keys_all_tenants(
+        self, rewrap: Callable[[TenantId, SessionId, WrappedKey], WrappedKey | None]
+    ) -> int:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(DK).order_by(DK.c.session_id))).all()
+        changed = 0
+        for chunk in _chunks(rows):
+            async with self._db.write() as conn:
+                for row in chunk:
+                    old = WrappedKey(row.kek_id, bytes(row.wrapped))
+                    new = rewrap(TenantId(row.tenant_id), SessionId(row.session_id), old)
+                    if new is None:
+                        continue
+                    # Only replace what we read: a key rewrapped meanwhile by another run is left alone.
+                    result = await conn.execute(
+                        update(DK)
+                        .where(DK.c.session_id == row.session_id, DK.c.kek_id == old.kek_id, DK.c.wrapped == old.blob)
+                        .values(kek_id=new.kek_id, wrapped=new.blob, updated_at=self._clock())
+                    )
+                    changed += result.rowcount
+        return changed
+
+    async def read(
+        self, tenant_id: TenantId, session_id: SessionId, namespace: str, keys: Sequence[str]
+    ) -> dict[str, SealedRecord]:
+        found: dict[str, SealedRecord] = {}
+        async with self._db.read() as conn:
+            for chunk in _chunks(list(keys)):
+                query = select(R).where(
+                    R.c.session_id == session_id,
+                    R.c.tenant_id == tenant_id,
+                    R.c.namespace == namespace,
+                    R.c.key.in_(chunk),
+                )
+                for row in await conn.execute(query):
+                    found[row.key] = _record(row)
+        return found
+
+    async def read_all(self, tenant_id: TenantId, session_id: SessionId) -> list[SealedRecord]:
+        query = (
+            select(R).where(R.c.session_id == session_id, R.c.tenant_id == tenant_id).order_by(R.c.namespace, R.c.key)
+        )
+        async with self._db.read() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def write(
+        self,
+        tenant_id: TenantId,
+        session_id: SessionId,
+        *,
+        owner: str,
+        epoch: int,
+        upserts: Mapping[tuple[str, str], bytes],
+        deletes: Sequence[tuple[str, str]] = (),
+        replace_all: bool = False,
+    ) -> None:
+        now = self._clock()
+        rows = [
+            {
+                "session_id": session_id,
+                "tenant_id": tenant_id,
+                "namespace": namespace,
+                "key": key,
+                "version": 1,
+                "value": value,
+                "updated_at": now,
+            }
+            for (namespace, key), value in upserts.items()
+        ]
+        async with self._db.write() as conn:
+            await check_fence(conn, session_id, owner, epoch)
+            mine = (R.c.session_id == session_id) & (R.c.tenant_id == tenant_id)
+            if replace_all:
+                await conn.execute(delete(R).where(mine))
+            for chunk in _chunks(list(deletes)):
+                await conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
+            for row_chunk in _chunks(rows):
+                await conn.execute(
+                    self._db.upsert(
+                        R,
+                        row_chunk,
+                        keys=("session_id", "namespace", "key"),
+                        update=("value", "updated_at"),
+                        extra={"version": R.c.version + 1},
+                    )
+                )
+
+
+class SqlLeaseStore(LeaseStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def acquire(self, session_id: SessionId, owner: str, ttl: float) -> Lease | None:
+        now = self._clock()
+        try:
+            async with self._db.write() as conn:
+                query = select(L).where(L.c.session_id == session_id)
+                if self._db.dialect == "postgresql":
+                    query = query.with_for_update()
+                row = (await conn.execute(query)).first()
+                if row is None:
+                    lease = Lease(session_id, owner, 1, now + ttl)
+                    await conn.execute(
+                        insert(L).values(
+                            session_id=session_id, owner=owner, epoch=1, expires_at=lease.expires_at, acquired_at=now
+                        )
+                    )
+                    return lease
+                held = row.owner is not None and row.expires_at > now
+                if held and row.owner != owner:
+                    return None
+                # Our own live lease keeps its epoch; a free or expired one is taken with a higher epoch,
+                # which fences every write still in flight under the old one.
+                epoch = row.epoch if held else row.epoch + 1
+                await conn.execute(
+                    update(L)
+                    .where(L.c.session_id == session_id)
+                    .values(owner=owner, epoch=epoch, expires_at=now + ttl, acquired_at=now)
+                )
+                return Lease(session_id, owner, epoch, now + ttl)
+        except IntegrityError:
+            return None  # another process inserted the first lease row at the same moment
+
+    async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(L)
+                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
+                .values(expires_at=self._clock() + ttl)
+            )
+        return result.rowcount == 1
+
+    async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(L)
+                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
+                .values(owner=None, expires_at=0.0)
+            )
+
+    async def get(self, session_id: SessionId) -> Lease | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(L).where(L.c.session_id == session_id))).first()
+        return Lease(SessionId(row.session_id), row.owner, row.epoch, row.expires_at) if row else None

@@ -1,0 +1,117 @@
+"""Table definitions used by queries. The DDL that creates them lives in the numbered migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Double, Integer, LargeBinary, MetaData, Table, Text
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("contact_email", Text),
+    Column("max_sessions", Integer),
+    Column("created_at", Double, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text),
+    Column("role", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("key_hash", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("engine", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("desired", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("me", Text),
+    Column("generation", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+session_history = Table(
+    "session_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("session_id", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("from_status", Text),
+    Column("to_status", Text),
+    Column("desired", Text),
+    Column("reason", Text),
+    Column("detail", Text),
+)
+
+session_keys = Table(
+    "session_keys",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+auth_records = Table(
+    "auth_records",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("namespace", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+session_leases = Table(
+    "session_leases",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("owner", Text),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("acquired_at", Double, nullable=False),
+)
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("session_id", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
+migrations = Table(
+    "wagate_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("applied_at", Double, nullable=False),
+)

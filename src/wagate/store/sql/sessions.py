@@ -1,0 +1,240 @@
+"""Sessions and their history in SQL. Every change and its history entry commit in one transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wagate.clock import Clock
+from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
+from wagate.errors import AlreadyExists, QuotaExceeded
+from wagate.ids import SessionId, TenantId, new_session_id
+from wagate.store.base import NewSession, SessionStore
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+
+S = schema.sessions
+H = schema.session_history
+_CREATE_LOCK = 0x77616762
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=SessionId(row.id),
+        tenant_id=TenantId(row.tenant_id),
+        name=row.name,
+        engine=row.engine,
+        config=json.loads(row.config),
+        desired=Desired(row.desired),
+        status=Status(row.status),
+        reason=Reason(row.reason) if row.reason else None,
+        me=json.loads(row.me) if row.me else None,
+        generation=row.generation,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _entry(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        id=row.id,
+        session_id=SessionId(row.session_id),
+        at=row.at,
+        kind=HistoryKind(row.kind),
+        actor=row.actor,
+        from_status=Status(row.from_status) if row.from_status else None,
+        to_status=Status(row.to_status) if row.to_status else None,
+        desired=Desired(row.desired) if row.desired else None,
+        reason=Reason(row.reason) if row.reason else None,
+        detail=json.loads(row.detail) if row.detail else {},
+    )
+
+
+class SqlSessionStore(SessionStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        kind: HistoryKind,
+        actor: str,
+        *,
+        from_status: Status | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await conn.execute(
+            insert(H).values(
+                session_id=session.id,
+                tenant_id=session.tenant_id,
+                at=session.updated_at,
+                kind=kind.value,
+                actor=actor,
+                from_status=from_status.value if from_status else None,
+                to_status=session.status.value,
+                desired=session.desired.value,
+                reason=session.reason.value if session.reason else None,
+                detail=json.dumps(detail) if detail else None,
+            )
+        )
+
+    async def create(self, new: NewSession, *, quotas: Quotas, actor: str) -> Session:
+        now = self._clock()
+        session = Session(
+            id=new_session_id(),
+            tenant_id=new.tenant_id,
+            name=new.name,
+            engine=new.engine,
+            config=new.config,
+            desired=new.desired,
+            status=Status.STOPPED,
+            reason=None,
+            me=None,
+            generation=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._db.write() as conn:
+                if self._db.dialect == "postgresql":
+                    # Serialise creations so that two racing requests cannot both pass the quota check.
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CREATE_LOCK})
+                await self._check_quotas(conn, new.tenant_id, quotas)
+                await conn.execute(
+                    insert(S).values(
+                        id=session.id,
+                        tenant_id=session.tenant_id,
+                        name=session.name,
+                        engine=session.engine,
+                        config=json.dumps(session.config),
+                        desired=session.desired.value,
+                        status=session.status.value,
+                        generation=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await self._record(conn, session, HistoryKind.CREATED, actor)
+        except IntegrityError:
+            raise AlreadyExists(f"a session named {new.name!r} exists") from None
+        return session
+
+    async def _check_quotas(self, conn: AsyncConnection, tenant_id: TenantId, quotas: Quotas) -> None:
+        count = select(func.count()).select_from(S)
+        mine = (await conn.execute(count.where(S.c.tenant_id == tenant_id))).scalar_one()
+        if mine >= quotas.per_tenant:
+            raise QuotaExceeded(
+                f"this tenant has reached its quota of {quotas.per_tenant} sessions; delete one or ask for more",
+                code="tenant_quota_exceeded",
+            )
+        total = (await conn.execute(count)).scalar_one()
+        if total >= quotas.total:
+            raise QuotaExceeded(
+                f"the gateway has reached its quota of {quotas.total} sessions", code="total_quota_exceeded"
+            )
+
+    async def get(self, tenant_id: TenantId, name: str) -> Session | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, S.c.name == name))).first()
+        return _session(row) if row else None
+
+    async def get_by_id(self, tenant_id: TenantId, session_id: SessionId) -> Session | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, S.c.id == session_id))).first()
+        return _session(row) if row else None
+
+    async def list_sessions(self, tenant_id: TenantId) -> list[Session]:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id).order_by(S.c.name))).all()
+        return [_session(row) for row in rows]
+
+    async def count(self, tenant_id: TenantId | None) -> int:
+        query = select(func.count()).select_from(S)
+        if tenant_id is not None:
+            query = query.where(S.c.tenant_id == tenant_id)
+        async with self._db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def _change(
+        self,
+        tenant_id: TenantId,
+        where: Any,
+        values: dict[str, Any],
+        kind: HistoryKind,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+    ) -> Session | None:
+        """Update one session and record the change, in one transaction."""
+        async with self._db.write() as conn:
+            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, where))).first()
+            if row is None:
+                return None
+            before = _session(row)
+            values = {**values, "updated_at": self._clock()}
+            await conn.execute(update(S).where(S.c.id == before.id).values(**values))
+            after = _session((await conn.execute(select(S).where(S.c.id == before.id))).one())
+            await self._record(conn, after, kind, actor, from_status=before.status, detail=detail)
+        return after
+
+    async def set_desired(
+        self, tenant_id: TenantId, name: str, desired: Desired, *, actor: str, restart: bool = False
+    ) -> Session | None:
+        values: dict[str, Any] = {"desired": desired.value}
+        if restart:
+            values["generation"] = S.c.generation + 1
+        detail = {"restart": True} if restart else None
+        return await self._change(tenant_id, S.c.name == name, values, HistoryKind.DESIRED, actor, detail)
+
+    async def update_config(
+        self, tenant_id: TenantId, name: str, config: dict[str, Any], *, actor: str
+    ) -> Session | None:
+        values = {"config": json.dumps(config), "generation": S.c.generation + 1}
+        return await self._change(tenant_id, S.c.name == name, values, HistoryKind.CONFIG, actor)
+
+    async def set_status(
+        self,
+        tenant_id: TenantId,
+        session_id: SessionId,
+        status: Status,
+        reason: Reason | None,
+        *,
+        actor: str,
+        me: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Session | None:
+        values: dict[str, Any] = {"status": status.value, "reason": reason.value if reason else None}
+        if me is not None:
+            values["me"] = json.dumps(me)
+        return await self._change(tenant_id, S.c.id == session_id, values, HistoryKind.STATUS, actor, detail)
+
+    async def delete(self, tenant_id: TenantId, name: str) -> bool:
+        async with self._db.write() as conn:
+            row = (await conn.execute(select(S.c.id).where(S.c.tenant_id == tenant_id, S.c.name == name))).first()
+            if row is None:
+                return False
+            # Explicit deletes, children first: the result does not depend on cascade support being enabled.
+            for table in (schema.auth_records, schema.session_keys, schema.session_leases, schema.backups, H):
+                await conn.execute(delete(table).where(table.c.session_id == row.id))
+            await conn.execute(delete(S).where(S.c.id == row.id))
+        return True
+
+    async def history(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, before: int | None = None
+    ) -> list[HistoryEntry]:
+        query = select(H).where(H.c.tenant_id == tenant_id, H.c.session_id == session_id)
+        if before is not None:
+            query = query.where(H.c.id < before)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query.order_by(H.c.id.desc()).limit(limit))).all()
+        return [_entry(row) for row in rows]
+
+    async def list_desired_running_all_tenants(self) -> list[Session]:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(S).where(S.c.desired == Desired.RUNNING.value).order_by(S.c.id))).all()
+        return [_session(row) for row in rows]

@@ -1,0 +1,134 @@
+"""Tenants and API keys in SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from wagate.clock import Clock
+from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.errors import AlreadyExists, Conflict
+from wagate.ids import ApiKeyId, TenantId, new_api_key_id, new_tenant_id
+from wagate.store.base import ApiKeyStore, TenantStore
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+
+T = schema.tenants
+K = schema.api_keys
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(TenantId(row.id), row.name, row.contact_email, row.max_sessions, row.created_at)
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=ApiKeyId(row.id),
+        tenant_id=TenantId(row.tenant_id) if row.tenant_id else None,
+        role=Role(row.role),
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlTenantStore(TenantStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, name: str, *, contact_email: str | None, max_sessions: int | None) -> Tenant:
+        tenant = Tenant(new_tenant_id(), name, contact_email, max_sessions, self._clock())
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(
+                    insert(T).values(
+                        id=tenant.id,
+                        name=name,
+                        contact_email=contact_email,
+                        max_sessions=max_sessions,
+                        created_at=tenant.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"a tenant named {name!r} exists") from None
+        return tenant
+
+    async def get(self, tenant_id: TenantId) -> Tenant | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(T).where(T.c.id == tenant_id))).first()
+        return _tenant(row) if row else None
+
+    async def list_all(self) -> list[Tenant]:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(T).order_by(T.c.created_at, T.c.id))).all()
+        return [_tenant(row) for row in rows]
+
+    async def delete(self, tenant_id: TenantId) -> bool:
+        async with self._db.write() as conn:
+            count = (
+                await conn.execute(
+                    select(func.count()).select_from(schema.sessions).where(schema.sessions.c.tenant_id == tenant_id)
+                )
+            ).scalar_one()
+            if count:
+                raise Conflict(
+                    f"the tenant still has {count} session(s): delete them first", code="tenant_has_sessions"
+                )
+            await conn.execute(delete(K).where(K.c.tenant_id == tenant_id))
+            result = await conn.execute(delete(T).where(T.c.id == tenant_id))
+        return bool(result.rowcount)
+
+
+class SqlApiKeyStore(ApiKeyStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, *, tenant_id: TenantId | None, role: Role, name: str, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(new_api_key_id(), tenant_id, role, name, prefix, self._clock(), None)
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(K).values(
+                    id=key.id,
+                    tenant_id=tenant_id,
+                    role=role.value,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=key_hash,
+                    created_at=key.created_at,
+                )
+            )
+        return key
+
+    async def find_active(self, key_hash: str) -> ApiKey | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(K).where(K.c.key_hash == key_hash, K.c.revoked_at.is_(None)))).first()
+        return _key(row) if row else None
+
+    async def list_keys(self, tenant_id: TenantId | None) -> list[ApiKey]:
+        query = select(K).order_by(K.c.created_at, K.c.id)
+        if tenant_id is not None:
+            query = query.where(K.c.tenant_id == tenant_id)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_key(row) for row in rows]
+
+    async def revoke(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> bool:
+        # Idempotent: revoking a revoked key keeps its first revocation time and still counts as found.
+        query = update(K).where(K.c.id == key_id).values(revoked_at=func.coalesce(K.c.revoked_at, self._clock()))
+        if tenant_id is not None:
+            query = query.where(K.c.tenant_id == tenant_id)
+        async with self._db.write() as conn:
+            result = await conn.execute(query)
+        return bool(result.rowcount)
+
+    async def has_admin(self) -> bool:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(K.c.id).where(K.c.role == Role.ADMIN.value, K.c.revoked_at.is_(None)))
+            ).first()
+        return row is not None

@@ -1,0 +1,189 @@
+"""The vault: a session's auth state, sealed record by record with the session's data key.
+
+``Vaults`` hands out one :class:`Vault` per (session, lease owner, epoch) and caches unwrapped data keys, which never
+change for a session (KEK rotation rewraps them, it does not replace them). Export/import move the whole state as one
+bundle sealed under a KEK, so it opens on any installation configured with the same keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from wagate.clock import Clock, system_clock
+from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
+from wagate.crypto.keyring import Keyring
+from wagate.errors import CryptoError
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import AuthRecordStore
+
+BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BundleHeader:
+    kek_id: str
+    tenant_id: str
+    session_id: str
+    created_at: float
+    records: int
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "format": BUNDLE_FORMAT,
+                "kek": self.kek_id,
+                "tenant": self.tenant_id,
+                "session": self.session_id,
+                "created_at": self.created_at,
+                "records": self.records,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+
+
+def seal_bundle(keyring: Keyring, header: BundleHeader, records: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """Seal records (namespace, key, plaintext) under the active KEK; the header is authenticated too."""
+    encoded_header = header.encode()
+    payload = json.dumps([[ns, key, base64.b64encode(value).decode()] for ns, key, value in records]).encode()
+    sealed = keyring.seal_with(header.kek_id, payload, associated_data("bundle", encoded_header.decode()))
+    return BUNDLE_MAGIC + len(encoded_header).to_bytes(4, "big") + encoded_header + sealed
+
+
+def open_bundle(keyring: Keyring, bundle: bytes) -> tuple[BundleHeader, list[tuple[str, str, bytes]]]:
+    """Verify and open a bundle; raises ``CryptoError`` when it is not one, was altered, or its key is unknown."""
+    if not bundle.startswith(BUNDLE_MAGIC) or len(bundle) < len(BUNDLE_MAGIC) + 4:
+        raise CryptoError("not a wagate auth bundle")
+    offset = len(BUNDLE_MAGIC)
+    size = int.from_bytes(bundle[offset : offset + 4], "big")
+    encoded_header = bundle[offset + 4 : offset + 4 + size]
+    try:
+        fields = json.loads(encoded_header)
+        header = BundleHeader(
+            str(fields["kek"]),
+            str(fields["tenant"]),
+            str(fields["session"]),
+            float(fields["created_at"]),
+            int(fields["records"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise CryptoError("the bundle header is damaged") from None
+    payload = keyring.open_with(
+        header.kek_id, bundle[offset + 4 + size :], associated_data("bundle", encoded_header.decode())
+    )
+    records = [(str(ns), str(key), base64.b64decode(value)) for ns, key, value in json.loads(payload)]
+    return header, records
+
+
+class Vaults:
+    """Opens vaults and caches data keys (32 bytes per session)."""
+
+    def __init__(self, store: AuthRecordStore, keyring: Keyring, clock: Clock = system_clock) -> None:
+        self._store = store
+        self.keyring = keyring
+        self._clock = clock
+        self._keys: dict[SessionId, bytes] = {}
+
+    def open(self, tenant_id: TenantId, session_id: SessionId, *, owner: str, epoch: int) -> Vault:
+        return Vault(self, tenant_id, session_id, owner=owner, epoch=epoch)
+
+    def forget(self, session_id: SessionId) -> None:
+        """Drop a deleted session's cached data key."""
+        self._keys.pop(session_id, None)
+
+    async def data_key(self, tenant_id: TenantId, session_id: SessionId, *, create: bool) -> bytes | None:
+        cached = self._keys.get(session_id)
+        if cached is not None:
+            return cached
+        wrapped = await self._store.get_data_key(tenant_id, session_id)
+        if wrapped is None:
+            if not create:
+                return None
+            wrapped = await self._store.put_data_key_if_absent(
+                tenant_id, session_id, self.keyring.wrap(new_key(), tenant_id, session_id)
+            )
+        key = self.keyring.unwrap(wrapped, tenant_id, session_id)
+        self._keys[session_id] = key
+        return key
+
+
+class Vault:
+    """One session's auth state (the ``AuthState`` of the engine contract), fenced by a lease epoch."""
+
+    def __init__(self, vaults: Vaults, tenant_id: TenantId, session_id: SessionId, *, owner: str, epoch: int) -> None:
+        self._vaults = vaults
+        self._store = vaults._store
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.owner = owner
+        self.epoch = epoch
+
+    def _aad(self, namespace: str, key: str) -> bytes:
+        return record_aad(self.tenant_id, self.session_id, namespace, key)
+
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
+        sealed = await self._store.read(self.tenant_id, self.session_id, namespace, keys)
+        if not sealed:
+            return {}
+        data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=False)
+        if data_key is None:
+            raise CryptoError(f"session {self.session_id} has records but no data key")
+        return {key: open_sealed(data_key, rec.value, self._aad(namespace, key)) for key, rec in sealed.items()}
+
+    async def get_all(self) -> list[tuple[str, str, bytes]]:
+        """Every record as (namespace, key, plaintext), in a stable order."""
+        sealed = await self._store.read_all(self.tenant_id, self.session_id)
+        if not sealed:
+            return []
+        data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=False)
+        if data_key is None:
+            raise CryptoError(f"session {self.session_id} has records but no data key")
+        return [(r.namespace, r.key, open_sealed(data_key, r.value, self._aad(r.namespace, r.key))) for r in sealed]
+
+    async def put_many(self, records: Mapping[tuple[str, str], bytes]) -> None:
+        """Seal and store every record in one atomic, fenced transaction (``LeaseLost`` if the epoch is stale)."""
+        if not records:
+            return
+        data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
+        assert data_key is not None
+        sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for (ns, key), value in records.items()}
+        await self._store.write(self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts=sealed)
+
+    async def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        if keys:
+            await self._store.write(
+                self.tenant_id,
+                self.session_id,
+                owner=self.owner,
+                epoch=self.epoch,
+                upserts={},
+                deletes=[(namespace, key) for key in keys],
+            )
+
+    async def wipe(self) -> None:
+        """Delete every record (logout, quarantine). The data key stays: backups made with it still open."""
+        await self._store.write(
+            self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts={}, replace_all=True
+        )
+
+    async def export(self) -> bytes:
+        records = await self.get_all()
+        header = BundleHeader(
+            self._vaults.keyring.active_id, self.tenant_id, self.session_id, self._vaults._clock(), len(records)
+        )
+        return seal_bundle(self._vaults.keyring, header, records)
+
+    async def import_bundle(self, bundle: bytes) -> int:
+        """Replace this session's state with a bundle's, atomically and fenced; returns the record count."""
+        _, records = open_bundle(self._vaults.keyring, bundle)
+        data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
+        assert data_key is not None
+        sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for ns, key, value in records}
+        await self._store.write(
+            self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts=sealed, replace_all=True
+        )
+        return len(records)

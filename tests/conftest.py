@@ -1,0 +1,121 @@
+"""Shared fixtures: real stores on SQLite and PostgreSQL, a gateway, and an HTTP client on the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+
+from wagate.api.app import create_app
+from wagate.config import Settings
+from wagate.gateway import Gateway
+from wagate.store import open_store
+from wagate.store.base import Store
+
+PG_DSN = os.environ.get("WAGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("WAGATE_REQUIRE_SERVICES") == "1"
+TEST_KEK = "t1:" + base64.b64encode(bytes(range(32))).decode()
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {PG_DSN} is not reachable ({type(exc).__name__}: {exc})"
+    return None
+
+
+_PG_PROBLEM: list[str | None] = []
+
+
+def require_postgres() -> None:
+    """Skip (or, with WAGATE_REQUIRE_SERVICES=1, fail) when PostgreSQL is unreachable."""
+    if not _PG_PROBLEM:
+        _PG_PROBLEM.append(_pg_reachable())
+    problem = _PG_PROBLEM[0]
+    if problem is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{problem}; WAGATE_REQUIRE_SERVICES=1 forbids skipping")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards."""
+    import asyncpg
+
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE SCHEMA {schema}"))
+    yield schema
+    asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def pg_url() -> str:
+    return PG_DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(database URL, schema) for each backend the contract suites run over."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'wagate.db'}", None
+    schema: str = request.getfixturevalue("pg_schema")
+    return pg_url(), schema
+
+
+@pytest.fixture
+async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
+    url, schema = backend
+    opened = await open_store(url, schema=schema)
+    yield opened
+    await opened.close()
+
+
+def make_settings(tmp_path: Path, url: str | None = None, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path,
+        "database_url": url,
+        "keys": TEST_KEK,
+        "active_key": "t1",
+        "admin_key": ADMIN_KEY,
+    }
+    values.update(extra)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def gateway(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[Gateway]:
+    url, schema = backend
+    gw = await Gateway.open(make_settings(tmp_path, url), schema=schema)
+    yield gw
+    await gw.close()
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[AsyncClient]:
+    app = create_app(gateway.settings, gateway=gateway)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as http:
+        yield http

@@ -1,0 +1,209 @@
+"""The store contract, run over SQLite and PostgreSQL (real connections)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wagate.domain.sessions import Desired, HistoryKind, Quotas, Reason, Status
+from wagate.domain.tenants import Role
+from wagate.errors import AlreadyExists, Conflict, QuotaExceeded
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import NewSession, Store
+
+QUOTAS = Quotas(per_tenant=5, total=100)
+
+
+def new(tenant: TenantId, name: str, desired: Desired = Desired.RUNNING) -> NewSession:
+    return NewSession(tenant_id=tenant, name=name, engine="sim", config={"metadata": {"k": "v"}}, desired=desired)
+
+
+async def test_migrations_applied_and_idempotent(store: Store) -> None:
+    from wagate.store.sql import SqlStore
+    from wagate.store.sql.migrations import LATEST_VERSION, migrate
+
+    assert await store.is_migrated()
+    assert isinstance(store, SqlStore)
+    assert await migrate(store.db) == LATEST_VERSION  # a second start applies nothing and fails nothing
+    assert await store.ping() >= 0
+
+
+async def test_tenants_unique_names_and_delete(store: Store) -> None:
+    a = await store.tenants.create("acme", contact_email="ops@acme.test", max_sessions=None)
+    with pytest.raises(AlreadyExists):
+        await store.tenants.create("acme", contact_email=None, max_sessions=None)
+    assert await store.tenants.get(a.id) == a
+    assert [t.id for t in await store.tenants.list_all()] == [a.id]
+    await store.sessions.create(new(a.id, "s1"), quotas=QUOTAS, actor="test")
+    with pytest.raises(Conflict):
+        await store.tenants.delete(a.id)
+    assert await store.sessions.delete(a.id, "s1")
+    assert await store.tenants.delete(a.id)
+    assert await store.tenants.get(a.id) is None
+    assert not await store.tenants.delete(a.id)
+
+
+async def test_api_keys_find_list_revoke(store: Store) -> None:
+    a = await store.tenants.create("a", contact_email=None, max_sessions=None)
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    ka = await store.api_keys.create(tenant_id=a.id, role=Role.TENANT, name="x", key_hash="h-a", prefix="wag_a")
+    kb = await store.api_keys.create(tenant_id=b.id, role=Role.TENANT, name="x", key_hash="h-b", prefix="wag_b")
+    assert not await store.api_keys.has_admin()
+    await store.api_keys.create(tenant_id=None, role=Role.ADMIN, name="root", key_hash="h-admin", prefix="wag_r")
+    assert await store.api_keys.has_admin()
+    found = await store.api_keys.find_active("h-a")
+    assert found is not None
+    assert found.tenant_id == a.id
+    assert found.role is Role.TENANT
+    assert [k.id for k in await store.api_keys.list_keys(a.id)] == [ka.id]
+    assert len(await store.api_keys.list_keys(None)) == 3
+    # A tenant cannot revoke another tenant's key.
+    assert not await store.api_keys.revoke(kb.id, tenant_id=a.id)
+    assert await store.api_keys.find_active("h-b") is not None
+    assert await store.api_keys.revoke(kb.id, tenant_id=b.id)
+    assert await store.api_keys.revoke(kb.id, tenant_id=b.id)  # idempotent
+    assert await store.api_keys.find_active("h-b") is None
+
+
+async def test_session_lifecycle_records_history(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    created = await store.sessions.create(new(t.id, "main"), quotas=QUOTAS, actor="api")
+    assert created.status is Status.STOPPED
+    assert created.desired is Desired.RUNNING
+    assert created.id.startswith("ses_")
+    stopped = await store.sessions.set_desired(t.id, "main", Desired.STOPPED, actor="api")
+    assert stopped is not None
+    assert stopped.desired is Desired.STOPPED
+    restarted = await store.sessions.set_desired(t.id, "main", Desired.RUNNING, actor="api", restart=True)
+    assert restarted is not None
+    assert restarted.generation == 1
+    configured = await store.sessions.update_config(t.id, "main", {"metadata": {"a": "b"}}, actor="api")
+    assert configured is not None
+    assert configured.config == {"metadata": {"a": "b"}}
+    assert configured.generation == 2
+    working = await store.sessions.set_status(
+        t.id, created.id, Status.WORKING, None, actor="supervisor", me={"id": "15550001@s.whatsapp.net"}
+    )
+    assert working is not None
+    assert working.me == {"id": "15550001@s.whatsapp.net"}
+    failed = await store.sessions.set_status(t.id, created.id, Status.FAILED, Reason.LOGGED_OUT, actor="supervisor")
+    assert failed is not None
+    assert failed.reason is Reason.LOGGED_OUT
+    assert failed.me == working.me
+
+    history = await store.sessions.history(t.id, created.id, limit=100)
+    kinds = [e.kind for e in reversed(history)]
+    assert kinds == [
+        HistoryKind.CREATED,
+        HistoryKind.DESIRED,
+        HistoryKind.DESIRED,
+        HistoryKind.CONFIG,
+        HistoryKind.STATUS,
+        HistoryKind.STATUS,
+    ]
+    last = history[0]
+    assert (last.from_status, last.to_status, last.reason, last.actor) == (
+        Status.WORKING,
+        Status.FAILED,
+        Reason.LOGGED_OUT,
+        "supervisor",
+    )
+    older = await store.sessions.history(t.id, created.id, limit=2, before=history[1].id)
+    assert [e.id for e in older] == [history[2].id, history[3].id]
+
+
+async def test_sessions_are_scoped_to_their_tenant(store: Store) -> None:
+    a = await store.tenants.create("a", contact_email=None, max_sessions=None)
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    sa = await store.sessions.create(new(a.id, "same"), quotas=QUOTAS, actor="api")
+    sb = await store.sessions.create(new(b.id, "same"), quotas=QUOTAS, actor="api")  # names are per tenant
+    assert sa.id != sb.id
+    assert await store.sessions.get_by_id(b.id, sa.id) is None
+    assert await store.sessions.set_status(b.id, sa.id, Status.WORKING, None, actor="x") is None
+    assert await store.sessions.history(b.id, sa.id, limit=10) == []
+    assert [s.id for s in await store.sessions.list_sessions(a.id)] == [sa.id]
+    with pytest.raises(AlreadyExists):
+        await store.sessions.create(new(a.id, "same"), quotas=QUOTAS, actor="api")
+    assert await store.sessions.delete(b.id, "same")
+    assert await store.sessions.get(a.id, "same") == sa
+
+
+async def test_quotas_hold_under_concurrent_creates(store: Store) -> None:
+    a = await store.tenants.create("a", contact_email=None, max_sessions=None)
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    results = await asyncio.gather(
+        *(store.sessions.create(new(a.id, f"s{i}"), quotas=Quotas(3, 100), actor="api") for i in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 3
+    assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
+    assert await store.sessions.count(a.id) == 3
+    with pytest.raises(QuotaExceeded) as total:
+        await store.sessions.create(new(b.id, "x"), quotas=Quotas(5, 3), actor="api")
+    assert total.value.code == "total_quota_exceeded"
+
+
+async def test_desired_running_across_tenants(store: Store) -> None:
+    a = await store.tenants.create("a", contact_email=None, max_sessions=None)
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    run_a = await store.sessions.create(new(a.id, "r"), quotas=QUOTAS, actor="api")
+    await store.sessions.create(new(a.id, "s", Desired.STOPPED), quotas=QUOTAS, actor="api")
+    run_b = await store.sessions.create(new(b.id, "r"), quotas=QUOTAS, actor="api")
+    running = await store.sessions.list_desired_running_all_tenants()
+    assert sorted(s.id for s in running) == sorted([run_a.id, run_b.id])
+
+
+async def test_leases_epochs_and_expiry(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    s = await store.sessions.create(new(t.id, "x"), quotas=QUOTAS, actor="api")
+    first = await store.leases.acquire(s.id, "w1", ttl=30)
+    assert first is not None
+    assert first.epoch == 1
+    again = await store.leases.acquire(s.id, "w1", ttl=30)
+    assert again is not None
+    assert again.epoch == 1
+    assert await store.leases.acquire(s.id, "w2", ttl=30) is None
+    assert await store.leases.renew(s.id, "w1", 1, ttl=30)
+    await store.leases.release(s.id, "w1", 1)
+    taken = await store.leases.acquire(s.id, "w2", ttl=30)
+    assert taken is not None
+    assert taken.epoch == 2
+    assert not await store.leases.renew(s.id, "w1", 1, ttl=30)
+    expired = await store.leases.acquire(s.id, "w2", ttl=-1)  # already expired: anyone may take it
+    assert expired is not None
+    stolen = await store.leases.acquire(s.id, "w3", ttl=30)
+    assert stolen is not None
+    assert stolen.epoch == 3
+    current = await store.leases.get(s.id)
+    assert current is not None
+    assert current.owner == "w3"
+
+
+async def test_racing_acquirers_get_one_owner(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    s = await store.sessions.create(new(t.id, "x"), quotas=QUOTAS, actor="api")
+    leases = await asyncio.gather(*(store.leases.acquire(s.id, f"w{i}", ttl=30) for i in range(6)))
+    owners = {lease.owner for lease in leases if lease is not None}
+    assert len(owners) == 1
+
+
+async def test_delete_session_removes_everything(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    s = await store.sessions.create(new(t.id, "x"), quotas=QUOTAS, actor="api")
+    lease = await store.leases.acquire(s.id, "w", ttl=30)
+    assert lease is not None
+    await store.auth.write(t.id, s.id, owner="w", epoch=lease.epoch, upserts={("creds", "me"): b"sealed"})
+    assert await store.sessions.delete(t.id, "x")
+    assert await store.auth.read_all(t.id, s.id) == []
+    assert await store.leases.get(s.id) is None
+    assert await store.sessions.history(t.id, s.id, limit=10) == []
+    assert await store.sessions.get(t.id, "x") is None
+
+
+async def test_unknown_session_changes_return_none(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    assert await store.sessions.set_desired(t.id, "nope", Desired.RUNNING, actor="api") is None
+    assert await store.sessions.update_config(t.id, "nope", {}, actor="api") is None
+    assert await store.sessions.set_status(t.id, SessionId("ses_nope"), Status.WORKING, None, actor="x") is None
+    assert not await store.sessions.delete(t.id, "nope")

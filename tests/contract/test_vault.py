@@ -1,0 +1,113 @@
+"""The vault contract over SQLite and PostgreSQL: sealed at rest, fenced by lease epoch, portable bundles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from wagate.crypto.keyring import Keyring
+from wagate.domain.sessions import Desired, Quotas
+from wagate.domain.tenants import Tenant
+from wagate.errors import CryptoError, LeaseLost
+from wagate.store.base import NewSession, Store
+from wagate.store.vault import Vault, Vaults
+
+KEYRING = Keyring({"k1": bytes(32)}, "k1")
+
+
+async def _session_vault(store: Store, tenant: Tenant, name: str, owner: str = "w1") -> Vault:
+    s = await store.sessions.create(
+        NewSession(tenant.id, name, "sim", {}, Desired.RUNNING), quotas=Quotas(100, 1000), actor="test"
+    )
+    lease = await store.leases.acquire(s.id, owner, ttl=60)
+    assert lease is not None
+    return Vaults(store.auth, KEYRING).open(tenant.id, s.id, owner=owner, epoch=lease.epoch)
+
+
+async def test_put_get_delete_round_trip(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    records = {("session", f"contact{i}"): os.urandom(200 + i) for i in range(1200)}  # more than one chunk
+    records[("creds", "noise")] = b"\x00" * 32
+    await vault.put_many(records)
+    got = await vault.get_many("session", [f"contact{i}" for i in range(1200)] + ["missing"])
+    assert got == {key: value for (ns, key), value in records.items() if ns == "session"}
+    await vault.put_many({("creds", "noise"): b"changed"})
+    assert await vault.get_many("creds", ["noise"]) == {"noise": b"changed"}
+    versions = {(r.namespace, r.key): r.version for r in await store.auth.read_all(t.id, vault.session_id)}
+    assert versions[("creds", "noise")] == 2
+    assert versions[("session", "contact0")] == 1
+    await vault.delete_many("session", [f"contact{i}" for i in range(600)])
+    assert len(await vault.get_all()) == 601
+
+
+async def test_values_are_sealed_at_rest(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    secret = b"identity-key-material-that-must-not-leak"
+    await vault.put_many({("creds", "identity"): secret})
+    (row,) = await store.auth.read_all(t.id, vault.session_id)
+    assert secret not in row.value
+    assert len(row.value) == len(secret) + 1 + 12 + 16
+    wrapped = await store.auth.get_data_key(t.id, vault.session_id)
+    assert wrapped is not None
+    assert wrapped.kek_id == "k1"
+
+
+async def test_stale_epoch_is_refused_atomically(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    old = await _session_vault(store, t, "s", owner="w1")
+    await old.put_many({("creds", "a"): b"1"})
+    lease = await store.leases.get(old.session_id)
+    assert lease is not None
+    await store.leases.release(old.session_id, "w1", lease.epoch)
+    taken = await store.leases.acquire(old.session_id, "w2", ttl=60)
+    assert taken is not None
+    assert taken.epoch == old.epoch + 1
+    with pytest.raises(LeaseLost):
+        await old.put_many({("creds", "a"): b"stale", ("creds", "b"): b"stale"})
+    with pytest.raises(LeaseLost):
+        await old.delete_many("creds", ["a"])
+    new = Vaults(store.auth, KEYRING).open(t.id, old.session_id, owner="w2", epoch=taken.epoch)
+    assert await new.get_many("creds", ["a", "b"]) == {"a": b"1"}  # nothing of the stale batch landed
+
+
+async def test_export_import_moves_state_between_sessions_and_tenants(store: Store) -> None:
+    a = await store.tenants.create("a", contact_email=None, max_sessions=None)
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    src = await _session_vault(store, a, "src")
+    dst = await _session_vault(store, b, "dst")
+    await src.put_many({("creds", "me"): b"me", ("session", "x"): b"ratchet"})
+    await dst.put_many({("creds", "leftover"): b"old"})
+    bundle = await src.export()
+    assert b"ratchet" not in bundle
+    assert await dst.import_bundle(bundle) == 2
+    assert sorted(await dst.get_all()) == sorted(await src.get_all())
+    with pytest.raises(CryptoError):
+        await dst.import_bundle(bundle[:-1] + bytes([bundle[-1] ^ 1]))
+    other = Vaults(store.auth, Keyring({"k2": b"\x01" * 32}, "k2")).open(b.id, dst.session_id, owner="w1", epoch=1)
+    with pytest.raises(CryptoError):
+        await other.import_bundle(bundle)
+    assert sorted(await dst.get_all()) == sorted(await src.get_all())  # a refused import changes nothing
+
+
+async def test_wipe_keeps_data_key(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    await vault.put_many({("creds", "a"): b"1"})
+    bundle = await vault.export()
+    await vault.wipe()
+    assert await vault.get_all() == []
+    assert await vault.import_bundle(bundle) == 1
+
+
+async def test_concurrent_first_writes_agree_on_one_data_key(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    # Separate Vaults objects have separate caches: they race to create the data key.
+    vaults = [Vaults(store.auth, KEYRING).open(t.id, vault.session_id, owner="w1", epoch=vault.epoch) for _ in range(4)]
+    await asyncio.gather(*(v.put_many({("n", f"k{i}"): b"v%d" % i}) for i, v in enumerate(vaults)))
+    fresh = Vaults(store.auth, KEYRING).open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
+    assert await fresh.get_many("n", [f"k{i}" for i in range(4)]) == {f"k{i}": b"v%d" % i for i in range(4)}

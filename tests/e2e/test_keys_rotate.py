@@ -1,0 +1,73 @@
+"""``wagate keys rotate`` run as a real command: afterwards every record opens with only the new key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from wagate.config import Settings
+from wagate.domain.sessions import Desired, Quotas
+from wagate.gateway import Gateway
+from wagate.ids import SessionId
+from wagate.store.base import NewSession
+
+WAGATE = [sys.executable, "-m", "wagate"]
+
+
+def _env(data_dir: Path, keys: str, active: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
+    env.update(WAGATE_DATA_DIR=str(data_dir), WAGATE_KEYS=keys, WAGATE_ACTIVE_KEY=active)
+    return env
+
+
+def _settings(data_dir: Path, keys: str, active: str) -> Settings:
+    return Settings.model_validate({"data_dir": data_dir, "keys": keys, "active_key": active})
+
+
+def _new_key(key_id: str) -> str:
+    out = subprocess.run([*WAGATE, "keys", "generate", "--id", key_id], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
+    old, new = _new_key("old"), _new_key("new")
+    gateway = await Gateway.open(_settings(tmp_path, old, "old"))
+    tenant = await gateway.store.tenants.create("t", contact_email=None, max_sessions=None)
+    expected: dict[SessionId, list[tuple[str, str, bytes]]] = {}
+    for i in range(3):
+        session = await gateway.store.sessions.create(
+            NewSession(tenant.id, f"s{i}", "sim", {}, Desired.STOPPED), quotas=Quotas(10, 10), actor="test"
+        )
+        lease = await gateway.store.leases.acquire(session.id, "test", ttl=60)
+        assert lease is not None
+        vault = gateway.vaults.open(tenant.id, session.id, owner="test", epoch=lease.epoch)
+        await vault.put_many({("creds", "me"): f"me-{i}".encode(), ("session", "peer"): os.urandom(64)})
+        expected[session.id] = await vault.get_all()
+    sealed_before = {sid: await gateway.store.auth.read_all(tenant.id, sid) for sid in expected}
+    await gateway.close()
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*WAGATE, "keys", "rotate"],
+        env=_env(tmp_path, f"{old},{new}", "new"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rewrapped 3 data key(s)" in result.stdout
+    assert old.split(":")[1] not in result.stdout + result.stderr
+
+    only_new = await Gateway.open(_settings(tmp_path, new, "new"))
+    try:
+        for sid, records in expected.items():
+            lease = await only_new.store.leases.acquire(sid, "test", ttl=60)
+            assert lease is not None
+            vault = only_new.vaults.open(tenant.id, sid, owner="test", epoch=lease.epoch)
+            assert await vault.get_all() == records
+            # Record ciphertexts were not rewritten: only the wrapped data keys changed.
+            assert await only_new.store.auth.read_all(tenant.id, sid) == sealed_before[sid]
+    finally:
+        await only_new.close()

@@ -1,0 +1,126 @@
+"""``wagate serve`` as a real process: state survives SIGTERM and a restart; start-up refusals are clear."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_KEK
+from tests.e2e.procs import Served, clean_env, free_port, serve
+
+ADMIN = "e2e-admin-key-abcdefghijklmnop"
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for served in started:
+        served.kill()
+
+
+def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
+    first = serve(tmp_path, env)
+    servers.append(first)
+    first.wait_healthy()
+    admin = {"X-Api-Key": ADMIN}
+    with httpx.Client(base_url=first.base_url, timeout=10) as http:
+        tenants = {}
+        for name in ("acme", "globex"):
+            made = http.post("/api/tenants", json={"name": name}, headers=admin)
+            assert made.status_code == 201
+            tenants[name] = {"X-Api-Key": made.json()["api_key"]}
+        extra = http.post("/api/keys", json={"name": "second"}, headers=tenants["acme"]).json()
+        http.post("/api/sessions", json={"name": "sales", "config": {"metadata": {"a": "1"}}}, headers=tenants["acme"])
+        http.post("/api/sessions", json={"name": "support", "start": False}, headers=tenants["acme"])
+        http.post("/api/sessions", json={"name": "sales", "start": False}, headers=tenants["globex"])
+        http.post("/api/sessions/support/start", headers=tenants["acme"])
+        before = {
+            name: http.get("/api/sessions", params={"all": "true"}, headers=key).json() for name, key in tenants.items()
+        }
+        history_before = http.get("/api/sessions/support/history", headers=tenants["acme"]).json()
+        tenants_before = http.get("/api/tenants", headers=admin).json()
+    assert first.terminate() == 0
+
+    second = serve(tmp_path, env)
+    servers.append(second)
+    second.wait_healthy()
+    with httpx.Client(base_url=second.base_url, timeout=10) as http:
+        assert http.get("/api/tenants", headers=admin).json() == tenants_before
+        for name, key in tenants.items():
+            assert http.get("/api/sessions", params={"all": "true"}, headers=key).json() == before[name]
+        assert http.get("/api/sessions/support/history", headers=tenants["acme"]).json() == history_before
+        assert http.get("/api/sessions", headers={"X-Api-Key": extra["api_key"]}).status_code == 200
+    assert second.terminate() == 0
+
+
+def test_development_admin_key_is_made_once(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"))
+    first = serve(tmp_path, env)
+    servers.append(first)
+    first.wait_healthy()
+    found = re.findall(r"X-Api-Key: (wag_\S+)", first.log())
+    assert len(found) == 1
+    admin = {"X-Api-Key": found[0]}
+    assert httpx.post(first.base_url + "/api/tenants", json={"name": "t"}, headers=admin).status_code == 201
+    assert "development mode" in first.log()
+    assert first.terminate() == 0
+
+    second = serve(tmp_path, env)
+    servers.append(second)
+    second.wait_healthy()
+    assert "X-Api-Key" not in second.log()  # not printed again, and still valid
+    assert httpx.get(second.base_url + "/api/tenants", headers=admin).json()[0]["name"] == "t"
+    assert second.terminate() == 0
+    assert found[0] not in (tmp_path / "data" / "wagate.db").read_bytes().decode("latin-1")
+
+
+def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path), WAGATE_ENV="production")
+    result = subprocess.run(
+        [sys.executable, "-m", "wagate", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "wagate keys generate" in result.stderr
+    assert "WAGATE_KEYS" in result.stderr
+
+
+def test_serve_help_documents_options() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wagate", "serve", "--help"], capture_output=True, text=True, check=True, env=clean_env()
+    ).stdout
+    for option in ("--host", "--port", "--data-dir", "--database-url"):
+        assert option in out
+
+
+def test_make_run_serves_health(tmp_path: Path, servers: list[Served]) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = clean_env(WAGATE_PORT=str(port), WAGATE_DATA_DIR=str(tmp_path / "data"))
+    log_path = tmp_path / "make-run.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            ["make", "-s", "run"], cwd=repo, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    served = Served(proc, f"http://127.0.0.1:{port}", log_path)
+    servers.append(served)
+    try:
+        served.wait_healthy(timeout=60)
+        assert httpx.get(served.base_url + "/health").json()["status"] == "ok"
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
