@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/wagate serve
+	$(BIN)/wagate serve $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -116,6 +116,6 @@ async def gateway(backend: tuple[str, str | None], tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[AsyncClient]:
-    app = create_app(gateway.settings, gateway=gateway)
+    app = create_app(gateway.settings, gateway=gateway, supervise=False)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as http:
         yield http

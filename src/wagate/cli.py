@@ -67,22 +67,62 @@ def serve(
     ] = None,
     log_format: Annotated[LogFormat | None, typer.Option(help="text or json [env WAGATE_LOG_FORMAT]")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING [env WAGATE_LOG_LEVEL]")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="run a simulator inside the gateway and make sim the default engine")
+    ] = False,
+    sim_url: Annotated[str | None, typer.Option(help="simulator for the sim engine [env WAGATE_SIM_URL]")] = None,
 ) -> None:
     """Run the gateway: the REST API, the dashboard and the session supervisor."""
     from wagate.crypto.keyring import load_keyring
     from wagate.logs import configure_logging
-    from wagate.server import prepare_data_dir, run_server
+    from wagate.server import lock_data_dir, prepare_data_dir, run_server
 
     settings = _settings(
-        host=host, port=port, data_dir=data_dir, database_url=database_url, log_format=log_format, log_level=log_level
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        log_format=log_format,
+        log_level=log_level,
+        sim_url=sim_url,
+        demo=demo or None,
     )
+    if settings.demo:
+        settings = settings.with_overrides(default_engine="sim")
     configure_logging(settings.log_level, settings.log_format)
     prepare_data_dir(settings.data_dir)
+    if not lock_data_dir(settings.data_dir):
+        _fail(f"another wagate process is serving from {settings.data_dir}; stop it or use another --data-dir")
     try:
         keyring = load_keyring(settings)  # fail fast, before the server binds, with the operator's instructions
     except ConfigError as exc:
         _fail(str(exc))
     if not run_server(settings, keyring):
+        sys.exit(1)
+
+
+@app.command("sim-server")
+def sim_server(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 9000,
+    state: Annotated[Path, typer.Option(help="file that keeps the simulator's state across restarts")] = Path(
+        "./data/sim-state.json"
+    ),
+    qr_first_ttl: Annotated[float, typer.Option(help="seconds the first QR code of a round is valid")] = 60.0,
+    qr_ttl: Annotated[float, typer.Option(help="seconds each following QR code is valid")] = 20.0,
+    qr_count: Annotated[int, typer.Option(help="QR codes in a round before the connection times out")] = 6,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the WhatsApp simulator: a fake service for the sim engine, with a control API for tests and demos."""
+    from wagate.config import LogFormat
+    from wagate.engines.sim.app import create_sim_app
+    from wagate.engines.sim.server import SimOptions, SimServer
+    from wagate.logs import configure_logging
+    from wagate.server import serve_app
+
+    configure_logging(log_level.upper(), LogFormat.TEXT)
+    options = SimOptions(qr_first_ttl=qr_first_ttl, qr_ttl=qr_ttl, qr_count=qr_count)
+    if not serve_app(create_sim_app(SimServer(options, state)), host, port):
         sys.exit(1)
 
 

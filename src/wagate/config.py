@@ -5,6 +5,7 @@ Command-line options of ``wagate serve`` override them. Secrets are ``SecretStr`
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ class Settings(BaseSettings):
     max_sessions_per_tenant: int = Field(5, ge=0, description="default session quota of a tenant")
     max_sessions_total: int = Field(100, ge=0, description="session quota of the whole installation")
     default_engine: str = Field("sim", description="engine of a session created without one")
+    sim_url: str | None = Field(None, description="simulator for the sim engine, e.g. http://127.0.0.1:9000")
+    demo: bool = Field(False, description="run a simulator inside the gateway and use it by default")
+    worker_id: str = Field(
+        default_factory=lambda: socket.gethostname() or "wagate",
+        description="this worker's name in session leases; unique among live workers",
+    )
+    lease_ttl: float = Field(30.0, gt=0, description="seconds a session lease lasts without renewal")
+    reconcile_interval: float = Field(15.0, gt=0, description="seconds between full reconciliations")
+    connect_timeout: float = Field(30.0, gt=0, description="seconds allowed for an engine to connect")
+    backoff_base: float = Field(1.0, gt=0, description="first reconnect delay bound, seconds")
+    backoff_cap: float = Field(60.0, gt=0, description="largest reconnect delay bound, seconds")
+    breaker_threshold: int = Field(5, ge=1, description="consecutive failures that open the circuit breaker")
+    breaker_reset: float = Field(60.0, gt=0, description="seconds before an open breaker lets one attempt through")
+    max_attempts: int = Field(12, ge=1, description="failed connection attempts before FAILED (max_retries)")
+    qr_rounds: int = Field(3, ge=1, description="QR code rounds (each about 160 s) before FAILED (qr_timeout)")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")

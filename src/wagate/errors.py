@@ -17,7 +17,8 @@
         ├── NotFound                 404 also for another tenant's resources, so nothing leaks
         ├── Conflict                 409
         ├── Unprocessable            422 well-formed but unacceptable (invalid name, name taken)
-        └── QuotaExceeded            429
+        ├── QuotaExceeded            429
+        └── ServiceUnavailable       503 the operation needs what this process cannot reach now
 
 One exception handler (``wagate.api.errors``) turns ``ApiError`` into ``{"error": {"code", "message"}}``; any other
 ``WagateError`` that reaches it is a 500 or 503 with a generic message, logged with its traceback.
@@ -105,3 +106,8 @@ class Unprocessable(ApiError):
 class QuotaExceeded(ApiError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "unavailable"

@@ -50,6 +50,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class QuietWebSockets(logging.Filter):
+    """Drops uvicorn's line per WebSocket opened or closed: thousands of sessions would drown the log."""
+
+    NOISE = ("connection open", "connection closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message in self.NOISE or ('"WebSocket ' in message and message.endswith("[accepted]")))
+
+
 def configure_logging(level: str, fmt: LogFormat) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt is LogFormat.JSON else TextFormatter())
@@ -59,3 +69,4 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     root.setLevel(level)
     # uvicorn's access log would print request paths with query strings; ours are never secret, but keep it quiet.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(QuietWebSockets())

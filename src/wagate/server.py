@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
@@ -39,19 +42,40 @@ def prepare_data_dir(path: Path) -> None:
         path.mkdir(parents=True, mode=0o700)
 
 
-def run_server(settings: Settings, keyring: Keyring) -> bool:
-    """Serve until stopped; False if the server could not start (port taken, start-up failed)."""
-    from wagate.api.app import create_app
+_LOCKS: list[int] = []
 
+
+def lock_data_dir(path: Path) -> bool:
+    """Hold an exclusive lock on the data directory for the life of the process; False if another one holds it."""
+    fd = os.open(path / "wagate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _LOCKS.append(fd)
+    return True
+
+
+def serve_app(app: ASGIApp, host: str, port: int) -> bool:
+    """Serve an ASGI app until SIGTERM/SIGINT; False if it could not start (port taken, start-up failed)."""
     config = uvicorn.Config(
-        create_app(settings, keyring=keyring),
-        host=settings.host,
-        port=settings.port,
+        app,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
+        ws_max_size=8 * 1024 * 1024,
+        ws_per_message_deflate=False,
     )
     server = GatewayServer(config)
     server.run()
     return server.started
+
+
+def run_server(settings: Settings, keyring: Keyring) -> bool:
+    from wagate.api.app import create_app
+
+    return serve_app(create_app(settings, keyring=keyring), settings.host, settings.port)

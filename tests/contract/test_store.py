@@ -10,7 +10,7 @@ from wagate.domain.sessions import Desired, HistoryKind, Quotas, Reason, Status
 from wagate.domain.tenants import Role
 from wagate.errors import AlreadyExists, Conflict, QuotaExceeded
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import NewSession, Store
+from wagate.store.base import NewSession, StatusChange, Store
 
 QUOTAS = Quotas(per_tenant=5, total=100)
 
@@ -82,12 +82,16 @@ async def test_session_lifecycle_records_history(store: Store) -> None:
     assert configured is not None
     assert configured.config == {"metadata": {"a": "b"}}
     assert configured.generation == 2
-    working = await store.sessions.set_status(
-        t.id, created.id, Status.WORKING, None, actor="supervisor", me={"id": "15550001@s.whatsapp.net"}
+    lease = await store.leases.acquire(created.id, "w1", ttl=30)
+    assert lease is not None
+    (working,) = await store.sessions.set_status_many(
+        [StatusChange(t.id, created.id, "w1", lease.epoch, Status.WORKING, me={"id": "15550001@s.whatsapp.net"})]
     )
     assert working is not None
     assert working.me == {"id": "15550001@s.whatsapp.net"}
-    failed = await store.sessions.set_status(t.id, created.id, Status.FAILED, Reason.LOGGED_OUT, actor="supervisor")
+    (failed,) = await store.sessions.set_status_many(
+        [StatusChange(t.id, created.id, "w1", lease.epoch, Status.FAILED, Reason.LOGGED_OUT, note="phone logout")]
+    )
     assert failed is not None
     assert failed.reason is Reason.LOGGED_OUT
     assert failed.me == working.me
@@ -120,7 +124,9 @@ async def test_sessions_are_scoped_to_their_tenant(store: Store) -> None:
     sb = await store.sessions.create(new(b.id, "same"), quotas=QUOTAS, actor="api")  # names are per tenant
     assert sa.id != sb.id
     assert await store.sessions.get_by_id(b.id, sa.id) is None
-    assert await store.sessions.set_status(b.id, sa.id, Status.WORKING, None, actor="x") is None
+    lease = await store.leases.acquire(sa.id, "w", ttl=30)
+    assert lease is not None
+    assert await store.sessions.set_status_many([StatusChange(b.id, sa.id, "w", lease.epoch, Status.WORKING)]) == [None]
     assert await store.sessions.history(b.id, sa.id, limit=10) == []
     assert [s.id for s in await store.sessions.list_sessions(a.id)] == [sa.id]
     with pytest.raises(AlreadyExists):
@@ -144,14 +150,27 @@ async def test_quotas_hold_under_concurrent_creates(store: Store) -> None:
     assert total.value.code == "total_quota_exceeded"
 
 
-async def test_desired_running_across_tenants(store: Store) -> None:
+async def test_reconcile_set_across_tenants(store: Store) -> None:
     a = await store.tenants.create("a", contact_email=None, max_sessions=None)
     b = await store.tenants.create("b", contact_email=None, max_sessions=None)
     run_a = await store.sessions.create(new(a.id, "r"), quotas=QUOTAS, actor="api")
     await store.sessions.create(new(a.id, "s", Desired.STOPPED), quotas=QUOTAS, actor="api")
     run_b = await store.sessions.create(new(b.id, "r"), quotas=QUOTAS, actor="api")
-    running = await store.sessions.list_desired_running_all_tenants()
-    assert sorted(s.id for s in running) == sorted([run_a.id, run_b.id])
+    failed = await store.sessions.create(new(b.id, "f"), quotas=QUOTAS, actor="api")
+    left_working = await store.sessions.create(new(b.id, "w", Desired.STOPPED), quotas=QUOTAS, actor="api")
+    leases = await store.leases.acquire_many([failed.id, left_working.id], "w1", ttl=30)
+    await store.sessions.set_status_many(
+        [
+            StatusChange(b.id, failed.id, "w1", leases[failed.id].epoch, Status.FAILED, Reason.CONFLICT),
+            StatusChange(b.id, left_working.id, "w1", leases[left_working.id].epoch, Status.WORKING),
+        ]
+    )
+    listed = await store.sessions.list_to_reconcile_all_tenants()
+    # Running and not failed, or meant to be stopped but not stopped yet.
+    assert sorted(s.id for s in listed) == sorted([run_a.id, run_b.id, left_working.id])
+    restarted = await store.sessions.set_desired(b.id, "f", Desired.RUNNING, actor="api", restart=True)
+    assert restarted is not None
+    assert (restarted.status, restarted.reason, restarted.note) == (Status.STOPPED, None, None)
 
 
 async def test_leases_epochs_and_expiry(store: Store) -> None:
@@ -205,5 +224,49 @@ async def test_unknown_session_changes_return_none(store: Store) -> None:
     t = await store.tenants.create("t", contact_email=None, max_sessions=None)
     assert await store.sessions.set_desired(t.id, "nope", Desired.RUNNING, actor="api") is None
     assert await store.sessions.update_config(t.id, "nope", {}, actor="api") is None
-    assert await store.sessions.set_status(t.id, SessionId("ses_nope"), Status.WORKING, None, actor="x") is None
+    gone = StatusChange(t.id, SessionId("ses_nope"), "w", 1, Status.WORKING)
+    assert await store.sessions.set_status_many([gone]) == [None]
     assert not await store.sessions.delete(t.id, "nope")
+
+
+async def test_status_writes_are_fenced_and_batched(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    quotas = Quotas(10, 100)
+    sessions = [await store.sessions.create(new(t.id, f"s{i}"), quotas=quotas, actor="api") for i in range(4)]
+    leases = await store.leases.acquire_many([s.id for s in sessions], "w1", ttl=30)
+    assert sorted(leases) == sorted(s.id for s in sessions)
+    # Another worker takes s0 over: w1's write for it must not land, the others must, in one call.
+    await store.leases.release(sessions[0].id, "w1", leases[sessions[0].id].epoch)
+    assert await store.leases.acquire(sessions[0].id, "w2", ttl=30) is not None
+    changes = [StatusChange(t.id, s.id, "w1", leases[s.id].epoch, Status.STARTING) for s in sessions]
+    changes.append(
+        StatusChange(t.id, sessions[1].id, "w1", leases[sessions[1].id].epoch, Status.WORKING, me={"id": "x"})
+    )
+    results = await store.sessions.set_status_many(changes)
+    assert results[0] is None
+    assert [r.status if r else None for r in results[1:]] == [Status.STARTING] * 3 + [Status.WORKING]
+    s1 = await store.sessions.get(t.id, "s1")
+    assert s1 is not None
+    assert (s1.status, s1.me) == (Status.WORKING, {"id": "x"})
+    history = await store.sessions.history(t.id, sessions[1].id, limit=10)
+    assert [(e.from_status, e.to_status) for e in history[:2]] == [
+        (Status.STARTING, Status.WORKING),
+        (Status.STOPPED, Status.STARTING),
+    ]
+    s0 = await store.sessions.get(t.id, "s0")
+    assert s0 is not None
+    assert s0.status is Status.STOPPED
+
+
+async def test_lease_takeover_of_an_earlier_run_and_renew_all(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(3)]
+    first = await store.leases.acquire_many(ids, "host#boot1", ttl=30)
+    assert len(first) == 3
+    assert await store.leases.acquire_many(ids, "other#x", ttl=30) == {}
+    again = await store.leases.acquire_many(ids, "host#boot2", ttl=30, takeover="host#")
+    assert {sid: lease.epoch for sid, lease in again.items()} == {sid: first[sid].epoch + 1 for sid in ids}
+    assert await store.leases.renew_all("host#boot1", ttl=30) == set()
+    assert await store.leases.renew_all("host#boot2", ttl=30) == set(ids)
+    assert await store.leases.release_all("host#boot2") == 3
+    assert await store.leases.renew_all("host#boot2", ttl=30) == set()

@@ -77,3 +77,38 @@ def serve(tmp: Path, env: dict[str, str], *args: str, port: int | None = None, n
             stderr=subprocess.STDOUT,
         )
     return Served(proc, f"http://127.0.0.1:{port}", log_path)
+
+
+def sim_server(tmp: Path, *args: str, port: int | None = None) -> Served:
+    """``wagate sim-server`` as a process, its state in ``tmp``."""
+    port = port or free_port()
+    log_path = tmp / f"sim-{port}-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wagate",
+                "sim-server",
+                "--port",
+                str(port),
+                "--state",
+                str(tmp / "sim-state.json"),
+                *args,
+            ],
+            env=clean_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"sim-server exited with {proc.returncode}:\n{served.log()}")
+        try:
+            if httpx.get(served.base_url + "/health", timeout=1).status_code == 200:
+                return served
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"sim-server did not start:\n{served.log()}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import TEST_KEK
 from tests.e2e.procs import Served, clean_env, free_port, serve
+from tests.e2e.stack import Stack, wait_for
 
 ADMIN = "e2e-admin-key-abcdefghijklmnop"
 
@@ -124,3 +126,55 @@ def test_make_run_serves_health(tmp_path: Path, servers: list[Served]) -> None:
 
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_sigterm_with_live_sessions_exits_0_quickly_and_releases_leases(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory()
+    stack.start()
+    stack.tenant()
+    for index in range(3):
+        stack.link(f"s{index}", f"+1555000{index}")
+    assert stack.gateway is not None
+    started = time.monotonic()
+    assert stack.gateway.terminate(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    for index in range(3):
+        assert not stack.device(f"+1555000{index}")["connected"]
+    assert "supervisor stopped (3 session(s) released)" in stack.gateway.log()
+    stack.start()  # and they all come back without a scan
+    for index in range(3):
+        stack.wait_status(f"s{index}", "WORKING")
+
+
+def test_demo_mode_runs_the_whole_flow_in_one_process(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
+    demo = serve(tmp_path, env, "--demo")
+    servers.append(demo)
+    demo.wait_healthy()
+    with httpx.Client(base_url=demo.base_url, timeout=10) as http:
+        key = {
+            "X-Api-Key": http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN}).json()["api_key"]
+        }
+        created = http.post("/api/sessions", json={"name": "demo"}, headers=key)
+        assert created.json()["engine"] == "sim"
+        wait_for(lambda: http.get("/api/sessions/demo", headers=key).json()["status"] == "SCAN_QR_CODE", 5, "a QR")
+        qr = http.get("/api/demo/auth/qr", params={"format": "raw"}, headers=key).json()["value"]
+        assert http.post("/sim/phone/scan", json={"phone": "+15550001", "qr": qr}).status_code == 200
+        wait_for(lambda: http.get("/api/sessions/demo", headers=key).json()["status"] == "WORKING", 5, "WORKING")
+    assert demo.terminate() == 0
+
+
+def test_second_gateway_on_the_same_data_dir_is_refused(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
+    first = serve(tmp_path, env)
+    servers.append(first)
+    first.wait_healthy()
+    second = subprocess.run(
+        [sys.executable, "-m", "wagate", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 2
+    assert "another wagate process" in second.stderr

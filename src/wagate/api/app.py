@@ -1,4 +1,4 @@
-"""The application factory."""
+"""The application factory: the API, the supervisor, and in demo mode a simulator inside the process."""
 
 from __future__ import annotations
 
@@ -11,32 +11,62 @@ from fastapi import FastAPI
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import health, keys, sessions, tenants
+from wagate.api.routes import auth, health, keys, sessions, tenants
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
+from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
+from wagate.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("wagate.api")
 
+DEMO_SIM_PATH = "/sim"
 
-def create_app(settings: Settings, *, gateway: Gateway | None = None, keyring: Keyring | None = None) -> FastAPI:
-    """The ASGI app. Given a gateway it uses it (tests); otherwise it opens one at start-up and closes it at exit."""
+
+def create_app(
+    settings: Settings,
+    *,
+    gateway: Gateway | None = None,
+    keyring: Keyring | None = None,
+    supervise: bool = True,
+) -> FastAPI:
+    """The ASGI app. Given a gateway it uses it (tests); otherwise it opens one at start-up and closes it at exit.
+
+    ``supervise`` runs the sessions in this process; without it the API only records what tenants want.
+    """
+    sim = None
+    if settings.demo:
+        from wagate.engines.sim.server import SimServer
+
+        sim = SimServer(state_path=settings.data_dir / "sim-state.json")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = gateway is None
         gw = gateway if gateway is not None else await Gateway.open(settings, keyring=keyring)
         app.state.gateway = gw
-        if owned:
-            secret = await bootstrap_admin(gw.store, settings)
-            if secret is not None:
-                announce_admin_key(secret)
+        supervisor = None
         try:
+            if owned:
+                secret = await bootstrap_admin(gw.store, settings)
+                if secret is not None:
+                    announce_admin_key(secret)
+            if sim is not None:
+                await sim.start()
+            if supervise:
+                sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if sim is not None else None
+                supervisor = Supervisor(gw, EngineRegistry(settings, sim_url=sim_url))
+                app.state.supervisor = supervisor
+                await supervisor.start()
             yield
         finally:
+            if supervisor is not None:
+                await supervisor.stop()
+            if sim is not None:
+                await sim.stop()
             if owned:
                 await gw.close()
-                log.info("stopped")
+            log.info("stopped")
 
     app = FastAPI(
         title="wagate",
@@ -49,6 +79,10 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None, keyring: K
     if gateway is not None:
         app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (health, tenants, keys, sessions):
+    for module in (health, tenants, keys, sessions, auth):
         app.include_router(module.router)
+    if sim is not None:
+        from wagate.engines.sim.app import create_sim_app
+
+        app.mount(DEMO_SIM_PATH, create_sim_app(sim, manage_lifecycle=False))
     return app

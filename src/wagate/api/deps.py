@@ -1,4 +1,4 @@
-"""Request dependencies: the gateway, and who is calling (from ``X-Api-Key``)."""
+"""Request dependencies: the gateway, the supervisor, and who is calling (from ``X-Api-Key``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from wagate.domain.tenants import Principal
 from wagate.errors import Forbidden, Unauthorized
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
+from wagate.supervisor.supervisor import Supervisor
 
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="API key of a tenant or the admin")
 
@@ -20,7 +21,13 @@ def get_gateway(request: Request) -> Gateway:
     return cast(Gateway, request.app.state.gateway)
 
 
+def get_supervisor(request: Request) -> Supervisor | None:
+    """None when this process serves the API without running sessions."""
+    return cast(Supervisor | None, getattr(request.app.state, "supervisor", None))
+
+
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+SupervisorDep = Annotated[Supervisor | None, Depends(get_supervisor)]
 
 
 async def get_principal(gateway: GatewayDep, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:

@@ -50,6 +50,7 @@ class SessionOut(BaseModel):
     engine: str
     config: dict[str, Any]
     me: dict[str, Any] | None
+    note: str | None = Field(description="why the session is in this status, when there is more to say")
     created_at: float
     updated_at: float
 
@@ -63,6 +64,7 @@ class SessionOut(BaseModel):
             engine=session.engine,
             config=session.config,
             me=session.me,
+            note=session.note,
             created_at=session.created_at,
             updated_at=session.updated_at,
         )

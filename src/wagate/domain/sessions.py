@@ -42,6 +42,7 @@ class Reason(StrEnum):
     BANNED = "banned"
     ENGINE_ERROR = "engine_error"
     USER = "user"
+    QR_TIMEOUT = "qr_timeout"
 
 
 class HistoryKind(StrEnum):
@@ -73,6 +74,7 @@ class Session:
     generation: int
     created_at: float
     updated_at: float
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

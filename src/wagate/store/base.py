@@ -56,6 +56,23 @@ class ApiKeyStore(ABC):
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """An observed status to record, by the lease holder (owner, epoch)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    owner: str
+    epoch: int
+    status: Status
+    reason: Reason | None = None
+    actor: str = "supervisor"
+    me: dict[str, Any] | None = None
+    clear_me: bool = False
+    note: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewSession:
     tenant_id: TenantId
     name: str
@@ -98,18 +115,12 @@ class SessionStore(ABC):
         """Replace the config and bump the generation."""
 
     @abstractmethod
-    async def set_status(
-        self,
-        tenant_id: TenantId,
-        session_id: SessionId,
-        status: Status,
-        reason: Reason | None,
-        *,
-        actor: str,
-        me: dict[str, Any] | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> Session | None:
-        """Record an observed status (and, when given, who the session is logged in as) with a history entry."""
+    async def set_status_many(self, changes: Sequence[StatusChange]) -> list[Session | None]:
+        """Record observed statuses with their history entries, in one transaction, in order.
+
+        Each change is fenced: it applies only while (owner, epoch) holds the session's lease; the answer is None
+        for a change that did not apply (lease lost, session gone).
+        """
 
     @abstractmethod
     async def delete(self, tenant_id: TenantId, name: str) -> bool:
@@ -122,8 +133,8 @@ class SessionStore(ABC):
         """Newest first; ``before`` pages back from an entry id."""
 
     @abstractmethod
-    async def list_desired_running_all_tenants(self) -> list[Session]:
-        """System-wide: every session that should run (the supervisor's reconcile set)."""
+    async def list_to_reconcile_all_tenants(self) -> list[Session]:
+        """System-wide: sessions that should run and have not failed, and sessions that should stop but have not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +146,37 @@ class Lease:
 
 
 class LeaseStore(ABC):
-    @abstractmethod
-    async def acquire(self, session_id: SessionId, owner: str, ttl: float) -> Lease | None:
+    """One lease row per session (made with the session): (owner, epoch, expiry)."""
+
+    async def acquire(
+        self, session_id: SessionId, owner: str, ttl: float, *, takeover: str | None = None
+    ) -> Lease | None:
         """Take the lease if it is free, expired or already ours; a new owner gets a higher epoch. None if held."""
+        return (await self.acquire_many([session_id], owner, ttl, takeover=takeover)).get(session_id)
+
+    @abstractmethod
+    async def acquire_many(
+        self, session_ids: Sequence[SessionId], owner: str, ttl: float, *, takeover: str | None = None
+    ) -> dict[SessionId, Lease]:
+        """Take every lease that is free, expired or ours, in one transaction; the answer holds those taken.
+
+        A live lease whose owner starts with ``takeover`` (an earlier run of this same worker, now gone) counts as
+        free. Our own live lease keeps its epoch; any other taken lease gets a higher one, which fences every
+        write still in flight under the old one.
+        """
 
     @abstractmethod
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool: ...
 
     @abstractmethod
+    async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
+        """Extend every lease ``owner`` holds; the answer is the set still held."""
+
+    @abstractmethod
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None: ...
+
+    @abstractmethod
+    async def release_all(self, owner: str) -> int: ...
 
     @abstractmethod
     async def get(self, session_id: SessionId) -> Lease | None: ...

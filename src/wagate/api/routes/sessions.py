@@ -6,18 +6,20 @@ a 404, exactly like a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from wagate.api.deps import GatewayDep, TenantDep
+from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.schemas import HistoryOut, SessionCreate, SessionOut, SessionUpdate
 from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status
+from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
-from wagate.errors import AlreadyExists, NotFound, Unprocessable
+from wagate.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.store.base import NewSession
+from wagate.supervisor.supervisor import Supervisor
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -52,7 +54,9 @@ async def list_sessions(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a session")
-async def create_session(body: SessionCreate, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
+async def create_session(
+    body: SessionCreate, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
     engine = body.engine or gateway.settings.default_engine
     if engine not in engine_names():
         raise Unprocessable(f"unknown engine {engine!r}; available: {', '.join(engine_names())}", code="unknown_engine")
@@ -70,6 +74,7 @@ async def create_session(body: SessionCreate, gateway: GatewayDep, tenant_id: Te
         session = await gateway.store.sessions.create(new, quotas=gateway.quotas_for(tenant), actor=ACTOR)
     except AlreadyExists:
         raise Unprocessable(f"a session named {body.name!r} already exists", code="session_exists") from None
+    await _reconcile(supervisor, session)
     return SessionOut.of(session)
 
 
@@ -88,30 +93,81 @@ async def update_session(
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Stop and delete a session and its data")
-async def delete_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> Response:
+async def delete_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> Response:
     session = await find_session(gateway, tenant_id, name)
+    if supervisor is not None:
+        await supervisor.forget(session)
     if not await gateway.store.sessions.delete(tenant_id, name):
         raise NotFound(f"no session named {name!r}", code="session_not_found")
     gateway.vaults.forget(session.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def _reconcile(supervisor: Supervisor | None, session: Session) -> None:
+    if supervisor is not None:
+        await supervisor.reconcile_one(session.tenant_id, session.id)
+
+
+def require_supervisor(supervisor: Supervisor | None) -> Supervisor:
+    if supervisor is None:
+        raise ServiceUnavailable("this gateway process does not run sessions", code="no_supervisor")
+    return supervisor
+
+
 async def _set_desired(
-    gateway: Gateway, tenant_id: TenantId, name: str, desired: Desired, restart: bool = False
+    gateway: Gateway,
+    supervisor: Supervisor | None,
+    tenant_id: TenantId,
+    name: str,
+    desired: Desired,
+    *,
+    restart: bool = False,
 ) -> SessionOut:
     await find_session(gateway, tenant_id, name)
-    session = await gateway.store.sessions.set_desired(tenant_id, name, desired, actor=ACTOR, restart=restart)
-    return SessionOut.of(_found(session, name))
+    changed = await gateway.store.sessions.set_desired(tenant_id, name, desired, actor=ACTOR, restart=restart)
+    session = _found(changed, name)
+    await _reconcile(supervisor, session)
+    return SessionOut.of(session)
 
 
-@router.post("/{name}/start", summary="Ask for the session to run")
-async def start_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
-    return await _set_desired(gateway, tenant_id, name, Desired.RUNNING)
+@router.post("/{name}/start", summary="Ask for the session to run (also after it FAILED)")
+async def start_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    return await _set_desired(gateway, supervisor, tenant_id, name, Desired.RUNNING)
 
 
 @router.post("/{name}/stop", summary="Ask for the session to stop (credentials are kept)")
-async def stop_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
-    return await _set_desired(gateway, tenant_id, name, Desired.STOPPED)
+async def stop_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    return await _set_desired(gateway, supervisor, tenant_id, name, Desired.STOPPED)
+
+
+@router.post("/{name}/restart", summary="Restart the session; it runs afterwards, whatever it did before")
+async def restart_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    return await _set_desired(gateway, supervisor, tenant_id, name, Desired.RUNNING, restart=True)
+
+
+@router.post("/{name}/logout", summary="Unlink the phone and wipe the credentials; a running session shows a new QR")
+async def logout_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    session = await find_session(gateway, tenant_id, name)
+    try:
+        await require_supervisor(supervisor).logout(session)
+    except EngineUnavailable as exc:
+        raise Conflict(str(exc), code="not_here") from None
+    return SessionOut.of(await find_session(gateway, tenant_id, name))
+
+
+@router.get("/{name}/me", summary="Who the session is logged in as (null until linked)")
+async def session_me(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> dict[str, Any] | None:
+    return (await find_session(gateway, tenant_id, name)).me
 
 
 @router.get("/{name}/history", summary="The session's recorded changes, newest first")

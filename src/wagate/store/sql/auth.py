@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -179,36 +179,39 @@ class SqlLeaseStore(LeaseStore):
         self._db = db
         self._clock = clock
 
-    async def acquire(self, session_id: SessionId, owner: str, ttl: float) -> Lease | None:
+    async def acquire_many(
+        self, session_ids: Sequence[SessionId], owner: str, ttl: float, *, takeover: str | None = None
+    ) -> dict[SessionId, Lease]:
         now = self._clock()
-        try:
-            async with self._db.write() as conn:
-                query = select(L).where(L.c.session_id == session_id)
+        taken: dict[SessionId, Lease] = {}
+        async with self._db.write() as conn:
+            for chunk in _chunks(list(session_ids)):
+                query = select(L).where(L.c.session_id.in_(chunk))
                 if self._db.dialect == "postgresql":
                     query = query.with_for_update()
-                row = (await conn.execute(query)).first()
-                if row is None:
-                    lease = Lease(session_id, owner, 1, now + ttl)
+                params = []
+                for row in await conn.execute(query):
+                    live = row.owner is not None and row.expires_at > now
+                    ours = row.owner == owner
+                    if live and not ours and not (takeover and row.owner.startswith(takeover)):
+                        continue
+                    epoch = row.epoch if live and ours else row.epoch + 1
+                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl)
+                    taken[lease.session_id] = lease
+                    params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
+                if params:
                     await conn.execute(
-                        insert(L).values(
-                            session_id=session_id, owner=owner, epoch=1, expires_at=lease.expires_at, acquired_at=now
-                        )
+                        update(L)
+                        .where(L.c.session_id == bindparam("b_id"))
+                        .values(
+                            owner=owner,
+                            epoch=bindparam("b_epoch"),
+                            expires_at=bindparam("b_expires"),
+                            acquired_at=bindparam("b_now"),
+                        ),
+                        params,
                     )
-                    return lease
-                held = row.owner is not None and row.expires_at > now
-                if held and row.owner != owner:
-                    return None
-                # Our own live lease keeps its epoch; a free or expired one is taken with a higher epoch,
-                # which fences every write still in flight under the old one.
-                epoch = row.epoch if held else row.epoch + 1
-                await conn.execute(
-                    update(L)
-                    .where(L.c.session_id == session_id)
-                    .values(owner=owner, epoch=epoch, expires_at=now + ttl, acquired_at=now)
-                )
-                return Lease(session_id, owner, epoch, now + ttl)
-        except IntegrityError:
-            return None  # another process inserted the first lease row at the same moment
+        return taken
 
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
         async with self._db.write() as conn:
@@ -219,6 +222,12 @@ class SqlLeaseStore(LeaseStore):
             )
         return result.rowcount == 1
 
+    async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
+        async with self._db.write() as conn:
+            await conn.execute(update(L).where(L.c.owner == owner).values(expires_at=self._clock() + ttl))
+            rows = await conn.execute(select(L.c.session_id).where(L.c.owner == owner))
+            return {SessionId(row.session_id) for row in rows}
+
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
         async with self._db.write() as conn:
             await conn.execute(
@@ -226,6 +235,11 @@ class SqlLeaseStore(LeaseStore):
                 .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
                 .values(owner=None, expires_at=0.0)
             )
+
+    async def release_all(self, owner: str) -> int:
+        async with self._db.write() as conn:
+            result = await conn.execute(update(L).where(L.c.owner == owner).values(owner=None, expires_at=0.0))
+        return int(result.rowcount)
 
     async def get(self, session_id: SessionId) -> Lease | None:
         async with self._db.read() as conn:

@@ -41,6 +41,7 @@ sessions = Table(
     Column("status", Text, nullable=False),
     Column("reason", Text),
     Column("me", Text),
+    Column("status_note", Text),
     Column("generation", BigInteger, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,12 +15,13 @@ from wagate.clock import Clock
 from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
 from wagate.errors import AlreadyExists, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
-from wagate.store.base import NewSession, SessionStore
+from wagate.store.base import NewSession, SessionStore, StatusChange
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
 S = schema.sessions
 H = schema.session_history
+L = schema.session_leases
 _CREATE_LOCK = 0x77616762
 
 
@@ -36,6 +39,7 @@ def _session(row: Any) -> Session:
         generation=row.generation,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        note=row.status_note,
     )
 
 
@@ -54,6 +58,23 @@ def _entry(row: Any) -> HistoryEntry:
     )
 
 
+def _history_row(
+    session: Session, kind: HistoryKind, actor: str, from_status: Status | None, detail: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "session_id": session.id,
+        "tenant_id": session.tenant_id,
+        "at": session.updated_at,
+        "kind": kind.value,
+        "actor": actor,
+        "from_status": from_status.value if from_status else None,
+        "to_status": session.status.value,
+        "desired": session.desired.value,
+        "reason": session.reason.value if session.reason else None,
+        "detail": json.dumps(detail) if detail else None,
+    }
+
+
 class SqlSessionStore(SessionStore):
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
@@ -69,20 +90,7 @@ class SqlSessionStore(SessionStore):
         from_status: Status | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await conn.execute(
-            insert(H).values(
-                session_id=session.id,
-                tenant_id=session.tenant_id,
-                at=session.updated_at,
-                kind=kind.value,
-                actor=actor,
-                from_status=from_status.value if from_status else None,
-                to_status=session.status.value,
-                desired=session.desired.value,
-                reason=session.reason.value if session.reason else None,
-                detail=json.dumps(detail) if detail else None,
-            )
-        )
+        await conn.execute(insert(H).values(**_history_row(session, kind, actor, from_status, detail)))
 
     async def create(self, new: NewSession, *, quotas: Quotas, actor: str) -> Session:
         now = self._clock()
@@ -118,6 +126,11 @@ class SqlSessionStore(SessionStore):
                         generation=0,
                         created_at=now,
                         updated_at=now,
+                    )
+                )
+                await conn.execute(
+                    insert(schema.session_leases).values(
+                        session_id=session.id, owner=None, epoch=0, expires_at=0.0, acquired_at=now
                     )
                 )
                 await self._record(conn, session, HistoryKind.CREATED, actor)
@@ -164,20 +177,19 @@ class SqlSessionStore(SessionStore):
     async def _change(
         self,
         tenant_id: TenantId,
-        where: Any,
-        values: dict[str, Any],
+        name: str,
+        values: Callable[[Session], dict[str, Any]],
         kind: HistoryKind,
         actor: str,
         detail: dict[str, Any] | None = None,
     ) -> Session | None:
         """Update one session and record the change, in one transaction."""
         async with self._db.write() as conn:
-            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, where))).first()
+            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, S.c.name == name))).first()
             if row is None:
                 return None
             before = _session(row)
-            values = {**values, "updated_at": self._clock()}
-            await conn.execute(update(S).where(S.c.id == before.id).values(**values))
+            await conn.execute(update(S).where(S.c.id == before.id).values(**values(before), updated_at=self._clock()))
             after = _session((await conn.execute(select(S).where(S.c.id == before.id))).one())
             await self._record(conn, after, kind, actor, from_status=before.status, detail=detail)
         return after
@@ -185,33 +197,78 @@ class SqlSessionStore(SessionStore):
     async def set_desired(
         self, tenant_id: TenantId, name: str, desired: Desired, *, actor: str, restart: bool = False
     ) -> Session | None:
-        values: dict[str, Any] = {"desired": desired.value}
-        if restart:
-            values["generation"] = S.c.generation + 1
+        def values(before: Session) -> dict[str, Any]:
+            changed: dict[str, Any] = {"desired": desired.value}
+            if restart:
+                changed["generation"] = S.c.generation + 1
+            if desired is Desired.RUNNING and before.status is Status.FAILED:
+                # Asking a failed session to run again is the user's answer to the failure: clear it.
+                changed.update(status=Status.STOPPED.value, reason=None, status_note=None)
+            return changed
+
         detail = {"restart": True} if restart else None
-        return await self._change(tenant_id, S.c.name == name, values, HistoryKind.DESIRED, actor, detail)
+        return await self._change(tenant_id, name, values, HistoryKind.DESIRED, actor, detail)
 
     async def update_config(
         self, tenant_id: TenantId, name: str, config: dict[str, Any], *, actor: str
     ) -> Session | None:
         values = {"config": json.dumps(config), "generation": S.c.generation + 1}
-        return await self._change(tenant_id, S.c.name == name, values, HistoryKind.CONFIG, actor)
+        return await self._change(tenant_id, name, lambda _: values, HistoryKind.CONFIG, actor)
 
-    async def set_status(
-        self,
-        tenant_id: TenantId,
-        session_id: SessionId,
-        status: Status,
-        reason: Reason | None,
-        *,
-        actor: str,
-        me: dict[str, Any] | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> Session | None:
-        values: dict[str, Any] = {"status": status.value, "reason": reason.value if reason else None}
-        if me is not None:
-            values["me"] = json.dumps(me)
-        return await self._change(tenant_id, S.c.id == session_id, values, HistoryKind.STATUS, actor, detail)
+    async def set_status_many(self, changes: Sequence[StatusChange]) -> list[Session | None]:
+        results: list[Session | None] = [None] * len(changes)
+        now = self._clock()
+        async with self._db.write() as conn:
+            ids = sorted({c.session_id for c in changes})
+            holders: dict[str, tuple[str, int]] = {}
+            current: dict[str, Session] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                lease_rows = await conn.execute(select(L).where(L.c.session_id.in_(chunk)))
+                holders.update({row.session_id: (row.owner, row.epoch) for row in lease_rows})
+                current.update(
+                    {row.id: _session(row) for row in await conn.execute(select(S).where(S.c.id.in_(chunk)))}
+                )
+            updates: list[dict[str, Any]] = []
+            history: list[dict[str, Any]] = []
+            for index, change in enumerate(changes):
+                before = current.get(change.session_id)
+                if before is None or before.tenant_id != change.tenant_id:
+                    continue
+                if holders.get(change.session_id) != (change.owner, change.epoch):
+                    continue
+                me = None if change.clear_me else (change.me if change.me is not None else before.me)
+                after = replace(
+                    before, status=change.status, reason=change.reason, me=me, note=change.note, updated_at=now
+                )
+                current[change.session_id] = after
+                results[index] = after
+                updates.append(
+                    {
+                        "b_id": after.id,
+                        "b_status": after.status.value,
+                        "b_reason": after.reason.value if after.reason else None,
+                        "b_me": json.dumps(me) if me is not None else None,
+                        "b_note": change.note,
+                        "b_at": now,
+                    }
+                )
+                history.append(_history_row(after, HistoryKind.STATUS, change.actor, before.status, change.detail))
+            if updates:
+                await conn.execute(
+                    update(S)
+                    .where(S.c.id == bindparam("b_id"))
+                    .values(
+                        status=bindparam("b_status"),
+                        reason=bindparam("b_reason"),
+                        me=bindparam("b_me"),
+                        status_note=bindparam("b_note"),
+                        updated_at=bindparam("b_at"),
+                    ),
+                    updates,
+                )
+                await conn.execute(insert(H), history)
+        return results
 
     async def delete(self, tenant_id: TenantId, name: str) -> bool:
         async with self._db.write() as conn:
@@ -234,7 +291,14 @@ class SqlSessionStore(SessionStore):
             rows = (await conn.execute(query.order_by(H.c.id.desc()).limit(limit))).all()
         return [_entry(row) for row in rows]
 
-    async def list_desired_running_all_tenants(self) -> list[Session]:
+    async def list_to_reconcile_all_tenants(self) -> list[Session]:
+        settled = (Status.STOPPED.value, Status.FAILED.value)
+        query = select(S).where(
+            or_(
+                and_(S.c.desired == Desired.RUNNING.value, S.c.status != Status.FAILED.value),
+                and_(S.c.desired == Desired.STOPPED.value, S.c.status.not_in(settled)),
+            )
+        )
         async with self._db.read() as conn:
-            rows = (await conn.execute(select(S).where(S.c.desired == Desired.RUNNING.value).order_by(S.c.id))).all()
+            rows = (await conn.execute(query.order_by(S.c.id))).all()
         return [_session(row) for row in rows]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.migrations import m0001_initial
+from wagate.store.sql.migrations import m0001_initial, m0002_status_note
 
 log = logging.getLogger("wagate.store")
 
@@ -34,7 +34,10 @@ class Migration:
     statements: tuple[str, ...]
 
 
-MIGRATIONS = (Migration(1, "initial", m0001_initial.STATEMENTS),)
+MIGRATIONS = (
+    Migration(1, "initial", m0001_initial.STATEMENTS),
+    Migration(2, "status_note", m0002_status_note.STATEMENTS),
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -1,0 +1,71 @@
+"""Linking a phone: ``GET /api/{name}/auth/qr`` and ``POST /api/{name}/auth/request-code`` (WAHA's shapes)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Annotated, Literal
+
+import segno
+from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
+from wagate.api.routes.sessions import find_session, require_supervisor
+from wagate.domain.phones import PHONE
+from wagate.domain.sessions import Status
+from wagate.engines.base import EngineUnavailable
+from wagate.errors import Unprocessable
+
+router = APIRouter(prefix="/api/{name}/auth", tags=["auth"])
+SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
+
+
+class CodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    phone_number: str = Field(alias="phoneNumber", pattern=PHONE.pattern, description="E.164, e.g. +15550001")
+    method: str | None = Field(None, description="accepted for WAHA compatibility; not used")
+
+
+def qr_png(value: str) -> bytes:
+    buffer = io.BytesIO()
+    segno.make_qr(value, error="l").save(buffer, kind="png", scale=8, border=4)
+    return buffer.getvalue()
+
+
+@router.get("/qr", summary="The QR code to scan, while the session is SCAN_QR_CODE", response_model=None)
+async def get_qr(
+    name: SessionName,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+    format: Annotated[Literal["image", "raw"] | None, Query(description="image (PNG) or raw")] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response | dict[str, str]:
+    session = await find_session(gateway, tenant_id, name)
+    if session.status is not Status.SCAN_QR_CODE:
+        raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
+    qr = require_supervisor(supervisor).qr(session.id)
+    if qr is None:
+        raise Unprocessable("no QR code is showing right now; try again in a moment", code="qr_not_ready")
+    if format == "raw":
+        return {"value": qr.code}
+    png = qr_png(qr.code)
+    if format is None and accept is not None and "application/json" in accept:
+        return {"mimetype": "image/png", "data": base64.b64encode(png).decode()}
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/request-code", summary="A pairing code to type on the phone instead of scanning")
+async def request_code(
+    name: SessionName, body: CodeRequest, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> dict[str, str]:
+    session = await find_session(gateway, tenant_id, name)
+    if session.status is not Status.SCAN_QR_CODE:
+        raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
+    try:
+        code = await require_supervisor(supervisor).request_pairing_code(session.id, body.phone_number)
+    except EngineUnavailable as exc:
+        raise Unprocessable(str(exc), code="pairing_unavailable") from None
+    return {"code": code}

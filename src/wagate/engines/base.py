@@ -1,0 +1,191 @@
+"""The engine contract: what the supervisor needs from a WhatsApp client, and the typed events it reports.
+
+An engine opens one :class:`Connection` per session from an :class:`EngineContext`. ``connect()`` returns once the
+connection is established (logged in, or waiting for a QR scan) and raises :class:`EngineConnectError` when it
+cannot be. From then on the engine reports what happens by awaiting ``ctx.emit(event)``: the supervisor has
+committed whatever the event implies before ``emit`` returns, so an engine acknowledges to WhatsApp only after that
+(DESIGN, principle 3). A connection that ends reports exactly one closing event: ``Disconnected``, ``LoggedOut``,
+``Replaced`` or ``TemporarilyBanned``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from wagate.clock import Clock
+from wagate.errors import WagateError
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import AuthState
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    """Who the session is logged in as."""
+
+    id: str
+    phone: str
+    push_name: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "phone": self.phone, "pushName": self.push_name}
+
+
+class EngineEvent:
+    """Base of every engine event. ``closing`` events end the connection; ``permanent`` ones forbid reconnecting."""
+
+    closing: ClassVar[bool] = False
+    permanent: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class QrCode(EngineEvent):
+    code: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairingCode(EngineEvent):
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paired(EngineEvent):
+    me: Me
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(EngineEvent):
+    me: Me
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(EngineEvent):
+    """The connection ended. ``error`` is set when the engine itself failed (``LeaseLost`` among others)."""
+
+    closing: ClassVar[bool] = True
+    reason: str
+    retryable: bool = True
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut(EngineEvent):
+    closing: ClassVar[bool] = True
+    permanent: ClassVar[bool] = True
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced(EngineEvent):
+    """conflict: another connection took over this device."""
+
+    closing: ClassVar[bool] = True
+    permanent: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class TemporarilyBanned(EngineEvent):
+    closing: ClassVar[bool] = True
+    permanent: ClassVar[bool] = True
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptFailed(EngineEvent):
+    contact: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(EngineEvent):
+    message_id: str
+    chat: str
+    sender: str
+    text: str | None
+    timestamp: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAck(EngineEvent):
+    message_id: str
+    status: str  # sent | delivered | read | failed
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    message_id: str
+    timestamp: float
+
+
+EventSink = Callable[[EngineEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    """Everything a connection is given about its session."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    session_name: str
+    auth: AuthState
+    emit: EventSink
+    log: logging.LoggerAdapter[logging.Logger]
+    config: dict[str, Any]
+    epoch: int
+    clock: Clock
+
+
+class EngineConnectError(WagateError):
+    """The connection could not be established. ``reason`` is shown as the session's status detail."""
+
+    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class EngineUnavailable(WagateError):
+    """The operation needs a live connection in the right state (e.g. a pairing code while not waiting for one)."""
+
+
+class Connection(ABC):
+    """One session's connection to WhatsApp."""
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Connect and log in (or start waiting for a QR scan). Raises ``EngineConnectError``."""
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Close gracefully, keeping the credentials. Emits nothing further. Idempotent."""
+
+    @abstractmethod
+    async def logout(self) -> None:
+        """Unlink this device from the phone and close. The supervisor wipes the credentials."""
+
+    @abstractmethod
+    async def request_pairing_code(self, phone: str) -> str:
+        """A pairing code for ``phone`` to type on the phone instead of scanning the QR code."""
+
+    @abstractmethod
+    async def send_text(self, chat: str, text: str) -> SentMessage: ...
+
+    @abstractmethod
+    async def send_media(self, chat: str, data: bytes, mimetype: str, caption: str | None) -> SentMessage: ...
+
+
+class Engine(ABC):
+    """A kind of connection (``sim``, ``neonize``...)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def open(self, ctx: EngineContext) -> Connection: ...
+
+    async def close(self) -> None:  # noqa: B027 - engines without shared resources have nothing to close
+        """Release resources shared by this engine's connections."""

@@ -1,0 +1,136 @@
+"""The simulator over HTTP: the device WebSocket at ``/ws`` and the control API that tests and demos drive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Path, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from wagate.domain.phones import PHONE
+from wagate.engines.sim.server import Link, SimError, SimServer
+
+PhonePath = Annotated[str, Path(max_length=20)]
+Phone = Annotated[str, Field(pattern=PHONE.pattern, description="E.164, e.g. +15550001")]
+
+
+class Scan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+    qr: str = Field(min_length=1, max_length=1000)
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+    code: str = Field(min_length=8, max_length=12)
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    sender: Phone = Field(alias="from")
+    text: str = Field(max_length=65536)
+    count: int = Field(1, ge=1, le=100_000)
+
+
+class Fault(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["drop", "refuse", "logout", "bad_mac", "ban", "slow"]
+    duration: float = Field(30.0, ge=0, le=86_400, description="refuse, ban, slow: how long")
+    delay: float = Field(5.0, ge=0, le=600, description="slow: how long each handshake waits")
+    contact: Phone | None = Field(None, description="bad_mac: one contact; absent for the whole device")
+    count: int = Field(1, ge=1, le=100_000, description="bad_mac: how many messages")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "sim_error", "message": message}}, status_code=status)
+
+
+def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The simulator app. With ``manage_lifecycle`` it starts and stops ``server`` with the app."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await server.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await server.stop()
+
+    app = FastAPI(title="wagate simulator", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+
+    @app.exception_handler(SimError)
+    async def _sim_error(_request: Request, exc: SimError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        return _error(422, f"{'.'.join(str(p) for p in first.get('loc', ())[1:])}: {first.get('msg', 'invalid')}")
+
+    @app.websocket("/ws")
+    async def device_socket(ws: WebSocket) -> None:
+        await ws.accept()
+
+        async def close(code: int, reason: str) -> None:
+            await ws.close(code, reason)
+
+        link = Link(ws.send_text, close)
+        try:
+            hello = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
+            await server.on_hello(link, hello)
+            while not link.closed:
+                message = json.loads(await ws.receive_text())
+                if isinstance(message, dict):
+                    await server.on_frame(link, message)
+        except (WebSocketDisconnect, TimeoutError, json.JSONDecodeError, RuntimeError):
+            pass
+        finally:
+            server.on_closed(link)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the peer may be gone already
+                await ws.close()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "devices": len(server.devices)}
+
+    @app.post("/phone/scan")
+    async def scan(body: Scan) -> dict[str, Any]:
+        device = await server.scan(body.phone, body.qr)
+        return {"phone": device.phone, "device_id": device.device_id}
+
+    @app.post("/phone/pair")
+    async def pair(body: Pair) -> dict[str, Any]:
+        device = await server.pair_with_code(body.phone, body.code)
+        return {"phone": device.phone, "device_id": device.device_id}
+
+    @app.post("/devices/{phone}/messages")
+    async def inbound(phone: PhonePath, body: Inbound) -> dict[str, Any]:
+        ids = server.add_messages(phone, body.sender, body.text, body.count)
+        return {"queued": len(ids), "ids": ids}
+
+    @app.post("/devices/{phone}/faults")
+    async def fault(phone: PhonePath, body: Fault) -> dict[str, Any]:
+        await server.fault(
+            phone, body.kind, duration=body.duration, delay=body.delay, sender=body.contact, count=body.count
+        )
+        return {"ok": True, **server.describe(phone)}
+
+    @app.get("/devices/{phone}")
+    async def device(phone: PhonePath) -> dict[str, Any]:
+        return server.describe(phone)
+
+    @app.get("/devices/{phone}/sent")
+    async def sent(phone: PhonePath) -> list[dict[str, Any]]:
+        return server.device(phone).sent
+
+    return app

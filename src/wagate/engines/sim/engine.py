@@ -1,0 +1,277 @@
+"""The ``sim`` engine: a WhatsApp-like client of the simulator, over a WebSocket on loopback.
+
+Order of work for inbound messages (DESIGN, principle 3): verify against the ratchet in memory, hand each message to
+the supervisor (``emit`` returns once it is committed), commit the advanced ratchet to the vault, then acknowledge.
+A crash anywhere in between leads to a redelivery that is either verified again (nothing was committed) or
+recognised as already processed (counter not ahead), never to a lost message or a "Bad MAC".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from wagate.engines.base import (
+    Connected,
+    Connection,
+    DecryptFailed,
+    Disconnected,
+    Engine,
+    EngineConnectError,
+    EngineContext,
+    EngineEvent,
+    EngineUnavailable,
+    LoggedOut,
+    Me,
+    MessageReceived,
+    Paired,
+    PairingCode,
+    QrCode,
+    Replaced,
+    SentMessage,
+    TemporarilyBanned,
+)
+from wagate.engines.sim.protocol import decode_chain, encode_chain, frame, initial_chain, message_mac, step_chain
+
+CREDS = ("creds", "device")
+CHAIN_NS = "chain"
+REPLY_TIMEOUT = 10.0
+
+
+def _me(data: dict[str, Any]) -> Me:
+    return Me(id=str(data["id"]), phone=str(data["phone"]), push_name=data.get("pushName"))
+
+
+class SimEngine(Engine):
+    name = "sim"
+
+    def __init__(self, url: str) -> None:
+        """``url``: the simulator's base URL (``http://host:port`` or ``ws://host:port/path-to-ws``)."""
+        base = url.rstrip("/")
+        if base.startswith("http"):
+            base = "ws" + base[4:] + "/ws"
+        self.url = base
+
+    def open(self, ctx: EngineContext) -> SimConnection:
+        return SimConnection(self.url, ctx)
+
+
+class SimConnection(Connection):
+    def __init__(self, url: str, ctx: EngineContext) -> None:
+        self._url = url
+        self._ctx = ctx
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._secret: bytes | None = None
+        self._chains: dict[str, tuple[int, bytes]] = {}
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._registering = False
+        self._closing = False  # we asked to close: report nothing more
+        self._ended = False  # a closing event was emitted
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        stored = await self._ctx.auth.get_many(CREDS[0], [CREDS[1]])
+        credentials = json.loads(stored[CREDS[1]]) if CREDS[1] in stored else None
+        try:
+            self._ws = await connect(
+                self._url, compression=None, open_timeout=REPLY_TIMEOUT, max_size=8 * 1024 * 1024, proxy=None
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise EngineConnectError(f"cannot reach the simulator at {self._url}: {exc}") from None
+        if credentials is not None:
+            self._secret = bytes.fromhex(credentials["secret"])
+            hello = {"id": credentials["id"], "secret": credentials["secret"]}
+        else:
+            hello = None
+            self._registering = True
+        try:
+            await self._ws.send(frame("hello", device=hello))
+            first = json.loads(await asyncio.wait_for(self._ws.recv(), REPLY_TIMEOUT))
+        except (ConnectionClosed, TimeoutError) as exc:
+            await self._abort()
+            raise EngineConnectError(f"the simulator did not answer the login: {exc}") from None
+        if first.get("type") == "error":
+            await self._abort()
+            raise EngineConnectError(f"the simulator refused the connection ({first.get('code')})")
+        self._reader = asyncio.create_task(self._read(first), name=f"sim-read-{self._ctx.session_id}")
+
+    async def disconnect(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):  # closing an already broken socket
+                await asyncio.wait_for(self._ws.close(), 2)
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    async def logout(self) -> None:
+        if self._ws is None or self._registering:
+            await self.disconnect()
+            return
+        self._closing = True
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(frame("logout"))
+            await asyncio.wait_for(self._ws.wait_closed(), REPLY_TIMEOUT)
+        await self.disconnect()
+
+    async def _abort(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    # operations ------------------------------------------------------------------------------------------------
+
+    async def request_pairing_code(self, phone: str) -> str:
+        if not self._registering or self._ws is None:
+            raise EngineUnavailable("a pairing code can be requested only while the session waits to be linked")
+        reply = await self._request("pairing_code", frame("pair_phone", phone=phone))
+        if reply.get("type") == "error":
+            raise EngineUnavailable(str(reply.get("detail", "the simulator refused the phone number")))
+        code = str(reply["code"])
+        await self._ctx.emit(PairingCode(code))
+        return code
+
+    async def send_text(self, chat: str, text: str) -> SentMessage:
+        return await self._send({"to": chat, "text": text})
+
+    async def send_media(self, chat: str, data: bytes, mimetype: str, caption: str | None) -> SentMessage:
+        return await self._send({"to": chat, "text": caption, "media": {"mimetype": mimetype, "size": len(data)}})
+
+    async def _send(self, body: dict[str, Any]) -> SentMessage:
+        if self._ws is None or self._registering:
+            raise EngineUnavailable("the session is not logged in")
+        ref = secrets.token_hex(8)
+        reply = await self._request(f"sent:{ref}", frame("send", ref=ref, **body))
+        return SentMessage(str(reply["id"]), float(reply["ts"]))
+
+    async def _request(self, key: str, payload: str) -> dict[str, Any]:
+        assert self._ws is not None
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        try:
+            await self._ws.send(payload)
+            return await asyncio.wait_for(future, REPLY_TIMEOUT)
+        except (ConnectionClosed, TimeoutError) as exc:
+            raise EngineUnavailable(f"the simulator did not answer: {exc}") from None
+        finally:
+            self._waiting.pop(key, None)
+
+    # reading ---------------------------------------------------------------------------------------------------
+
+    async def _read(self, first: dict[str, Any]) -> None:
+        assert self._ws is not None
+        failure: Exception | None = None
+        try:
+            await self._handle(first)
+            async for raw in self._ws:
+                if self._ended:
+                    break
+                await self._handle(json.loads(raw))
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
+            failure = exc
+            await self._abort()
+        if not self._ended and not self._closing:
+            reason = f"engine failure: {failure}" if failure else self._close_reason()
+            await self._end(Disconnected(reason, retryable=True, error=failure))
+
+    def _close_reason(self) -> str:
+        if self._ws is not None and self._ws.close_code is not None:
+            return f"connection closed ({self._ws.close_code} {self._ws.close_reason or ''})".strip()
+        return "connection lost"
+
+    async def _end(self, event: EngineEvent) -> None:
+        self._ended = True
+        await self._ctx.emit(event)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "messages":
+            await self._on_messages(message["items"])
+        elif kind == "qr":
+            await self._ctx.emit(QrCode(str(message["code"]), self._ctx.clock() + float(message["ttl"])))
+        elif kind == "paired":
+            await self._on_paired(message)
+        elif kind == "connected":
+            self._registering = False
+            await self._ctx.emit(Connected(_me(message["me"])))
+        elif kind in ("pairing_code", "error") and "pairing_code" in self._waiting:
+            self._waiting["pairing_code"].set_result(message)
+        elif kind == "sent" and (future := self._waiting.get(f"sent:{message.get('ref')}")) is not None:
+            future.set_result(message)
+        elif kind == "replaced":
+            await self._end(Replaced())
+        elif kind == "logged_out":
+            await self._end(LoggedOut(str(message.get("reason", "logged_out"))))
+        elif kind == "banned":
+            await self._end(TemporarilyBanned(message.get("until")))
+        elif kind == "qr_timeout":
+            await self._end(Disconnected("qr_timeout", retryable=False))
+        else:
+            self._ctx.log.debug("ignored simulator frame %r", kind)
+
+    async def _on_paired(self, message: dict[str, Any]) -> None:
+        device = message["device"]
+        me = _me(message["me"])
+        record = json.dumps({"id": device["id"], "secret": device["secret"], "me": me.as_dict()}).encode()
+        await self._ctx.auth.put_many({CREDS: record})  # committed before the phone is told we are linked
+        self._secret = bytes.fromhex(device["secret"])
+        self._chains.clear()
+        await self._ctx.emit(Paired(me))
+        assert self._ws is not None
+        await self._ws.send(frame("paired_ack"))
+
+    async def _chain_states(self, contacts: set[str]) -> None:
+        missing = [c for c in contacts if c not in self._chains]
+        if not missing:
+            return
+        assert self._secret is not None
+        stored = await self._ctx.auth.get_many(CHAIN_NS, missing)
+        for contact in missing:
+            raw = stored.get(contact)
+            self._chains[contact] = decode_chain(raw) if raw else (0, initial_chain(self._secret, contact))
+
+    async def _on_messages(self, items: list[dict[str, Any]]) -> None:
+        await self._chain_states({str(item["from"]) for item in items})
+        advanced: dict[str, tuple[int, bytes]] = {}
+        events: list[EngineEvent] = []
+        acks: list[str] = []
+        retries: list[str] = []
+        for item in items:
+            contact, counter, message_id = str(item["from"]), int(item["counter"]), str(item["id"])
+            known, key = advanced.get(contact) or self._chains[contact]
+            if counter <= known:
+                acks.append(message_id)  # already processed before a lost ack: acknowledge again, nothing else
+                continue
+            candidate = step_chain(key, bytes.fromhex(item["step"]))
+            expected = message_mac(candidate, message_id, counter, str(item["text"]))
+            if counter == known + 1 and hmac.compare_digest(expected, str(item["mac"])):
+                advanced[contact] = (counter, candidate)
+                events.append(
+                    MessageReceived(message_id, str(item["chat"]), contact, str(item["text"]), float(item["ts"]))
+                )
+                acks.append(message_id)
+            else:
+                events.append(DecryptFailed(contact, message_id))
+                retries.append(message_id)
+        for event in events:
+            await self._ctx.emit(event)
+        if advanced:
+            await self._ctx.auth.put_many({(CHAIN_NS, c): encode_chain(n, k) for c, (n, k) in advanced.items()})
+            self._chains.update(advanced)
+        assert self._ws is not None
+        if acks:
+            await self._ws.send(frame("ack", ids=acks))
+        if retries:
+            await self._ws.send(frame("retry", ids=retries))

@@ -1,0 +1,526 @@
+"""The fake WhatsApp service: pairing by QR or code, one live connection per device, ratcheted delivery, faults.
+
+Transport-neutral: a :class:`Link` wraps whatever carries the JSON frames (the WebSocket route in ``app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wagate.clock import Clock
+from wagate.domain.phones import phone_digits, user_jid
+from wagate.engines.sim.protocol import PAIRING_ALPHABET, frame, initial_chain, message_mac, step_chain
+from wagate.engines.sim.state import Chain, Device, Queued, StateFile
+
+log = logging.getLogger("wagate.sim")
+
+# WebSocket close codes the engine understands.
+CLOSE_NORMAL = 1000
+CLOSE_DROPPED = 1011
+CLOSE_TRY_LATER = 1013
+CLOSE_REPLACED = 4409
+CLOSE_LOGGED_OUT = 4401
+CLOSE_BANNED = 4403
+CLOSE_QR_TIMEOUT = 4408
+
+
+class SimError(Exception):
+    """A control request the simulator refuses; ``status`` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class SimOptions:
+    qr_first_ttl: float = 60.0
+    qr_ttl: float = 20.0
+    qr_count: int = 6  # 60 + 5 x 20 s, about WhatsApp's 160 s
+    window: int = 256  # unacknowledged messages in flight per connection
+    batch: int = 64  # messages per frame
+    flush_interval: float = 0.5
+
+
+class Link:
+    """One live connection: sends frames, closes, and knows its device once logged in."""
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]) -> None:
+        self._send = send
+        self._close = close
+        self._lock = asyncio.Lock()
+        self.device: Device | None = None
+        self.logged_in = False
+        self.closed = False
+        self.sent_upto = 0
+        self.inflight: set[str] = set()
+        self.wake = asyncio.Event()
+        self.registration: Registration | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, text: str) -> None:
+        if self.closed:
+            return
+        async with self._lock:
+            await self._send(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.wake.set()
+        with contextlib.suppress(Exception):  # the peer may already be gone; closing is best effort
+            await self._close(code, reason)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+@dataclass(slots=True)
+class Registration:
+    link: Link
+    codes: list[str] = field(default_factory=list)
+    pairing: tuple[str, str] | None = None  # (phone, code)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SimServer:
+    """State and behaviour of the simulator, independent of HTTP."""
+
+    def __init__(self, options: SimOptions | None = None, state_path: Path | None = None, clock: Clock = time.time):
+        self.options = options or SimOptions()
+        self._state = StateFile(state_path)
+        self._clock = clock
+        self.devices: dict[str, Device] = {}
+        self._by_id: dict[str, Device] = {}
+        self._links: dict[str, Link] = {}
+        self._qr: dict[str, Registration] = {}
+        self._codes: dict[str, Registration] = {}
+        self._dirty = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.devices = self._state.load()
+        self._by_id = {d.device_id: d for d in self.devices.values()}
+        self._flusher = asyncio.create_task(self._flush_loop(), name="sim-flush")
+        log.info("simulator ready with %d device(s)", len(self.devices))
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for link in list(self._links.values()):
+            await link.close(CLOSE_NORMAL, "server stopping")
+        self._state.save(self.devices)
+
+    async def _flush_loop(self) -> None:
+        pause = self.options.flush_interval
+        while True:
+            await asyncio.sleep(pause)
+            if not self._dirty:
+                continue
+            self._dirty = False
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._state.save, self._snapshot())
+            except OSError:
+                log.exception("could not save the simulator state")
+                self._dirty = True
+            # Large states take long to save: space the saves so they never eat more than ~5% of the loop.
+            pause = max(self.options.flush_interval, 20 * (time.perf_counter() - started))
+
+    def _snapshot(self) -> dict[str, Device]:
+        # Saved from a thread: hand it copies, not the objects the loop keeps changing.
+        return {p: Device.from_json(_asdict(d)) for p, d in self.devices.items()}
+
+    def _changed(self) -> None:
+        self._dirty = True
+
+    # connections -----------------------------------------------------------------------------------------------
+
+    async def on_hello(self, link: Link, hello: dict[str, Any]) -> None:
+        credentials = hello.get("device")
+        if isinstance(credentials, dict):
+            await self._login(link, str(credentials.get("id", "")), str(credentials.get("secret", "")))
+        else:
+            registration = Registration(link)
+            link.registration = registration
+            link.spawn(self._rotate_qr(registration))
+
+    async def on_frame(self, link: Link, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "ack" and link.logged_in:
+            self._settle(link, message.get("ids", []), failed=False)
+        elif kind == "retry" and link.logged_in:
+            self._settle(link, message.get("ids", []), failed=True)
+        elif kind == "paired_ack" and link.device is not None and not link.logged_in:
+            link.registration = None
+            await self._go_live(link, link.device)
+        elif kind == "pair_phone" and link.registration is not None:
+            await self._issue_pairing_code(link, str(message.get("phone", "")))
+        elif kind == "send" and link.logged_in and link.device is not None:
+            await self._accept_outbound(link, link.device, message)
+        elif kind == "logout" and link.device is not None:
+            await self._log_out(link.device, "user_request")
+        else:
+            await link.send(frame("error", code="unexpected", detail=f"unexpected frame {kind!r}"))
+
+    def on_closed(self, link: Link) -> None:
+        link.closed = True
+        link.wake.set()
+        for task in list(link.tasks):
+            task.cancel()
+        if link.device is not None and self._links.get(link.device.device_id) is link:
+            del self._links[link.device.device_id]
+        if link.registration is not None:
+            link.registration.done.set()
+
+    async def _login(self, link: Link, device_id: str, secret: str) -> None:
+        device = self._by_id.get(device_id)
+        now = self._clock()
+        if device is None or not hmac.compare_digest(device.secret, secret):
+            await link.send(frame("logged_out", reason="unknown_device"))
+            await link.close(CLOSE_LOGGED_OUT, "unknown device")
+            return
+        self._changed()
+        if device.slow_until > now:
+            await asyncio.sleep(device.slow_delay)
+        if device.refuse_until > now:
+            device.log_attempt(now, "refused")
+            await link.send(frame("error", code="unavailable", retry_after=device.refuse_until - now))
+            await link.close(CLOSE_TRY_LATER, "unavailable")
+        elif device.logged_out:
+            device.log_attempt(now, "logged_out")
+            await link.send(frame("logged_out", reason="device_removed"))
+            await link.close(CLOSE_LOGGED_OUT, "logged out")
+        elif device.banned_until > now:
+            device.log_attempt(now, "banned")
+            await link.send(frame("banned", until=device.banned_until))
+            await link.close(CLOSE_BANNED, "banned")
+        else:
+            device.log_attempt(now, "ok")
+            await self._go_live(link, device)
+
+    async def _go_live(self, link: Link, device: Device) -> None:
+        old = self._links.get(device.device_id)
+        if old is not None and old is not link:
+            await old.send(frame("replaced"))
+            await old.close(CLOSE_REPLACED, "replaced")
+        link.device = device
+        link.logged_in = True
+        self._links[device.device_id] = link
+        device.connections_total += 1
+        self._changed()
+        await link.send(frame("connected", me=_me(device)))
+        link.spawn(self._deliver(link, device))
+
+    # pairing ---------------------------------------------------------------------------------------------------
+
+    async def _rotate_qr(self, registration: Registration) -> None:
+        link = registration.link
+        for round_ in range(self.options.qr_count):
+            ttl = self.options.qr_first_ttl if round_ == 0 else self.options.qr_ttl
+            code = "2@" + ",".join(base64.b64encode(os.urandom(n)).decode() for n in (18, 32, 32))
+            registration.codes.append(code)
+            self._qr[code] = registration
+            await link.send(frame("qr", code=code, ttl=ttl))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(registration.done.wait(), ttl)
+            self._qr.pop(code, None)
+            if registration.done.is_set():
+                return
+        if registration.pairing is not None:
+            self._codes.pop(registration.pairing[1], None)
+        await link.send(frame("qr_timeout"))
+        await link.close(CLOSE_QR_TIMEOUT, "QR code timed out")
+
+    async def _issue_pairing_code(self, link: Link, phone: str) -> None:
+        registration = link.registration
+        assert registration is not None
+        try:
+            phone_digits(phone)
+        except ValueError as exc:
+            await link.send(frame("error", code="bad_phone", detail=str(exc)))
+            return
+        raw = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
+        code = f"{raw[:4]}-{raw[4:]}"
+        if registration.pairing is not None:
+            self._codes.pop(registration.pairing[1], None)
+        registration.pairing = (_normal_phone(phone), code)
+        self._codes[code] = registration
+        await link.send(frame("pairing_code", code=code))
+
+    async def scan(self, phone: str, qr: str) -> Device:
+        """The phone scans a QR code shown by a connection waiting to be linked."""
+        registration = self._qr.get(qr)
+        if registration is None or registration.done.is_set():
+            raise SimError(404, "no connection shows this QR code (expired, rotated or already used)")
+        return await self._pair(registration, phone)
+
+    async def pair_with_code(self, phone: str, code: str) -> Device:
+        registration = self._codes.get(code.strip().upper())
+        if registration is None or registration.pairing is None or registration.pairing[0] != _normal_phone(phone):
+            raise SimError(404, "no connection waits for this pairing code and phone number")
+        self._codes.pop(registration.pairing[1], None)
+        return await self._pair(registration, phone)
+
+    async def _pair(self, registration: Registration, phone: str) -> Device:
+        phone = _normal_phone(phone)
+        digits = phone_digits(phone)
+        previous = self.devices.get(phone)
+        if previous is not None:  # the phone keeps one companion here: a new link replaces the old one
+            await self._log_out(previous, "replaced_by_new_link")
+        index = int(previous.device_id.split(":")[1]) + 1 if previous else 1
+        device = Device(
+            phone=phone, device_id=f"{digits}:{index}", secret=secrets.token_hex(32), push_name=f"Sim {digits[-4:]}"
+        )
+        self.devices[phone] = device
+        self._by_id[device.device_id] = device
+        registration.done.set()
+        for code in registration.codes:
+            self._qr.pop(code, None)
+        link = registration.link
+        link.device = device
+        self._changed()
+        await link.send(frame("paired", device={"id": device.device_id, "secret": device.secret}, me=_me(device)))
+        return device
+
+    # messages --------------------------------------------------------------------------------------------------
+
+    def add_messages(self, phone: str, sender: str, text: str, count: int, chat: str | None = None) -> list[str]:
+        device = self.device(phone)
+        contact = user_jid(sender)
+        chat_jid = chat or contact
+        chain = self._chain(device, contact)
+        ids = []
+        for index in range(count):
+            body = text if count == 1 else f"{text} #{index + 1}"
+            step = os.urandom(16)
+            key = step_chain(bytes.fromhex(chain.key), step)
+            chain.counter += 1
+            chain.key = key.hex()
+            message_id = "SIM" + secrets.token_hex(8).upper()
+            mac = message_mac(key, message_id, chain.counter, body)
+            self._enqueue(device, message_id, contact, chat_jid, chain.counter, step.hex(), mac, body, bad=False)
+            ids.append(message_id)
+        self._changed()
+        self._wake(device)
+        return ids
+
+    def add_bad_mac(self, phone: str, sender: str | None, count: int) -> int:
+        """Messages whose MAC cannot verify: from one contact, or spread over many for a device-wide storm."""
+        device = self.device(phone)
+        contacts = (
+            [user_jid(sender)] if sender else [f"1999{n:07d}@s.whatsapp.net" for n in range(max(3, min(count, 20)))]
+        )
+        for index in range(count):
+            contact = contacts[index % len(contacts)]
+            chain = self._chain(device, contact)
+            message_id = "BAD" + secrets.token_hex(8).upper()
+            self._enqueue(
+                device, message_id, contact, contact, chain.counter + 1, os.urandom(16).hex(), "0" * 32, "?", bad=True
+            )
+        self._changed()
+        self._wake(device)
+        return count
+
+    def _chain(self, device: Device, contact: str) -> Chain:
+        chain = device.chains.get(contact)
+        if chain is None:
+            chain = Chain(0, initial_chain(bytes.fromhex(device.secret), contact).hex())
+            device.chains[contact] = chain
+        return chain
+
+    def _enqueue(
+        self,
+        device: Device,
+        message_id: str,
+        sender: str,
+        chat: str,
+        counter: int,
+        step: str,
+        mac: str,
+        text: str,
+        *,
+        bad: bool,
+    ) -> None:
+        device.queue.append(
+            Queued(device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad)
+        )
+        device.next_seq += 1
+        device.messages_queued += 1
+
+    def _wake(self, device: Device) -> None:
+        link = self._links.get(device.device_id)
+        if link is not None:
+            link.wake.set()
+
+    async def _deliver(self, link: Link, device: Device) -> None:
+        """Send queued messages in order, keeping at most ``window`` unacknowledged on this connection."""
+        while not link.closed:
+            link.wake.clear()
+            room = self.options.window - len(link.inflight)
+            start = bisect.bisect_right([q.seq for q in device.queue], link.sent_upto)
+            batch = device.queue[start : start + min(room, self.options.batch)] if room > 0 else []
+            if not batch:
+                await link.wake.wait()
+                continue
+            for queued in batch:
+                if queued.delivered == 0:
+                    device.messages_delivered += 1
+                queued.delivered += 1
+                device.deliveries_total += 1
+                link.inflight.add(queued.id)
+            link.sent_upto = batch[-1].seq
+            self._changed()
+            await link.send(frame("messages", items=[_wire(q) for q in batch]))
+
+    def _settle(self, link: Link, ids: list[Any], *, failed: bool) -> None:
+        device = link.device
+        assert device is not None
+        wanted = {str(i) for i in ids}
+        before = len(device.queue)
+        device.queue = [q for q in device.queue if q.id not in wanted]
+        settled = before - len(device.queue)
+        if failed:
+            device.decrypt_failures += settled
+        else:
+            device.messages_acked += settled
+        link.inflight -= wanted
+        self._changed()
+        link.wake.set()
+
+    async def _accept_outbound(self, link: Link, device: Device, message: dict[str, Any]) -> None:
+        message_id = "3EB0" + secrets.token_hex(8).upper()
+        record = {
+            "id": message_id,
+            "ref": message.get("ref"),
+            "to": message.get("to"),
+            "text": message.get("text"),
+            "media": message.get("media"),
+            "ts": self._clock(),
+        }
+        device.sent.append(record)
+        self._changed()
+        await link.send(frame("sent", ref=message.get("ref"), id=message_id, ts=record["ts"]))
+
+    # faults ----------------------------------------------------------------------------------------------------
+
+    async def fault(
+        self, phone: str, kind: str, *, duration: float, delay: float, sender: str | None, count: int
+    ) -> None:
+        device = self.device(phone)
+        now = self._clock()
+        link = self._links.get(device.device_id)
+        if kind == "drop":
+            if link is not None:
+                await link.close(CLOSE_DROPPED, "dropped")
+        elif kind == "refuse":
+            device.refuse_until = now + duration
+            if link is not None:
+                await link.close(CLOSE_DROPPED, "dropped")
+        elif kind == "logout":
+            await self._log_out(device, "phone_logout")
+        elif kind == "ban":
+            device.banned_until = now + duration
+            if link is not None:
+                await link.send(frame("banned", until=device.banned_until))
+                await link.close(CLOSE_BANNED, "banned")
+        elif kind == "slow":
+            device.slow_until = now + duration
+            device.slow_delay = delay
+        elif kind == "bad_mac":
+            self.add_bad_mac(phone, sender, count)
+        else:
+            raise SimError(422, f"unknown fault {kind!r}")
+        self._changed()
+
+    async def _log_out(self, device: Device, reason: str) -> None:
+        device.logged_out = True
+        device.queue.clear()
+        self._changed()
+        link = self._links.get(device.device_id)
+        if link is not None:
+            await link.send(frame("logged_out", reason=reason))
+            await link.close(CLOSE_LOGGED_OUT, "logged out")
+
+    # inspection ------------------------------------------------------------------------------------------------
+
+    def device(self, phone: str) -> Device:
+        try:
+            device = self.devices.get(_normal_phone(phone))
+        except ValueError as exc:
+            raise SimError(422, str(exc)) from None
+        if device is None:
+            raise SimError(404, "no device is linked to this phone")
+        return device
+
+    def describe(self, phone: str) -> dict[str, Any]:
+        device = self.device(phone)
+        return {
+            "phone": device.phone,
+            "device_id": device.device_id,
+            "paired": not device.logged_out,
+            "connected": device.device_id in self._links,
+            "connections_total": device.connections_total,
+            "connection_attempts": device.connection_attempts,
+            "attempts": device.attempt_log,
+            "decrypt_failures": device.decrypt_failures,
+            "messages_queued": device.messages_queued,
+            "messages_delivered": device.messages_delivered,
+            "deliveries_total": device.deliveries_total,
+            "messages_acked": device.messages_acked,
+            "pending": len(device.queue),
+            "sent": len(device.sent),
+        }
+
+
+def _normal_phone(phone: str) -> str:
+    return "+" + phone_digits(phone)
+
+
+def _me(device: Device) -> dict[str, Any]:
+    digits = phone_digits(device.phone)
+    return {
+        "id": f"{device.device_id}@s.whatsapp.net",
+        "phone": device.phone,
+        "pushName": device.push_name,
+        "user": digits,
+    }
+
+
+def _wire(queued: Queued) -> dict[str, Any]:
+    return {
+        "id": queued.id,
+        "from": queued.sender,
+        "chat": queued.chat,
+        "counter": queued.counter,
+        "step": queued.step,
+        "mac": queued.mac,
+        "text": queued.text,
+        "ts": queued.ts,
+    }
+
+
+def _asdict(device: Device) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(device)

@@ -1,0 +1,1 @@
+"""The supervisor: drives every session toward what its tenant wants, and keeps it there."""

@@ -1,0 +1,322 @@
+"""One session's life: connect, follow the engine's events, reconnect with backoff, stop when told.
+
+The runner owns the session's lease (given by the supervisor) and writes its observed status through the status
+recorder, fenced by that lease: when a write comes back refused, the lease has moved and the runner ends without
+writing anything more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from wagate.domain.sessions import Reason, Session, Status
+from wagate.engines.base import (
+    Connected,
+    Connection,
+    DecryptFailed,
+    Disconnected,
+    Engine,
+    EngineConnectError,
+    EngineContext,
+    EngineEvent,
+    LoggedOut,
+    MessageAck,
+    MessageReceived,
+    Paired,
+    PairingCode,
+    QrCode,
+    Replaced,
+    TemporarilyBanned,
+)
+from wagate.errors import LeaseLost
+from wagate.logs import session_var, tenant_var
+from wagate.store.base import Lease, StatusChange
+from wagate.supervisor.backoff import Backoff, CircuitBreaker
+
+if TYPE_CHECKING:
+    from wagate.supervisor.supervisor import Supervisor
+
+log = logging.getLogger("wagate.session")
+
+# A connection that drops sooner than this after connecting counts as a failed attempt, so that a connect-then-drop
+# loop (a flapping network, a server that accepts and closes) still backs off and trips the breaker.
+STABLE_AFTER = 10.0
+
+
+class Command(IntEnum):
+    """What the runner is asked to do; a stronger command wins over a weaker pending one."""
+
+    RESTART = 1
+    LOGOUT = 2
+    STOP = 3
+    DELETE = 4
+    SHUTDOWN = 5
+    LEASE_LOST = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    event: EngineEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: str
+
+
+class _Interrupted:
+    pass
+
+
+class SessionRunner:
+    def __init__(self, supervisor: Supervisor, session: Session, lease: Lease, engine: Engine) -> None:
+        self._sup = supervisor
+        self.session = session
+        self.lease = lease
+        self.engine = engine
+        self.generation = session.generation
+        self.status = session.status
+        self._reason = session.reason
+        self._note = session.note
+        self.qr: QrCode | None = None
+        self.pairing_code: str | None = None
+        self.conn: Connection | None = None
+        self.attempt = 0
+        self.last_activity = supervisor.clock()
+        settings = supervisor.settings
+        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, supervisor.rng)
+        self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, supervisor.clock)
+        self._command: Command | None = None
+        self._signal = asyncio.Event()
+        self._closing: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._connected_at: float | None = None
+        self._qr_rounds = 0
+        self.log = logging.LoggerAdapter(log, {"session_name": session.name})
+        self.task: asyncio.Task[None] | None = None
+
+    # control ---------------------------------------------------------------------------------------------------
+
+    def command(self, command: Command, session: Session | None = None) -> None:
+        if session is not None:
+            self.session = session
+            self.generation = session.generation
+        if self._command is None or command > self._command:
+            self._command = command
+        self._signal.set()
+
+    def _take_command(self) -> Command | None:
+        command, self._command = self._command, None
+        self._signal.clear()
+        return command
+
+    # the loop --------------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        tenant_var.set(self.session.tenant_id)
+        session_var.set(self.session.id)
+        try:
+            await self._loop()
+        except LeaseLost:
+            self.log.warning("lease lost: another owner has this session now; stopping without further writes")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("session runner failed")
+            with contextlib.suppress(Exception):  # best effort: the store itself may be what failed
+                await self._set(Status.FAILED, Reason.ENGINE_ERROR, note="internal error; see the gateway's log")
+        finally:
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.conn.disconnect()
+
+    async def _loop(self) -> None:
+        while True:
+            command = self._take_command()
+            if command is not None and not await self._obey(command):
+                return
+            wait = self._breaker.remaining()
+            if wait > 0 and not await self._pause(wait):
+                continue  # interrupted: the command is taken at the top
+            await self._set(Status.STARTING, None, note=self._note)
+            outcome = await self._connect_once()
+            if isinstance(outcome, _Interrupted):
+                continue  # the command is taken at the top of the loop
+            if not await self._after(outcome):
+                return
+
+    async def _connect_once(self) -> _Ended | _Failed | _Interrupted:
+        self._connected_at = None
+        self._closing = asyncio.Queue()
+        ctx = EngineContext(
+            tenant_id=self.session.tenant_id,
+            session_id=self.session.id,
+            session_name=self.session.name,
+            auth=self._sup.vault(self),
+            emit=self._on_event,
+            log=self.log,
+            config=self.session.config,
+            epoch=self.lease.epoch,
+            clock=self._sup.clock,
+        )
+        conn = self.engine.open(ctx)
+        self.conn = conn
+        try:
+            await asyncio.wait_for(conn.connect(), self._sup.settings.connect_timeout)
+        except EngineConnectError as exc:
+            self.conn = None
+            return _Failed(exc.reason)
+        except TimeoutError:
+            await conn.disconnect()
+            self.conn = None
+            return _Failed("the connection timed out")
+        ended = asyncio.ensure_future(self._closing.get())
+        signalled = asyncio.ensure_future(self._signal.wait())
+        try:
+            await asyncio.wait({ended, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (ended, signalled):
+                waiter.cancel()
+        if ended.done() and not ended.cancelled():
+            self.conn = None
+            return _Ended(ended.result())
+        return _Interrupted()
+
+    async def _obey(self, command: Command) -> bool:
+        """Carry out a command; False when the runner must end."""
+        conn, self.conn = self.conn, None
+        self.qr = None
+        if command is Command.LOGOUT or command is Command.DELETE:
+            if conn is not None:
+                await conn.logout()
+            if command is Command.DELETE:
+                return False
+            await self._sup.vault(self).wipe()
+            await self._set(Status.STARTING, None, clear_me=True, note="logged out; waiting for a new link")
+            self.attempt = 0
+            return True
+        if conn is not None:
+            await conn.disconnect()
+        if command is Command.RESTART:
+            self.attempt = 0
+            self._breaker.record_success()
+            return True
+        if command is Command.STOP:
+            await self._set(Status.STOPPED, Reason.USER, note=None)
+        return False  # STOP, SHUTDOWN, LEASE_LOST
+
+    async def _after(self, outcome: _Ended | _Failed) -> bool:
+        """Decide what follows a connection that ended or failed; False when the runner must end (True also when a
+        back-off was cut short by a command, which the loop then takes)."""
+        self.qr = None
+        if isinstance(outcome, _Failed):
+            return await self._retry(outcome.error)
+        event = outcome.event
+        if isinstance(event, Disconnected):
+            if isinstance(event.error, LeaseLost):
+                raise event.error
+            if event.reason == "qr_timeout":
+                self._qr_rounds += 1
+                if self._qr_rounds >= self._sup.settings.qr_rounds:
+                    await self._set(Status.FAILED, Reason.QR_TIMEOUT, note="no phone linked in time; start again")
+                    return False
+                return True
+            if not event.retryable:
+                await self._set(Status.FAILED, Reason.ENGINE_ERROR, note=event.reason)
+                return False
+            if self._connected_at is not None and self._sup.clock() - self._connected_at >= STABLE_AFTER:
+                self.attempt = 0  # it had been working: start over from the first, short delay
+                self._breaker.record_success()
+            return await self._retry(event.reason)
+        if isinstance(event, LoggedOut):
+            await self._sup.vault(self).wipe()
+            await self._set(Status.FAILED, Reason.LOGGED_OUT, clear_me=True, note=f"logged out ({event.reason})")
+        elif isinstance(event, Replaced):
+            await self._set(Status.FAILED, Reason.CONFLICT, note="another connection took over this device")
+        elif isinstance(event, TemporarilyBanned):
+            await self._set(Status.FAILED, Reason.BANNED, note=f"temporarily banned until {event.until}")
+        return False
+
+    async def _retry(self, error: str) -> bool:
+        self.attempt += 1
+        opened = self._breaker.record_failure()
+        self._sup.count_reconnect(opened)
+        if self.attempt >= self._sup.settings.max_attempts:
+            await self._set(Status.FAILED, Reason.MAX_RETRIES, note=error)
+            return False
+        delay = max(self._backoff.delay(self.attempt), self._breaker.remaining())
+        reason = Reason.CIRCUIT_OPEN if self._breaker.remaining() > 0 else None
+        self.log.info("attempt %d failed (%s); next in %.2fs", self.attempt, error, delay)
+        await self._set(
+            Status.STARTING, reason, note=error, detail={"attempt": self.attempt, "retry_in": round(delay, 3)}
+        )
+        await self._pause(delay)
+        return True
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless a command arrives; True when the sleep ran its course."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._signal.wait(), seconds)
+            return False
+        return True
+
+    # events ----------------------------------------------------------------------------------------------------
+
+    async def _on_event(self, event: EngineEvent) -> None:
+        if event.closing:
+            self._closing.put_nowait(event)
+        elif isinstance(event, QrCode):
+            self.qr = event
+            await self._set(Status.SCAN_QR_CODE, None, note=None)
+        elif isinstance(event, PairingCode):
+            self.pairing_code = event.code
+        elif isinstance(event, Paired):
+            self.qr = None
+            await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting")
+        elif isinstance(event, Connected):
+            self.qr = None
+            self._connected_at = self._sup.clock()
+            self._qr_rounds = 0
+            await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
+        elif isinstance(event, MessageReceived | MessageAck):
+            self.last_activity = self._sup.clock()
+            await self._sup.on_message(self, event)
+        elif isinstance(event, DecryptFailed):
+            self.log.debug("decryption failed for a message from a contact")
+            self._sup.decrypt_failures += 1
+
+    async def _set(
+        self,
+        status: Status,
+        reason: Reason | None,
+        *,
+        me: dict[str, Any] | None = None,
+        clear_me: bool = False,
+        note: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a status change (only a real change), fenced by the lease; raises LeaseLost when refused."""
+        if (status, reason, note) == (self.status, self._reason, self._note) and me is None and not clear_me:
+            return
+        change = StatusChange(
+            tenant_id=self.session.tenant_id,
+            session_id=self.session.id,
+            owner=self.lease.owner or "",
+            epoch=self.lease.epoch,
+            status=status,
+            reason=reason,
+            me=me,
+            clear_me=clear_me,
+            note=note,
+            detail=detail,
+        )
+        session = await self._sup.recorder.record(change)
+        if session is None:
+            raise LeaseLost(f"session {self.session.id}: status write refused")
+        if status is not self.status or reason is not self._reason:
+            self.log.info("%s -> %s%s", self.status.value, status.value, f" ({reason.value})" if reason else "")
+        self.session, self.status, self._reason, self._note = session, status, reason, note

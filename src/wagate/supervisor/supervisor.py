@@ -1,0 +1,260 @@
+"""The supervisor: reconciles what tenants want with what runs, one runner task per session.
+
+At start, and every ``reconcile_interval`` (and at once for a session the API just changed), it lists the sessions
+that should run and claims their leases in one transaction; each claimed session gets a runner. Leases are renewed
+in one statement for all of this worker's sessions; a runner whose lease is gone is stopped without writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+
+from wagate.domain.sessions import Desired, Reason, Session, Status
+from wagate.engines.base import EngineUnavailable, MessageAck, MessageReceived, QrCode
+from wagate.engines.registry import EngineRegistry
+from wagate.errors import ConfigError, StoreError
+from wagate.gateway import Gateway
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import Lease, StatusChange
+from wagate.store.vault import Vault
+from wagate.supervisor.recorder import StatusRecorder
+from wagate.supervisor.runner import Command, SessionRunner
+
+log = logging.getLogger("wagate.supervisor")
+
+MessageHook = Callable[[SessionRunner, MessageReceived | MessageAck], Awaitable[None]]
+STOP_TIMEOUT = 6.0
+
+
+class Supervisor:
+    def __init__(self, gateway: Gateway, engines: EngineRegistry, *, rng: random.Random | None = None) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.clock = gateway.clock
+        self.rng = rng or random.Random()
+        self.engines = engines
+        self.store = gateway.store
+        self.recorder = StatusRecorder(gateway.store.sessions)
+        # "<worker>#<boot>": a later run of the same worker may take over leases of an earlier, dead one at once.
+        self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
+        self._takeover = f"{self.settings.worker_id}#"
+        self.runners: dict[SessionId, SessionRunner] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self.message_hooks: list[MessageHook] = []
+        self.reconnects = 0
+        self.breaker_opens = 0
+        self.decrypt_failures = 0
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recorder.start()
+        await self.reconcile()
+        self._spawn(self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
+        self._spawn(self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
+        log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
+
+    async def stop(self) -> None:
+        """Stop every runner (connections closed, credentials kept), release the leases, flush statuses."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.command(Command.SHUTDOWN)
+        pending = [r.task for r in runners if r.task is not None]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT)
+            for task in late:
+                task.cancel()
+        await self.recorder.stop()
+        with contextlib.suppress(StoreError):
+            await self.store.leases.release_all(self.owner)
+        await self.engines.close()
+        log.info("supervisor stopped (%d session(s) released)", len(runners))
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:  # the loop must survive anything; it tries again next round
+                log.exception("%s failed; retrying in %.0fs", getattr(job, "__name__", "job"), seconds)
+
+    # reconcile -------------------------------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Bring every session in line with what its tenant wants."""
+        sessions = await self.store.sessions.list_to_reconcile_all_tenants()
+        wanted = {s.id for s in sessions}
+        async with self._lock:
+            for session_id, runner in list(self.runners.items()):
+                if session_id not in wanted:  # deleted, or failed/stopped by another owner
+                    runner.command(Command.LEASE_LOST)
+            await self._apply(sessions)
+
+    async def reconcile_one(self, tenant_id: TenantId, session_id: SessionId) -> None:
+        """Apply one session's wishes at once (the API calls this after a change)."""
+        session = await self.store.sessions.get_by_id(tenant_id, session_id)
+        async with self._lock:
+            if session is None:
+                runner = self.runners.get(session_id)
+                if runner is not None:
+                    runner.command(Command.LEASE_LOST)
+                return
+            await self._apply([session])
+
+    async def _apply(self, sessions: Sequence[Session]) -> None:
+        if self._stopping:
+            return
+        to_claim: list[Session] = []
+        for session in sessions:
+            runner = self.runners.get(session.id)
+            wants_run = session.desired is Desired.RUNNING and session.status is not Status.FAILED
+            if runner is not None:
+                if not wants_run:
+                    runner.command(Command.STOP, session)
+                elif session.generation != runner.generation:
+                    runner.command(Command.RESTART, session)
+            elif wants_run or session.status not in (Status.STOPPED, Status.FAILED):
+                to_claim.append(session)
+        if not to_claim:
+            return
+        leases = await self.store.leases.acquire_many(
+            [s.id for s in to_claim], self.owner, self.settings.lease_ttl, takeover=self._takeover
+        )
+        settle: list[tuple[Session, Lease]] = []
+        for session in to_claim:
+            lease = leases.get(session.id)
+            if lease is None:
+                continue  # another worker runs it
+            if session.desired is Desired.STOPPED:
+                settle.append((session, lease))  # left running by a worker that died: record that it stopped
+            else:
+                await self._launch(session, lease)
+        if settle:
+            await self._settle(settle)
+
+    async def _launch(self, session: Session, lease: Lease) -> None:
+        try:
+            engine = self.engines.get(session.engine)
+        except ConfigError as exc:
+            await self.recorder.record(
+                StatusChange(
+                    session.tenant_id,
+                    session.id,
+                    self.owner,
+                    lease.epoch,
+                    Status.FAILED,
+                    Reason.ENGINE_ERROR,
+                    note=str(exc),
+                )
+            )
+            await self.store.leases.release(session.id, self.owner, lease.epoch)
+            return
+        runner = SessionRunner(self, session, lease, engine)
+        self.runners[session.id] = runner
+        runner.task = self._spawn(self._run(runner), f"session-{session.id}")
+
+    async def _run(self, runner: SessionRunner) -> None:
+        try:
+            await runner.run()
+        finally:
+            if self.runners.get(runner.session.id) is runner:
+                del self.runners[runner.session.id]
+            if not self._stopping:
+                with contextlib.suppress(StoreError):
+                    await self.store.leases.release(runner.session.id, self.owner, runner.lease.epoch)
+
+    async def _settle(self, settled: list[tuple[Session, Lease]]) -> None:
+        changes = [
+            StatusChange(s.tenant_id, s.id, self.owner, lease.epoch, Status.STOPPED, Reason.USER)
+            for s, lease in settled
+        ]
+        await asyncio.gather(*(self.recorder.record(change) for change in changes))
+        for session, lease in settled:
+            await self.store.leases.release(session.id, self.owner, lease.epoch)
+
+    async def _renew_leases(self) -> None:
+        held = await self.store.leases.renew_all(self.owner, self.settings.lease_ttl)
+        for session_id, runner in list(self.runners.items()):
+            if session_id not in held:
+                runner.command(Command.LEASE_LOST)
+
+    # what runners and the API use ------------------------------------------------------------------------------
+
+    def vault(self, runner: SessionRunner) -> Vault:
+        return self.gateway.vaults.open(
+            runner.session.tenant_id, runner.session.id, owner=self.owner, epoch=runner.lease.epoch
+        )
+
+    def qr(self, session_id: SessionId) -> QrCode | None:
+        runner = self.runners.get(session_id)
+        if runner is None or runner.qr is None or runner.qr.expires_at <= self.clock():
+            return None
+        return runner.qr
+
+    async def request_pairing_code(self, session_id: SessionId, phone: str) -> str:
+        runner = self.runners.get(session_id)
+        if runner is None or runner.conn is None:
+            raise EngineUnavailable("the session is not waiting to be linked on this worker")
+        return await runner.conn.request_pairing_code(phone)
+
+    async def logout(self, session: Session) -> None:
+        """Unlink the device and wipe the credentials; a running session starts over with a new QR code."""
+        runner = self.runners.get(session.id)
+        if runner is not None:
+            runner.command(Command.LOGOUT)
+            return
+        lease = await self.store.leases.acquire(
+            session.id, self.owner, self.settings.lease_ttl, takeover=self._takeover
+        )
+        if lease is None:
+            raise EngineUnavailable("another worker runs this session")
+        try:
+            await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            await self.recorder.record(
+                StatusChange(
+                    session.tenant_id,
+                    session.id,
+                    self.owner,
+                    lease.epoch,
+                    session.status,
+                    session.reason,
+                    clear_me=True,
+                )
+            )
+        finally:
+            await self.store.leases.release(session.id, self.owner, lease.epoch)
+
+    async def forget(self, session: Session) -> None:
+        """Before a delete: log the device out if it runs here, and wait for its runner to end."""
+        runner = self.runners.get(session.id)
+        if runner is None or runner.task is None:
+            return
+        runner.command(Command.DELETE)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
+
+    async def on_message(self, runner: SessionRunner, event: MessageReceived | MessageAck) -> None:
+        for hook in self.message_hooks:
+            await hook(runner, event)
+
+    def count_reconnect(self, breaker_opened: bool) -> None:
+        self.reconnects += 1
+        if breaker_opened:
+            self.breaker_opens += 1
