@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(30.0, gt=0, description="seconds a session lease lasts without renewal")
     reconcile_interval: float = Field(15.0, gt=0, description="seconds between full reconciliations")
     connect_timeout: float = Field(30.0, gt=0, description="seconds allowed for an engine to connect")
+    connect_concurrency: int = Field(
+        200, ge=1, description="connections being set up at once; the rest wait (no login storm after a restart)"
+    )
     backoff_base: float = Field(1.0, gt=0, description="first reconnect delay bound, seconds")
     backoff_cap: float = Field(60.0, gt=0, description="largest reconnect delay bound, seconds")
     breaker_threshold: int = Field(5, ge=1, description="consecutive failures that open the circuit breaker")

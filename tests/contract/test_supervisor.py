@@ -140,7 +140,7 @@ async def test_one_owner_and_fenced_takeover(gateway: Gateway, sim: Sim, session
     stale_vault = first.vault(stale_runner)
 
     # The first worker freezes (its renewals stop); its lease expires and the second takes over.
-    for task in list(first._tasks):
+    for task in list(first._loops):
         task.cancel()
     await eventually(lambda: _runs(second, session), "the second worker to take over", timeout=10)
     await status_of(gateway, session, Status.WORKING)
@@ -181,4 +181,27 @@ async def test_unknown_engine_configuration_fails_clearly(gateway: Gateway, sess
     assert failed.reason is Reason.ENGINE_ERROR
     assert failed.note is not None
     assert "WAGATE_SIM_URL" in failed.note
+    await supervisor.stop()
+
+
+async def test_a_session_launched_during_a_reconcile_keeps_its_runner(gateway: Gateway, sim: Sim) -> None:
+    supervisor = supervisor_for(gateway, sim)
+    await supervisor.start()
+    tenant = await gateway.store.tenants.create("race", contact_email=None, max_sessions=None)
+    # A full reconcile starts while reconcile_one holds the lock for a session created a moment later.
+    await supervisor._lock.acquire()
+    full = asyncio.create_task(supervisor.reconcile())
+    await asyncio.sleep(0.1)  # the full reconcile is now waiting for the lock
+    session = await gateway.store.sessions.create(
+        NewSession(tenant.id, "late", "sim", {}, Desired.RUNNING), quotas=Quotas(5, 100), actor="test"
+    )
+    await supervisor._apply([session])  # what reconcile_one does under the lock
+    runner = supervisor.runners[session.id]
+    supervisor._lock.release()
+    await full
+    await status_of(gateway, session, Status.SCAN_QR_CODE)
+    await asyncio.sleep(0.3)
+    assert supervisor.runners.get(session.id) is runner
+    assert runner.task is not None
+    assert not runner.task.done()
     await supervisor.stop()

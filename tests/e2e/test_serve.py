@@ -178,3 +178,19 @@ def test_second_gateway_on_the_same_data_dir_is_refused(tmp_path: Path, servers:
     )
     assert second.returncode == 2
     assert "another wagate process" in second.stderr
+
+
+def test_sigterm_while_sessions_are_connecting_exits_promptly(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory()
+    stack.start()
+    stack.tenant()
+    stack.link("slow", "+15550001")
+    assert stack.gateway is not None
+    assert stack.gateway.terminate() == 0
+    stack.sim_post("/devices/+15550001/faults", {"kind": "slow", "delay": 60, "duration": 120})
+    stack.start()
+    stack.wait_status("slow", "STARTING")  # its login hangs at the simulator
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert stack.gateway.terminate(timeout=10) == 0
+    assert time.monotonic() - started < 5

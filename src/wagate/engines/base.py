@@ -183,6 +183,8 @@ class Engine(ABC):
     """A kind of connection (``sim``, ``neonize``...)."""
 
     name: ClassVar[str]
+    # The auth-state namespace a connection reads first; restoring many sessions loads it for all in one query.
+    connect_namespace: ClassVar[str | None] = None
 
     @abstractmethod
     def open(self, ctx: EngineContext) -> Connection: ...

@@ -217,6 +217,13 @@ class AuthRecordStore(ABC):
     async def read_all(self, tenant_id: TenantId, session_id: SessionId) -> list[SealedRecord]: ...
 
     @abstractmethod
+    async def bulk_load(
+        self, session_ids: Sequence[SessionId], namespace: str
+    ) -> tuple[dict[SessionId, WrappedKey], dict[SessionId, list[SealedRecord]]]:
+        """System-wide, for restoring many sessions at once: their wrapped data keys, and their records in one
+        namespace, in a few queries."""
+
+    @abstractmethod
     async def write(
         self,
         tenant_id: TenantId,

@@ -17,7 +17,7 @@ from wagate.crypto.envelope import associated_data, new_key, open_sealed, record
 from wagate.crypto.keyring import Keyring
 from wagate.errors import CryptoError
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore
+from wagate.store.base import AuthRecordStore, SealedRecord
 
 BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"
 BUNDLE_FORMAT = 1
@@ -87,6 +87,27 @@ class Vaults:
         self.keyring = keyring
         self._clock = clock
         self._keys: dict[SessionId, bytes] = {}
+        # Records loaded in bulk ahead of a first read, consumed by it; any write to the session drops them.
+        self._preloaded: dict[tuple[SessionId, str], dict[str, SealedRecord]] = {}
+
+    async def preload(self, sessions: Sequence[tuple[TenantId, SessionId]], namespace: str) -> None:
+        """Load the data keys of many sessions, and their records in ``namespace``, in a few queries (a restore
+        of thousands of sessions then costs no per-session read before each connects)."""
+        tenants = {session_id: tenant_id for tenant_id, session_id in sessions}
+        wrapped, records = await self._store.bulk_load(list(tenants), namespace)
+        for session_id, key in wrapped.items():
+            if session_id not in self._keys:
+                self._keys[session_id] = self.keyring.unwrap(key, tenants[session_id], session_id)
+        for session_id in tenants:
+            found = records.get(session_id, [])
+            self._preloaded[(session_id, namespace)] = {r.key: r for r in found}
+
+    def take_preloaded(self, session_id: SessionId, namespace: str) -> dict[str, SealedRecord] | None:
+        return self._preloaded.pop((session_id, namespace), None)
+
+    def drop_preloaded(self, session_id: SessionId) -> None:
+        for key in [k for k in self._preloaded if k[0] == session_id]:
+            del self._preloaded[key]
 
     def open(self, tenant_id: TenantId, session_id: SessionId, *, owner: str, epoch: int) -> Vault:
         return Vault(self, tenant_id, session_id, owner=owner, epoch=epoch)
@@ -94,6 +115,7 @@ class Vaults:
     def forget(self, session_id: SessionId) -> None:
         """Drop a deleted session's cached data key."""
         self._keys.pop(session_id, None)
+        self.drop_preloaded(session_id)
 
     async def data_key(self, tenant_id: TenantId, session_id: SessionId, *, create: bool) -> bytes | None:
         cached = self._keys.get(session_id)
@@ -126,7 +148,11 @@ class Vault:
         return record_aad(self.tenant_id, self.session_id, namespace, key)
 
     async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
-        sealed = await self._store.read(self.tenant_id, self.session_id, namespace, keys)
+        preloaded = self._vaults.take_preloaded(self.session_id, namespace)
+        if preloaded is not None:
+            sealed = {key: preloaded[key] for key in keys if key in preloaded}
+        else:
+            sealed = await self._store.read(self.tenant_id, self.session_id, namespace, keys)
         if not sealed:
             return {}
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=False)
@@ -148,12 +174,14 @@ class Vault:
         """Seal and store every record in one atomic, fenced transaction (``LeaseLost`` if the epoch is stale)."""
         if not records:
             return
+        self._vaults.drop_preloaded(self.session_id)
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
         assert data_key is not None
         sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for (ns, key), value in records.items()}
         await self._store.write(self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts=sealed)
 
     async def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        self._vaults.drop_preloaded(self.session_id)
         if keys:
             await self._store.write(
                 self.tenant_id,
@@ -166,6 +194,7 @@ class Vault:
 
     async def wipe(self) -> None:
         """Delete every record (logout, quarantine). The data key stays: backups made with it still open."""
+        self._vaults.drop_preloaded(self.session_id)
         await self._store.write(
             self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts={}, replace_all=True
         )
@@ -180,6 +209,7 @@ class Vault:
     async def import_bundle(self, bundle: bytes) -> int:
         """Replace this session's state with a bundle's, atomically and fenced; returns the record count."""
         _, records = open_bundle(self._vaults.keyring, bundle)
+        self._vaults.drop_preloaded(self.session_id)
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
         assert data_key is not None
         sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for ns, key, value in records}

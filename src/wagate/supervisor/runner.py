@@ -165,15 +165,21 @@ class SessionRunner:
         )
         conn = self.engine.open(ctx)
         self.conn = conn
+        connecting = asyncio.ensure_future(self._connect(conn))
+        signalled = asyncio.ensure_future(self._signal.wait())
         try:
-            await asyncio.wait_for(conn.connect(), self._sup.settings.connect_timeout)
-        except EngineConnectError as exc:
+            await asyncio.wait({connecting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signalled.cancel()
+        if not connecting.done():  # a command (stop, shutdown...) arrived while connecting: give up at once
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            return _Interrupted()
+        failure = connecting.result()
+        if failure is not None:
             self.conn = None
-            return _Failed(exc.reason)
-        except TimeoutError:
-            await conn.disconnect()
-            self.conn = None
-            return _Failed("the connection timed out")
+            return failure
         ended = asyncio.ensure_future(self._closing.get())
         signalled = asyncio.ensure_future(self._signal.wait())
         try:
@@ -185,6 +191,18 @@ class SessionRunner:
             self.conn = None
             return _Ended(ended.result())
         return _Interrupted()
+
+    async def _connect(self, conn: Connection) -> _Failed | None:
+        """Connect within the timeout, taking a connection slot; the failure, or None once connected."""
+        try:
+            async with self._sup.connect_slots:
+                await asyncio.wait_for(conn.connect(), self._sup.settings.connect_timeout)
+        except EngineConnectError as exc:
+            return _Failed(exc.reason)
+        except TimeoutError:
+            await conn.disconnect()
+            return _Failed("the connection timed out")
+        return None
 
     async def _obey(self, command: Command) -> bool:
         """Carry out a command; False when the runner must end."""

@@ -13,6 +13,7 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from wagate.domain.sessions import Desired, Reason, Session, Status
 from wagate.engines.base import EngineUnavailable, MessageAck, MessageReceived, QrCode
@@ -44,8 +45,10 @@ class Supervisor:
         self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
         self._takeover = f"{self.settings.worker_id}#"
         self.runners: dict[SessionId, SessionRunner] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: set[asyncio.Task[None]] = set()  # reconcile and lease renewal: cancelled at stop
+        self._runner_tasks: set[asyncio.Task[None]] = set()  # commanded to stop, never cancelled first
         self._lock = asyncio.Lock()
+        self.connect_slots = asyncio.Semaphore(self.settings.connect_concurrency)
         self._stopping = False
         self.message_hooks: list[MessageHook] = []
         self.reconnects = 0
@@ -57,14 +60,14 @@ class Supervisor:
     async def start(self) -> None:
         self.recorder.start()
         await self.reconcile()
-        self._spawn(self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
-        self._spawn(self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
+        self._spawn(self._loops, self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
+        self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
         """Stop every runner (connections closed, credentials kept), release the leases, flush statuses."""
         self._stopping = True
-        for task in list(self._tasks):
+        for task in list(self._loops):
             task.cancel()
         runners = list(self.runners.values())
         for runner in runners:
@@ -72,19 +75,23 @@ class Supervisor:
         pending = [r.task for r in runners if r.task is not None]
         if pending:
             _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT)
-            for task in late:
-                task.cancel()
+            if late:
+                log.warning("%d session(s) did not stop in %.0fs; cancelling them", len(late), STOP_TIMEOUT)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=1.0)
         await self.recorder.stop()
         with contextlib.suppress(StoreError):
             await self.store.leases.release_all(self.owner)
         await self.engines.close()
         log.info("supervisor stopped (%d session(s) released)", len(runners))
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+    @staticmethod
+    def _spawn(owner: set[asyncio.Task[None]], coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        owner.add(task)
+        task.add_done_callback(owner.discard)
         return task
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
@@ -99,9 +106,11 @@ class Supervisor:
 
     async def reconcile(self) -> None:
         """Bring every session in line with what its tenant wants."""
-        sessions = await self.store.sessions.list_to_reconcile_all_tenants()
-        wanted = {s.id for s in sessions}
         async with self._lock:
+            # Listed under the lock: every runner was launched from a row committed before this listing, so a
+            # runner missing from it really is unwanted (not merely created a moment after the listing).
+            sessions = await self.store.sessions.list_to_reconcile_all_tenants()
+            wanted = {s.id for s in sessions}
             for session_id, runner in list(self.runners.items()):
                 if session_id not in wanted:  # deleted, or failed/stopped by another owner
                     runner.command(Command.LEASE_LOST)
@@ -137,6 +146,7 @@ class Supervisor:
         leases = await self.store.leases.acquire_many(
             [s.id for s in to_claim], self.owner, self.settings.lease_ttl, takeover=self._takeover
         )
+        await self._preload([s for s in to_claim if s.id in leases and s.desired is Desired.RUNNING])
         settle: list[tuple[Session, Lease]] = []
         for session in to_claim:
             lease = leases.get(session.id)
@@ -149,43 +159,53 @@ class Supervisor:
         if settle:
             await self._settle(settle)
 
+    async def _record(self, session: Session, lease: Lease, status: Status, reason: Reason | None, **more: Any) -> None:
+        """Record a status for a session this supervisor holds the lease of, outside any runner."""
+        await self.recorder.record(
+            StatusChange(session.tenant_id, session.id, self.owner, lease.epoch, status, reason, **more)
+        )
+
+    async def _preload(self, sessions: Sequence[Session]) -> None:
+        """Load in bulk what each engine reads first, when many sessions start together (a restart)."""
+        if len(sessions) < 2:
+            return
+        by_namespace: dict[str, list[tuple[TenantId, SessionId]]] = {}
+        for session in sessions:
+            try:
+                namespace = self.engines.get(session.engine).connect_namespace
+            except ConfigError:
+                continue  # reported when the session is launched
+            if namespace is not None:
+                by_namespace.setdefault(namespace, []).append((session.tenant_id, session.id))
+        for namespace, pairs in by_namespace.items():
+            await self.gateway.vaults.preload(pairs, namespace)
+
     async def _launch(self, session: Session, lease: Lease) -> None:
         try:
             engine = self.engines.get(session.engine)
         except ConfigError as exc:
-            await self.recorder.record(
-                StatusChange(
-                    session.tenant_id,
-                    session.id,
-                    self.owner,
-                    lease.epoch,
-                    Status.FAILED,
-                    Reason.ENGINE_ERROR,
-                    note=str(exc),
-                )
-            )
+            await self._record(session, lease, Status.FAILED, Reason.ENGINE_ERROR, note=str(exc))
             await self.store.leases.release(session.id, self.owner, lease.epoch)
             return
         runner = SessionRunner(self, session, lease, engine)
         self.runners[session.id] = runner
-        runner.task = self._spawn(self._run(runner), f"session-{session.id}")
+        runner.task = self._spawn(self._runner_tasks, self._run(runner), f"session-{session.id}")
 
     async def _run(self, runner: SessionRunner) -> None:
         try:
             await runner.run()
         finally:
-            if self.runners.get(runner.session.id) is runner:
-                del self.runners[runner.session.id]
+            # Release before forgetting the runner: while it is still listed no reconcile can claim the session
+            # again under the epoch that is being released.
             if not self._stopping:
                 with contextlib.suppress(StoreError):
                     await self.store.leases.release(runner.session.id, self.owner, runner.lease.epoch)
+            if self.runners.get(runner.session.id) is runner:
+                del self.runners[runner.session.id]
+            self.gateway.vaults.drop_preloaded(runner.session.id)
 
     async def _settle(self, settled: list[tuple[Session, Lease]]) -> None:
-        changes = [
-            StatusChange(s.tenant_id, s.id, self.owner, lease.epoch, Status.STOPPED, Reason.USER)
-            for s, lease in settled
-        ]
-        await asyncio.gather(*(self.recorder.record(change) for change in changes))
+        await asyncio.gather(*(self._record(s, lease, Status.STOPPED, Reason.USER) for s, lease in settled))
         for session, lease in settled:
             await self.store.leases.release(session.id, self.owner, lease.epoch)
 
@@ -227,17 +247,7 @@ class Supervisor:
             raise EngineUnavailable("another worker runs this session")
         try:
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
-            await self.recorder.record(
-                StatusChange(
-                    session.tenant_id,
-                    session.id,
-                    self.owner,
-                    lease.epoch,
-                    session.status,
-                    session.reason,
-                    clear_me=True,
-                )
-            )
+            await self._record(session, lease, session.status, session.reason, clear_me=True)
         finally:
             await self.store.leases.release(session.id, self.owner, lease.epoch)
 

@@ -51,6 +51,7 @@ def _me(data: dict[str, Any]) -> Me:
 
 class SimEngine(Engine):
     name = "sim"
+    connect_namespace = CREDS[0]
 
     def __init__(self, url: str) -> None:
         """``url``: the simulator's base URL (``http://host:port`` or ``ws://host:port/path-to-ws``)."""

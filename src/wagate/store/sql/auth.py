@@ -131,6 +131,20 @@ class SqlAuthRecordStore(AuthRecordStore):
         async with self._db.read() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
+    async def bulk_load(
+        self, session_ids: Sequence[SessionId], namespace: str
+    ) -> tuple[dict[SessionId, WrappedKey], dict[SessionId, list[SealedRecord]]]:
+        keys: dict[SessionId, WrappedKey] = {}
+        records: dict[SessionId, list[SealedRecord]] = {}
+        async with self._db.read() as conn:
+            for chunk in _chunks(list(session_ids)):
+                for row in await conn.execute(select(DK).where(DK.c.session_id.in_(chunk))):
+                    keys[SessionId(row.session_id)] = WrappedKey(row.kek_id, bytes(row.wrapped))
+                query = select(R).where(R.c.session_id.in_(chunk), R.c.namespace == namespace)
+                for row in await conn.execute(query):
+                    records.setdefault(SessionId(row.session_id), []).append(_record(row))
+        return keys, records
+
     async def write(
         self,
         tenant_id: TenantId,
