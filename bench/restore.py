@@ -11,61 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-ADMIN = "bench-admin-key-0123456789abcdef"
-KEK = "b1:" + base64.b64encode(bytes(range(32))).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", "wagate", *args], env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
+from harness import ADMIN, KEK, cpu_seconds, free_port, link_all, rss_kib, spawn, stop_all, wait_http
 
 
 def count(db: Path, status: str, since: float = 0.0) -> int:
@@ -83,47 +40,6 @@ def wait_count(db: Path, status: str, n: int, since: float = 0.0, timeout: float
             raise RuntimeError(f"only {count(db, status, since)}/{n} sessions {status} after {timeout}s")
         time.sleep(0.05)
     return time.monotonic() - start
-
-
-async def post_retrying(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
-    """POST, again after a transport error (an idle keep-alive connection closed by the server as it was reused)."""
-    for attempt in range(3):
-        try:
-            return await client.post(path, json=body)
-        except httpx.TransportError:
-            if attempt == 2:
-                raise
-            await asyncio.sleep(0.1)
-    raise AssertionError("unreachable")
-
-
-async def link_all(base: str, sim: str, key: dict[str, str], n: int, parallel: int = 32) -> None:
-    limits = httpx.Limits(max_connections=parallel * 2)
-    async with (
-        httpx.AsyncClient(base_url=base, headers=key, timeout=60, limits=limits) as api,
-        httpx.AsyncClient(base_url=sim, timeout=60, limits=limits) as phone,
-    ):
-        gate = asyncio.Semaphore(parallel)
-
-        async def create(i: int) -> None:
-            async with gate:
-                response = await post_retrying(api, "/api/sessions", {"name": f"s{i}"})
-                response.raise_for_status()
-
-        async def scan(i: int) -> None:
-            async with gate:
-                for _ in range(200):
-                    qr = await api.get(f"/api/s{i}/auth/qr", params={"format": "raw"})
-                    if qr.status_code == 200:
-                        break
-                    await asyncio.sleep(0.1)
-                qr.raise_for_status()
-                body = {"phone": f"+1555{i:07d}", "qr": qr.json()["value"]}
-                scanned = await post_retrying(phone, "/phone/scan", body)
-                scanned.raise_for_status()
-
-        await asyncio.gather(*(create(i) for i in range(n)))
-        await asyncio.gather(*(scan(i) for i in range(n)))
 
 
 def main() -> None:
@@ -242,13 +158,7 @@ def main() -> None:
             profiler.wait()
             print("profile:", tmp / "profile.txt")
     finally:
-        for proc in (gateway, sim):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop_all(gateway, sim)
 
 
 if __name__ == "__main__":

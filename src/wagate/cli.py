@@ -139,23 +139,31 @@ def keys_generate(key_id: Annotated[str, typer.Option("--id", help="the new key'
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Rewrap every session's data key under WAGATE_ACTIVE_KEY. Record ciphertexts are not rewritten."""
+    """Rewrap every session's data key, and reseal webhook secrets and stored events, under WAGATE_ACTIVE_KEY.
+
+    Auth record ciphertexts are not rewritten (they are sealed with the session's data key)."""
     from wagate.gateway import Gateway
 
-    async def rotate() -> int:
+    async def rotate() -> tuple[int, int, int]:
         gateway = await Gateway.open(_settings())
         keyring = gateway.keyring
         try:
-            return await gateway.store.auth.rewrap_all_data_keys_all_tenants(
+            keys = await gateway.store.auth.rewrap_all_data_keys_all_tenants(
                 lambda tenant, session, wrapped: (
                     None if wrapped.kek_id == keyring.active_id else keyring.rewrap(wrapped, tenant, session)
                 )
             )
+            secrets = await gateway.store.webhooks.reseal_all_tenants(keyring.active_id)
+            events = await gateway.store.events.reseal_all_tenants(keyring.active_id)
+            return keys, secrets, events
         finally:
             await gateway.close()
 
-    changed = _run(rotate)
-    typer.echo(f"rewrapped {changed} data key(s) under the active key; keys no longer active can be removed")
+    keys, secrets, events = _run(rotate)
+    typer.echo(
+        f"rewrapped {keys} data key(s), resealed {secrets} webhook secret(s) and {events} event(s) under the active"
+        " key; keys no longer active can be removed"
+    )
 
 
 @tenants_app.command("create")

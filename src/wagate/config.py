@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     breaker_reset: float = Field(60.0, gt=0, description="seconds before an open breaker lets one attempt through")
     max_attempts: int = Field(12, ge=1, description="failed connection attempts before FAILED (max_retries)")
     qr_rounds: int = Field(3, ge=1, description="QR code rounds (each about 160 s) before FAILED (qr_timeout)")
+    max_webhooks_per_tenant: int = Field(10, ge=0, description="webhook endpoints a tenant may register")
+    webhook_timeout: float = Field(15.0, gt=0, description="seconds a webhook receiver has to answer")
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks reach loopback and private addresses (development and tests only)"
+    )
+    webhook_concurrency: int = Field(100, ge=1, description="webhook requests in flight at once")
+    webhook_poll_interval: float = Field(
+        1.0, gt=0, description="seconds between looks at the outbox for retries and other workers' leftovers"
+    )
+    webhook_claim_ttl: float = Field(60.0, gt=0, description="seconds a worker's claim on a delivery lasts unrenewed")
+    event_retention_days: float = Field(7.0, gt=0, description="days events and finished deliveries are kept")
+    ws_max_pending: int = Field(
+        1000, ge=1, description="events a WebSocket client may fall behind before it is cut off"
+    )
+    ws_ticket_ttl: float = Field(30.0, gt=0, description="seconds a WebSocket ticket stays valid (it is single-use)")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")

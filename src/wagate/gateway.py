@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wagate.clock import Clock, system_clock
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring, load_keyring
+from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.sessions import Quotas
 from wagate.domain.tenants import Tenant
+from wagate.events.bus import LocalBus
 from wagate.store import open_store
 from wagate.store.base import Store
 from wagate.store.vault import Vaults
@@ -24,6 +26,10 @@ class Gateway:
     keyring: Keyring
     vaults: Vaults
     clock: Clock
+    bus: LocalBus = field(default_factory=LocalBus)
+
+    def __post_init__(self) -> None:
+        self.store.events.listeners.append(self.bus.publish)
 
     @classmethod
     async def open(
@@ -40,6 +46,7 @@ class Gateway:
             schema=schema or settings.database_schema,
             pool_size=settings.db_pool_size,
             clock=clock,
+            sealer=KeyringSealer(keyring),
         )
         log.info("store ready (%s), encryption key %s active", store.backend, keyring.active_id)
         return cls(settings, store, keyring, Vaults(store.auth, keyring, clock), clock)

@@ -6,6 +6,9 @@ kind is recognisable in logs and never passed as another (``NewType`` keeps mypy
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import NewType
 
 from ulid import ULID
@@ -14,6 +17,8 @@ TenantId = NewType("TenantId", str)
 SessionId = NewType("SessionId", str)
 ApiKeyId = NewType("ApiKeyId", str)
 BackupId = NewType("BackupId", str)
+EventId = NewType("EventId", str)
+WebhookId = NewType("WebhookId", str)
 
 
 def _new(prefix: str) -> str:
@@ -34,3 +39,35 @@ def new_api_key_id() -> ApiKeyId:
 
 def new_backup_id() -> BackupId:
     return BackupId(_new("bak"))
+
+
+def new_webhook_id() -> WebhookId:
+    return WebhookId(_new("whk"))
+
+
+class _MonotonicUlid:
+    """ULIDs that never go backwards within this process: inside one millisecond the random part counts up, so
+    event ids sort in the order the events were made (ULID's monotonic variant)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._last_random = 0
+
+    def next(self) -> str:
+        with self._lock:
+            now_ms = time.time_ns() // 1_000_000
+            if now_ms <= self._last_ms:
+                now_ms = self._last_ms
+                self._last_random += 1
+            else:
+                self._last_ms = now_ms
+                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
+            return str(ULID.from_bytes(now_ms.to_bytes(6, "big") + self._last_random.to_bytes(10, "big"))).lower()
+
+
+_event_ulids = _MonotonicUlid()
+
+
+def new_event_id() -> EventId:
+    return EventId("evt_" + _event_ulids.next())

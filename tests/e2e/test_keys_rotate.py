@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from wagate.config import Settings
+from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas
 from wagate.gateway import Gateway
 from wagate.ids import SessionId
@@ -46,6 +47,10 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         vault = gateway.vaults.open(tenant.id, session.id, owner="test", epoch=lease.epoch)
         await vault.put_many({("creds", "me"): f"me-{i}".encode(), ("session", "peer"): os.urandom(64)})
         expected[session.id] = await vault.get_all()
+        await gateway.store.events.append(
+            [Event.new(EventType.MESSAGE_RECEIVED, tenant.id, session.id, session.name, 1.0, {"i": i})]
+        )
+    hook = await gateway.store.webhooks.create(tenant.id, "https://example.com/h", ["*"], None, "whsec_x", limit=5)
     sealed_before = {sid: await gateway.store.auth.read_all(tenant.id, sid) for sid in expected}
     await gateway.close()
 
@@ -57,7 +62,7 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "rewrapped 3 data key(s)" in result.stdout
+    assert "rewrapped 3 data key(s), resealed 1 webhook secret(s) and 3 event(s)" in result.stdout
     assert old.split(":")[1] not in result.stdout + result.stderr
 
     only_new = await Gateway.open(_settings(tmp_path, new, "new"))
@@ -69,5 +74,10 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
             assert await vault.get_all() == records
             # Record ciphertexts were not rewritten: only the wrapped data keys changed.
             assert await only_new.store.auth.read_all(tenant.id, sid) == sealed_before[sid]
+        # Events and webhook secrets open with the new key alone.
+        assert [e.payload["i"] for e in await only_new.store.events.list_events(tenant.id)] == [0, 1, 2]
+        found = await only_new.store.webhooks.secret_all_tenants(hook.id)
+        assert found is not None
+        assert found[1] == "whsec_x"
     finally:
         await only_new.close()

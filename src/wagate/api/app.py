@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import auth, health, keys, sessions, tenants
+from wagate.api.routes import auth, events, health, keys, sessions, tenants, webhooks
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
+from wagate.events.delivery import WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.supervisor.supervisor import Supervisor
 
@@ -46,6 +47,7 @@ def create_app(
         gw = gateway if gateway is not None else await Gateway.open(settings, keyring=keyring)
         app.state.gateway = gw
         supervisor = None
+        dispatcher = None
         try:
             if owned:
                 secret = await bootstrap_admin(gw.store, settings)
@@ -56,12 +58,19 @@ def create_app(
             if supervise:
                 sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if sim is not None else None
                 supervisor = Supervisor(gw, EngineRegistry(settings, sim_url=sim_url))
+                dispatcher = WebhookDispatcher(
+                    gw.store, settings, gw.clock, owner=supervisor.owner, takeover=supervisor.takeover
+                )
                 app.state.supervisor = supervisor
+                app.state.dispatcher = dispatcher
+                await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
                 await supervisor.start()
             yield
         finally:
             if supervisor is not None:
                 await supervisor.stop()
+            if dispatcher is not None:
+                await dispatcher.stop()
             if sim is not None:
                 await sim.stop()
             if owned:
@@ -79,7 +88,7 @@ def create_app(
     if gateway is not None:
         app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (health, tenants, keys, sessions, auth):
+    for module in (health, tenants, keys, sessions, auth, webhooks, events):
         app.include_router(module.router)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app

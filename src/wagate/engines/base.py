@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -117,12 +117,21 @@ class MessageAck(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class EngineNotice(EngineEvent):
+    """Anything else the engine reports that a tenant may want to know (published as ``engine.event``)."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SentMessage:
     message_id: str
     timestamp: float
 
 
 EventSink = Callable[[EngineEvent], Awaitable[None]]
+BatchSink = Callable[[Sequence[EngineEvent]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +143,7 @@ class EngineContext:
     session_name: str
     auth: AuthState
     emit: EventSink
+    emit_many: BatchSink  # several events whose effects commit together (a batch of messages)
     log: logging.LoggerAdapter[logging.Logger]
     config: dict[str, Any]
     epoch: int

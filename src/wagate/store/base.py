@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wagate.crypto.keyring import WrappedKey
+from wagate.domain.events import Event
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
-from wagate.ids import ApiKeyId, SessionId, TenantId
+from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
 
 
 class TenantStore(ABC):
@@ -70,6 +71,7 @@ class StatusChange:
     clear_me: bool = False
     note: str | None = None
     detail: dict[str, Any] | None = None
+    events: tuple[Event, ...] = ()  # committed with the change, and only if it applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +117,14 @@ class SessionStore(ABC):
         """Replace the config and bump the generation."""
 
     @abstractmethod
-    async def set_status_many(self, changes: Sequence[StatusChange]) -> list[Session | None]:
-        """Record observed statuses with their history entries, in one transaction, in order.
+    async def set_status_many(
+        self, changes: Sequence[StatusChange], events: Sequence[Event] = ()
+    ) -> list[Session | None]:
+        """Record observed statuses with their history entries and ``session.status`` events, plus ``events``, in
+        one transaction, in order.
 
         Each change is fenced: it applies only while (owner, epoch) holds the session's lease; the answer is None
-        for a change that did not apply (lease lost, session gone).
+        for a change that did not apply (lease lost, session gone). A change's ``events`` commit only with it.
         """
 
     @abstractmethod
@@ -255,6 +260,216 @@ class AuthState(Protocol):
     async def import_bundle(self, bundle: bytes) -> int: ...
 
 
+class Sealer(Protocol):
+    """Seals what the store keeps for tenants (event payloads, webhook secrets), bound to where it belongs."""
+
+    def seal(self, plaintext: bytes, purpose: str, *parts: str) -> tuple[str, bytes]:
+        """(key id, sealed bytes)."""
+        ...
+
+    def open(self, key_id: str, sealed: bytes, purpose: str, *parts: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: WebhookId
+    tenant_id: TenantId
+    url: str
+    events: list[str]
+    session: str | None
+    disabled_reason: str | None
+    created_at: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+
+class DeliveryState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one webhook endpoint: an outbox row."""
+
+    seq: int
+    webhook_id: WebhookId
+    tenant_id: TenantId
+    session_id: SessionId
+    event_id: EventId
+    event_type: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A delivery ready to send: the row, and the exact body every attempt carries."""
+
+    delivery: Delivery
+    body: str
+
+    @property
+    def group(self) -> tuple[WebhookId, SessionId]:
+        return (self.delivery.webhook_id, self.delivery.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one transaction committed: its events and the deliveries queued for them."""
+
+    events: list[Event]
+    deliveries: list[Outgoing]
+
+
+CommitListener = Callable[[Committed], None]
+
+
+class EventStore(ABC):
+    """The event history and the webhook outbox it feeds (rows made in the transaction of the change)."""
+
+    @property
+    @abstractmethod
+    def listeners(self) -> list[CommitListener]:
+        """Called after each commit with what it committed (the bus, the webhook dispatcher)."""
+
+    @abstractmethod
+    def set_claimer(self, owner: str | None, ttl: float) -> None:
+        """Deliveries queued from now on are claimed for ``owner`` (this process's dispatcher) in their own
+        transaction, so it sends them at once; None leaves them for any worker's poll."""
+
+    @abstractmethod
+    async def append(self, events: Sequence[Event]) -> None:
+        """Commit events that report no state change of their own (messages, QR codes)."""
+
+    @abstractmethod
+    async def list_events(
+        self,
+        tenant_id: TenantId,
+        *,
+        session_id: SessionId | None = None,
+        types: Sequence[str] | None = None,
+        after: EventId | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Oldest first, after an event id (a cursor)."""
+
+    @abstractmethod
+    async def reseal_all_tenants(self, active_key: str) -> int:
+        """Seal again under the active key every event sealed under another (key rotation); how many."""
+
+    @abstractmethod
+    async def prune_all_tenants(self, before: float) -> int:
+        """System-wide: delete events older than ``before`` that no pending delivery needs, and finished
+        deliveries of that age. Returns how many events went."""
+
+
+class WebhookStore(ABC):
+    @abstractmethod
+    async def create(
+        self,
+        tenant_id: TenantId,
+        url: str,
+        events: list[str],
+        session: str | None,
+        secret: str,
+        *,
+        limit: int,
+    ) -> Webhook:
+        """Raises ``QuotaExceeded`` when the tenant already has ``limit`` endpoints."""
+
+    @abstractmethod
+    async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]: ...
+
+    @abstractmethod
+    async def get(self, tenant_id: TenantId, webhook_id: WebhookId) -> Webhook | None: ...
+
+    @abstractmethod
+    async def delete(self, tenant_id: TenantId, webhook_id: WebhookId) -> bool:
+        """Delete an endpoint and its queued deliveries."""
+
+    @abstractmethod
+    async def set_disabled(self, tenant_id: TenantId, webhook_id: WebhookId, reason: str | None) -> Webhook | None:
+        """Disable (with a reason) or enable (None) an endpoint."""
+
+    @abstractmethod
+    async def reseal_all_tenants(self, active_key: str) -> int:
+        """Seal again under the active key every secret sealed under another (key rotation); how many."""
+
+    @abstractmethod
+    async def secret_all_tenants(self, webhook_id: WebhookId) -> tuple[Webhook, str] | None:
+        """System-wide, for the delivery worker: an endpoint and its signing secret."""
+
+
+class OutboxStore(ABC):
+    """Webhook deliveries. A worker claims deliveries (owner, expiry) before sending; claims of a dead worker
+    expire, and an earlier run of the same worker (owner prefix ``takeover``) counts as dead at once."""
+
+    @abstractmethod
+    async def claim(
+        self, owner: str, *, takeover: str, ttl: float, limit: int, held: Callable[[int], bool] = lambda seq: False
+    ) -> list[Outgoing]:
+        """Claim due deliveries, whole groups (endpoint, session) from their oldest pending one, in order.
+
+        A group whose oldest pending delivery is claimed by another live worker, is being sent by this one
+        (``held(seq)``), or is not due yet, is left alone.
+        """
+
+    @abstractmethod
+    async def pending_before(self, webhook_id: WebhookId, session_id: SessionId, seq: int) -> bool:
+        """Whether an older delivery of this group is still pending."""
+
+    @abstractmethod
+    async def renew_claims(self, owner: str, ttl: float) -> None: ...
+
+    @abstractmethod
+    async def release(self, owner: str, seqs: Sequence[int]) -> None:
+        """Give claimed deliveries back (the worker will not send them)."""
+
+    @abstractmethod
+    async def mark_delivered(self, seqs: Sequence[int], status: int) -> None: ...
+
+    @abstractmethod
+    async def mark_failed(
+        self, seq: int, *, attempts: int, next_attempt_at: float, status: int | None, error: str, dead: bool
+    ) -> None: ...
+
+    @abstractmethod
+    async def list_deliveries(
+        self,
+        tenant_id: TenantId,
+        webhook_id: WebhookId,
+        *,
+        state: str | None,
+        limit: int,
+        before: int | None = None,
+    ) -> list[Delivery]:
+        """Newest first."""
+
+    @abstractmethod
+    async def redeliver(self, tenant_id: TenantId, webhook_id: WebhookId, seqs: Sequence[int] | None) -> int:
+        """Queue dead deliveries again (all of the endpoint's when ``seqs`` is None); returns how many."""
+
+
+class TicketStore(ABC):
+    """Short-lived single-use tickets that let a browser open the WebSocket without its API key in the URL."""
+
+    @abstractmethod
+    async def issue(self, tenant_id: TenantId, ticket_hash: str, expires_at: float) -> None: ...
+
+    @abstractmethod
+    async def redeem(self, ticket_hash: str) -> TenantId | None:
+        """Consume a ticket; the tenant when it existed and had not expired."""
+
+
 class Store(ABC):
     """The store, one part per concern, plus its lifecycle."""
 
@@ -264,6 +479,10 @@ class Store(ABC):
     sessions: SessionStore
     leases: LeaseStore
     auth: AuthRecordStore
+    events: EventStore
+    webhooks: WebhookStore
+    outbox: OutboxStore
+    tickets: TicketStore
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -1,8 +1,9 @@
-"""Group commit of status changes: many runners' changes share one transaction.
+"""Group commit of status changes and events: many runners' writes share one transaction.
 
 A runner awaits ``record``; it returns once the change is committed (or with None when the change was fenced out
-because the lease moved). While one batch commits, the next one gathers, so ten thousand sessions coming back after
-a restart cost a few dozen transactions, not twenty thousand.
+because the lease moved). ``append`` does the same for events that report no status change (messages, QR codes).
+While one batch commits, the next one gathers, so ten thousand sessions coming back after a restart cost a few
+dozen transactions, not twenty thousand, and thousands of messages a second cost a few hundred commits.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
+from wagate.domain.events import Event
 from wagate.domain.sessions import Session
 from wagate.store.base import SessionStore, StatusChange
 
@@ -21,7 +24,7 @@ class StatusRecorder:
     def __init__(self, sessions: SessionStore, *, max_batch: int = 2000) -> None:
         self._sessions = sessions
         self._max_batch = max_batch
-        self._pending: list[tuple[StatusChange, asyncio.Future[Session | None]]] = []
+        self._pending: list[tuple[StatusChange | Sequence[Event], asyncio.Future[Session | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -40,8 +43,16 @@ class StatusRecorder:
         self._task = None
 
     async def record(self, change: StatusChange) -> Session | None:
+        return await self._submit(change)
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Commit events; returns once they are durable."""
+        if events:
+            await self._submit(events)
+
+    async def _submit(self, item: StatusChange | Sequence[Event]) -> Session | None:
         future: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((change, future))
+        self._pending.append((item, future))
         self._wake.set()
         return await future
 
@@ -54,14 +65,17 @@ class StatusRecorder:
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        changes = [item for item, _ in batch if isinstance(item, StatusChange)]
+        events = [event for item, _ in batch if not isinstance(item, StatusChange) for event in item]
         try:
-            results = await self._sessions.set_status_many([change for change, _ in batch])
+            applied = iter(await self._sessions.set_status_many(changes, events))
         except Exception as exc:  # handed to every waiting runner, which backs off and retries
-            log.warning("could not record %d status change(s): %s", len(batch), exc)
+            log.warning("could not record %d status change(s) and %d event(s): %s", len(changes), len(events), exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for item, future in batch:
+            result = next(applied) if isinstance(item, StatusChange) else None
             if not future.done():
                 future.set_result(result)

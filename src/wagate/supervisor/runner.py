@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Reason, Session, Status
 from wagate.engines.base import (
     Connected,
@@ -24,6 +26,7 @@ from wagate.engines.base import (
     EngineConnectError,
     EngineContext,
     EngineEvent,
+    EngineNotice,
     LoggedOut,
     MessageAck,
     MessageReceived,
@@ -158,6 +161,7 @@ class SessionRunner:
             session_name=self.session.name,
             auth=self._sup.vault(self),
             emit=self._on_event,
+            emit_many=self._on_events,
             log=self.log,
             config=self.session.config,
             epoch=self.lease.epoch,
@@ -284,25 +288,65 @@ class SessionRunner:
 
     # events ----------------------------------------------------------------------------------------------------
 
+    def _event(self, kind: EventType, payload: dict[str, Any]) -> Event:
+        return Event.new(kind, self.session.tenant_id, self.session.id, self.session.name, self._sup.clock(), payload)
+
+    async def _on_events(self, events: Sequence[EngineEvent]) -> None:
+        """Several events at once (a batch of messages): what they report commits in one transaction."""
+        reported = [e for e in events if isinstance(e, MessageReceived | MessageAck | EngineNotice)]
+        if len(reported) > 1 and len(reported) == len(events):
+            await self._sup.recorder.append([self._message_event(e) for e in reported])
+            for message in reported:
+                await self._after_message(message)
+            return
+        for event in events:
+            await self._on_event(event)
+
+    def _message_event(self, event: MessageReceived | MessageAck | EngineNotice) -> Event:
+        if isinstance(event, MessageReceived):
+            payload: dict[str, Any] = {
+                "id": event.message_id,
+                "chat": event.chat,
+                "from": event.sender,
+                "text": event.text,
+                "timestamp": event.timestamp,
+            }
+            if event.extra:
+                payload["extra"] = event.extra
+            return self._event(EventType.MESSAGE_RECEIVED, payload)
+        if isinstance(event, MessageAck):
+            return self._event(EventType.MESSAGE_ACK, {"id": event.message_id, "status": event.status})
+        return self._event(EventType.ENGINE_EVENT, {"kind": event.kind, "data": event.data})
+
+    async def _after_message(self, event: MessageReceived | MessageAck | EngineNotice) -> None:
+        if isinstance(event, MessageReceived | MessageAck):
+            self.last_activity = self._sup.clock()
+            await self._sup.on_message(self, event)
+
     async def _on_event(self, event: EngineEvent) -> None:
         if event.closing:
             self._closing.put_nowait(event)
         elif isinstance(event, QrCode):
             self.qr = event
-            await self._set(Status.SCAN_QR_CODE, None, note=None)
+            qr_event = self._event(EventType.SESSION_QR, {"expiresAt": event.expires_at})
+            if self.status is Status.SCAN_QR_CODE:
+                await self._sup.recorder.append([qr_event])
+            else:
+                await self._set(Status.SCAN_QR_CODE, None, note=None, events=(qr_event,))
         elif isinstance(event, PairingCode):
             self.pairing_code = event.code
         elif isinstance(event, Paired):
             self.qr = None
-            await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting")
+            paired = self._event(EventType.SESSION_PAIRED, {"me": event.me.as_dict()})
+            await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting", events=(paired,))
         elif isinstance(event, Connected):
             self.qr = None
             self._connected_at = self._sup.clock()
             self._qr_rounds = 0
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
-        elif isinstance(event, MessageReceived | MessageAck):
-            self.last_activity = self._sup.clock()
-            await self._sup.on_message(self, event)
+        elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
+            await self._sup.recorder.append([self._message_event(event)])
+            await self._after_message(event)
         elif isinstance(event, DecryptFailed):
             self.log.debug("decryption failed for a message from a contact")
             self._sup.decrypt_failures += 1
@@ -316,9 +360,11 @@ class SessionRunner:
         clear_me: bool = False,
         note: str | None = None,
         detail: dict[str, Any] | None = None,
+        events: tuple[Event, ...] = (),
     ) -> None:
         """Record a status change (only a real change), fenced by the lease; raises LeaseLost when refused."""
-        if (status, reason, note) == (self.status, self._reason, self._note) and me is None and not clear_me:
+        unchanged = (status, reason, note) == (self.status, self._reason, self._note)
+        if unchanged and me is None and not clear_me and not events:
             return
         change = StatusChange(
             tenant_id=self.session.tenant_id,
@@ -331,6 +377,7 @@ class SessionRunner:
             clear_me=clear_me,
             note=note,
             detail=detail,
+            events=events,
         )
         session = await self._sup.recorder.record(change)
         if session is None:

@@ -43,7 +43,7 @@ class Supervisor:
         self.recorder = StatusRecorder(gateway.store.sessions)
         # "<worker>#<boot>": a later run of the same worker may take over leases of an earlier, dead one at once.
         self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
-        self._takeover = f"{self.settings.worker_id}#"
+        self.takeover = f"{self.settings.worker_id}#"
         self.runners: dict[SessionId, SessionRunner] = {}
         self._loops: set[asyncio.Task[None]] = set()  # reconcile and lease renewal: cancelled at stop
         self._runner_tasks: set[asyncio.Task[None]] = set()  # commanded to stop, never cancelled first
@@ -144,7 +144,7 @@ class Supervisor:
         if not to_claim:
             return
         leases = await self.store.leases.acquire_many(
-            [s.id for s in to_claim], self.owner, self.settings.lease_ttl, takeover=self._takeover
+            [s.id for s in to_claim], self.owner, self.settings.lease_ttl, takeover=self.takeover
         )
         await self._preload([s for s in to_claim if s.id in leases and s.desired is Desired.RUNNING])
         settle: list[tuple[Session, Lease]] = []
@@ -240,9 +240,7 @@ class Supervisor:
         if runner is not None:
             runner.command(Command.LOGOUT)
             return
-        lease = await self.store.leases.acquire(
-            session.id, self.owner, self.settings.lease_ttl, takeover=self._takeover
-        )
+        lease = await self.store.leases.acquire(session.id, self.owner, self.settings.lease_ttl, takeover=self.takeover)
         if lease is None:
             raise EngineUnavailable("another worker runs this session")
         try:

@@ -266,8 +266,7 @@ class SimConnection(Connection):
             else:
                 events.append(DecryptFailed(contact, message_id))
                 retries.append(message_id)
-        for event in events:
-            await self._ctx.emit(event)
+        await self._ctx.emit_many(events)
         if advanced:
             await self._ctx.auth.put_many({(CHAIN_NS, c): encode_chain(n, k) for c, (n, k) in advanced.items()})
             self._chains.update(advanced)

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from wagate.clock import Clock, system_clock
-from wagate.store.base import Store
+from wagate.store.base import Sealer, Store
 from wagate.store.sql.auth import SqlAuthRecordStore, SqlLeaseStore
 from wagate.store.sql.db import Database
+from wagate.store.sql.events import EventWriter, PlainSealer, SqlEventStore, SqlTicketStore
 from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
 from wagate.store.sql.sessions import SqlSessionStore
 from wagate.store.sql.tenants import SqlApiKeyStore, SqlTenantStore
+from wagate.store.sql.webhooks import SqlOutboxStore, SqlWebhookStore
 
 
 class SqlStore(Store):
     """The store on SQLite or PostgreSQL."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
         self.db = db
         self.backend = db.dialect
+        writer = EventWriter(db, clock, sealer)
         self.tenants = SqlTenantStore(db, clock)
         self.api_keys = SqlApiKeyStore(db, clock)
-        self.sessions = SqlSessionStore(db, clock)
+        self.sessions = SqlSessionStore(db, clock, writer)
         self.leases = SqlLeaseStore(db, clock)
         self.auth = SqlAuthRecordStore(db, clock)
+        self.events = SqlEventStore(db, clock, writer)
+        self.webhooks = SqlWebhookStore(db, clock, sealer)
+        self.outbox = SqlOutboxStore(db, clock, sealer)
+        self.tickets = SqlTicketStore(db, clock)
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -34,7 +41,12 @@ class SqlStore(Store):
 
 
 async def open_sql_store(
-    url: str, *, schema: str | None = None, pool_size: int = 10, clock: Clock = system_clock
+    url: str,
+    *,
+    schema: str | None = None,
+    pool_size: int = 10,
+    clock: Clock = system_clock,
+    sealer: Sealer | None = None,
 ) -> SqlStore:
     """Connect, apply pending migrations, and return the store."""
     db = Database.create(url, schema=schema, pool_size=pool_size)
@@ -43,4 +55,4 @@ async def open_sql_store(
     except BaseException:
         await db.dispose()
         raise
-    return SqlStore(db, clock)
+    return SqlStore(db, clock, sealer or PlainSealer())

@@ -109,6 +109,62 @@ backups = Table(
     Column("payload", LargeBinary, nullable=False),
 )
 
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("session_name", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("session_name", Text),
+    Column("kek_id", Text, nullable=False),
+    Column("secret", LargeBinary, nullable=False),
+    Column("disabled_reason", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("webhook_id", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("claimed_by", Text),
+    Column("claim_until", Double, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+ws_tickets = Table(
+    "ws_tickets",
+    metadata,
+    Column("ticket_hash", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
 migrations = Table(
     "wagate_migrations",
     metadata,

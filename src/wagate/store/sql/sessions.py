@@ -12,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
 from wagate.errors import AlreadyExists, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
 from wagate.store.base import NewSession, SessionStore, StatusChange
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.events import EventWriter
 
 S = schema.sessions
 H = schema.session_history
@@ -75,10 +77,30 @@ def _history_row(
     }
 
 
+def status_event(before: Session, after: Session, actor: str) -> Event:
+    """The ``session.status`` event of a change from ``before`` to ``after``."""
+    return Event.new(
+        EventType.SESSION_STATUS,
+        after.tenant_id,
+        after.id,
+        after.name,
+        after.updated_at,
+        {
+            "status": after.status.value,
+            "previous": before.status.value,
+            "reason": after.reason.value if after.reason else None,
+            "note": after.note,
+            "me": after.me,
+            "actor": actor,
+        },
+    )
+
+
 class SqlSessionStore(SessionStore):
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, events: EventWriter) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
 
     async def _record(
         self,
@@ -192,6 +214,9 @@ class SqlSessionStore(SessionStore):
             await conn.execute(update(S).where(S.c.id == before.id).values(**values(before), updated_at=self._clock()))
             after = _session((await conn.execute(select(S).where(S.c.id == before.id))).one())
             await self._record(conn, after, kind, actor, from_status=before.status, detail=detail)
+            changed = (before.status, before.reason) != (after.status, after.reason)
+            committed = await self._events.write(conn, [status_event(before, after, actor)] if changed else [])
+        self._events.notify(committed)
         return after
 
     async def set_desired(
@@ -215,8 +240,11 @@ class SqlSessionStore(SessionStore):
         values = {"config": json.dumps(config), "generation": S.c.generation + 1}
         return await self._change(tenant_id, name, lambda _: values, HistoryKind.CONFIG, actor)
 
-    async def set_status_many(self, changes: Sequence[StatusChange]) -> list[Session | None]:
+    async def set_status_many(
+        self, changes: Sequence[StatusChange], events: Sequence[Event] = ()
+    ) -> list[Session | None]:
         results: list[Session | None] = [None] * len(changes)
+        to_publish: list[Event] = []
         now = self._clock()
         async with self._db.write() as conn:
             ids = sorted({c.session_id for c in changes})
@@ -254,6 +282,9 @@ class SqlSessionStore(SessionStore):
                     }
                 )
                 history.append(_history_row(after, HistoryKind.STATUS, change.actor, before.status, change.detail))
+                if (before.status, before.reason, before.note) != (after.status, after.reason, after.note):
+                    to_publish.append(status_event(before, after, change.actor))
+                to_publish.extend(change.events)
             if updates:
                 await conn.execute(
                     update(S)
@@ -268,6 +299,9 @@ class SqlSessionStore(SessionStore):
                     updates,
                 )
                 await conn.execute(insert(H), history)
+            to_publish.extend(events)
+            committed = await self._events.write(conn, to_publish)
+        self._events.notify(committed)
         return results
 
     async def delete(self, tenant_id: TenantId, name: str) -> bool:
@@ -276,7 +310,15 @@ class SqlSessionStore(SessionStore):
             if row is None:
                 return False
             # Explicit deletes, children first: the result does not depend on cascade support being enabled.
-            for table in (schema.auth_records, schema.session_keys, schema.session_leases, schema.backups, H):
+            for table in (
+                schema.auth_records,
+                schema.session_keys,
+                schema.session_leases,
+                schema.backups,
+                H,
+                schema.webhook_deliveries,
+                schema.events,
+            ):
                 await conn.execute(delete(table).where(table.c.session_id == row.id))
             await conn.execute(delete(S).where(S.c.id == row.id))
         return True

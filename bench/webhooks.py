@@ -1,0 +1,205 @@
+"""Webhook benchmark: sim message traffic -> events -> signed webhooks on loopback.
+
+    python bench/webhooks.py --sessions 20 --rate 5000 --seconds 20
+    python bench/webhooks.py --sessions 20 --burst 50000
+
+Starts a sim-server and a gateway (SQLite unless ``--set WAGATE_DATABASE_URL=...``) as real processes, links the
+sessions through the real QR flow and points one webhook (``message.received``) at a receiver in this process,
+which checks every request with the ``standardwebhooks`` verifier. With ``--rate`` the phones receive messages at
+that steady total rate for ``--seconds``; with ``--burst`` that many arrive at once and the drain is timed.
+
+Latency is measured per event from the envelope's ``timestamp`` (set when the gateway turns the engine's event into
+an event, just before it commits) to the request's arrival at the receiver; ``queue_latency`` from the moment the
+sim queued the message for the phone. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+from harness import ADMIN, KEK, cpu_seconds, free_port, link_all, spawn, stop_all, wait_http
+from standardwebhooks import Webhook as Verifier
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, float, float]] = []  # (arrived, event timestamp, queued timestamp)
+        self.ids: set[str] = set()
+        self.duplicates = 0
+        self.bad = 0
+        self.verifier: Verifier | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        arrived = time.time()
+        assert self.verifier is not None
+        try:
+            envelope = self.verifier.verify(body, dict(request.headers))
+        except Exception:
+            self.bad += 1
+            return web.Response(status=400)
+        if envelope["id"] in self.ids:
+            self.duplicates += 1
+        else:
+            self.ids.add(envelope["id"])
+            self.arrivals.append((arrived, envelope["timestamp"], envelope["payload"]["timestamp"]))
+        return web.Response(status=204)
+
+
+def inbound(text: str, count: int) -> dict[str, Any]:
+    return {"from": "+15559999", "text": text, "count": count}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def offer(sim: str, phones: list[str], rate: float, seconds: float, tick: float = 0.1) -> int:
+    """Add messages at ``rate`` per second in total, spread over the phones, for ``seconds``."""
+    sent = 0
+    owed = 0.0
+    async with httpx.AsyncClient(base_url=sim, timeout=30) as client:
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            owed += rate * tick
+            per_phone = int(owed // len(phones))
+            owed -= per_phone * len(phones)
+            if per_phone:
+                await asyncio.gather(
+                    *(
+                        client.post(
+                            f"/devices/{p}/messages", json={"from": "+15559999", "text": "bench", "count": per_phone}
+                        )
+                        for p in phones
+                    )
+                )
+                sent += per_phone * len(phones)
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * tick - time.monotonic()))
+    return sent
+
+
+async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, sim_pid: int) -> dict[str, Any]:
+    receiver = Receiver()
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/hook", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hook_port = runner.addresses[0][1]
+    try:
+        async with httpx.AsyncClient(base_url=base, headers={"X-Api-Key": ADMIN}, timeout=30) as admin:
+            made = await admin.post("/api/tenants", json={"name": "bench", "max_sessions": args.sessions})
+        made.raise_for_status()
+        key = {"X-Api-Key": made.json()["api_key"]}
+        await link_all(base, sim, key, args.sessions)
+        async with httpx.AsyncClient(base_url=base, headers=key, timeout=30) as api:
+            for _ in range(600):
+                sessions = (await api.get("/api/sessions")).json()
+                if sum(s["status"] == "WORKING" for s in sessions) == args.sessions:
+                    break
+                await asyncio.sleep(0.1)
+            hook = await api.post(
+                "/api/webhooks", json={"url": f"http://127.0.0.1:{hook_port}/hook", "events": ["message.received"]}
+            )
+            hook.raise_for_status()
+        receiver.verifier = Verifier(hook.json()["secret"])
+        phones = [f"+1555{i:07d}" for i in range(args.sessions)]
+        cpu_before = cpu_seconds(gateway_pid), cpu_seconds(sim_pid), cpu_seconds(os.getpid())
+        started = time.time()
+        if args.burst:
+            async with httpx.AsyncClient(base_url=sim, timeout=60) as client:
+                per_phone = args.burst // len(phones)
+                await asyncio.gather(
+                    *(
+                        client.post(
+                            f"/devices/{p}/messages", json={"from": "+15559999", "text": "b", "count": per_phone}
+                        )
+                        for p in phones
+                    )
+                )
+            expected = per_phone * len(phones)
+        else:
+            expected = await offer(sim, phones, args.rate, args.seconds)
+        deadline = time.monotonic() + args.drain_timeout
+        while len(receiver.ids) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - a progress poll
+            await asyncio.sleep(0.05)
+        elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
+        cpu_after = cpu_seconds(gateway_pid), cpu_seconds(sim_pid), cpu_seconds(os.getpid())
+        latency = [(arrived - at) * 1000 for arrived, at, _ in receiver.arrivals]
+        queued = [(arrived - at) * 1000 for arrived, _, at in receiver.arrivals]
+        return {
+            "mode": f"burst {args.burst}" if args.burst else f"rate {args.rate}/s for {args.seconds}s",
+            "sessions": args.sessions,
+            "database": os.environ.get("WAGATE_DATABASE_URL", "sqlite").split(":", 1)[0],
+            "settings": args.set,
+            "events_expected": expected,
+            "events_delivered": len(receiver.ids),
+            "duplicates": receiver.duplicates,
+            "failed_verification": receiver.bad,
+            "delivered_per_s": round(len(receiver.ids) / elapsed, 1) if elapsed > 0 else None,
+            "latency_ms_p50": round(statistics.median(latency), 1) if latency else None,
+            "latency_ms_p99": round(percentile(latency, 0.99), 1) if latency else None,
+            "latency_ms_max": round(max(latency), 1) if latency else None,
+            "queue_latency_ms_p50": round(statistics.median(queued), 1) if queued else None,
+            "queue_latency_ms_p99": round(percentile(queued, 0.99), 1) if queued else None,
+            "cpu_gateway_s": round(cpu_after[0] - cpu_before[0], 2),
+            "cpu_sim_s": round(cpu_after[1] - cpu_before[1], 2),
+            "cpu_receiver_s": round(cpu_after[2] - cpu_before[2], 2),
+            "wall_s": round(elapsed, 2),
+        }
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=5000, help="messages per second, all sessions together")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--burst", type=int, default=0, help="instead of a rate: this many messages at once")
+    parser.add_argument("--drain-timeout", type=float, default=120)
+    parser.add_argument("--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_LOG_LEVEL=INFO")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-hooks-"))
+    sim_port, port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
+    env.update(
+        WAGATE_DATA_DIR=str(tmp / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=KEK,
+        WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
+        WAGATE_LOG_LEVEL="WARNING",
+        WAGATE_WEBHOOK_ALLOW_PRIVATE="1",
+    )
+    env.update(item.split("=", 1) for item in args.set)
+    sim_args = ["sim-server", "--port", str(sim_port), "--state", str(tmp / "sim.json"), "--log-level", "WARNING"]
+    sim = spawn([*sim_args, "--qr-first-ttl", "3600"], env, tmp / "sim.log")
+    gateway = None
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/health")
+        gateway = spawn(["serve", "--port", str(port)], env, tmp / "gateway.log")
+        wait_http(f"http://127.0.0.1:{port}/ready")
+        result = asyncio.run(
+            run(args, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}", gateway.pid, sim.pid)
+        )
+        print(json.dumps(result))
+    finally:
+        stop_all(gateway, sim)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Events: the history (``GET /api/events``), the live stream (``WS /ws``) and WebSocket tickets.
+
+A WebSocket client authenticates with the ``X-Api-Key`` header or, from a browser (which cannot set headers on a
+WebSocket), with a ticket from ``POST /api/events/ticket``: single-use, short-lived, stored only as a hash; the API
+key itself never goes in a URL. After the handshake the server closes with a code that says why:
+
+======  ==============================================================================
+4400    bad query (an unknown event type, a malformed session name or ``after``)
+4401    no credentials, a bad API key, or a used or expired ticket
+4403    the key is the admin's: events belong to tenants, use a tenant's key
+4408    the client fell more than ``WAGATE_WS_MAX_PENDING`` events behind, or did not read for
+        ``SEND_TIMEOUT`` seconds: reconnect with ``after=<last event id>`` to catch up
+======  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+from starlette.websockets import WebSocketState
+
+from wagate.accounts import authenticate
+from wagate.api.deps import GatewayDep, TenantDep, get_gateway
+from wagate.api.routes.sessions import find_session
+from wagate.domain.events import Event, EventFilter, expand_types, parse_types
+from wagate.domain.sessions import NAME_PATTERN
+from wagate.errors import Unprocessable
+from wagate.events.bus import SlowConsumer
+from wagate.gateway import Gateway
+from wagate.ids import EventId, TenantId
+
+log = logging.getLogger("wagate.ws")
+router = APIRouter(tags=["events"])
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4408
+SEND_TIMEOUT = 10.0
+CATCH_UP_LIMIT = 10_000
+EVENT_ID_LENGTH = 30
+
+
+class EventOut(BaseModel):
+    id: str
+    type: str
+    tenant: str
+    session: str
+    timestamp: float
+    payload: dict[str, object]
+
+
+class Ticket(BaseModel):
+    ticket: str = Field(description="pass as ?ticket= to /ws within expires_in seconds; it works once")
+    expires_in: float
+
+
+def _types(raw: str | None) -> list[str]:
+    try:
+        return parse_types(raw.split(",")) if raw else []
+    except ValueError as exc:
+        raise Unprocessable(f"types: {exc}", code="invalid_event_type") from None
+
+
+def _after(raw: str | None) -> EventId | None:
+    if raw is None:
+        return None
+    if not raw.startswith("evt_") or len(raw) != EVENT_ID_LENGTH:
+        raise Unprocessable("after: not an event id (evt_...)", code="invalid_event_id")
+    return EventId(raw)
+
+
+@router.get("/api/events", summary="Event history, oldest first (kept WAGATE_EVENT_RETENTION_DAYS days)")
+async def list_events(
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    session: Annotated[str | None, Query(description="only this session's events", max_length=64)] = None,
+    types: Annotated[str | None, Query(description="comma-separated types, '*' or 'family.*'")] = None,
+    after: Annotated[str | None, Query(description="only events after this event id (to page or resume)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EventOut]:
+    exact = expand_types(_types(types))
+    session_id = (await find_session(gateway, tenant_id, session)).id if session is not None else None
+    events = await gateway.store.events.list_events(
+        tenant_id, session_id=session_id, types=exact, after=_after(after), limit=limit
+    )
+    return [EventOut(**e.envelope()) for e in events]
+
+
+def ticket_hash(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+@router.post("/api/events/ticket", summary="A single-use ticket for a browser's WebSocket (instead of the key)")
+async def issue_ticket(gateway: GatewayDep, tenant_id: TenantDep) -> Ticket:
+    ticket = "wst_" + secrets.token_urlsafe(32)
+    ttl = gateway.settings.ws_ticket_ttl
+    await gateway.store.tickets.issue(tenant_id, ticket_hash(ticket), gateway.clock() + ttl)
+    return Ticket(ticket=ticket, expires_in=ttl)
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def _tenant_of(gateway: Gateway, websocket: WebSocket, ticket: str | None) -> TenantId:
+    api_key = websocket.headers.get("x-api-key")
+    if api_key:
+        principal = await authenticate(gateway.store, gateway.settings, api_key)
+        if principal is None:
+            raise _Refused(CLOSE_UNAUTHORIZED, "the API key is not valid")
+        if principal.tenant_id is None:
+            raise _Refused(CLOSE_FORBIDDEN, "events belong to tenants: use a tenant's API key")
+        return principal.tenant_id
+    if ticket:
+        tenant_id = await gateway.store.tickets.redeem(ticket_hash(ticket))
+        if tenant_id is None:
+            raise _Refused(CLOSE_UNAUTHORIZED, "the ticket is unknown, used or expired")
+        return tenant_id
+    raise _Refused(CLOSE_UNAUTHORIZED, "send the X-Api-Key header or a ?ticket= from POST /api/events/ticket")
+
+
+def _filter(session: str | None, events: str | None) -> EventFilter:
+    if session is not None and not NAME_PATTERN.fullmatch(session):
+        raise _Refused(CLOSE_BAD_REQUEST, "session: not a session name")
+    try:
+        types = parse_types(events.split(",")) if events else []
+    except ValueError as exc:
+        raise _Refused(CLOSE_BAD_REQUEST, f"events: {exc}"[:120]) from None
+    return EventFilter(types, session)
+
+
+async def _catch_up(
+    gateway: Gateway, websocket: WebSocket, tenant_id: TenantId, wanted: EventFilter, after: EventId
+) -> set[str]:
+    """Send the stored events after ``after`` that the filter wants; the ids sent (live copies are skipped)."""
+    sent: set[str] = set()
+    cursor: EventId | None = after
+    exact = wanted.exact_types()
+    while cursor is not None and len(sent) < CATCH_UP_LIMIT:
+        page = await gateway.store.events.list_events(tenant_id, types=exact, after=cursor, limit=500)
+        for event in page:
+            if wanted.matches(event):
+                await _send(websocket, event)
+                sent.add(event.id)
+        cursor = page[-1].id if len(page) == 500 else None
+    return sent
+
+
+async def _send(websocket: WebSocket, event: Event) -> None:
+    text = json.dumps(event.envelope(), separators=(",", ":"), ensure_ascii=False)
+    try:
+        await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT)
+    except TimeoutError:
+        raise SlowConsumer(f"the client read nothing for {SEND_TIMEOUT:.0f}s") from None
+
+
+async def _drain(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, to notice when it goes away."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()
+
+
+@router.websocket("/ws")
+async def stream(
+    websocket: WebSocket,
+    session: Annotated[str | None, Query(max_length=64)] = None,
+    events: Annotated[str | None, Query(max_length=1000)] = None,
+    ticket: Annotated[str | None, Query(max_length=200)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> None:
+    """Live events of the caller's tenant as JSON text frames, one envelope each. ``after=<event id>`` first
+    replays what was stored after that event, then goes live without gaps."""
+    gateway = get_gateway(websocket)  # type: ignore[arg-type]
+    await websocket.accept()
+    try:
+        tenant_id = await _tenant_of(gateway, websocket, ticket)
+        wanted = _filter(session, events)
+        try:
+            resume = _after(after)
+        except Unprocessable as exc:
+            raise _Refused(CLOSE_BAD_REQUEST, exc.message) from None
+    except _Refused as refused:
+        await websocket.close(code=refused.code, reason=refused.reason)
+        return
+    subscription = gateway.bus.subscribe(tenant_id, wanted, max_pending=gateway.settings.ws_max_pending)
+    reader = asyncio.ensure_future(_drain(websocket))
+    try:
+        replayed = await _catch_up(gateway, websocket, tenant_id, wanted, resume) if resume else set()
+        while not reader.done():
+            nxt = asyncio.ensure_future(subscription.next())
+            await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
+                break
+            event = nxt.result()
+            if event.id not in replayed:
+                await _send(websocket, event)
+    except SlowConsumer as exc:
+        log.info("websocket of tenant %s cut off: %s", tenant_id, exc)
+        if websocket.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=CLOSE_TOO_SLOW, reason="too slow: reconnect with after=<last event id>")
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        subscription.close()
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader

@@ -1,0 +1,201 @@
+"""``/api/webhooks``: a tenant's webhook endpoints, their deliveries and dead letters.
+
+The signing secret (``whsec_`` + base64, Standard Webhooks) is shown once, in the answer to the creation; the store
+keeps it sealed. Another tenant's endpoint is a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wagate.api.deps import GatewayDep, TenantDep
+from wagate.domain.events import parse_types
+from wagate.domain.sessions import NAME_PATTERN
+from wagate.errors import NotFound, Unprocessable
+from wagate.events.ssrf import BlockedAddress, check_url
+from wagate.gateway import Gateway
+from wagate.ids import TenantId, WebhookId
+from wagate.store.base import Delivery, DeliveryState, Webhook
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+WebhookPath = Annotated[str, Path(description="the webhook's id", max_length=64)]
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives the events")
+    events: list[str] = Field(
+        default_factory=lambda: ["*"],
+        max_length=50,
+        description="event types, '*' for all or 'family.*' (e.g. 'message.*'); all when absent",
+    )
+    session: str | None = Field(
+        None, pattern=NAME_PATTERN.pattern, max_length=64, description="only this session's events"
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        types = parse_types(value)  # ValueError -> 422 naming the unknown type
+        return types or ["*"]
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    session: str | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: float
+
+    @classmethod
+    def of(cls, webhook: Webhook) -> WebhookOut:
+        return cls(
+            id=webhook.id,
+            url=webhook.url,
+            events=webhook.events,
+            session=webhook.session,
+            enabled=webhook.enabled,
+            disabled_reason=webhook.disabled_reason,
+            created_at=webhook.created_at,
+        )
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="the signing secret, shown only this once")
+
+
+class DeliveryOut(BaseModel):
+    seq: int
+    event_id: str = Field(description="also the webhook-id header of every attempt")
+    event_type: str
+    state: str
+    attempts: int
+    next_attempt_at: float | None = Field(description="when the next attempt is due (pending only)")
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryOut:
+        return cls(
+            seq=delivery.seq,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            state=delivery.state,
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at if delivery.state == DeliveryState.PENDING else None,
+            last_status=delivery.last_status,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            updated_at=delivery.updated_at,
+        )
+
+
+class Redelivered(BaseModel):
+    redelivered: int = Field(description="dead letters queued again")
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def find_webhook(gateway: Gateway, tenant_id: TenantId, webhook_id: str) -> Webhook:
+    webhook = await gateway.store.webhooks.get(tenant_id, WebhookId(webhook_id))
+    if webhook is None:
+        raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
+    return webhook
+
+
+def _endpoint_changed(request: Request, webhook_id: WebhookId) -> None:
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.forget_endpoint(webhook_id)
+
+
+@router.get("", summary="List the tenant's webhooks (never their secrets)")
+async def list_webhooks(gateway: GatewayDep, tenant_id: TenantDep) -> list[WebhookOut]:
+    return [WebhookOut.of(w) for w in await gateway.store.webhooks.list_webhooks(tenant_id)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a webhook; its secret is shown once")
+async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookCreated:
+    try:
+        check_url(body.url, allow_private=gateway.settings.webhook_allow_private)
+    except BlockedAddress as exc:
+        raise Unprocessable(f"url: {exc}", code="invalid_webhook_url") from None
+    secret = new_secret()
+    webhook = await gateway.store.webhooks.create(
+        tenant_id, body.url, body.events, body.session, secret, limit=gateway.settings.max_webhooks_per_tenant
+    )
+    return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
+
+
+@router.get("/{webhook_id}", summary="Get a webhook")
+async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookOut:
+    return WebhookOut.of(await find_webhook(gateway, tenant_id, webhook_id))
+
+
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook and its outbox")
+async def delete_webhook(
+    webhook_id: WebhookPath, request: Request, gateway: GatewayDep, tenant_id: TenantDep
+) -> Response:
+    if not await gateway.store.webhooks.delete(tenant_id, WebhookId(webhook_id)):
+        raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
+    _endpoint_changed(request, WebhookId(webhook_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{webhook_id}/enable", summary="Enable a webhook again (after a 410 disabled it)")
+async def enable_webhook(
+    webhook_id: WebhookPath, request: Request, gateway: GatewayDep, tenant_id: TenantDep
+) -> WebhookOut:
+    await find_webhook(gateway, tenant_id, webhook_id)
+    webhook = await gateway.store.webhooks.set_disabled(tenant_id, WebhookId(webhook_id), None)
+    if webhook is None:
+        raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
+    _endpoint_changed(request, webhook.id)
+    return WebhookOut.of(webhook)
+
+
+@router.get("/{webhook_id}/deliveries", summary="A webhook's deliveries, newest first (state=dead: dead letters)")
+async def list_deliveries(
+    webhook_id: WebhookPath,
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    state: Annotated[Literal["pending", "delivered", "dead"] | None, Query(description="only this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="page on: deliveries with a smaller seq")] = None,
+) -> list[DeliveryOut]:
+    await find_webhook(gateway, tenant_id, webhook_id)
+    deliveries = await gateway.store.outbox.list_deliveries(
+        tenant_id, WebhookId(webhook_id), state=state, limit=limit, before=before
+    )
+    return [DeliveryOut.of(d) for d in deliveries]
+
+
+@router.post("/{webhook_id}/deliveries/{seq}/redeliver", summary="Queue one dead letter again")
+async def redeliver_one(
+    webhook_id: WebhookPath, seq: Annotated[int, Path(ge=1)], gateway: GatewayDep, tenant_id: TenantDep
+) -> Redelivered:
+    await find_webhook(gateway, tenant_id, webhook_id)
+    count = await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), [seq])
+    if count == 0:
+        raise NotFound(f"no dead letter {seq} for this webhook", code="dead_letter_not_found")
+    return Redelivered(redelivered=count)
+
+
+@router.post("/{webhook_id}/redeliver", summary="Queue every dead letter of a webhook again")
+async def redeliver_all(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> Redelivered:
+    await find_webhook(gateway, tenant_id, webhook_id)
+    return Redelivered(redelivered=await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), None))

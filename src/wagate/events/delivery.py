@@ -1,0 +1,424 @@
+"""Webhook delivery from the durable outbox (Standard Webhooks).
+
+Deliveries are rows committed with the events they carry. The dispatcher sends them per group (endpoint, session),
+one at a time and in order, so the events of one session reach an endpoint in the order they happened; groups run
+concurrently. It learns of new deliveries two ways: at once from the commit (they were claimed for it in the same
+transaction), and by claiming from the table every ``poll_interval`` (after a restart, a dead worker's claims,
+retries, redeliveries). Every attempt carries the same ``webhook-id`` and body; only the timestamp and signature
+are new. A ``2xx`` delivers, ``410`` disables the endpoint, anything else retries on :data:`RETRY_SCHEDULE` (or when
+``Retry-After`` says) until the schedule runs out and the delivery becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from standardwebhooks import Webhook as Signer
+
+from wagate import __version__
+from wagate.clock import Clock
+from wagate.config import Settings
+from wagate.events.ssrf import BlockedAddress, check_url, connector_options
+from wagate.ids import SessionId, WebhookId
+from wagate.store.base import Committed, Outgoing, Store, Webhook
+
+log = logging.getLogger("wagate.webhooks")
+
+# Seconds to wait after the 1st, 2nd, ... failed attempt (each +-20% jitter): 11 attempts over about 24 hours.
+RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
+JITTER = 0.2
+RETRY_AFTER_CAP = 86400.0
+IDLE_GROUP_TTL = 60.0
+
+GroupKey = tuple[WebhookId, SessionId]
+
+
+def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
+    """Delay before the next attempt after ``failed_attempts`` failures; None when the schedule is used up."""
+    if failed_attempts > len(RETRY_SCHEDULE):
+        return None
+    return RETRY_SCHEDULE[failed_attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    ok: bool
+    status: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+class WebhookClient:
+    """HTTP for webhooks: the SSRF guard on every URL and every resolved address, no redirects, one timeout."""
+
+    def __init__(self, *, timeout: float, allow_private: bool, concurrency: int) -> None:
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self._sending = asyncio.Semaphore(concurrency)
+        connector = aiohttp.TCPConnector(limit=concurrency, **connector_options(allow_private=allow_private))
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            headers={"user-agent": f"wagate/{__version__}", "content-type": "application/json"},
+        )
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], now: float) -> Attempt:
+        try:
+            check_url(url, allow_private=self.allow_private)
+        except BlockedAddress as exc:
+            return Attempt(False, error=f"refused: {exc}")
+        try:
+            async with (
+                self._sending,
+                self._http.post(url, data=body, headers=headers, allow_redirects=False) as resp,
+            ):
+                await resp.read()
+                if 200 <= resp.status < 300:
+                    return Attempt(True, resp.status)
+                retry_after = parse_retry_after(resp.headers.get("retry-after"), now)
+                return Attempt(False, resp.status, f"HTTP {resp.status}", retry_after)
+        except BlockedAddress as exc:
+            return Attempt(False, error=f"refused: {exc}")
+        except TimeoutError:
+            return Attempt(False, error=f"no answer within {self.timeout:g}s")
+        except aiohttp.ClientError as exc:
+            return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    webhook: Webhook
+    signer: Signer
+    loaded_at: float
+
+
+class _Group:
+    """The deliveries of one (endpoint, session) this worker holds, oldest first; ``held`` is the worker's set of
+    every held delivery, shared by its groups."""
+
+    def __init__(self, key: GroupKey, held: set[int], *, checked: bool) -> None:
+        self.key = key
+        self.items: list[Outgoing] = []
+        self.seqs = held
+        self.checked = checked
+        self.task: asyncio.Task[None] | None = None
+        self.idle_since = 0.0
+
+    def add(self, item: Outgoing) -> None:
+        if item.delivery.seq in self.seqs:
+            return
+        self.seqs.add(item.delivery.seq)
+        self.items.append(item)
+        if len(self.items) > 1 and self.items[-2].delivery.seq > item.delivery.seq:
+            self.items.sort(key=lambda o: o.delivery.seq)
+
+    def pop(self, *, recorded: bool = True) -> None:
+        """Drop the head; unless ``recorded``, its seq stays held until its outcome is in the table."""
+        item = self.items.pop(0)
+        if recorded:
+            self.seqs.discard(item.delivery.seq)
+
+    def clear(self) -> list[int]:
+        seqs = [item.delivery.seq for item in self.items]
+        self.seqs.difference_update(seqs)
+        self.items.clear()
+        return seqs
+
+
+class WebhookDispatcher:
+    """Sends the outbox's deliveries; one per process that runs sessions."""
+
+    def __init__(self, store: Store, settings: Settings, clock: Clock, owner: str, takeover: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner
+        self.takeover = takeover
+        self.rng = random.Random()
+        self.outcomes: Counter[str] = Counter()
+        self._groups: dict[GroupKey, _Group] = {}
+        self._held: set[int] = set()
+        self._endpoints: dict[WebhookId, _Endpoint] = {}
+        self._done: list[tuple[int, int]] = []
+        self._loops: set[asyncio.Task[None]] = set()
+        self._client: WebhookClient | None = None
+        self._wake = asyncio.Event()
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._client = WebhookClient(
+            timeout=self.settings.webhook_timeout,
+            allow_private=self.settings.webhook_allow_private,
+            concurrency=self.settings.webhook_concurrency,
+        )
+        self.store.events.set_claimer(self.owner, self.settings.webhook_claim_ttl)
+        self.store.events.listeners.append(self.accept)
+        interval = self.settings.webhook_poll_interval
+        for coro, name in (
+            (self._every(interval, self.poll), "webhook-poll"),
+            (self._every(self.settings.webhook_claim_ttl / 3, self._renew), "webhook-claims"),
+            (self._every(0.02, self._flush), "webhook-completions"),
+            (self._every(interval, self._sweep), "webhook-sweep"),
+            (self._every(3600, self._prune), "event-retention"),
+        ):
+            task = asyncio.ensure_future(coro)
+            task.set_name(name)
+            self._loops.add(task)
+        await self.poll()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop sending after up to ``grace`` seconds for what is due (the sessions' last status events); record
+        what was delivered; give back what was not, so that any worker can take it."""
+        self.store.events.set_claimer(None, self.settings.webhook_claim_ttl)
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._due() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polls the groups, which have no single event
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(ValueError):
+            self.store.events.listeners.remove(self.accept)
+        tasks = [*self._loops, *(g.task for g in self._groups.values() if g.task is not None)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush()
+            held = [seq for group in self._groups.values() for seq in group.clear()]
+            if held:
+                await self.store.outbox.release(self.owner, held)
+        self._groups.clear()
+        if self._client is not None:
+            await self._client.close()
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:  # the loop must survive anything; it tries again next round
+                log.exception("webhook %s failed; retrying", getattr(job, "__name__", "job"))
+
+    # intake ----------------------------------------------------------------------------------------------------
+
+    def accept(self, committed: Committed) -> None:
+        """Commit listener: deliveries this process queued (claimed for it in their transaction)."""
+        for item in committed.deliveries:
+            self._enqueue(item, checked=False)
+
+    async def poll(self) -> None:
+        """Claim due deliveries nobody is sending (after a restart, a dead worker, a retry, a redelivery)."""
+        while True:
+            claimed = await self.store.outbox.claim(
+                self.owner,
+                takeover=self.takeover,
+                ttl=self.settings.webhook_claim_ttl,
+                limit=1000,
+                held=self._held.__contains__,
+            )
+            for item in claimed:
+                self._enqueue(item, checked=True)
+            self._wake.set()
+            if len(claimed) < 1000:
+                return
+
+    def _enqueue(self, item: Outgoing, *, checked: bool) -> None:
+        group = self._groups.get(item.group)
+        if group is None:
+            group = self._groups[item.group] = _Group(item.group, self._held, checked=checked)
+        group.add(item)
+        if group.task is None or group.task.done():
+            group.task = asyncio.ensure_future(self._run(group))
+            group.task.set_name(f"webhook-{item.group[0]}-{item.group[1]}")
+
+    def forget_endpoint(self, webhook_id: WebhookId) -> None:
+        """The endpoint changed (disabled, deleted): read it again before its next delivery."""
+        self._endpoints.pop(webhook_id, None)
+
+    # one group -------------------------------------------------------------------------------------------------
+
+    async def _run(self, group: _Group) -> None:
+        try:
+            if not group.checked:
+                first = group.items[0].delivery
+                if await self.store.outbox.pending_before(first.webhook_id, first.session_id, first.seq):
+                    # Older deliveries of this group wait for a retry or another worker: they go first, so the
+                    # whole group is handed to the poller, which claims it from its oldest delivery.
+                    await self._drop(group)
+                    return
+                group.checked = True
+            while group.items:
+                if not await self._deliver_head(group):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery group failed; its deliveries go back to the outbox")
+            await self._drop(group)
+        finally:
+            group.idle_since = self.clock()
+
+    async def _deliver_head(self, group: _Group) -> bool:
+        """Try the group's oldest delivery once it is due; False when the group was given up."""
+        item = group.items[0]
+        wait = item.delivery.next_attempt_at - self.clock()
+        if wait > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(wait, self.settings.webhook_poll_interval))
+            return True
+        endpoint = await self._endpoint(item.delivery.webhook_id)
+        if endpoint is None or not endpoint.webhook.enabled:
+            await self._drop(group)
+            return False
+        attempt = await self._send(endpoint, item)
+        if attempt.ok:
+            self.outcomes["delivered"] += 1
+            group.pop(recorded=False)
+            self._done.append((item.delivery.seq, attempt.status or 200))
+            return True
+        if attempt.gone:
+            self.outcomes["gone"] += 1
+            log.warning("webhook %s answered 410 Gone: disabled", endpoint.webhook.id)
+            await self.store.webhooks.set_disabled(
+                endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
+            )
+            self.forget_endpoint(endpoint.webhook.id)
+            await self._drop(group)
+            return False
+        await self._failed(group, item, attempt)
+        return True
+
+    async def _failed(self, group: _Group, item: Outgoing, attempt: Attempt) -> None:
+        failures = item.delivery.attempts + 1
+        delay = attempt.retry_after if attempt.retry_after is not None else retry_delay(failures, self.rng)
+        if attempt.retry_after is not None and failures > len(RETRY_SCHEDULE):
+            delay = None  # Retry-After shapes the schedule; it does not extend it forever
+        now = self.clock()
+        error = attempt.error or f"HTTP {attempt.status}"
+        if delay is None:
+            self.outcomes["dead"] += 1
+            log.warning(
+                "webhook delivery %d is a dead letter after %d attempts (%s)", item.delivery.seq, failures, error
+            )
+            await self.store.outbox.mark_failed(
+                item.delivery.seq, attempts=failures, next_attempt_at=now, status=attempt.status, error=error, dead=True
+            )
+            group.pop()
+            return
+        self.outcomes["failed"] += 1
+        log.info("webhook delivery %d failed (%s); attempt %d in %.0fs", item.delivery.seq, error, failures + 1, delay)
+        await self.store.outbox.mark_failed(
+            item.delivery.seq,
+            attempts=failures,
+            next_attempt_at=now + delay,
+            status=attempt.status,
+            error=error,
+            dead=False,
+        )
+        delivery = replace(item.delivery, attempts=failures, next_attempt_at=now + delay, last_error=error)
+        group.items[0] = Outgoing(delivery, item.body)
+
+    async def _drop(self, group: _Group) -> None:
+        if self._groups.get(group.key) is group:
+            del self._groups[group.key]
+        held = group.clear()
+        if held:
+            await self.store.outbox.release(self.owner, held)
+
+    async def _endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
+        cached = self._endpoints.get(webhook_id)
+        if cached is not None and self.clock() - cached.loaded_at < self.settings.webhook_poll_interval * 30:
+            return cached
+        found = await self.store.webhooks.secret_all_tenants(webhook_id)
+        if found is None:
+            self._endpoints.pop(webhook_id, None)
+            return None
+        webhook, secret = found
+        endpoint = _Endpoint(webhook, Signer(secret), self.clock())
+        self._endpoints[webhook_id] = endpoint
+        return endpoint
+
+    async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
+        assert self._client is not None
+        now = self.clock()
+        event_id = item.delivery.event_id
+        headers = {
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(now)),
+            "webhook-signature": endpoint.signer.sign(event_id, datetime.fromtimestamp(now, UTC), item.body),
+        }
+        return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
+
+    # housekeeping ----------------------------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        if not self._done:
+            return
+        batch, self._done = self._done, []
+        by_status: dict[int, list[int]] = {}
+        for seq, status in batch:
+            by_status.setdefault(status, []).append(seq)
+        try:
+            for status, seqs in by_status.items():
+                await self.store.outbox.mark_delivered(seqs, status)
+                self._held.difference_update(seqs)
+        except BaseException:
+            self._done[:0] = batch  # recorded next round (a delivery recorded late is at worst sent again)
+            raise
+
+    async def _renew(self) -> None:
+        await self.store.outbox.renew_claims(self.owner, self.settings.webhook_claim_ttl)
+
+    async def _sweep(self) -> None:
+        """Forget idle groups: their order is safe in the table."""
+        now = self.clock()
+        for key, group in list(self._groups.items()):
+            if (
+                not group.items
+                and (group.task is None or group.task.done())
+                and now - group.idle_since > IDLE_GROUP_TTL
+            ):
+                del self._groups[key]
+
+    async def _prune(self) -> None:
+        removed = await self.store.events.prune_all_tenants(self.clock() - self.settings.event_retention_days * 86400)
+        if removed:
+            log.info("pruned %d event(s) older than %g days", removed, self.settings.event_retention_days)
+
+    def _due(self) -> bool:
+        now = self.clock()
+        return any(g.items and g.items[0].delivery.next_attempt_at <= now for g in self._groups.values())
+
+    @property
+    def backlog(self) -> int:
+        return sum(len(group.items) for group in self._groups.values())

@@ -1,0 +1,293 @@
+"""Events and the webhook outbox in SQL.
+
+``EventWriter.write`` runs inside the caller's transaction: the events rows (sealed envelopes) and one delivery row
+per matching enabled webhook commit together with the change they report. Listeners hear of them after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wagate.clock import Clock
+from wagate.domain.events import Event, EventFilter, EventType
+from wagate.ids import EventId, SessionId, TenantId, WebhookId
+from wagate.store.base import (
+    CommitListener,
+    Committed,
+    Delivery,
+    DeliveryState,
+    EventStore,
+    Outgoing,
+    Sealer,
+    TicketStore,
+)
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+
+E = schema.events
+W = schema.webhooks
+D = schema.webhook_deliveries
+T = schema.ws_tickets
+
+log = logging.getLogger("wagate.events")
+
+
+class PlainSealer:
+    """Keeps values as they are: for a store opened without keys (tools, tests of the store alone)."""
+
+    def seal(self, plaintext: bytes, purpose: str, *parts: str) -> tuple[str, bytes]:
+        return "plain", plaintext
+
+    def open(self, key_id: str, sealed: bytes, purpose: str, *parts: str) -> bytes:
+        return sealed
+
+
+def event_parts(event: Event) -> tuple[str, str, str]:
+    return (event.tenant_id, event.session_id, event.id)
+
+
+def open_event(sealer: Sealer, row: Any) -> tuple[Event, str]:
+    """The event of an events row, and its exact body."""
+    body = sealer.open(row.kek_id, row.sealed, "event", row.tenant_id, row.session_id, row.id).decode()
+    envelope = json.loads(body)
+    event = Event(
+        id=EventId(row.id),
+        type=EventType(row.type),
+        tenant_id=TenantId(row.tenant_id),
+        session_id=SessionId(row.session_id),
+        session=row.session_name,
+        timestamp=row.at,
+        payload=envelope["payload"],
+    )
+    return event, body
+
+
+def delivery_from(row: Any) -> Delivery:
+    return Delivery(
+        seq=row.seq,
+        webhook_id=WebhookId(row.webhook_id),
+        tenant_id=TenantId(row.tenant_id),
+        session_id=SessionId(row.session_id),
+        event_id=EventId(row.event_id),
+        event_type=row.event_type,
+        state=row.state,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_status=row.last_status,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class EventWriter:
+    """Writes events and their deliveries inside a transaction; tells listeners after it commits."""
+
+    def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
+        self._db = db
+        self._clock = clock
+        self.sealer = sealer
+        self.listeners: list[CommitListener] = []
+        self.claimer: str | None = None
+        self.claim_ttl = 60.0
+
+    async def write(self, conn: AsyncConnection, events: Sequence[Event]) -> Committed:
+        if not events:
+            return Committed([], [])
+        rows = []
+        bodies = []
+        for event in events:
+            body = event.body()
+            kek_id, sealed = self.sealer.seal(body.encode(), "event", *event_parts(event))
+            bodies.append(body)
+            rows.append(
+                {
+                    "id": event.id,
+                    "tenant_id": event.tenant_id,
+                    "session_id": event.session_id,
+                    "session_name": event.session,
+                    "type": event.type.value,
+                    "at": event.timestamp,
+                    "kek_id": kek_id,
+                    "sealed": sealed,
+                }
+            )
+        result = await conn.execute(insert(E).returning(E.c.seq, sort_by_parameter_order=True), rows)
+        seqs = [row.seq for row in result]
+        return Committed(list(events), await self._queue(conn, events, seqs, bodies))
+
+    async def _queue(
+        self, conn: AsyncConnection, events: Sequence[Event], seqs: list[int], bodies: list[str]
+    ) -> list[Outgoing]:
+        tenants = sorted({e.tenant_id for e in events})
+        hooks = (
+            await conn.execute(
+                select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
+                    W.c.tenant_id.in_(tenants), W.c.disabled_reason.is_(None)
+                )
+            )
+        ).all()
+        if not hooks:
+            return []
+        filters = [(h.id, h.tenant_id, EventFilter(json.loads(h.events), h.session_name)) for h in hooks]
+        now = self._clock()
+        claimed_by, claim_until = (self.claimer, now + self.claim_ttl) if self.claimer else (None, 0.0)
+        rows: list[dict[str, Any]] = []
+        made: list[tuple[Event, str, str]] = []
+        for event, seq, body in zip(events, seqs, bodies, strict=True):
+            for hook_id, tenant_id, wanted in filters:
+                if tenant_id != event.tenant_id or not wanted.matches(event):
+                    continue
+                rows.append(
+                    {
+                        "webhook_id": hook_id,
+                        "tenant_id": event.tenant_id,
+                        "session_id": event.session_id,
+                        "event_seq": seq,
+                        "state": DeliveryState.PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "claimed_by": claimed_by,
+                        "claim_until": claim_until,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                made.append((event, hook_id, body))
+        if not rows:
+            return []
+        result = await conn.execute(insert(D).returning(D.c.seq, sort_by_parameter_order=True), rows)
+        out = []
+        for row, (event, hook_id, body) in zip(result, made, strict=True):
+            delivery = Delivery(
+                seq=row.seq,
+                webhook_id=WebhookId(hook_id),
+                tenant_id=event.tenant_id,
+                session_id=event.session_id,
+                event_id=event.id,
+                event_type=event.type.value,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                last_status=None,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+            )
+            out.append(Outgoing(delivery, body))
+        return out
+
+    def notify(self, committed: Committed) -> None:
+        """After the commit: hand the events to the bus and the deliveries to the worker."""
+        if not committed.events:
+            return
+        for listener in self.listeners:
+            try:
+                listener(committed)
+            except Exception:  # a listener's bug must not undo or hide a committed change
+                log.exception("event listener failed")
+
+
+class SqlEventStore(EventStore):
+    def __init__(self, db: Database, clock: Clock, writer: EventWriter) -> None:
+        self._db = db
+        self._clock = clock
+        self._writer = writer
+
+    @property
+    def listeners(self) -> list[CommitListener]:
+        return self._writer.listeners
+
+    def set_claimer(self, owner: str | None, ttl: float) -> None:
+        self._writer.claimer = owner
+        self._writer.claim_ttl = ttl
+
+    async def append(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        async with self._db.write() as conn:
+            committed = await self._writer.write(conn, events)
+        self._writer.notify(committed)
+
+    async def list_events(
+        self,
+        tenant_id: TenantId,
+        *,
+        session_id: SessionId | None = None,
+        types: Sequence[str] | None = None,
+        after: EventId | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        query = select(E).where(E.c.tenant_id == tenant_id)
+        if session_id is not None:
+            query = query.where(E.c.session_id == session_id)
+        if types:
+            query = query.where(E.c.type.in_(list(types)))
+        if after is not None:
+            query = query.where(E.c.id > after)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query.order_by(E.c.seq).limit(limit))).all()
+        return [open_event(self._writer.sealer, row)[0] for row in rows]
+
+    async def reseal_all_tenants(self, active_key: str) -> int:
+        sealer = self._writer.sealer
+        done = 0
+        after = 0
+        while True:
+            query = (
+                select(E.c.seq, E.c.id, E.c.tenant_id, E.c.session_id, E.c.kek_id, E.c.sealed)
+                .where(E.c.kek_id != active_key, E.c.seq > after)
+                .order_by(E.c.seq)
+                .limit(500)
+            )
+            async with self._db.write() as conn:
+                rows = (await conn.execute(query)).all()
+                for row in rows:
+                    parts = (row.tenant_id, row.session_id, row.id)
+                    kek_id, sealed = sealer.seal(sealer.open(row.kek_id, row.sealed, "event", *parts), "event", *parts)
+                    await conn.execute(update(E).where(E.c.seq == row.seq).values(kek_id=kek_id, sealed=sealed))
+            done += len(rows)
+            if len(rows) < 500:
+                return done
+            after = rows[-1].seq
+
+    async def prune_all_tenants(self, before: float) -> int:
+        finished = D.c.state.in_([DeliveryState.DELIVERED, DeliveryState.DEAD])
+        async with self._db.write() as conn:
+            await conn.execute(delete(D).where(finished, D.c.updated_at < before))
+            needed = select(D.c.event_seq).where(D.c.event_seq == E.c.seq)
+            result = await conn.execute(delete(E).where(E.c.at < before, not_(needed.exists())))
+        return int(result.rowcount or 0)
+
+
+class SqlTicketStore(TicketStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def issue(self, tenant_id: TenantId, ticket_hash: str, expires_at: float) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(T).where(T.c.expires_at < self._clock()))
+            await conn.execute(insert(T).values(ticket_hash=ticket_hash, tenant_id=tenant_id, expires_at=expires_at))
+
+    async def redeem(self, ticket_hash: str) -> TenantId | None:
+        async with self._db.write() as conn:
+            row = (
+                await conn.execute(
+                    delete(T).where(T.c.ticket_hash == ticket_hash).returning(T.c.tenant_id, T.c.expires_at)
+                )
+            ).first()
+        if row is None or row.expires_at < self._clock():
+            return None
+        return TenantId(row.tenant_id)
+
+
+def claimable(takeover: str, now: float) -> Any:
+    """A delivery no other live worker holds: unclaimed, expired, or held by this worker (any run of it)."""
+    return or_(D.c.claimed_by.is_(None), D.c.claim_until < now, D.c.claimed_by.startswith(takeover, autoescape=True))

@@ -1,0 +1,317 @@
+"""Webhook endpoints (secrets sealed) and their delivery outbox in SQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wagate.clock import Clock
+from wagate.errors import QuotaExceeded
+from wagate.ids import SessionId, TenantId, WebhookId, new_webhook_id
+from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Sealer, Webhook, WebhookStore
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+from wagate.store.sql.events import claimable, delivery_from
+
+E = schema.events
+W = schema.webhooks
+D = schema.webhook_deliveries
+
+_DELIVERY_COLUMNS = (*D.c, E.c.id.label("event_id"), E.c.type.label("event_type"))
+
+
+def _webhook(row: Any) -> Webhook:
+    return Webhook(
+        id=WebhookId(row.id),
+        tenant_id=TenantId(row.tenant_id),
+        url=row.url,
+        events=json.loads(row.events),
+        session=row.session_name,
+        disabled_reason=row.disabled_reason,
+        created_at=row.created_at,
+    )
+
+
+class SqlWebhookStore(WebhookStore):
+    def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
+        self._db = db
+        self._clock = clock
+        self._sealer = sealer
+
+    async def create(
+        self, tenant_id: TenantId, url: str, events: list[str], session: str | None, secret: str, *, limit: int
+    ) -> Webhook:
+        webhook_id = new_webhook_id()
+        now = self._clock()
+        kek_id, sealed = self._sealer.seal(secret.encode(), "webhook-secret", tenant_id, webhook_id)
+        async with self._db.write() as conn:
+            count = (
+                await conn.execute(select(func.count()).select_from(W).where(W.c.tenant_id == tenant_id))
+            ).scalar_one()
+            if count >= limit:
+                raise QuotaExceeded(
+                    f"this tenant has reached its limit of {limit} webhooks; delete one first", code="webhook_limit"
+                )
+            await conn.execute(
+                insert(W).values(
+                    id=webhook_id,
+                    tenant_id=tenant_id,
+                    url=url,
+                    events=json.dumps(events),
+                    session_name=session,
+                    kek_id=kek_id,
+                    secret=sealed,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return Webhook(webhook_id, tenant_id, url, events, session, None, now)
+
+    async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(W).where(W.c.tenant_id == tenant_id).order_by(W.c.id))).all()
+        return [_webhook(row) for row in rows]
+
+    async def get(self, tenant_id: TenantId, webhook_id: WebhookId) -> Webhook | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(W).where(W.c.tenant_id == tenant_id, W.c.id == webhook_id))).first()
+        return _webhook(row) if row else None
+
+    async def delete(self, tenant_id: TenantId, webhook_id: WebhookId) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(W).where(W.c.tenant_id == tenant_id, W.c.id == webhook_id))
+            if not result.rowcount:
+                return False
+            await conn.execute(delete(D).where(D.c.webhook_id == webhook_id))
+        return True
+
+    async def set_disabled(self, tenant_id: TenantId, webhook_id: WebhookId, reason: str | None) -> Webhook | None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(W)
+                .where(W.c.tenant_id == tenant_id, W.c.id == webhook_id)
+                .values(disabled_reason=reason, updated_at=self._clock())
+            )
+            row = (await conn.execute(select(W).where(W.c.tenant_id == tenant_id, W.c.id == webhook_id))).first()
+        return _webhook(row) if row else None
+
+    async def reseal_all_tenants(self, active_key: str) -> int:
+        async with self._db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret).where(W.c.kek_id != active_key)
+                )
+            ).all()
+            for row in rows:
+                secret = self._sealer.open(row.kek_id, row.secret, "webhook-secret", row.tenant_id, row.id)
+                kek_id, sealed = self._sealer.seal(secret, "webhook-secret", row.tenant_id, row.id)
+                await conn.execute(update(W).where(W.c.id == row.id).values(kek_id=kek_id, secret=sealed))
+        return len(rows)
+
+    async def secret_all_tenants(self, webhook_id: WebhookId) -> tuple[Webhook, str] | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(W).where(W.c.id == webhook_id))).first()
+        if row is None:
+            return None
+        secret = self._sealer.open(row.kek_id, row.secret, "webhook-secret", row.tenant_id, row.id).decode()
+        return _webhook(row), secret
+
+
+class SqlOutboxStore(OutboxStore):
+    def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
+        self._db = db
+        self._clock = clock
+        self._sealer = sealer
+
+    async def claim(
+        self, owner: str, *, takeover: str, ttl: float, limit: int, held: Callable[[int], bool] = lambda seq: False
+    ) -> list[Outgoing]:
+        now = self._clock()
+        base = (
+            select(*_DELIVERY_COLUMNS, E.c.kek_id, E.c.sealed, E.c.session_name, E.c.at, E.c.tenant_id.label("etid"))
+            .join(E, E.c.seq == D.c.event_seq)
+            .join(W, W.c.id == D.c.webhook_id)
+            .where(D.c.state == DeliveryState.PENDING, W.c.disabled_reason.is_(None))
+            .order_by(D.c.seq)
+            .limit(limit)
+        )
+        scan = _Scan(owner, takeover, now, held)
+        async with self._db.write() as conn:
+            after = 0
+            for _ in range(_MAX_PAGES):  # past deliveries this worker is sending, up to a bound per round
+                rows = (await conn.execute(base.where(D.c.seq > after))).all()
+                scan.feed(rows)
+                if len(rows) < limit or len(scan.chosen) >= limit:
+                    break
+                after = rows[-1].seq
+            chosen = scan.chosen
+            if not chosen:
+                return []
+            claimed = await self._take(conn, [row.seq for row in chosen], takeover, now + ttl, now, owner)
+        out: list[Outgoing] = []
+        blocked: set[tuple[str, str]] = set()
+        for row in chosen:
+            group = (row.webhook_id, row.session_id)
+            if group in blocked or row.seq not in claimed:
+                blocked.add(group)  # a gap: what follows waits for the next round, in order
+                continue
+            body = self._sealer.open(row.kek_id, row.sealed, "event", row.etid, row.session_id, row.event_id).decode()
+            out.append(Outgoing(delivery_from(row), body))
+        taken = {o.delivery.seq for o in out}
+        leftover = [seq for seq in claimed if seq not in taken]
+        if leftover:
+            await self.release(owner, leftover)
+        return out
+
+    async def _take(
+        self, conn: AsyncConnection, seqs: list[int], takeover: str, until: float, now: float, owner: str
+    ) -> set[int]:
+        claimed: set[int] = set()
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            result = await conn.execute(
+                update(D)
+                .where(D.c.seq.in_(chunk), D.c.state == DeliveryState.PENDING, claimable(takeover, now))
+                .values(claimed_by=owner, claim_until=until)
+                .returning(D.c.seq)
+            )
+            claimed.update(row.seq for row in result)
+        return claimed
+
+    async def pending_before(self, webhook_id: WebhookId, session_id: SessionId, seq: int) -> bool:
+        query = select(D.c.seq).where(
+            D.c.webhook_id == webhook_id,
+            D.c.session_id == session_id,
+            D.c.state == DeliveryState.PENDING,
+            D.c.seq < seq,
+        )
+        async with self._db.read() as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
+
+    async def renew_claims(self, owner: str, ttl: float) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(D)
+                .where(D.c.claimed_by == owner, D.c.state == DeliveryState.PENDING)
+                .values(claim_until=self._clock() + ttl)
+            )
+
+    async def release(self, owner: str, seqs: Sequence[int]) -> None:
+        async with self._db.write() as conn:
+            for start in range(0, len(seqs), 500):
+                await conn.execute(
+                    update(D)
+                    .where(D.c.seq.in_(list(seqs[start : start + 500])), D.c.claimed_by == owner)
+                    .values(claimed_by=None, claim_until=0.0)
+                )
+
+    async def mark_delivered(self, seqs: Sequence[int], status: int) -> None:
+        now = self._clock()
+        async with self._db.write() as conn:
+            for start in range(0, len(seqs), 500):
+                await conn.execute(
+                    update(D)
+                    .where(D.c.seq.in_(list(seqs[start : start + 500])))
+                    .values(
+                        state=DeliveryState.DELIVERED,
+                        attempts=D.c.attempts + 1,
+                        last_status=status,
+                        last_error=None,
+                        claimed_by=None,
+                        claim_until=0.0,
+                        updated_at=now,
+                    )
+                )
+
+    async def mark_failed(
+        self, seq: int, *, attempts: int, next_attempt_at: float, status: int | None, error: str, dead: bool
+    ) -> None:
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "next_attempt_at": next_attempt_at,
+            "last_status": status,
+            "last_error": error[:500],
+            "updated_at": self._clock(),
+        }
+        if dead:
+            values.update(state=DeliveryState.DEAD, claimed_by=None, claim_until=0.0)
+        async with self._db.write() as conn:
+            await conn.execute(update(D).where(D.c.seq == seq).values(**values))
+
+    async def list_deliveries(
+        self, tenant_id: TenantId, webhook_id: WebhookId, *, state: str | None, limit: int, before: int | None = None
+    ) -> list[Delivery]:
+        query = (
+            select(*_DELIVERY_COLUMNS)
+            .join(E, E.c.seq == D.c.event_seq)
+            .where(D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id)
+        )
+        if state is not None:
+            query = query.where(D.c.state == state)
+        if before is not None:
+            query = query.where(D.c.seq < before)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query.order_by(D.c.seq.desc()).limit(limit))).all()
+        return [delivery_from(row) for row in rows]
+
+    async def redeliver(self, tenant_id: TenantId, webhook_id: WebhookId, seqs: Sequence[int] | None) -> int:
+        query = update(D).where(
+            D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id, D.c.state == DeliveryState.DEAD
+        )
+        if seqs is not None:
+            query = query.where(D.c.seq.in_(list(seqs)))
+        now = self._clock()
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                query.values(
+                    state=DeliveryState.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    claimed_by=None,
+                    claim_until=0.0,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount or 0)
+
+
+_MAX_PAGES = 20
+
+
+class _Scan:
+    """Walks pending rows in order and keeps the runs this worker may take: per group (endpoint, session), from
+    its oldest pending row while rows are free to claim. A group whose oldest row another live worker holds, this
+    worker is already sending (``held``), or is waiting for its retry time is skipped whole: its later rows must
+    not overtake it. A row claimed by this worker that it is not sending (a claim it lost track of) is free."""
+
+    def __init__(self, owner: str, takeover: str, now: float, held: Callable[[int], bool]) -> None:
+        self.owner = owner
+        self.takeover = takeover
+        self.now = now
+        self.held = held
+        self.seen: set[tuple[str, str]] = set()
+        self.stopped: set[tuple[str, str]] = set()
+        self.chosen: list[Any] = []
+
+    def feed(self, rows: Sequence[Any]) -> None:
+        for row in rows:
+            group = (row.webhook_id, row.session_id)
+            if group in self.stopped:
+                continue
+            first = group not in self.seen
+            self.seen.add(group)
+            if first and row.next_attempt_at > self.now:
+                self.stopped.add(group)
+                continue
+            if row.claimed_by == self.owner:
+                free = not self.held(row.seq)
+            else:
+                free = row.claimed_by is None or row.claim_until < self.now or row.claimed_by.startswith(self.takeover)
+            if not free:
+                self.stopped.add(group)
+                continue
+            self.chosen.append(row)

@@ -1,0 +1,182 @@
+"""The webhook and event-history API over a real store (SQLite and PostgreSQL) through the real ASGI app."""
+
+from __future__ import annotations
+
+import base64
+
+from httpx import AsyncClient
+
+from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
+from wagate.domain.events import Event, EventType
+from wagate.gateway import Gateway
+from wagate.ids import TenantId
+
+
+async def test_webhook_create_shows_the_secret_once(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    made = await client.post(
+        "/api/webhooks",
+        json={"url": "https://hooks.example.com/in", "events": ["session.status", "message.*"], "session": "main"},
+        headers=a,
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert {"id", "url", "events", "session", "secret"} <= set(body)
+    assert (body["url"], body["events"], body["session"], body["enabled"]) == (
+        "https://hooks.example.com/in",
+        ["session.status", "message.*"],
+        "main",
+        True,
+    )
+    assert body["secret"].startswith("whsec_")
+    assert len(base64.b64decode(body["secret"].removeprefix("whsec_"))) == 32
+    listed = (await client.get("/api/webhooks", headers=a)).json()
+    assert [w["id"] for w in listed] == [body["id"]]
+    assert "secret" not in listed[0]
+    fetched = (await client.get(f"/api/webhooks/{body['id']}", headers=a)).json()
+    assert "secret" not in fetched
+    default = await client.post("/api/webhooks", json={"url": "http://hooks.example.com/all"}, headers=a)
+    assert default.json()["events"] == ["*"]
+    assert default.json()["secret"] != body["secret"]
+
+
+async def test_webhook_input_is_checked(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    for url in (
+        "ftp://example.com/x",
+        "http://127.0.0.1:8080/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest",
+        "http://2130706433/",
+        "http://10.1.2.3/",
+        "https://user:pw@example.com/",
+        "not a url",
+    ):
+        assert_error(await client.post("/api/webhooks", json={"url": url}, headers=a), 422, "invalid_webhook_url")
+    bad = [
+        {"url": "https://example.com/", "events": ["message.bogus"]},
+        {"url": "https://example.com/", "events": "message.received"},
+        {"url": "https://example.com/", "session": "no spaces"},
+        {"url": "https://example.com/", "extra": 1},
+        {"url": ""},
+        {"url": "https://example.com/" + "x" * 3000},
+        {},
+    ]
+    for body in bad:
+        assert_error(await client.post("/api/webhooks", json=body, headers=a), 422)
+    assert (await client.get("/api/webhooks", headers=a)).json() == []  # nothing half-made
+
+
+async def test_webhook_limit_and_tenant_isolation(client: AsyncClient, gateway: Gateway) -> None:
+    a = await make_tenant(client, "a")
+    b = await make_tenant(client, "b")
+    made = []
+    for n in range(gateway.settings.max_webhooks_per_tenant):
+        response = await client.post("/api/webhooks", json={"url": f"https://example.com/{n}"}, headers=a)
+        assert response.status_code == 201
+        made.append(response.json()["id"])
+    assert_error(
+        await client.post("/api/webhooks", json={"url": "https://example.com/x"}, headers=a), 429, "webhook_limit"
+    )
+    hook = made[0]
+    for method, path in (
+        ("GET", f"/api/webhooks/{hook}"),
+        ("DELETE", f"/api/webhooks/{hook}"),
+        ("POST", f"/api/webhooks/{hook}/enable"),
+        ("GET", f"/api/webhooks/{hook}/deliveries"),
+        ("POST", f"/api/webhooks/{hook}/redeliver"),
+        ("POST", f"/api/webhooks/{hook}/deliveries/1/redeliver"),
+    ):
+        assert_error(await client.request(method, path, headers=b), 404, "webhook_not_found")
+    assert (await client.get("/api/webhooks", headers=b)).json() == []
+    assert_error(await client.get("/api/webhooks", headers=ADMIN), 403, "tenant_key_required")
+    assert_error(await client.get("/api/webhooks"), 401, "missing_api_key")
+    assert (await client.delete(f"/api/webhooks/{hook}", headers=a)).status_code == 204
+    assert_error(await client.delete(f"/api/webhooks/{hook}", headers=a), 404)
+    assert (await client.post("/api/webhooks", json={"url": "https://example.com/x"}, headers=a)).status_code == 201
+
+
+async def test_deliveries_and_redelivery_routes(client: AsyncClient, gateway: Gateway) -> None:
+    a = await make_tenant(client, "a")
+    await client.post("/api/sessions", json={"name": "main", "start": False}, headers=a)
+    hook = (await client.post("/api/webhooks", json={"url": "https://example.com/h"}, headers=a)).json()
+    session = (await client.get("/api/sessions/main", headers=a)).json()
+    tenant_id = await _tenant_of(gateway, a)
+    stored = await gateway.store.sessions.get(tenant_id, session["name"])
+    assert stored is not None
+    await gateway.store.events.append(
+        [Event.new(EventType.MESSAGE_RECEIVED, tenant_id, stored.id, "main", gateway.clock(), {"n": n}) for n in (1, 2)]
+    )
+    listed = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=a)).json()
+    assert [(d["state"], d["attempts"], d["event_type"]) for d in listed] == [("pending", 0, "message.received")] * 2
+    assert listed[0]["seq"] > listed[1]["seq"]  # newest first
+    claimed = await gateway.store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10)
+    await gateway.store.outbox.mark_failed(
+        claimed[0].delivery.seq, attempts=11, next_attempt_at=0, status=500, error="HTTP 500", dead=True
+    )
+    dead = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", params={"state": "dead"}, headers=a)).json()
+    assert [(d["seq"], d["last_status"], d["next_attempt_at"]) for d in dead] == [(claimed[0].delivery.seq, 500, None)]
+    assert dead[0]["event_id"] == claimed[0].delivery.event_id
+    assert_error(await client.get(f"/api/webhooks/{hook['id']}/deliveries", params={"state": "x"}, headers=a), 422)
+    pending_seq = claimed[1].delivery.seq
+    assert_error(
+        await client.post(f"/api/webhooks/{hook['id']}/deliveries/{pending_seq}/redeliver", headers=a),
+        404,
+        "dead_letter_not_found",
+    )
+    again = await client.post(f"/api/webhooks/{hook['id']}/deliveries/{dead[0]['seq']}/redeliver", headers=a)
+    assert again.json() == {"redelivered": 1}
+    assert (await client.post(f"/api/webhooks/{hook['id']}/redeliver", headers=a)).json() == {"redelivered": 0}
+
+
+async def test_event_history_filters_and_pages(client: AsyncClient, gateway: Gateway) -> None:
+    a = await make_tenant(client, "a")
+    b = await make_tenant(client, "b")
+    for name in ("one", "two"):
+        await client.post("/api/sessions", json={"name": name, "start": False}, headers=a)
+    tenant_id = await _tenant_of(gateway, a)
+    one = await gateway.store.sessions.get(tenant_id, "one")
+    two = await gateway.store.sessions.get(tenant_id, "two")
+    assert one is not None
+    assert two is not None
+    now = gateway.clock()
+    await gateway.store.events.append(
+        [
+            Event.new(EventType.MESSAGE_RECEIVED, tenant_id, one.id, "one", now, {"n": 1}),
+            Event.new(EventType.SESSION_QR, tenant_id, two.id, "two", now, {"expiresAt": now + 60}),
+            Event.new(EventType.MESSAGE_ACK, tenant_id, one.id, "one", now, {"id": "X", "status": "read"}),
+        ]
+    )
+    every = (await client.get("/api/events", headers=a)).json()
+    assert [e["type"] for e in every] == ["message.received", "session.qr", "message.ack"]
+    assert set(every[0]) == {"id", "type", "tenant", "session", "timestamp", "payload"}
+    assert (await client.get("/api/events", headers=b)).json() == []
+    messages = (await client.get("/api/events", params={"types": "message.*"}, headers=a)).json()
+    assert [e["type"] for e in messages] == ["message.received", "message.ack"]
+    only_two = (await client.get("/api/events", params={"session": "two"}, headers=a)).json()
+    assert [e["session"] for e in only_two] == ["two"]
+    page = (await client.get("/api/events", params={"after": every[0]["id"], "limit": 1}, headers=a)).json()
+    assert [e["id"] for e in page] == [every[1]["id"]]
+    assert_error(await client.get("/api/events", params={"types": "nope"}, headers=a), 422, "invalid_event_type")
+    assert_error(await client.get("/api/events", params={"after": "42"}, headers=a), 422, "invalid_event_id")
+    assert_error(await client.get("/api/events", params={"session": "ghost"}, headers=a), 404, "session_not_found")
+    assert_error(await client.get("/api/events", params={"limit": 0}, headers=a), 422)
+
+
+async def test_tickets_are_for_tenants(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    made = await client.post("/api/events/ticket", headers=a)
+    assert made.status_code == 200
+    assert made.json()["ticket"].startswith("wst_")
+    assert made.json()["expires_in"] > 0
+    assert_error(await client.post("/api/events/ticket", headers=ADMIN), 403, "tenant_key_required")
+    assert_error(await client.post("/api/events/ticket"), 401)
+
+
+async def _tenant_of(gateway: Gateway, key: dict[str, str]) -> TenantId:
+    from wagate.accounts import authenticate
+
+    principal = await authenticate(gateway.store, gateway.settings, key["X-Api-Key"])
+    assert principal is not None
+    assert principal.tenant_id is not None
+    return principal.tenant_id

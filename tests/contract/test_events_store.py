@@ -1,0 +1,186 @@
+"""The event history, webhook endpoints, outbox and tickets, over SQLite and PostgreSQL (real connections)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wagate.domain.events import Event, EventType
+from wagate.domain.sessions import Desired, Quotas, Session, Status
+from wagate.errors import QuotaExceeded
+from wagate.ids import TenantId
+from wagate.store.base import Committed, DeliveryState, NewSession, StatusChange, Store
+
+QUOTAS = Quotas(per_tenant=10, total=100)
+
+
+async def tenant_with_session(store: Store, name: str, session: str = "s") -> tuple[TenantId, Session]:
+    tenant = await store.tenants.create(name, contact_email=None, max_sessions=None)
+    made = await store.sessions.create(
+        NewSession(tenant.id, session, "sim", {}, desired=Desired.RUNNING),
+        quotas=QUOTAS,
+        actor="test",
+    )
+    return tenant.id, made
+
+
+def message(session: Session, n: int, at: float = 1000.0) -> Event:
+    return Event.new(EventType.MESSAGE_RECEIVED, session.tenant_id, session.id, session.name, at, {"n": n})
+
+
+async def test_events_commit_with_the_status_change_and_only_with_it(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    heard: list[Committed] = []
+    store.events.listeners.append(heard.append)
+    lease = await store.leases.acquire(session.id, "w#1", 30)
+    assert lease is not None
+    extra = message(session, 1)
+    change = StatusChange(tenant, session.id, "w#1", lease.epoch, Status.WORKING, events=(extra,))
+    fenced = StatusChange(tenant, session.id, "w#1", lease.epoch + 7, Status.FAILED, events=(message(session, 2),))
+    applied = await store.sessions.set_status_many([change, fenced])
+    assert applied[0] is not None
+    assert applied[1] is None  # a stale epoch: neither the change nor its events
+    stored = await store.events.list_events(tenant)
+    assert [(e.type, e.payload.get("status"), e.payload.get("n")) for e in stored] == [
+        (EventType.SESSION_STATUS, Status.WORKING.value, None),
+        (EventType.MESSAGE_RECEIVED, None, 1),
+    ]
+    assert stored[0].payload["previous"] == Status.STOPPED.value
+    assert [e.id for e in heard[-1].events] == [e.id for e in stored]
+
+
+async def test_history_filters_pages_and_isolates_tenants(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    b, sb = await tenant_with_session(store, "b")
+    await store.events.append([message(sa, n) for n in range(5)])
+    await store.events.append([message(sb, 99)])
+    qr = Event.new(EventType.SESSION_QR, a, sa.id, sa.name, 1001.0, {"expiresAt": 1060.0})
+    await store.events.append([qr])
+    every = await store.events.list_events(a)
+    assert [e.payload.get("n") for e in every] == [0, 1, 2, 3, 4, None]
+    assert all(e.tenant_id == a for e in every)
+    assert [e.id for e in every] == sorted(e.id for e in every)
+    page = await store.events.list_events(a, after=every[1].id, limit=2)
+    assert [e.payload["n"] for e in page] == [2, 3]
+    assert [e.type for e in await store.events.list_events(a, types=["session.qr"])] == [EventType.SESSION_QR]
+    assert [e.payload["n"] for e in await store.events.list_events(b)] == [99]
+    assert await store.events.list_events(a, session_id=sb.id) == []
+
+
+async def test_webhook_limit_secret_and_deliveries_only_for_matching_endpoints(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    b, sb = await tenant_with_session(store, "b")
+    every = await store.webhooks.create(a, "https://x.test/all", ["*"], None, "whsec_a", limit=2)
+    await store.webhooks.create(a, "https://x.test/qr", ["session.qr"], None, "whsec_b", limit=2)
+    with pytest.raises(QuotaExceeded):
+        await store.webhooks.create(a, "https://x.test/3", ["*"], None, "whsec_c", limit=2)
+    other = await store.webhooks.create(b, "https://x.test/b", ["message.*"], "s", "whsec_d", limit=2)
+    assert [w.id for w in await store.webhooks.list_webhooks(b)] == [other.id]
+    assert await store.webhooks.get(b, every.id) is None  # another tenant's endpoint does not exist for b
+    found = await store.webhooks.secret_all_tenants(every.id)
+    assert found is not None
+    assert found[1] == "whsec_a"
+
+    heard: list[Committed] = []
+    store.events.listeners.append(heard.append)
+    await store.events.append([message(sa, 1), message(sb, 2)])
+    deliveries = heard[-1].deliveries
+    assert sorted((d.delivery.webhook_id, d.delivery.tenant_id) for d in deliveries) == sorted(
+        [(every.id, a), (other.id, b)]
+    )
+    for out in deliveries:  # the body is the envelope, exactly as stored
+        assert json.loads(out.body)["tenant"] == out.delivery.tenant_id
+    # A disabled endpoint gets no new deliveries.
+    await store.webhooks.set_disabled(a, every.id, "410")
+    await store.events.append([message(sa, 3)])
+    assert heard[-1].deliveries == []
+
+
+async def test_claim_takes_whole_groups_in_order_and_respects_other_workers(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    hook = await store.webhooks.create(a, "https://x.test/h", ["*"], None, "whsec_x", limit=5)
+    await store.events.append([message(sa, n) for n in range(6)])
+    mine = await store.outbox.claim("w1#a", takeover="w1#", ttl=30, limit=100)
+    assert [json.loads(o.body)["payload"]["n"] for o in mine] == list(range(6))
+    assert all(o.delivery.webhook_id == hook.id for o in mine)
+    # Another live worker sees the group held and takes nothing, not even a later row.
+    assert await store.outbox.claim("w2#a", takeover="w2#", ttl=30, limit=100) == []
+    # What w1 sends is not taken again by w1; what it lost track of is.
+    held = {o.delivery.seq for o in mine[:2]}
+    again = await store.outbox.claim("w1#a", takeover="w1#", ttl=30, limit=100, held=held.__contains__)
+    assert again == []  # the group's head is held: nothing behind it may overtake
+    again = await store.outbox.claim("w1#a", takeover="w1#", ttl=30, limit=100, held=lambda seq: False)
+    assert len(again) == 6
+    # A later run of w1 takes over at once; w2 takes over once the claims expire.
+    assert len(await store.outbox.claim("w1#b", takeover="w1#", ttl=30, limit=100)) == 6
+    await store.outbox.release("w1#b", [o.delivery.seq for o in mine])
+    assert len(await store.outbox.claim("w2#a", takeover="w2#", ttl=30, limit=3)) == 3
+
+
+async def test_retry_time_blocks_the_group_and_dead_letters_redeliver(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    hook = await store.webhooks.create(a, "https://x.test/h", ["*"], None, "whsec_x", limit=5)
+    await store.events.append([message(sa, n) for n in range(3)])
+    first, *_ = await store.outbox.claim("w#1", takeover="w#", ttl=30, limit=100)
+    await store.outbox.mark_failed(
+        first.delivery.seq, attempts=1, next_attempt_at=4e12, status=500, error="HTTP 500", dead=False
+    )
+    await store.outbox.release("w#1", [first.delivery.seq + 1, first.delivery.seq + 2])
+    # The head waits for its retry: its followers wait too, for order.
+    assert await store.outbox.claim("w#2", takeover="w#", ttl=30, limit=100) == []
+    assert await store.outbox.pending_before(hook.id, sa.id, first.delivery.seq + 1)
+    await store.outbox.mark_failed(
+        first.delivery.seq, attempts=11, next_attempt_at=0, status=500, error="HTTP 500", dead=True
+    )
+    rest = await store.outbox.claim("w#2", takeover="w#", ttl=30, limit=100)
+    assert [o.delivery.seq for o in rest] == [first.delivery.seq + 1, first.delivery.seq + 2]
+    await store.outbox.mark_delivered([o.delivery.seq for o in rest], 204)
+    dead = await store.outbox.list_deliveries(a, hook.id, state=DeliveryState.DEAD, limit=10)
+    assert [(d.seq, d.attempts, d.last_status) for d in dead] == [(first.delivery.seq, 11, 500)]
+    delivered = await store.outbox.list_deliveries(a, hook.id, state=DeliveryState.DELIVERED, limit=10)
+    assert [d.seq for d in delivered] == [first.delivery.seq + 2, first.delivery.seq + 1]  # newest first
+    b = await store.tenants.create("b", contact_email=None, max_sessions=None)
+    assert await store.outbox.redeliver(b.id, hook.id, None) == 0  # not b's
+    assert await store.outbox.redeliver(a, hook.id, [first.delivery.seq]) == 1
+    again = await store.outbox.claim("w#3", takeover="w#", ttl=30, limit=100)
+    assert [(o.delivery.seq, o.delivery.attempts, o.delivery.event_id) for o in again] == [
+        (first.delivery.seq, 0, first.delivery.event_id)
+    ]
+
+
+async def test_tickets_are_single_use_and_expire(store: Store) -> None:
+    a, _ = await tenant_with_session(store, "a")
+    await store.tickets.issue(a, "hash-1", expires_at=4e12)
+    await store.tickets.issue(a, "hash-2", expires_at=1.0)
+    assert await store.tickets.redeem("hash-1") == a
+    assert await store.tickets.redeem("hash-1") is None
+    assert await store.tickets.redeem("hash-2") is None
+    assert await store.tickets.redeem("unknown") is None
+
+
+async def test_deleting_a_session_or_webhook_removes_its_events_and_deliveries(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    hook = await store.webhooks.create(a, "https://x.test/h", ["*"], None, "whsec_x", limit=5)
+    await store.events.append([message(sa, 1)])
+    assert await store.webhooks.delete(a, hook.id)
+    assert await store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10) == []
+    assert await store.sessions.delete(a, sa.name)
+    assert await store.events.list_events(a) == []
+
+
+async def test_pruning_keeps_what_a_pending_delivery_needs(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    await store.webhooks.create(a, "https://x.test/h", ["message.*"], None, "whsec_x", limit=5)
+    old = [message(sa, 1, at=100.0), message(sa, 2, at=100.0)]
+    await store.events.append(old)
+    status_only = Event.new(EventType.SESSION_RESET, a, sa.id, sa.name, 100.0, {})
+    await store.events.append([message(sa, 3, at=5000.0), status_only])
+    claimed = await store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10)
+    await store.outbox.mark_delivered([claimed[0].delivery.seq], 200)
+    # ``updated_at`` of the finished delivery is the store clock's now, so prune with a cutoff in the future for
+    # deliveries; the pending one keeps its event.
+    removed = await store.events.prune_all_tenants(before=4e12)
+    left = await store.events.list_events(a)
+    assert [e.payload.get("n") for e in left] == [2, 3]
+    assert removed == 2

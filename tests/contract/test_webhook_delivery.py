@@ -1,0 +1,310 @@
+"""The webhook dispatcher against real receivers on loopback, a real store, and an injected clock for the hours
+a retry schedule spans. Every request is checked with the ``standardwebhooks`` package's own verifier or signer."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook as Signer
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.conftest import make_settings
+from tests.receiver import Receiver
+from wagate.domain.events import Event, EventType
+from wagate.domain.sessions import Desired, Quotas, Session
+from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher, parse_retry_after
+from wagate.gateway import Gateway
+from wagate.ids import WebhookId
+from wagate.store.base import DeliveryState, NewSession, Webhook
+
+
+class FakeClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Rig:
+    gateway: Gateway
+    clock: FakeClock
+    receiver: Receiver
+    session: Session
+    dispatcher: WebhookDispatcher
+
+    async def webhook(self, path: str = "/hook", events: list[str] | None = None) -> tuple[Webhook, str]:
+        secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        made = await self.gateway.store.webhooks.create(
+            self.session.tenant_id, self.receiver.url(path), events or ["*"], None, secret, limit=10
+        )
+        return made, secret
+
+    async def emit(self, count: int, start: int = 0) -> list[Event]:
+        events = [
+            Event.new(
+                EventType.MESSAGE_RECEIVED,
+                self.session.tenant_id,
+                self.session.id,
+                self.session.name,
+                self.clock.now,
+                {"n": n},
+            )
+            for n in range(start, start + count)
+        ]
+        await self.gateway.store.events.append(events)
+        return events
+
+    async def delivery(self, webhook: Webhook) -> Any:
+        found = await self.gateway.store.outbox.list_deliveries(
+            self.session.tenant_id, webhook.id, state=None, limit=10
+        )
+        assert len(found) == 1
+        return found[0]
+
+
+@pytest.fixture
+async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Rig] = []
+
+    async def make(start: float | None = None, **settings: Any) -> Rig:
+        clock = FakeClock(start if start is not None else time.time())
+        values: dict[str, Any] = {
+            "webhook_allow_private": True,
+            "webhook_poll_interval": 0.05,
+            "webhook_timeout": 0.5,
+            **settings,
+        }
+        url = f"sqlite+aiosqlite:///{tmp_path / f'hooks-{len(made)}.db'}"
+        gateway = await Gateway.open(make_settings(tmp_path, url, **values), clock=clock)
+        tenant = await gateway.store.tenants.create("t", contact_email=None, max_sessions=None)
+        session = await gateway.store.sessions.create(
+            NewSession(tenant.id, "main", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 10), actor="test"
+        )
+        receiver = Receiver()
+        await receiver.start()
+        dispatcher = WebhookDispatcher(gateway.store, gateway.settings, clock, owner="w#1", takeover="w#")
+        dispatcher.rng = random.Random(7)
+        rig = Rig(gateway, clock, receiver, session, dispatcher)
+        made.append(rig)
+        await dispatcher.start()
+        return rig
+
+    yield make
+    for rig in made:
+        await rig.dispatcher.stop(grace=0)
+        await rig.receiver.stop()
+        await rig.gateway.close()
+
+
+def signed_by(received: Any, secret: str) -> bool:
+    """The signature is the package's own for (id, timestamp header, body) under ``secret``."""
+    stamp = datetime.fromtimestamp(int(received.headers["webhook-timestamp"]), UTC)
+    expected: str = Signer(secret).sign(received.webhook_id, stamp, received.body.decode())
+    return bool(received.headers["webhook-signature"] == expected)
+
+
+async def test_every_delivery_verifies_and_tampering_or_age_fails(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    _, secret = await rig.webhook()
+    rig.receiver.secrets["/hook"] = secret
+    events = await rig.emit(25)
+    got = await rig.receiver.wait_for(25)
+    assert rig.receiver.failures == []
+    assert rig.receiver.verified == 25
+    assert [r.webhook_id for r in got] == [e.id for e in events]  # in order, webhook-id = event id
+    assert [r.envelope for r in got] == [e.envelope() for e in events]
+    assert got[0].envelope["type"] == "message.received"
+    assert got[0].envelope["tenant"] == rig.session.tenant_id
+    with pytest.raises(WebhookVerificationError):  # one byte changed
+        Signer(secret).verify(got[0].body.replace(b'"n":0', b'"n":1'), got[0].headers)
+    with pytest.raises(WebhookVerificationError):  # another endpoint's secret
+        Signer("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=").verify(got[0].body, got[0].headers)
+    # A delivery signed ten minutes ago (the dispatcher's clock says so) fails the verifier's age check.
+    old: Rig = await rig_factory(start=time.time() - 600)
+    _, old_secret = await old.webhook()
+    await old.emit(1)
+    (late,) = await old.receiver.wait_for(1)
+    assert signed_by(late, old_secret)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        late.verify(old_secret)
+
+
+async def test_500_retries_on_the_schedule_then_dead_letter_then_redelivery(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook, secret = await rig.webhook()
+    answer_500: list[bool] = [True]
+    rig.receiver.answer = lambda r: web.Response(status=500) if answer_500[0] else None
+    (event,) = await rig.emit(1)
+    attempts = len(RETRY_SCHEDULE) + 1
+    for attempt in range(1, attempts + 1):
+        await rig.receiver.wait_for(attempt)
+        row = await _settled(rig, hook, attempt)
+        if attempt <= len(RETRY_SCHEDULE):
+            delay = row.next_attempt_at - rig.clock.now
+            nominal = RETRY_SCHEDULE[attempt - 1]
+            assert nominal * (1 - JITTER) - 0.01 <= delay <= nominal * (1 + JITTER) + 0.01, (attempt, delay)
+            assert row.state == DeliveryState.PENDING
+            rig.clock.now += delay / 2
+            await _quiet(rig, attempt)  # not due yet: no attempt
+            rig.clock.now = row.next_attempt_at
+    dead = await rig.gateway.store.outbox.list_deliveries(rig.session.tenant_id, hook.id, state="dead", limit=5)
+    assert [(d.attempts, d.last_status, d.last_error) for d in dead] == [(attempts, 500, "HTTP 500")]
+    assert rig.dispatcher.outcomes["dead"] == 1
+    assert sum(RETRY_SCHEDULE) / 3600 == pytest.approx(24, abs=1.5)  # about a day, as documented
+    # Redelivered from the dead-letter list: same webhook-id, same body, new signature.
+    answer_500[0] = False
+    assert await rig.gateway.store.outbox.redeliver(rig.session.tenant_id, hook.id, [dead[0].seq]) == 1
+    await rig.dispatcher.poll()
+    got = await rig.receiver.wait_for(attempts + 1)
+    assert {r.webhook_id for r in got} == {event.id}
+    assert len({r.body for r in got}) == 1
+    assert all(signed_by(r, secret) for r in got)
+    assert (await _settled(rig, hook, 1, state=DeliveryState.DELIVERED)).state == DeliveryState.DELIVERED
+
+
+async def _settled(rig: Rig, hook: Webhook, attempts: int, state: str | None = None) -> Any:
+    """The delivery row once it records ``attempts`` attempts (and ``state``)."""
+    deadline = time.monotonic() + 5
+    while True:
+        row = await rig.delivery(hook)
+        if (row.attempts >= attempts and state is None) or row.state == state:
+            return row
+        assert time.monotonic() < deadline, f"delivery stuck at {row}"
+        await _sleep(0.01)
+
+
+async def _quiet(rig: Rig, attempts: int) -> None:
+    await _sleep(0.2)
+    assert len(rig.receiver.received) == attempts
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_retry_after_is_honoured_in_seconds_and_as_a_date(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook, _ = await rig.webhook()
+    answers = iter(
+        [
+            web.Response(status=503, headers={"Retry-After": "120"}),
+            web.Response(status=429, headers={"Retry-After": "Wed, 21 Oct 2065 07:28:00 GMT"}),
+        ]
+    )
+    rig.receiver.answer = lambda r: next(answers, None)
+    await rig.emit(1)
+    await rig.receiver.wait_for(1)
+    row = await _settled(rig, hook, 1)
+    assert row.next_attempt_at == pytest.approx(rig.clock.now + 120, abs=0.01)  # exactly, no jitter
+    rig.clock.now += 119
+    await _quiet(rig, 1)
+    rig.clock.now += 1
+    await rig.receiver.wait_for(2)
+    row = await _settled(rig, hook, 2)
+    assert row.next_attempt_at == pytest.approx(rig.clock.now + 86400, abs=0.01)  # a far date is capped at a day
+    date = datetime(2065, 10, 21, 7, 28, tzinfo=UTC).timestamp()
+    assert parse_retry_after("Wed, 21 Oct 2065 07:28:00 GMT", now=date - 3600) == pytest.approx(3600)
+    assert parse_retry_after("soon", now=0) is None
+    rig.clock.now = row.next_attempt_at
+    await rig.receiver.wait_for(3)
+    assert (await _settled(rig, hook, 3, state=DeliveryState.DELIVERED)).last_status == 204
+
+
+async def test_a_receiver_that_times_out_is_retried(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory(webhook_timeout=0.3)
+    hook, _ = await rig.webhook()
+    rig.receiver.delay = 2.0
+    await rig.emit(1)
+    row = await _settled(rig, hook, 1)
+    assert row.last_error == "no answer within 0.3s"
+    assert RETRY_SCHEDULE[0] * (1 - JITTER) <= row.next_attempt_at - rig.clock.now <= RETRY_SCHEDULE[0] * (1 + JITTER)
+    rig.receiver.delay = 0
+    rig.clock.now = row.next_attempt_at
+    assert (await _settled(rig, hook, 2, state=DeliveryState.DELIVERED)).attempts == 2
+
+
+async def test_410_disables_the_endpoint_and_keeps_its_queue(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    gone, _ = await rig.webhook("/gone")
+    await rig.webhook("/live")
+    rig.receiver.answer = lambda r: web.Response(status=410) if r.path == "/gone" else None
+    await rig.emit(3)
+    await rig.receiver.wait_for(4)  # /live gets 3, /gone one attempt
+    await _sleep(0.3)
+    assert [r.path for r in rig.receiver.received].count("/gone") == 1
+    disabled = await rig.gateway.store.webhooks.get(rig.session.tenant_id, gone.id)
+    assert disabled is not None
+    assert not disabled.enabled
+    assert "410" in (disabled.disabled_reason or "")
+    await rig.emit(2, start=3)  # new events: none for the disabled endpoint
+    await rig.receiver.wait_for(6)
+    await _sleep(0.3)
+    assert [r.path for r in rig.receiver.received].count("/gone") == 1
+    # Enabled again, it resumes where it stopped, in order.
+    rig.receiver.answer = None
+    await rig.gateway.store.webhooks.set_disabled(rig.session.tenant_id, gone.id, None)
+    rig.dispatcher.forget_endpoint(WebhookId(gone.id))
+    await rig.dispatcher.poll()
+    await rig.receiver.wait_for(9)
+    resumed = [r.envelope["payload"]["n"] for r in rig.receiver.received if r.path == "/gone"]
+    assert resumed == [0, 0, 1, 2]
+
+
+async def test_one_failing_event_holds_back_its_session_until_it_is_delivered(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook, _ = await rig.webhook()
+    failed_once: set[int] = set()
+
+    def flaky(received: Any) -> web.Response | None:
+        n = received.envelope["payload"]["n"]
+        if n == 3 and n not in failed_once:
+            failed_once.add(n)
+            return web.Response(status=502)
+        return None
+
+    rig.receiver.answer = flaky
+    await rig.emit(10)
+    await rig.receiver.wait_for(4)
+    await _quiet(rig, 4)  # 4..9 wait behind 3
+    rig.clock.now += RETRY_SCHEDULE[0] * (1 + JITTER)
+    await rig.receiver.wait_for(11)
+    order = [r.envelope["payload"]["n"] for r in rig.receiver.received]
+    assert order == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
+    delivered = await rig.gateway.store.outbox.list_deliveries(
+        rig.session.tenant_id, hook.id, state="delivered", limit=20
+    )
+    deadline = time.monotonic() + 3
+    while len(delivered) < 10 and time.monotonic() < deadline:
+        await _sleep(0.05)
+        delivered = await rig.gateway.store.outbox.list_deliveries(
+            rig.session.tenant_id, hook.id, state="delivered", limit=20
+        )
+    assert len(delivered) == 10
+
+
+async def test_a_restarted_dispatcher_sends_what_the_last_one_left(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    await rig.webhook()
+    rig.receiver.answer = lambda r: web.Response(status=500)
+    await rig.dispatcher.stop(grace=0)  # nothing running: the events wait in the outbox
+    events = await rig.emit(20)
+    rig.receiver.answer = None
+    successor = WebhookDispatcher(rig.gateway.store, rig.gateway.settings, rig.clock, owner="w#2", takeover="w#")
+    await successor.start()
+    try:
+        got = await rig.receiver.wait_for(20)
+    finally:
+        await successor.stop()
+    assert [r.webhook_id for r in got] == [e.id for e in events]

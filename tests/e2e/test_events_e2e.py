@@ -1,0 +1,232 @@
+"""Events end to end with real processes: WebSocket streams and signed webhooks for two tenants, the WebSocket's
+refusals and its slow-client cut-off, and a SIGKILL while events are being produced."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e.stack import Stack, wait_for
+from tests.receiver import Receiver, ThreadedReceiver
+
+pytestmark = pytest.mark.e2e
+
+HOOKS = {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1", "WAGATE_WEBHOOK_POLL_INTERVAL": "0.2"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with ThreadedReceiver(Receiver()) as running:
+        yield running
+
+
+def ws_url(stack: Stack, query: str = "") -> str:
+    assert stack.gateway is not None
+    return stack.gateway.base_url.replace("http://", "ws://") + "/ws" + (f"?{query}" if query else "")
+
+
+def add_webhook(stack: Stack, key: dict[str, str], url: str, **extra: Any) -> dict[str, Any]:
+    assert stack.gateway is not None
+    made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": url, **extra}, headers=key)
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
+
+
+def read_until(ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> list[Any]:
+    got: list[dict[str, Any]] = []
+    while not done(got):
+        got.append(json.loads(ws.recv(timeout=timeout)))
+    return got
+
+
+def close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes; its close code."""
+    try:
+        for _ in range(100_000):
+            ws.recv(timeout=10)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError("the server did not close the connection")
+
+
+def texts(events: list[dict[str, Any]], tenant: str | None = None) -> list[str]:
+    return [e["payload"]["text"] for e in events if e["type"] == "message.received"]
+
+
+def test_two_tenants_see_only_their_own_events_in_order(
+    stack_factory: Callable[..., Stack], receiver: Receiver
+) -> None:
+    stack = stack_factory(**HOOKS)
+    stack.start()
+    keys, hooks = {}, {}
+    for tenant, phone in (("a", "+15550001"), ("b", "+15550002")):
+        keys[tenant] = stack.tenant(tenant)
+        hooks[tenant] = add_webhook(stack, keys[tenant], receiver.url(f"/{tenant}"))
+        receiver.secrets[f"/{tenant}"] = hooks[tenant]["secret"]
+        stack.link("main", phone)
+    tenant_ids = {t: stack_tenant_id(stack, keys[t]) for t in keys}
+    assert stack.gateway is not None
+    ticket = httpx.post(stack.gateway.base_url + "/api/events/ticket", headers=keys["b"]).json()["ticket"]
+    with (
+        connect(ws_url(stack, "events=message.received"), additional_headers=keys["a"]) as ws_a,
+        connect(ws_url(stack, f"ticket={ticket}")) as ws_b,
+    ):
+        for tenant, phone in (("a", "+15550001"), ("b", "+15550002")):
+            stack.sim_post(f"/devices/{phone}/messages", {"from": "+15550100", "text": tenant, "count": 300})
+        seen_a = read_until(ws_a, lambda got: len(texts(got)) >= 300, 20)
+        seen_b = read_until(ws_b, lambda got: len(texts(got)) >= 300, 20)
+    assert {e["tenant"] for e in seen_a} == {tenant_ids["a"]}
+    assert {e["tenant"] for e in seen_b} == {tenant_ids["b"]}
+    assert texts(seen_a) == [f"a #{n}" for n in range(1, 301)]  # every one, in order
+    assert texts(seen_b) == [f"b #{n}" for n in range(1, 301)]
+    ids = [e["id"] for e in seen_a]
+    assert ids == sorted(ids)
+    # Webhooks: verified with each endpoint's own secret, one tenant's events only, in order per session.
+    wait_for(lambda: sum(1 for r in receiver.received if r.path == "/b" and "b #300" in r.body.decode()), 20, "b")
+    wait_for(lambda: sum(1 for r in receiver.received if r.path == "/a" and "a #300" in r.body.decode()), 20, "a")
+    assert receiver.failures == []
+    assert receiver.verified == len(receiver.received)
+    for tenant in ("a", "b"):
+        mine = [r.envelope for r in receiver.received if r.path == f"/{tenant}"]
+        assert {e["tenant"] for e in mine} == {tenant_ids[tenant]}
+        assert texts(mine) == [f"{tenant} #{n}" for n in range(1, 301)]
+        statuses = [e["payload"]["status"] for e in mine if e["type"] == "session.status"]
+        assert statuses[-1] == "WORKING"
+        assert "SCAN_QR_CODE" in statuses
+        assert any(e["type"] == "session.paired" for e in mine)
+        assert not any("value" in e["payload"] or "qr" in e["payload"] for e in mine if e["type"] == "session.qr")
+
+
+def stack_tenant_id(stack: Stack, key: dict[str, str]) -> str:
+    assert stack.gateway is not None
+    events = httpx.get(stack.gateway.base_url + "/api/events", params={"limit": 1}, headers=key).json()
+    tenant: str = events[0]["tenant"]
+    return tenant
+
+
+def test_websocket_refusals_say_why(stack: Stack) -> None:
+    assert stack.gateway is not None
+    base = stack.gateway.base_url
+    cases = [
+        ("", {}, 4401),
+        ("", {"X-Api-Key": "wag_not-a-key"}, 4401),
+        ("ticket=wst_forged", {}, 4401),
+        ("", {"X-Api-Key": "stack-admin-key-0123456789abcdef"}, 4403),
+        ("events=message.bogus", stack.key, 4400),
+        ("session=bad%20name", stack.key, 4400),
+        ("after=123", stack.key, 4400),
+    ]
+    for query, headers, code in cases:
+        with connect(ws_url(stack, query), additional_headers=headers) as ws:
+            assert close_code(ws) == code, (query, headers)
+    ticket = httpx.post(base + "/api/events/ticket", headers=stack.key).json()["ticket"]
+    with connect(ws_url(stack, f"ticket={ticket}")) as ws, pytest.raises(TimeoutError):
+        ws.recv(timeout=0.3)  # accepted: nothing to say yet
+    with connect(ws_url(stack, f"ticket={ticket}")) as ws:  # a ticket works once
+        assert close_code(ws) == 4401
+
+
+def test_a_slow_client_is_cut_off_and_can_resume(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(WAGATE_WS_MAX_PENDING="20")
+    stack.start()
+    stack.tenant()
+    stack.link("main", "+15550001")
+    with (
+        connect(ws_url(stack, "events=message.received"), additional_headers=stack.key, max_queue=1) as slow,
+        connect(ws_url(stack, "events=message.received"), additional_headers=stack.key) as brisk,
+    ):
+        # Large messages (2,000 x 4 KiB): the slow client's socket buffers fill and the gateway's queue for it grows.
+        text = "m" * 4096
+        first = stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": text, "count": 2000})
+        assert first["queued"] == 2000
+        got = read_until(brisk, lambda got: len(got) >= 2000, 30)  # the other client is not held back
+        assert texts(got) == [f"{text} #{n}" for n in range(1, 2001)]
+        assert close_code(slow) == 4408
+    # Reconnecting with after=<last id it saw> replays the gap, then goes live.
+    last_seen = got[99]["id"]
+    with connect(ws_url(stack, f"events=message.received&after={last_seen}"), additional_headers=stack.key) as ws:
+        replay = read_until(ws, lambda got: len(got) >= 1900, 30)
+        assert texts(replay) == [f"{text} #{n}" for n in range(101, 2001)]
+        stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "live", "count": 1})
+        assert texts(read_until(ws, lambda got: len(got) >= 1, 20)) == ["live"]
+
+
+def test_sigkill_while_producing_1000_events_loses_no_webhook(
+    stack_factory: Callable[..., Stack], receiver: Receiver
+) -> None:
+    stack = stack_factory(**HOOKS)
+    stack.start()
+    stack.tenant()
+    stack.link("main", "+15550001")
+    hook = add_webhook(stack, stack.key, receiver.url("/hook"), events=["message.received"])
+    receiver.secrets["/hook"] = hook["secret"]
+    first_tries: set[str] = set()
+
+    def refuse_some_first_attempts(received: Any) -> web.Response | None:
+        # Two messages fail once (each holds its session's later events back for the 5 s of its first retry):
+        # the retry must carry the same webhook-id and body.
+        if received.envelope["payload"]["text"] in ("m #300", "m #700") and received.webhook_id not in first_tries:
+            first_tries.add(received.webhook_id)
+            return web.Response(status=500)
+        return None
+
+    receiver.answer = refuse_some_first_attempts
+    stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "m", "count": 1000})
+    wait_for(lambda: len(receiver.received) >= 150, 20, "some deliveries")
+    assert stack.gateway is not None
+    stack.gateway.proc.kill()  # SIGKILL while events are produced and delivered
+    stack.gateway.proc.wait()
+    at_kill = len(receiver.received)
+    assert at_kill < 1000  # killed mid-stream
+    stack.start()
+    stack.wait_status("main", "WORKING", timeout=15)
+    committed = wait_for(lambda: all_committed(stack, 1000), 40, "1,000 messages committed as events")
+    wanted = {e["id"] for e in committed}
+
+    def delivered() -> bool:
+        return wanted <= {r.webhook_id for r in receiver.received}
+
+    try:
+        wait_for(delivered, 60, "every committed event delivered", interval=0.2)
+    except AssertionError:
+        missing = wanted - {r.webhook_id for r in receiver.received}
+        with stack.http as http:
+            rows = http.get(f"/api/webhooks/{hook['id']}/deliveries", params={"limit": 1000}).json()
+        stuck = [d for d in rows if d["event_id"] in missing][:5]
+        assert stack.gateway is not None
+        raise AssertionError(f"{len(missing)} never delivered, e.g. {stuck}\n{stack.gateway.log()[-3000:]}") from None
+    assert receiver.failures == []
+    bodies: dict[str, set[bytes]] = defaultdict(set)
+    for r in receiver.received:
+        bodies[r.webhook_id].add(r.body)
+    assert all(len(b) == 1 for b in bodies.values())  # same webhook-id -> the same body, attempt after attempt
+    retried = [i for i in wanted if sum(1 for r in receiver.received if r.webhook_id == i) > 1]
+    assert retried, "some deliveries were retried"
+    assert {e["payload"]["text"] for e in committed} == {f"m #{n}" for n in range(1, 1001)}
+    assert at_kill < len(receiver.received)
+
+
+def all_committed(stack: Stack, count: int) -> list[dict[str, Any]] | None:
+    """Every message.received event in the history, once all ``count`` distinct messages are there."""
+    events: list[dict[str, Any]] = []
+    after = None
+    with stack.http as http:
+        while True:
+            params: dict[str, Any] = {"types": "message.received", "limit": 1000}
+            if after:
+                params["after"] = after
+            page = http.get("/api/events", params=params).json()
+            events.extend(page)
+            if len(page) < 1000:
+                break
+            after = page[-1]["id"]
+    return events if len({e["payload"]["id"] for e in events}) >= count else None
