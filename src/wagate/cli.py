@@ -139,10 +139,12 @@ def keys_generate(key_id: Annotated[str, typer.Option("--id", help="the new key'
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Rewrap every session's data key, and reseal webhook secrets and stored events, under WAGATE_ACTIVE_KEY.
+    """Rewrap every session's data key, and reseal webhook secrets, stored events and backups, under
+    WAGATE_ACTIVE_KEY.
 
     Auth record ciphertexts are not rewritten (they are sealed with the session's data key)."""
     from wagate.gateway import Gateway
+    from wagate.store.vault import reseal_bundle
 
     async def rotate() -> tuple[int, int, int]:
         gateway = await Gateway.open(_settings())
@@ -155,6 +157,7 @@ def keys_rotate() -> None:
             )
             secrets = await gateway.store.webhooks.reseal_all_tenants(keyring.active_id)
             events = await gateway.store.events.reseal_all_tenants(keyring.active_id)
+            await gateway.store.backups.reseal_all_tenants(lambda bundle: reseal_bundle(keyring, bundle))
             return keys, secrets, events
         finally:
             await gateway.close()

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
         1000, ge=1, description="events a WebSocket client may fall behind before it is cut off"
     )
     ws_ticket_ttl: float = Field(30.0, gt=0, description="seconds a WebSocket ticket stays valid (it is single-use)")
+    corruption_window: float = Field(60.0, gt=0, description="seconds over which decryption failures are counted")
+    corruption_threshold: int = Field(
+        5, ge=1, description="decryption failures within the window, across enough contacts, that quarantine a session"
+    )
+    corruption_min_contacts: int = Field(
+        3, ge=1, description="distinct contacts the failures must span to quarantine the session"
+    )
+    contact_reset_threshold: int = Field(
+        3, ge=1, description="failures from one contact within the window that reset that contact's session"
+    )
+    backups_keep: int = Field(3, ge=1, description="sealed backups kept per session (the newest)")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -184,3 +185,21 @@ async def test_pruning_keeps_what_a_pending_delivery_needs(store: Store) -> None
     left = await store.events.list_events(a)
     assert [e.payload.get("n") for e in left] == [2, 3]
     assert removed == 2
+
+
+async def test_backups_keep_the_newest_and_stay_with_their_tenant(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    b, _ = await tenant_with_session(store, "b")
+    made = []
+    for n in range(5):
+        made.append(await store.backups.add(a, sa.id, reason=f"r{n}", records=n, payload=bytes([n]) * 10, keep=3))
+        await asyncio.sleep(0.002)  # distinct creation times
+    listed = await store.backups.list_backups(a, sa.id)
+    assert [x.id for x in listed] == [m.id for m in reversed(made[2:])]
+    assert (listed[0].reason, listed[0].records, listed[0].size) == ("r4", 4, 10)
+    assert await store.backups.payload(a, sa.id, made[4].id) == bytes([4]) * 10
+    assert await store.backups.payload(a, sa.id, made[0].id) is None  # rotated out
+    assert await store.backups.payload(b, sa.id, made[4].id) is None  # not b's
+    assert await store.backups.list_backups(b, sa.id) == []
+    assert await store.backups.reseal_all_tenants(lambda p: p + b"!" if p[0] == 3 else None) == 1
+    assert await store.backups.payload(a, sa.id, made[3].id) == bytes([3]) * 10 + b"!"

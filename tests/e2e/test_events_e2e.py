@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.stack import Stack, wait_for
+from tests.e2e.test_repair_e2e import scrape
 from tests.receiver import Receiver, ThreadedReceiver
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +105,8 @@ def test_two_tenants_see_only_their_own_events_in_order(
         assert "SCAN_QR_CODE" in statuses
         assert any(e["type"] == "session.paired" for e in mine)
         assert not any("value" in e["payload"] or "qr" in e["payload"] for e in mine if e["type"] == "session.qr")
+    counted = scrape(stack)
+    assert counted[("wagate_webhook_deliveries_total", (("outcome", "delivered"),))] >= 600
 
 
 def stack_tenant_id(stack: Stack, key: dict[str, str]) -> str:

@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import auth, events, health, keys, sessions, tenants, webhooks
+from wagate.api.routes import auth, backups, events, health, keys, sessions, tenants, webhooks
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
 from wagate.events.delivery import WebhookDispatcher
 from wagate.gateway import Gateway
+from wagate.metrics import Metrics
 from wagate.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("wagate.api")
@@ -40,12 +41,14 @@ def create_app(
         from wagate.engines.sim.server import SimServer
 
         sim = SimServer(state_path=settings.data_dir / "sim-state.json")
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = gateway is None
         gw = gateway if gateway is not None else await Gateway.open(settings, keyring=keyring)
         app.state.gateway = gw
+        gw.store.set_observer(metrics.observe_store)
         supervisor = None
         dispatcher = None
         try:
@@ -63,6 +66,7 @@ def create_app(
                 )
                 app.state.supervisor = supervisor
                 app.state.dispatcher = dispatcher
+                metrics.gateway.supervisor, metrics.gateway.dispatcher = supervisor, dispatcher
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
                 await supervisor.start()
             yield
@@ -73,6 +77,7 @@ def create_app(
                 await dispatcher.stop()
             if sim is not None:
                 await sim.stop()
+            gw.store.set_observer(None)
             if owned:
                 await gw.close()
             log.info("stopped")
@@ -87,8 +92,10 @@ def create_app(
     )
     if gateway is not None:
         app.state.gateway = gateway
+    app.state.metrics = metrics
+    app.middleware("http")(metrics.middleware)
     install_error_handlers(app)
-    for module in (health, tenants, keys, sessions, auth, webhooks, events):
+    for module in (health, tenants, keys, sessions, backups, auth, webhooks, events):
         app.include_router(module.router)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app

@@ -15,7 +15,7 @@ from wagate.crypto.keyring import WrappedKey
 from wagate.domain.events import Event
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
-from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
+from wagate.ids import ApiKeyId, BackupId, EventId, SessionId, TenantId, WebhookId
 
 
 class TenantStore(ABC):
@@ -470,6 +470,38 @@ class TicketStore(ABC):
         """Consume a ticket; the tenant when it existed and had not expired."""
 
 
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """A sealed copy of a session's auth state (a bundle: opens with the keyring alone, not the data key)."""
+
+    id: BackupId
+    tenant_id: TenantId
+    session_id: SessionId
+    created_at: float
+    reason: str
+    records: int
+    size: int
+
+
+class BackupStore(ABC):
+    @abstractmethod
+    async def add(
+        self, tenant_id: TenantId, session_id: SessionId, *, reason: str, records: int, payload: bytes, keep: int
+    ) -> Backup:
+        """Keep a backup, and only the newest ``keep`` of the session's, in one transaction."""
+
+    @abstractmethod
+    async def list_backups(self, tenant_id: TenantId, session_id: SessionId) -> list[Backup]:
+        """Newest first."""
+
+    @abstractmethod
+    async def payload(self, tenant_id: TenantId, session_id: SessionId, backup_id: BackupId) -> bytes | None: ...
+
+    @abstractmethod
+    async def reseal_all_tenants(self, reseal: Callable[[bytes], bytes | None]) -> int:
+        """Replace each payload that ``reseal`` returns a new one for (key rotation); how many."""
+
+
 class Store(ABC):
     """The store, one part per concern, plus its lifecycle."""
 
@@ -483,6 +515,7 @@ class Store(ABC):
     webhooks: WebhookStore
     outbox: OutboxStore
     tickets: TicketStore
+    backups: BackupStore
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -490,6 +523,10 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> float:
         """Round-trip time in seconds; raises ``StoreUnavailable`` when the database cannot answer."""
+
+    @abstractmethod
+    def set_observer(self, observe: Callable[[str, float], None] | None) -> None:
+        """Called with (``read`` or ``write``, seconds) after each store operation: for metrics."""
 
     @abstractmethod
     async def is_migrated(self) -> bool:

@@ -217,3 +217,12 @@ class Vault:
             self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts=sealed, replace_all=True
         )
         return len(records)
+
+
+def reseal_bundle(keyring: Keyring, bundle: bytes) -> bytes | None:
+    """The bundle sealed again under the active KEK (key rotation); None when it already is."""
+    header, records = open_bundle(keyring, bundle)
+    if header.kek_id == keyring.active_id:
+        return None
+    fresh = BundleHeader(keyring.active_id, header.tenant_id, header.session_id, header.created_at, header.records)
+    return seal_bundle(keyring, fresh, records)

@@ -27,6 +27,7 @@ from wagate.engines.base import (
     EngineContext,
     EngineEvent,
     EngineNotice,
+    EngineUnavailable,
     LoggedOut,
     MessageAck,
     MessageReceived,
@@ -40,6 +41,7 @@ from wagate.errors import LeaseLost
 from wagate.logs import session_var, tenant_var
 from wagate.store.base import Lease, StatusChange
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
+from wagate.supervisor.corruption import CorruptionGuard, Verdict
 
 if TYPE_CHECKING:
     from wagate.supervisor.supervisor import Supervisor
@@ -55,11 +57,12 @@ class Command(IntEnum):
     """What the runner is asked to do; a stronger command wins over a weaker pending one."""
 
     RESTART = 1
-    LOGOUT = 2
-    STOP = 3
-    DELETE = 4
-    SHUTDOWN = 5
-    LEASE_LOST = 6
+    RESET = 2
+    LOGOUT = 3
+    STOP = 4
+    DELETE = 5
+    SHUTDOWN = 6
+    LEASE_LOST = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class SessionRunner:
         self._closing: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self._connected_at: float | None = None
         self._qr_rounds = 0
+        self.guard = CorruptionGuard(supervisor.corruption_policy)
+        self._reset_cause = "api"  # why a RESET command came: "api" or "corruption"
+        self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
         self.log = logging.LoggerAdapter(log, {"session_name": session.name})
         self.task: asyncio.Task[None] | None = None
 
@@ -212,11 +218,17 @@ class SessionRunner:
         """Carry out a command; False when the runner must end."""
         conn, self.conn = self.conn, None
         self.qr = None
+        if command is Command.RESET:
+            if conn is not None:
+                await conn.disconnect()
+            await self._reset()
+            return True
         if command is Command.LOGOUT or command is Command.DELETE:
             if conn is not None:
                 await conn.logout()
             if command is Command.DELETE:
                 return False
+            await self._sup.backup(self.session, self.lease.epoch, "logout")
             await self._sup.vault(self).wipe()
             await self._set(Status.STARTING, None, clear_me=True, note="logged out; waiting for a new link")
             self.attempt = 0
@@ -230,6 +242,31 @@ class SessionRunner:
         if command is Command.STOP:
             await self._set(Status.STOPPED, Reason.USER, note=None)
         return False  # STOP, SHUTDOWN, LEASE_LOST
+
+    async def _reset(self) -> None:
+        """Quarantine (or reset by hand): keep a sealed backup, wipe the state, link again from a new QR code."""
+        cause, self._reset_cause = self._reset_cause, "api"
+        reason = "corrupted" if cause == "corruption" else "reset"
+        backup = await self._sup.backup(self.session, self.lease.epoch, reason)
+        await self._sup.vault(self).wipe()
+        payload = {"cause": cause, "backup": backup.id if backup else None}
+        if cause == "corruption":
+            self._sup.quarantines += 1
+            event = self._event(EventType.SESSION_CORRUPTED, payload)
+            note = "quarantined: messages from many contacts failed to decrypt; link the phone again"
+        else:
+            event = self._event(EventType.SESSION_RESET, payload)
+            note = "reset by request; link the phone again"
+        self.log.warning("session state wiped (%s); backup %s kept", cause, payload["backup"])
+        self._scan_reason = Reason.CORRUPTED
+        self.guard.clear()
+        self.attempt = 0
+        self._breaker.record_success()
+        await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=note, events=(event,))
+
+    def reset(self, cause: str) -> None:
+        self._reset_cause = cause
+        self.command(Command.RESET)
 
     async def _after(self, outcome: _Ended | _Failed) -> bool:
         """Decide what follows a connection that ended or failed; False when the runner must end (True also when a
@@ -294,11 +331,11 @@ class SessionRunner:
     async def _on_events(self, events: Sequence[EngineEvent]) -> None:
         """Several events at once (a batch of messages): what they report commits in one transaction."""
         reported = [e for e in events if isinstance(e, MessageReceived | MessageAck | EngineNotice)]
-        if len(reported) > 1 and len(reported) == len(events):
+        if len(reported) > 1:
             await self._sup.recorder.append([self._message_event(e) for e in reported])
             for message in reported:
                 await self._after_message(message)
-            return
+            events = [e for e in events if not isinstance(e, MessageReceived | MessageAck | EngineNotice)]
         for event in events:
             await self._on_event(event)
 
@@ -332,7 +369,8 @@ class SessionRunner:
             if self.status is Status.SCAN_QR_CODE:
                 await self._sup.recorder.append([qr_event])
             else:
-                await self._set(Status.SCAN_QR_CODE, None, note=None, events=(qr_event,))
+                note = self._note if self._scan_reason else None
+                await self._set(Status.SCAN_QR_CODE, self._scan_reason, note=note, events=(qr_event,))
         elif isinstance(event, PairingCode):
             self.pairing_code = event.code
         elif isinstance(event, Paired):
@@ -343,13 +381,27 @@ class SessionRunner:
             self.qr = None
             self._connected_at = self._sup.clock()
             self._qr_rounds = 0
+            self._scan_reason = None
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
         elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
             await self._sup.recorder.append([self._message_event(event)])
             await self._after_message(event)
         elif isinstance(event, DecryptFailed):
-            self.log.debug("decryption failed for a message from a contact")
-            self._sup.decrypt_failures += 1
+            await self._decrypt_failed(event)
+
+    async def _decrypt_failed(self, event: DecryptFailed) -> None:
+        self._sup.decrypt_failures += 1
+        verdict = self.guard.record(event.contact, self._sup.clock())
+        if verdict is Verdict.QUARANTINE:
+            self.log.warning("decryption failures across many contacts: quarantining the session")
+            self.reset("corruption")
+        elif verdict is Verdict.RESET_CONTACT and self.conn is not None:
+            self.log.info("repeated decryption failures from one contact: resetting that contact's session")
+            try:
+                await self.conn.reset_contact(event.contact)
+                self._sup.contact_resets += 1
+            except EngineUnavailable as exc:
+                self.log.warning("cannot reset the contact's session: %s", exc)
 
     async def _set(
         self,

@@ -12,17 +12,19 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Reason, Session, Status
 from wagate.engines.base import EngineUnavailable, MessageAck, MessageReceived, QrCode
 from wagate.engines.registry import EngineRegistry
 from wagate.errors import ConfigError, StoreError
 from wagate.gateway import Gateway
-from wagate.ids import SessionId, TenantId
-from wagate.store.base import Lease, StatusChange
+from wagate.ids import BackupId, SessionId, TenantId
+from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
+from wagate.supervisor.corruption import CorruptionPolicy
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import Command, SessionRunner
 
@@ -54,6 +56,15 @@ class Supervisor:
         self.reconnects = 0
         self.breaker_opens = 0
         self.decrypt_failures = 0
+        self.contact_resets = 0
+        self.quarantines = 0
+        self.backups_taken = 0
+        self.corruption_policy = CorruptionPolicy(
+            window=self.settings.corruption_window,
+            session_failures=self.settings.corruption_threshold,
+            min_contacts=self.settings.corruption_min_contacts,
+            contact_failures=self.settings.contact_reset_threshold,
+        )
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -234,20 +245,75 @@ class Supervisor:
             raise EngineUnavailable("the session is not waiting to be linked on this worker")
         return await runner.conn.request_pairing_code(phone)
 
+    async def backup(self, session: Session, epoch: int, reason: str) -> Backup | None:
+        """Keep a sealed copy of the session's auth state (the newest ``backups_keep``); None when there is none."""
+        vault = self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=epoch)
+        records = await vault.get_all()
+        if not records:
+            return None
+        bundle = await vault.export()
+        made = await self.store.backups.add(
+            session.tenant_id,
+            session.id,
+            reason=reason,
+            records=len(records),
+            payload=bundle,
+            keep=self.settings.backups_keep,
+        )
+        self.backups_taken += 1
+        return made
+
+    async def reset(self, session: Session) -> None:
+        """By hand, what a quarantine does: back up, wipe, and (when it runs) link again from a new QR code."""
+        runner = self.runners.get(session.id)
+        if runner is not None:
+            runner.reset("api")
+            return
+        async with self._held(session) as lease:
+            backup = await self.backup(session, lease.epoch, "reset")
+            await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            event = Event.new(
+                EventType.SESSION_RESET,
+                session.tenant_id,
+                session.id,
+                session.name,
+                self.clock(),
+                {"cause": "api", "backup": backup.id if backup else None},
+            )
+            await self._record(session, lease, session.status, session.reason, clear_me=True, events=(event,))
+
+    async def restore(self, session: Session, backup_id: BackupId) -> int:
+        """Replace a stopped session's auth state with a backup's; refused while it runs anywhere."""
+        if session.id in self.runners or session.desired is Desired.RUNNING or session.status is not Status.STOPPED:
+            raise EngineUnavailable("stop the session first: a backup restores only into a stopped session")
+        payload = await self.store.backups.payload(session.tenant_id, session.id, backup_id)
+        if payload is None:
+            raise LookupError(backup_id)
+        async with self._held(session) as lease:
+            vault = self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch)
+            return await vault.import_bundle(payload)
+
+    @contextlib.asynccontextmanager
+    async def _held(self, session: Session) -> AsyncIterator[Lease]:
+        """The session's lease for a moment, for work on a session that runs nowhere; refused when another holds it."""
+        lease = await self.store.leases.acquire(session.id, self.owner, self.settings.lease_ttl, takeover=self.takeover)
+        if lease is None:
+            raise EngineUnavailable("another worker holds this session's lease")
+        try:
+            yield lease
+        finally:
+            await self.store.leases.release(session.id, self.owner, lease.epoch)
+
     async def logout(self, session: Session) -> None:
         """Unlink the device and wipe the credentials; a running session starts over with a new QR code."""
         runner = self.runners.get(session.id)
         if runner is not None:
             runner.command(Command.LOGOUT)
             return
-        lease = await self.store.leases.acquire(session.id, self.owner, self.settings.lease_ttl, takeover=self.takeover)
-        if lease is None:
-            raise EngineUnavailable("another worker runs this session")
-        try:
+        async with self._held(session) as lease:
+            await self.backup(session, lease.epoch, "logout")
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
             await self._record(session, lease, session.status, session.reason, clear_me=True)
-        finally:
-            await self.store.leases.release(session.id, self.owner, lease.epoch)
 
     async def forget(self, session: Session) -> None:
         """Before a delete: log the device out if it runs here, and wait for its runner to end."""

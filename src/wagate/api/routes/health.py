@@ -1,9 +1,10 @@
-"""``/health`` (the process is up) and ``/ready`` (the store answers and is migrated)."""
+"""``/health`` (the process is up), ``/ready`` (the store answers and is migrated) and ``/metrics``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wagate import __version__
 from wagate.api.deps import GatewayDep
@@ -28,3 +29,8 @@ async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
     if not migrated:
         return error_response(503, "not_migrated", "the store's schema is behind this version")
     return {"status": "ready", "store": gateway.store.backend, "store_latency_ms": round(latency * 1000, 2)}
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

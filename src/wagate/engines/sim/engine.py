@@ -76,6 +76,8 @@ class SimConnection(Connection):
         self._registering = False
         self._closing = False  # we asked to close: report nothing more
         self._ended = False  # a closing event was emitted
+        self._resets: set[str] = set()  # contacts to reset once the batch in hand is done
+        self._in_batch = False
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -243,7 +245,34 @@ class SimConnection(Connection):
             raw = stored.get(contact)
             self._chains[contact] = decode_chain(raw) if raw else (0, initial_chain(self._secret, contact))
 
+    async def reset_contact(self, contact: str) -> None:
+        """Forget the chain with ``contact`` here and at the simulator. Inside a batch (the supervisor reacts to a
+        failure while the batch is handled) the reset waits for the batch's end, so that the batch's own chain
+        writes cannot undo it."""
+        self._resets.add(contact)
+        if not self._in_batch:
+            await self._apply_resets()
+
+    async def _apply_resets(self) -> None:
+        contacts, self._resets = sorted(self._resets), set()
+        if not contacts or self._ws is None:
+            return
+        await self._ctx.auth.delete_many(CHAIN_NS, contacts)
+        for contact in contacts:
+            self._chains.pop(contact, None)
+        with contextlib.suppress(ConnectionClosed):
+            for contact in contacts:
+                await self._ws.send(frame("reset_contact", contact=contact))
+
     async def _on_messages(self, items: list[dict[str, Any]]) -> None:
+        self._in_batch = True
+        try:
+            await self._handle_batch(items)
+        finally:
+            self._in_batch = False
+        await self._apply_resets()
+
+    async def _handle_batch(self, items: list[dict[str, Any]]) -> None:
         await self._chain_states({str(item["from"]) for item in items})
         advanced: dict[str, tuple[int, bytes]] = {}
         events: list[EngineEvent] = []

@@ -178,6 +178,8 @@ class SimServer:
             await self._issue_pairing_code(link, str(message.get("phone", "")))
         elif kind == "send" and link.logged_in and link.device is not None:
             await self._accept_outbound(link, link.device, message)
+        elif kind == "reset_contact" and link.logged_in and link.device is not None:
+            self.reset_contact(link, link.device, str(message.get("contact", "")))
         elif kind == "logout" and link.device is not None:
             await self._log_out(link.device, "user_request")
         else:
@@ -342,6 +344,28 @@ class SimServer:
         self._wake(device)
         return count
 
+    def reset_contact(self, link: Link, device: Device, contact: str) -> None:
+        """The client dropped its session with ``contact``: start the chain over, re-encrypt what is queued from the
+        contact and not yet sent under the new chain. Messages already in flight were encrypted under the old chain and
+        fail at the client."""
+        chain = device.chains[contact] = Chain(0, initial_chain(bytes.fromhex(device.secret), contact).hex())
+        kept: list[Queued] = []
+        for queued in device.queue:
+            if queued.sender != contact or queued.id in link.inflight or queued.bad:
+                kept.append(queued)  # a bad one stays bad: it fails at the client under any chain
+                continue
+            step = os.urandom(16)
+            key = step_chain(bytes.fromhex(chain.key), step)
+            chain.counter += 1
+            chain.key = key.hex()
+            queued.counter, queued.step = chain.counter, step.hex()
+            queued.mac = message_mac(key, queued.id, chain.counter, queued.text)
+            kept.append(queued)
+        device.queue = kept
+        device.contact_resets += 1
+        self._changed()
+        link.wake.set()
+
     def _chain(self, device: Device, contact: str) -> Chain:
         chain = device.chains.get(contact)
         if chain is None:
@@ -488,6 +512,7 @@ class SimServer:
             "messages_delivered": device.messages_delivered,
             "deliveries_total": device.deliveries_total,
             "messages_acked": device.messages_acked,
+            "contact_resets": device.contact_resets,
             "pending": len(device.queue),
             "sent": len(device.sent),
         }

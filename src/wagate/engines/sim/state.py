@@ -59,6 +59,7 @@ class Device:
     messages_delivered: int = 0
     deliveries_total: int = 0
     messages_acked: int = 0
+    contact_resets: int = 0
 
     def log_attempt(self, at: float, outcome: str) -> None:
         self.connection_attempts += 1

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wagate.clock import Clock, system_clock
 from wagate.store.base import Sealer, Store
 from wagate.store.sql.auth import SqlAuthRecordStore, SqlLeaseStore
+from wagate.store.sql.backups import SqlBackupStore
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter, PlainSealer, SqlEventStore, SqlTicketStore
 from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
@@ -29,12 +32,16 @@ class SqlStore(Store):
         self.webhooks = SqlWebhookStore(db, clock, sealer)
         self.outbox = SqlOutboxStore(db, clock, sealer)
         self.tickets = SqlTicketStore(db, clock)
+        self.backups = SqlBackupStore(db, clock)
 
     async def close(self) -> None:
         await self.db.dispose()
 
     async def ping(self) -> float:
         return await self.db.ping()
+
+    def set_observer(self, observe: Callable[[str, float], None] | None) -> None:
+        self.db.observe = observe
 
     async def is_migrated(self) -> bool:
         return await current_version(self.db) >= LATEST_VERSION

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ class Database:
         self.dialect = dialect
         # SQLite has one writer at a time; queueing here avoids busy waits inside the driver.
         self._write_lock = asyncio.Lock() if dialect == "sqlite" else None
+        self.observe: Callable[[str, float], None] | None = None  # (read|write, seconds): for metrics
 
     @classmethod
     def create(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
@@ -84,6 +85,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        started = time.perf_counter()
         try:
             async with self._reader.connect() as conn:
                 yield conn
@@ -91,10 +93,14 @@ class Database:
             if _is_connectivity(exc):
                 raise StoreUnavailable("the database cannot be reached") from exc
             raise
+        finally:
+            if self.observe is not None:
+                self.observe("read", time.perf_counter() - started)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits when the block ends (durably) and rolls back on an exception."""
+        started = time.perf_counter()
         try:
             if self._write_lock is None:
                 async with self._writer.begin() as conn:
@@ -106,6 +112,9 @@ class Database:
             if _is_connectivity(exc):
                 raise StoreUnavailable("the database cannot be reached") from exc
             raise
+        finally:
+            if self.observe is not None:
+                self.observe("write", time.perf_counter() - started)
 
     def upsert(
         self,

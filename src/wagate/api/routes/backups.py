@@ -1,0 +1,78 @@
+"""Repair by hand: ``POST /api/sessions/{name}/reset`` and a session's sealed backups.
+
+A reset does what a quarantine does: a backup of the auth state is kept, the state is wiped, and a running session
+shows a new QR code. A backup restores only into a stopped session, under its lease.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
+from wagate.api.routes.sessions import find_session, require_supervisor
+from wagate.api.schemas import SessionOut
+from wagate.engines.base import EngineUnavailable
+from wagate.errors import Conflict, NotFound
+from wagate.ids import BackupId
+from wagate.store.base import Backup
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
+
+
+class BackupOut(BaseModel):
+    id: str
+    created_at: float
+    reason: str
+    records: int
+    size: int
+
+    @classmethod
+    def of(cls, backup: Backup) -> BackupOut:
+        return cls(
+            id=backup.id, created_at=backup.created_at, reason=backup.reason, records=backup.records, size=backup.size
+        )
+
+
+class Restored(BaseModel):
+    restored: int
+    session: SessionOut
+
+
+@router.post("/{name}/reset", summary="Back up and wipe a corrupted session; a running one shows a new QR code")
+async def reset_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    session = await find_session(gateway, tenant_id, name)
+    try:
+        await require_supervisor(supervisor).reset(session)
+    except EngineUnavailable as exc:
+        raise Conflict(str(exc), code="not_here") from None
+    return SessionOut.of(await find_session(gateway, tenant_id, name))
+
+
+@router.get("/{name}/backups", summary="The session's sealed backups, newest first")
+async def list_backups(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> list[BackupOut]:
+    session = await find_session(gateway, tenant_id, name)
+    return [BackupOut.of(b) for b in await gateway.store.backups.list_backups(tenant_id, session.id)]
+
+
+@router.post("/{name}/backups/{backup_id}/restore", summary="Restore a backup into the stopped session")
+async def restore_backup(
+    name: SessionName,
+    backup_id: Annotated[str, Path(max_length=64)],
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+) -> Restored:
+    session = await find_session(gateway, tenant_id, name)
+    try:
+        count = await require_supervisor(supervisor).restore(session, BackupId(backup_id))
+    except LookupError:
+        raise NotFound(f"no backup {backup_id!r} of this session", code="backup_not_found") from None
+    except EngineUnavailable as exc:
+        raise Conflict(str(exc), code="session_running") from None
+    return Restored(restored=count, session=SessionOut.of(await find_session(gateway, tenant_id, name)))

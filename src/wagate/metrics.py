@@ -1,0 +1,100 @@
+"""Prometheus metrics: one registry per app, read at scrape time from the parts that count things.
+
+Counters kept by the supervisor and the webhook dispatcher are exported as they are (they start at zero with the
+process, as Prometheus counters do); HTTP and store latencies are histograms observed as requests and operations end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wagate.domain.sessions import Status
+
+if TYPE_CHECKING:
+    from wagate.events.delivery import WebhookDispatcher
+    from wagate.supervisor.supervisor import Supervisor
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayCollector(Collector):
+    """What the supervisor and the dispatcher of this process have counted."""
+
+    def __init__(self) -> None:
+        self.supervisor: Supervisor | None = None
+        self.dispatcher: WebhookDispatcher | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        supervisor = self.supervisor
+        sessions = GaugeMetricFamily("wagate_sessions", "sessions this worker runs, by status", labels=["status"])
+        by_status: Counter[str] = Counter()
+        if supervisor is not None:
+            by_status.update(runner.status.value for runner in list(supervisor.runners.values()))
+        for status in Status:
+            sessions.add_metric([status.value], by_status[status.value])
+        yield sessions
+        counters = {
+            "wagate_reconnect_attempts": ("failed connection attempts that were retried", "reconnects"),
+            "wagate_breaker_opens": ("times a session's circuit breaker opened", "breaker_opens"),
+            "wagate_decrypt_failures": ("messages that failed to decrypt (Bad MAC)", "decrypt_failures"),
+            "wagate_contact_resets": ("contacts' encryption sessions reset after repeated failures", "contact_resets"),
+            "wagate_quarantines": ("sessions quarantined for corruption", "quarantines"),
+            "wagate_backups": ("sealed backups of sessions' auth state taken", "backups_taken"),
+        }
+        for name, (documentation, attribute) in counters.items():
+            value = getattr(supervisor, attribute) if supervisor is not None else 0
+            yield CounterMetricFamily(name, documentation, value=value)
+        deliveries = CounterMetricFamily(
+            "wagate_webhook_deliveries", "webhook delivery attempts by outcome", labels=["outcome"]
+        )
+        outcomes = self.dispatcher.outcomes if self.dispatcher is not None else Counter()
+        for outcome in ("delivered", "failed", "gone", "dead"):
+            deliveries.add_metric([outcome], outcomes[outcome])
+        yield deliveries
+        backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
+        yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.gateway = GatewayCollector()
+        self.registry.register(self.gateway)
+        self.http = Histogram(
+            "wagate_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.store = Histogram(
+            "wagate_store_operation_duration_seconds",
+            "store transaction latency (read or write)",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_store(self, operation: str, seconds: float) -> None:
+        self.store.labels(operation).observe(seconds)
+
+    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"  # the template: no ids in label values
+            self.http.labels(request.method, template, str(status)).observe(time.perf_counter() - started)
