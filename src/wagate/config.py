@@ -88,6 +88,25 @@ class Settings(BaseSettings):
         3, ge=1, description="failures from one contact within the window that reset that contact's session"
     )
     backups_keep: int = Field(3, ge=1, description="sealed backups kept per session (the newest)")
+    backup_interval: float = Field(
+        21600.0, ge=0, description="seconds between scheduled backups of a WORKING session; 0 turns them off"
+    )
+    health_interval: float = Field(30.0, gt=0, description="seconds between health checks of the running sessions")
+    stuck_timeout: float = Field(
+        120.0, gt=0, description="seconds in STARTING, or SCAN_QR_CODE without a QR code, before a reconnect"
+    )
+    idle_timeout: float = Field(
+        86400.0, gt=0, description="seconds without activity before a session with idle_stop is stopped"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for operator notifications; none: no email")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    smtp_user: str | None = Field(None, description="SMTP user name, when the server wants a login")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_from: str = Field("wagate@localhost", description="sender address of notifications")
+    smtp_starttls: bool = Field(True, description="upgrade the SMTP connection with STARTTLS")
+    notify_interval: float = Field(
+        3600.0, ge=0, description="seconds during which a session's failures send at most one email"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")

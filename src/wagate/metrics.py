@@ -49,6 +49,8 @@ class GatewayCollector(Collector):
             "wagate_contact_resets": ("contacts' encryption sessions reset after repeated failures", "contact_resets"),
             "wagate_quarantines": ("sessions quarantined for corruption", "quarantines"),
             "wagate_backups": ("sealed backups of sessions' auth state taken", "backups_taken"),
+            "wagate_stuck_restarts": ("reconnects ordered by the health monitor for stuck sessions", "stuck_restarts"),
+            "wagate_idle_stops": ("sessions stopped by the health monitor for inactivity", "idle_stops"),
         }
         for name, (documentation, attribute) in counters.items():
             value = getattr(supervisor, attribute) if supervisor is not None else 0

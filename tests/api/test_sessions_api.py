@@ -42,7 +42,7 @@ async def test_create_get_list_shape(client: AsyncClient) -> None:
         None,
         "running",
     )
-    assert body["config"] == {"metadata": {"team": "x"}}
+    assert body["config"] == {"metadata": {"team": "x"}, "idle_stop": False}
     assert (await client.get("/api/sessions/main", headers=a)).json() == body
     await client.post("/api/sessions", json={"name": "idle", "start": False}, headers=a)
     # As WAHA: without ?all=true, sessions that are stopped and meant to stay stopped are left out.
@@ -109,7 +109,7 @@ async def test_start_stop_put_delete_and_history(client: AsyncClient) -> None:
     assert (await client.post("/api/sessions/s/stop", headers=a)).json()["desired"] == "stopped"
     put = await client.put("/api/sessions/s", json={"config": {"metadata": {"v": "2"}}}, headers=a)
     assert put.status_code == 200
-    assert put.json()["config"] == {"metadata": {"v": "2"}}
+    assert put.json()["config"] == {"metadata": {"v": "2"}, "idle_stop": False}
     history = (await client.get("/api/sessions/s/history", headers=a)).json()
     assert [(e["kind"], e["desired"], e["actor"]) for e in reversed(history)] == [
         ("created", "stopped", "api"),

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import make_settings
 from tests.e2e.procs import free_port
+from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Quotas, Reason, Session, Status
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import create_sim_app
@@ -205,3 +210,130 @@ async def test_a_session_launched_during_a_reconcile_keeps_its_runner(gateway: G
     assert runner.task is not None
     assert not runner.task.done()
     await supervisor.stop()
+
+
+class StepClock:
+    """A clock that follows real time plus whatever the test adds (hours of idleness in no time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def monitored(gateway: Gateway, sim: Sim, clock: Clock | None = None, **settings: object) -> Supervisor:
+    values: dict[str, object] = {"worker_id": "w1", "lease_ttl": 2.0, "reconcile_interval": 0.2}
+    values.update(settings)
+    changed = gateway.settings.with_overrides(**values)
+    gw = Gateway(changed, gateway.store, gateway.keyring, gateway.vaults, clock or gateway.clock)
+    return Supervisor(gw, EngineRegistry(changed, sim_url=sim.url), rng=random.Random(7))
+
+
+async def test_the_monitor_reconnects_a_session_stuck_in_starting(gateway: Gateway, sim: Sim, session: Session) -> None:
+    supervisor = monitored(
+        gateway,
+        sim,
+        health_interval=0.1,
+        stuck_timeout=0.5,
+        connect_timeout=60,
+        backoff_base=0.05,
+        backoff_cap=0.2,
+        breaker_threshold=50,
+    )
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "slow", "delay": 3, "duration": 2})
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "drop"})
+
+        async def kicked() -> bool:
+            current = await gateway.store.sessions.get(session.tenant_id, session.name)
+            return current is not None and "stuck in STARTING" in (current.note or "")
+
+        await eventually(kicked, "the monitor to reconnect the stuck session", timeout=10)
+        assert supervisor.stuck_restarts >= 1
+        await status_of(gateway, session, Status.WORKING)  # the slow spell over, it connects
+    finally:
+        await supervisor.stop()
+
+
+async def test_idle_stop_on_an_injected_clock_only_for_sessions_that_opt_in(gateway: Gateway, sim: Sim) -> None:
+    tenant = await gateway.store.tenants.create("t", contact_email=None, max_sessions=None)
+    lazy = await gateway.store.sessions.create(
+        NewSession(tenant.id, "lazy", "sim", {"idle_stop": True}, Desired.RUNNING), quotas=Quotas(5, 100), actor="t"
+    )
+    clock = StepClock()
+    supervisor = monitored(gateway, sim, clock, health_interval=3600, idle_timeout=86400)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, lazy)
+        await supervisor.check_health()
+        assert (await status_of(gateway, lazy, Status.WORKING)).desired is Desired.RUNNING  # not idle yet
+        clock.offset += 86400 + 1
+        await supervisor.check_health()
+        stopped = await status_of(gateway, lazy, Status.STOPPED)
+        assert (stopped.reason, stopped.desired) == (Reason.IDLE, Desired.STOPPED)
+        assert supervisor.idle_stops == 1
+    finally:
+        await supervisor.stop()
+
+
+async def test_scheduled_backups_rotate(gateway: Gateway, sim: Sim, session: Session) -> None:
+    supervisor = monitored(gateway, sim, health_interval=0.05, backup_interval=0.2, backups_keep=3)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+
+        async def rotated() -> bool:
+            return supervisor.backups_taken >= 5
+
+        await eventually(rotated, "five scheduled backups", timeout=10)
+        kept = await gateway.store.backups.list_backups(session.tenant_id, session.id)
+        assert len(kept) == 3
+        assert {b.reason for b in kept} == {"scheduled"}
+    finally:
+        await supervisor.stop()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+async def test_failures_email_the_tenant_once_per_interval(gateway: Gateway, sim: Sim) -> None:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    tenant = await gateway.store.tenants.create("acme", contact_email="ops@acme.test", max_sessions=None)
+    main = await gateway.store.sessions.create(
+        NewSession(tenant.id, "main", "sim", {}, Desired.RUNNING), quotas=Quotas(5, 100), actor="t"
+    )
+    supervisor = monitored(
+        gateway, sim, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, notify_interval=3600
+    )
+    await supervisor.start()
+    try:
+        for round_ in range(2):
+            await link(gateway, sim, supervisor, main)
+            await sim.post(f"/devices/{PHONE}/faults", {"kind": "logout"})
+            await status_of(gateway, main, Status.FAILED)
+            await supervisor.notifier.drain()
+            if round_ == 0:
+                await gateway.store.sessions.set_desired(tenant.id, "main", Desired.RUNNING, actor="t", restart=True)
+                await supervisor.reconcile_one(tenant.id, main.id)
+        assert len(mailbox.messages) == 1  # the second failure came within the interval
+        (mail,) = mailbox.messages
+        assert mail["To"] == "ops@acme.test"
+        assert "'main'" in mail["Subject"]
+        assert "logged_out" in mail["Subject"]
+    finally:
+        await supervisor.stop()
+        controller.stop()

@@ -18,6 +18,7 @@ class SessionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metadata: dict[str, str] = Field(default_factory=dict, description="free labels, up to 50 keys")
+    idle_stop: bool = Field(False, description="stop the session (reason idle) after WAGATE_IDLE_TIMEOUT idle")
 
     @field_validator("metadata")
     @classmethod

@@ -56,6 +56,7 @@ STABLE_AFTER = 10.0
 class Command(IntEnum):
     """What the runner is asked to do; a stronger command wins over a weaker pending one."""
 
+    KICK = 0  # the health monitor found the session stuck: reconnect through the normal backoff
     RESTART = 1
     RESET = 2
     LOGOUT = 3
@@ -105,6 +106,13 @@ class SessionRunner:
         self.guard = CorruptionGuard(supervisor.corruption_policy)
         self._reset_cause = "api"  # why a RESET command came: "api" or "corruption"
         self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
+        self._stop_reason = Reason.USER
+        self._kicked = ""
+        self._pausing = False
+        self.progress_at = supervisor.clock()
+        interval = supervisor.settings.backup_interval
+        # Scheduled backups start spread over one interval, so that a restart does not back up everything at once.
+        self.last_backup_at = supervisor.clock() - supervisor.rng.uniform(0, interval) if interval else 0.0
         self.log = logging.LoggerAdapter(log, {"session_name": session.name})
         self.task: asyncio.Task[None] | None = None
 
@@ -160,6 +168,7 @@ class SessionRunner:
 
     async def _connect_once(self) -> _Ended | _Failed | _Interrupted:
         self._connected_at = None
+        self.progress_at = self._sup.clock()  # a new attempt: the stuck clock starts over
         self._closing = asyncio.Queue()
         ctx = EngineContext(
             tenant_id=self.session.tenant_id,
@@ -223,6 +232,10 @@ class SessionRunner:
                 await conn.disconnect()
             await self._reset()
             return True
+        if command is Command.KICK:
+            if conn is not None:
+                await conn.disconnect()
+            return await self._retry(self._kicked)
         if command is Command.LOGOUT or command is Command.DELETE:
             if conn is not None:
                 await conn.logout()
@@ -240,7 +253,7 @@ class SessionRunner:
             self._breaker.record_success()
             return True
         if command is Command.STOP:
-            await self._set(Status.STOPPED, Reason.USER, note=None)
+            await self._set(Status.STOPPED, self._stop_reason, note=None)
         return False  # STOP, SHUTDOWN, LEASE_LOST
 
     async def _reset(self) -> None:
@@ -263,10 +276,36 @@ class SessionRunner:
         self.attempt = 0
         self._breaker.record_success()
         await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=note, events=(event,))
+        if cause == "corruption":
+            self._sup.notifier.session_failed(self.session, Reason.CORRUPTED, note)
 
     def reset(self, cause: str) -> None:
         self._reset_cause = cause
         self.command(Command.RESET)
+
+    def stop_idle(self) -> None:
+        self._stop_reason = Reason.IDLE
+        self.command(Command.STOP)
+
+    def kick(self, why: str) -> None:
+        self._kicked = why
+        self.command(Command.KICK)
+
+    def stuck(self, now: float, limit: float) -> str | None:
+        """Why the session looks stuck, or None: STARTING (not backing off) or SCAN_QR_CODE without a valid QR
+        code for longer than ``limit`` seconds."""
+        if self.status is Status.STARTING and not self._pausing and now - self.progress_at > limit:
+            return f"stuck in STARTING for {now - self.progress_at:.1f}s"
+        if self.status is Status.SCAN_QR_CODE:
+            since = self.qr.expires_at if self.qr is not None else self.progress_at
+            if now - since > limit:
+                return f"no QR code for {now - since:.1f}s"
+        return None
+
+    def idle(self, now: float, limit: float) -> bool:
+        return bool(self.session.config.get("idle_stop")) and (
+            self.status is Status.WORKING and now - self.last_activity > limit
+        )
 
     async def _after(self, outcome: _Ended | _Failed) -> bool:
         """Decide what follows a connection that ended or failed; False when the runner must end (True also when a
@@ -318,10 +357,14 @@ class SessionRunner:
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep unless a command arrives; True when the sleep ran its course."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._signal.wait(), seconds)
-            return False
-        return True
+        self._pausing = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signal.wait(), seconds)
+                return False
+            return True
+        finally:
+            self._pausing = False
 
     # events ----------------------------------------------------------------------------------------------------
 
@@ -379,7 +422,7 @@ class SessionRunner:
             await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting", events=(paired,))
         elif isinstance(event, Connected):
             self.qr = None
-            self._connected_at = self._sup.clock()
+            self._connected_at = self.last_activity = self._sup.clock()
             self._qr_rounds = 0
             self._scan_reason = None
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
@@ -434,6 +477,10 @@ class SessionRunner:
         session = await self._sup.recorder.record(change)
         if session is None:
             raise LeaseLost(f"session {self.session.id}: status write refused")
+        if status is not self.status:
+            self.progress_at = self._sup.clock()
+            if status is Status.FAILED:
+                self._sup.notifier.session_failed(session, reason, note)
         if status is not self.status or reason is not self._reason:
             self.log.info("%s -> %s%s", self.status.value, status.value, f" ({reason.value})" if reason else "")
         self.session, self.status, self._reason, self._note = session, status, reason, note

@@ -25,6 +25,7 @@ from wagate.ids import BackupId, SessionId, TenantId
 from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
 from wagate.supervisor.corruption import CorruptionPolicy
+from wagate.supervisor.notify import Notifier
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import Command, SessionRunner
 
@@ -59,6 +60,9 @@ class Supervisor:
         self.contact_resets = 0
         self.quarantines = 0
         self.backups_taken = 0
+        self.stuck_restarts = 0
+        self.notifier = Notifier(self.settings, gateway.store, self.clock)
+        self.idle_stops = 0
         self.corruption_policy = CorruptionPolicy(
             window=self.settings.corruption_window,
             session_failures=self.settings.corruption_threshold,
@@ -73,6 +77,7 @@ class Supervisor:
         await self.reconcile()
         self._spawn(self._loops, self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
         self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
+        self._spawn(self._loops, self._every(self.settings.health_interval, self.check_health), "health-monitor")
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
@@ -92,6 +97,7 @@ class Supervisor:
                     task.cancel()
                 await asyncio.wait(late, timeout=1.0)
         await self.recorder.stop()
+        await self.notifier.drain()
         with contextlib.suppress(StoreError):
             await self.store.leases.release_all(self.owner)
         await self.engines.close()
@@ -244,6 +250,31 @@ class Supervisor:
         if runner is None or runner.conn is None:
             raise EngineUnavailable("the session is not waiting to be linked on this worker")
         return await runner.conn.request_pairing_code(phone)
+
+    async def check_health(self) -> None:
+        """The health monitor: reconnect stuck sessions (through their backoff), stop idle ones that opted in, take
+        scheduled backups of working ones."""
+        now = self.clock()
+        settings = self.settings
+        for runner in list(self.runners.values()):
+            problem = runner.stuck(now, settings.stuck_timeout)
+            if problem is not None:
+                runner.log.warning("health monitor: %s; reconnecting", problem)
+                self.stuck_restarts += 1
+                runner.kick(problem)
+            elif runner.idle(now, settings.idle_timeout):
+                runner.log.info("health monitor: no activity for %.0fs; stopping (idle)", now - runner.last_activity)
+                self.idle_stops += 1
+                session = runner.session
+                await self.store.sessions.set_desired(session.tenant_id, session.name, Desired.STOPPED, actor="monitor")
+                runner.stop_idle()
+            elif (
+                settings.backup_interval
+                and runner.status is Status.WORKING
+                and now - runner.last_backup_at >= settings.backup_interval
+            ):
+                runner.last_backup_at = now
+                await self.backup(runner.session, runner.lease.epoch, "scheduled")
 
     async def backup(self, session: Session, epoch: int, reason: str) -> Backup | None:
         """Keep a sealed copy of the session's auth state (the newest ``backups_keep``); None when there is none."""
