@@ -40,6 +40,23 @@ def _pg_reachable() -> str | None:
 
 
 _PG_PROBLEM: list[str | None] = []
+REDIS_URL = os.environ.get("WAGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> None:
+    """Skip (or, with WAGATE_REQUIRE_SERVICES=1, fail) when Redis is unreachable."""
+    import redis
+    from redis.exceptions import RedisError
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+    except (RedisError, OSError) as exc:
+        problem = f"Redis at {REDIS_URL} is not reachable ({type(exc).__name__}: {exc})"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{problem}; WAGATE_REQUIRE_SERVICES=1 forbids skipping")
+        pytest.skip(problem)
 
 
 def require_postgres() -> None:

@@ -1,4 +1,4 @@
-"""The ``wagate`` command: serve, keys, tenants."""
+"""The ``wagate`` command: serve, keys, tenants, backup."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ app = typer.Typer(help="wagate: a self-hosted WhatsApp session gateway.", no_arg
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+backup_app = typer.Typer(
+    help="Move a session between installations (same keys) as one sealed file.", no_args_is_help=True
+)
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(backup_app, name="backup")
 
 _T = TypeVar("_T")
 
@@ -213,3 +217,57 @@ def tenants_list() -> None:
 
 def main() -> None:
     app()
+
+
+@backup_app.command("export")
+def backup_export(
+    tenant: Annotated[str, typer.Option(help="the tenant's id or name")],
+    session: Annotated[str, typer.Option(help="the session's name")],
+    out: Annotated[Path, typer.Option(help="file to write (created, mode 0600)")],
+) -> None:
+    """Write a linked session's settings and credentials, sealed under the active key, to a file."""
+    from wagate.gateway import Gateway
+    from wagate.transfer import export_session
+
+    async def export() -> bytes:
+        gateway = await Gateway.open(_settings())
+        try:
+            return await export_session(gateway, tenant, session)
+        finally:
+            await gateway.close()
+
+    data = _run(export)
+    try:
+        with out.open("xb") as handle:
+            out.chmod(0o600)
+            handle.write(data)
+    except FileExistsError:
+        _fail(f"{out} exists; choose another file")
+    typer.echo(f"exported session {session!r} to {out} ({len(data)} bytes); stop it here before it runs elsewhere")
+
+
+@backup_app.command("import")
+def backup_import(
+    file: Annotated[Path, typer.Argument(help="a file from wagate backup export")],
+    tenant: Annotated[str, typer.Option(help="the tenant's id or name in this installation")],
+    name: Annotated[str | None, typer.Option(help="a new name for the session")] = None,
+    start: Annotated[bool, typer.Option(help="ask for the session to run once imported")] = True,
+) -> None:
+    """Create a session from an export file; a running gateway connects it without a new QR scan."""
+    from wagate.gateway import Gateway
+    from wagate.transfer import import_session
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+
+    async def import_() -> str:
+        gateway = await Gateway.open(_settings())
+        try:
+            made = await import_session(gateway, data, tenant, name=name, start=start)
+            return made.name
+        finally:
+            await gateway.close()
+
+    typer.echo(f"imported session {_run(import_)!r}")

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         86400.0, gt=0, description="seconds without activity before a session with idle_stop is stopped"
     )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis, e.g. redis://127.0.0.1:6379/0 (reported in the status)"
+    )
     smtp_host: str | None = Field(None, description="SMTP server for operator notifications; none: no email")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
     smtp_user: str | None = Field(None, description="SMTP user name, when the server wants a login")

@@ -86,6 +86,11 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.started = time.time()
+        self.requests = 0
+        self.errors = 0  # answers >= 500
+        self.request_seconds = 0.0
+
     def observe_store(self, operation: str, seconds: float) -> None:
         self.store.labels(operation).observe(seconds)
 
@@ -97,6 +102,10 @@ class Metrics:
             status = response.status_code
             return response
         finally:
+            elapsed = time.perf_counter() - started
             route = request.scope.get("route")
             template = getattr(route, "path", None) or "unmatched"  # the template: no ids in label values
-            self.http.labels(request.method, template, str(status)).observe(time.perf_counter() - started)
+            self.http.labels(request.method, template, str(status)).observe(elapsed)
+            self.requests += 1
+            self.errors += status >= 500
+            self.request_seconds += elapsed

@@ -4,6 +4,8 @@ a reset by hand, backup rotation and restore."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_KEK
-from tests.e2e.stack import Stack, wait_for
+from tests.contract.test_supervisor import Mailbox
+from tests.e2e.procs import free_port
+from tests.e2e.stack import ADMIN, Stack, wait_for
 from tests.e2e.test_recovery_e2e import stored_records
 from wagate.config import Settings
 from wagate.gateway import Gateway
@@ -84,7 +88,38 @@ def test_a_contacts_bad_mac_burst_resets_only_that_contact(stack: Stack) -> None
     )
 
 
-def test_a_device_wide_storm_quarantines_and_the_backup_restores(stack: Stack, tmp_path: Path) -> None:
+def test_a_device_wide_storm_quarantines_and_the_backup_restores(
+    stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        stack = stack_factory(
+            WAGATE_SMTP_HOST="127.0.0.1", WAGATE_SMTP_PORT=str(smtp_port), WAGATE_SMTP_STARTTLS="false"
+        )
+        stack.start()
+        assert stack.gateway is not None
+        made = httpx.post(
+            stack.gateway.base_url + "/api/tenants",
+            json={"name": "acme", "contact_email": "ops@example.com"},
+            headers={"X-Api-Key": ADMIN},
+        )
+        assert made.status_code == 201
+        stack.key = {"X-Api-Key": made.json()["api_key"]}
+        storm_and_restore(stack, tmp_path)
+        wait_for(lambda: mailbox.messages, 10, "the quarantine email")
+        (mail,) = mailbox.messages
+        assert mail["To"] == "ops@example.com"
+        assert "quarantined" in mail["Subject"]
+    finally:
+        controller.stop()
+
+
+def storm_and_restore(stack: Stack, tmp_path: Path) -> None:
     stack.link("main", PHONE)
     stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550300", "text": "before", "count": 20})
     wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 20, 10, "messages before the storm")
@@ -197,3 +232,60 @@ def stack_factory_tenant(stack: Stack) -> dict[str, str]:
     )
     assert made.status_code == 201
     return {"X-Api-Key": made.json()["api_key"]}
+
+
+def wagate_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wagate", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_export_and_import_into_another_installation(stack: Stack, tmp_path: Path) -> None:
+    stack.link("main", PHONE)
+    stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550300", "text": "before", "count": 10})
+    wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 10, 10, "messages before the move")
+    tenant_id = stack_tenant(stack)
+    with stack.http as http:
+        assert http.post("/api/sessions/main/stop").status_code == 200
+    stack.wait_status("main", "STOPPED")
+    exported = tmp_path / "main.wagate"
+    result = wagate_cli(
+        stack.env, "backup", "export", "--tenant", tenant_id, "--session", "main", "--out", str(exported)
+    )
+    assert result.returncode == 0, result.stderr
+    assert TEST_KEK.split(":")[1] not in result.stdout + result.stderr
+    assert exported.stat().st_mode & 0o777 == 0o600
+    assert b"+15550001" not in exported.read_bytes()  # sealed, not readable
+    again = wagate_cli(
+        stack.env, "backup", "export", "--tenant", tenant_id, "--session", "main", "--out", str(exported)
+    )
+    assert again.returncode == 2
+    assert "exists" in again.stderr
+
+    # Another installation: its own data directory, the same keys, the same WhatsApp.
+    other = Stack(tmp_path, {**stack.env, "WAGATE_DATA_DIR": str(tmp_path / "other")}, stack.sim)
+    other.start()
+    try:
+        other.tenant("acme")
+        tampered = tmp_path / "tampered.wagate"
+        data = bytearray(exported.read_bytes())
+        data[-5] ^= 1
+        tampered.write_bytes(bytes(data))
+        refused = wagate_cli(other.env, "backup", "import", str(tampered), "--tenant", "acme")
+        assert refused.returncode == 2
+        with other.http as http:
+            assert http.get("/api/sessions", params={"all": "true"}).json() == []  # nothing half-made
+        imported = wagate_cli(other.env, "backup", "import", str(exported), "--tenant", "acme")
+        assert imported.returncode == 0, imported.stderr
+        other.wait_status("main", "WORKING", timeout=15)
+        assert all(e["to_status"] != "SCAN_QR_CODE" for e in other.history("main"))  # no scan
+        stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550300", "text": "after", "count": 10})
+        wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 20, 10, "messages in the new installation")
+        assert stack.device(PHONE)["decrypt_failures"] == 0  # the ratchet moved with the session
+    finally:
+        other.close()
+
+
+def stack_tenant(stack: Stack) -> str:
+    with stack.http as http:
+        events = http.get("/api/events", params={"limit": 1}).json()
+        tenant: str = events[0]["tenant"]
+        return tenant

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import auth, backups, events, health, keys, sessions, tenants, webhooks
+from wagate.api.routes import auth, backups, events, health, keys, server, sessions, tenants, webhooks
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
@@ -95,7 +95,7 @@ def create_app(
     app.state.metrics = metrics
     app.middleware("http")(metrics.middleware)
     install_error_handlers(app)
-    for module in (health, tenants, keys, sessions, backups, auth, webhooks, events):
+    for module in (health, server, tenants, keys, sessions, backups, auth, webhooks, events):
         app.include_router(module.router)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app

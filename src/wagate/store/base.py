@@ -105,6 +105,10 @@ class SessionStore(ABC):
         """Sessions of one tenant, or of the installation when ``tenant_id`` is None."""
 
     @abstractmethod
+    async def count_by_status_all_tenants(self) -> dict[tuple[str, str], int]:
+        """System-wide, for the server status: sessions by (status, desired)."""
+
+    @abstractmethod
     async def set_desired(
         self, tenant_id: TenantId, name: str, desired: Desired, *, actor: str, restart: bool = False
     ) -> Session | None:

@@ -196,6 +196,11 @@ class SqlSessionStore(SessionStore):
         async with self._db.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def count_by_status_all_tenants(self) -> dict[tuple[str, str], int]:
+        query = select(S.c.status, S.c.desired, func.count()).group_by(S.c.status, S.c.desired)
+        async with self._db.read() as conn:
+            return {(row[0], row[1]): int(row[2]) for row in await conn.execute(query)}
+
     async def _change(
         self,
         tenant_id: TenantId,

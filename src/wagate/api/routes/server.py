@@ -1,0 +1,89 @@
+"""``GET /api/server/status`` (admin): how this gateway process and what it depends on are doing."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from wagate import __version__
+from wagate.api.deps import AdminDep, GatewayDep
+from wagate.config import Settings
+from wagate.domain.sessions import Desired, Status
+from wagate.errors import StoreError
+from wagate.metrics import Metrics
+
+router = APIRouter(prefix="/api/server", tags=["server"])
+
+
+def rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the peak, where /proc is missing
+
+
+async def redis_status(settings: Settings) -> dict[str, Any]:
+    if settings.redis_url is None:
+        return {"configured": False}
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2)
+    started = time.perf_counter()
+    try:
+        await client.ping()
+        return {"configured": True, "reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    except (RedisError, OSError) as exc:
+        return {"configured": True, "reachable": False, "error": type(exc).__name__}
+    finally:
+        await client.aclose()
+
+
+@router.get("/status", summary="Store and Redis reachability, sessions, resources, errors, uptime, version")
+async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep) -> dict[str, Any]:
+    metrics: Metrics = request.app.state.metrics
+    try:
+        latency = await gateway.store.ping()
+        store: dict[str, Any] = {
+            "backend": gateway.store.backend,
+            "reachable": True,
+            "latency_ms": round(latency * 1000, 2),
+        }
+        counts = await gateway.store.sessions.count_by_status_all_tenants()
+    except StoreError as exc:
+        store = {"backend": gateway.store.backend, "reachable": False, "error": type(exc).__name__}
+        counts = {}
+    wanted = sum(n for (_, desired), n in counts.items() if desired == Desired.RUNNING.value)
+    working = sum(n for (status, desired), n in counts.items() if status == Status.WORKING.value)
+    by_status: dict[str, int] = {}
+    for (status, _), n in counts.items():
+        by_status[status] = by_status.get(status, 0) + n
+    uptime = time.time() - metrics.started
+    cpu = time.process_time()
+    return {
+        "version": __version__,
+        "uptime_s": round(uptime, 1),
+        "pid": os.getpid(),
+        "store": store,
+        "redis": await redis_status(gateway.settings),
+        "sessions": {
+            "total": sum(counts.values()),
+            "by_status": by_status,
+            "should_run": wanted,
+            "healthy_percent": round(100.0 * working / wanted, 1) if wanted else 100.0,
+        },
+        "memory_rss_bytes": rss_bytes(),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_percent": round(100.0 * cpu / uptime, 1) if uptime > 0 else 0.0,
+        "requests": metrics.requests,
+        "error_rate": round(metrics.errors / metrics.requests, 4) if metrics.requests else 0.0,
+        "avg_response_ms": round(1000 * metrics.request_seconds / metrics.requests, 2) if metrics.requests else 0.0,
+    }
