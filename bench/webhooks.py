@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from aiohttp import web
 from harness import ADMIN, KEK, cpu_seconds, free_port, link_all, spawn, stop_all, wait_http
@@ -65,30 +66,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def offer(sim: str, phones: list[str], rate: float, seconds: float, tick: float = 0.1) -> int:
-    """Add messages at ``rate`` per second in total, spread over the phones, for ``seconds``."""
-    sent = 0
-    owed = 0.0
-    async with httpx.AsyncClient(base_url=sim, timeout=30) as client:
-        start = time.monotonic()
-        n = 0
-        while time.monotonic() - start < seconds:
-            owed += rate * tick
-            per_phone = int(owed // len(phones))
-            owed -= per_phone * len(phones)
-            if per_phone:
-                await asyncio.gather(
-                    *(
-                        client.post(
-                            f"/devices/{p}/messages", json={"from": "+15559999", "text": "bench", "count": per_phone}
-                        )
-                        for p in phones
-                    )
-                )
-                sent += per_phone * len(phones)
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * tick - time.monotonic()))
-    return sent
+async def offer(sim: str, phones: list[str], rate: float, seconds: float) -> int:
+    """Have the sim queue messages evenly at ``rate`` per second in total, spread over the phones, for ``seconds``;
+    returns how many, once they are all queued."""
+    per_phone = int(rate * seconds / len(phones))
+    async with aiohttp.ClientSession(base_url=sim) as client:
+
+        async def add(phone: str) -> None:
+            body = {**inbound("bench", per_phone), "over": seconds}
+            async with client.post(f"/devices/{phone}/messages", json=body) as response:
+                response.raise_for_status()
+
+        await asyncio.gather(*(add(p) for p in phones))
+    await asyncio.sleep(seconds)
+    return per_phone * len(phones)
 
 
 async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, sim_pid: int) -> dict[str, Any]:
@@ -144,7 +135,9 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         return {
             "mode": f"burst {args.burst}" if args.burst else f"rate {args.rate}/s for {args.seconds}s",
             "sessions": args.sessions,
-            "database": os.environ.get("WAGATE_DATABASE_URL", "sqlite").split(":", 1)[0],
+            "database": dict(item.split("=", 1) for item in args.set)
+            .get("WAGATE_DATABASE_URL", "sqlite")
+            .split(":")[0],
             "settings": args.set,
             "events_expected": expected,
             "events_delivered": len(receiver.ids),

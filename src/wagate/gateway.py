@@ -49,7 +49,9 @@ class Gateway:
             sealer=KeyringSealer(keyring),
         )
         log.info("store ready (%s), encryption key %s active", store.backend, keyring.active_id)
-        return cls(settings, store, keyring, Vaults(store.auth, keyring, clock), clock)
+        # SQLite has one writer at a time: concurrent sessions' auth writes share transactions (group commit).
+        vaults = Vaults(store.auth, keyring, clock, combine=store.backend == "sqlite")
+        return cls(settings, store, keyring, vaults, clock)
 
     async def close(self) -> None:
         await self.store.close()

@@ -111,3 +111,32 @@ async def test_concurrent_first_writes_agree_on_one_data_key(store: Store) -> No
     await asyncio.gather(*(v.put_many({("n", f"k{i}"): b"v%d" % i}) for i, v in enumerate(vaults)))
     fresh = Vaults(store.auth, KEYRING).open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
     assert await fresh.get_many("n", [f"k{i}" for i in range(4)]) == {f"k{i}": b"v%d" % i for i in range(4)}
+
+
+async def test_combined_writes_share_transactions_and_stay_fenced_one_by_one(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vaults = Vaults(store.auth, KEYRING, combine=True)
+    vault_list = []
+    for i in range(20):
+        s = await store.sessions.create(
+            NewSession(t.id, f"s{i}", "sim", {}, Desired.RUNNING), quotas=Quotas(100, 1000), actor="test"
+        )
+        lease = await store.leases.acquire(s.id, "w1", ttl=60)
+        assert lease is not None
+        epoch = lease.epoch if i != 7 else lease.epoch + 1  # session 7's writer holds a stale epoch
+        vault_list.append(vaults.open(t.id, s.id, owner="w1", epoch=epoch))
+    for vault in vault_list:  # data keys first, so that the writes below are the only write transactions
+        await vaults.data_key(t.id, vault.session_id, create=True)
+    writes: list[str] = []
+    store.set_observer(lambda operation, _seconds: writes.append(operation))
+    try:
+        results = await asyncio.gather(
+            *(v.put_many({("chain", "c"): bytes([i]) * 8}) for i, v in enumerate(vault_list)), return_exceptions=True
+        )
+    finally:
+        store.set_observer(None)
+    assert [type(r) for r in results] == [type(None)] * 7 + [LeaseLost] + [type(None)] * 12
+    assert writes.count("write") < 20  # grouped: fewer transactions than writers
+    for i, vault in enumerate(vault_list):
+        expected = {} if i == 7 else {"c": bytes([i]) * 8}
+        assert await vault.get_many("chain", ["c"]) == expected

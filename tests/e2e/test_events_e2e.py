@@ -233,3 +233,20 @@ def all_committed(stack: Stack, count: int) -> list[dict[str, Any]] | None:
                 break
             after = page[-1]["id"]
     return events if len({e["payload"]["id"] for e in events}) >= count else None
+
+
+def test_trickled_messages_arrive_one_by_one_in_order(stack: Stack) -> None:
+    stack.link("main", "+15550001")
+    scheduled = stack.sim_post(
+        "/devices/+15550001/messages", {"from": "+15550100", "text": "t", "count": 20, "over": 1}
+    )
+    assert (scheduled["queued"], scheduled["scheduled"]) == (0, 20)
+    assert stack.device("+15550001")["messages_queued"] < 20  # spread out, not all at once
+    with stack.http as http:
+
+        def arrived() -> list[str]:
+            events = http.get("/api/events", params={"types": "message.received"}).json()
+            found = texts(events)
+            return found if len(found) == 20 else []
+
+        assert wait_for(arrived, 10, "the trickled messages") == [f"t #{n}" for n in range(1, 21)]

@@ -15,6 +15,7 @@ from wagate.crypto.keyring import WrappedKey
 from wagate.domain.events import Event
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.errors import LeaseLost
 from wagate.ids import ApiKeyId, BackupId, EventId, SessionId, TenantId, WebhookId
 
 
@@ -248,6 +249,39 @@ class AuthRecordStore(ABC):
 
         ``replace_all`` deletes every other record of the session first (an import).
         """
+
+    async def write_many(self, writes: Sequence[AuthWrite]) -> list[LeaseLost | None]:
+        """Several sessions' writes; each fenced on its own (``LeaseLost`` in its place when refused). A store that
+        can commits them in one transaction (group commit); this default commits them one by one."""
+        results: list[LeaseLost | None] = []
+        for w in writes:
+            try:
+                await self.write(
+                    w.tenant_id,
+                    w.session_id,
+                    owner=w.owner,
+                    epoch=w.epoch,
+                    upserts=w.upserts,
+                    deletes=w.deletes,
+                    replace_all=w.replace_all,
+                )
+                results.append(None)
+            except LeaseLost as exc:
+                results.append(exc)
+        return results
+
+
+@dataclass(frozen=True, slots=True)
+class AuthWrite:
+    """One session's write of auth records, as ``AuthRecordStore.write`` takes it."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    owner: str
+    epoch: int
+    upserts: Mapping[tuple[str, str], bytes]
+    deletes: Sequence[tuple[str, str]] = ()
+    replace_all: bool = False
 
 
 class AuthState(Protocol):

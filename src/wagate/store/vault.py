@@ -7,6 +7,7 @@ bundle sealed under a KEK, so it opens on any installation configured with the s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Mapping, Sequence
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
 from wagate.crypto.keyring import Keyring
-from wagate.errors import CryptoError
+from wagate.errors import CryptoError, StoreUnavailable
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore, SealedRecord
+from wagate.store.base import AuthRecordStore, AuthWrite, SealedRecord
 
 BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"
 BUNDLE_FORMAT = 1
@@ -79,13 +80,59 @@ def open_bundle(keyring: Keyring, bundle: bytes) -> tuple[BundleHeader, list[tup
     return header, records
 
 
+class WriteCombiner:
+    """Group commit of auth writes: writes that arrive while one transaction commits go together in the next.
+
+    Each write stays fenced on its own (one session's lost lease fails that write only). Used where the database
+    has one writer at a time anyway (SQLite): many sessions' writes then cost one transaction and one fsync.
+    """
+
+    def __init__(self, store: AuthRecordStore) -> None:
+        self._store = store
+        self._pending: list[tuple[AuthWrite, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def write(self, write: AuthWrite) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((write, future))
+        async with self._lock:
+            if not future.done():
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+        await future
+
+    async def _commit(self, batch: list[tuple[AuthWrite, asyncio.Future[None]]]) -> None:
+        try:
+            results = await self._store.write_many([write for write, _ in batch])
+        except BaseException as exc:
+            # Not committed, or not known to be (the committing task was cancelled): every writer hears so and
+            # retries as after any failed write; writing the same records again is harmless.
+            failure = exc if isinstance(exc, Exception) else StoreUnavailable("the auth write was interrupted")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            if failure is not exc:
+                raise  # the leader was cancelled: it goes on being cancelled
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if result is None:
+                future.set_result(None)
+            else:
+                future.set_exception(result)
+
+
 class Vaults:
     """Opens vaults and caches data keys (32 bytes per session)."""
 
-    def __init__(self, store: AuthRecordStore, keyring: Keyring, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: AuthRecordStore, keyring: Keyring, clock: Clock = system_clock, *, combine: bool = False
+    ) -> None:
         self._store = store
         self.keyring = keyring
         self._clock = clock
+        self._combiner = WriteCombiner(store) if combine else None
         self._keys: dict[SessionId, bytes] = {}
         # Records loaded in bulk ahead of a first read, consumed by it; any write to the session drops them.
         self._preloaded: dict[tuple[SessionId, str], dict[str, SealedRecord]] = {}
@@ -178,19 +225,27 @@ class Vault:
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
         assert data_key is not None
         sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for (ns, key), value in records.items()}
-        await self._store.write(self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts=sealed)
+        await self._write(AuthWrite(self.tenant_id, self.session_id, self.owner, self.epoch, sealed))
 
     async def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         self._vaults.drop_preloaded(self.session_id)
         if keys:
-            await self._store.write(
-                self.tenant_id,
-                self.session_id,
-                owner=self.owner,
-                epoch=self.epoch,
-                upserts={},
-                deletes=[(namespace, key) for key in keys],
-            )
+            deletes = [(namespace, key) for key in keys]
+            await self._write(AuthWrite(self.tenant_id, self.session_id, self.owner, self.epoch, {}, deletes))
+
+    async def _write(self, write: AuthWrite) -> None:
+        combiner = self._vaults._combiner
+        if combiner is not None:
+            await combiner.write(write)
+            return
+        await self._store.write(
+            write.tenant_id,
+            write.session_id,
+            owner=write.owner,
+            epoch=write.epoch,
+            upserts=write.upserts,
+            deletes=write.deletes,
+        )
 
     async def wipe(self) -> None:
         """Delete every record (logout, quarantine). The data key stays: backups made with it still open."""

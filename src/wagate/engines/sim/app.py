@@ -38,6 +38,7 @@ class Inbound(BaseModel):
     sender: Phone = Field(alias="from")
     text: str = Field(max_length=65536)
     count: int = Field(1, ge=1, le=100_000)
+    over: float = Field(0.0, ge=0, le=3600, description="spread the messages evenly over this many seconds")
 
 
 class Fault(BaseModel):
@@ -115,6 +116,9 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
 
     @app.post("/devices/{phone}/messages")
     async def inbound(phone: PhonePath, body: Inbound) -> dict[str, Any]:
+        if body.over > 0:
+            server.trickle(phone, body.sender, body.text, body.count, body.over)
+            return {"queued": 0, "scheduled": body.count, "ids": []}
         ids = server.add_messages(phone, body.sender, body.text, body.count)
         return {"queued": len(ids), "ids": ids}
 

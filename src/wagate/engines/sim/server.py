@@ -113,6 +113,7 @@ class SimServer:
         self._codes: dict[str, Registration] = {}
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
+        self._trickles: set[asyncio.Task[None]] = set()
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -123,6 +124,8 @@ class SimServer:
         log.info("simulator ready with %d device(s)", len(self.devices))
 
     async def stop(self) -> None:
+        for trickle in list(self._trickles):
+            trickle.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -326,6 +329,23 @@ class SimServer:
         self._changed()
         self._wake(device)
         return ids
+
+    def trickle(self, phone: str, sender: str, text: str, count: int, over: float) -> None:
+        """Queue ``count`` messages evenly over ``over`` seconds (a steady traffic source), in the background."""
+        self.device(phone)  # unknown phone: the error now, not in the background
+
+        async def run() -> None:
+            start = asyncio.get_running_loop().time()
+            for index in range(count):
+                due = start + over * index / count
+                delay = due - asyncio.get_running_loop().time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.add_messages(phone, sender, f"{text} #{index + 1}", 1)
+
+        task = asyncio.create_task(run(), name=f"sim-trickle-{phone}")
+        self._trickles.add(task)
+        task.add_done_callback(self._trickles.discard)
 
     def add_bad_mac(self, phone: str, sender: str | None, count: int) -> int:
         """Messages whose MAC cannot verify: from one contact, or spread over many for a device-wide storm."""

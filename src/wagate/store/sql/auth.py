@@ -19,7 +19,7 @@ from wagate.clock import Clock
 from wagate.crypto.keyring import WrappedKey
 from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore, Lease, LeaseStore, SealedRecord
+from wagate.store.base import AuthRecordStore, AuthWrite, Lease, LeaseStore, SealedRecord
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
@@ -156,36 +156,53 @@ class SqlAuthRecordStore(AuthRecordStore):
         deletes: Sequence[tuple[str, str]] = (),
         replace_all: bool = False,
     ) -> None:
+        write = AuthWrite(tenant_id, session_id, owner, epoch, upserts, deletes, replace_all)
+        async with self._db.write() as conn:
+            await check_fence(conn, session_id, owner, epoch)
+            await self._apply(conn, write)
+
+    async def write_many(self, writes: Sequence[AuthWrite]) -> list[LeaseLost | None]:
+        results: list[LeaseLost | None] = []
+        async with self._db.write() as conn:
+            for write in writes:
+                try:
+                    await check_fence(conn, write.session_id, write.owner, write.epoch)
+                except LeaseLost as exc:  # nothing of this write was applied; the others go on
+                    results.append(exc)
+                    continue
+                await self._apply(conn, write)
+                results.append(None)
+        return results
+
+    async def _apply(self, conn: AsyncConnection, write: AuthWrite) -> None:
         now = self._clock()
         rows = [
             {
-                "session_id": session_id,
-                "tenant_id": tenant_id,
+                "session_id": write.session_id,
+                "tenant_id": write.tenant_id,
                 "namespace": namespace,
                 "key": key,
                 "version": 1,
                 "value": value,
                 "updated_at": now,
             }
-            for (namespace, key), value in upserts.items()
+            for (namespace, key), value in write.upserts.items()
         ]
-        async with self._db.write() as conn:
-            await check_fence(conn, session_id, owner, epoch)
-            mine = (R.c.session_id == session_id) & (R.c.tenant_id == tenant_id)
-            if replace_all:
-                await conn.execute(delete(R).where(mine))
-            for chunk in _chunks(list(deletes)):
-                await conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
-            for row_chunk in _chunks(rows):
-                await conn.execute(
-                    self._db.upsert(
-                        R,
-                        row_chunk,
-                        keys=("session_id", "namespace", "key"),
-                        update=("value", "updated_at"),
-                        extra={"version": R.c.version + 1},
-                    )
+        mine = (R.c.session_id == write.session_id) & (R.c.tenant_id == write.tenant_id)
+        if write.replace_all:
+            await conn.execute(delete(R).where(mine))
+        for chunk in _chunks(list(write.deletes)):
+            await conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
+        for row_chunk in _chunks(rows):
+            await conn.execute(
+                self._db.upsert(
+                    R,
+                    row_chunk,
+                    keys=("session_id", "namespace", "key"),
+                    update=("value", "updated_at"),
+                    extra={"version": R.c.version + 1},
                 )
+            )
 
 
 class SqlLeaseStore(LeaseStore):
