@@ -337,3 +337,29 @@ async def test_failures_email_the_tenant_once_per_interval(gateway: Gateway, sim
     finally:
         await supervisor.stop()
         controller.stop()
+
+
+async def test_the_monitor_reconnects_a_working_session_whose_engine_died(
+    gateway: Gateway, sim: Sim, session: Session
+) -> None:
+    supervisor = monitored(gateway, sim, health_interval=0.1, backoff_base=0.05, backoff_cap=0.2)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        runner = supervisor.runners[session.id]
+        connection = runner.conn
+        assert connection is not None
+        assert connection.alive()
+        reader = connection._reader  # type: ignore[attr-defined]
+        reader.cancel()  # the engine's reader dies without reporting anything
+        await eventually(lambda: _stuck_restarted(supervisor), "the monitor to notice the dead engine")
+        await status_of(gateway, session, Status.WORKING)
+        assert runner.conn is not None
+        assert runner.conn is not connection
+        assert runner.conn.alive()
+    finally:
+        await supervisor.stop()
+
+
+async def _stuck_restarted(supervisor: Supervisor) -> bool:
+    return supervisor.stuck_restarts >= 1

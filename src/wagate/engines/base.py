@@ -182,6 +182,11 @@ class Connection(ABC):
     async def request_pairing_code(self, phone: str) -> str:
         """A pairing code for ``phone`` to type on the phone instead of scanning the QR code."""
 
+    def alive(self) -> bool:
+        """Whether the connection still does its work (its reader runs); the health monitor reconnects one that
+        says no without having reported an end."""
+        return True
+
     async def reset_contact(self, contact: str) -> None:
         """Drop the encryption session with one contact (its messages keep failing to decrypt); the next message
         from it starts a new one. Engines that cannot raise ``EngineUnavailable``."""

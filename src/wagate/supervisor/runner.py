@@ -292,8 +292,10 @@ class SessionRunner:
         self.command(Command.KICK)
 
     def stuck(self, now: float, limit: float) -> str | None:
-        """Why the session looks stuck, or None: STARTING (not backing off) or SCAN_QR_CODE without a valid QR
-        code for longer than ``limit`` seconds."""
+        """Why the session looks stuck, or None: WORKING on a connection that is no longer alive, STARTING (not
+        backing off) or SCAN_QR_CODE without a valid QR code for longer than ``limit`` seconds."""
+        if self.status is Status.WORKING and self.conn is not None and not self.conn.alive():
+            return "the engine's connection stopped working"
         if self.status is Status.STARTING and not self._pausing and now - self.progress_at > limit:
             return f"stuck in STARTING for {now - self.progress_at:.1f}s"
         if self.status is Status.SCAN_QR_CODE:

@@ -245,6 +245,9 @@ class SimConnection(Connection):
             raw = stored.get(contact)
             self._chains[contact] = decode_chain(raw) if raw else (0, initial_chain(self._secret, contact))
 
+    def alive(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
     async def reset_contact(self, contact: str) -> None:
         """Forget the chain with ``contact`` here and at the simulator. Inside a batch (the supervisor reacts to a
         failure while the batch is handled) the reset waits for the batch's end, so that the batch's own chain
