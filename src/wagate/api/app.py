@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import auth, backups, events, health, keys, server, sessions, tenants, webhooks
+from wagate.api.routes import auth, backups, dashboard, events, health, keys, server, sessions, tenants, webhooks
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
@@ -19,6 +20,7 @@ from wagate.events.delivery import WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.metrics import Metrics
 from wagate.supervisor.supervisor import Supervisor
+from wagate.web import STATIC_DIR
 
 log = logging.getLogger("wagate.api")
 
@@ -93,9 +95,11 @@ def create_app(
     if gateway is not None:
         app.state.gateway = gateway
     app.state.metrics = metrics
+    app.state.demo = sim is not None
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.middleware("http")(metrics.middleware)
     install_error_handlers(app)
-    for module in (health, server, tenants, keys, sessions, backups, auth, webhooks, events):
+    for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events):
         app.include_router(module.router)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app

@@ -42,7 +42,7 @@ async def get_qr(
     tenant_id: TenantDep,
     format: Annotated[Literal["image", "raw"] | None, Query(description="image (PNG) or raw")] = None,
     accept: Annotated[str | None, Header()] = None,
-) -> Response | dict[str, str]:
+) -> Response | dict[str, str | float]:
     session = await find_session(gateway, tenant_id, name)
     if session.status is not Status.SCAN_QR_CODE:
         raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
@@ -53,7 +53,7 @@ async def get_qr(
         return {"value": qr.code}
     png = qr_png(qr.code)
     if format is None and accept is not None and "application/json" in accept:
-        return {"mimetype": "image/png", "data": base64.b64encode(png).decode()}
+        return {"mimetype": "image/png", "data": base64.b64encode(png).decode(), "expiresAt": qr.expires_at}
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 

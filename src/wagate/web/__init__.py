@@ -1,0 +1,7 @@
+"""The dashboard: static files served by the gateway at ``/`` (no build step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STATIC_DIR = Path(__file__).parent / "static"
