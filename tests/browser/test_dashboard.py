@@ -94,6 +94,11 @@ def test_link_a_phone_and_watch_it_live(gateway: Served, page: Page) -> None:
     expect(page.locator("#qr-countdown")).to_contain_text("This code changes in")
     page.screenshot(path=str(ARTIFACTS / "linking.png"))
 
+    # The pairing-code alternative: a code to type on the phone.
+    page.fill("#pair-phone", "+15550009")
+    page.click("#pair-form button[type=submit]")
+    expect(page.locator("#pair-code")).to_have_text(re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$"))
+
     # The simulated phone scans: WORKING appears without a reload.
     page.click("#simulate-scan")
     expect(page.locator("#detail-status")).to_have_text("WORKING")
