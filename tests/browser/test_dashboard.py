@@ -104,7 +104,9 @@ def test_link_a_phone_and_watch_it_live(gateway: Served, page: Page) -> None:
     expect(page.locator("#detail-status")).to_have_text("WORKING")
     expect(page.locator("#connected-as")).to_contain_text("Connected as +1555")
     expect(page.locator("#linking")).to_be_hidden()
-    expect(page.locator("#sessions tbody tr[data-name=sales] .status")).to_have_text("WORKING")
+    row = page.locator("#sessions tbody tr[data-name=sales]")
+    expect(row.locator(".status")).to_have_text("WORKING")
+    expect(row.locator("td").nth(3)).not_to_be_empty()  # last connected
     page.screenshot(path=str(ARTIFACTS / "working.png"))
 
     # A reload keeps the key (session storage) and never shows a QR code for a WORKING session.

@@ -270,3 +270,31 @@ async def test_lease_takeover_of_an_earlier_run_and_renew_all(store: Store) -> N
     assert await store.leases.renew_all("host#boot2", ttl=30) == set(ids)
     assert await store.leases.release_all("host#boot2") == 3
     assert await store.leases.renew_all("host#boot2", ttl=30) == set()
+
+
+async def test_connected_at_marks_the_last_time_a_session_became_working(store: Store) -> None:
+    tenant = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    session = await store.sessions.create(new(tenant.id, "s"), quotas=QUOTAS, actor="test")
+    assert session.connected_at is None
+    lease = await store.leases.acquire(session.id, "w#1", 30)
+    assert lease is not None
+
+    async def to(status: Status) -> float | None:
+        (after,) = await store.sessions.set_status_many(
+            [StatusChange(tenant.id, session.id, "w#1", lease.epoch, status)]
+        )
+        assert after is not None
+        stored = await store.sessions.get(tenant.id, "s")
+        assert stored is not None
+        assert stored.connected_at == after.connected_at
+        return after.connected_at
+
+    assert await to(Status.STARTING) is None
+    first = await to(Status.WORKING)
+    assert first is not None
+    assert await to(Status.WORKING) == first  # still the same connection
+    await asyncio.sleep(0.01)
+    assert await to(Status.STARTING) == first  # kept while away
+    second = await to(Status.WORKING)
+    assert second is not None
+    assert second > first

@@ -54,6 +54,7 @@ class SessionOut(BaseModel):
     note: str | None = Field(description="why the session is in this status, when there is more to say")
     created_at: float
     updated_at: float
+    connected_at: float | None = Field(description="when the session last became WORKING")
 
     @classmethod
     def of(cls, session: Session) -> SessionOut:
@@ -68,6 +69,7 @@ class SessionOut(BaseModel):
             note=session.note,
             created_at=session.created_at,
             updated_at=session.updated_at,
+            connected_at=session.connected_at,
         )
 
 

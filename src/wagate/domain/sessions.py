@@ -75,6 +75,7 @@ class Session:
     created_at: float
     updated_at: float
     note: str | None = None
+    connected_at: float | None = None  # when it last became WORKING
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ sessions = Table(
     Column("reason", Text),
     Column("me", Text),
     Column("status_note", Text),
+    Column("connected_at", Double),
     Column("generation", BigInteger, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),

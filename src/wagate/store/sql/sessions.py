@@ -42,6 +42,7 @@ def _session(row: Any) -> Session:
         created_at=row.created_at,
         updated_at=row.updated_at,
         note=row.status_note,
+        connected_at=row.connected_at,
     )
 
 
@@ -271,8 +272,15 @@ class SqlSessionStore(SessionStore):
                 if holders.get(change.session_id) != (change.owner, change.epoch):
                     continue
                 me = None if change.clear_me else (change.me if change.me is not None else before.me)
+                connected = change.status is Status.WORKING and before.status is not Status.WORKING
                 after = replace(
-                    before, status=change.status, reason=change.reason, me=me, note=change.note, updated_at=now
+                    before,
+                    status=change.status,
+                    reason=change.reason,
+                    me=me,
+                    note=change.note,
+                    updated_at=now,
+                    connected_at=now if connected else before.connected_at,
                 )
                 current[change.session_id] = after
                 results[index] = after
@@ -284,6 +292,7 @@ class SqlSessionStore(SessionStore):
                         "b_me": json.dumps(me) if me is not None else None,
                         "b_note": change.note,
                         "b_at": now,
+                        "b_connected": after.connected_at,
                     }
                 )
                 history.append(_history_row(after, HistoryKind.STATUS, change.actor, before.status, change.detail))
@@ -300,6 +309,7 @@ class SqlSessionStore(SessionStore):
                         me=bindparam("b_me"),
                         status_note=bindparam("b_note"),
                         updated_at=bindparam("b_at"),
+                        connected_at=bindparam("b_connected"),
                     ),
                     updates,
                 )

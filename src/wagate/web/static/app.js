@@ -111,7 +111,7 @@ function renderSessions() {
     const status = document.createElement("span");
     status.className = `status ${session.status}`;
     status.textContent = session.status + (session.reason ? ` (${session.reason})` : "");
-    const cells = [session.name, status, session.me ? session.me.phone : "", when(session.updated_at)];
+    const cells = [session.name, status, session.me ? session.me.phone : "", when(session.connected_at)];
     for (const value of cells) {
       const cell = document.createElement("td");
       if (value instanceof Node) cell.append(value); else cell.textContent = value;
@@ -284,9 +284,11 @@ async function onEvent(event) {
   if (event.type === "session.status") {
     if (!session) { await guarded(loadSessions); return; }
     if ((session.updated_at || 0) > event.timestamp + 1) return;  // already newer than this event
+    const connectedNow = event.payload.status === "WORKING" && event.payload.previous !== "WORKING";
     Object.assign(session, {
       status: event.payload.status, reason: event.payload.reason, note: event.payload.note,
       me: event.payload.me, updated_at: Math.max(event.timestamp, session.updated_at || 0),
+      connected_at: connectedNow ? event.timestamp : session.connected_at,
     });
     renderSessions();
     if (event.session === state.selected) await guarded(() => renderDetail(session));

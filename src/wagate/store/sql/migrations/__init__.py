@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.migrations import m0001_initial, m0002_status_note, m0003_events
+from wagate.store.sql.migrations import m0001_initial, m0002_status_note, m0003_events, m0004_connected_at
 
 log = logging.getLogger("wagate.store")
 
@@ -38,6 +38,7 @@ MIGRATIONS = (
     Migration(1, "initial", m0001_initial.STATEMENTS),
     Migration(2, "status_note", m0002_status_note.STATEMENTS),
     Migration(3, "events", m0003_events.STATEMENTS),
+    Migration(4, "connected_at", m0004_connected_at.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
