@@ -17,6 +17,7 @@ from wagate.ids import SessionId
 from wagate.store.base import Store
 
 log = logging.getLogger("wagate.notify")
+SMTP_TIMEOUT = 10.0  # per SMTP operation; bounds how long a shutdown can wait for a mail in flight
 
 
 class Notifier:
@@ -45,9 +46,14 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float = 3.0) -> None:
+        """Wait a little for emails being sent (a shutdown must not hang on a slow mail server)."""
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("gave up on %d notification email(s) at shutdown", len(late))
 
     async def _send(self, session: Session, reason: Reason | None, note: str | None) -> None:
         tenant = await self.store.tenants.get(session.tenant_id)
@@ -75,7 +81,7 @@ class Notifier:
     def _deliver(self, message: EmailMessage) -> None:
         settings = self.settings
         assert settings.smtp_host is not None
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT) as smtp:
             if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_user and settings.smtp_password is not None:
