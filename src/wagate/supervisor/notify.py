@@ -46,10 +46,10 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float = 3.0) -> None:
+    async def drain(self, grace: float = 3.0) -> None:
         """Wait a little for emails being sent (a shutdown must not hang on a slow mail server)."""
         if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in late:
                 task.cancel()
             if late:
