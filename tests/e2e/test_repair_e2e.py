@@ -219,11 +219,12 @@ def test_reset_by_hand_and_backup_rotation(stack_factory: Callable[..., Stack]) 
     resets = events_of(stack, "session.reset")
     assert [e["payload"]["backup"] for e in resets] == made
     assert all(e["payload"]["cause"] == "api" for e in resets)
-    other = stack_factory_tenant(stack)
-    assert httpx.get(stack.http.base_url.join("/api/sessions/main/backups"), headers=other).status_code == 404
+    other = other_tenant_key(stack)
+    assert stack.gateway is not None
+    assert httpx.get(stack.gateway.base_url + "/api/sessions/main/backups", headers=other).status_code == 404
 
 
-def stack_factory_tenant(stack: Stack) -> dict[str, str]:
+def other_tenant_key(stack: Stack) -> dict[str, str]:
     assert stack.gateway is not None
     made = httpx.post(
         stack.gateway.base_url + "/api/tenants",
