@@ -140,3 +140,30 @@ async def test_combined_writes_share_transactions_and_stay_fenced_one_by_one(sto
     for i, vault in enumerate(vault_list):
         expected = {} if i == 7 else {"c": bytes([i]) * 8}
         assert await vault.get_many("chain", ["c"]) == expected
+
+
+async def test_one_batch_keeps_each_sessions_writes_in_order(store: Store) -> None:
+    from wagate.store.base import AuthWrite
+
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    s = await store.sessions.create(
+        NewSession(t.id, "s", "sim", {}, Desired.RUNNING), quotas=Quotas(100, 1000), actor="test"
+    )
+    lease = await store.leases.acquire(s.id, "w1", ttl=60)
+    assert lease is not None
+
+    def w(upserts: dict[tuple[str, str], bytes], deletes: tuple[tuple[str, str], ...] = ()) -> AuthWrite:
+        return AuthWrite(t.id, s.id, "w1", lease.epoch, upserts, deletes)
+
+    results = await store.auth.write_many(
+        [
+            w({("n", "a"): b"1", ("n", "keep"): b"k"}),
+            w({}, (("n", "a"),)),  # after the first: "a" is gone
+            w({("n", "b"): b"2"}),
+            w({("n", "b"): b"3"}),  # the later one wins
+            AuthWrite(t.id, s.id, "w1", lease.epoch + 1, {("n", "c"): b"stale"}),  # fenced out alone
+        ]
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 4 + ["LeaseLost"]
+    stored = {r.key: r.value for r in await store.auth.read_all(t.id, s.id)}
+    assert stored == {"keep": b"k", "b": b"3"}  # values as given (the store seals nothing itself)

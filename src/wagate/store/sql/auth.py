@@ -48,10 +48,31 @@ async def check_fence(conn: AsyncConnection, session_id: SessionId, owner: str, 
         raise LeaseLost(f"session {session_id}: lease epoch {epoch} is no longer held")
 
 
+async def _fence_many(conn: AsyncConnection, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
+    """The (session, owner, epoch) triples among ``writes`` that still hold their lease, lease rows locked."""
+    wanted = sorted({(w.session_id, w.owner, w.epoch) for w in writes})
+    held: set[tuple[str, str, int]] = set()
+    for chunk in _chunks(wanted, 300):
+        result = await conn.execute(
+            update(L)
+            .where(tuple_(L.c.session_id, L.c.owner, L.c.epoch).in_(list(chunk)))
+            .values(epoch=L.c.epoch)
+            .returning(L.c.session_id, L.c.owner, L.c.epoch)
+        )
+        held.update((row.session_id, row.owner, row.epoch) for row in result)
+    return held
+
+
 class SqlAuthRecordStore(AuthRecordStore):
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._upsert = db.upsert(
+            R,
+            keys=("session_id", "namespace", "key"),
+            update=("value", "updated_at"),
+            extra={"version": R.c.version + 1},
+        )
 
     async def get_data_key(self, tenant_id: TenantId, session_id: SessionId) -> WrappedKey | None:
         async with self._db.read() as conn:
@@ -162,21 +183,32 @@ class SqlAuthRecordStore(AuthRecordStore):
             await self._apply(conn, write)
 
     async def write_many(self, writes: Sequence[AuthWrite]) -> list[LeaseLost | None]:
+        """One transaction: the fences in one statement, then the writes in order, consecutive upserts together."""
         results: list[LeaseLost | None] = []
         async with self._db.write() as conn:
+            held = await _fence_many(conn, writes)
+            rows: list[dict[str, Any]] = []
             for write in writes:
-                try:
-                    await check_fence(conn, write.session_id, write.owner, write.epoch)
-                except LeaseLost as exc:  # nothing of this write was applied; the others go on
-                    results.append(exc)
+                if (write.session_id, write.owner, write.epoch) not in held:  # nothing of it applied; others go on
+                    results.append(
+                        LeaseLost(f"session {write.session_id}: lease epoch {write.epoch} is no longer held")
+                    )
                     continue
-                await self._apply(conn, write)
+                if write.deletes or write.replace_all:
+                    if rows:  # what came before goes first
+                        await conn.execute(self._upsert, rows)
+                        rows = []
+                    await self._apply(conn, write)
+                else:
+                    rows.extend(self._rows(write))
                 results.append(None)
+            if rows:
+                await conn.execute(self._upsert, rows)
         return results
 
-    async def _apply(self, conn: AsyncConnection, write: AuthWrite) -> None:
+    def _rows(self, write: AuthWrite) -> list[dict[str, Any]]:
         now = self._clock()
-        rows = [
+        return [
             {
                 "session_id": write.session_id,
                 "tenant_id": write.tenant_id,
@@ -188,21 +220,16 @@ class SqlAuthRecordStore(AuthRecordStore):
             }
             for (namespace, key), value in write.upserts.items()
         ]
+
+    async def _apply(self, conn: AsyncConnection, write: AuthWrite) -> None:
+        rows = self._rows(write)
         mine = (R.c.session_id == write.session_id) & (R.c.tenant_id == write.tenant_id)
         if write.replace_all:
             await conn.execute(delete(R).where(mine))
         for chunk in _chunks(list(write.deletes)):
             await conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
-        for row_chunk in _chunks(rows):
-            await conn.execute(
-                self._db.upsert(
-                    R,
-                    row_chunk,
-                    keys=("session_id", "namespace", "key"),
-                    update=("value", "updated_at"),
-                    extra={"version": R.c.version + 1},
-                )
-            )
+        if rows:
+            await conn.execute(self._upsert, rows)
 
 
 class SqlLeaseStore(LeaseStore):

@@ -117,16 +117,12 @@ class Database:
                 self.observe("write", time.perf_counter() - started)
 
     def upsert(
-        self,
-        table: Table,
-        rows: Sequence[dict[str, Any]],
-        keys: Sequence[str],
-        update: Sequence[str],
-        extra: dict[str, Any] | None = None,
+        self, table: Table, keys: Sequence[str], update: Sequence[str], extra: dict[str, Any] | None = None
     ) -> Any:
-        """INSERT ... ON CONFLICT (keys) DO UPDATE SET each ``update`` column to its new value, plus ``extra``."""
+        """INSERT ... ON CONFLICT (keys) DO UPDATE SET each ``update`` column to its new value, plus ``extra``; to
+        execute with a list of rows (one statement, compiled once and cached, whatever the number of rows)."""
         insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        stmt = insert(table).values(list(rows))
+        stmt = insert(table)
         return stmt.on_conflict_do_update(
             index_elements=list(keys), set_={**{col: stmt.excluded[col] for col in update}, **(extra or {})}
         )
