@@ -88,7 +88,8 @@ def test_dropped_connection_reconnects_with_growing_jittered_delays(stack_factor
     for gap, bound in zip(gaps, bounds, strict=True):
         assert gap <= bound + 0.5  # each wait stays under its growing bound (plus connection overhead)
     assert sum(gaps[-3:]) > sum(gaps[:3])  # later waits are longer
-    assert len({round(g, 3) for g in gaps}) == len(gaps)  # jittered: no two alike
+    # Jittered: not a fixed schedule (one chance coincidence at 0.1 ms allowed; a fixed schedule repeats its cap).
+    assert len({round(g, 4) for g in gaps}) >= len(gaps) - 1
 
 
 def test_refusals_open_the_breaker_then_fail_and_restart_recovers(stack_factory: Callable[..., Stack]) -> None:
