@@ -156,6 +156,7 @@ async def test_500_retries_on_the_schedule_then_dead_letter_then_redelivery(rig_
             assert row.state == DeliveryState.PENDING
             rig.clock.now += delay / 2
             await _quiet(rig, attempt)  # not due yet: no attempt
+            assert rig.dispatcher.backlog == 0  # nor a task holding it: it waits in the outbox
             rig.clock.now = row.next_attempt_at
     dead = await rig.gateway.store.outbox.list_deliveries(rig.session.tenant_id, hook.id, state="dead", limit=5)
     assert [(d.attempts, d.last_status, d.last_error) for d in dead] == [(attempts, 500, "HTTP 500")]

@@ -291,6 +291,12 @@ class WebhookDispatcher:
         """Try the group's oldest delivery once it is due; False when the group was given up."""
         item = group.items[0]
         wait = item.delivery.next_attempt_at - self.clock()
+        if wait > self.settings.webhook_poll_interval:
+            # A retry later on: the group goes back to the outbox rather than keep a task waking up meanwhile (a
+            # dead endpoint of a tenant with many sessions would hold one per session); the poller claims it again,
+            # from its oldest delivery, once it is due.
+            await self._drop(group)
+            return False
         if wait > 0:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
