@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -366,3 +367,33 @@ async def test_the_monitor_reconnects_a_working_session_whose_engine_died(
 
 async def _stuck_restarted(supervisor: Supervisor) -> bool:
     return supervisor.stuck_restarts >= 1
+
+
+async def test_the_monitor_leaves_alone_a_session_that_progresses_or_waits_its_turn(
+    gateway: Gateway, sim: Sim, session: Session
+) -> None:
+    """Found at 10,000 sessions: a session paired while its status write was queued, and sessions queued for a
+    connection slot, were taken for stuck."""
+    from wagate.engines.base import Me, Paired
+    from wagate.store.base import Lease
+    from wagate.supervisor.runner import SessionRunner
+
+    clock = StepClock()
+    supervisor = monitored(gateway, sim, clock, stuck_timeout=120, connect_concurrency=1)
+    engine = supervisor.engines.get("sim")
+    runner = SessionRunner(supervisor, session, Lease(session.id, "w1#x", 1, clock() + 60), engine)
+    runner.status = Status.SCAN_QR_CODE
+    clock.offset += 200
+    assert runner.stuck(clock(), 120) is not None  # no QR code for 200 s: stuck
+    # Paired: progress, even while its status write waits in the recorder (not started here, so it never lands).
+    pairing = asyncio.create_task(runner._on_event(Paired(Me(id="x", phone="+15550001", push_name=None))))
+    await asyncio.sleep(0.05)
+    assert runner.status is Status.SCAN_QR_CODE
+    assert runner.stuck(clock(), 120) is None
+    pairing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pairing
+    runner._awaiting_slot = True
+    runner.status = Status.STARTING
+    clock.offset += 500
+    assert runner.stuck(clock(), 120) is None  # queued for a connection slot: not stuck

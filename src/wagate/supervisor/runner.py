@@ -109,6 +109,7 @@ class SessionRunner:
         self._stop_reason = Reason.USER
         self._kicked = ""
         self._pausing = False
+        self._awaiting_slot = False
         self.progress_at = supervisor.clock()
         interval = supervisor.settings.backup_interval
         # Scheduled backups start spread over one interval, so that a restart does not back up everything at once.
@@ -214,13 +215,19 @@ class SessionRunner:
     async def _connect(self, conn: Connection) -> _Failed | None:
         """Connect within the timeout, taking a connection slot; the failure, or None once connected."""
         try:
+            self._awaiting_slot = True
             async with self._sup.connect_slots:
-                await asyncio.wait_for(conn.connect(), self._sup.settings.connect_timeout)
+                self._awaiting_slot = False
+                self.progress_at = self._sup.clock()  # waiting for a slot is not being stuck
+                async with asyncio.timeout(self._sup.settings.connect_timeout):
+                    await conn.connect()
         except EngineConnectError as exc:
             return _Failed(exc.reason)
         except TimeoutError:
             await conn.disconnect()
             return _Failed("the connection timed out")
+        finally:
+            self._awaiting_slot = False
         return None
 
     async def _obey(self, command: Command) -> bool:
@@ -296,10 +303,12 @@ class SessionRunner:
         backing off) or SCAN_QR_CODE without a valid QR code for longer than ``limit`` seconds."""
         if self.status is Status.WORKING and self.conn is not None and not self.conn.alive():
             return "the engine's connection stopped working"
+        if self._awaiting_slot:
+            return None  # queued behind other sessions' connections (a mass restart): its turn will come
         if self.status is Status.STARTING and not self._pausing and now - self.progress_at > limit:
             return f"stuck in STARTING for {now - self.progress_at:.1f}s"
         if self.status is Status.SCAN_QR_CODE:
-            since = self.qr.expires_at if self.qr is not None else self.progress_at
+            since = max(self.qr.expires_at if self.qr is not None else 0.0, self.progress_at)
             if now - since > limit:
                 return f"no QR code for {now - since:.1f}s"
         return None
@@ -406,6 +415,7 @@ class SessionRunner:
             await self._sup.on_message(self, event)
 
     async def _on_event(self, event: EngineEvent) -> None:
+        self.progress_at = self._sup.clock()  # the engine is doing something: not stuck
         if event.closing:
             self._closing.put_nowait(event)
         elif isinstance(event, QrCode):

@@ -98,7 +98,8 @@ class SimConnection(Connection):
             self._registering = True
         try:
             await self._ws.send(frame("hello", device=hello))
-            first = json.loads(await asyncio.wait_for(self._ws.recv(), REPLY_TIMEOUT))
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                first = json.loads(await self._ws.recv())
         except (ConnectionClosed, TimeoutError) as exc:
             await self._abort()
             raise EngineConnectError(f"the simulator did not answer the login: {exc}") from None
