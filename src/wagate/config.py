@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         86400.0, gt=0, description="seconds without activity before a session with idle_stop is stopped"
     )
+    send_rate: float = Field(
+        20.0, gt=0, description="messages a minute one session sends at most (a session's config may lower or raise it)"
+    )
+    send_burst: int = Field(5, ge=1, description="messages a session may send at once before the rate applies")
+    send_queue_max: int = Field(
+        1000, ge=1, description="messages waiting in a session's outbound queue before sends answer 429"
+    )
+    send_max_attempts: int = Field(5, ge=1, description="hand-overs of one message to the engine before it fails")
+    send_poll_interval: float = Field(
+        1.0, gt=0, description="seconds between looks for messages queued through another worker"
+    )
+    media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest media a message may carry, in bytes")
+    media_fetch_timeout: float = Field(30.0, gt=0, description="seconds allowed to fetch a media URL")
     redis_url: SecretStr | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0 (reported in the status)"
     )

@@ -18,6 +18,7 @@
         ├── Conflict                 409
         ├── Unprocessable            422 well-formed but unacceptable (invalid name, name taken)
         ├── QuotaExceeded            429
+        │   └── QueueFull            429 a session's outbound queue is full (with Retry-After)
         └── ServiceUnavailable       503 the operation needs what this process cannot reach now
 
 One exception handler (``wagate.api.errors``) turns ``ApiError`` into ``{"error": {"code", "message"}}``; any other
@@ -65,10 +66,12 @@ class ApiError(WagateError):
 
     status_code = 500
     code = "internal_error"
+    headers: dict[str, str] | None = None
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details or {}
         if code is not None:
             self.code = code
 
@@ -106,6 +109,19 @@ class Unprocessable(ApiError):
 class QuotaExceeded(ApiError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class QueueFull(QuotaExceeded):
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class IdempotencyConflict(Unprocessable):
+    code = "idempotency_key_reused"
 
 
 class ServiceUnavailable(ApiError):

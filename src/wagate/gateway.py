@@ -12,6 +12,7 @@ from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.sessions import Quotas
 from wagate.domain.tenants import Tenant
 from wagate.events.bus import LocalBus
+from wagate.messaging.media import MediaFetcher
 from wagate.store import open_store
 from wagate.store.base import Store
 from wagate.store.vault import Vaults
@@ -27,9 +28,15 @@ class Gateway:
     vaults: Vaults
     clock: Clock
     bus: LocalBus = field(default_factory=LocalBus)
+    media: MediaFetcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.store.events.listeners.append(self.bus.publish)
+        self.media = MediaFetcher(
+            max_bytes=self.settings.media_max_bytes,
+            timeout=self.settings.media_fetch_timeout,
+            allow_private=self.settings.webhook_allow_private,
+        )
 
     @classmethod
     async def open(
@@ -54,6 +61,7 @@ class Gateway:
         return cls(settings, store, keyring, vaults, clock)
 
     async def close(self) -> None:
+        await self.media.close()
         await self.store.close()
 
     def quotas_for(self, tenant: Tenant) -> Quotas:

@@ -90,10 +90,10 @@ class Stack:
             value: str = response.json()["value"]
             return value
 
-    def link(self, name: str, phone: str) -> None:
+    def link(self, name: str, phone: str, config: dict[str, Any] | None = None) -> None:
         """Create a session and link ``phone`` to it by scanning its QR code."""
         with self.http as http:
-            assert http.post("/api/sessions", json={"name": name}).status_code == 201
+            assert http.post("/api/sessions", json={"name": name, "config": config or {}}).status_code == 201
         self.wait_status(name, "SCAN_QR_CODE")
         self.sim_post("/phone/scan", {"phone": phone, "qr": self.raw_qr(name)})
         self.wait_status(name, "WORKING")

@@ -12,7 +12,19 @@ from fastapi.staticfiles import StaticFiles
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
-from wagate.api.routes import auth, backups, dashboard, events, health, keys, server, sessions, tenants, webhooks
+from wagate.api.routes import (
+    auth,
+    backups,
+    dashboard,
+    events,
+    health,
+    keys,
+    messages,
+    server,
+    sessions,
+    tenants,
+    webhooks,
+)
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
@@ -99,7 +111,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.middleware("http")(metrics.middleware)
     install_error_handlers(app)
-    for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events):
+    for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events, messages):
         app.include_router(module.router)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app

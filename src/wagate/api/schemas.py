@@ -19,6 +19,12 @@ class SessionConfig(BaseModel):
 
     metadata: dict[str, str] = Field(default_factory=dict, description="free labels, up to 50 keys")
     idle_stop: bool = Field(False, description="stop the session (reason idle) after WAGATE_IDLE_TIMEOUT idle")
+    send_rate: float | None = Field(
+        None, gt=0, le=6000, description="messages a minute this session sends at most; WAGATE_SEND_RATE when absent"
+    )
+    send_burst: int | None = Field(
+        None, ge=1, le=1000, description="messages sent at once before the rate applies; WAGATE_SEND_BURST when absent"
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -105,6 +111,19 @@ class TenantCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     contact_email: EmailStr | None = None
     max_sessions: int | None = Field(None, ge=0, le=1_000_000, description="session quota; the default when absent")
+    message_retention_days: float | None = Field(
+        None, gt=0, le=36_500, description="days messages are kept; absent: kept until the session is deleted"
+    )
+
+
+class TenantUpdate(BaseModel):
+    """Only the fields given change; ``null`` clears a quota (the default applies) or a retention (keep)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contact_email: EmailStr | None = None
+    max_sessions: int | None = Field(None, ge=0, le=1_000_000)
+    message_retention_days: float | None = Field(None, gt=0, le=36_500)
 
 
 class TenantOut(BaseModel):
@@ -112,6 +131,7 @@ class TenantOut(BaseModel):
     name: str
     contact_email: str | None
     max_sessions: int | None
+    message_retention_days: float | None
     created_at: float
 
     @classmethod
@@ -121,6 +141,7 @@ class TenantOut(BaseModel):
             name=tenant.name,
             contact_email=tenant.contact_email,
             max_sessions=tenant.max_sessions,
+            message_retention_days=tenant.message_retention_days,
             created_at=tenant.created_at,
         )
 

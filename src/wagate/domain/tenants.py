@@ -20,6 +20,7 @@ class Tenant:
     contact_email: str | None
     max_sessions: int | None
     created_at: float
+    message_retention_days: float | None = None  # None: keep messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from wagate.clock import Clock
+from wagate.domain.messages import Contact, Group
 from wagate.errors import WagateError
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import AuthState
@@ -108,12 +109,31 @@ class MessageReceived(EngineEvent):
     text: str | None
     timestamp: float
     extra: dict[str, Any] = field(default_factory=dict)
+    push_name: str | None = None  # the name the sender gave themselves
+    media: dict[str, Any] | None = None  # a reference (mimetype, filename, size...), never the bytes
 
 
 @dataclass(frozen=True, slots=True)
 class MessageAck(EngineEvent):
+    """A receipt for a message this session sent."""
+
     message_id: str
     status: str  # sent | delivered | read | failed
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsUpdated(EngineEvent):
+    """Contacts the account knows (its address book as the phone syncs it), all or the changed ones."""
+
+    contacts: tuple[Contact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupsUpdated(EngineEvent):
+    """Groups the account is in, all or the changed ones."""
+
+    groups: tuple[Group, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +142,21 @@ class EngineNotice(EngineEvent):
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message to send. ``id`` is made by the gateway before the message is queued, as WhatsApp clients make
+    theirs, so that a message handed to the server twice is recognisable."""
+
+    id: str
+    chat: str
+    text: str | None  # the text, or a media's caption
+    reply_to: str | None = None
+    media: bytes | None = None
+    mimetype: str | None = None
+    filename: str | None = None
+    voice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +198,10 @@ class EngineUnavailable(WagateError):
     """The operation needs a live connection in the right state (e.g. a pairing code while not waiting for one)."""
 
 
+class SendRejected(WagateError):
+    """The server refused one message for good (an unknown recipient, a message too large): it fails, alone."""
+
+
 class Connection(ABC):
     """One session's connection to WhatsApp."""
 
@@ -193,10 +232,14 @@ class Connection(ABC):
         raise EngineUnavailable("this engine cannot reset one contact's session")
 
     @abstractmethod
-    async def send_text(self, chat: str, text: str) -> SentMessage: ...
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        """Hand one message to the server; returns once the server has it. Raises ``SendRejected`` when the server
+        refuses this message, ``EngineUnavailable`` when the connection cannot say (the message is then in doubt)."""
 
-    @abstractmethod
-    async def send_media(self, chat: str, data: bytes, mimetype: str, caption: str | None) -> SentMessage: ...
+    async def confirm_sent(self, message_ids: Sequence[str]) -> dict[str, float] | None:
+        """Of messages in doubt (handed over, the answer lost in a crash), those the server has, with their time;
+        None when the engine cannot tell, and the gateway sends them again under the same ids."""
+        return None
 
 
 class Engine(ABC):

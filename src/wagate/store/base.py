@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from wagate.crypto.keyring import WrappedKey
 from wagate.domain.events import Event
+from wagate.domain.messages import Chat, Contact, Group, Message, MessageKind, MessageStatus
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
 from wagate.errors import LeaseLost
@@ -29,6 +30,10 @@ class TenantStore(ABC):
 
     @abstractmethod
     async def list_all(self) -> list[Tenant]: ...
+
+    @abstractmethod
+    async def update(self, tenant_id: TenantId, changes: dict[str, Any]) -> Tenant | None:
+        """Change ``max_sessions``, ``message_retention_days`` or ``contact_email``; None when unknown."""
 
     @abstractmethod
     async def delete(self, tenant_id: TenantId) -> bool:
@@ -123,10 +128,10 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def set_status_many(
-        self, changes: Sequence[StatusChange], events: Sequence[Event] = ()
+        self, changes: Sequence[StatusChange], events: Sequence[Event] = (), inbound: Sequence[InboundMessage] = ()
     ) -> list[Session | None]:
-        """Record observed statuses with their history entries and ``session.status`` events, plus ``events``, in
-        one transaction, in order.
+        """Record observed statuses with their history entries and ``session.status`` events, plus ``events``, plus
+        the ``inbound`` messages not stored before (with their events), in one transaction, in order.
 
         Each change is fenced: it applies only while (owner, epoch) holds the session's lease; the answer is None
         for a change that did not apply (lease lost, session gone). A change's ``events`` commit only with it.
@@ -540,6 +545,133 @@ class BackupStore(ABC):
         """Replace each payload that ``reseal`` returns a new one for (key rotation); how many."""
 
 
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A received message to store, with the ``message.received`` event that reports it (committed only if the
+    message is new: inbound processing is idempotent by message id)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    id: str
+    chat_id: str
+    sender: str
+    push_name: str | None
+    kind: MessageKind
+    timestamp: float
+    body: bytes  # sealed
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbound:
+    """A message to send, queued before anything else happens to it."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    id: str
+    chat_id: str
+    sender: str
+    kind: MessageKind
+    body: bytes  # sealed
+    media: bytes | None = None  # sealed, kept until sent
+    idem_key: str | None = None
+    idem_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A status an outbound message may take (applied only when it moves forward, see ``domain.messages``)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    session_name: str
+    message_id: str
+    status: MessageStatus
+    error: str | None = None
+    timestamp: float | None = None
+
+
+class MessageStore(ABC):
+    """Messages (inbound and the outbound queue), chats, contacts and groups of each session."""
+
+    @abstractmethod
+    async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
+        """Queue an outbound message; (message, False) when the tenant's idempotency key was used before with the
+        same request. Raises ``QueueFull`` when the session has ``max_queued`` messages waiting and
+        ``IdempotencyConflict`` when the key was used for another request."""
+
+    @abstractmethod
+    async def get(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        tenant_id: TenantId,
+        session_id: SessionId,
+        *,
+        chat_id: str | None,
+        sender: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        cursor: int | None = None,
+        newest_first: bool = True,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Pages by ``seq`` (the order of arrival): ``cursor`` is the last seq of the previous page."""
+
+    @abstractmethod
+    async def queued(self, tenant_id: TenantId, session_id: SessionId, limit: int) -> list[Message]:
+        """Outbound messages waiting (pending or sending), oldest first."""
+
+    @abstractmethod
+    async def media(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> bytes | None:
+        """The sealed media of a queued message."""
+
+    @abstractmethod
+    async def mark_sending(self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str]) -> None:
+        """pending -> sending, one more attempt each: committed before the messages go to the engine."""
+
+    @abstractmethod
+    async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
+        """Apply the updates that move a message forward, with a ``message.ack`` event for each one a tenant
+        hears of, in one transaction; the messages changed. Media of a message that left the queue is dropped."""
+
+    @abstractmethod
+    async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:
+        """Fail every queued message of a session (logged out, wiped): they must not go out from another link."""
+
+    @abstractmethod
+    async def put_contacts(self, tenant_id: TenantId, session_id: SessionId, contacts: Sequence[Contact]) -> None: ...
+
+    @abstractmethod
+    async def put_groups(self, tenant_id: TenantId, session_id: SessionId, groups: Sequence[Group]) -> None: ...
+
+    @abstractmethod
+    async def list_chats(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: tuple[float, str] | None = None
+    ) -> list[Chat]:
+        """Most recent first; ``cursor`` is (last_message_at, id) of the previous page's last chat."""
+
+    @abstractmethod
+    async def list_contacts(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
+    ) -> list[Contact]:
+        """By id; ``cursor`` is the previous page's last id."""
+
+    @abstractmethod
+    async def list_groups(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
+    ) -> list[Group]: ...
+
+    @abstractmethod
+    async def prune_all_tenants(self, now: float) -> int:
+        """System-wide: delete messages older than their tenant's retention (never queued ones); how many."""
+
+    @abstractmethod
+    async def queued_sessions_all_tenants(self) -> set[SessionId]:
+        """System-wide: the sessions with outbound messages waiting (for a worker to wake their senders)."""
+
+
 class Store(ABC):
     """The store, one part per concern, plus its lifecycle."""
 
@@ -554,6 +686,7 @@ class Store(ABC):
     outbox: OutboxStore
     tickets: TicketStore
     backups: BackupStore
+    messages: MessageStore
 
     @abstractmethod
     async def close(self) -> None: ...

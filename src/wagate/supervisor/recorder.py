@@ -12,19 +12,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from wagate.domain.events import Event
 from wagate.domain.sessions import Session
-from wagate.store.base import SessionStore, StatusChange
+from wagate.store.base import InboundMessage, SessionStore, StatusChange
 
 log = logging.getLogger("wagate.supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    events: Sequence[Event]
+    inbound: Sequence[InboundMessage]
 
 
 class StatusRecorder:
     def __init__(self, sessions: SessionStore, *, max_batch: int = 2000) -> None:
         self._sessions = sessions
         self._max_batch = max_batch
-        self._pending: list[tuple[StatusChange | Sequence[Event], asyncio.Future[Session | None]]] = []
+        self._pending: list[tuple[StatusChange | _Append, asyncio.Future[Session | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -45,12 +52,12 @@ class StatusRecorder:
     async def record(self, change: StatusChange) -> Session | None:
         return await self._submit(change)
 
-    async def append(self, events: Sequence[Event]) -> None:
-        """Commit events; returns once they are durable."""
-        if events:
-            await self._submit(events)
+    async def append(self, events: Sequence[Event], inbound: Sequence[InboundMessage] = ()) -> None:
+        """Commit events, and received messages with theirs; returns once they are durable."""
+        if events or inbound:
+            await self._submit(_Append(events, inbound))
 
-    async def _submit(self, item: StatusChange | Sequence[Event]) -> Session | None:
+    async def _submit(self, item: StatusChange | _Append) -> Session | None:
         future: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wake.set()
@@ -66,9 +73,11 @@ class StatusRecorder:
     async def _flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         changes = [item for item, _ in batch if isinstance(item, StatusChange)]
-        events = [event for item, _ in batch if not isinstance(item, StatusChange) for event in item]
+        appends = [item for item, _ in batch if isinstance(item, _Append)]
+        events = [event for item in appends for event in item.events]
+        inbound = [message for item in appends for message in item.inbound]
         try:
-            applied = iter(await self._sessions.set_status_many(changes, events))
+            applied = iter(await self._sessions.set_status_many(changes, events, inbound))
         except Exception as exc:  # handed to every waiting runner, which backs off and retries
             log.warning("could not record %d status change(s) and %d event(s): %s", len(changes), len(events), exc)
             for _, future in batch:

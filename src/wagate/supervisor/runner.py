@@ -16,10 +16,12 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from wagate.domain.events import Event, EventType
+from wagate.domain.messages import MessageKind, MessageStatus, kind_of
 from wagate.domain.sessions import Reason, Session, Status
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactsUpdated,
     DecryptFailed,
     Disconnected,
     Engine,
@@ -28,6 +30,7 @@ from wagate.engines.base import (
     EngineEvent,
     EngineNotice,
     EngineUnavailable,
+    GroupsUpdated,
     LoggedOut,
     MessageAck,
     MessageReceived,
@@ -39,9 +42,10 @@ from wagate.engines.base import (
 )
 from wagate.errors import LeaseLost
 from wagate.logs import session_var, tenant_var
-from wagate.store.base import Lease, StatusChange
+from wagate.store.base import InboundMessage, Lease, StatusChange, StatusUpdate
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.corruption import CorruptionGuard, Verdict
+from wagate.supervisor.outbound import OutboundSender
 
 if TYPE_CHECKING:
     from wagate.supervisor.supervisor import Supervisor
@@ -93,6 +97,7 @@ class SessionRunner:
         self.qr: QrCode | None = None
         self.pairing_code: str | None = None
         self.conn: Connection | None = None
+        self.sender: OutboundSender | None = None
         self.attempt = 0
         self.last_activity = supervisor.clock()
         settings = supervisor.settings
@@ -148,6 +153,7 @@ class SessionRunner:
             with contextlib.suppress(Exception):  # best effort: the store itself may be what failed
                 await self._set(Status.FAILED, Reason.ENGINE_ERROR, note="internal error; see the gateway's log")
         finally:
+            await self._stop_sender()
             if self.conn is not None:
                 with contextlib.suppress(Exception):
                     await self.conn.disconnect()
@@ -207,6 +213,7 @@ class SessionRunner:
         finally:
             for waiter in (ended, signalled):
                 waiter.cancel()
+        await self._stop_sender()
         if ended.done() and not ended.cancelled():
             self.conn = None
             return _Ended(ended.result())
@@ -232,6 +239,7 @@ class SessionRunner:
 
     async def _obey(self, command: Command) -> bool:
         """Carry out a command; False when the runner must end."""
+        await self._stop_sender()
         conn, self.conn = self.conn, None
         self.qr = None
         if command is Command.RESET:
@@ -250,6 +258,7 @@ class SessionRunner:
                 return False
             await self._sup.backup(self.session, self.lease.epoch, "logout")
             await self._sup.vault(self).wipe()
+            await self._sup.fail_outbound(self.session, "the session logged out")
             await self._set(Status.STARTING, None, clear_me=True, note="logged out; waiting for a new link")
             self.attempt = 0
             return True
@@ -269,6 +278,7 @@ class SessionRunner:
         reason = "corrupted" if cause == "corruption" else "reset"
         backup = await self._sup.backup(self.session, self.lease.epoch, reason)
         await self._sup.vault(self).wipe()
+        await self._sup.fail_outbound(self.session, "the session was reset and must be linked again")
         payload = {"cause": cause, "backup": backup.id if backup else None}
         if cause == "corruption":
             self._sup.quarantines += 1
@@ -343,6 +353,7 @@ class SessionRunner:
             return await self._retry(event.reason)
         if isinstance(event, LoggedOut):
             await self._sup.vault(self).wipe()
+            await self._sup.fail_outbound(self.session, f"the session logged out ({event.reason})")
             await self._set(Status.FAILED, Reason.LOGGED_OUT, clear_me=True, note=f"logged out ({event.reason})")
         elif isinstance(event, Replaced):
             await self._set(Status.FAILED, Reason.CONFLICT, note="another connection took over this device")
@@ -384,35 +395,88 @@ class SessionRunner:
 
     async def _on_events(self, events: Sequence[EngineEvent]) -> None:
         """Several events at once (a batch of messages): what they report commits in one transaction."""
-        reported = [e for e in events if isinstance(e, MessageReceived | MessageAck | EngineNotice)]
-        if len(reported) > 1:
-            await self._sup.recorder.append([self._message_event(e) for e in reported])
-            for message in reported:
-                await self._after_message(message)
-            events = [e for e in events if not isinstance(e, MessageReceived | MessageAck | EngineNotice)]
+        received = [e for e in events if isinstance(e, MessageReceived)]
+        notices = [e for e in events if isinstance(e, EngineNotice)]
+        if received or notices:
+            await self._record_messages(received, notices)
+        acks = [e for e in events if isinstance(e, MessageAck)]
+        if acks:
+            await self._record_acks(acks)
         for event in events:
-            await self._on_event(event)
+            if not isinstance(event, MessageReceived | EngineNotice | MessageAck):
+                await self._on_event(event)
 
-    def _message_event(self, event: MessageReceived | MessageAck | EngineNotice) -> Event:
-        if isinstance(event, MessageReceived):
-            payload: dict[str, Any] = {
-                "id": event.message_id,
-                "chat": event.chat,
-                "from": event.sender,
-                "text": event.text,
-                "timestamp": event.timestamp,
-            }
-            if event.extra:
-                payload["extra"] = event.extra
-            return self._event(EventType.MESSAGE_RECEIVED, payload)
-        if isinstance(event, MessageAck):
-            return self._event(EventType.MESSAGE_ACK, {"id": event.message_id, "status": event.status})
-        return self._event(EventType.ENGINE_EVENT, {"kind": event.kind, "data": event.data})
-
-    async def _after_message(self, event: MessageReceived | MessageAck | EngineNotice) -> None:
-        if isinstance(event, MessageReceived | MessageAck):
+    async def _record_messages(self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice]) -> None:
+        """Store received messages (sealed) with their events, in one transaction, before the engine acks them."""
+        session = self.session
+        inbound = []
+        for event in received:
+            body = {"text": event.text, "media": event.media, "extra": event.extra or None}
+            sealed = await self._sup.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
+            media_type = (event.media or {}).get("mimetype")
+            inbound.append(
+                InboundMessage(
+                    tenant_id=session.tenant_id,
+                    session_id=session.id,
+                    id=event.message_id,
+                    chat_id=event.chat,
+                    sender=event.sender,
+                    push_name=event.push_name,
+                    kind=kind_of(media_type) if media_type else MessageKind.TEXT,
+                    timestamp=event.timestamp,
+                    body=sealed,
+                    event=self._received_event(event),
+                )
+            )
+        notes = [self._event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
+        await self._sup.recorder.append(notes, inbound)
+        for event in received:
             self.last_activity = self._sup.clock()
             await self._sup.on_message(self, event)
+
+    def _received_event(self, event: MessageReceived) -> Event:
+        payload: dict[str, Any] = {
+            "id": event.message_id,
+            "chat": event.chat,
+            "from": event.sender,
+            "fromMe": False,
+            "pushName": event.push_name,
+            "text": event.text,
+            "timestamp": event.timestamp,
+        }
+        if event.media:
+            payload["media"] = event.media
+        if event.extra:
+            payload["extra"] = event.extra
+        return self._event(EventType.MESSAGE_RECEIVED, payload)
+
+    async def _record_acks(self, acks: Sequence[MessageAck]) -> None:
+        """Receipts move this session's sent messages forward (each change with its ``message.ack`` event)."""
+        session = self.session
+        updates = []
+        for ack in acks:
+            try:
+                status = MessageStatus(ack.status)
+            except ValueError:
+                self.log.debug("ignored a receipt with status %r", ack.status)
+                continue
+            updates.append(
+                StatusUpdate(session.tenant_id, session.id, session.name, ack.message_id, status, timestamp=None)
+            )
+        await self._sup.store.messages.update_status(updates)
+        self.last_activity = self._sup.clock()
+        for ack in acks:
+            await self._sup.on_message(self, ack)
+
+    def _start_sender(self) -> None:
+        if self.sender is None and self.conn is not None:
+            self.sender = OutboundSender(self, self.conn)
+            self.sender.start()
+
+    async def _stop_sender(self) -> None:
+        sender, self.sender = self.sender, None
+        if sender is not None:
+            await sender.stop()
 
     async def _on_event(self, event: EngineEvent) -> None:
         self.progress_at = self._sup.clock()  # the engine is doing something: not stuck
@@ -438,9 +502,13 @@ class SessionRunner:
             self._qr_rounds = 0
             self._scan_reason = None
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
+            self._start_sender()
         elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
-            await self._sup.recorder.append([self._message_event(event)])
-            await self._after_message(event)
+            await self._on_events([event])
+        elif isinstance(event, ContactsUpdated):
+            await self._sup.store.messages.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
+        elif isinstance(event, GroupsUpdated):
+            await self._sup.store.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
         elif isinstance(event, DecryptFailed):
             await self._decrypt_failed(event)
 

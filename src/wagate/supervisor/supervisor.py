@@ -22,6 +22,7 @@ from wagate.engines.registry import EngineRegistry
 from wagate.errors import ConfigError, StoreError
 from wagate.gateway import Gateway
 from wagate.ids import BackupId, SessionId, TenantId
+from wagate.messaging.bodies import BodySealer
 from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
 from wagate.supervisor.corruption import CorruptionPolicy
@@ -44,6 +45,7 @@ class Supervisor:
         self.engines = engines
         self.store = gateway.store
         self.recorder = StatusRecorder(gateway.store.sessions)
+        self.bodies = BodySealer(gateway.vaults)
         # "<worker>#<boot>": a later run of the same worker may take over leases of an earlier, dead one at once.
         self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
         self.takeover = f"{self.settings.worker_id}#"
@@ -78,6 +80,8 @@ class Supervisor:
         self._spawn(self._loops, self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
         self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
         self._spawn(self._loops, self._every(self.settings.health_interval, self.check_health), "health-monitor")
+        self._spawn(self._loops, self._every(self.settings.send_poll_interval, self.wake_senders), "outbound-poll")
+        self._spawn(self._loops, self._every(3600.0, self.prune_messages), "message-retention")
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
@@ -303,6 +307,7 @@ class Supervisor:
         async with self._held(session) as lease:
             backup = await self.backup(session, lease.epoch, "reset")
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            await self.fail_outbound(session, "the session was reset and must be linked again")
             event = Event.new(
                 EventType.SESSION_RESET,
                 session.tenant_id,
@@ -344,6 +349,7 @@ class Supervisor:
         async with self._held(session) as lease:
             await self.backup(session, lease.epoch, "logout")
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            await self.fail_outbound(session, "the session logged out")
             await self._record(session, lease, session.status, session.reason, clear_me=True)
 
     async def forget(self, session: Session) -> None:
@@ -354,6 +360,30 @@ class Supervisor:
         runner.command(Command.DELETE)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
+
+    def nudge(self, session_id: SessionId) -> None:
+        """A message was queued for this session: its sender (when it runs here) looks at once."""
+        runner = self.runners.get(session_id)
+        if runner is not None and runner.sender is not None:
+            runner.sender.wake()
+
+    async def wake_senders(self) -> None:
+        """Wake the senders of sessions with messages queued through another worker (or left by a crash)."""
+        if not any(r.sender is not None for r in self.runners.values()):
+            return
+        for session_id in await self.store.messages.queued_sessions_all_tenants():
+            self.nudge(session_id)
+
+    async def prune_messages(self) -> None:
+        removed = await self.store.messages.prune_all_tenants(self.clock())
+        if removed:
+            log.info("message retention: %d message(s) deleted", removed)
+
+    async def fail_outbound(self, session: Session, why: str) -> None:
+        """The session's link is gone: its queued messages fail rather than go out from a later link."""
+        failed = await self.store.messages.fail_queued(session.tenant_id, session.id, session.name, why)
+        if failed:
+            log.info("%d queued message(s) of %s failed: %s", failed, session.id, why)
 
     async def on_message(self, runner: SessionRunner, event: MessageReceived | MessageAck) -> None:
         for hook in self.message_hooks:

@@ -67,7 +67,7 @@ async def create_session(
         tenant_id=tenant_id,
         name=body.name,
         engine=engine,
-        config=body.config.model_dump(),
+        config=body.config.model_dump(exclude_none=True),
         desired=Desired.RUNNING if body.start else Desired.STOPPED,
     )
     try:
@@ -88,7 +88,8 @@ async def update_session(
     name: SessionName, body: SessionUpdate, gateway: GatewayDep, tenant_id: TenantDep
 ) -> SessionOut:
     await find_session(gateway, tenant_id, name)
-    updated = await gateway.store.sessions.update_config(tenant_id, name, body.config.model_dump(), actor=ACTOR)
+    config = body.config.model_dump(exclude_none=True)
+    updated = await gateway.store.sessions.update_config(tenant_id, name, config, actor=ACTOR)
     return SessionOut.of(_found(updated, name))
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response, status
 
 from wagate.accounts import create_tenant
 from wagate.api.deps import AdminDep, GatewayDep
-from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut
+from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate
 from wagate.errors import AlreadyExists, Conflict, NotFound
 from wagate.ids import TenantId
 
@@ -24,6 +24,11 @@ async def post_tenant(body: TenantCreate, gateway: GatewayDep, _admin: AdminDep)
         )
     except AlreadyExists:
         raise Conflict(f"a tenant named {body.name!r} exists", code="tenant_exists") from None
+    if body.message_retention_days is not None:
+        tenant = (
+            await gateway.store.tenants.update(tenant.id, {"message_retention_days": body.message_retention_days})
+            or tenant
+        )
     return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=issued.secret)
 
 
@@ -35,6 +40,15 @@ async def list_tenants(gateway: GatewayDep, _admin: AdminDep) -> list[TenantOut]
 @router.get("/{tenant_id}", summary="Get a tenant")
 async def get_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> TenantOut:
     tenant = await gateway.store.tenants.get(TenantId(tenant_id))
+    if tenant is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    return TenantOut.of(tenant)
+
+
+@router.patch("/{tenant_id}", summary="Change a tenant's quota, message retention or contact")
+async def patch_tenant(tenant_id: TenantPath, body: TenantUpdate, gateway: GatewayDep, _admin: AdminDep) -> TenantOut:
+    changes = body.model_dump(exclude_unset=True)
+    tenant = await gateway.store.tenants.update(TenantId(tenant_id), changes)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
     return TenantOut.of(tenant)

@@ -33,12 +33,43 @@ class Pair(BaseModel):
     code: str = Field(min_length=8, max_length=12)
 
 
+class MediaRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mimetype: str = Field(max_length=100)
+    filename: str | None = Field(None, max_length=255)
+    size: int = Field(ge=0)
+
+
 class Inbound(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     sender: Phone = Field(alias="from")
     text: str = Field(max_length=65536)
     count: int = Field(1, ge=1, le=100_000)
     over: float = Field(0.0, ge=0, le=3600, description="spread the messages evenly over this many seconds")
+    group: str | None = Field(None, max_length=64, description="a group of the device's (..@g.us): a group message")
+    media: MediaRef | None = Field(None, description="the message carries a media (a reference, as WhatsApp sends)")
+
+
+class ContactEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+    name: str = Field(min_length=1, max_length=100)
+
+
+class Contacts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contacts: list[ContactEntry] = Field(min_length=1, max_length=10_000)
+
+
+class NewGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=100)
+    participants: list[Phone] = Field(min_length=1, max_length=1024)
+
+
+class Read(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(min_length=1, max_length=10_000)
 
 
 class Fault(BaseModel):
@@ -119,8 +150,22 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
         if body.over > 0:
             server.trickle(phone, body.sender, body.text, body.count, body.over)
             return {"queued": 0, "scheduled": body.count, "ids": []}
-        ids = server.add_messages(phone, body.sender, body.text, body.count)
+        media = body.media.model_dump() if body.media is not None else None
+        ids = server.add_messages(phone, body.sender, body.text, body.count, group=body.group, media=media)
         return {"queued": len(ids), "ids": ids}
+
+    @app.post("/devices/{phone}/contacts")
+    async def contacts(phone: PhonePath, body: Contacts) -> dict[str, Any]:
+        await server.add_contacts(phone, {c.phone: c.name for c in body.contacts})
+        return {"contacts": len(server.device(phone).contacts)}
+
+    @app.post("/devices/{phone}/groups")
+    async def groups(phone: PhonePath, body: NewGroup) -> dict[str, Any]:
+        return {"id": await server.add_group(phone, body.subject, body.participants)}
+
+    @app.post("/devices/{phone}/read")
+    async def read(phone: PhonePath, body: Read) -> dict[str, Any]:
+        return {"read": await server.read(phone, body.ids)}
 
     @app.post("/devices/{phone}/faults")
     async def fault(phone: PhonePath, body: Fault) -> dict[str, Any]:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactsUpdated,
     DecryptFailed,
     Disconnected,
     Engine,
@@ -28,13 +32,17 @@ from wagate.engines.base import (
     EngineContext,
     EngineEvent,
     EngineUnavailable,
+    GroupsUpdated,
     LoggedOut,
     Me,
+    MessageAck,
     MessageReceived,
+    OutgoingMessage,
     Paired,
     PairingCode,
     QrCode,
     Replaced,
+    SendRejected,
     SentMessage,
     TemporarilyBanned,
 )
@@ -145,18 +153,33 @@ class SimConnection(Connection):
         await self._ctx.emit(PairingCode(code))
         return code
 
-    async def send_text(self, chat: str, text: str) -> SentMessage:
-        return await self._send({"to": chat, "text": text})
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        body: dict[str, Any] = {"id": message.id, "to": message.chat, "text": message.text}
+        if message.reply_to is not None:
+            body["reply_to"] = message.reply_to
+        if message.media is not None:
+            body["media"] = {
+                "mimetype": message.mimetype,
+                "filename": message.filename,
+                "size": len(message.media),
+                "sha256": hashlib.sha256(message.media).hexdigest(),
+                "voice": message.voice,
+            }
+        reply = await self._ask("send", body)
+        if reply.get("type") == "send_error":
+            raise SendRejected(str(reply.get("reason", "refused by the server")))
+        return SentMessage(str(reply["id"]), float(reply["ts"]))
 
-    async def send_media(self, chat: str, data: bytes, mimetype: str, caption: str | None) -> SentMessage:
-        return await self._send({"to": chat, "text": caption, "media": {"mimetype": mimetype, "size": len(data)}})
+    async def confirm_sent(self, message_ids: Sequence[str]) -> dict[str, float] | None:
+        reply = await self._ask("sent_query", {"ids": list(message_ids)})
+        return {str(k): float(v) for k, v in reply.get("items", {}).items()}
 
-    async def _send(self, body: dict[str, Any]) -> SentMessage:
+    async def _ask(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send a request frame with a fresh ``ref`` and wait for the frame that answers it."""
         if self._ws is None or self._registering:
             raise EngineUnavailable("the session is not logged in")
         ref = secrets.token_hex(8)
-        reply = await self._request(f"sent:{ref}", frame("send", ref=ref, **body))
-        return SentMessage(str(reply["id"]), float(reply["ts"]))
+        return await self._request(f"ref:{ref}", frame(kind, ref=ref, **body))
 
     async def _request(self, key: str, payload: str) -> dict[str, Any]:
         assert self._ws is not None
@@ -212,8 +235,22 @@ class SimConnection(Connection):
             await self._ctx.emit(Connected(_me(message["me"])))
         elif kind in ("pairing_code", "error") and "pairing_code" in self._waiting:
             self._waiting["pairing_code"].set_result(message)
-        elif kind == "sent" and (future := self._waiting.get(f"sent:{message.get('ref')}")) is not None:
+        elif (
+            kind in ("sent", "send_error", "sent_known")
+            and (future := self._waiting.get(f"ref:{message.get('ref')}")) is not None
+        ):
             future.set_result(message)
+        elif kind == "receipts":
+            await self._on_receipts(message["items"])
+        elif kind == "contacts":
+            contacts = tuple(Contact(str(c["id"]), c.get("name"), None, self._ctx.clock()) for c in message["items"])
+            await self._ctx.emit(ContactsUpdated(contacts))
+        elif kind == "groups":
+            groups = tuple(
+                Group(str(g["id"]), g.get("subject"), [str(p) for p in g.get("participants", [])], self._ctx.clock())
+                for g in message["items"]
+            )
+            await self._ctx.emit(GroupsUpdated(groups))
         elif kind == "replaced":
             await self._end(Replaced())
         elif kind == "logged_out":
@@ -224,6 +261,13 @@ class SimConnection(Connection):
             await self._end(Disconnected("qr_timeout", retryable=False))
         else:
             self._ctx.log.debug("ignored simulator frame %r", kind)
+
+    async def _on_receipts(self, items: list[dict[str, Any]]) -> None:
+        """Receipts for sent messages: committed, then acknowledged (the server keeps them until then)."""
+        acks = [MessageAck(str(r["id"]), str(r["status"]), float(r["ts"])) for r in items]
+        await self._ctx.emit_many(acks)
+        assert self._ws is not None
+        await self._ws.send(frame("receipt_ack", keys=[f"{r['id']}:{r['status']}" for r in items]))
 
     async def _on_paired(self, message: dict[str, Any]) -> None:
         device = message["device"]
@@ -293,7 +337,15 @@ class SimConnection(Connection):
             if counter == known + 1 and hmac.compare_digest(expected, str(item["mac"])):
                 advanced[contact] = (counter, candidate)
                 events.append(
-                    MessageReceived(message_id, str(item["chat"]), contact, str(item["text"]), float(item["ts"]))
+                    MessageReceived(
+                        message_id,
+                        str(item["chat"]),
+                        contact,
+                        str(item["text"]),
+                        float(item["ts"]),
+                        push_name=item.get("pushName"),
+                        media=item.get("media"),
+                    )
                 )
                 acks.append(message_id)
             else:

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wagate.clock import Clock
-from wagate.domain.phones import phone_digits, user_jid
+from wagate.domain.phones import PHONE, phone_digits, user_jid
 from wagate.engines.sim.protocol import PAIRING_ALPHABET, frame, initial_chain, message_mac, step_chain
 from wagate.engines.sim.state import Chain, Device, Queued, StateFile
 
@@ -34,6 +35,8 @@ CLOSE_REPLACED = 4409
 CLOSE_LOGGED_OUT = 4401
 CLOSE_BANNED = 4403
 CLOSE_QR_TIMEOUT = 4408
+
+MESSAGE_ID = re.compile(r"^[A-Z0-9]{8,64}$")
 
 
 class SimError(Exception):
@@ -181,6 +184,10 @@ class SimServer:
             await self._issue_pairing_code(link, str(message.get("phone", "")))
         elif kind == "send" and link.logged_in and link.device is not None:
             await self._accept_outbound(link, link.device, message)
+        elif kind == "receipt_ack" and link.logged_in and link.device is not None:
+            self._settle_receipts(link.device, message.get("keys", []))
+        elif kind == "sent_query" and link.logged_in and link.device is not None:
+            await self._answer_sent_query(link, link.device, message)
         elif kind == "reset_contact" and link.logged_in and link.device is not None:
             self.reset_contact(link, link.device, str(message.get("contact", "")))
         elif kind == "logout" and link.device is not None:
@@ -235,6 +242,11 @@ class SimServer:
         device.connections_total += 1
         self._changed()
         await link.send(frame("connected", me=_me(device)))
+        # What the phone syncs to a companion at login: the address book, the groups, receipts kept for it.
+        await link.send(frame("contacts", items=[{"id": j, "name": n} for j, n in device.contacts.items()]))
+        await link.send(frame("groups", items=[{"id": j, **g} for j, g in device.groups.items()]))
+        if device.receipts:
+            await link.send(frame("receipts", items=device.receipts))
         link.spawn(self._deliver(link, device))
 
     # pairing ---------------------------------------------------------------------------------------------------
@@ -310,10 +322,20 @@ class SimServer:
 
     # messages --------------------------------------------------------------------------------------------------
 
-    def add_messages(self, phone: str, sender: str, text: str, count: int, chat: str | None = None) -> list[str]:
+    def add_messages(
+        self,
+        phone: str,
+        sender: str,
+        text: str,
+        count: int,
+        group: str | None = None,
+        media: dict[str, Any] | None = None,
+    ) -> list[str]:
         device = self.device(phone)
         contact = user_jid(sender)
-        chat_jid = chat or contact
+        if group is not None and group not in device.groups:
+            raise SimError(404, f"the device is in no group {group!r}")
+        chat_jid = group or contact
         chain = self._chain(device, contact)
         ids = []
         for index in range(count):
@@ -324,7 +346,9 @@ class SimServer:
             chain.key = key.hex()
             message_id = "SIM" + secrets.token_hex(8).upper()
             mac = message_mac(key, message_id, chain.counter, body)
-            self._enqueue(device, message_id, contact, chat_jid, chain.counter, step.hex(), mac, body, bad=False)
+            self._enqueue(
+                device, message_id, contact, chat_jid, chain.counter, step.hex(), mac, body, bad=False, media=media
+            )
             ids.append(message_id)
         self._changed()
         self._wake(device)
@@ -405,9 +429,12 @@ class SimServer:
         text: str,
         *,
         bad: bool,
+        media: dict[str, Any] | None = None,
     ) -> None:
         device.queue.append(
-            Queued(device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad)
+            Queued(
+                device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad, media=media
+            )
         )
         device.next_seq += 1
         device.messages_queued += 1
@@ -435,7 +462,7 @@ class SimServer:
                 link.inflight.add(queued.id)
             link.sent_upto = batch[-1].seq
             self._changed()
-            await link.send(frame("messages", items=[_wire(q) for q in batch]))
+            await link.send(frame("messages", items=[_wire(q, device) for q in batch]))
 
     def _settle(self, link: Link, ids: list[Any], *, failed: bool) -> None:
         device = link.device
@@ -453,18 +480,80 @@ class SimServer:
         link.wake.set()
 
     async def _accept_outbound(self, link: Link, device: Device, message: dict[str, Any]) -> None:
-        message_id = "3EB0" + secrets.token_hex(8).upper()
+        """The server takes a message from the device (it deduplicates nothing: a message sent twice is recorded
+        twice) and the recipient's phone, online, sends a delivery receipt back."""
+        ref = message.get("ref")
+        to = str(message.get("to", ""))
+        given = message.get("id")
+        message_id = str(given) if isinstance(given, str) else ""
+        problem = _recipient_problem(device, to)
+        if not MESSAGE_ID.fullmatch(message_id):
+            problem = "a message id is 8-64 of A-Z and 0-9"
+        if problem is not None:
+            await link.send(frame("send_error", ref=ref, reason=problem))
+            return
         record = {
             "id": message_id,
-            "ref": message.get("ref"),
-            "to": message.get("to"),
+            "ref": ref,
+            "to": to,
             "text": message.get("text"),
+            "reply_to": message.get("reply_to"),
             "media": message.get("media"),
             "ts": self._clock(),
         }
         device.sent.append(record)
         self._changed()
-        await link.send(frame("sent", ref=message.get("ref"), id=message_id, ts=record["ts"]))
+        await link.send(frame("sent", ref=ref, id=message_id, ts=record["ts"]))
+        await self._receipt(device, [message_id], "delivered")
+
+    async def _receipt(self, device: Device, ids: list[str], status: str) -> None:
+        items = [{"id": i, "status": status, "ts": self._clock()} for i in ids]
+        device.receipts.extend(items)
+        self._changed()
+        link = self._links.get(device.device_id)
+        if link is not None:
+            await link.send(frame("receipts", items=items))
+
+    def _settle_receipts(self, device: Device, keys: list[Any]) -> None:
+        done = {str(k) for k in keys}
+        device.receipts = [r for r in device.receipts if f"{r['id']}:{r['status']}" not in done]
+        self._changed()
+
+    async def _answer_sent_query(self, link: Link, device: Device, message: dict[str, Any]) -> None:
+        wanted = {str(i) for i in message.get("ids", [])}
+        known = {r["id"]: r["ts"] for r in device.sent if r["id"] in wanted}
+        await link.send(frame("sent_known", ref=message.get("ref"), items=known))
+
+    async def read(self, phone: str, ids: list[str]) -> int:
+        """The recipients read messages the device sent: read receipts for those of ``ids`` it sent."""
+        device = self.device(phone)
+        sent = {r["id"] for r in device.sent}
+        unknown = [i for i in ids if i not in sent]
+        if unknown:
+            raise SimError(404, f"the device sent no message {unknown[0]!r}")
+        await self._receipt(device, ids, "read")
+        return len(ids)
+
+    async def add_contacts(self, phone: str, contacts: dict[str, str]) -> None:
+        """Names saved in the phone's address book, synced to the linked device."""
+        device = self.device(phone)
+        named = {user_jid(p): name for p, name in contacts.items()}
+        device.contacts.update(named)
+        self._changed()
+        link = self._links.get(device.device_id)
+        if link is not None:
+            await link.send(frame("contacts", items=[{"id": j, "name": n} for j, n in named.items()]))
+
+    async def add_group(self, phone: str, subject: str, participants: list[str]) -> str:
+        device = self.device(phone)
+        jid = f"120363{secrets.randbelow(10**12):012d}@g.us"
+        members = [user_jid(device.phone), *(user_jid(p) for p in participants)]
+        device.groups[jid] = {"subject": subject, "participants": members}
+        self._changed()
+        link = self._links.get(device.device_id)
+        if link is not None:
+            await link.send(frame("groups", items=[{"id": jid, **device.groups[jid]}]))
+        return jid
 
     # faults ----------------------------------------------------------------------------------------------------
 
@@ -535,6 +624,9 @@ class SimServer:
             "contact_resets": device.contact_resets,
             "pending": len(device.queue),
             "sent": len(device.sent),
+            "receipts_pending": len(device.receipts),
+            "contacts": len(device.contacts),
+            "groups": len(device.groups),
         }
 
 
@@ -552,8 +644,18 @@ def _me(device: Device) -> dict[str, Any]:
     }
 
 
-def _wire(queued: Queued) -> dict[str, Any]:
-    return {
+def _recipient_problem(device: Device, to: str) -> str | None:
+    if to.endswith("@g.us"):
+        return None if to in device.groups else f"the device is in no group {to!r}"
+    user, _, server = to.partition("@")
+    if server != "s.whatsapp.net" or not PHONE.fullmatch(user):
+        return f"{to!r} is not a WhatsApp user"
+    return None
+
+
+def _wire(queued: Queued, device: Device) -> dict[str, Any]:
+    digits = queued.sender.partition("@")[0]
+    wire = {
         "id": queued.id,
         "from": queued.sender,
         "chat": queued.chat,
@@ -562,7 +664,11 @@ def _wire(queued: Queued) -> dict[str, Any]:
         "mac": queued.mac,
         "text": queued.text,
         "ts": queued.ts,
+        "pushName": device.contacts.get(queued.sender) or f"User {digits[-4:]}",
     }
+    if queued.media is not None:
+        wire["media"] = queued.media
+    return wire
 
 
 def _asdict(device: Device) -> dict[str, Any]:

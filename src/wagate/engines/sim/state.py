@@ -34,6 +34,7 @@ class Queued:
     ts: float
     bad: bool = False
     delivered: int = 0
+    media: dict[str, Any] | None = None  # a media reference: mimetype, filename, size
 
 
 @dataclass(slots=True)
@@ -50,7 +51,10 @@ class Device:
     chains: dict[str, Chain] = field(default_factory=dict)
     queue: list[Queued] = field(default_factory=list)
     next_seq: int = 1
-    sent: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)  # every message the device sent, as received
+    receipts: list[dict[str, Any]] = field(default_factory=list)  # {id, status, ts} not yet acknowledged
+    contacts: dict[str, str] = field(default_factory=dict)  # jid -> name in the phone's address book
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> {subject, participants}
     connections_total: int = 0
     connection_attempts: int = 0
     attempt_log: list[list[Any]] = field(default_factory=list)  # [time, outcome], the last 200

@@ -10,6 +10,7 @@ from wagate.store.sql.auth import SqlAuthRecordStore, SqlLeaseStore
 from wagate.store.sql.backups import SqlBackupStore
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter, PlainSealer, SqlEventStore, SqlTicketStore
+from wagate.store.sql.messages import SqlMessageStore
 from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
 from wagate.store.sql.sessions import SqlSessionStore
 from wagate.store.sql.tenants import SqlApiKeyStore, SqlTenantStore
@@ -25,7 +26,8 @@ class SqlStore(Store):
         writer = EventWriter(db, clock, sealer)
         self.tenants = SqlTenantStore(db, clock)
         self.api_keys = SqlApiKeyStore(db, clock)
-        self.sessions = SqlSessionStore(db, clock, writer)
+        self.messages = SqlMessageStore(db, clock, writer)
+        self.sessions = SqlSessionStore(db, clock, writer, self.messages)
         self.leases = SqlLeaseStore(db, clock)
         self.auth = SqlAuthRecordStore(db, clock)
         self.events = SqlEventStore(db, clock, writer)

@@ -14,6 +14,7 @@ tenants = Table(
     Column("contact_email", Text),
     Column("max_sessions", Integer),
     Column("created_at", Double, nullable=False),
+    Column("message_retention_days", Double),
 )
 
 api_keys = Table(
@@ -164,6 +165,70 @@ ws_tickets = Table(
     Column("ticket_hash", Text, primary_key=True),
     Column("tenant_id", Text, nullable=False),
     Column("expires_at", Double, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("chat_id", Text, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("from_me", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("timestamp", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Column("idem_key", Text),
+    Column("idem_hash", Text),
+    Column("body", LargeBinary, nullable=False),
+)
+
+message_media = Table(
+    "message_media",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("message_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("last_message_id", Text),
+    Column("last_message_at", Double, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text),
+    Column("push_name", Text),
+    Column("updated_at", Double, nullable=False),
+)
+
+chat_groups = Table(
+    "chat_groups",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("subject", Text),
+    Column("participants", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
 )
 
 migrations = Table(

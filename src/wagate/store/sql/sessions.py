@@ -16,10 +16,11 @@ from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
 from wagate.errors import AlreadyExists, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
-from wagate.store.base import NewSession, SessionStore, StatusChange
+from wagate.store.base import InboundMessage, NewSession, SessionStore, StatusChange
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
+from wagate.store.sql.messages import SqlMessageStore
 
 S = schema.sessions
 H = schema.session_history
@@ -98,10 +99,11 @@ def status_event(before: Session, after: Session, actor: str) -> Event:
 
 
 class SqlSessionStore(SessionStore):
-    def __init__(self, db: Database, clock: Clock, events: EventWriter) -> None:
+    def __init__(self, db: Database, clock: Clock, events: EventWriter, messages: SqlMessageStore) -> None:
         self._db = db
         self._clock = clock
         self._events = events
+        self._messages = messages
 
     async def _record(
         self,
@@ -247,7 +249,7 @@ class SqlSessionStore(SessionStore):
         return await self._change(tenant_id, name, lambda _: values, HistoryKind.CONFIG, actor)
 
     async def set_status_many(
-        self, changes: Sequence[StatusChange], events: Sequence[Event] = ()
+        self, changes: Sequence[StatusChange], events: Sequence[Event] = (), inbound: Sequence[InboundMessage] = ()
     ) -> list[Session | None]:
         results: list[Session | None] = [None] * len(changes)
         to_publish: list[Event] = []
@@ -315,6 +317,8 @@ class SqlSessionStore(SessionStore):
                 )
                 await conn.execute(insert(H), history)
             to_publish.extend(events)
+            if inbound:
+                to_publish.extend(m.event for m in await self._messages.write_inbound(conn, inbound))
             committed = await self._events.write(conn, to_publish)
         self._events.notify(committed)
         return results
@@ -335,6 +339,7 @@ class SqlSessionStore(SessionStore):
                 schema.events,
             ):
                 await conn.execute(delete(table).where(table.c.session_id == row.id))
+            await self._messages.forget_session(conn, SessionId(row.id))
             await conn.execute(delete(S).where(S.c.id == row.id))
         return True
 

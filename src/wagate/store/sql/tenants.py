@@ -20,7 +20,9 @@ K = schema.api_keys
 
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(TenantId(row.id), row.name, row.contact_email, row.max_sessions, row.created_at)
+    return Tenant(
+        TenantId(row.id), row.name, row.contact_email, row.max_sessions, row.created_at, row.message_retention_days
+    )
 
 
 def _key(row: Any) -> ApiKey:
@@ -59,6 +61,15 @@ class SqlTenantStore(TenantStore):
 
     async def get(self, tenant_id: TenantId) -> Tenant | None:
         async with self._db.read() as conn:
+            row = (await conn.execute(select(T).where(T.c.id == tenant_id))).first()
+        return _tenant(row) if row else None
+
+    async def update(self, tenant_id: TenantId, changes: dict[str, Any]) -> Tenant | None:
+        allowed = {"max_sessions", "message_retention_days", "contact_email"}
+        values = {k: v for k, v in changes.items() if k in allowed}
+        async with self._db.write() as conn:
+            if values:
+                await conn.execute(update(T).where(T.c.id == tenant_id).values(**values))
             row = (await conn.execute(select(T).where(T.c.id == tenant_id))).first()
         return _tenant(row) if row else None
 

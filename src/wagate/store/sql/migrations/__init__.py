@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.migrations import m0001_initial, m0002_status_note, m0003_events, m0004_connected_at
+from wagate.store.sql.migrations import (
+    m0001_initial,
+    m0002_status_note,
+    m0003_events,
+    m0004_connected_at,
+    m0005_messages,
+)
 
 log = logging.getLogger("wagate.store")
 
@@ -39,6 +45,7 @@ MIGRATIONS = (
     Migration(2, "status_note", m0002_status_note.STATEMENTS),
     Migration(3, "events", m0003_events.STATEMENTS),
     Migration(4, "connected_at", m0004_connected_at.STATEMENTS),
+    Migration(5, "messages", m0005_messages.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,358 @@
+"""Messaging, in WAHA's shapes: ``POST /api/sendText|sendImage|sendFile|sendVoice`` and the session's chats,
+messages, contacts and groups (``GET /api/{session}/...``), paged by an opaque cursor.
+
+Another tenant's session, chat or message is a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
+from wagate.api.routes.sessions import find_session
+from wagate.domain.messages import Chat, Contact, Group, Message, MessageKind, normal_chat_id
+from wagate.errors import NotFound, Unprocessable
+from wagate.gateway import Gateway
+from wagate.ids import TenantId
+from wagate.messaging.bodies import BodySealer
+from wagate.messaging.sending import MediaSource, Sender, SendRequest, fingerprint
+from wagate.supervisor.supervisor import Supervisor
+
+router = APIRouter(tags=["messages"])
+SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
+Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
+CursorQuery = Annotated[str | None, Query(max_length=500, description="`next` of the previous page")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="a retried request with the same key queues nothing new and answers the first message",
+    ),
+]
+_REF = Field(None, max_length=128, pattern=r"^[\x21-\x7e]+$", description="id of the message this one replies to")
+
+
+class _Send(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    session: str = Field(max_length=64, description="the session's name")
+    chat_id: str = Field(alias="chatId", max_length=64, description="+15550001, 15550001@c.us or ...@g.us")
+    reply_to: str | None = _REF
+
+
+class SendText(_Send):
+    text: str = Field(min_length=1, max_length=65536)
+
+
+class FileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mimetype: str | None = Field(None, max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(;.*)?$")
+    filename: str | None = Field(None, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")
+    url: str | None = Field(None, max_length=2048, description="fetched by wagate itself (limits, SSRF guard)")
+    data: str | None = Field(None, description="base64")
+
+
+class SendMedia(_Send):
+    file: FileIn
+    caption: str | None = Field(None, max_length=4096)
+
+
+class SendVoice(_Send):
+    file: FileIn
+
+
+class MessageOut(BaseModel):
+    id: str
+    session: str
+    chatId: str
+    sender: str = Field(serialization_alias="from")
+    fromMe: bool
+    type: str
+    status: str
+    timestamp: float
+    body: str | None
+    caption: str | None = None
+    replyTo: str | None = None
+    media: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next: str | None = Field(description="cursor of the next page; null on the last one")
+
+
+class ChatOut(BaseModel):
+    id: str
+    name: str | None
+    isGroup: bool
+    lastMessageId: str | None
+    lastMessageAt: float
+    messages: int
+
+
+class ContactOut(BaseModel):
+    id: str
+    name: str | None
+    pushName: str | None
+
+
+class GroupOut(BaseModel):
+    id: str
+    subject: str | None
+    participants: list[str]
+
+
+# sending -----------------------------------------------------------------------------------------------------------
+
+
+async def _queue(
+    request: Request,
+    response: Response,
+    gateway: Gateway,
+    supervisor: Supervisor | None,
+    tenant_id: TenantId,
+    body: _Send,
+    send: SendRequest,
+    idempotency_key: str | None,
+) -> MessageOut:
+    session = await find_session(gateway, tenant_id, body.session)
+    digest = fingerprint(request.url.path, body.model_dump(mode="json"))
+    message, created = await Sender(gateway, gateway.media).queue(
+        session, send, idempotency_key=idempotency_key, fingerprint=digest
+    )
+    if supervisor is not None and created:
+        supervisor.nudge(session.id)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return await _out(gateway, session.name, message)
+
+
+def _media(file: FileIn) -> MediaSource:
+    return MediaSource(url=file.url, data=file.data, mimetype=file.mimetype, filename=file.filename)
+
+
+@router.post("/api/sendText", status_code=status.HTTP_201_CREATED, summary="Queue a text message")
+async def send_text(
+    body: SendText,
+    request: Request,
+    response: Response,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MessageOut:
+    send = SendRequest(body.chat_id, MessageKind.TEXT, text=body.text, reply_to=body.reply_to)
+    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+
+@router.post("/api/sendImage", status_code=status.HTTP_201_CREATED, summary="Queue an image (caption optional)")
+async def send_image(
+    body: SendMedia,
+    request: Request,
+    response: Response,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MessageOut:
+    send = SendRequest(
+        body.chat_id, MessageKind.IMAGE, caption=body.caption, reply_to=body.reply_to, media=_media(body.file)
+    )
+    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+
+@router.post("/api/sendFile", status_code=status.HTTP_201_CREATED, summary="Queue a document (caption optional)")
+async def send_file(
+    body: SendMedia,
+    request: Request,
+    response: Response,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MessageOut:
+    send = SendRequest(
+        body.chat_id, MessageKind.FILE, caption=body.caption, reply_to=body.reply_to, media=_media(body.file)
+    )
+    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+
+@router.post("/api/sendVoice", status_code=status.HTTP_201_CREATED, summary="Queue a voice message (audio/*)")
+async def send_voice(
+    body: SendVoice,
+    request: Request,
+    response: Response,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MessageOut:
+    send = SendRequest(body.chat_id, MessageKind.VOICE, reply_to=body.reply_to, media=_media(body.file))
+    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+
+# reading -----------------------------------------------------------------------------------------------------------
+
+
+async def _out(gateway: Gateway, session_name: str, message: Message) -> MessageOut:
+    opened = await BodySealer(gateway.vaults).open_body(message.tenant_id, message.session_id, message.id, message.body)
+    return MessageOut(
+        id=message.id,
+        session=session_name,
+        chatId=message.chat_id,
+        sender=message.sender,
+        fromMe=message.from_me,
+        type=message.kind.value,
+        status=message.status.value,
+        timestamp=message.timestamp,
+        body=opened.get("text"),
+        caption=opened.get("caption"),
+        replyTo=opened.get("replyTo"),
+        media=opened.get("media"),
+        error=message.error,
+        attempts=message.attempts,
+    )
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    if cursor is None:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor") from None
+
+
+def _chat(value: str) -> str:
+    try:
+        return normal_chat_id(value)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), code="invalid_chat_id") from None
+
+
+@router.get("/api/{name}/messages/{message_id}", summary="One message, with its status")
+async def get_message(
+    name: SessionName,
+    message_id: Annotated[str, Path(max_length=128)],
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+) -> MessageOut:
+    session = await find_session(gateway, tenant_id, name)
+    message = await gateway.store.messages.get(tenant_id, session.id, message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id!r} in this session", code="message_not_found")
+    return await _out(gateway, session.name, message)
+
+
+@router.get("/api/{name}/chats/{chat_id}/messages", summary="A chat's messages, newest first by default")
+async def chat_messages(
+    name: SessionName,
+    chat_id: Annotated[str, Path(max_length=64)],
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    limit: Limit = 100,
+    cursor: CursorQuery = None,
+    since: Annotated[float | None, Query(description="messages at or after this time (epoch seconds)")] = None,
+    until: Annotated[float | None, Query(description="messages before this time (epoch seconds)")] = None,
+    sender: Annotated[str | None, Query(alias="from", max_length=64, description="only from this sender")] = None,
+    order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first")] = "desc",
+) -> Page[MessageOut]:
+    session = await find_session(gateway, tenant_id, name)
+    after = decode_cursor(cursor)
+    if after is not None and not isinstance(after, int):
+        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    messages = await gateway.store.messages.list_messages(
+        tenant_id,
+        session.id,
+        chat_id=_chat(chat_id),
+        sender=_chat(sender) if sender else None,
+        since=since,
+        until=until,
+        cursor=after,
+        newest_first=order == "desc",
+        limit=limit,
+    )
+    items = [await _out(gateway, session.name, m) for m in messages]
+    return Page[MessageOut](items=items, next=encode_cursor(messages[-1].seq) if len(messages) == limit else None)
+
+
+@router.get("/api/{name}/chats", summary="The session's chats, most recent first")
+async def list_chats(
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+) -> Page[ChatOut]:
+    session = await find_session(gateway, tenant_id, name)
+    after = decode_cursor(cursor)
+    if after is not None and not (
+        isinstance(after, list) and len(after) == 2 and isinstance(after[0], int | float) and isinstance(after[1], str)
+    ):
+        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    chats = await gateway.store.messages.list_chats(
+        tenant_id, session.id, limit=limit, cursor=(float(after[0]), after[1]) if after else None
+    )
+    last: Chat | None = chats[-1] if len(chats) == limit else None
+    return Page[ChatOut](
+        items=[
+            ChatOut(
+                id=c.id,
+                name=c.name,
+                isGroup=c.is_group,
+                lastMessageId=c.last_message_id,
+                lastMessageAt=c.last_message_at,
+                messages=c.messages,
+            )
+            for c in chats
+        ],
+        next=encode_cursor([last.last_message_at, last.id]) if last else None,
+    )
+
+
+def _id_cursor(cursor: str | None) -> str | None:
+    after = decode_cursor(cursor)
+    if after is not None and not isinstance(after, str):
+        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    return after
+
+
+@router.get("/api/{name}/contacts", summary="The session's contacts, by id")
+async def list_contacts(
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+) -> Page[ContactOut]:
+    session = await find_session(gateway, tenant_id, name)
+    found: list[Contact] = await gateway.store.messages.list_contacts(
+        tenant_id, session.id, limit=limit, cursor=_id_cursor(cursor)
+    )
+    return Page[ContactOut](
+        items=[ContactOut(id=c.id, name=c.name, pushName=c.push_name) for c in found],
+        next=encode_cursor(found[-1].id) if len(found) == limit else None,
+    )
+
+
+@router.get("/api/{name}/groups", summary="The groups the session's account is in, by id")
+async def list_groups(
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+) -> Page[GroupOut]:
+    session = await find_session(gateway, tenant_id, name)
+    found: list[Group] = await gateway.store.messages.list_groups(
+        tenant_id, session.id, limit=limit, cursor=_id_cursor(cursor)
+    )
+    return Page[GroupOut](
+        items=[GroupOut(id=g.id, subject=g.subject, participants=g.participants) for g in found],
+        next=encode_cursor(found[-1].id) if len(found) == limit else None,
+    )

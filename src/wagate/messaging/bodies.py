@@ -1,0 +1,45 @@
+"""Message bodies and queued media, sealed with the session's data key (the key of its auth state).
+
+The associated data binds each ciphertext to (tenant, session, message id), so a body copied to another row does not
+open. Deleting a session deletes its data key with its messages; a logout keeps both (the history stays readable).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wagate.crypto.envelope import associated_data, open_sealed, seal
+from wagate.errors import CryptoError
+from wagate.ids import SessionId, TenantId
+from wagate.store.vault import Vaults
+
+
+class BodySealer:
+    def __init__(self, vaults: Vaults) -> None:
+        self._vaults = vaults
+
+    async def _key(self, tenant_id: TenantId, session_id: SessionId) -> bytes:
+        key = await self._vaults.data_key(tenant_id, session_id, create=True)
+        if key is None:  # create=True always answers with a key
+            raise CryptoError(f"session {session_id} has no data key")
+        return key
+
+    async def seal_body(
+        self, tenant_id: TenantId, session_id: SessionId, message_id: str, body: dict[str, Any]
+    ) -> bytes:
+        plain = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":")).encode()
+        aad = associated_data("message", tenant_id, session_id, message_id)
+        return seal(await self._key(tenant_id, session_id), plain, aad)
+
+    async def open_body(self, tenant_id: TenantId, session_id: SessionId, message_id: str, sealed: bytes) -> Any:
+        aad = associated_data("message", tenant_id, session_id, message_id)
+        return json.loads(open_sealed(await self._key(tenant_id, session_id), sealed, aad))
+
+    async def seal_media(self, tenant_id: TenantId, session_id: SessionId, message_id: str, data: bytes) -> bytes:
+        aad = associated_data("media", tenant_id, session_id, message_id)
+        return seal(await self._key(tenant_id, session_id), data, aad)
+
+    async def open_media(self, tenant_id: TenantId, session_id: SessionId, message_id: str, sealed: bytes) -> bytes:
+        aad = associated_data("media", tenant_id, session_id, message_id)
+        return open_sealed(await self._key(tenant_id, session_id), sealed, aad)

@@ -1,0 +1,127 @@
+"""Queueing a message to send: validated, its media fetched or decoded, sealed, committed to the outbound queue.
+
+The API answers only after the commit, so an accepted message survives any crash. An ``Idempotency-Key`` (per
+tenant) makes a retried request return the first request's message instead of sending again; the same key with a
+different request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from wagate.domain.messages import Message, MessageKind, new_message_id, normal_chat_id
+from wagate.domain.phones import user_jid
+from wagate.domain.sessions import Session, Status
+from wagate.errors import Conflict, QueueFull, Unprocessable
+from wagate.gateway import Gateway
+from wagate.messaging.bodies import BodySealer
+from wagate.messaging.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
+from wagate.store.base import NewOutbound
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    url: str | None
+    data: str | None
+    mimetype: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    chat_id: str
+    kind: MessageKind
+    text: str | None = None
+    caption: str | None = None
+    reply_to: str | None = None
+    media: MediaSource | None = None
+
+
+class Sender:
+    """What ``POST /api/send*`` does once the caller's session is known."""
+
+    def __init__(self, gateway: Gateway, fetcher: MediaFetcher) -> None:
+        self._gateway = gateway
+        self._bodies = BodySealer(gateway.vaults)
+        self._fetcher = fetcher
+
+    async def queue(
+        self, session: Session, request: SendRequest, *, idempotency_key: str | None, fingerprint: str
+    ) -> tuple[Message, bool]:
+        if session.status is not Status.WORKING:
+            raise Conflict(
+                f"session {session.name!r} is {session.status.value}, not WORKING: it cannot send now",
+                code="session_not_working",
+                details={"status": session.status.value},
+            )
+        try:
+            chat_id = normal_chat_id(request.chat_id)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), code="invalid_chat_id") from None
+        media = await self._media(request) if request.media is not None else None
+        message_id = new_message_id()
+        body: dict[str, Any] = {"text": request.text, "caption": request.caption, "replyTo": request.reply_to}
+        if media is not None:
+            body["media"] = {
+                "mimetype": media.mimetype,
+                "filename": media.filename,
+                "size": len(media.data),
+                "sha256": hashlib.sha256(media.data).hexdigest(),
+            }
+        tenant_id, session_id = session.tenant_id, session.id
+        new = NewOutbound(
+            tenant_id=tenant_id,
+            session_id=session_id,
+            id=message_id,
+            chat_id=chat_id,
+            sender=_me(session),
+            kind=request.kind,
+            body=await self._bodies.seal_body(tenant_id, session_id, message_id, body),
+            media=await self._bodies.seal_media(tenant_id, session_id, message_id, media.data) if media else None,
+            idem_key=idempotency_key,
+            idem_hash=fingerprint if idempotency_key else None,
+        )
+        settings = self._gateway.settings
+        try:
+            return await self._gateway.store.messages.enqueue(new, max_queued=settings.send_queue_max)
+        except QueueFull as exc:
+            rate = float(session.config.get("send_rate") or settings.send_rate)
+            raise QueueFull(exc.message, retry_after=max(1, math.ceil(60.0 / rate))) from None
+
+    async def _media(self, request: SendRequest) -> Media:
+        source = request.media
+        assert source is not None
+        limit = self._gateway.settings.media_max_bytes
+        if (source.url is None) == (source.data is None):
+            raise MediaError("give the file as either url or data (base64), not both", code="invalid_media")
+        if source.data is not None:
+            default = "application/octet-stream"
+            media = Media(decode_base64(source.data, limit), guess_mimetype(source.filename, default), None)
+        else:
+            assert source.url is not None
+            media = await self._fetcher.fetch(source.url)
+        if len(media.data) > limit:
+            raise MediaError(f"the media is larger than {limit} bytes", code="media_too_large")
+        mimetype = source.mimetype or media.mimetype
+        wanted = {MessageKind.IMAGE: "image/", MessageKind.VOICE: "audio/"}.get(request.kind)
+        if wanted is not None and not mimetype.startswith(wanted):
+            raise MediaError(f"{request.kind.value} media must be {wanted}*, not {mimetype}", code="invalid_media")
+        return Media(media.data, mimetype, source.filename or media.filename)
+
+
+def fingerprint(route: str, payload: dict[str, Any]) -> str:
+    """What makes two requests the same request (for idempotency keys)."""
+    canonical = json.dumps({"route": route, **payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _me(session: Session) -> str:
+    phone = (session.me or {}).get("phone")
+    try:
+        return user_jid(str(phone)) if phone else ""
+    except ValueError:
+        return ""

@@ -1,0 +1,167 @@
+"""Sending a session's queued messages: in order, at the session's rate, each exactly once.
+
+Runs while the session's connection is up. Every message is committed to the queue before anything else happens to
+it (the API answered only after that). Before a batch goes to the engine its messages are marked ``sending`` (one
+more attempt each), and once the server has them ``sent``. A crash between the two leaves messages in doubt; at the
+next connection the engine is asked which of them the server has (``confirm_sent``): those are ``sent``, the others
+go again under the same ids. An engine that cannot tell sends them again under the same ids, which WhatsApp's
+recipients recognise as one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from wagate.domain.messages import Message, MessageStatus
+from wagate.domain.ratelimit import TokenBucket
+from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
+from wagate.store.base import StatusUpdate
+
+if TYPE_CHECKING:
+    from wagate.supervisor.runner import SessionRunner
+
+log = logging.getLogger("wagate.session")
+
+BATCH = 50
+
+
+class OutboundSender:
+    def __init__(self, runner: SessionRunner, conn: Connection) -> None:
+        self._runner = runner
+        self._sup = runner._sup
+        self._conn = conn
+        config = runner.session.config
+        settings = self._sup.settings
+        rate = float(config.get("send_rate") or settings.send_rate) / 60.0
+        self.bucket = TokenBucket(rate, int(config.get("send_burst") or settings.send_burst))
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._stopping = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"send-{self._runner.session.id}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Let the batch in hand finish (its results commit), then end; cancel only after ``grace`` seconds."""
+        self._stopping = True
+        self._wake.set()
+        task, self.task = self.task, None
+        if task is None or task is asyncio.current_task():
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except EngineUnavailable:
+            pass  # the connection ended: what was handed over is settled at the next connection
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the session keeps running; queued messages wait for the next connection
+            self._runner.log.exception("sending queued messages failed")
+
+    async def _loop(self) -> None:
+        settled = False
+        while not self._stopping:
+            self._wake.clear()
+            session = self._runner.session
+            queued = await self._sup.store.messages.queued(session.tenant_id, session.id, BATCH)
+            in_doubt = [m for m in queued if m.status is MessageStatus.SENDING]
+            if in_doubt and not settled:
+                await self._settle(in_doubt)
+                settled = True
+                continue
+            pending = [m for m in queued if m.status is MessageStatus.PENDING]
+            if not pending:
+                await self._wake.wait()
+                continue
+            now = self._sup.clock()
+            allowed = min(self.bucket.available(now), len(pending))
+            if allowed == 0:
+                await self._pause(self.bucket.wait(now))
+                continue
+            await self._send(pending[:allowed])
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_or_forever(), seconds)
+
+    async def _stop_or_forever(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _settle(self, in_doubt: Sequence[Message]) -> None:
+        """Decide what became of messages handed to the engine when the gateway stopped or the connection broke."""
+        known = await self._conn.confirm_sent([m.id for m in in_doubt])
+        limit = self._sup.settings.send_max_attempts
+        updates = []
+        for message in in_doubt:
+            if known is not None and message.id in known:
+                updates.append(self._update(message, MessageStatus.SENT, timestamp=known[message.id]))
+            elif message.attempts >= limit:
+                updates.append(self._update(message, MessageStatus.FAILED, error=f"not sent after {limit} attempts"))
+            else:
+                updates.append(self._update(message, MessageStatus.PENDING))
+        confirmed = sum(1 for u in updates if u.status is MessageStatus.SENT)
+        self._runner.log.info("%d message(s) in doubt: %d had reached the server", len(in_doubt), confirmed)
+        await self._sup.store.messages.update_status(updates)
+
+    async def _send(self, batch: Sequence[Message]) -> None:
+        session = self._runner.session
+        await self._sup.store.messages.mark_sending(session.tenant_id, session.id, [m.id for m in batch])
+        self.bucket.take(self._sup.clock(), len(batch))
+        results: list[StatusUpdate] = []
+        try:
+            for message in batch:
+                try:
+                    sent = await self._conn.send(await self._outgoing(message))
+                except SendRejected as exc:
+                    results.append(self._update(message, MessageStatus.FAILED, error=str(exc)[:300]))
+                else:
+                    results.append(self._update(message, MessageStatus.SENT, timestamp=sent.timestamp))
+                self._runner.last_activity = self._sup.clock()
+        finally:  # what the server has is recorded even when the connection broke in the middle
+            await self._sup.store.messages.update_status(results)
+
+    async def _outgoing(self, message: Message) -> OutgoingMessage:
+        session = self._runner.session
+        bodies = self._sup.bodies
+        body = await bodies.open_body(session.tenant_id, session.id, message.id, message.body)
+        media = None
+        if "media" in body:
+            sealed = await self._sup.store.messages.media(session.tenant_id, session.id, message.id)
+            if sealed is None:
+                raise SendRejected("the message's media is missing")
+            media = await bodies.open_media(session.tenant_id, session.id, message.id, sealed)
+        meta = body.get("media") or {}
+        return OutgoingMessage(
+            id=message.id,
+            chat=message.chat_id,
+            text=body.get("text") or body.get("caption"),
+            reply_to=body.get("replyTo"),
+            media=media,
+            mimetype=meta.get("mimetype"),
+            filename=meta.get("filename"),
+            voice=message.kind.value == "voice",
+        )
+
+    def _update(
+        self, message: Message, status: MessageStatus, *, timestamp: float | None = None, error: str | None = None
+    ) -> StatusUpdate:
+        session = self._runner.session
+        return StatusUpdate(
+            session.tenant_id, session.id, session.name, message.id, status, error=error, timestamp=timestamp
+        )

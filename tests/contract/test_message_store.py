@@ -1,0 +1,162 @@
+"""The message store over SQLite and PostgreSQL (real connections): inbound idempotency, the outbound queue and its
+statuses, idempotency keys, chats, contacts, groups, paging, retention and deletion."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contract.test_events_store import tenant_with_session
+from wagate.domain.events import Event, EventType
+from wagate.domain.messages import Contact, Group, MessageKind, MessageStatus
+from wagate.domain.sessions import Session
+from wagate.errors import IdempotencyConflict, QueueFull
+from wagate.store.base import InboundMessage, NewOutbound, StatusUpdate, Store
+
+FROM = "15550100@s.whatsapp.net"
+
+
+def inbound(session: Session, message_id: str, chat: str = FROM, at: float = 1000.0) -> InboundMessage:
+    event = Event.new(EventType.MESSAGE_RECEIVED, session.tenant_id, session.id, session.name, at, {"id": message_id})
+    return InboundMessage(
+        session.tenant_id, session.id, message_id, chat, FROM, "Ann", MessageKind.TEXT, at, b"sealed", event
+    )
+
+
+def outbound(session: Session, message_id: str, key: str | None = None, digest: str = "h1") -> NewOutbound:
+    return NewOutbound(
+        session.tenant_id,
+        session.id,
+        message_id,
+        FROM,
+        "me",
+        MessageKind.TEXT,
+        b"sealed-out",
+        media=b"media" if message_id.endswith("M") else None,
+        idem_key=key,
+        idem_hash=digest if key else None,
+    )
+
+
+async def test_inbound_messages_are_stored_once_with_one_event_each(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    first = [inbound(session, f"M{n}", at=1000.0 + n) for n in range(3)]
+    await store.sessions.set_status_many([], [], first)
+    # A redelivery after a lost ack, mixed with a new message, and a duplicate inside one batch.
+    again = [inbound(session, "M1"), inbound(session, "M3", at=1010.0), inbound(session, "M3", at=1010.0)]
+    await store.sessions.set_status_many([], [], again)
+    stored = await store.messages.list_messages(tenant, session.id, chat_id=FROM, newest_first=False)
+    assert [m.id for m in stored] == ["M0", "M1", "M2", "M3"]
+    assert all(m.status is MessageStatus.RECEIVED and not m.from_me for m in stored)
+    events = await store.events.list_events(tenant, types=[EventType.MESSAGE_RECEIVED.value])
+    assert [e.payload["id"] for e in events] == ["M0", "M1", "M2", "M3"]
+    chats = await store.messages.list_chats(tenant, session.id, limit=10)
+    assert [(c.id, c.messages, c.last_message_id, c.name) for c in chats] == [(FROM, 4, "M3", "Ann")]
+
+
+async def test_outbound_statuses_only_move_forward_with_an_event_each(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    message, created = await store.messages.enqueue(outbound(session, "OUT1M"), max_queued=10)
+    assert created
+    assert message.status is MessageStatus.PENDING
+    assert await store.messages.media(tenant, session.id, "OUT1M") == b"media"
+    await store.messages.mark_sending(tenant, session.id, ["OUT1M"])
+    assert [m.status for m in await store.messages.queued(tenant, session.id, 10)] == [MessageStatus.SENDING]
+
+    def update(status: MessageStatus) -> StatusUpdate:
+        return StatusUpdate(tenant, session.id, session.name, "OUT1M", status, timestamp=2000.0)
+
+    changed = await store.messages.update_status(
+        [update(MessageStatus.SENT), update(MessageStatus.DELIVERED), update(MessageStatus.SENT)]
+    )
+    assert [m.status for m in changed] == [MessageStatus.DELIVERED]
+    assert await store.messages.update_status([update(MessageStatus.FAILED)]) == []  # sent already: not failed
+    await store.messages.update_status([update(MessageStatus.READ)])
+    got = await store.messages.get(tenant, session.id, "OUT1M")
+    assert got is not None
+    assert got.status is MessageStatus.READ
+    assert got.attempts == 1
+    assert got.timestamp == 2000.0
+    assert await store.messages.media(tenant, session.id, "OUT1M") is None  # sent: the media is not kept
+    assert await store.messages.queued(tenant, session.id, 10) == []
+    acks = await store.events.list_events(tenant, types=[EventType.MESSAGE_ACK.value])
+    assert [(e.payload["status"], e.payload["previous"]) for e in acks] == [
+        ("sent", None),
+        ("delivered", "sent"),
+        ("read", "delivered"),
+    ]
+
+
+async def test_idempotency_keys_and_the_queue_bound(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    first, created = await store.messages.enqueue(outbound(session, "A", key="k1"), max_queued=2)
+    replay, again = await store.messages.enqueue(outbound(session, "B", key="k1"), max_queued=2)
+    assert created
+    assert not again
+    assert replay.id == first.id == "A"
+    with pytest.raises(IdempotencyConflict):
+        await store.messages.enqueue(outbound(session, "C", key="k1", digest="other"), max_queued=2)
+    await store.messages.enqueue(outbound(session, "D"), max_queued=2)
+    with pytest.raises(QueueFull):
+        await store.messages.enqueue(outbound(session, "E"), max_queued=2)
+    # A replay is answered even when the queue is full; failing the queue empties it.
+    assert (await store.messages.enqueue(outbound(session, "F", key="k1"), max_queued=2))[0].id == "A"
+    assert await store.messages.fail_queued(tenant, session.id, session.name, "logged out") == 2
+    failed = await store.messages.get(tenant, session.id, "D")
+    assert failed is not None
+    assert failed.status is MessageStatus.FAILED
+    assert failed.error == "logged out"
+    await store.messages.enqueue(outbound(session, "E"), max_queued=2)
+
+
+async def test_pages_have_no_gaps_or_duplicates_and_tenants_are_apart(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    other, theirs = await tenant_with_session(store, "b")
+    await store.sessions.set_status_many([], [], [inbound(session, f"M{n:03}", at=1000.0 + n) for n in range(25)])
+    await store.sessions.set_status_many([], [], [inbound(theirs, "X1")])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.messages.list_messages(tenant, session.id, chat_id=FROM, cursor=cursor, limit=7)
+        if not page:
+            break
+        seen.extend(m.id for m in page)
+        cursor = page[-1].seq
+    assert seen == [f"M{n:03}" for n in reversed(range(25))]
+    window = await store.messages.list_messages(tenant, session.id, chat_id=None, since=1005.0, until=1008.0)
+    assert [m.id for m in window] == ["M007", "M006", "M005"]
+    assert await store.messages.list_messages(other, session.id, chat_id=None) == []
+    assert await store.messages.get(other, session.id, "M001") is None
+
+
+async def test_contacts_groups_and_chat_names(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    group = "120363000000000001@g.us"
+    await store.messages.put_contacts(tenant, session.id, [Contact(FROM, "Ann B.", None, 1.0)])
+    await store.messages.put_groups(tenant, session.id, [Group(group, "Team", [FROM], 1.0)])
+    await store.sessions.set_status_many(
+        [], [], [inbound(session, "G1", chat=group, at=1001.0), inbound(session, "U1")]
+    )
+    chats = await store.messages.list_chats(tenant, session.id, limit=10)
+    assert [(c.id, c.name, c.is_group) for c in chats] == [(group, "Team", True), (FROM, "Ann B.", False)]
+    page = await store.messages.list_chats(tenant, session.id, limit=1, cursor=(chats[0].last_message_at, group))
+    assert [c.id for c in page] == [FROM]
+    contacts = await store.messages.list_contacts(tenant, session.id, limit=10)
+    assert [(c.id, c.name, c.push_name) for c in contacts] == [(FROM, "Ann B.", "Ann")]
+    groups = await store.messages.list_groups(tenant, session.id, limit=10)
+    assert [(g.id, g.subject, g.participants) for g in groups] == [(group, "Team", [FROM])]
+
+
+async def test_retention_prunes_old_messages_and_deletion_removes_everything(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    await store.sessions.set_status_many([], [], [inbound(session, "OLD")])
+    await store.messages.enqueue(outbound(session, "QUEUED"), max_queued=10)
+    assert await store.messages.prune_all_tenants(now=10**12) == 0  # no retention set: kept
+    updated = await store.tenants.update(tenant, {"message_retention_days": 1.0})
+    assert updated is not None
+    assert updated.message_retention_days == 1.0
+    assert await store.messages.prune_all_tenants(now=10**12) == 1  # the queued one stays
+    left = await store.messages.list_messages(tenant, session.id, chat_id=None)
+    assert [m.id for m in left] == ["QUEUED"]
+    assert await store.sessions.delete(tenant, session.name)
+    assert await store.messages.list_messages(tenant, session.id, chat_id=None) == []
+    assert await store.messages.list_chats(tenant, session.id, limit=10) == []

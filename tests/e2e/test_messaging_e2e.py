@@ -1,0 +1,334 @@
+"""Messaging end to end with real processes: sending (durable, rate-limited, idempotent), receiving and storing,
+reading back page by page, tenant isolation, and bodies sealed at rest."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from tests.e2e.stack import Stack, wait_for
+from tests.e2e.test_events_e2e import HOOKS, add_webhook, read_until, ws_url
+from tests.receiver import Receiver, ThreadedReceiver
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "+15550001"
+PEER = "15550100@s.whatsapp.net"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with ThreadedReceiver(Receiver()) as running:
+        yield running
+
+
+def send(stack: Stack, text: str, *, session: str = "main", key: str | None = None, **extra: Any) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    with stack.http as http:
+        body = {"session": session, "chatId": "+15550100", "text": text, **extra}
+        return http.post("/api/sendText", json=body, headers=headers)
+
+
+def message(stack: Stack, message_id: str, session: str = "main") -> dict[str, Any]:
+    with stack.http as http:
+        response = http.get(f"/api/{session}/messages/{message_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def sim_sent(stack: Stack, phone: str = PHONE) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = httpx.get(f"{stack.sim.base_url}/devices/{phone}/sent", timeout=15).json()
+    return sent
+
+
+def pages(stack: Stack, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paged list, following ``next`` to the end."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    with stack.http as http:
+        while True:
+            response = http.get(path, params={"limit": limit, **params, **({"cursor": cursor} if cursor else {})})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items.extend(page["items"])
+            cursor = page["next"]
+            if cursor is None:
+                return items
+
+
+def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory()
+    stack.start()
+    stack.tenant()
+    stack.link("main", PHONE)
+    answer = send(stack, "hello there", reply_to="SIMABCDEF")
+    assert answer.status_code == 201, answer.text
+    sent = answer.json()
+    assert sent["status"] == "pending"
+    assert sent["chatId"] == PEER
+    assert sent["fromMe"] is True
+    assert sent["body"] == "hello there"
+    wait_for(lambda: message(stack, sent["id"])["status"] == "delivered", 10, "a delivery receipt")
+    at_sim = sim_sent(stack)
+    assert [(m["id"], m["to"], m["text"], m["reply_to"]) for m in at_sim] == [
+        (sent["id"], PEER, "hello there", "SIMABCDEF")
+    ]
+    stack.sim_post(f"/devices/{PHONE}/read", {"ids": [sent["id"]]})
+    wait_for(lambda: message(stack, sent["id"])["status"] == "read", 10, "a read receipt")
+
+    image = base64.b64encode(b"\x89PNG fake image bytes").decode()
+    with stack.http as http:
+        made = http.post(
+            "/api/sendImage",
+            json={
+                "session": "main",
+                "chatId": "15550100@c.us",
+                "file": {"mimetype": "image/png", "filename": "a.png", "data": image},
+                "caption": "look",
+            },
+        )
+        assert made.status_code == 201, made.text
+        wrong = http.post(
+            "/api/sendVoice",
+            json={"session": "main", "chatId": "+15550100", "file": {"mimetype": "image/png", "data": image}},
+        )
+        assert wrong.status_code == 422
+        assert wrong.json()["error"]["code"] == "invalid_media"
+    media_id = made.json()["id"]
+    wait_for(lambda: message(stack, media_id)["status"] == "delivered", 10, "the image delivered")
+    by_id = {m["id"]: m for m in sim_sent(stack)}
+    assert by_id[media_id]["text"] == "look"
+    assert by_id[media_id]["media"]["size"] == len(b"\x89PNG fake image bytes")
+    assert by_id[media_id]["media"]["mimetype"] == "image/png"
+    assert message(stack, media_id)["media"]["filename"] == "a.png"
+
+
+def all_events(stack: Stack, types: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    after = None
+    with stack.http as http:
+        while True:
+            params: dict[str, str | int] = {"types": types, "limit": 1000}
+            if after:
+                params["after"] = after
+            page = http.get("/api/events", params=params).json()
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+            after = page[-1]["id"]
+
+
+def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:
+    stack.link("main", PHONE)
+    group = stack.sim_post(f"/devices/{PHONE}/groups", {"subject": "Team", "participants": ["+15550199"]})["id"]
+    stack.sim_post(f"/devices/{PHONE}/contacts", {"contacts": [{"phone": "+15550100", "name": "Ann"}]})
+    expected: dict[str, set[str]] = {}
+    for n in range(99):
+        sender = f"+155501{n:02d}"
+        ids = stack.sim_post(f"/devices/{PHONE}/messages", {"from": sender, "text": f"hi {n}", "count": 100})["ids"]
+        expected[f"155501{n:02d}@s.whatsapp.net"] = set(ids)
+        if n == 30:  # SIGKILL mid-stream: what was stored and not acknowledged comes again
+            wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 1000, 20, "part of the messages stored")
+            assert stack.gateway is not None
+            stack.gateway.proc.kill()
+            stack.gateway.proc.wait()
+            stack.start()
+    ids = stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550199", "text": "g", "count": 100, "group": group})
+    expected[group] = set(ids["ids"])
+    done = wait_for(lambda: (d := stack.device(PHONE))["messages_acked"] == 10_000 and d, 90, "10,000 acknowledged")
+    assert done["decrypt_failures"] == 0
+
+    chats = pages(stack, "/api/main/chats", limit=30)
+    assert len(chats) == 100
+    assert {c["id"] for c in chats} == set(expected)
+    assert all(c["messages"] == 100 for c in chats)
+    named = {c["id"]: c["name"] for c in chats}
+    assert named[group] == "Team"
+    assert named[PEER] == "Ann"
+    stored: list[str] = []
+    for chat in expected:
+        items = pages(stack, f"/api/main/chats/{chat}/messages", limit=40)
+        assert {m["id"] for m in items} == expected[chat]
+        assert all(m["chatId"] == chat and not m["fromMe"] and m["status"] == "received" for m in items)
+        stored.extend(m["id"] for m in items)
+    assert len(stored) == len(set(stored)) == 10_000
+    received = [e["payload"]["id"] for e in all_events(stack, "message.received")]
+    assert Counter(received).most_common(1)[0][1] == 1  # one event per message, even for the redelivered ones
+    assert set(received) == set(stored)
+    group_page = pages(stack, f"/api/main/chats/{group}/messages", limit=100, order="asc")
+    assert group_page[0]["from"] == "15550199@s.whatsapp.net"
+    assert group_page[0]["body"] == "g #1"
+    with stack.http as http:
+        groups = http.get("/api/main/groups").json()["items"]
+        assert [(g["id"], g["subject"]) for g in groups] == [(group, "Team")]
+        contacts = {c["id"]: c for c in pages(stack, "/api/main/contacts", limit=50)}
+        assert contacts[PEER]["name"] == "Ann"
+        assert contacts["15550150@s.whatsapp.net"]["pushName"] == "User 0150"
+
+
+def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(WAGATE_SEND_RATE="3000", WAGATE_SEND_BURST="10")  # 50 a second: ~10 s to drain
+    stack.start()
+    stack.tenant()
+    stack.link("main", PHONE)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: send(stack, f"out {n}"), range(500)))
+    assert [a.status_code for a in answers] == [201] * 500
+    queued = [a.json()["id"] for a in answers]
+    wait_for(lambda: len(sim_sent(stack)) >= 100, 20, "sending under way")
+    assert stack.gateway is not None
+    stack.gateway.proc.kill()  # SIGKILL while the queue drains
+    stack.gateway.proc.wait()
+    assert len(sim_sent(stack)) < 500
+    stack.start()
+    wait_for(lambda: stack.device(PHONE)["sent"] >= 500, 30, "the queue drained")
+    items = wait_for(
+        lambda: (
+            (m := pages(stack, f"/api/main/chats/{PEER}/messages", limit=200))
+            and all(x["status"] == "delivered" for x in m)
+            and m
+        ),
+        20,
+        "every message delivered",
+    )
+    at_sim = Counter(m["id"] for m in sim_sent(stack))
+    assert at_sim == Counter(queued)  # each exactly once, none unknown
+    assert sorted(m["id"] for m in items) == sorted(queued)
+    assert all(m["attempts"] >= 1 for m in items)
+    time.sleep(0.5)
+    assert stack.device(PHONE)["sent"] == 500  # nothing sent twice afterwards either
+
+
+def test_rate_limit_queue_bound_conflicts_and_idempotent_retries(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(WAGATE_SEND_QUEUE_MAX="8")
+    stack.start()
+    stack.tenant()
+    stack.link("paced", PHONE, config={"send_rate": 120, "send_burst": 2})  # 2 a second
+    for n in range(8):
+        assert send(stack, f"paced {n}", session="paced").status_code == 201
+    wait_for(lambda: len(sim_sent(stack)) == 8, 15, "the paced messages")
+    times = [m["ts"] for m in sim_sent(stack)]
+    assert times[1] - times[0] < 0.3  # the burst goes at once
+    for index in range(2, 8):  # then one every 0.5 s, measured at the simulator
+        assert times[index] - times[0] >= (index - 1) * 0.5 - 0.05, times
+    assert times[-1] - times[0] < 3.5 + 1.0
+
+    stack.link("slow", "+15550002", config={"send_rate": 1, "send_burst": 1})
+    first_slow = send(stack, "slow first", session="slow").json()  # the burst: it goes out at once
+    wait_for(lambda: message(stack, first_slow["id"], "slow")["status"] == "delivered", 10, "the first slow one")
+    accepted = [send(stack, f"slow {n}", session="slow") for n in range(8)]  # these wait: one a minute
+    assert [a.status_code for a in accepted] == [201] * 8
+    full = send(stack, "one too many", session="slow")
+    assert full.status_code == 429
+    assert full.json()["error"]["code"] == "queue_full"
+    assert full.headers["Retry-After"] == "60"
+
+    first = send(stack, "once only", session="paced", key="order-17")
+    again = send(stack, "once only", session="paced", key="order-17")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    reused = send(stack, "something else", session="paced", key="order-17")
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    wait_for(lambda: message(stack, first.json()["id"], "paced")["status"] == "delivered", 10, "the keyed message")
+    assert [m["text"] for m in sim_sent(stack)].count("once only") == 1
+
+    with stack.http as http:
+        assert http.post("/api/sessions", json={"name": "unlinked"}).status_code == 201
+    stack.wait_status("unlinked", "SCAN_QR_CODE")
+    refused = send(stack, "not yet", session="unlinked")
+    assert refused.status_code == 409
+    assert refused.json()["error"] == {
+        "code": "session_not_working",
+        "message": "session 'unlinked' is SCAN_QR_CODE, not WORKING: it cannot send now",
+        "status": "SCAN_QR_CODE",
+    }
+    assert send(stack, "nobody", session="missing").status_code == 404
+
+
+def test_tenants_never_see_each_others_messages(stack_factory: Callable[..., Stack], receiver: Receiver) -> None:
+    stack = stack_factory(**HOOKS)
+    stack.start()
+    key_a = stack.tenant("a")
+    hook_a = add_webhook(stack, key_a, receiver.url("/a"))
+    receiver.secrets["/a"] = hook_a["secret"]
+    stack.link("alpha", PHONE)
+    stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "secret-a", "count": 3})
+    out_a = send(stack, "outbound-a", session="alpha").json()
+    wait_for(lambda: message(stack, out_a["id"], "alpha")["status"] == "delivered", 10, "A's message delivered")
+    a_inbound = pages(stack, f"/api/alpha/chats/{PEER}/messages", limit=10)
+    assert len(a_inbound) == 4
+
+    key_b = stack.tenant("b")
+    hook_b = add_webhook(stack, key_b, receiver.url("/b"))
+    receiver.secrets["/b"] = hook_b["secret"]
+    stack.link("main", "+15550002")
+    with connect(ws_url(stack, "events=*"), additional_headers=key_b) as ws:
+        stack.sim_post("/devices/+15550002/messages", {"from": "+15550100", "text": "hello-b", "count": 1})
+        stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "secret-a", "count": 1})
+        seen = read_until(ws, lambda got: any(e.get("payload", {}).get("text") == "hello-b" for e in got), 10)
+    assert "secret-a" not in json.dumps(seen)
+
+    b = httpx.Client(base_url=stack.gateway.base_url if stack.gateway else "", headers=key_b, timeout=15)
+    with b:
+        for path in (
+            "/api/alpha/chats",
+            f"/api/alpha/chats/{PEER}/messages",
+            f"/api/alpha/messages/{out_a['id']}",
+            f"/api/alpha/messages/{a_inbound[0]['id']}",
+            "/api/alpha/contacts",
+            "/api/alpha/groups",
+            f"/api/main/messages/{out_a['id']}",
+        ):
+            response = b.get(path)
+            assert response.status_code == 404, (path, response.text)
+        for route, body in (
+            ("/api/sendText", {"text": "x"}),
+            ("/api/sendFile", {"file": {"data": "eA=="}}),
+            ("/api/sendImage", {"file": {"data": "eA==", "mimetype": "image/png"}}),
+            ("/api/sendVoice", {"file": {"data": "eA==", "mimetype": "audio/ogg"}}),
+        ):
+            response = b.post(route, json={"session": "alpha", "chatId": "+15550100", **body})
+            assert response.status_code == 404, (route, response.text)
+        assert pages_with(b, "/api/main/chats") == ["15550100@s.whatsapp.net"]
+    wait_for(lambda: any(r.path == "/b" for r in receiver.received), 10, "B's webhook")
+    for delivery in receiver.received:
+        if delivery.path == "/b":
+            assert b"secret-a" not in delivery.body
+            assert b"outbound-a" not in delivery.body
+            assert delivery.envelope["session"] == "main"
+
+
+def pages_with(client: httpx.Client, path: str) -> list[str]:
+    return [c["id"] for c in client.get(path).json()["items"]]
+
+
+def test_message_bodies_are_not_readable_in_the_database_file(stack: Stack, tmp_path: Path) -> None:
+    stack.link("main", PHONE)
+    stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "MARKER-INBOUND-7f3a", "count": 1})
+    sent = send(stack, "MARKER-OUTBOUND-9c1d").json()
+    wait_for(lambda: message(stack, sent["id"])["status"] == "delivered", 10, "the message delivered")
+    inbound = wait_for(lambda: pages(stack, f"/api/main/chats/{PEER}/messages", limit=10), 10, "the stored messages")
+    assert {m["body"] for m in inbound} == {"MARKER-INBOUND-7f3a", "MARKER-OUTBOUND-9c1d"}  # stored, readable by API
+    assert stack.gateway is not None
+    assert stack.gateway.terminate() == 0
+    files = [p for p in (tmp_path / "data").iterdir() if p.name.startswith("wagate.db")]
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        assert b"MARKER-INBOUND" not in raw, path
+        assert b"MARKER-OUTBOUND" not in raw, path
+    # The same search finds the text where it is kept in the clear (the simulator's record of what it received).
+    assert b"MARKER-OUTBOUND-9c1d" in (tmp_path / "sim-state.json").read_bytes()
