@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -158,36 +159,31 @@ async def send_text(
     return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
 
 
-@router.post("/api/sendImage", status_code=status.HTTP_201_CREATED, summary="Queue an image (caption optional)")
-async def send_image(
-    body: SendMedia,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> MessageOut:
-    send = SendRequest(
-        body.chat_id, MessageKind.IMAGE, caption=body.caption, reply_to=body.reply_to, media=_media(body.file)
-    )
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+def _media_route(kind: MessageKind) -> Callable[..., Awaitable[MessageOut]]:
+    """``sendImage`` and ``sendFile``: the same request, another kind of message."""
+
+    async def send_media(
+        body: SendMedia,
+        request: Request,
+        response: Response,
+        gateway: GatewayDep,
+        supervisor: SupervisorDep,
+        tenant_id: TenantDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> MessageOut:
+        send = SendRequest(body.chat_id, kind, caption=body.caption, reply_to=body.reply_to, media=_media(body.file))
+        return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+    send_media.__name__ = f"send_{kind.value}"
+    return send_media
 
 
-@router.post("/api/sendFile", status_code=status.HTTP_201_CREATED, summary="Queue a document (caption optional)")
-async def send_file(
-    body: SendMedia,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> MessageOut:
-    send = SendRequest(
-        body.chat_id, MessageKind.FILE, caption=body.caption, reply_to=body.reply_to, media=_media(body.file)
-    )
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+router.post("/api/sendImage", status_code=status.HTTP_201_CREATED, summary="Queue an image (caption optional)")(
+    _media_route(MessageKind.IMAGE)
+)
+router.post("/api/sendFile", status_code=status.HTTP_201_CREATED, summary="Queue a document (caption optional)")(
+    _media_route(MessageKind.FILE)
+)
 
 
 @router.post("/api/sendVoice", status_code=status.HTTP_201_CREATED, summary="Queue a voice message (audio/*)")

@@ -207,9 +207,7 @@ class SqlMessageStore(MessageStore):
                     select(schema.sessions.c.id).where(schema.sessions.c.id == new.session_id).with_for_update()
                 )
             waiting = (
-                await conn.execute(
-                    select(func.count()).where(M.c.session_id == new.session_id, _IS_QUEUED)
-                )
+                await conn.execute(select(func.count()).where(M.c.session_id == new.session_id, _IS_QUEUED))
             ).scalar_one()
             if waiting >= max_queued:
                 raise QueueFull(f"the session's outbound queue is full ({waiting} messages wait); retry later")
