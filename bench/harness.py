@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +109,30 @@ def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator[tuple[str, str, int, int]]:
+    """A sim-server and a gateway as processes (data in ``tmp``; ``settings`` as NAME=VALUE override the rest):
+    (gateway URL, sim URL, gateway pid, sim pid); both are stopped at the end."""
+    sim_port, port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
+    env.update(
+        WAGATE_DATA_DIR=str(tmp / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=KEK,
+        WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
+        WAGATE_LOG_LEVEL="WARNING",
+        **env_extra,
+    )
+    env.update(dict(item.split("=", 1) for item in settings))
+    sim_args = ["sim-server", "--port", str(sim_port), "--state", str(tmp / "sim.json"), "--log-level", "WARNING"]
+    sim = spawn([*sim_args, "--qr-first-ttl", "3600"], env, tmp / "sim.log")
+    gateway = None
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/health")
+        gateway = spawn(["serve", "--port", str(port)], env, tmp / "gateway.log")
+        wait_http(f"http://127.0.0.1:{port}/ready")
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}", gateway.pid, sim.pid
+    finally:
+        stop_all(gateway, sim)

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import httpx
 from aiohttp import web
-from harness import ADMIN, KEK, cpu_seconds, free_port, link_all, spawn, stop_all, wait_http
+from harness import ADMIN, cpu_seconds, link_all, stack
 from standardwebhooks import Webhook as Verifier
 
 
@@ -168,30 +168,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_LOG_LEVEL=INFO")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-hooks-"))
-    sim_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
-    env.update(
-        WAGATE_DATA_DIR=str(tmp / "data"),
-        WAGATE_ADMIN_KEY=ADMIN,
-        WAGATE_KEYS=KEK,
-        WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
-        WAGATE_LOG_LEVEL="WARNING",
-        WAGATE_WEBHOOK_ALLOW_PRIVATE="1",
-    )
-    env.update(item.split("=", 1) for item in args.set)
-    sim_args = ["sim-server", "--port", str(sim_port), "--state", str(tmp / "sim.json"), "--log-level", "WARNING"]
-    sim = spawn([*sim_args, "--qr-first-ttl", "3600"], env, tmp / "sim.log")
-    gateway = None
-    try:
-        wait_http(f"http://127.0.0.1:{sim_port}/health")
-        gateway = spawn(["serve", "--port", str(port)], env, tmp / "gateway.log")
-        wait_http(f"http://127.0.0.1:{port}/ready")
-        result = asyncio.run(
-            run(args, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}", gateway.pid, sim.pid)
-        )
-        print(json.dumps(result))
-    finally:
-        stop_all(gateway, sim)
+    with stack(tmp, {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1"}, args.set) as (base, sim_url, gateway_pid, sim_pid):
+        print(json.dumps(asyncio.run(run(args, base, sim_url, gateway_pid, sim_pid))))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from wagate.store.base import StatusUpdate
 
 if TYPE_CHECKING:
     from wagate.supervisor.runner import SessionRunner
+    from wagate.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("wagate.session")
 
@@ -30,9 +31,9 @@ BATCH = 50
 
 
 class OutboundSender:
-    def __init__(self, runner: SessionRunner, conn: Connection) -> None:
+    def __init__(self, supervisor: Supervisor, runner: SessionRunner, conn: Connection) -> None:
         self._runner = runner
-        self._sup = runner._sup
+        self._sup = supervisor
         self._conn = conn
         config = runner.session.config
         settings = self._sup.settings

@@ -470,7 +470,7 @@ class SessionRunner:
 
     def _start_sender(self) -> None:
         if self.sender is None and self.conn is not None:
-            self.sender = OutboundSender(self, self.conn)
+            self.sender = OutboundSender(self._sup, self, self.conn)
             self.sender.start()
 
     async def _stop_sender(self) -> None:

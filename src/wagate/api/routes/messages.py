@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
-from wagate.domain.messages import Chat, Contact, Group, Message, MessageKind, normal_chat_id
+from wagate.domain.messages import Message, MessageKind, normal_chat_id
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
@@ -227,13 +227,26 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> Any:
+def decode_cursor(cursor: str | None, valid: Callable[[Any], bool]) -> Any:
+    """The value a cursor carries (None without one); 422 unless it decodes to a value ``valid`` accepts."""
     if cursor is None:
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
-        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor") from None
+        value = None
+    if value is None or not valid(value):
+        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    return value
+
+
+def next_cursor(items: list[T], limit: int, key: Callable[[T], Any]) -> str | None:
+    """The cursor of the page after ``items``: none when this page was not full."""
+    return encode_cursor(key(items[-1])) if items and len(items) == limit else None
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 def _chat(value: str) -> str:
@@ -271,9 +284,7 @@ async def chat_messages(
     order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first")] = "desc",
 ) -> Page[MessageOut]:
     session = await find_session(gateway, tenant_id, name)
-    after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, int):
-        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    after = decode_cursor(cursor, lambda v: isinstance(v, int))
     messages = await gateway.store.messages.list_messages(
         tenant_id,
         session.id,
@@ -286,7 +297,7 @@ async def chat_messages(
         limit=limit,
     )
     items = [await _out(gateway, session.name, m) for m in messages]
-    return Page[MessageOut](items=items, next=encode_cursor(messages[-1].seq) if len(messages) == limit else None)
+    return Page[MessageOut](items=items, next=next_cursor(messages, limit, lambda m: m.seq))
 
 
 @router.get("/api/{name}/chats", summary="The session's chats, most recent first")
@@ -294,15 +305,12 @@ async def list_chats(
     name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
 ) -> Page[ChatOut]:
     session = await find_session(gateway, tenant_id, name)
-    after = decode_cursor(cursor)
-    if after is not None and not (
-        isinstance(after, list) and len(after) == 2 and isinstance(after[0], int | float) and isinstance(after[1], str)
-    ):
-        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
+    after = decode_cursor(
+        cursor, lambda v: isinstance(v, list) and len(v) == 2 and isinstance(v[0], int | float) and _is_str(v[1])
+    )
     chats = await gateway.store.messages.list_chats(
         tenant_id, session.id, limit=limit, cursor=(float(after[0]), after[1]) if after else None
     )
-    last: Chat | None = chats[-1] if len(chats) == limit else None
     return Page[ChatOut](
         items=[
             ChatOut(
@@ -315,15 +323,8 @@ async def list_chats(
             )
             for c in chats
         ],
-        next=encode_cursor([last.last_message_at, last.id]) if last else None,
+        next=next_cursor(chats, limit, lambda c: [c.last_message_at, c.id]),
     )
-
-
-def _id_cursor(cursor: str | None) -> str | None:
-    after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, str):
-        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
-    return after
 
 
 @router.get("/api/{name}/contacts", summary="The session's contacts, by id")
@@ -331,13 +332,11 @@ async def list_contacts(
     name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
 ) -> Page[ContactOut]:
     session = await find_session(gateway, tenant_id, name)
-    found: list[Contact] = await gateway.store.messages.list_contacts(
-        tenant_id, session.id, limit=limit, cursor=_id_cursor(cursor)
+    found = await gateway.store.messages.list_contacts(
+        tenant_id, session.id, limit=limit, cursor=decode_cursor(cursor, _is_str)
     )
-    return Page[ContactOut](
-        items=[ContactOut(id=c.id, name=c.name, pushName=c.push_name) for c in found],
-        next=encode_cursor(found[-1].id) if len(found) == limit else None,
-    )
+    items = [ContactOut(id=c.id, name=c.name, pushName=c.push_name) for c in found]
+    return Page[ContactOut](items=items, next=next_cursor(found, limit, lambda c: c.id))
 
 
 @router.get("/api/{name}/groups", summary="The groups the session's account is in, by id")
@@ -345,10 +344,8 @@ async def list_groups(
     name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
 ) -> Page[GroupOut]:
     session = await find_session(gateway, tenant_id, name)
-    found: list[Group] = await gateway.store.messages.list_groups(
-        tenant_id, session.id, limit=limit, cursor=_id_cursor(cursor)
+    found = await gateway.store.messages.list_groups(
+        tenant_id, session.id, limit=limit, cursor=decode_cursor(cursor, _is_str)
     )
-    return Page[GroupOut](
-        items=[GroupOut(id=g.id, subject=g.subject, participants=g.participants) for g in found],
-        next=encode_cursor(found[-1].id) if len(found) == limit else None,
-    )
+    items = [GroupOut(id=g.id, subject=g.subject, participants=g.participants) for g in found]
+    return Page[GroupOut](items=items, next=next_cursor(found, limit, lambda g: g.id))
