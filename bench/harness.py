@@ -122,6 +122,7 @@ def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator
         WAGATE_ADMIN_KEY=ADMIN,
         WAGATE_KEYS=KEK,
         WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
+        WAGATE_DEFAULT_ENGINE="sim",
         WAGATE_LOG_LEVEL="WARNING",
         **env_extra,
     )

@@ -61,6 +61,7 @@ def main() -> None:
         WAGATE_ADMIN_KEY=ADMIN,
         WAGATE_KEYS=KEK,
         WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
+        WAGATE_DEFAULT_ENGINE="sim",
         WAGATE_MAX_SESSIONS_TOTAL=str(n),
         WAGATE_LOG_LEVEL="WARNING",
     )

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(None, description="API key with admin rights")
     max_sessions_per_tenant: int = Field(5, ge=0, description="default session quota of a tenant")
     max_sessions_total: int = Field(100, ge=0, description="session quota of the whole installation")
-    default_engine: str = Field("sim", description="engine of a session created without one")
+    default_engine: str = Field(
+        "neonize", description="engine of a session created without one (neonize; sim with --demo)"
+    )
     sim_url: str | None = Field(None, description="simulator for the sim engine, e.g. http://127.0.0.1:9000")
     demo: bool = Field(False, description="run a simulator inside the gateway and use it by default")
     worker_id: str = Field(
@@ -111,6 +113,19 @@ class Settings(BaseSettings):
     )
     media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest media a message may carry, in bytes")
     media_fetch_timeout: float = Field(30.0, gt=0, description="seconds allowed to fetch a media URL")
+    neonize_dir: Path | None = Field(
+        None, description="runtime directory of the neonize engine's whatsmeow files; default: DATA_DIR/neonize"
+    )
+    neonize_snapshot_interval: float = Field(
+        60.0, ge=0, description="seconds between looks for changes to snapshot into the vault (0: only at events)"
+    )
+    neonize_threads: int = Field(
+        0, ge=0, description="threads for neonize's calls (each live session holds one); 0: MAX_SESSIONS_TOTAL + 32"
+    )
+    neonize_probe: str = Field(
+        "web.whatsapp.com:443", description="host:port reached before each neonize start; empty: no check"
+    )
+    neonize_probe_timeout: float = Field(5.0, gt=0, description="seconds allowed for the reachability check")
     redis_url: SecretStr | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0 (reported in the status)"
     )

@@ -130,6 +130,7 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             "WAGATE_ADMIN_KEY": ADMIN,
             "WAGATE_KEYS": TEST_KEK,
             "WAGATE_SIM_URL": sim.base_url,
+            "WAGATE_DEFAULT_ENGINE": "sim",
             **FAST,
             **env,
         }

@@ -28,7 +28,13 @@ def servers() -> Iterator[list[Served]]:
 
 
 def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served]) -> None:
-    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
+    # No engine can connect (sim without a simulator): the sessions' state holds still between the two runs.
+    env = clean_env(
+        WAGATE_DATA_DIR=str(tmp_path / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=TEST_KEK,
+        WAGATE_DEFAULT_ENGINE="sim",
+    )
     first = serve(tmp_path, env)
     servers.append(first)
     first.wait_healthy()
@@ -194,3 +200,31 @@ def test_sigterm_while_sessions_are_connecting_exits_promptly(stack_factory: Cal
     started = time.monotonic()
     assert stack.gateway.terminate(timeout=10) == 0
     assert time.monotonic() - started < 5
+
+
+def test_serve_without_demo_runs_sessions_on_the_real_engine(tmp_path: Path, servers: list[Served]) -> None:
+    """`make run`: neonize is the default engine; offline, a session keeps trying and says why it cannot connect."""
+    env = clean_env(
+        WAGATE_DATA_DIR=str(tmp_path / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=TEST_KEK,
+        WAGATE_NEONIZE_PROBE="web.whatsapp.invalid:443",  # offline on any machine
+    )
+    gateway = serve(tmp_path, env)
+    servers.append(gateway)
+    gateway.wait_healthy()
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+        key = {
+            "X-Api-Key": http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN}).json()["api_key"]
+        }
+        created = http.post("/api/sessions", json={"name": "phone"}, headers=key)
+        assert created.status_code == 201, created.text
+        assert created.json()["engine"] == "neonize"
+
+        def unreachable() -> bool:
+            body = http.get("/api/sessions/phone", headers=key).json()
+            return bool(body["status"] == "STARTING" and "network unreachable" in (body.get("note") or ""))
+
+        wait_for(unreachable, 10, "STARTING with network unreachable")
+    assert gateway.terminate() == 0
+    assert (tmp_path / "data" / "neonize").is_dir()

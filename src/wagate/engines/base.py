@@ -74,6 +74,14 @@ class Disconnected(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnecting(EngineEvent):
+    """The connection dropped and the engine itself is reconnecting (whatsmeow does, within one client); a
+    ``Connected`` follows when it is back, a closing event when it gives up."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedOut(EngineEvent):
     closing: ClassVar[bool] = True
     permanent: ClassVar[bool] = True

@@ -7,7 +7,7 @@ from wagate.engines.base import Engine
 from wagate.errors import ConfigError
 
 # The engines this build knows. Each name is what a session records and what ``POST /api/sessions`` accepts.
-ENGINE_NAMES: tuple[str, ...] = ("sim",)
+ENGINE_NAMES: tuple[str, ...] = ("sim", "neonize")
 
 
 def engine_names() -> tuple[str, ...]:
@@ -36,6 +36,12 @@ class EngineRegistry:
             from wagate.engines.sim.engine import SimEngine
 
             return SimEngine(self._sim_url)
+        if name == "neonize":
+            try:
+                from wagate.engines.neonize.engine import NeonizeEngine
+            except ImportError as exc:  # the package, or its Go library, cannot load on this machine
+                raise ConfigError(f"the neonize engine cannot load: {exc}") from None
+            return NeonizeEngine(self._settings)
         raise ConfigError(f"unknown engine {name!r}")
 
     async def close(self) -> None:

@@ -37,6 +37,7 @@ from wagate.engines.base import (
     Paired,
     PairingCode,
     QrCode,
+    Reconnecting,
     Replaced,
     TemporarilyBanned,
 )
@@ -115,6 +116,7 @@ class SessionRunner:
         self._kicked = ""
         self._pausing = False
         self._awaiting_slot = False
+        self._engine_reconnecting = False  # the engine lost its socket and reconnects by itself
         self.progress_at = supervisor.clock()
         interval = supervisor.settings.backup_interval
         # Scheduled backups start spread over one interval, so that a restart does not back up everything at once.
@@ -175,6 +177,7 @@ class SessionRunner:
 
     async def _connect_once(self) -> _Ended | _Failed | _Interrupted:
         self._connected_at = None
+        self._engine_reconnecting = False
         self.progress_at = self._sup.clock()  # a new attempt: the stuck clock starts over
         self._closing = asyncio.Queue()
         ctx = EngineContext(
@@ -313,8 +316,9 @@ class SessionRunner:
         backing off) or SCAN_QR_CODE without a valid QR code for longer than ``limit`` seconds."""
         if self.status is Status.WORKING and self.conn is not None and not self.conn.alive():
             return "the engine's connection stopped working"
-        if self._awaiting_slot:
-            return None  # queued behind other sessions' connections (a mass restart): its turn will come
+        if self._awaiting_slot or self._engine_reconnecting:
+            # queued behind other sessions' connections (a mass restart), or the engine reconnects by itself
+            return None
         if self.status is Status.STARTING and not self._pausing and now - self.progress_at > limit:
             return f"stuck in STARTING for {now - self.progress_at:.1f}s"
         if self.status is Status.SCAN_QR_CODE:
@@ -501,8 +505,13 @@ class SessionRunner:
             self._connected_at = self.last_activity = self._sup.clock()
             self._qr_rounds = 0
             self._scan_reason = None
+            self._engine_reconnecting = False
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
             self._start_sender()
+        elif isinstance(event, Reconnecting):
+            await self._stop_sender()
+            self._engine_reconnecting = True
+            await self._set(Status.STARTING, None, note=event.reason)
         elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
             await self._on_events([event])
         elif isinstance(event, ContactsUpdated):
@@ -537,9 +546,10 @@ class SessionRunner:
         detail: dict[str, Any] | None = None,
         events: tuple[Event, ...] = (),
     ) -> None:
-        """Record a status change (only a real change), fenced by the lease; raises LeaseLost when refused."""
+        """Record a status change (a real change, or a new attempt's detail), fenced by the lease; raises LeaseLost
+        when refused."""
         unchanged = (status, reason, note) == (self.status, self._reason, self._note)
-        if unchanged and me is None and not clear_me and not events:
+        if unchanged and me is None and not clear_me and not events and detail is None:
             return
         change = StatusChange(
             tenant_id=self.session.tenant_id,

@@ -1,0 +1,1 @@
+"""The ``neonize`` engine: real WhatsApp through whatsmeow, as the neonize package binds it (see ``engine``)."""

@@ -1,0 +1,474 @@
+"""The ``neonize`` engine: real WhatsApp, through whatsmeow (Go) as the neonize package binds it.
+
+One connection is one neonize client, started by a Go call that runs for the session's whole life: whatsmeow logs
+in, reconnects by itself after a dropped socket (reported as ``Reconnecting``), and reports what happens as protobuf
+events, which :mod:`wagate.engines.neonize.mapping` turns into engine events in the order they came.
+
+What whatsmeow keeps (keys, sessions, contacts) lives in a SQLite file per session, snapshotted into the vault
+(:mod:`wagate.engines.neonize.snapshot`). What neonize gets wrong is contained here and in
+:mod:`wagate.engines.neonize.ffi`: no start is attempted while WhatsApp is unreachable (each failed one leaks a
+database connection in Go), calls that change Go's client maps run alone, the loop's executor is sized for the
+sessions, QR codes expire by our own timer, and user-supplied URLs never reach neonize (media come as bytes).
+
+Limits, from whatsmeow's design: messages are acknowledged to WhatsApp by whatsmeow as soon as they are decrypted,
+before the gateway has stored them (a crash in that instant loses them); WhatsApp's message ids are made by
+whatsmeow, so a message in doubt after a crash cannot be confirmed and is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from wagate.config import Settings
+from wagate.engines.base import (
+    Connected,
+    Connection,
+    Disconnected,
+    Engine,
+    EngineConnectError,
+    EngineContext,
+    EngineEvent,
+    EngineUnavailable,
+    Me,
+    MessageAck,
+    OutgoingMessage,
+    Paired,
+    PairingCode,
+    QrCode,
+    Reconnecting,
+    SendRejected,
+    SentMessage,
+)
+from wagate.engines.neonize import mapping
+from wagate.engines.neonize.ffi import FfiGate, connect_error_reason, reachable, size_executor
+from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowFile
+from wagate.errors import LeaseLost
+
+# whatsmeow's QR codes: the first is valid 60 s, each next one 20 s; when none follows, the login has timed out.
+FIRST_QR_TTL = 60.0
+NEXT_QR_TTL = 20.0
+QR_GRACE = 5.0
+# How long a start keeps the Go library to itself: it adds the client to Go's maps within milliseconds.
+START_WINDOW = 0.25
+STOP_TIMEOUT = 10.0
+SENT_NS = "sent"  # WhatsApp's id of each message sent -> the gateway's id, for receipts
+
+log = logging.getLogger("wagate.engine.neonize")
+
+_QR = "qr"
+_ENDED = "ended"
+
+
+def _quiet_neonize() -> None:
+    """neonize logs whatsmeow's chatter (phone numbers included) at INFO and configures the root logger on import;
+    keep only its warnings."""
+    for name in ("neonize", "whatsmeow", "Whatsmeow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # its warning about ffmpeg concerns helpers the engine does not use (it builds media messages itself)
+    logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
+
+
+class NeonizeEngine(Engine):
+    name = "neonize"
+
+    def __init__(self, settings: Settings) -> None:
+        _quiet_neonize()
+        self.directory = Path(settings.neonize_dir or settings.data_dir / "neonize")
+        self.snapshot_interval = settings.neonize_snapshot_interval
+        self.threads = settings.neonize_threads or settings.max_sessions_total + 32
+        self.probe = settings.neonize_probe
+        self.probe_timeout = settings.neonize_probe_timeout
+        self.gate = FfiGate()
+        self._executor: ThreadPoolExecutor | None = None
+        self.starts = 0  # Go-side starts of a session
+        self.failed_starts = 0  # ... that failed (each leaks one database connection inside neonize 0.5)
+        self.unreachable = 0  # attempts not made because WhatsApp could not be reached
+
+    def open(self, ctx: EngineContext) -> NeonizeConnection:
+        if self._executor is None:
+            import neonize.aioze.events as neonize_events
+
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            loop = asyncio.get_running_loop()
+            self._executor = size_executor(loop, self.threads)
+            neonize_events.event_global_loop = loop  # neonize dispatches every client's events to this loop
+        return NeonizeConnection(self, ctx)
+
+    async def reachable(self) -> str | None:
+        if not self.probe:
+            return None
+        host, _, port = self.probe.rpartition(":")
+        return await reachable(host, int(port), self.probe_timeout)
+
+    async def close(self) -> None:
+        # The executor stays the loop's default until the loop ends (asyncio shuts it down then): calls still in
+        # flight, and the loop's own work (name lookups), keep a place to run.
+        self._executor = None
+
+
+class NeonizeConnection(Connection):
+    def __init__(self, engine: NeonizeEngine, ctx: EngineContext) -> None:
+        self._engine = engine
+        self._ctx = ctx
+        self.file = WhatsmeowFile(engine.directory, ctx.session_id)
+        self.snapshots = Snapshots(self.file, ctx.auth, ctx.clock)
+        self._client: Any = None  # neonize.aioze.client.NewAClient
+        self._task: asyncio.Task[None] | None = None  # the Go call that runs the session
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._qr_timer: asyncio.TimerHandle | None = None
+        self._qr_count = 0
+        self._registering = False
+        self._closing = False
+        self._ended = False
+        self._me: Me | None = None
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        unreachable = await self._engine.reachable()
+        if unreachable is not None:
+            self._engine.unreachable += 1
+            raise EngineConnectError(unreachable)
+        linked = await self.snapshots.prepare()
+        self._registering = not linked
+        from neonize.aioze.client import NewAClient
+
+        client = NewAClient(self.file.dsn(), uuid=str(self._ctx.session_id))
+        self._subscribe(client)
+        self._client = client
+        self._ready = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(), name=f"neonize-read-{self._ctx.session_id}")
+        try:
+            async with self._engine.gate.exclusive():
+                self._engine.starts += 1
+                self._task = await client.connect()
+                self._task.add_done_callback(self._on_task_done)
+                await self._start_window()
+            await asyncio.shield(self._ready)
+        except EngineConnectError:
+            self._engine.failed_starts += 1
+            await self._shutdown()
+            raise
+        except BaseException:  # cancelled (a stop, the connect timeout): the Go side must not run on
+            await self._shutdown()
+            raise
+        self._saver = asyncio.create_task(self._save_periodically(), name=f"neonize-save-{self._ctx.session_id}")
+
+    async def _start_window(self) -> None:
+        """Hold the start until Go has registered the client: its first sign of life, its end, or a short while."""
+        assert self._task is not None
+        assert self._ready is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WINDOW):
+                await asyncio.wait({self._task, self._ready}, return_when=asyncio.FIRST_COMPLETED)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        self._queue.put_nowait((_ENDED, error))
+
+    def _subscribe(self, client: Any) -> None:
+        from neonize.proto import Neonize_pb2 as nz
+
+        async def on_qr(_: Any, data: bytes) -> None:
+            self._queue.put_nowait((_QR, data))
+
+        async def on_event(_: Any, event: Any) -> None:
+            self._queue.put_nowait(("event", event))  # in the order Go reported them: handled one by one
+
+        client.event.qr(on_qr)
+        for kind in (
+            nz.PairStatus,
+            nz.Connected,
+            nz.Disconnected,
+            nz.LoggedOut,
+            nz.StreamReplaced,
+            nz.ConnectFailure,
+            nz.TemporaryBan,
+            nz.ClientOutdated,
+            nz.StreamError,
+            nz.KeepAliveTimeout,
+            nz.KeepAliveRestored,
+            nz.Message,
+            nz.Receipt,
+        ):
+            client.event(kind)(on_event)
+        # neonize imports this one from its own module; it is the per-message decryption failure
+        from neonize.events import UndecryptableMessageEv
+
+        client.event(UndecryptableMessageEv)(on_event)
+
+    async def disconnect(self) -> None:
+        """Stop the client, then keep the latest state in the vault (a graceful stop)."""
+        already = self._closing
+        self._closing = True
+        await self._shutdown()
+        if not already and not self._registering and self._client is not None:
+            try:
+                await self.snapshots.take(force=True)
+            except LeaseLost:
+                log.warning("session %s: lease lost; the final snapshot was not kept", self._ctx.session_id)
+            except Exception:
+                log.exception("session %s: the final snapshot failed", self._ctx.session_id)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        self._cancel_qr_timer()
+        for task in (self._saver, self._reader):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._task is not None and not self._task.done():
+            async with self._engine.gate.exclusive():
+                await self._client.stop()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT)
+
+    async def logout(self) -> None:
+        if self._client is not None and not self._registering and self._task is not None and not self._task.done():
+            self._closing = True
+            try:
+                async with self._engine.gate.shared():
+                    await self._client.logout()
+            except Exception as exc:  # the supervisor wipes the credentials either way
+                log.warning("session %s: logout at WhatsApp failed: %s", self._ctx.session_id, exc)
+        self._closing = True
+        await self._shutdown()
+        await asyncio.to_thread(self.file.remove)
+
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._ended
+
+    # operations ------------------------------------------------------------------------------------------------
+
+    async def reset_contact(self, contact: str) -> None:
+        """Drop whatsmeow's encryption sessions with one contact, in its own store (neonize has no call for it)."""
+        user = contact.partition("@")[0]
+        if not user:
+            raise EngineUnavailable("no contact to reset")
+        deleted = await asyncio.to_thread(self.file.forget_contact, user)
+        log.info("session %s: %d encryption session(s) of one contact dropped", self._ctx.session_id, deleted)
+
+    async def request_pairing_code(self, phone: str) -> str:
+        if not self._registering or not self.alive():
+            raise EngineUnavailable("a pairing code can be requested only while the session waits to be linked")
+        from neonize.utils.enum import ClientName
+
+        try:
+            async with self._engine.gate.shared():
+                code = str(await self._client.PairPhone(phone.lstrip("+"), True, client_name=ClientName.LINUX))
+        except Exception as exc:
+            raise EngineUnavailable(f"WhatsApp refused the pairing request: {exc}") from None
+        await self._ctx.emit(PairingCode(code))
+        return code
+
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        if self._registering or not self.alive():
+            raise EngineUnavailable("the session is not connected")
+        from neonize.utils.enum import MediaType
+
+        try:
+            async with self._engine.gate.shared():
+                upload = None
+                if message.media is not None:
+                    kind = {
+                        "image": MediaType.MediaImage,
+                        "audio": MediaType.MediaAudio,
+                        "document": MediaType.MediaDocument,
+                    }[mapping.media_type(message)]
+                    upload = await self._client.upload(message.media, kind)
+                response = await self._client.send_message(self._chat(message.chat), mapping.outgoing(message, upload))
+        except Exception as exc:
+            raise self._send_error(exc) from None
+        whatsapp_id = str(response.ID)
+        await self._ctx.auth.put_many({(SENT_NS, whatsapp_id): message.id.encode()})
+        return SentMessage(whatsapp_id, float(response.Timestamp) or self._ctx.clock())
+
+    def _chat(self, chat: str) -> Any:
+        from neonize.proto import Neonize_pb2 as nz
+
+        user, _, server = chat.partition("@")
+        return nz.JID(User=user, Server=server or "s.whatsapp.net", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+
+    def _send_error(self, exc: Exception) -> Exception:
+        """A refusal of this one message fails it; anything else leaves it in doubt for the next connection."""
+        text = str(exc)
+        lowered = text.lower()
+        if any(word in lowered for word in ("not on whatsapp", "invalid jid", "too large", "server returned error 4")):
+            return SendRejected(text[:300])
+        return EngineUnavailable(f"sending failed: {text[:300]}")
+
+    # events ----------------------------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        failure: Exception | None = None
+        try:
+            while not self._ended:
+                kind, item = await self._queue.get()
+                batch = [(kind, item)]
+                while not self._queue.empty() and len(batch) < 200:
+                    batch.append(self._queue.get_nowait())
+                await self._handle(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
+            failure = exc
+            log.warning("session %s: handling a neonize event failed: %r", self._ctx.session_id, exc)
+        if failure is not None and not self._ended and not self._closing:
+            await self._end(Disconnected(f"engine failure: {failure}", retryable=True, error=failure))
+
+    async def _handle(self, batch: Sequence[tuple[str, Any]]) -> None:
+        from neonize.proto import Neonize_pb2 as nz
+
+        pending: list[EngineEvent] = []  # message-like events of this batch, reported together
+        receipts: list[mapping.Receipts] = []
+        for kind, item in batch:
+            if self._ended or self._closing:
+                return  # the connection ended, or we are closing it: nothing more is reported
+            if kind == _QR:
+                await self._flush(pending, receipts)
+                await self._on_qr(item)
+            elif kind == _ENDED:
+                await self._flush(pending, receipts)
+                await self._on_ended(item)
+            elif isinstance(item, nz.Message):
+                if (received := mapping.received(item)) is not None:
+                    pending.append(received)
+            elif isinstance(item, nz.UndecryptableMessage):
+                pending.append(mapping.undecryptable(item))
+            elif isinstance(item, nz.Receipt):
+                if (receipt := mapping.receipts(item)) is not None:
+                    receipts.append(receipt)
+            else:
+                await self._flush(pending, receipts)
+                await self._on_state(item)
+        await self._flush(pending, receipts)
+
+    async def _flush(self, pending: list[EngineEvent], receipts: list[mapping.Receipts]) -> None:
+        if receipts:
+            pending.extend(await self._acks(receipts))
+            receipts.clear()
+        if pending:
+            events, pending[:] = list(pending), []
+            await self._ctx.emit_many(events)
+
+    async def _acks(self, receipts: Sequence[mapping.Receipts]) -> list[MessageAck]:
+        """Receipts for messages sent through the gateway, under the gateway's ids."""
+        ids = sorted({i for r in receipts for i in r.whatsapp_ids})
+        ours = await self._ctx.auth.get_many(SENT_NS, ids)
+        acks = [
+            MessageAck(ours[i].decode(), r.status, r.timestamp) for r in receipts for i in r.whatsapp_ids if i in ours
+        ]
+        done = sorted({i for r in receipts if r.status == "read" for i in r.whatsapp_ids if i in ours})
+        if done:  # read is the last receipt a message gets
+            await self._ctx.auth.delete_many(SENT_NS, done)
+        return acks
+
+    async def _on_state(self, item: Any) -> None:
+        from neonize.proto import Neonize_pb2 as nz
+
+        if isinstance(item, nz.PairStatus) and item.Status == nz.PairStatus.PStatus.SUCCESS:
+            self._cancel_qr_timer()
+            self._registering = False
+            await self.snapshots.take(force=True)  # the new link is in the vault before anyone hears of it
+            await self._ctx.emit(Paired(mapping.me_from(nz.Device(JID=item.ID, PushName=""))))
+        elif isinstance(item, nz.Connected):
+            self._cancel_qr_timer()
+            self._registering = False
+            await self.snapshots.take(force=True)
+            await self._ctx.emit(Connected(await self._whoami()))
+            self._resolve()
+        elif isinstance(item, nz.Disconnected):
+            if not self._closing and not self._registering:
+                await self._ctx.emit(Reconnecting("the connection to WhatsApp dropped; whatsmeow is reconnecting"))
+        elif (event := mapping.closing(item, self._ctx.clock())) is not None:
+            await self._end(event)
+        elif (notice := mapping.notice(item)) is not None:
+            await self._ctx.emit(notice)
+
+    async def _whoami(self) -> Me:
+        from neonize.proto import Neonize_pb2 as nz
+
+        device = self._client.me
+        if device is None:
+            async with self._engine.gate.shared():
+                device = await self._client.get_me()
+        me = mapping.me_from(device if isinstance(device, nz.Device) else nz.Device())
+        self._me = me
+        return me
+
+    async def _on_qr(self, data: bytes) -> None:
+        self._registering = True
+        self._qr_count += 1
+        ttl = FIRST_QR_TTL if self._qr_count == 1 else NEXT_QR_TTL
+        self._cancel_qr_timer()
+        loop = asyncio.get_running_loop()
+        self._qr_timer = loop.call_later(ttl + QR_GRACE, self._qr_expired)
+        await self._ctx.emit(QrCode(data.decode(), self._ctx.clock() + ttl))
+        self._resolve()
+
+    def _qr_expired(self) -> None:
+        """No new code came after the last one expired: whatsmeow gave up the login without saying so."""
+        self._qr_timer = None
+        if self._registering and not self._ended and not self._closing:
+            self._queue.put_nowait((_ENDED, _QrTimeout()))
+
+    def _cancel_qr_timer(self) -> None:
+        if self._qr_timer is not None:
+            self._qr_timer.cancel()
+            self._qr_timer = None
+
+    async def _on_ended(self, error: BaseException | None) -> None:
+        """The Go call returned: a failed start, or the end of a session we did not stop."""
+        if self._closing:
+            return
+        if isinstance(error, _QrTimeout):
+            await self._end(Disconnected("qr_timeout", retryable=False))
+            return
+        reason = connect_error_reason(str(error)) if error is not None else "whatsmeow stopped the session"
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(EngineConnectError(reason))
+            self._ended = True
+            return
+        await self._end(Disconnected(reason, retryable=True))
+
+    def _resolve(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    async def _end(self, event: EngineEvent) -> None:
+        """Report the closing event (also before ``connect`` returned: the runner takes it right after)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._cancel_qr_timer()
+        await self._ctx.emit(event)
+        self._resolve()
+
+    async def _save_periodically(self) -> None:
+        """Keep the vault's snapshot at most ``snapshot_interval`` seconds behind whatsmeow's file."""
+        interval = self._engine.snapshot_interval
+        while interval > 0 and not self._ended:
+            await asyncio.sleep(interval)
+            if self._registering:
+                continue
+            try:
+                await self.snapshots.take()
+            except LeaseLost as exc:
+                await self._end(Disconnected("lease lost", retryable=False, error=exc))
+                return
+            except Exception:
+                log.exception("session %s: snapshot failed; retrying at the next interval", self._ctx.session_id)
+
+
+class _QrTimeout(Exception):
+    pass

@@ -1,0 +1,238 @@
+"""neonize's events (its protobuf messages) translated into the engine events of the contract.
+
+Pure functions, no I/O: the connection feeds them each event neonize reports and acts on what comes back. An event
+that means nothing to the gateway maps to ``None``. Message ids in receipts are WhatsApp's; the connection turns them
+into the gateway's own ids before reporting them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from neonize.proto import Neonize_pb2 as nz
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
+
+from wagate.engines.base import (
+    DecryptFailed,
+    Disconnected,
+    EngineEvent,
+    EngineNotice,
+    LoggedOut,
+    Me,
+    MessageReceived,
+    OutgoingMessage,
+    Replaced,
+    TemporarilyBanned,
+)
+
+# ConnectFailureReason values that end the link for good (the phone removed this device, or WhatsApp did).
+_LOGOUT_REASONS = {
+    nz.ConnectFailureReason.LOGGED_OUT: "logged_out",
+    nz.ConnectFailureReason.MAIN_DEVICE_GONE: "main_device_gone",
+    nz.ConnectFailureReason.UNKNOWN_LOGOUT: "unknown_logout",
+}
+
+# Receipt types that move one of our sent messages forward; the others (a retry request, our own devices reading
+# messages we received...) are not about delivery.
+RECEIPT_STATUS = {
+    nz.Receipt.ReceiptType.DELIVERED: "delivered",
+    nz.Receipt.ReceiptType.READ: "read",
+    nz.Receipt.ReceiptType.PLAYED: "read",
+}
+
+# Media kinds in a WhatsApp message, by the field that carries them.
+_MEDIA_FIELDS = ("imageMessage", "videoMessage", "audioMessage", "documentMessage", "stickerMessage")
+
+
+def jid(value: nz.JID) -> str:
+    """``user@server`` (the device part dropped): the form chat ids and senders take in the gateway."""
+    if not value.User and not value.Server:
+        return ""
+    return f"{value.User}@{value.Server}" if value.User else value.Server
+
+
+def me_from(device: nz.Device) -> Me:
+    """Who the account is, from the device neonize reports once connected or paired."""
+    own = jid(device.JID)
+    return Me(id=own, phone="+" + device.JID.User if device.JID.User else "", push_name=device.PushName or None)
+
+
+def message_text(message: e2e.Message) -> str | None:
+    """The text of a message, or the caption of its media."""
+    if message.conversation:
+        return str(message.conversation)
+    if message.HasField("extendedTextMessage"):
+        return str(message.extendedTextMessage.text)
+    for name in _MEDIA_FIELDS:
+        if message.HasField(name):
+            caption = getattr(getattr(message, name), "caption", "")
+            return str(caption) if caption else None
+    return None
+
+
+def media_reference(message: e2e.Message) -> dict[str, Any] | None:
+    """What a received media is (type, size, name), never the bytes nor the keys to fetch them."""
+    for name in _MEDIA_FIELDS:
+        if message.HasField(name):
+            media = getattr(message, name)
+            reference: dict[str, Any] = {
+                "type": name.removesuffix("Message"),
+                "mimetype": media.mimetype or "application/octet-stream",
+                "size": int(media.fileLength),
+                "sha256": media.fileSHA256.hex() if media.fileSHA256 else None,
+            }
+            if name == "documentMessage" and media.fileName:
+                reference["filename"] = media.fileName
+            if name == "audioMessage" and media.PTT:
+                reference["voice"] = True
+            return reference
+    return None
+
+
+def unwrap(message: e2e.Message) -> e2e.Message:
+    """The content of a message sent as ephemeral, view-once or document-with-caption."""
+    for wrapper in ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "documentWithCaptionMessage"):
+        if message.HasField(wrapper):
+            return unwrap(getattr(message, wrapper).message)
+    return message
+
+
+def received(event: nz.Message) -> MessageReceived | None:
+    """A message someone sent to this account; None for what is not a message to store (our own messages sent from
+    the phone, protocol messages such as key distribution, reactions and revocations are reported as notices)."""
+    info = event.Info
+    source = info.MessageSource
+    if source.IsFromMe:
+        return None
+    content = unwrap(event.Message)
+    text = message_text(content)
+    media = media_reference(content)
+    if text is None and media is None:
+        return None
+    extra: dict[str, Any] = {}
+    if event.IsEdit:
+        extra["edit"] = True
+    if content.HasField("extendedTextMessage") and content.extendedTextMessage.contextInfo.stanzaID:
+        extra["replyTo"] = content.extendedTextMessage.contextInfo.stanzaID
+    return MessageReceived(
+        message_id=info.ID,
+        chat=jid(source.Chat),
+        sender=jid(source.Sender),
+        text=text,
+        timestamp=float(info.Timestamp),
+        extra=extra,
+        push_name=info.Pushname or None,
+        media=media,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """Receipts for messages this account sent: WhatsApp's ids, one status."""
+
+    whatsapp_ids: tuple[str, ...]
+    status: str
+    timestamp: float
+
+
+def receipts(event: nz.Receipt) -> Receipts | None:
+    status = RECEIPT_STATUS.get(event.Type)
+    if status is None or event.MessageSource.IsFromMe:
+        return None
+    return Receipts(tuple(event.MessageIDs), status, float(event.Timestamp))
+
+
+def undecryptable(event: nz.UndecryptableMessage) -> DecryptFailed:
+    """A message that failed to decrypt: whatsmeow's word for the "Bad MAC" of other clients."""
+    source = event.Info.MessageSource
+    return DecryptFailed(contact=jid(source.Sender) or jid(source.Chat), message_id=event.Info.ID)
+
+
+def connect_failure(event: nz.ConnectFailure) -> EngineEvent:
+    reason = event.Reason
+    if reason in _LOGOUT_REASONS:
+        return LoggedOut(_LOGOUT_REASONS[reason])
+    if reason == nz.ConnectFailureReason.TEMP_BANNED:
+        return TemporarilyBanned(until=None)
+    if reason == nz.ConnectFailureReason.CLIENT_OUTDATED:
+        return Disconnected("WhatsApp refuses this client version: upgrade neonize", retryable=False)
+    name = nz.ConnectFailureReason.Name(reason) if reason in nz.ConnectFailureReason.values() else str(reason)
+    detail = f": {event.Message}" if event.Message else ""
+    return Disconnected(f"WhatsApp refused the connection ({name.lower()}{detail})", retryable=True)
+
+
+def logged_out(event: nz.LoggedOut) -> LoggedOut:
+    return LoggedOut(_LOGOUT_REASONS.get(event.Reason, "logged_out"))
+
+
+def temporary_ban(event: nz.TemporaryBan, now: float) -> TemporarilyBanned:
+    return TemporarilyBanned(until=now + float(event.Expire) if event.Expire > 0 else None)
+
+
+def closing(event: Any, now: float) -> EngineEvent | None:
+    """The event that ends the connection, for the neonize events that do; None for the others."""
+    if isinstance(event, nz.StreamReplaced):
+        return Replaced()
+    if isinstance(event, nz.LoggedOut):
+        return logged_out(event)
+    if isinstance(event, nz.ConnectFailure):
+        return connect_failure(event)
+    if isinstance(event, nz.TemporaryBan):
+        return temporary_ban(event, now)
+    if isinstance(event, nz.ClientOutdated):
+        return Disconnected("WhatsApp refuses this client version: upgrade neonize", retryable=False)
+    return None
+
+
+def notice(event: Any) -> EngineNotice | None:
+    """Events a tenant may want to hear of that change nothing in the gateway."""
+    if isinstance(event, nz.KeepAliveTimeout):
+        return EngineNotice("keepalive_timeout", {"errors": int(event.ErrorCount)})
+    if isinstance(event, nz.KeepAliveRestored):
+        return EngineNotice("keepalive_restored", {})
+    if isinstance(event, nz.StreamError):
+        return EngineNotice("stream_error", {"code": event.Code})
+    if isinstance(event, nz.PairStatus) and event.Status == nz.PairStatus.PStatus.ERROR:
+        return EngineNotice("pair_error", {"error": event.Error})
+    return None
+
+
+def media_type(message: OutgoingMessage) -> str:
+    """Which kind of WhatsApp media an outgoing attachment travels as: image, audio or document."""
+    mimetype = message.mimetype or "application/octet-stream"
+    if message.voice or mimetype.startswith("audio/"):
+        return "audio"
+    if mimetype.startswith("image/") and mimetype != "image/svg+xml":
+        return "image"
+    return "document"
+
+
+def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None) -> e2e.Message:
+    """The WhatsApp message for ``message``; ``upload`` is where its media went (None for a text)."""
+    context = e2e.ContextInfo(stanzaID=message.reply_to) if message.reply_to else None
+    if upload is None or message.media is None:
+        text = message.text or ""
+        if context is None:
+            return e2e.Message(conversation=text)
+        return e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text=text, contextInfo=context))
+    common: dict[str, Any] = {
+        "URL": upload.url,
+        "directPath": upload.DirectPath,
+        "mediaKey": upload.MediaKey,
+        "fileEncSHA256": upload.FileEncSHA256,
+        "fileSHA256": upload.FileSHA256,
+        "fileLength": upload.FileLength,
+        "mimetype": message.mimetype or "application/octet-stream",
+    }
+    if context is not None:
+        common["contextInfo"] = context
+    kind = media_type(message)
+    if kind == "image":
+        return e2e.Message(imageMessage=e2e.ImageMessage(caption=message.text or None, **common))
+    if kind == "audio":
+        return e2e.Message(audioMessage=e2e.AudioMessage(PTT=message.voice, **common))
+    document = e2e.DocumentMessage(
+        caption=message.text or None, fileName=message.filename or "file", title=message.filename or None, **common
+    )
+    return e2e.Message(documentMessage=document)
