@@ -152,15 +152,26 @@ def test_sigterm_with_live_sessions_exits_0_quickly_and_releases_leases(stack_fa
         stack.wait_status(f"s{index}", "WORKING")
 
 
+def started(tmp_path: Path, env: dict[str, str], servers: list[Served], *args: str) -> Served:
+    """A `wagate serve` that answers, stopped at the end of the test."""
+    server = serve(tmp_path, env, *args)
+    servers.append(server)
+    server.wait_healthy()
+    return server
+
+
+def tenant_key(http: httpx.Client) -> dict[str, str]:
+    """The headers of a new tenant's first key."""
+    made = http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
+    assert made.status_code == 201, made.text
+    return {"X-Api-Key": made.json()["api_key"]}
+
+
 def test_demo_mode_runs_the_whole_flow_in_one_process(tmp_path: Path, servers: list[Served]) -> None:
     env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
-    demo = serve(tmp_path, env, "--demo")
-    servers.append(demo)
-    demo.wait_healthy()
+    demo = started(tmp_path, env, servers, "--demo")
     with httpx.Client(base_url=demo.base_url, timeout=10) as http:
-        key = {
-            "X-Api-Key": http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN}).json()["api_key"]
-        }
+        key = tenant_key(http)
         created = http.post("/api/sessions", json={"name": "demo"}, headers=key)
         assert created.json()["engine"] == "sim"
         wait_for(lambda: http.get("/api/sessions/demo", headers=key).json()["status"] == "SCAN_QR_CODE", 5, "a QR")
@@ -210,13 +221,9 @@ def test_serve_without_demo_runs_sessions_on_the_real_engine(tmp_path: Path, ser
         WAGATE_KEYS=TEST_KEK,
         WAGATE_NEONIZE_PROBE="web.whatsapp.invalid:443",  # offline on any machine
     )
-    gateway = serve(tmp_path, env)
-    servers.append(gateway)
-    gateway.wait_healthy()
+    gateway = started(tmp_path, env, servers)
     with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
-        key = {
-            "X-Api-Key": http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN}).json()["api_key"]
-        }
+        key = tenant_key(http)
         created = http.post("/api/sessions", json={"name": "phone"}, headers=key)
         assert created.status_code == 201, created.text
         assert created.json()["engine"] == "neonize"
