@@ -111,11 +111,9 @@ def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
                 proc.kill()
 
 
-@contextmanager
-def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator[tuple[str, str, int, int]]:
-    """A sim-server and a gateway as processes (data in ``tmp``; ``settings`` as NAME=VALUE override the rest):
-    (gateway URL, sim URL, gateway pid, sim pid); both are stopped at the end."""
-    sim_port, port = free_port(), free_port()
+def gateway_env(tmp: Path, sim_port: int, extra: dict[str, str], settings: list[str]) -> dict[str, str]:
+    """A gateway's environment for a bench: data in ``tmp``, sessions on the sim at ``sim_port``, then ``extra``,
+    then ``settings`` (NAME=VALUE, from the command line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
     env.update(
         WAGATE_DATA_DIR=str(tmp / "data"),
@@ -124,9 +122,18 @@ def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator
         WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
         WAGATE_DEFAULT_ENGINE="sim",
         WAGATE_LOG_LEVEL="WARNING",
-        **env_extra,
+        **extra,
     )
     env.update(dict(item.split("=", 1) for item in settings))
+    return env
+
+
+@contextmanager
+def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator[tuple[str, str, int, int]]:
+    """A sim-server and a gateway as processes (data in ``tmp``; ``settings`` as NAME=VALUE override the rest):
+    (gateway URL, sim URL, gateway pid, sim pid); both are stopped at the end."""
+    sim_port, port = free_port(), free_port()
+    env = gateway_env(tmp, sim_port, env_extra, settings)
     sim_args = ["sim-server", "--port", str(sim_port), "--state", str(tmp / "sim.json"), "--log-level", "WARNING"]
     sim = spawn([*sim_args, "--qr-first-ttl", "3600"], env, tmp / "sim.log")
     gateway = None

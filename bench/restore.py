@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ADMIN, KEK, cpu_seconds, free_port, link_all, rss_kib, spawn, stop_all, wait_http
+from harness import ADMIN, cpu_seconds, free_port, gateway_env, link_all, rss_kib, spawn, stop_all, wait_http
 
 
 def count(db: Path, status: str, since: float = 0.0) -> int:
@@ -55,17 +55,7 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     reuse = (tmp / "data" / "wagate.db").exists()
     sim_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAGATE_")}
-    env.update(
-        WAGATE_DATA_DIR=str(tmp / "data"),
-        WAGATE_ADMIN_KEY=ADMIN,
-        WAGATE_KEYS=KEK,
-        WAGATE_SIM_URL=f"http://127.0.0.1:{sim_port}",
-        WAGATE_DEFAULT_ENGINE="sim",
-        WAGATE_MAX_SESSIONS_TOTAL=str(n),
-        WAGATE_LOG_LEVEL="WARNING",
-    )
-    env.update(item.split("=", 1) for item in args.set)
+    env = gateway_env(tmp, sim_port, {"WAGATE_MAX_SESSIONS_TOTAL": str(n)}, args.set)
     base = f"http://127.0.0.1:{port}"
     sim = spawn(
         [
