@@ -197,6 +197,11 @@ def test_notices_and_events_that_change_nothing() -> None:
     assert mapping.notice(wire(nz.Connected(status=True))) is None
 
 
+def test_chat_ids_become_jids_and_back() -> None:
+    for chat in ("15550002@s.whatsapp.net", "1203630@g.us", "9876@lid"):
+        assert mapping.jid(wire(mapping.to_jid(chat))) == chat
+
+
 def test_who_the_account_is_from_its_device() -> None:
     me = mapping.me_from(wire(nz.Device(JID=user("15550001", device=12), PushName="Shop")))
     assert (me.id, me.phone, me.push_name) == ("15550001@s.whatsapp.net", "+15550001", "Shop")

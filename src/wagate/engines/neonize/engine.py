@@ -25,6 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import neonize.aioze.events as neonize_events
+from neonize.aioze.client import NewAClient
+from neonize.events import UndecryptableMessageEv
+from neonize.proto import Neonize_pb2 as nz
+from neonize.utils.enum import ClientName, MediaType
+
 from wagate.config import Settings
 from wagate.engines.base import (
     Connected,
@@ -92,8 +98,6 @@ class NeonizeEngine(Engine):
 
     def open(self, ctx: EngineContext) -> NeonizeConnection:
         if self._executor is None:
-            import neonize.aioze.events as neonize_events
-
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             loop = asyncio.get_running_loop()
             self._executor = size_executor(loop, self.threads)
@@ -140,8 +144,6 @@ class NeonizeConnection(Connection):
             raise EngineConnectError(unreachable)
         linked = await self.snapshots.prepare()
         self._registering = not linked
-        from neonize.aioze.client import NewAClient
-
         client = NewAClient(self.file.dsn(), uuid=str(self._ctx.session_id))
         self._subscribe(client)
         self._client = client
@@ -176,8 +178,6 @@ class NeonizeConnection(Connection):
         self._queue.put_nowait((_ENDED, error))
 
     def _subscribe(self, client: Any) -> None:
-        from neonize.proto import Neonize_pb2 as nz
-
         async def on_qr(_: Any, data: bytes) -> None:
             self._queue.put_nowait((_QR, data))
 
@@ -201,10 +201,7 @@ class NeonizeConnection(Connection):
             nz.Receipt,
         ):
             client.event(kind)(on_event)
-        # neonize imports this one from its own module; it is the per-message decryption failure
-        from neonize.events import UndecryptableMessageEv
-
-        client.event(UndecryptableMessageEv)(on_event)
+        client.event(UndecryptableMessageEv)(on_event)  # the per-message decryption failure
 
     async def disconnect(self) -> None:
         """Stop the client, then keep the latest state in the vault (a graceful stop)."""
@@ -261,8 +258,6 @@ class NeonizeConnection(Connection):
     async def request_pairing_code(self, phone: str) -> str:
         if not self._registering or not self.alive():
             raise EngineUnavailable("a pairing code can be requested only while the session waits to be linked")
-        from neonize.utils.enum import ClientName
-
         try:
             async with self._engine.gate.shared():
                 code = str(await self._client.PairPhone(phone.lstrip("+"), True, client_name=ClientName.LINUX))
@@ -274,8 +269,6 @@ class NeonizeConnection(Connection):
     async def send(self, message: OutgoingMessage) -> SentMessage:
         if self._registering or not self.alive():
             raise EngineUnavailable("the session is not connected")
-        from neonize.utils.enum import MediaType
-
         try:
             async with self._engine.gate.shared():
                 upload = None
@@ -286,18 +279,14 @@ class NeonizeConnection(Connection):
                         "document": MediaType.MediaDocument,
                     }[mapping.media_type(message)]
                     upload = await self._client.upload(message.media, kind)
-                response = await self._client.send_message(self._chat(message.chat), mapping.outgoing(message, upload))
+                response = await self._client.send_message(
+                    mapping.to_jid(message.chat), mapping.outgoing(message, upload)
+                )
         except Exception as exc:
             raise self._send_error(exc) from None
         whatsapp_id = str(response.ID)
         await self._ctx.auth.put_many({(SENT_NS, whatsapp_id): message.id.encode()})
         return SentMessage(whatsapp_id, float(response.Timestamp) or self._ctx.clock())
-
-    def _chat(self, chat: str) -> Any:
-        from neonize.proto import Neonize_pb2 as nz
-
-        user, _, server = chat.partition("@")
-        return nz.JID(User=user, Server=server or "s.whatsapp.net", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
 
     def _send_error(self, exc: Exception) -> Exception:
         """A refusal of this one message fails it; anything else leaves it in doubt for the next connection."""
@@ -327,8 +316,6 @@ class NeonizeConnection(Connection):
             await self._end(Disconnected(f"engine failure: {failure}", retryable=True, error=failure))
 
     async def _handle(self, batch: Sequence[tuple[str, Any]]) -> None:
-        from neonize.proto import Neonize_pb2 as nz
-
         pending: list[EngineEvent] = []  # message-like events of this batch, reported together
         receipts: list[mapping.Receipts] = []
         for kind, item in batch:
@@ -374,8 +361,6 @@ class NeonizeConnection(Connection):
         return acks
 
     async def _on_state(self, item: Any) -> None:
-        from neonize.proto import Neonize_pb2 as nz
-
         if isinstance(item, nz.PairStatus) and item.Status == nz.PairStatus.PStatus.SUCCESS:
             self._cancel_qr_timer()
             self._registering = False
@@ -396,8 +381,6 @@ class NeonizeConnection(Connection):
             await self._ctx.emit(notice)
 
     async def _whoami(self) -> Me:
-        from neonize.proto import Neonize_pb2 as nz
-
         device = self._client.me
         if device is None:
             async with self._engine.gate.shared():

@@ -52,6 +52,12 @@ def jid(value: nz.JID) -> str:
     return f"{value.User}@{value.Server}" if value.User else value.Server
 
 
+def to_jid(chat: str) -> nz.JID:
+    """A gateway chat id (``user@server``) as neonize's JID."""
+    user, _, server = chat.partition("@")
+    return nz.JID(User=user, Server=server or "s.whatsapp.net", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+
+
 def me_from(device: nz.Device) -> Me:
     """Who the account is, from the device neonize reports once connected or paired."""
     own = jid(device.JID)
