@@ -119,14 +119,13 @@ def sim_server(
 ) -> None:
     """Run the WhatsApp simulator: a fake service for the sim engine, with a control API for tests and demos."""
     from wagate.config import LogFormat
-    from wagate.engines.sim.app import create_sim_app
+    from wagate.engines.sim.host import run_sim_server
     from wagate.engines.sim.server import SimOptions, SimServer
     from wagate.logs import configure_logging
-    from wagate.server import serve_app
 
     configure_logging(log_level.upper(), LogFormat.TEXT)
     options = SimOptions(qr_first_ttl=qr_first_ttl, qr_ttl=qr_ttl, qr_count=qr_count)
-    if not serve_app(create_sim_app(SimServer(options, state)), host, port):
+    if not run_sim_server(SimServer(options, state), host, port):
         sys.exit(1)
 
 

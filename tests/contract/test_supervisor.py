@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.e2e.procs import free_port
 from wagate.clock import Clock
+from wagate.domain.messages import MessageKind, new_message_id
 from wagate.domain.sessions import Desired, Quotas, Reason, Session, Status
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import create_sim_app
@@ -25,7 +26,7 @@ from wagate.engines.sim.server import SimOptions, SimServer
 from wagate.errors import LeaseLost
 from wagate.gateway import Gateway
 from wagate.server import GatewayServer
-from wagate.store.base import NewSession
+from wagate.store.base import NewOutbound, NewSession
 from wagate.supervisor.supervisor import Supervisor
 
 PHONE = "+15550001"
@@ -397,3 +398,58 @@ async def test_the_monitor_leaves_alone_a_session_that_progresses_or_waits_its_t
     runner.status = Status.STARTING
     clock.offset += 500
     assert runner.stuck(clock(), 120) is None  # queued for a connection slot: not stuck
+
+
+async def test_sessions_started_together_send_what_was_queued_before_and_after(gateway: Gateway, sim: Sim) -> None:
+    """Sessions started together learn from one query which of them have something to send; the others' senders
+    wait, and a message queued later through this worker reaches the sender at once (not at the next poll)."""
+    tenant = await gateway.store.tenants.create("t", contact_email=None, max_sessions=None)
+    phones = {"a": "+15550001", "b": "+15550003", "c": "+15550004"}
+    sessions = {
+        name: await gateway.store.sessions.create(
+            NewSession(tenant.id, name, "sim", {}, Desired.RUNNING), quotas=Quotas(5, 100), actor="test"
+        )
+        for name in phones
+    }
+    settings = gateway.settings.with_overrides(send_poll_interval=3600.0)
+    gw = Gateway(settings, gateway.store, gateway.keyring, gateway.vaults, gateway.clock)
+
+    def supervisor() -> Supervisor:
+        return Supervisor(gw, EngineRegistry(settings, sim_url=sim.url), rng=random.Random(7))
+
+    first = supervisor()
+    await first.start()
+    for name, phone in phones.items():
+        await status_of(gateway, sessions[name], Status.SCAN_QR_CODE)
+        qr = first.qr(sessions[name].id)
+        assert qr is not None
+        await sim.post("/phone/scan", {"phone": phone, "qr": qr.code})
+    for session in sessions.values():
+        await status_of(gateway, session, Status.WORKING)
+    await first.stop()
+
+    async def queue(session: Session, text: str) -> None:
+        message_id = new_message_id()
+        body = await first.bodies.seal_body(tenant.id, session.id, message_id, {"text": text})
+        new = NewOutbound(tenant.id, session.id, message_id, "15550009@s.whatsapp.net", "", MessageKind.TEXT, body)
+        await gateway.store.messages.enqueue(new, max_queued=100)
+
+    def sent_texts(phone: str) -> list[str]:
+        return [str(m.get("text")) for m in sim.server.device(phone).sent]
+
+    await queue(sessions["b"], "queued-while-stopped")
+    second = supervisor()
+    await second.start()
+    for session in sessions.values():
+        await status_of(gateway, session, Status.WORKING)
+    await eventually(lambda: _true(sent_texts(phones["b"]) == ["queued-while-stopped"]), "b's queued message sent")
+
+    await queue(sessions["a"], "queued-after-start")
+    second.nudge(sessions["a"].id)
+    await eventually(lambda: _true(sent_texts(phones["a"]) == ["queued-after-start"]), "a's message sent", timeout=3)
+    assert sent_texts(phones["c"]) == []
+    await second.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -75,6 +75,9 @@ class OutboundSender:
 
     async def _loop(self) -> None:
         settled = False
+        if self._sup.outbox_known_empty(self._runner.session.id):
+            self._wake.clear()
+            await self._wake.wait()
         while not self._stopping:
             self._wake.clear()
             session = self._runner.session

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ log = logging.getLogger("wagate.session")
 # A connection that drops sooner than this after connecting counts as a failed attempt, so that a connect-then-drop
 # loop (a flapping network, a server that accepts and closes) still backs off and trips the breaker.
 STABLE_AFTER = 10.0
+SHUTDOWN_NOTE = "the gateway stopped; the session reconnects when it runs again"
 
 
 class Command(IntEnum):
@@ -106,7 +107,8 @@ class SessionRunner:
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, supervisor.clock)
         self._command: Command | None = None
         self._signal = asyncio.Event()
-        self._closing: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._ended: EngineEvent | None = None  # the closing event of the current connection
+        self._wakeup: asyncio.Future[None] | None = None  # resolved by a command, a closing event, a connect's end
         self._connected_at: float | None = None
         self._qr_rounds = 0
         self.guard = CorruptionGuard(supervisor.corruption_policy)
@@ -133,6 +135,21 @@ class SessionRunner:
         if self._command is None or command > self._command:
             self._command = command
         self._signal.set()
+        self._wake()
+
+    def _wake(self, _: object = None) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()`` or a command; woken by ``_wake`` (one future per wait rather than a task per thing
+        waited for: ten thousand sessions wait at once)."""
+        while not done() and self._command is None:
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
 
     def _take_command(self) -> Command | None:
         command, self._command = self._command, None
@@ -179,7 +196,7 @@ class SessionRunner:
         self._connected_at = None
         self._engine_reconnecting = False
         self.progress_at = self._sup.clock()  # a new attempt: the stuck clock starts over
-        self._closing = asyncio.Queue()
+        self._ended = None
         ctx = EngineContext(
             tenant_id=self.session.tenant_id,
             session_id=self.session.id,
@@ -195,31 +212,25 @@ class SessionRunner:
         conn = self.engine.open(ctx)
         self.conn = conn
         connecting = asyncio.ensure_future(self._connect(conn))
-        signalled = asyncio.ensure_future(self._signal.wait())
+        connecting.add_done_callback(self._wake)
         try:
-            await asyncio.wait({connecting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            await self._wait_until(connecting.done)
         finally:
-            signalled.cancel()
-        if not connecting.done():  # a command (stop, shutdown...) arrived while connecting: give up at once
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
+            if not connecting.done():  # a command (stop, shutdown...) arrived while connecting: give up at once
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await connecting
+        if connecting.cancelled():
             return _Interrupted()
         failure = connecting.result()
         if failure is not None:
             self.conn = None
             return failure
-        ended = asyncio.ensure_future(self._closing.get())
-        signalled = asyncio.ensure_future(self._signal.wait())
-        try:
-            await asyncio.wait({ended, signalled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (ended, signalled):
-                waiter.cancel()
+        await self._wait_until(lambda: self._ended is not None)
         await self._stop_sender()
-        if ended.done() and not ended.cancelled():
+        if self._ended is not None:
             self.conn = None
-            return _Ended(ended.result())
+            return _Ended(self._ended)
         return _Interrupted()
 
     async def _connect(self, conn: Connection) -> _Failed | None:
@@ -273,6 +284,10 @@ class SessionRunner:
             return True
         if command is Command.STOP:
             await self._set(Status.STOPPED, self._stop_reason, note=None)
+        elif command is Command.SHUTDOWN and self.status is not Status.STARTING:
+            # Not WORKING any more, and saying so now spares the next start a write per session (its STARTING
+            # is then no change); on a crash the next start records it instead.
+            await self._set(Status.STARTING, None, note=SHUTDOWN_NOTE)
         return False  # STOP, SHUTDOWN, LEASE_LOST
 
     async def _reset(self) -> None:
@@ -485,7 +500,8 @@ class SessionRunner:
     async def _on_event(self, event: EngineEvent) -> None:
         self.progress_at = self._sup.clock()  # the engine is doing something: not stuck
         if event.closing:
-            self._closing.put_nowait(event)
+            self._ended = event
+            self._wake()
         elif isinstance(event, QrCode):
             self.qr = event
             qr_event = self._event(EventType.SESSION_QR, {"expiresAt": event.expires_at})

@@ -54,6 +54,10 @@ class Supervisor:
         self._runner_tasks: set[asyncio.Task[None]] = set()  # commanded to stop, never cancelled first
         self._lock = asyncio.Lock()
         self.connect_slots = asyncio.Semaphore(self.settings.connect_concurrency)
+        # Sessions known to have nothing queued to send, from one query when many start together: their senders
+        # skip the first look at the queue. An entry goes when used, or when something is queued through this
+        # worker (``nudge``); what another worker queues reaches the sender through ``wake_senders``, as always.
+        self._outbox_empty: set[SessionId] = set()
         self._stopping = False
         self.message_hooks: list[MessageHook] = []
         self.reconnects = 0
@@ -200,6 +204,8 @@ class Supervisor:
                 by_namespace.setdefault(namespace, []).append((session.tenant_id, session.id))
         for namespace, pairs in by_namespace.items():
             await self.gateway.vaults.preload(pairs, namespace)
+        queued = await self.store.messages.queued_sessions_all_tenants()
+        self._outbox_empty.update(s.id for s in sessions if s.id not in queued)
 
     async def _launch(self, session: Session, lease: Lease) -> None:
         try:
@@ -223,6 +229,7 @@ class Supervisor:
                     await self.store.leases.release(runner.session.id, self.owner, runner.lease.epoch)
             if self.runners.get(runner.session.id) is runner:
                 del self.runners[runner.session.id]
+            self._outbox_empty.discard(runner.session.id)
             self.gateway.vaults.drop_preloaded(runner.session.id)
 
     async def _settle(self, settled: list[tuple[Session, Lease]]) -> None:
@@ -361,8 +368,16 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
 
+    def outbox_known_empty(self, session_id: SessionId) -> bool:
+        """True (once) when the session had nothing queued as it was started with many others."""
+        if session_id in self._outbox_empty:
+            self._outbox_empty.discard(session_id)
+            return True
+        return False
+
     def nudge(self, session_id: SessionId) -> None:
         """A message was queued for this session: its sender (when it runs here) looks at once."""
+        self._outbox_empty.discard(session_id)
         runner = self.runners.get(session_id)
         if runner is not None and runner.sender is not None:
             runner.sender.wake()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -15,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.domain.phones import PHONE
-from wagate.engines.sim.server import Link, SimError, SimServer
+from wagate.engines.sim.server import Link, LinkClosed, SimError, SimServer
 
 PhonePath = Annotated[str, Path(max_length=20)]
 Phone = Annotated[str, Field(pattern=PHONE.pattern, description="E.164, e.g. +15550001")]
@@ -113,21 +111,18 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
     async def device_socket(ws: WebSocket) -> None:
         await ws.accept()
 
+        async def receive() -> str:
+            try:
+                return await ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):  # RuntimeError: receiving after the close
+                raise LinkClosed from None
+
         async def close(code: int, reason: str) -> None:
             await ws.close(code, reason)
 
-        link = Link(ws.send_text, close)
         try:
-            hello = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
-            await server.on_hello(link, hello)
-            while not link.closed:
-                message = json.loads(await ws.receive_text())
-                if isinstance(message, dict):
-                    await server.on_frame(link, message)
-        except (WebSocketDisconnect, TimeoutError, json.JSONDecodeError, RuntimeError):
-            pass
+            await server.run_link(Link(ws.send_text, close), receive)
         finally:
-            server.on_closed(link)
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the peer may be gone already
                 await ws.close()
 

@@ -17,9 +17,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
 from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
@@ -47,6 +44,7 @@ from wagate.engines.base import (
     TemporarilyBanned,
 )
 from wagate.engines.sim.protocol import decode_chain, encode_chain, frame, initial_chain, message_mac, step_chain
+from wagate.engines.sim.wire import HandshakeError, SocketClosed, WireSocket, open_socket
 
 CREDS = ("creds", "device")
 CHAIN_NS = "chain"
@@ -76,7 +74,7 @@ class SimConnection(Connection):
     def __init__(self, url: str, ctx: EngineContext) -> None:
         self._url = url
         self._ctx = ctx
-        self._ws: ClientConnection | None = None
+        self._ws: WireSocket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._secret: bytes | None = None
         self._chains: dict[str, tuple[int, bytes]] = {}
@@ -93,10 +91,9 @@ class SimConnection(Connection):
         stored = await self._ctx.auth.get_many(CREDS[0], [CREDS[1]])
         credentials = json.loads(stored[CREDS[1]]) if CREDS[1] in stored else None
         try:
-            self._ws = await connect(
-                self._url, compression=None, open_timeout=REPLY_TIMEOUT, max_size=8 * 1024 * 1024, proxy=None
-            )
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                self._ws = await open_socket(self._url)
+        except (OSError, HandshakeError, ValueError, TimeoutError) as exc:
             raise EngineConnectError(f"cannot reach the simulator at {self._url}: {exc}") from None
         if credentials is not None:
             self._secret = bytes.fromhex(credentials["secret"])
@@ -108,7 +105,7 @@ class SimConnection(Connection):
             await self._ws.send(frame("hello", device=hello))
             async with asyncio.timeout(REPLY_TIMEOUT):
                 first = json.loads(await self._ws.recv())
-        except (ConnectionClosed, TimeoutError) as exc:
+        except (SocketClosed, TimeoutError) as exc:
             await self._abort()
             raise EngineConnectError(f"the simulator did not answer the login: {exc}") from None
         if first.get("type") == "error":
@@ -119,8 +116,7 @@ class SimConnection(Connection):
     async def disconnect(self) -> None:
         self._closing = True
         if self._ws is not None:
-            with contextlib.suppress(Exception):  # closing an already broken socket
-                await asyncio.wait_for(self._ws.close(), 2)
+            await self._ws.close(grace=2.0)
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -131,15 +127,14 @@ class SimConnection(Connection):
             await self.disconnect()
             return
         self._closing = True
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(SocketClosed):
             await self._ws.send(frame("logout"))
             await asyncio.wait_for(self._ws.wait_closed(), REPLY_TIMEOUT)
         await self.disconnect()
 
     async def _abort(self) -> None:
         if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
+            await self._ws.close(1011, "client error", grace=0)
 
     # operations ------------------------------------------------------------------------------------------------
 
@@ -188,7 +183,7 @@ class SimConnection(Connection):
         try:
             await self._ws.send(payload)
             return await asyncio.wait_for(future, REPLY_TIMEOUT)
-        except (ConnectionClosed, TimeoutError) as exc:
+        except (SocketClosed, TimeoutError) as exc:
             raise EngineUnavailable(f"the simulator did not answer: {exc}") from None
         finally:
             self._waiting.pop(key, None)
@@ -204,7 +199,7 @@ class SimConnection(Connection):
                 if self._ended:
                     break
                 await self._handle(json.loads(raw))
-        except ConnectionClosed:
+        except SocketClosed:
             pass
         except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
             failure = exc
@@ -308,7 +303,7 @@ class SimConnection(Connection):
         await self._ctx.auth.delete_many(CHAIN_NS, contacts)
         for contact in contacts:
             self._chains.pop(contact, None)
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(SocketClosed):
             for contact in contacts:
                 await self._ws.send(frame("reset_contact", contact=contact))
 

@@ -10,6 +10,7 @@ import base64
 import bisect
 import contextlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -37,6 +38,10 @@ CLOSE_BANNED = 4403
 CLOSE_QR_TIMEOUT = 4408
 
 MESSAGE_ID = re.compile(r"^[A-Z0-9]{8,64}$")
+
+
+class LinkClosed(Exception):
+    """Raised by a transport's ``receive`` once the device's socket is closed."""
 
 
 class SimError(Exception):
@@ -161,6 +166,20 @@ class SimServer:
         self._dirty = True
 
     # connections -----------------------------------------------------------------------------------------------
+
+    async def run_link(self, link: Link, receive: Callable[[], Awaitable[str]]) -> None:
+        """One device socket from its hello to its end, whatever serves it (``receive`` raises ``LinkClosed``)."""
+        try:
+            hello = json.loads(await asyncio.wait_for(receive(), 10))
+            await self.on_hello(link, hello)
+            while not link.closed:
+                message = json.loads(await receive())
+                if isinstance(message, dict):
+                    await self.on_frame(link, message)
+        except (LinkClosed, TimeoutError, json.JSONDecodeError):
+            pass
+        finally:
+            self.on_closed(link)
 
     async def on_hello(self, link: Link, hello: dict[str, Any]) -> None:
         credentials = hello.get("device")
