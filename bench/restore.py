@@ -5,6 +5,9 @@
 Starts a sim-server and a gateway (SQLite) as real processes in a temporary directory, links N sessions through the
 real QR flow, stops the gateway with SIGTERM, starts it again and polls its database (read-only) until every session
 has been recorded WORKING after the restart. Prints one JSON line with the figures.
+
+Profiling: ``BENCH_PROFILE=SECONDS`` records the restarted gateway with py-spy (``BENCH_PROFILE_TARGET=sim`` the
+sim-server instead; ``BENCH_PROFILE_ARGS="--gil"`` passes options) into ``profile.txt`` in the work directory.
 """
 
 from __future__ import annotations

@@ -91,9 +91,21 @@ class SimConnection(Connection):
         stored = await self._ctx.auth.get_many(CREDS[0], [CREDS[1]])
         credentials = json.loads(stored[CREDS[1]]) if CREDS[1] in stored else None
         try:
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                self._ws = await open_socket(self._url)
-        except (OSError, HandshakeError, ValueError, TimeoutError) as exc:
+            async with asyncio.timeout(REPLY_TIMEOUT):  # one deadline for the socket and the login
+                first = await self._login(credentials)
+        except TimeoutError:
+            await self._abort()
+            phase = "answer the login" if self._ws is not None else "accept the connection"
+            raise EngineConnectError(f"the simulator at {self._url} did not {phase} in time") from None
+        if first.get("type") == "error":
+            await self._abort()
+            raise EngineConnectError(f"the simulator refused the connection ({first.get('code')})")
+        self._reader = asyncio.create_task(self._read(first), name=f"sim-read-{self._ctx.session_id}")
+
+    async def _login(self, credentials: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            self._ws = await open_socket(self._url)
+        except (OSError, HandshakeError, ValueError) as exc:
             raise EngineConnectError(f"cannot reach the simulator at {self._url}: {exc}") from None
         if credentials is not None:
             self._secret = bytes.fromhex(credentials["secret"])
@@ -103,15 +115,11 @@ class SimConnection(Connection):
             self._registering = True
         try:
             await self._ws.send(frame("hello", device=hello))
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                first = json.loads(await self._ws.recv())
-        except (SocketClosed, TimeoutError) as exc:
+            first: dict[str, Any] = json.loads(await self._ws.recv())
+        except SocketClosed as exc:
             await self._abort()
             raise EngineConnectError(f"the simulator did not answer the login: {exc}") from None
-        if first.get("type") == "error":
-            await self._abort()
-            raise EngineConnectError(f"the simulator refused the connection ({first.get('code')})")
-        self._reader = asyncio.create_task(self._read(first), name=f"sim-read-{self._ctx.session_id}")
+        return first
 
     async def disconnect(self) -> None:
         self._closing = True

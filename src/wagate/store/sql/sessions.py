@@ -34,7 +34,7 @@ def _session(row: Any) -> Session:
         tenant_id=TenantId(row.tenant_id),
         name=row.name,
         engine=row.engine,
-        config=json.loads(row.config),
+        config=json.loads(row.config) if row.config != "{}" else {},
         desired=Desired(row.desired),
         status=Status(row.status),
         reason=Reason(row.reason) if row.reason else None,
