@@ -64,6 +64,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
 
 
+def signed_headers(signer: Signer, event_id: str, now: float, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt. The timestamp is the whole second the header carries: signing
+    ``now`` itself let a time within half a microsecond of the next second round up in the signature but not in the
+    header, and the receiver then rightly refused it."""
+    second = int(now)
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(second),
+        "webhook-signature": signer.sign(event_id, datetime.fromtimestamp(second, UTC), body),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     ok: bool
@@ -377,12 +389,7 @@ class WebhookDispatcher:
     async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
         assert self._client is not None
         now = self.clock()
-        event_id = item.delivery.event_id
-        headers = {
-            "webhook-id": event_id,
-            "webhook-timestamp": str(int(now)),
-            "webhook-signature": endpoint.signer.sign(event_id, datetime.fromtimestamp(now, UTC), item.body),
-        }
+        headers = signed_headers(endpoint.signer, item.delivery.event_id, now, item.body)
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 
     # housekeeping ----------------------------------------------------------------------------------------------

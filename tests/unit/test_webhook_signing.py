@@ -1,0 +1,38 @@
+"""Standard Webhooks headers, checked with the ``standardwebhooks`` package's own verifier."""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from wagate.events.delivery import signed_headers
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+BODY = '{"id":"evt_1","type":"message.received"}'
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.25, 0.5, 0.999999, None])
+def test_headers_verify_at_any_time_within_a_second(offset: float | None) -> None:
+    second = int(time.time())
+    # None: the last float before the next second, which rounds up to it at microsecond precision
+    now = math.nextafter(float(second + 1), 0.0) if offset is None else second + offset
+    if offset is None:
+        assert datetime.fromtimestamp(now, UTC).timestamp() == second + 1  # the rounding that used to bite
+    headers = signed_headers(Webhook(SECRET), "evt_1", now, BODY)
+    assert headers["webhook-id"] == "evt_1"
+    assert headers["webhook-timestamp"] == str(second)
+    assert Webhook(SECRET).verify(BODY, headers) == {"id": "evt_1", "type": "message.received"}
+
+
+def test_a_changed_body_or_id_does_not_verify() -> None:
+    headers = signed_headers(Webhook(SECRET), "evt_1", time.time(), BODY)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(BODY.replace("1", "2"), headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(BODY, {**headers, "webhook-id": "evt_2"})
