@@ -432,3 +432,41 @@ async def test_resetting_one_contact_drops_only_its_encryption_sessions(gateway:
         left = sorted(r[0] for r in db.execute("SELECT their_id FROM whatsmeow_sessions"))
     assert left == ["155500021:0", "15550003:0"]  # another number that starts the same is not that contact
     await engine.close()
+
+
+async def test_a_session_not_running_leaves_no_credentials_file_after_delete_logout_or_reset(gateway: Gateway) -> None:
+    """whatsmeow's file holds the session's keys in the clear: it goes when the vault's copy goes, also for a
+    session that is not running here (whose connection would otherwise have removed it)."""
+    supervisor = Supervisor(gateway, EngineRegistry(gateway.settings))
+    supervisor.recorder.start()  # what records the logout and the reset (the rest of the supervisor is not needed)
+    directory = NeonizeEngine(gateway.settings).directory
+    directory.mkdir(parents=True, exist_ok=True)
+
+    async def parked(name: str) -> tuple[Session, list[Path]]:
+        session = await new_session(gateway, name)
+        await gateway.store.sessions.set_desired(session.tenant_id, name, Desired.STOPPED, actor="test")
+        files = [directory / f"{session.id}{suffix}" for suffix in (".db", ".db-wal", ".synced")]
+        for path in files:
+            path.write_bytes(b"keys")
+        other = directory / "ses_someone_else.db"
+        other.write_bytes(b"keys")
+        return session, files
+
+    deleted, files = await parked("deleted")
+    await supervisor.forget(deleted)
+    assert not any(p.exists() for p in files)
+    assert (directory / "ses_someone_else.db").exists()
+
+    logged_out, files = await parked("logged-out")
+    stored = await gateway.store.sessions.get(logged_out.tenant_id, "logged-out")
+    assert stored is not None
+    await supervisor.logout(stored)
+    assert not any(p.exists() for p in files)
+
+    reset, files = await parked("reset")
+    stored = await gateway.store.sessions.get(reset.tenant_id, "reset")
+    assert stored is not None
+    await supervisor.reset(stored)
+    assert not any(p.exists() for p in files)
+    await supervisor.recorder.stop()
+    await supervisor.engines.close()

@@ -262,3 +262,7 @@ class Engine(ABC):
 
     async def close(self) -> None:  # noqa: B027 - engines without shared resources have nothing to close
         """Release resources shared by this engine's connections."""
+
+    async def forget(self, session_id: str) -> None:  # noqa: B027 - engines that keep nothing outside the vault
+        """Remove what this engine keeps of a session outside the vault (a local file of credentials): the session
+        was deleted, logged out or reset while not running here."""

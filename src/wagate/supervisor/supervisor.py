@@ -315,6 +315,7 @@ class Supervisor:
             backup = await self.backup(session, lease.epoch, "reset")
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
             await self.fail_outbound(session, "the session was reset and must be linked again")
+            await self._forget_local(session)
             event = Event.new(
                 EventType.SESSION_RESET,
                 session.tenant_id,
@@ -357,16 +358,26 @@ class Supervisor:
             await self.backup(session, lease.epoch, "logout")
             await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
             await self.fail_outbound(session, "the session logged out")
+            await self._forget_local(session)
             await self._record(session, lease, session.status, session.reason, clear_me=True)
 
     async def forget(self, session: Session) -> None:
-        """Before a delete: log the device out if it runs here, and wait for its runner to end."""
+        """Before a delete: log the device out if it runs here, wait for its runner to end, and remove what its
+        engine keeps outside the vault."""
         runner = self.runners.get(session.id)
-        if runner is None or runner.task is None:
-            return
-        runner.command(Command.DELETE)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
+        if runner is not None and runner.task is not None:
+            runner.command(Command.DELETE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
+        await self._forget_local(session)
+
+    async def _forget_local(self, session: Session) -> None:
+        """The engine's local copy of a session's credentials goes with the vault's (not left in a file)."""
+        try:
+            engine = self.engines.get(session.engine)
+        except ConfigError:
+            return  # an engine this build cannot load kept nothing here
+        await engine.forget(session.id)
 
     def outbox_known_empty(self, session_id: SessionId) -> bool:
         """True (once) when the session had nothing queued as it was started with many others."""

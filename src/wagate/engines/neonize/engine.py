@@ -110,6 +110,9 @@ class NeonizeEngine(Engine):
         host, _, port = self.probe.rpartition(":")
         return await reachable(host, int(port), self.probe_timeout)
 
+    async def forget(self, session_id: str) -> None:
+        await asyncio.to_thread(WhatsmeowFile(self.directory, session_id).remove)
+
     async def close(self) -> None:
         # The executor stays the loop's default until the loop ends (asyncio shuts it down then): calls still in
         # flight, and the loop's own work (name lookups), keep a place to run.
