@@ -42,12 +42,21 @@ class OutboundSender:
         self._wake = asyncio.Event()
         self._wake.set()
         self._stopping = False
+        self._idle = False
         self.task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self, *, idle: bool = False) -> None:
+        """Start sending. ``idle``: nothing is queued (known from the bulk query of a mass start), so no task runs
+        until the first ``wake``: ten thousand restored sessions do not each keep a sender waiting."""
+        if idle:
+            self._idle = True
+            return
         self.task = asyncio.create_task(self._run(), name=f"send-{self._runner.session.id}")
 
     def wake(self) -> None:
+        if self._idle and not self._stopping:
+            self._idle = False
+            self.start()
         self._wake.set()
 
     async def stop(self, grace: float = 3.0) -> None:
@@ -75,9 +84,6 @@ class OutboundSender:
 
     async def _loop(self) -> None:
         settled = False
-        if self._sup.outbox_known_empty(self._runner.session.id):
-            self._wake.clear()
-            await self._wake.wait()
         while not self._stopping:
             self._wake.clear()
             session = self._runner.session

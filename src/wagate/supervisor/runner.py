@@ -490,7 +490,7 @@ class SessionRunner:
     def _start_sender(self) -> None:
         if self.sender is None and self.conn is not None:
             self.sender = OutboundSender(self._sup, self, self.conn)
-            self.sender.start()
+            self.sender.start(idle=self._sup.outbox_known_empty(self.session.id))
 
     async def _stop_sender(self) -> None:
         sender, self.sender = self.sender, None
