@@ -69,7 +69,7 @@ def tune_gc() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_THRESHOLD[0], GC_THRESHOLD[1], GC_THRESHOLD[2])
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def serve_app(app: ASGIApp, host: str, port: int) -> bool:
@@ -83,7 +83,7 @@ def serve_app(app: ASGIApp, host: str, port: int) -> bool:
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
-        ws="websockets-sansio",  # of uvicorn's WebSocket servers the cheapest per connection (the sim's 10,000 logins)
+        ws="websockets-sansio",  # of uvicorn's WebSocket servers the cheapest per connection
         ws_max_size=8 * 1024 * 1024,
         ws_per_message_deflate=False,
     )
