@@ -106,7 +106,6 @@ class SessionRunner:
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, supervisor.rng)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, supervisor.clock)
         self._command: Command | None = None
-        self._signal = asyncio.Event()
         self._ended: EngineEvent | None = None  # the closing event of the current connection
         self._wakeup: asyncio.Future[None] | None = None  # resolved by a command, a closing event, a connect's end
         self._connected_at: float | None = None
@@ -134,7 +133,6 @@ class SessionRunner:
             self.generation = session.generation
         if self._command is None or command > self._command:
             self._command = command
-        self._signal.set()
         self._wake()
 
     def _wake(self, _: object = None) -> None:
@@ -153,7 +151,6 @@ class SessionRunner:
 
     def _take_command(self) -> Command | None:
         command, self._command = self._command, None
-        self._signal.clear()
         return command
 
     # the loop --------------------------------------------------------------------------------------------------
@@ -401,7 +398,8 @@ class SessionRunner:
         self._pausing = True
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._wait_until(lambda: False)  # returns only when a command comes
                 return False
             return True
         finally:
