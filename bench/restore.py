@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ADMIN, cpu_seconds, free_port, gateway_env, link_all, rss_kib, spawn, stop_all, wait_http
+from harness import ADMIN, cpu_seconds, cpu_split, free_port, gateway_env, link_all, rss_kib, spawn, stop_all, wait_http
 
 
 def count(db: Path, status: str, since: float = 0.0) -> int:
@@ -128,7 +128,7 @@ def main() -> None:
         ready_in = time.monotonic() - spawned
         wait_count(db, "WORKING", n, since=restart_wall)
         restored_in = time.monotonic() - spawned
-        gateway_cpu, sim_cpu = cpu_seconds(gateway.pid), cpu_seconds(sim.pid) - sim_cpu
+        (gateway_user, gateway_sys), sim_cpu = cpu_split(gateway.pid), cpu_seconds(sim.pid) - sim_cpu
         rss_now = rss_kib(gateway.pid)
         peak = rss_kib(gateway.pid, "VmHWM")
         result: dict[str, Any] = {
@@ -139,7 +139,8 @@ def main() -> None:
             "sigterm_exit_s": round(stopped_in, 2),
             "restart_ready_s": round(ready_in, 2),
             "restart_all_working_s": round(restored_in, 2),
-            "restart_cpu_gateway_s": round(gateway_cpu, 2),
+            "restart_cpu_gateway_s": round(gateway_user + gateway_sys, 2),
+            "restart_cpu_gateway_sys_s": round(gateway_sys, 2),
             "restart_cpu_sim_s": round(sim_cpu, 2),
             "rss_idle_mib": round(baseline / 1024, 1),
             "rss_linked_mib": round(rss_linked / 1024, 1),

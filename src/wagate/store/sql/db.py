@@ -1,6 +1,7 @@
 """One database handle for SQLite and PostgreSQL.
 
-SQLite: WAL journal, ``synchronous=FULL`` (a commit is on disk before it returns), foreign keys on, and two engines:
+SQLite: WAL journal, ``synchronous=FULL`` (a commit is on disk before it returns), foreign keys on, statement
+journals in memory (on disk they cost a write per page touched), and two engines:
 a single-connection writer whose transactions begin ``IMMEDIATE`` (so a read-then-write transaction cannot be
 overtaken), and a pool of readers that never wait for it. PostgreSQL: one pooled engine, default (durable) commits,
 optionally confined to one schema through ``search_path``.
@@ -40,6 +41,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
             "PRAGMA synchronous=FULL",
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=30000",
+            "PRAGMA temp_store=MEMORY",
         ):
             cursor.execute(pragma)
         cursor.close()

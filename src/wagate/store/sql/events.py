@@ -118,8 +118,11 @@ class EventWriter:
                     "sealed": sealed,
                 }
             )
-        result = await conn.execute(insert(E).returning(E.c.seq, sort_by_parameter_order=True), rows)
-        seqs = [row.seq for row in result]
+        # Matched back by id rather than by asking for RETURNING in parameter order: SQLite cannot promise that
+        # order for a multi-row INSERT, so SQLAlchemy would then insert one row per statement (a round trip each).
+        result = await conn.execute(insert(E).returning(E.c.id, E.c.seq), rows)
+        seq_of = {row.id: row.seq for row in result}
+        seqs = [seq_of[event.id] for event in events]
         return Committed(list(events), await self._queue(conn, events, seqs, bodies))
 
     async def _queue(
@@ -162,11 +165,12 @@ class EventWriter:
                 made.append((event, hook_id, body))
         if not rows:
             return []
-        result = await conn.execute(insert(D).returning(D.c.seq, sort_by_parameter_order=True), rows)
+        result = await conn.execute(insert(D).returning(D.c.webhook_id, D.c.event_seq, D.c.seq), rows)
+        seq_of = {(row.webhook_id, row.event_seq): row.seq for row in result}
         out = []
-        for row, (event, hook_id, body) in zip(result, made, strict=True):
+        for row_in, (event, hook_id, body) in zip(rows, made, strict=True):
             delivery = Delivery(
-                seq=row.seq,
+                seq=seq_of[(hook_id, row_in["event_seq"])],
                 webhook_id=WebhookId(hook_id),
                 tenant_id=event.tenant_id,
                 session_id=event.session_id,
