@@ -203,3 +203,25 @@ async def test_backups_keep_the_newest_and_stay_with_their_tenant(store: Store) 
     assert await store.backups.list_backups(b, sa.id) == []
     assert await store.backups.reseal_all_tenants(lambda p: p + b"!" if p[0] == 3 else None) == 1
     assert await store.backups.payload(a, sa.id, made[3].id) == bytes([3]) * 10 + b"!"
+
+
+async def test_one_commit_of_many_events_keeps_their_order_in_history_and_deliveries(store: Store) -> None:
+    """Events written together (one multi-row insert) get sequence numbers in the order they were made, and so do
+    their deliveries to each endpoint: delivery order per session follows them."""
+    a, sa = await tenant_with_session(store, "a")
+    first = await store.webhooks.create(a, "https://x.test/1", ["*"], None, "whsec_1", limit=5)
+    second = await store.webhooks.create(a, "https://x.test/2", ["message.*"], None, "whsec_2", limit=5)
+    heard: list[Committed] = []
+    store.events.listeners.append(heard.append)
+    made = [message(sa, n) for n in range(300)]
+    await store.events.append(made)
+    (committed,) = heard
+    assert [e.id for e in committed.events] == [e.id for e in made]
+    listed = await store.events.list_events(a, limit=1000)
+    assert [e.id for e in listed] == [e.id for e in made]
+    for hook in (first, second):
+        mine = [out for out in committed.deliveries if out.delivery.webhook_id == hook.id]
+        assert [out.delivery.event_id for out in mine] == [e.id for e in made]
+        seqs = [out.delivery.seq for out in mine]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
