@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-import aiohttp
 from standardwebhooks import Webhook as Signer
 
 from wagate import __version__
 from wagate.clock import Clock
 from wagate.config import Settings
-from wagate.events.ssrf import BlockedAddress, check_url, connector_options
+from wagate.events.http1 import Http1Client, HttpError
+from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.ids import SessionId, WebhookId
 from wagate.store.base import Committed, Outgoing, Store, Webhook
 
@@ -95,34 +95,26 @@ class WebhookClient:
         self.timeout = timeout
         self.allow_private = allow_private
         self._sending = asyncio.Semaphore(concurrency)
-        connector = aiohttp.TCPConnector(limit=concurrency, **connector_options(allow_private=allow_private))
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            headers={"user-agent": f"wagate/{__version__}", "content-type": "application/json"},
-        )
+        self._http = Http1Client(allow_private=allow_private, user_agent=f"wagate/{__version__}")
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], now: float) -> Attempt:
         try:
             check_url(url, allow_private=self.allow_private)
-        except BlockedAddress as exc:
-            return Attempt(False, error=f"refused: {exc}")
-        try:
-            async with (
-                self._sending,
-                self._http.post(url, data=body, headers=headers, allow_redirects=False) as resp,
-            ):
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return Attempt(True, resp.status)
-                retry_after = parse_retry_after(resp.headers.get("retry-after"), now)
-                return Attempt(False, resp.status, f"HTTP {resp.status}", retry_after)
+            async with self._sending, asyncio.timeout(self.timeout):
+                answer = await self._http.post(url, body, {**headers, "content-type": "application/json"})
         except BlockedAddress as exc:
             return Attempt(False, error=f"refused: {exc}")
         except TimeoutError:
             return Attempt(False, error=f"no answer within {self.timeout:g}s")
-        except aiohttp.ClientError as exc:
+        except (HttpError, OSError) as exc:
             return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
+        if 200 <= answer.status < 300:
+            return Attempt(True, answer.status)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
+        return Attempt(False, answer.status, f"HTTP {answer.status}", retry_after)
+
+    def prune(self) -> None:
+        self._http.prune()
 
     async def close(self) -> None:
         await self._http.close()
@@ -413,7 +405,9 @@ class WebhookDispatcher:
         await self.store.outbox.renew_claims(self.owner, self.settings.webhook_claim_ttl)
 
     async def _sweep(self) -> None:
-        """Forget idle groups: their order is safe in the table."""
+        """Forget idle groups (their order is safe in the table) and close long-unused connections."""
+        if self._client is not None:
+            self._client.prune()
         now = self.clock()
         for key, group in list(self._groups.items()):
             if (
