@@ -330,5 +330,7 @@ def test_message_bodies_are_not_readable_in_the_database_file(stack: Stack, tmp_
         raw = path.read_bytes()
         assert b"MARKER-INBOUND" not in raw, path
         assert b"MARKER-OUTBOUND" not in raw, path
-    # The same search finds the text where it is kept in the clear (the simulator's record of what it received).
-    assert b"MARKER-OUTBOUND-9c1d" in (tmp_path / "sim-state.json").read_bytes()
+    # The same search finds the text where it is kept in the clear (the simulator's record of what it received,
+    # which the simulator writes to its file every half second or so).
+    state = tmp_path / "sim-state.json"
+    wait_for(lambda: b"MARKER-OUTBOUND-9c1d" in state.read_bytes(), 10, "the simulator's state file")
