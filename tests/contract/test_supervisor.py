@@ -134,6 +134,48 @@ async def _acked(sim: Sim, count: int) -> bool:
     return bool(sim.server.describe(PHONE)["messages_acked"] >= count)
 
 
+async def test_message_frames_that_wait_are_handled_as_one_batch(gateway: Gateway, sim: Sim, session: Session) -> None:
+    """One message per frame (as WhatsApp sends them): while the first one commits, the rest arrive and wait; they
+    are then committed and acknowledged together, in order, not one transaction each."""
+    sim.server.options.batch = 1
+    supervisor = supervisor_for(gateway, sim)
+    await supervisor.start()
+    await link(gateway, sim, supervisor, session)
+    sizes: list[int] = []
+    release = asyncio.Event()
+    append = supervisor.recorder.append
+
+    async def observed(events: Any, inbound: Any = ()) -> None:
+        sizes.append(len(inbound))
+        if len(sizes) == 1:
+            await release.wait()
+        await append(events, inbound)
+
+    supervisor.recorder.append = observed  # type: ignore[method-assign]
+    texts = [f"one by one #{n}" for n in range(1, 41)]
+    await sim.post(f"/devices/{PHONE}/messages", {"from": "+15550002", "text": texts[0], "count": 1})
+
+    async def first_waits() -> bool:
+        return sizes == [1]
+
+    await eventually(first_waits, "the first message's commit")
+    for text in texts[1:]:
+        await sim.post(f"/devices/{PHONE}/messages", {"from": "+15550002", "text": text, "count": 1})
+
+    async def all_sent() -> bool:
+        return bool(sim.server.describe(PHONE)["messages_delivered"] >= 40)
+
+    await eventually(all_sent, "40 frames sent")
+    await asyncio.sleep(0.3)  # on loopback: they reach the gateway's socket while the first commit waits
+    release.set()
+    await eventually(lambda: _acked(sim, 40), "40 acks")
+    assert sizes == [1, 39]
+    assert sim.server.describe(PHONE)["decrypt_failures"] == 0  # the chain verified every message in order
+    received = await gateway.store.events.list_events(session.tenant_id, types=["message.received"], limit=100)
+    assert [e.payload["text"] for e in received] == texts
+    await supervisor.stop()
+
+
 async def test_one_owner_and_fenced_takeover(gateway: Gateway, sim: Sim, session: Session) -> None:
     first = supervisor_for(gateway, sim, "w1")
     second = supervisor_for(gateway, sim, "w2")

@@ -49,6 +49,7 @@ from wagate.engines.sim.wire import HandshakeError, SocketClosed, WireSocket, op
 CREDS = ("creds", "device")
 CHAIN_NS = "chain"
 REPLY_TIMEOUT = 10.0
+MAX_BATCH = 512  # messages handled in one batch when frames wait (the simulator keeps 256 in flight by default)
 
 
 def _me(data: dict[str, Any]) -> Me:
@@ -206,7 +207,12 @@ class SimConnection(Connection):
             async for raw in self._ws:
                 if self._ended:
                     break
-                await self._handle(json.loads(raw))
+                message = json.loads(raw)
+                if message.get("type") == "messages":
+                    message = await self._coalesce(message)
+                    if self._ended:
+                        break
+                await self._handle(message)
         except SocketClosed:
             pass
         except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
@@ -215,6 +221,20 @@ class SimConnection(Connection):
         if not self._ended and not self._closing:
             reason = f"engine failure: {failure}" if failure else self._close_reason()
             await self._end(Disconnected(reason, retryable=True, error=failure))
+
+    async def _coalesce(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Join the message frames that are already here into one batch (one commit, one acknowledgement) and
+        return it, or the first other frame after handling the batch before it. A gateway that keeps up handles
+        each frame alone; one that falls behind finds frames waiting and handles them in ever larger batches."""
+        assert self._ws is not None
+        items: list[dict[str, Any]] = message["items"]
+        while len(items) < MAX_BATCH and (raw := self._ws.recv_nowait()) is not None:
+            following: dict[str, Any] = json.loads(raw)
+            if following.get("type") != "messages":
+                await self._handle(message)
+                return following
+            items.extend(following["items"])
+        return message
 
     def _close_reason(self) -> str:
         if self._ws is not None and self._ws.close_code is not None:

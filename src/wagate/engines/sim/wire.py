@@ -314,6 +314,10 @@ class WireSocket:
             await self._p.readable()
         return self._p.messages.popleft()
 
+    def recv_nowait(self) -> str | None:
+        """A message that has already arrived, or ``None``: never waits."""
+        return self._p.messages.popleft() if self._p.messages else None
+
     def __aiter__(self) -> WireSocket:
         return self
 
