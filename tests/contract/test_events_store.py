@@ -187,6 +187,18 @@ async def test_pruning_keeps_what_a_pending_delivery_needs(store: Store) -> None
     assert removed == 2
 
 
+async def test_pruning_goes_in_chunks_until_nothing_old_is_left(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    await store.webhooks.create(a, "https://x.test/h", ["message.*"], None, "whsec_x", limit=5)
+    await store.events.append([message(sa, n, at=100.0) for n in range(7)] + [message(sa, 7, at=5000.0)])
+    claimed = await store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10)
+    await store.outbox.mark_delivered([c.delivery.seq for c in claimed], 200)
+    assert await store.events.prune_all_tenants(before=1000.0, chunk=3) == 0  # their deliveries are recent
+    assert await store.events.prune_all_tenants(before=4e12, chunk=3) == 8
+    assert await store.events.list_events(a) == []
+    assert await store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10) == []
+
+
 async def test_backups_keep_the_newest_and_stay_with_their_tenant(store: Store) -> None:
     a, sa = await tenant_with_session(store, "a")
     b, _ = await tenant_with_session(store, "b")

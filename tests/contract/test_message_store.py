@@ -154,7 +154,8 @@ async def test_retention_prunes_old_messages_and_deletion_removes_everything(sto
     updated = await store.tenants.update(tenant, {"message_retention_days": 1.0})
     assert updated is not None
     assert updated.message_retention_days == 1.0
-    assert await store.messages.prune_all_tenants(now=10**12) == 1  # the queued one stays
+    await store.sessions.set_status_many([], [], [inbound(session, f"OLD{n}") for n in range(4)])
+    assert await store.messages.prune_all_tenants(now=10**12, chunk=2) == 5  # in three transactions; the queued stays
     left = await store.messages.list_messages(tenant, session.id, chat_id=None)
     assert [m.id for m in left] == ["QUEUED"]
     assert await store.sessions.delete(tenant, session.name)

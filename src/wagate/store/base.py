@@ -410,9 +410,9 @@ class EventStore(ABC):
         """Seal again under the active key every event sealed under another (key rotation); how many."""
 
     @abstractmethod
-    async def prune_all_tenants(self, before: float) -> int:
+    async def prune_all_tenants(self, before: float, chunk: int = 5000) -> int:
         """System-wide: delete events older than ``before`` that no pending delivery needs, and finished
-        deliveries of that age. Returns how many events went."""
+        deliveries of that age, at most ``chunk`` rows per transaction. Returns how many events went."""
 
 
 class WebhookStore(ABC):
@@ -664,8 +664,9 @@ class MessageStore(ABC):
     ) -> list[Group]: ...
 
     @abstractmethod
-    async def prune_all_tenants(self, now: float) -> int:
-        """System-wide: delete messages older than their tenant's retention (never queued ones); how many."""
+    async def prune_all_tenants(self, now: float, chunk: int = 5000) -> int:
+        """System-wide: delete messages older than their tenant's retention (never queued ones), at most ``chunk``
+        per transaction; how many."""
 
     @abstractmethod
     async def queued_sessions_all_tenants(self) -> set[SessionId]:

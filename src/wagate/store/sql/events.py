@@ -6,13 +6,13 @@ per matching enabled webhook commit together with the change they report. Listen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, not_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Delete, delete, insert, not_, or_, select, update
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
@@ -28,7 +28,7 @@ from wagate.store.base import (
     TicketStore,
 )
 from wagate.store.sql import schema
-from wagate.store.sql.db import Database
+from wagate.store.sql.db import Conn, Database
 
 E = schema.events
 W = schema.webhooks
@@ -97,7 +97,7 @@ class EventWriter:
         self.claimer: str | None = None
         self.claim_ttl = 60.0
 
-    async def write(self, conn: AsyncConnection, events: Sequence[Event]) -> Committed:
+    async def write(self, conn: Conn, events: Sequence[Event]) -> Committed:
         if not events:
             return Committed([], [])
         rows = []
@@ -125,9 +125,7 @@ class EventWriter:
         seqs = [seq_of[event.id] for event in events]
         return Committed(list(events), await self._queue(conn, events, seqs, bodies))
 
-    async def _queue(
-        self, conn: AsyncConnection, events: Sequence[Event], seqs: list[int], bodies: list[str]
-    ) -> list[Outgoing]:
+    async def _queue(self, conn: Conn, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
         tenants = sorted({e.tenant_id for e in events})
         hooks = (
             await conn.execute(
@@ -261,13 +259,26 @@ class SqlEventStore(EventStore):
                 return done
             after = rows[-1].seq
 
-    async def prune_all_tenants(self, before: float) -> int:
+    async def prune_all_tenants(self, before: float, chunk: int = 5000) -> int:
+        """Delete finished deliveries and then events older than ``before`` that no delivery still needs, ``chunk``
+        rows per transaction: other writers (and, on SQLite, the event loop) wait for one chunk, never for all."""
         finished = D.c.state.in_([DeliveryState.DELIVERED, DeliveryState.DEAD])
-        async with self._db.write() as conn:
-            await conn.execute(delete(D).where(finished, D.c.updated_at < before))
-            needed = select(D.c.event_seq).where(D.c.event_seq == E.c.seq)
-            result = await conn.execute(delete(E).where(E.c.at < before, not_(needed.exists())))
-        return int(result.rowcount or 0)
+        old_deliveries = select(D.c.seq).where(finished, D.c.updated_at < before).order_by(D.c.seq).limit(chunk)
+        await self._delete_chunks(delete(D).where(D.c.seq.in_(old_deliveries.scalar_subquery())), chunk)
+        needed = select(D.c.event_seq).where(D.c.event_seq == E.c.seq)
+        old_events = select(E.c.seq).where(E.c.at < before, not_(needed.exists())).order_by(E.c.seq).limit(chunk)
+        return await self._delete_chunks(delete(E).where(E.c.seq.in_(old_events.scalar_subquery())), chunk)
+
+    async def _delete_chunks(self, statement: Delete, chunk: int) -> int:
+        """Run a delete of at most ``chunk`` rows, one transaction each, until one deletes fewer; how many in all."""
+        removed = 0
+        while True:
+            async with self._db.write() as conn:
+                count = int((await conn.execute(statement)).rowcount or 0)
+            removed += count
+            if count < chunk:
+                return removed
+            await asyncio.sleep(0)  # what else waits to write goes between two chunks
 
 
 class SqlTicketStore(TicketStore):

@@ -7,6 +7,7 @@ messages are queued in one transaction with their media; each status they reach 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,7 +16,6 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventType
@@ -35,7 +35,7 @@ from wagate.errors import IdempotencyConflict, QueueFull
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import InboundMessage, MessageStore, NewOutbound, StatusUpdate
 from wagate.store.sql import schema
-from wagate.store.sql.db import Database
+from wagate.store.sql.db import Conn, Database
 from wagate.store.sql.events import EventWriter
 
 M = schema.messages
@@ -97,7 +97,7 @@ class SqlMessageStore(MessageStore):
 
     # inbound ---------------------------------------------------------------------------------------------------
 
-    async def write_inbound(self, conn: AsyncConnection, items: Sequence[InboundMessage]) -> list[InboundMessage]:
+    async def write_inbound(self, conn: Conn, items: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store the messages not stored before, inside the caller's transaction; the new ones."""
         unique: dict[tuple[str, str], InboundMessage] = {}
         for item in items:
@@ -152,7 +152,7 @@ class SqlMessageStore(MessageStore):
             )
         return fresh
 
-    async def _touch_chats(self, conn: AsyncConnection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
+    async def _touch_chats(self, conn: Conn, items: Sequence[tuple[str, str, str, str, float]]) -> None:
         """Count messages into their chats: (tenant, session, chat, message id, timestamp) each."""
         chats: dict[tuple[str, str], dict[str, Any]] = {}
         for tenant_id, session_id, chat_id, message_id, timestamp in items:
@@ -184,7 +184,7 @@ class SqlMessageStore(MessageStore):
                 raise
             return replay, False
 
-    async def _replay(self, conn: AsyncConnection, new: NewOutbound) -> Message | None:
+    async def _replay(self, conn: Conn, new: NewOutbound) -> Message | None:
         if new.idem_key is None:
             return None
         row = (
@@ -297,7 +297,7 @@ class SqlMessageStore(MessageStore):
         self._events.notify(committed)
         return changed
 
-    async def _apply(self, conn: AsyncConnection, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
+    async def _apply(self, conn: Conn, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
         keys = sorted({(u.session_id, u.message_id) for u in updates})
         current: dict[tuple[str, str], Message] = {}
         for start in range(0, len(keys), _CHUNK):
@@ -486,7 +486,8 @@ class SqlMessageStore(MessageStore):
         async with self._db.write() as conn:
             await conn.execute(self._group_upsert, rows)
 
-    async def prune_all_tenants(self, now: float) -> int:
+    async def prune_all_tenants(self, now: float, chunk: int = 5000) -> int:
+        """Delete each tenant's messages older than its retention (queued ones stay), ``chunk`` per transaction."""
         tenants = schema.tenants
         removed = 0
         query = select(tenants.c.id, tenants.c.message_retention_days).where(
@@ -496,12 +497,20 @@ class SqlMessageStore(MessageStore):
             kept = (await conn.execute(query)).all()
         for tenant_id, days in kept:
             cutoff = now - float(days) * 86400
+            old = (
+                select(M.c.seq)
+                .where(M.c.tenant_id == tenant_id, M.c.created_at < cutoff, M.c.status.not_in(_QUEUED))
+                .limit(chunk)
+            )
+            while True:
+                async with self._db.write() as conn:
+                    count = int((await conn.execute(delete(M).where(M.c.seq.in_(old.scalar_subquery())))).rowcount or 0)
+                removed += count
+                if count < chunk:
+                    break
+                await asyncio.sleep(0)
             async with self._db.write() as conn:
-                result = await conn.execute(
-                    delete(M).where(M.c.tenant_id == tenant_id, M.c.created_at < cutoff, M.c.status.not_in(_QUEUED))
-                )
                 await conn.execute(delete(C).where(C.c.tenant_id == tenant_id, C.c.last_message_at < cutoff))
-            removed += int(result.rowcount or 0)
         return removed
 
     async def queued_sessions_all_tenants(self) -> set[SessionId]:
@@ -509,7 +518,7 @@ class SqlMessageStore(MessageStore):
         async with self._db.read() as conn:
             return {SessionId(row.session_id) for row in await conn.execute(query)}
 
-    async def forget_session(self, conn: AsyncConnection, session_id: SessionId) -> None:
+    async def forget_session(self, conn: Conn, session_id: SessionId) -> None:
         """Inside the session's deletion: everything stored for it."""
         for table in (M, MM, C, K, G):
             await conn.execute(delete(table).where(table.c.session_id == session_id))

@@ -7,14 +7,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.errors import QuotaExceeded
 from wagate.ids import SessionId, TenantId, WebhookId, new_webhook_id
 from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Sealer, Webhook, WebhookStore
 from wagate.store.sql import schema
-from wagate.store.sql.db import Database
+from wagate.store.sql.db import Conn, Database
 from wagate.store.sql.events import claimable, delivery_from
 
 E = schema.events
@@ -167,9 +166,7 @@ class SqlOutboxStore(OutboxStore):
             await self.release(owner, leftover)
         return out
 
-    async def _take(
-        self, conn: AsyncConnection, seqs: list[int], takeover: str, until: float, now: float, owner: str
-    ) -> set[int]:
+    async def _take(self, conn: Conn, seqs: list[int], takeover: str, until: float, now: float, owner: str) -> set[int]:
         claimed: set[int] = set()
         for start in range(0, len(seqs), 500):
             chunk = seqs[start : start + 500]

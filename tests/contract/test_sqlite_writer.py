@@ -1,0 +1,90 @@
+"""SQLite's writer: transactions on the event loop's thread that never block it, checkpoints done elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from wagate.store.sql.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database.create(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    async with database.write() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    yield database
+    await database.dispose()
+
+
+async def test_a_database_locked_by_another_process_is_waited_for_without_blocking_the_loop(
+    db: Database, tmp_path: Path
+) -> None:
+    locked, release = threading.Event(), threading.Event()
+
+    def other_process() -> None:  # another connection, as a CLI command or a second process would hold
+        connection = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO t (body) VALUES ('theirs')")
+        locked.set()
+        release.wait(5)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=other_process)
+    holder.start()
+    await asyncio.to_thread(locked.wait, 5)
+
+    async def ours() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (body) VALUES ('ours')"))
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    write = asyncio.ensure_future(ours())
+    await asyncio.sleep(0.3)
+    # The loop ran meanwhile: had the wait been SQLite's busy handler on this thread, this sleep would have ended
+    # only when the other side gave up its lock (after 5 s, since it waits for this coroutine to release it).
+    assert loop.time() - started < 1.0
+    assert not write.done()  # waiting for the lock...
+    release.set()
+    await asyncio.wait_for(write, 5)
+    holder.join()
+    async with db.read() as conn:
+        rows = (await conn.execute(text("SELECT body FROM t ORDER BY n"))).all()
+    assert [r.body for r in rows] == ["theirs", "ours"]  # ...then written after theirs
+
+
+async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(db: Database) -> None:
+    async def failing() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (body) VALUES ('lost')"))
+            raise RuntimeError("the caller failed mid-transaction")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (body) VALUES ('kept')"))
+    async with db.read() as conn:
+        assert [r.body for r in (await conn.execute(text("SELECT body FROM t"))).all()] == ["kept"]
+
+
+async def test_the_wal_is_checkpointed_into_the_database_file_by_the_checkpointer(db: Database, tmp_path: Path) -> None:
+    main_file = tmp_path / "w.db"
+    before = main_file.stat().st_size
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (body) VALUES (:b)"), [{"b": "x" * 1000} for _ in range(2000)])
+    # The writer itself never checkpoints: right after its commit the rows are only in the WAL...
+    assert main_file.stat().st_size == before
+    # ...and the checkpointer (every second) copies them into the database file.
+    for _ in range(50):
+        if main_file.stat().st_size > before + 1_000_000:
+            break
+        await asyncio.sleep(0.1)
+    assert main_file.stat().st_size > before + 1_000_000
