@@ -2,9 +2,11 @@
 
 A subscriber has a bounded queue. One that falls too far behind is cut off (``overflowed``) instead of making the
 publisher wait or buffering without bound: a slow client never slows anyone else, and it can resume from the
-history (``GET /api/events?after=``). "Behind" counts what was still waiting when a commit arrives, so one large
-commit (a batch of messages) does not cut off a client that keeps up; the queue holds at most ``max_pending`` plus
-one commit's events.
+history (``GET /api/events?after=``). "Behind" is judged when a commit arrives, so one large commit (a batch of
+messages) does not cut off a client that keeps up: a subscriber is cut off when ``max_pending`` events still wait
+while its sender is ``blocked`` writing to the client (the client does not read fast enough), or when ten times
+that many wait whatever the reason. Events that wait only because this process is busy are not the client's
+fault: they go out as soon as the sender runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections import deque
 from wagate.domain.events import Event, EventFilter
 from wagate.ids import TenantId
 from wagate.store.base import Committed
+
+HARD_LIMIT_FACTOR = 10
 
 
 class SlowConsumer(Exception):
@@ -30,12 +34,14 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._ready = asyncio.Event()
         self.overflowed = False
+        self.blocked = False  # set by the sender while a write waits for the client
 
     def offer(self, events: list[Event]) -> None:
         """One commit's events of this subscriber's tenant."""
         if self.overflowed:
             return
-        if len(self._queue) >= self.max_pending:
+        waiting = len(self._queue)
+        if (self.blocked and waiting >= self.max_pending) or waiting >= HARD_LIMIT_FACTOR * self.max_pending:
             self.overflowed = True
             self._queue.clear()
             self._ready.set()
@@ -55,6 +61,12 @@ class Subscription:
         if self.overflowed:
             raise SlowConsumer(f"more than {self.max_pending} events were waiting")
         return self._queue.popleft()
+
+    def pop(self) -> Event | None:
+        """The next event if one waits, without waiting; raises ``SlowConsumer`` as ``next`` does."""
+        if self.overflowed:
+            raise SlowConsumer(f"more than {self.max_pending} events were waiting")
+        return self._queue.popleft() if self._queue else None
 
     def close(self) -> None:
         self._bus.unsubscribe(self)

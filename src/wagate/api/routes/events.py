@@ -8,8 +8,8 @@ key itself never goes in a URL. After the handshake the server closes with a cod
 4400    bad query (an unknown event type, a malformed session name or ``after``)
 4401    no credentials, a bad API key, or a used or expired ticket
 4403    the key is the admin's: events belong to tenants, use a tenant's key
-4408    the client fell more than ``WAGATE_WS_MAX_PENDING`` events behind, or did not read for
-        ``SEND_TIMEOUT`` seconds: reconnect with ``after=<last event id>`` to catch up
+4408    the client was not reading while more than ``WAGATE_WS_MAX_PENDING`` events waited for it, or
+        read nothing for ``SEND_TIMEOUT`` seconds: reconnect with ``after=<last event id>`` to catch up
 ======  ==============================================================================
 """
 
@@ -33,7 +33,7 @@ from wagate.api.routes.sessions import find_session
 from wagate.domain.events import Event, EventFilter, expand_types, parse_types
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
-from wagate.events.bus import SlowConsumer
+from wagate.events.bus import SlowConsumer, Subscription
 from wagate.gateway import Gateway
 from wagate.ids import EventId, TenantId
 
@@ -158,10 +158,18 @@ async def _catch_up(
     return sent
 
 
-async def _send(websocket: WebSocket, event: Event) -> None:
+async def _send(websocket: WebSocket, event: Event, subscription: Subscription | None = None) -> None:
+    """One event; ``subscription.blocked`` while the write waits for the client to read."""
     text = json.dumps(event.envelope(), separators=(",", ":"), ensure_ascii=False)
     try:
-        await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT)
+        async with asyncio.timeout(SEND_TIMEOUT):
+            if subscription is not None:
+                subscription.blocked = True
+            try:
+                await websocket.send_text(text)
+            finally:
+                if subscription is not None:
+                    subscription.blocked = False
     except TimeoutError:
         raise SlowConsumer(f"the client read nothing for {SEND_TIMEOUT:.0f}s") from None
 
@@ -205,9 +213,11 @@ async def stream(
             if not nxt.done():
                 nxt.cancel()
                 break
-            event = nxt.result()
-            if event.id not in replayed:
-                await _send(websocket, event)
+            event: Event | None = nxt.result()
+            while event is not None:  # what waits goes out in a row, without a wait on the reader per event
+                if event.id not in replayed:
+                    await _send(websocket, event, subscription)
+                event = subscription.pop()
     except SlowConsumer as exc:
         log.info("websocket of tenant %s cut off: %s", tenant_id, exc)
         if websocket.client_state is WebSocketState.CONNECTED:

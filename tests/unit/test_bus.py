@@ -1,0 +1,65 @@
+"""The event bus's rule for slow subscribers: behind while the client does not read, not while this process is busy."""
+
+from __future__ import annotations
+
+import pytest
+
+from wagate.domain.events import Event, EventFilter, EventType
+from wagate.events.bus import HARD_LIMIT_FACTOR, LocalBus, SlowConsumer
+from wagate.ids import SessionId, TenantId
+from wagate.store.base import Committed
+
+A, B = TenantId("ten_a"), TenantId("ten_b")
+
+
+def commit(tenant: TenantId, count: int, start: int = 0) -> Committed:
+    events = [
+        Event.new(EventType.MESSAGE_RECEIVED, tenant, SessionId("ses_1"), "main", 1.0, {"n": start + n})
+        for n in range(count)
+    ]
+    return Committed(events, [])
+
+
+async def test_events_wait_in_order_while_the_sender_is_only_busy() -> None:
+    bus = LocalBus()
+    sub = bus.subscribe(A, EventFilter(), max_pending=4)
+    for round_ in range(3):
+        bus.publish(commit(A, 5, start=5 * round_))  # 15 waiting, well over 4, but the sender never blocked
+    bus.publish(commit(B, 50))  # another tenant's: never seen, never counted
+    assert not sub.overflowed
+    got = [(await sub.next()).payload["n"]]
+    while (event := sub.pop()) is not None:
+        got.append(event.payload["n"])
+    assert got == list(range(15))
+
+
+async def test_a_subscriber_whose_client_does_not_read_is_cut_off_at_the_next_commit() -> None:
+    bus = LocalBus()
+    sub = bus.subscribe(A, EventFilter(), max_pending=4)
+    bus.publish(commit(A, 3))
+    sub.blocked = True  # the sender waits for the client to read
+    bus.publish(commit(A, 3))  # 3 waited: under the limit, so this commit's events join
+    assert not sub.overflowed
+    bus.publish(commit(A, 1))  # 6 waited while blocked
+    assert sub.overflowed
+    with pytest.raises(SlowConsumer):
+        sub.pop()
+    with pytest.raises(SlowConsumer):
+        await sub.next()
+
+
+async def test_a_subscriber_far_behind_is_cut_off_even_when_not_blocked() -> None:
+    bus = LocalBus()
+    sub = bus.subscribe(A, EventFilter(["session.*"]), max_pending=2)
+    bus.publish(commit(A, 100))  # not wanted: nothing waits
+    assert not sub.overflowed
+    wanted = Committed(
+        [Event.new(EventType.SESSION_STATUS, A, SessionId("s"), "main", 1.0, {}) for _ in range(2 * HARD_LIMIT_FACTOR)],
+        [],
+    )
+    bus.publish(wanted)
+    assert not sub.overflowed  # one commit never cuts off: judged by what waited before it
+    bus.publish(wanted)
+    assert sub.overflowed
+    sub.close()
+    assert bus.subscribers == 0
