@@ -178,12 +178,13 @@ def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_wit
 
 
 def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory(WAGATE_SEND_RATE="3000", WAGATE_SEND_BURST="10")  # 50 a second: ~10 s to drain
+    stack = stack_factory(WAGATE_SEND_RATE="1800", WAGATE_SEND_BURST="10")  # 30 a second: ~17 s to drain
     stack.start()
     stack.tenant()
     stack.link("main", PHONE)
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda n: send(stack, f"out {n}"), range(500)))
+    body = {"session": "main", "chatId": "+15550100"}
+    with stack.http as http, ThreadPoolExecutor(8) as pool:  # one client: its connections are reused
+        answers = list(pool.map(lambda n: http.post("/api/sendText", json={**body, "text": f"out {n}"}), range(500)))
     assert [a.status_code for a in answers] == [201] * 500
     queued = [a.json()["id"] for a in answers]
     wait_for(lambda: len(sim_sent(stack)) >= 100, 20, "sending under way")
