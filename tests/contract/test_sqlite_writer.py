@@ -1,4 +1,5 @@
-"""SQLite's writer: transactions on the event loop's thread that never block it, checkpoints done elsewhere."""
+"""SQLite's writer: a database another process holds locked is waited for without blocking the event loop, and a
+failed transaction leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -73,18 +74,3 @@ async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(db: Da
         await conn.execute(text("INSERT INTO t (body) VALUES ('kept')"))
     async with db.read() as conn:
         assert [r.body for r in (await conn.execute(text("SELECT body FROM t"))).all()] == ["kept"]
-
-
-async def test_the_wal_is_checkpointed_into_the_database_file_by_the_checkpointer(db: Database, tmp_path: Path) -> None:
-    main_file = tmp_path / "w.db"
-    before = main_file.stat().st_size
-    async with db.write() as conn:
-        await conn.execute(text("INSERT INTO t (body) VALUES (:b)"), [{"b": "x" * 1000} for _ in range(2000)])
-    # The writer itself never checkpoints: right after its commit the rows are only in the WAL...
-    assert main_file.stat().st_size == before
-    # ...and the checkpointer (every second) copies them into the database file.
-    for _ in range(50):
-        if main_file.stat().st_size > before + 1_000_000:
-            break
-        await asyncio.sleep(0.1)
-    assert main_file.stat().st_size > before + 1_000_000

@@ -97,9 +97,6 @@ class WriteCombiner:
         self._pending.append((write, future))
         async with self._lock:
             if not future.done():
-                # One turn of the loop first: the writes other tasks make in this same turn join this transaction
-                # (a transaction that never waits, as SQLite's does, would otherwise leave every write alone).
-                await asyncio.sleep(0)
                 batch, self._pending = self._pending, []
                 await self._commit(batch)
         await future

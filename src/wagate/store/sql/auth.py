@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.crypto.keyring import WrappedKey
@@ -20,7 +21,7 @@ from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import AuthRecordStore, AuthWrite, Lease, LeaseStore, SealedRecord
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 
 R = schema.auth_records
 DK = schema.session_keys
@@ -38,7 +39,7 @@ def _record(row: Any) -> SealedRecord:
     return SealedRecord(row.namespace, row.key, row.version, bytes(row.value))
 
 
-async def check_fence(conn: Conn, session_id: SessionId, owner: str, epoch: int) -> None:
+async def check_fence(conn: AsyncConnection, session_id: SessionId, owner: str, epoch: int) -> None:
     """Raise ``LeaseLost`` unless (owner, epoch) still holds the session's lease; lock the lease row meanwhile."""
     result = await conn.execute(
         update(L).where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch).values(epoch=L.c.epoch)
@@ -47,7 +48,7 @@ async def check_fence(conn: Conn, session_id: SessionId, owner: str, epoch: int)
         raise LeaseLost(f"session {session_id}: lease epoch {epoch} is no longer held")
 
 
-async def _fence_many(conn: Conn, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
+async def _fence_many(conn: AsyncConnection, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
     """The (session, owner, epoch) triples among ``writes`` that still hold their lease, lease rows locked."""
     wanted = sorted({(w.session_id, w.owner, w.epoch) for w in writes})
     held: set[tuple[str, str, int]] = set()
@@ -220,7 +221,7 @@ class SqlAuthRecordStore(AuthRecordStore):
             for (namespace, key), value in write.upserts.items()
         ]
 
-    async def _apply(self, conn: Conn, write: AuthWrite) -> None:
+    async def _apply(self, conn: AsyncConnection, write: AuthWrite) -> None:
         rows = self._rows(write)
         mine = (R.c.session_id == write.session_id) & (R.c.tenant_id == write.tenant_id)
         if write.replace_all:

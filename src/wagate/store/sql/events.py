@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Delete, delete, insert, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
@@ -28,7 +29,7 @@ from wagate.store.base import (
     TicketStore,
 )
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 
 E = schema.events
 W = schema.webhooks
@@ -97,7 +98,7 @@ class EventWriter:
         self.claimer: str | None = None
         self.claim_ttl = 60.0
 
-    async def write(self, conn: Conn, events: Sequence[Event]) -> Committed:
+    async def write(self, conn: AsyncConnection, events: Sequence[Event]) -> Committed:
         if not events:
             return Committed([], [])
         rows = []
@@ -125,7 +126,9 @@ class EventWriter:
         seqs = [seq_of[event.id] for event in events]
         return Committed(list(events), await self._queue(conn, events, seqs, bodies))
 
-    async def _queue(self, conn: Conn, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
+    async def _queue(
+        self, conn: AsyncConnection, events: Sequence[Event], seqs: list[int], bodies: list[str]
+    ) -> list[Outgoing]:
         tenants = sorted({e.tenant_id for e in events})
         hooks = (
             await conn.execute(

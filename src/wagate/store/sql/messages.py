@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventType
@@ -35,7 +36,7 @@ from wagate.errors import IdempotencyConflict, QueueFull
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import InboundMessage, MessageStore, NewOutbound, StatusUpdate
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
 
 M = schema.messages
@@ -97,7 +98,7 @@ class SqlMessageStore(MessageStore):
 
     # inbound ---------------------------------------------------------------------------------------------------
 
-    async def write_inbound(self, conn: Conn, items: Sequence[InboundMessage]) -> list[InboundMessage]:
+    async def write_inbound(self, conn: AsyncConnection, items: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store the messages not stored before, inside the caller's transaction; the new ones."""
         unique: dict[tuple[str, str], InboundMessage] = {}
         for item in items:
@@ -152,7 +153,7 @@ class SqlMessageStore(MessageStore):
             )
         return fresh
 
-    async def _touch_chats(self, conn: Conn, items: Sequence[tuple[str, str, str, str, float]]) -> None:
+    async def _touch_chats(self, conn: AsyncConnection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
         """Count messages into their chats: (tenant, session, chat, message id, timestamp) each."""
         chats: dict[tuple[str, str], dict[str, Any]] = {}
         for tenant_id, session_id, chat_id, message_id, timestamp in items:
@@ -184,7 +185,7 @@ class SqlMessageStore(MessageStore):
                 raise
             return replay, False
 
-    async def _replay(self, conn: Conn, new: NewOutbound) -> Message | None:
+    async def _replay(self, conn: AsyncConnection, new: NewOutbound) -> Message | None:
         if new.idem_key is None:
             return None
         row = (
@@ -297,7 +298,7 @@ class SqlMessageStore(MessageStore):
         self._events.notify(committed)
         return changed
 
-    async def _apply(self, conn: Conn, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
+    async def _apply(self, conn: AsyncConnection, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
         keys = sorted({(u.session_id, u.message_id) for u in updates})
         current: dict[tuple[str, str], Message] = {}
         for start in range(0, len(keys), _CHUNK):
@@ -518,7 +519,7 @@ class SqlMessageStore(MessageStore):
         async with self._db.read() as conn:
             return {SessionId(row.session_id) for row in await conn.execute(query)}
 
-    async def forget_session(self, conn: Conn, session_id: SessionId) -> None:
+    async def forget_session(self, conn: AsyncConnection, session_id: SessionId) -> None:
         """Inside the session's deletion: everything stored for it."""
         for table in (M, MM, C, K, G):
             await conn.execute(delete(table).where(table.c.session_id == session_id))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventType
@@ -16,7 +17,7 @@ from wagate.errors import AlreadyExists, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
 from wagate.store.base import InboundMessage, NewSession, SessionStore, StatusChange
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
 from wagate.store.sql.messages import SqlMessageStore
 
@@ -110,7 +111,7 @@ class SqlSessionStore(SessionStore):
 
     async def _record(
         self,
-        conn: Conn,
+        conn: AsyncConnection,
         session: Session,
         kind: HistoryKind,
         actor: str,
@@ -166,7 +167,7 @@ class SqlSessionStore(SessionStore):
             raise AlreadyExists(f"a session named {new.name!r} exists") from None
         return session
 
-    async def _check_quotas(self, conn: Conn, tenant_id: TenantId, quotas: Quotas) -> None:
+    async def _check_quotas(self, conn: AsyncConnection, tenant_id: TenantId, quotas: Quotas) -> None:
         count = select(func.count()).select_from(S)
         mine = (await conn.execute(count.where(S.c.tenant_id == tenant_id))).scalar_one()
         if mine >= quotas.per_tenant:

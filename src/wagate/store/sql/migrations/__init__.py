@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 from wagate.store.sql.migrations import (
     m0001_initial,
     m0002_status_note,
@@ -49,7 +50,7 @@ MIGRATIONS = (
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-async def _ensure_table(conn: Conn, dialect: str) -> None:
+async def _ensure_table(conn: AsyncConnection, dialect: str) -> None:
     await conn.exec_driver_sql(
         "CREATE TABLE IF NOT EXISTS wagate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         f"applied_at {TYPES[dialect]['double']} NOT NULL)"
