@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.errors import QuotaExceeded
 from wagate.ids import SessionId, TenantId, WebhookId, new_webhook_id
 from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Sealer, Webhook, WebhookStore
 from wagate.store.sql import schema
-from wagate.store.sql.db import Conn, Database
+from wagate.store.sql.db import Database
 from wagate.store.sql.events import claimable, delivery_from
 
 E = schema.events
@@ -130,9 +131,10 @@ class SqlOutboxStore(OutboxStore):
         self, owner: str, *, takeover: str, ttl: float, limit: int, held: Callable[[int], bool] = lambda seq: False
     ) -> list[Outgoing]:
         now = self._clock()
-        base = (
-            select(*_DELIVERY_COLUMNS, E.c.kek_id, E.c.sealed, E.c.session_name, E.c.at, E.c.tenant_id.label("etid"))
-            .join(E, E.c.seq == D.c.event_seq)
+        # The scan reads only what deciding needs (a worker with a backlog walks past thousands of its own rows each
+        # round); the events' bodies are read for the rows it claims.
+        scan_query = (
+            select(D.c.seq, D.c.webhook_id, D.c.session_id, D.c.claimed_by, D.c.claim_until, D.c.next_attempt_at)
             .join(W, W.c.id == D.c.webhook_id)
             .where(D.c.state == DeliveryState.PENDING, W.c.disabled_reason.is_(None))
             .order_by(D.c.seq)
@@ -142,7 +144,7 @@ class SqlOutboxStore(OutboxStore):
         async with self._db.write() as conn:
             after = 0
             for _ in range(_MAX_PAGES):  # past deliveries this worker is sending, up to a bound per round
-                rows = (await conn.execute(base.where(D.c.seq > after))).all()
+                rows = (await conn.execute(scan_query.where(D.c.seq > after))).all()
                 scan.feed(rows)
                 if len(rows) < limit or len(scan.chosen) >= limit:
                     break
@@ -151,13 +153,15 @@ class SqlOutboxStore(OutboxStore):
             if not chosen:
                 return []
             claimed = await self._take(conn, [row.seq for row in chosen], takeover, now + ttl, now, owner)
+            full = await self._full_rows(conn, sorted(claimed))
         out: list[Outgoing] = []
         blocked: set[tuple[str, str]] = set()
-        for row in chosen:
-            group = (row.webhook_id, row.session_id)
-            if group in blocked or row.seq not in claimed:
+        for light in chosen:
+            group = (light.webhook_id, light.session_id)
+            if group in blocked or light.seq not in claimed:
                 blocked.add(group)  # a gap: what follows waits for the next round, in order
                 continue
+            row = full[light.seq]
             body = self._sealer.open(row.kek_id, row.sealed, "event", row.etid, row.session_id, row.event_id).decode()
             out.append(Outgoing(delivery_from(row), body))
         taken = {o.delivery.seq for o in out}
@@ -166,7 +170,22 @@ class SqlOutboxStore(OutboxStore):
             await self.release(owner, leftover)
         return out
 
-    async def _take(self, conn: Conn, seqs: list[int], takeover: str, until: float, now: float, owner: str) -> set[int]:
+    @staticmethod
+    async def _full_rows(conn: AsyncConnection, seqs: list[int]) -> dict[int, Any]:
+        """The claimed deliveries with their events (sealed body included), by seq."""
+        rows: dict[int, Any] = {}
+        for start in range(0, len(seqs), 500):
+            query = (
+                select(*_DELIVERY_COLUMNS, E.c.kek_id, E.c.sealed, E.c.tenant_id.label("etid"))
+                .join(E, E.c.seq == D.c.event_seq)
+                .where(D.c.seq.in_(seqs[start : start + 500]))
+            )
+            rows.update((row.seq, row) for row in await conn.execute(query))
+        return rows
+
+    async def _take(
+        self, conn: AsyncConnection, seqs: list[int], takeover: str, until: float, now: float, owner: str
+    ) -> set[int]:
         claimed: set[int] = set()
         for start in range(0, len(seqs), 500):
             chunk = seqs[start : start + 500]
