@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Delete, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -117,6 +117,18 @@ class Database:
         finally:
             if self.observe is not None:
                 self.observe("write", time.perf_counter() - started)
+
+    async def delete_in_chunks(self, statement: Delete, chunk: int) -> int:
+        """Run ``statement`` (a delete of at most ``chunk`` rows) one transaction at a time until one deletes fewer:
+        other writers wait for one chunk, never for all of them. How many rows went in all."""
+        removed = 0
+        while True:
+            async with self.write() as conn:
+                count = int((await conn.execute(statement)).rowcount or 0)
+            removed += count
+            if count < chunk:
+                return removed
+            await asyncio.sleep(0)  # what else waits to write goes between two chunks
 
     def upsert(
         self, table: Table, keys: Sequence[str], update: Sequence[str], extra: dict[str, Any] | None = None

@@ -6,13 +6,12 @@ per matching enabled webhook commit together with the change they report. Listen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Delete, delete, insert, not_, or_, select, update
+from sqlalchemy import delete, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
@@ -263,25 +262,12 @@ class SqlEventStore(EventStore):
             after = rows[-1].seq
 
     async def prune_all_tenants(self, before: float, chunk: int = 5000) -> int:
-        """Delete finished deliveries and then events older than ``before`` that no delivery still needs, ``chunk``
-        rows per transaction: other writers (and, on SQLite, the event loop) wait for one chunk, never for all."""
         finished = D.c.state.in_([DeliveryState.DELIVERED, DeliveryState.DEAD])
         old_deliveries = select(D.c.seq).where(finished, D.c.updated_at < before).order_by(D.c.seq).limit(chunk)
-        await self._delete_chunks(delete(D).where(D.c.seq.in_(old_deliveries.scalar_subquery())), chunk)
+        await self._db.delete_in_chunks(delete(D).where(D.c.seq.in_(old_deliveries.scalar_subquery())), chunk)
         needed = select(D.c.event_seq).where(D.c.event_seq == E.c.seq)
         old_events = select(E.c.seq).where(E.c.at < before, not_(needed.exists())).order_by(E.c.seq).limit(chunk)
-        return await self._delete_chunks(delete(E).where(E.c.seq.in_(old_events.scalar_subquery())), chunk)
-
-    async def _delete_chunks(self, statement: Delete, chunk: int) -> int:
-        """Run a delete of at most ``chunk`` rows, one transaction each, until one deletes fewer; how many in all."""
-        removed = 0
-        while True:
-            async with self._db.write() as conn:
-                count = int((await conn.execute(statement)).rowcount or 0)
-            removed += count
-            if count < chunk:
-                return removed
-            await asyncio.sleep(0)  # what else waits to write goes between two chunks
+        return await self._db.delete_in_chunks(delete(E).where(E.c.seq.in_(old_events.scalar_subquery())), chunk)
 
 
 class SqlTicketStore(TicketStore):

@@ -7,7 +7,6 @@ messages are queued in one transaction with their media; each status they reach 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -503,13 +502,7 @@ class SqlMessageStore(MessageStore):
                 .where(M.c.tenant_id == tenant_id, M.c.created_at < cutoff, M.c.status.not_in(_QUEUED))
                 .limit(chunk)
             )
-            while True:
-                async with self._db.write() as conn:
-                    count = int((await conn.execute(delete(M).where(M.c.seq.in_(old.scalar_subquery())))).rowcount or 0)
-                removed += count
-                if count < chunk:
-                    break
-                await asyncio.sleep(0)
+            removed += await self._db.delete_in_chunks(delete(M).where(M.c.seq.in_(old.scalar_subquery())), chunk)
             async with self._db.write() as conn:
                 await conn.execute(delete(C).where(C.c.tenant_id == tenant_id, C.c.last_message_at < cutoff))
         return removed
