@@ -10,7 +10,8 @@ that steady total rate for ``--seconds``; with ``--burst`` that many arrive at o
 
 Latency is measured per event from the envelope's ``timestamp`` (set when the gateway turns the engine's event into
 an event, just before it commits) to the request's arrival at the receiver; ``queue_latency`` from the moment the
-sim queued the message for the phone. Prints one JSON line.
+sim queued the message for the phone; ``store_writes`` and ``store_write_ms_mean`` count the gateway's write
+transactions meanwhile and their mean duration (from its ``/metrics``). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ class Receiver:
             self.ids.add(envelope["id"])
             self.arrivals.append((arrived, envelope["timestamp"], envelope["payload"]["timestamp"]))
         return web.Response(status=204)
+
+
+async def store_writes(base: str) -> tuple[float, float]:
+    """The gateway's write transactions so far, from its /metrics: (how many, total seconds)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        text = (await client.get("/metrics")).text
+    found = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for field in found:
+            if line.startswith(f'wagate_store_operation_duration_seconds_{field}{{operation="write"}}'):
+                found[field] = float(line.rsplit(" ", 1)[1])
+    return found["count"], found["sum"]
 
 
 def inbound(text: str, count: int) -> dict[str, Any]:
@@ -110,6 +123,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         receiver.verifier = Verifier(hook.json()["secret"])
         phones = [f"+1555{i:07d}" for i in range(args.sessions)]
         cpu_before = cpu_seconds(gateway_pid), cpu_seconds(sim_pid), cpu_seconds(os.getpid())
+        writes_before = await store_writes(base)
         started = time.time()
         if args.burst:
             async with httpx.AsyncClient(base_url=sim, timeout=60) as client:
@@ -130,6 +144,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             await asyncio.sleep(0.05)
         elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
         cpu_after = cpu_seconds(gateway_pid), cpu_seconds(sim_pid), cpu_seconds(os.getpid())
+        writes_after = await store_writes(base)
+        writes = writes_after[0] - writes_before[0]
         latency = [(arrived - at) * 1000 for arrived, at, _ in receiver.arrivals]
         queued = [(arrived - at) * 1000 for arrived, _, at in receiver.arrivals]
         return {
@@ -153,6 +169,9 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             "cpu_sim_s": round(cpu_after[1] - cpu_before[1], 2),
             "cpu_receiver_s": round(cpu_after[2] - cpu_before[2], 2),
             "wall_s": round(elapsed, 2),
+            # The database's write transactions meanwhile: on SQLite one writer, so their time is what others wait.
+            "store_writes": int(writes),
+            "store_write_ms_mean": round((writes_after[1] - writes_before[1]) / writes * 1000, 2) if writes else None,
         }
     finally:
         await runner.cleanup()

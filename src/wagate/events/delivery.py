@@ -38,6 +38,9 @@ RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 2
 JITTER = 0.2
 RETRY_AFTER_CAP = 86400.0
 IDLE_GROUP_TTL = 60.0
+# How often sent deliveries are recorded as delivered, all in one transaction. A crash in between sends those again
+# (with the same webhook-id); more often would take the database's single writer from the events' own commits.
+COMPLETIONS_INTERVAL = 0.1
 
 GroupKey = tuple[WebhookId, SessionId]
 
@@ -193,7 +196,7 @@ class WebhookDispatcher:
         for coro, name in (
             (self._every(interval, self.poll), "webhook-poll"),
             (self._every(self.settings.webhook_claim_ttl / 3, self._renew), "webhook-claims"),
-            (self._every(0.02, self._flush), "webhook-completions"),
+            (self._every(0.1, self._flush), "webhook-completions"),
             (self._every(interval, self._sweep), "webhook-sweep"),
             (self._every(3600, self._prune), "event-retention"),
         ):
