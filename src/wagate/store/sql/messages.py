@@ -102,18 +102,15 @@ class SqlMessageStore(MessageStore):
         unique: dict[tuple[str, str], InboundMessage] = {}
         for item in items:
             unique.setdefault((item.session_id, item.id), item)
-        keys = list(unique)
-        known: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            rows = await conn.execute(select(M.c.session_id, M.c.id).where(tuple_(M.c.session_id, M.c.id).in_(chunk)))
-            known.update((row.session_id, row.id) for row in rows)
-        fresh = [m for key, m in unique.items() if key not in known]
-        if not fresh:
+        if not unique:
             return []
         now = self._clock()
-        await conn.execute(
-            self._insert(M).on_conflict_do_nothing(index_elements=["session_id", "id"]),
+        # One statement: the rows it did insert come back (a message stored before, redelivered after a lost ack,
+        # conflicts and does not), matched by key since a multi-row insert does not promise their order.
+        inserted = await conn.execute(
+            self._insert(M)
+            .on_conflict_do_nothing(index_elements=["session_id", "id"])
+            .returning(M.c.session_id, M.c.id),
             [
                 {
                     "tenant_id": m.tenant_id,
@@ -130,9 +127,13 @@ class SqlMessageStore(MessageStore):
                     "attempts": 0,
                     "body": m.body,
                 }
-                for m in fresh
+                for m in unique.values()
             ],
         )
+        new_keys = {(row.session_id, row.id) for row in inserted}
+        fresh = [m for key, m in unique.items() if key in new_keys]
+        if not fresh:
+            return []
         await self._touch_chats(conn, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
         names = {(m.session_id, m.sender): m for m in fresh if m.push_name}
         if names:
