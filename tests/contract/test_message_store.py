@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.contract.test_events_store import tenant_with_session
+from wagate.crypto.keyring import Keyring
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import Contact, Group, MessageKind, MessageStatus
 from wagate.domain.sessions import Session
-from wagate.errors import IdempotencyConflict, QueueFull
-from wagate.store.base import InboundMessage, NewOutbound, StatusUpdate, Store
+from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
+from wagate.store.base import Append, InboundMessage, NewOutbound, StatusUpdate, Store
+from wagate.store.vault import Vaults
 
 FROM = "15550100@s.whatsapp.net"
 
@@ -51,6 +53,42 @@ async def test_inbound_messages_are_stored_once_with_one_event_each(store: Store
     assert [e.payload["id"] for e in events] == ["M0", "M1", "M2", "M3"]
     chats = await store.messages.list_chats(tenant, session.id, limit=10)
     assert [(c.id, c.messages, c.last_message_id, c.name) for c in chats] == [(FROM, 4, "M3", "Ann")]
+
+
+async def test_messages_and_the_auth_state_they_advanced_commit_together_or_not_at_all(store: Store) -> None:
+    """One session still holds its lease, the other lost it: the first one's messages, events and ratchet commit in
+    the same transaction; of the second nothing is written (a stale owner's ratchet must not land, and neither do
+    the messages it decrypted)."""
+    tenant, held = await tenant_with_session(store, "a", "held")
+    _, lost = await tenant_with_session(store, "b", "lost")
+    vaults = Vaults(store.auth, Keyring({"k1": bytes(32)}, "k1"))
+    vault = {}
+    for session in (held, lost):
+        lease = await store.leases.acquire(session.id, "w1", ttl=60)
+        assert lease is not None
+        vault[session.id] = vaults.open(session.tenant_id, session.id, owner="w1", epoch=lease.epoch)
+    stale = await store.leases.get(lost.id)
+    assert stale is not None
+    await store.leases.release(lost.id, "w1", stale.epoch)
+    assert await store.leases.acquire(lost.id, "w2", ttl=60) is not None
+    appends = [
+        Append(
+            inbound=[inbound(session, f"{session.name}-{n}") for n in range(3)],
+            auth=await vault[session.id].sealed_write({("chain", FROM): f"{session.name} at 3".encode()}),
+        )
+        for session in (held, lost)
+    ]
+    applied, refused = await store.sessions.commit([], appends)
+    assert applied == []
+    assert refused[0] is None
+    assert isinstance(refused[1], LeaseLost)
+    assert await vault[held.id].get_many("chain", [FROM]) == {FROM: b"held at 3"}
+    assert await store.auth.read_all(lost.tenant_id, lost.id) == []
+    stored = await store.messages.list_messages(tenant, held.id, chat_id=FROM, newest_first=False)
+    assert [m.id for m in stored] == ["held-0", "held-1", "held-2"]
+    assert await store.messages.list_messages(lost.tenant_id, lost.id, chat_id=FROM, newest_first=False) == []
+    assert len(await store.events.list_events(tenant)) == 3
+    assert await store.events.list_events(lost.tenant_id) == []
 
 
 async def test_outbound_statuses_only_move_forward_with_an_event_each(store: Store) -> None:

@@ -145,11 +145,11 @@ async def test_message_frames_that_wait_are_handled_as_one_batch(gateway: Gatewa
     release = asyncio.Event()
     append = supervisor.recorder.append
 
-    async def observed(events: Any, inbound: Any = ()) -> None:
+    async def observed(events: Any, inbound: Any = (), auth: Any = None) -> None:
         sizes.append(len(inbound))
         if len(sizes) == 1:
             await release.wait()
-        await append(events, inbound)
+        await append(events, inbound, auth)
 
     supervisor.recorder.append = observed  # type: ignore[method-assign]
     texts = [f"one by one #{n}" for n in range(1, 41)]

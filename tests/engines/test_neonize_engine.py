@@ -76,7 +76,7 @@ class Recorder:
             await self.on_event(event)
         self.events.append(event)
 
-    async def emit_many(self, events: Any) -> None:
+    async def emit_many(self, events: Any, state: Any = None) -> None:
         for event in events:
             await self.emit(event)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from wagate.clock import Clock
 from wagate.domain.messages import Contact, Group
@@ -174,7 +174,16 @@ class SentMessage:
 
 
 EventSink = Callable[[EngineEvent], Awaitable[None]]
-BatchSink = Callable[[Sequence[EngineEvent]], Awaitable[None]]
+StateChanges = Mapping[tuple[str, str], bytes]  # (namespace, key) -> plaintext, as ``AuthState.put_many`` takes
+
+
+class BatchSink(Protocol):
+    """``emit_many``: several events whose effects commit together (a batch of messages), and with them ``state``,
+    the auth-state records these events advanced (a ratchet), written as ``AuthState.put_many`` would write them
+    (fenced: ``LeaseLost`` when the lease moved, and then nothing of the batch is written). One transaction instead
+    of two, and no window in which the messages are stored but the ratchet that decrypted them is not."""
+
+    def __call__(self, events: Sequence[EngineEvent], state: StateChanges | None = None) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +195,7 @@ class EngineContext:
     session_name: str
     auth: AuthState
     emit: EventSink
-    emit_many: BatchSink  # several events whose effects commit together (a batch of messages)
+    emit_many: BatchSink  # several events (and auth-state changes) whose effects commit together
     log: logging.LoggerAdapter[logging.Logger]
     config: dict[str, Any]
     epoch: int

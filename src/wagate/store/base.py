@@ -126,7 +126,6 @@ class SessionStore(ABC):
     ) -> Session | None:
         """Replace the config and bump the generation."""
 
-    @abstractmethod
     async def set_status_many(
         self, changes: Sequence[StatusChange], events: Sequence[Event] = (), inbound: Sequence[InboundMessage] = ()
     ) -> list[Session | None]:
@@ -136,6 +135,17 @@ class SessionStore(ABC):
         Each change is fenced: it applies only while (owner, epoch) holds the session's lease; the answer is None
         for a change that did not apply (lease lost, session gone). A change's ``events`` commit only with it.
         """
+        applied, _ = await self.commit(changes, [Append(events, inbound)])
+        return applied
+
+    @abstractmethod
+    async def commit(
+        self, changes: Sequence[StatusChange], appends: Sequence[Append]
+    ) -> tuple[list[Session | None], list[LeaseLost | None]]:
+        """``set_status_many`` for many sessions' writes at once (the group commit of the supervisor): the changes
+        as there, and each append whole or not at all, all in one transaction. An append with an ``auth`` write
+        is fenced by it: ``LeaseLost`` in its place when the write's (owner, epoch) no longer holds the lease, and
+        nothing of it is written."""
 
     @abstractmethod
     async def delete(self, tenant_id: TenantId, name: str) -> bool:
@@ -560,6 +570,16 @@ class InboundMessage:
     timestamp: float
     body: bytes  # sealed
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one session reports together: events, received messages (each stored with its event only if new),
+    and the auth-state changes that go with them (a ratchet advanced by those messages)."""
+
+    events: Sequence[Event] = ()
+    inbound: Sequence[InboundMessage] = ()
+    auth: AuthWrite | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,13 +219,17 @@ class Vault:
 
     async def put_many(self, records: Mapping[tuple[str, str], bytes]) -> None:
         """Seal and store every record in one atomic, fenced transaction (``LeaseLost`` if the epoch is stale)."""
-        if not records:
-            return
+        if records:
+            await self._write(await self.sealed_write(records))
+
+    async def sealed_write(self, records: Mapping[tuple[str, str], bytes]) -> AuthWrite:
+        """The fenced write that ``put_many`` would commit, sealed, for a caller that commits it together with
+        other changes in its own transaction."""
         self._vaults.drop_preloaded(self.session_id)
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=True)
         assert data_key is not None
         sealed = {(ns, key): seal(data_key, value, self._aad(ns, key)) for (ns, key), value in records.items()}
-        await self._write(AuthWrite(self.tenant_id, self.session_id, self.owner, self.epoch, sealed))
+        return AuthWrite(self.tenant_id, self.session_id, self.owner, self.epoch, sealed)
 
     async def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         self._vaults.drop_preloaded(self.session_id)

@@ -39,6 +39,7 @@ from wagate.engines.base import (
     QrCode,
     Reconnecting,
     Replaced,
+    StateChanges,
     TemporarilyBanned,
 )
 from wagate.errors import LeaseLost
@@ -410,12 +411,13 @@ class SessionRunner:
     def _event(self, kind: EventType, payload: dict[str, Any]) -> Event:
         return Event.new(kind, self.session.tenant_id, self.session.id, self.session.name, self._sup.clock(), payload)
 
-    async def _on_events(self, events: Sequence[EngineEvent]) -> None:
-        """Several events at once (a batch of messages): what they report commits in one transaction."""
+    async def _on_events(self, events: Sequence[EngineEvent], state: StateChanges | None = None) -> None:
+        """Several events at once (a batch of messages): what they report, and the auth-state changes that go with
+        them, commit in one transaction."""
         received = [e for e in events if isinstance(e, MessageReceived)]
         notices = [e for e in events if isinstance(e, EngineNotice)]
-        if received or notices:
-            await self._record_messages(received, notices)
+        if received or notices or state:
+            await self._record_messages(received, notices, state)
         acks = [e for e in events if isinstance(e, MessageAck)]
         if acks:
             await self._record_acks(acks)
@@ -423,8 +425,11 @@ class SessionRunner:
             if not isinstance(event, MessageReceived | EngineNotice | MessageAck):
                 await self._on_event(event)
 
-    async def _record_messages(self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice]) -> None:
-        """Store received messages (sealed) with their events, in one transaction, before the engine acks them."""
+    async def _record_messages(
+        self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice], state: StateChanges | None = None
+    ) -> None:
+        """Store received messages (sealed) with their events and the engine's ``state`` (fenced), in one
+        transaction, before the engine acks them."""
         session = self.session
         inbound = []
         for event in received:
@@ -446,7 +451,8 @@ class SessionRunner:
                 )
             )
         notes = [self._event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
-        await self._sup.recorder.append(notes, inbound)
+        auth = await self._sup.vault(self).sealed_write(state) if state else None
+        await self._sup.recorder.append(notes, inbound, auth)
         for event in received:
             self.last_activity = self._sup.clock()
             await self._sup.on_message(self, event)

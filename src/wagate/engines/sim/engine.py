@@ -1,9 +1,9 @@
 """The ``sim`` engine: a WhatsApp-like client of the simulator, over a WebSocket on loopback.
 
-Order of work for inbound messages (DESIGN, principle 3): verify against the ratchet in memory, hand each message to
-the supervisor (``emit`` returns once it is committed), commit the advanced ratchet to the vault, then acknowledge.
-A crash anywhere in between leads to a redelivery that is either verified again (nothing was committed) or
-recognised as already processed (counter not ahead), never to a lost message or a "Bad MAC".
+Order of work for inbound messages (DESIGN, principle 3): verify against the ratchet in memory, hand the batch to the
+supervisor with the ratchets it advanced (``emit_many`` returns once both are committed, in one transaction), then
+acknowledge. A crash anywhere in between leads to a redelivery that is either verified again (nothing was committed)
+or recognised as already processed (counter not ahead), never to a lost message or a "Bad MAC".
 """
 
 from __future__ import annotations
@@ -374,10 +374,9 @@ class SimConnection(Connection):
             else:
                 events.append(DecryptFailed(contact, message_id))
                 retries.append(message_id)
-        await self._ctx.emit_many(events)
-        if advanced:
-            await self._ctx.auth.put_many({(CHAIN_NS, c): encode_chain(n, k) for c, (n, k) in advanced.items()})
-            self._chains.update(advanced)
+        # The messages and the ratchets they advanced commit together, before the acknowledgement.
+        await self._ctx.emit_many(events, {(CHAIN_NS, c): encode_chain(n, k) for c, (n, k) in advanced.items()})
+        self._chains.update(advanced)
         assert self._ws is not None
         if acks:
             await self._ws.send(frame("ack", ids=acks))

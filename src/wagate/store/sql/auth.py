@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,7 @@ from wagate.ids import SessionId, TenantId
 from wagate.store.base import AuthRecordStore, AuthWrite, Lease, LeaseStore, SealedRecord
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import Prepared, Sized, Tx, dialect_insert
 
 R = schema.auth_records
 DK = schema.session_keys
@@ -48,18 +50,37 @@ async def check_fence(conn: AsyncConnection, session_id: SessionId, owner: str, 
         raise LeaseLost(f"session {session_id}: lease epoch {epoch} is no longer held")
 
 
-async def _fence_many(conn: AsyncConnection, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
+def _fence_statement(_: Dialect, count: int) -> Any:
+    wanted = [tuple_(bindparam(f"s{n}"), bindparam(f"o{n}"), bindparam(f"e{n}")) for n in range(count)]
+    return (
+        update(L)
+        .where(tuple_(L.c.session_id, L.c.owner, L.c.epoch).in_(wanted))
+        .values(epoch=L.c.epoch)
+        .returning(L.c.session_id, L.c.owner, L.c.epoch)
+    )
+
+
+_FENCE = Sized(_fence_statement, lambda count: [f"{k}{n}" for n in range(count) for k in "soe"])
+
+
+def _record_upsert(dialect: Dialect) -> Any:
+    stmt = dialect_insert(dialect)(R)
+    return stmt.on_conflict_do_update(
+        index_elements=["session_id", "namespace", "key"],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at, "version": R.c.version + 1},
+    )
+
+
+_UPSERT = Prepared(_record_upsert, ("session_id", "tenant_id", "namespace", "key", "version", "value", "updated_at"))
+
+
+def _fence_many(tx: Tx, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
     """The (session, owner, epoch) triples among ``writes`` that still hold their lease, lease rows locked."""
     wanted = sorted({(w.session_id, w.owner, w.epoch) for w in writes})
     held: set[tuple[str, str, int]] = set()
     for chunk in _chunks(wanted, 300):
-        result = await conn.execute(
-            update(L)
-            .where(tuple_(L.c.session_id, L.c.owner, L.c.epoch).in_(list(chunk)))
-            .values(epoch=L.c.epoch)
-            .returning(L.c.session_id, L.c.owner, L.c.epoch)
-        )
-        held.update((row.session_id, row.owner, row.epoch) for row in result)
+        flat = [value for triple in chunk for value in triple]
+        held.update((str(s), str(o), int(e)) for s, o, e in tx.fetch(_FENCE.at(len(chunk)), flat))
     return held
 
 
@@ -180,30 +201,36 @@ class SqlAuthRecordStore(AuthRecordStore):
         write = AuthWrite(tenant_id, session_id, owner, epoch, upserts, deletes, replace_all)
         async with self._db.write() as conn:
             await check_fence(conn, session_id, owner, epoch)
-            await self._apply(conn, write)
+            await conn.run_sync(self._apply, write)
 
     async def write_many(self, writes: Sequence[AuthWrite]) -> list[LeaseLost | None]:
         """One transaction: the fences in one statement, then the writes in order, consecutive upserts together."""
+        return await self._db.run_write(lambda conn: self.apply_many(conn, writes))
+
+    def apply_many(self, conn: Connection, writes: Sequence[AuthWrite]) -> list[LeaseLost | None]:
+        """``write_many`` inside the caller's transaction (synchronous: see ``Database.run_write``)."""
         results: list[LeaseLost | None] = []
-        async with self._db.write() as conn:
-            held = await _fence_many(conn, writes)
-            rows: list[dict[str, Any]] = []
-            for write in writes:
-                if (write.session_id, write.owner, write.epoch) not in held:  # nothing of it applied; others go on
-                    results.append(
-                        LeaseLost(f"session {write.session_id}: lease epoch {write.epoch} is no longer held")
-                    )
-                    continue
-                if write.deletes or write.replace_all:
-                    if rows:  # what came before goes first
-                        await conn.execute(self._upsert, rows)
-                        rows = []
-                    await self._apply(conn, write)
-                else:
-                    rows.extend(self._rows(write))
-                results.append(None)
-            if rows:
-                await conn.execute(self._upsert, rows)
+        if not writes:
+            return results
+        tx = Tx(conn)
+        held = _fence_many(tx, writes)
+        now = self._clock()
+        rows: list[tuple[Any, ...]] = []
+        for write in writes:
+            if (write.session_id, write.owner, write.epoch) not in held:  # nothing of it applied; others go on
+                results.append(LeaseLost(f"session {write.session_id}: lease epoch {write.epoch} is no longer held"))
+                continue
+            if write.deletes or write.replace_all:
+                tx.run_many(_UPSERT, rows)  # what came before goes first
+                rows = []
+                self._apply(conn, write)
+            else:
+                rows.extend(
+                    (write.session_id, write.tenant_id, ns, key, 1, value, now)
+                    for (ns, key), value in write.upserts.items()
+                )
+            results.append(None)
+        tx.run_many(_UPSERT, rows)
         return results
 
     def _rows(self, write: AuthWrite) -> list[dict[str, Any]]:
@@ -221,15 +248,15 @@ class SqlAuthRecordStore(AuthRecordStore):
             for (namespace, key), value in write.upserts.items()
         ]
 
-    async def _apply(self, conn: AsyncConnection, write: AuthWrite) -> None:
+    def _apply(self, conn: Connection, write: AuthWrite) -> None:
         rows = self._rows(write)
         mine = (R.c.session_id == write.session_id) & (R.c.tenant_id == write.tenant_id)
         if write.replace_all:
-            await conn.execute(delete(R).where(mine))
+            conn.execute(delete(R).where(mine))
         for chunk in _chunks(list(write.deletes)):
-            await conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
+            conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
         if rows:
-            await conn.execute(self._upsert, rows)
+            conn.execute(self._upsert, rows)
 
 
 class SqlLeaseStore(LeaseStore):

@@ -1,23 +1,27 @@
 """One database handle for SQLite and PostgreSQL.
 
 SQLite: WAL journal, ``synchronous=FULL`` (a commit is on disk before it returns), foreign keys on, statement
-journals in memory (on disk they cost a write per page touched), and two engines:
+journals in memory (on disk they cost a write per page touched), and three engines:
 a single-connection writer whose transactions begin ``IMMEDIATE`` (so a read-then-write transaction cannot be
-overtaken), and a pool of readers that never wait for it. PostgreSQL: one pooled engine, default (durable) commits,
-optionally confined to one schema through ``search_path``.
+overtaken), a pool of readers that never wait for it, and for the hot write paths (:meth:`Database.run_write`) a
+second single-connection writer driven synchronously on a thread of its own. The two writers take turns under one
+lock, so SQLite never sees them compete. PostgreSQL: one pooled engine, default (durable) commits, optionally
+confined to one schema through ``search_path``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Delete, Table, event
+from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -26,12 +30,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from wagate.errors import ConfigError, StoreUnavailable
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_T = TypeVar("_T")
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
+    _sqlite_setup(engine.sync_engine, immediate=immediate)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_sync_writer(url: str) -> Engine:
+    """The hot paths' writer: the standard library's driver on one connection, used from one thread."""
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = create_engine(
+        sync_url, pool_size=1, max_overflow=0, connect_args={"timeout": 30, "check_same_thread": False}
+    )
+    _sqlite_setup(engine, immediate=True)
+    return engine
+
+
+def _sqlite_setup(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so that BEGIN is ours (IMMEDIATE for the writer).
         dbapi_connection.isolation_level = None
@@ -46,33 +65,38 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 class Database:
     """Async access to the SQL database: ``read()`` and ``write()`` transactions, dialect-aware upserts."""
 
-    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, dialect: str) -> None:
+    def __init__(
+        self, writer: AsyncEngine, reader: AsyncEngine, dialect: str, *, sync_writer: Engine | None = None
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._sync_writer = sync_writer
         self.dialect = dialect
         # SQLite has one writer at a time; queueing here avoids busy waits inside the driver.
         self._write_lock = asyncio.Lock() if dialect == "sqlite" else None
+        self._thread = ThreadPoolExecutor(1, "wagate-sqlite-writer") if sync_writer is not None else None
+        self._sync_conn: Connection | None = None  # the sync writer's, used on its thread only
         self.observe: Callable[[str, float], None] | None = None  # (read|write, seconds): for metrics
 
     @classmethod
     def create(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            on_disk = bool(parsed.database) and parsed.database != ":memory:"
+            if on_disk:
+                Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
             writer = _sqlite_engine(url, immediate=True, pool_size=1)
             reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
-            return cls(writer, reader, "sqlite")
+            # A database in memory is private to its connection: a second writer would not see it.
+            return cls(writer, reader, "sqlite", sync_writer=_sqlite_sync_writer(url) if on_disk else None)
         if parsed.get_backend_name() == "postgresql":
             connect_args: dict[str, Any] = {}
             if schema is not None:
@@ -118,6 +142,52 @@ class Database:
             if self.observe is not None:
                 self.observe("write", time.perf_counter() - started)
 
+    async def run_write(self, work: Callable[[Connection], _T]) -> _T:
+        """One write transaction given as a synchronous function of a connection (SQLAlchemy Core, as anywhere
+        else); it commits when ``work`` returns and rolls back when it raises.
+
+        For the hot paths. On SQLite the whole transaction runs on the sync writer's thread, so the event loop waits
+        for it once, not once per statement (through aiosqlite every statement is a hop to the driver's thread and
+        back, each waiting for a turn of a busy loop while the one writer is held), and SQLite's own work stays off
+        the loop. On PostgreSQL it runs through the async driver. ``work`` must touch nothing the loop owns.
+        """
+        started = time.perf_counter()
+        try:
+            if self._thread is None or self._write_lock is None:
+                async with self._write_lock or contextlib.nullcontext(), self._writer.begin() as conn:
+                    return await conn.run_sync(work)
+            async with self._write_lock:
+                running = asyncio.get_running_loop().run_in_executor(self._thread, self._run_sync, work)
+                try:
+                    return await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    # The transaction goes on in its thread: the lock stays held until it is over.
+                    await asyncio.wait([running])
+                    raise
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if _is_connectivity(exc):
+                raise StoreUnavailable("the database cannot be reached") from exc
+            raise
+        finally:
+            if self.observe is not None:
+                self.observe("write", time.perf_counter() - started)
+
+    def _run_sync(self, work: Callable[[Connection], _T]) -> _T:
+        """On the writer's thread: one transaction on its connection, kept open between transactions."""
+        assert self._sync_writer is not None
+        conn = self._sync_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._sync_conn = self._sync_writer.connect()
+        with conn.begin():
+            return work(conn)
+
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
+        if self._sync_writer is not None:
+            self._sync_writer.dispose()
+
     async def delete_in_chunks(self, statement: Delete, chunk: int) -> int:
         """Run ``statement`` (a delete of at most ``chunk`` rows) one transaction at a time until one deletes fewer:
         other writers wait for one chunk, never for all of them. How many rows went in all."""
@@ -154,6 +224,10 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+        if self._thread is not None:
+            async with self._write_lock or asyncio.Lock():
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+            self._thread.shutdown(wait=True)
 
 
 def _is_connectivity(exc: BaseException) -> bool:

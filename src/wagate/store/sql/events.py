@@ -11,8 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, not_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
@@ -29,6 +28,7 @@ from wagate.store.base import (
 )
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import InsertMany, Sized, Tx
 
 E = schema.events
 W = schema.webhooks
@@ -36,6 +36,33 @@ D = schema.webhook_deliveries
 T = schema.ws_tickets
 
 log = logging.getLogger("wagate.events")
+
+_INSERT_EVENTS = InsertMany(
+    E, ("id", "tenant_id", "session_id", "session_name", "type", "at", "kek_id", "sealed"), returning=("id", "seq")
+)
+_INSERT_DELIVERIES = InsertMany(
+    D,
+    (
+        "webhook_id",
+        "tenant_id",
+        "session_id",
+        "event_seq",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "claim_until",
+        "created_at",
+        "updated_at",
+    ),
+    returning=("webhook_id", "event_seq", "seq"),
+)
+_SUBSCRIBED = Sized(
+    lambda _, count: select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
+        W.c.tenant_id.in_([bindparam(f"t{n}") for n in range(count)]), W.c.disabled_reason.is_(None)
+    ),
+    lambda count: [f"t{n}" for n in range(count)],
+)
 
 
 class PlainSealer:
@@ -87,7 +114,10 @@ def delivery_from(row: Any) -> Delivery:
 
 
 class EventWriter:
-    """Writes events and their deliveries inside a transaction; tells listeners after it commits."""
+    """Writes events and their deliveries inside a transaction; tells listeners after it commits.
+
+    ``write`` is synchronous: it runs inside :meth:`Database.run_write` transactions (on SQLite's writer thread),
+    and inside async transactions through ``await conn.run_sync(writer.write, events)``."""
 
     def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
         self._db = db
@@ -97,80 +127,73 @@ class EventWriter:
         self.claimer: str | None = None
         self.claim_ttl = 60.0
 
-    async def write(self, conn: AsyncConnection, events: Sequence[Event]) -> Committed:
+    def write(self, conn: Connection, events: Sequence[Event]) -> Committed:
         if not events:
             return Committed([], [])
+        tx = Tx(conn)
         rows = []
         bodies = []
+        seal = self.sealer.seal
         for event in events:
             body = event.body()
-            kek_id, sealed = self.sealer.seal(body.encode(), "event", *event_parts(event))
+            kek_id, sealed = seal(body.encode(), "event", event.tenant_id, event.session_id, event.id)
             bodies.append(body)
             rows.append(
-                {
-                    "id": event.id,
-                    "tenant_id": event.tenant_id,
-                    "session_id": event.session_id,
-                    "session_name": event.session,
-                    "type": event.type.value,
-                    "at": event.timestamp,
-                    "kek_id": kek_id,
-                    "sealed": sealed,
-                }
-            )
-        # Matched back by id rather than by asking for RETURNING in parameter order: SQLite cannot promise that
-        # order for a multi-row INSERT, so SQLAlchemy would then insert one row per statement (a round trip each).
-        result = await conn.execute(insert(E).returning(E.c.id, E.c.seq), rows)
-        seq_of = {row.id: row.seq for row in result}
-        seqs = [seq_of[event.id] for event in events]
-        return Committed(list(events), await self._queue(conn, events, seqs, bodies))
-
-    async def _queue(
-        self, conn: AsyncConnection, events: Sequence[Event], seqs: list[int], bodies: list[str]
-    ) -> list[Outgoing]:
-        tenants = sorted({e.tenant_id for e in events})
-        hooks = (
-            await conn.execute(
-                select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
-                    W.c.tenant_id.in_(tenants), W.c.disabled_reason.is_(None)
+                (
+                    event.id,
+                    event.tenant_id,
+                    event.session_id,
+                    event.session,
+                    event.type.value,
+                    event.timestamp,
+                    kek_id,
+                    sealed,
                 )
             )
-        ).all()
+        seq_of: dict[str, int] = dict(_INSERT_EVENTS.run(tx, rows))  # (id, seq), any order
+        seqs = [seq_of[event.id] for event in events]
+        return Committed(list(events), self._queue(tx, events, seqs, bodies))
+
+    def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
+        tenants = sorted({e.tenant_id for e in events})
+        hooks = tx.fetch(_SUBSCRIBED.at(len(tenants)), tenants)
         if not hooks:
             return []
-        filters = [(h.id, h.tenant_id, EventFilter(json.loads(h.events), h.session_name)) for h in hooks]
+        filters = [
+            (hook_id, tenant_id, EventFilter(json.loads(types), session))
+            for hook_id, tenant_id, types, session in hooks
+        ]
         now = self._clock()
         claimed_by, claim_until = (self.claimer, now + self.claim_ttl) if self.claimer else (None, 0.0)
-        rows: list[dict[str, Any]] = []
-        made: list[tuple[Event, str, str]] = []
+        rows: list[tuple[Any, ...]] = []
+        made: list[tuple[Event, str, str, int]] = []
         for event, seq, body in zip(events, seqs, bodies, strict=True):
             for hook_id, tenant_id, wanted in filters:
                 if tenant_id != event.tenant_id or not wanted.matches(event):
                     continue
                 rows.append(
-                    {
-                        "webhook_id": hook_id,
-                        "tenant_id": event.tenant_id,
-                        "session_id": event.session_id,
-                        "event_seq": seq,
-                        "state": DeliveryState.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "claimed_by": claimed_by,
-                        "claim_until": claim_until,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
+                    (
+                        hook_id,
+                        event.tenant_id,
+                        event.session_id,
+                        seq,
+                        DeliveryState.PENDING,
+                        0,
+                        now,
+                        claimed_by,
+                        claim_until,
+                        now,
+                        now,
+                    )
                 )
-                made.append((event, hook_id, body))
+                made.append((event, hook_id, body, seq))
         if not rows:
             return []
-        result = await conn.execute(insert(D).returning(D.c.webhook_id, D.c.event_seq, D.c.seq), rows)
-        seq_of = {(row.webhook_id, row.event_seq): row.seq for row in result}
+        seq_of = {(hook_id, event_seq): seq for hook_id, event_seq, seq in _INSERT_DELIVERIES.run(tx, rows)}
         out = []
-        for row_in, (event, hook_id, body) in zip(rows, made, strict=True):
+        for event, hook_id, body, event_seq in made:
             delivery = Delivery(
-                seq=seq_of[(hook_id, row_in["event_seq"])],
+                seq=seq_of[(hook_id, event_seq)],
                 webhook_id=WebhookId(hook_id),
                 tenant_id=event.tenant_id,
                 session_id=event.session_id,
@@ -215,8 +238,7 @@ class SqlEventStore(EventStore):
     async def append(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        async with self._db.write() as conn:
-            committed = await self._writer.write(conn, events)
+        committed = await self._db.run_write(lambda conn: self._writer.write(conn, events))
         self._writer.notify(committed)
 
     async def list_events(

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text, tuple_, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,10 +33,11 @@ from wagate.domain.messages import (
 )
 from wagate.errors import IdempotencyConflict, QueueFull
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import InboundMessage, MessageStore, NewOutbound, StatusUpdate
+from wagate.store.base import Committed, InboundMessage, MessageStore, NewOutbound, StatusUpdate
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
+from wagate.store.sql.prepared import InsertMany, Prepared, Tx, dialect_insert
 
 M = schema.messages
 MM = schema.message_media
@@ -70,34 +71,65 @@ def _message(row: Any) -> Message:
     )
 
 
+def _chat_upsert(dialect: Dialect) -> Any:
+    """Count a message into its chat: one more message, and the newer of the two last messages."""
+    chat = dialect_insert(dialect)(C)
+    newer = chat.excluded.last_message_at >= C.c.last_message_at
+    return chat.on_conflict_do_update(
+        index_elements=["session_id", "id"],
+        set_={
+            "messages": C.c.messages + chat.excluded.messages,
+            "last_message_at": case((newer, chat.excluded.last_message_at), else_=C.c.last_message_at),
+            "last_message_id": case((newer, chat.excluded.last_message_id), else_=C.c.last_message_id),
+        },
+    )
+
+
+def _push_name_upsert(dialect: Dialect) -> Any:
+    push = dialect_insert(dialect)(K)
+    return push.on_conflict_do_update(
+        index_elements=["session_id", "id"],
+        set_={"push_name": push.excluded.push_name, "updated_at": push.excluded.updated_at},
+    )
+
+
+_CHAT_COUNT = Prepared(
+    _chat_upsert, ("session_id", "id", "tenant_id", "last_message_id", "last_message_at", "messages")
+)
+_PUSH_NAME = Prepared(_push_name_upsert, ("session_id", "id", "tenant_id", "name", "push_name", "updated_at"))
+_INSERT_RECEIVED = InsertMany(
+    M,
+    (
+        "tenant_id",
+        "session_id",
+        "id",
+        "chat_id",
+        "sender",
+        "from_me",
+        "kind",
+        "status",
+        "timestamp",
+        "created_at",
+        "updated_at",
+        "attempts",
+        "body",
+    ),
+    returning=("session_id", "id"),
+    skip_conflicts_on=("session_id", "id"),
+)
+
+
 class SqlMessageStore(MessageStore):
     def __init__(self, db: Database, clock: Clock, events: EventWriter) -> None:
         self._db = db
         self._clock = clock
         self._events = events
-        insert_ = sqlite.insert if db.dialect == "sqlite" else postgresql.insert
-        self._insert = insert_
-        chat = insert_(C)
-        newer = chat.excluded.last_message_at >= C.c.last_message_at
-        self._chat_upsert = chat.on_conflict_do_update(
-            index_elements=["session_id", "id"],
-            set_={
-                "messages": C.c.messages + chat.excluded.messages,
-                "last_message_at": case((newer, chat.excluded.last_message_at), else_=C.c.last_message_at),
-                "last_message_id": case((newer, chat.excluded.last_message_id), else_=C.c.last_message_id),
-            },
-        )
-        push = insert_(K)
-        self._push_name_upsert = push.on_conflict_do_update(
-            index_elements=["session_id", "id"],
-            set_={"push_name": push.excluded.push_name, "updated_at": push.excluded.updated_at},
-        )
         self._contact_upsert = db.upsert(K, ["session_id", "id"], ["name", "push_name", "updated_at"])
         self._group_upsert = db.upsert(G, ["session_id", "id"], ["subject", "participants", "updated_at"])
 
     # inbound ---------------------------------------------------------------------------------------------------
 
-    async def write_inbound(self, conn: AsyncConnection, items: Sequence[InboundMessage]) -> list[InboundMessage]:
+    def write_inbound(self, conn: Connection, items: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store the messages not stored before, inside the caller's transaction; the new ones."""
         unique: dict[tuple[str, str], InboundMessage] = {}
         for item in items:
@@ -105,73 +137,59 @@ class SqlMessageStore(MessageStore):
         if not unique:
             return []
         now = self._clock()
+        tx = Tx(conn)
         # One statement: the rows it did insert come back (a message stored before, redelivered after a lost ack,
         # conflicts and does not), matched by key since a multi-row insert does not promise their order.
-        inserted = await conn.execute(
-            self._insert(M)
-            .on_conflict_do_nothing(index_elements=["session_id", "id"])
-            .returning(M.c.session_id, M.c.id),
+        received = MessageStatus.RECEIVED.value
+        inserted = _INSERT_RECEIVED.run(
+            tx,
             [
-                {
-                    "tenant_id": m.tenant_id,
-                    "session_id": m.session_id,
-                    "id": m.id,
-                    "chat_id": m.chat_id,
-                    "sender": m.sender,
-                    "from_me": 0,
-                    "kind": m.kind.value,
-                    "status": MessageStatus.RECEIVED.value,
-                    "timestamp": m.timestamp,
-                    "created_at": now,
-                    "updated_at": now,
-                    "attempts": 0,
-                    "body": m.body,
-                }
+                (
+                    m.tenant_id,
+                    m.session_id,
+                    m.id,
+                    m.chat_id,
+                    m.sender,
+                    0,
+                    m.kind.value,
+                    received,
+                    m.timestamp,
+                    now,
+                    now,
+                    0,
+                    m.body,
+                )
                 for m in unique.values()
             ],
         )
-        new_keys = {(row.session_id, row.id) for row in inserted}
+        new_keys = {(session_id, message_id) for session_id, message_id in inserted}
         fresh = [m for key, m in unique.items() if key in new_keys]
         if not fresh:
             return []
-        await self._touch_chats(conn, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
+        self._count_into_chats(tx, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
         names = {(m.session_id, m.sender): m for m in fresh if m.push_name}
-        if names:
-            await conn.execute(
-                self._push_name_upsert,
-                [
-                    {
-                        "session_id": m.session_id,
-                        "id": m.sender,
-                        "tenant_id": m.tenant_id,
-                        "name": None,
-                        "push_name": m.push_name,
-                        "updated_at": now,
-                    }
-                    for m in names.values()
-                ],
-            )
+        tx.run_many(
+            _PUSH_NAME,
+            [(m.session_id, m.sender, m.tenant_id, None, m.push_name, now) for m in names.values()],
+        )
         return fresh
 
-    async def _touch_chats(self, conn: AsyncConnection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
+    def _touch_chats(self, conn: Connection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
+        self._count_into_chats(Tx(conn), items)
+
+    @staticmethod
+    def _count_into_chats(tx: Tx, items: Sequence[tuple[str, str, str, str, float]]) -> None:
         """Count messages into their chats: (tenant, session, chat, message id, timestamp) each."""
-        chats: dict[tuple[str, str], dict[str, Any]] = {}
+        chats: dict[tuple[str, str], list[Any]] = {}
         for tenant_id, session_id, chat_id, message_id, timestamp in items:
             row = chats.get((session_id, chat_id))
             if row is None:
-                chats[(session_id, chat_id)] = {
-                    "session_id": session_id,
-                    "id": chat_id,
-                    "tenant_id": tenant_id,
-                    "last_message_id": message_id,
-                    "last_message_at": timestamp,
-                    "messages": 1,
-                }
+                chats[(session_id, chat_id)] = [session_id, chat_id, tenant_id, message_id, timestamp, 1]
                 continue
-            row["messages"] += 1
-            if timestamp >= row["last_message_at"]:
-                row["last_message_at"], row["last_message_id"] = timestamp, message_id
-        await conn.execute(self._chat_upsert, list(chats.values()))
+            row[5] += 1
+            if timestamp >= row[4]:
+                row[4], row[3] = timestamp, message_id
+        tx.run_many(_CHAT_COUNT, [tuple(row) for row in chats.values()])
 
     # outbound --------------------------------------------------------------------------------------------------
 
@@ -236,7 +254,7 @@ class SqlMessageStore(MessageStore):
                         session_id=new.session_id, message_id=new.id, tenant_id=new.tenant_id, data=new.media
                     )
                 )
-            await self._touch_chats(conn, [(new.tenant_id, new.session_id, new.chat_id, new.id, now)])
+            await conn.run_sync(self._touch_chats, [(new.tenant_id, new.session_id, new.chat_id, new.id, now)])
         message = Message(
             seq=seq,
             tenant_id=new.tenant_id,
@@ -292,18 +310,21 @@ class SqlMessageStore(MessageStore):
     async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
         if not updates:
             return []
-        async with self._db.write() as conn:
-            changed, events = await self._apply(conn, updates)
-            committed = await self._events.write(conn, events)
+
+        def work(conn: Connection) -> tuple[list[Message], Committed]:
+            changed, events = self._apply(conn, updates)
+            return changed, self._events.write(conn, events)
+
+        changed, committed = await self._db.run_write(work)
         self._events.notify(committed)
         return changed
 
-    async def _apply(self, conn: AsyncConnection, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
+    def _apply(self, conn: Connection, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
         keys = sorted({(u.session_id, u.message_id) for u in updates})
         current: dict[tuple[str, str], Message] = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            rows = await conn.execute(select(M).where(tuple_(M.c.session_id, M.c.id).in_(chunk), M.c.from_me == 1))
+            rows = conn.execute(select(M).where(tuple_(M.c.session_id, M.c.id).in_(chunk), M.c.from_me == 1))
             current.update({(row.session_id, row.id): _message(row) for row in rows})
         now = self._clock()
         changed: dict[tuple[str, str], Message] = {}
@@ -324,7 +345,7 @@ class SqlMessageStore(MessageStore):
                 events.append(_ack_event(u, before, after, now))
         if not changed:
             return [], []
-        await conn.execute(
+        conn.execute(
             update(M)
             .where(M.c.session_id == bindparam("b_session"), M.c.id == bindparam("b_id"))
             .values(
@@ -348,23 +369,23 @@ class SqlMessageStore(MessageStore):
         gone = [(m.session_id, m.id) for m in changed.values() if m.status not in QUEUED]
         for start in range(0, len(gone), _CHUNK):
             chunk = gone[start : start + _CHUNK]
-            await conn.execute(delete(MM).where(tuple_(MM.c.session_id, MM.c.message_id).in_(chunk)))
+            conn.execute(delete(MM).where(tuple_(MM.c.session_id, MM.c.message_id).in_(chunk)))
         return list(changed.values()), events
 
     async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:
-        async with self._db.write() as conn:
-            ids = (
-                await conn.execute(
-                    select(M.c.id)
-                    .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, _IS_QUEUED)
-                    .order_by(M.c.seq)
-                )
+        def work(conn: Connection) -> tuple[list[Message], Committed]:
+            ids = conn.execute(
+                select(M.c.id)
+                .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, _IS_QUEUED)
+                .order_by(M.c.seq)
             ).scalars()
             updates = [
                 StatusUpdate(tenant_id, session_id, session_name, i, MessageStatus.FAILED, error=error) for i in ids
             ]
-            changed, events = await self._apply(conn, updates) if updates else ([], [])
-            committed = await self._events.write(conn, events)
+            changed, events = self._apply(conn, updates) if updates else ([], [])
+            return changed, self._events.write(conn, events)
+
+        changed, committed = await self._db.run_write(work)
         self._events.notify(committed)
         return len(changed)
 

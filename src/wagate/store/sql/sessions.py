@@ -6,17 +6,18 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
-from wagate.errors import AlreadyExists, QuotaExceeded
+from wagate.errors import AlreadyExists, LeaseLost, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
-from wagate.store.base import InboundMessage, NewSession, SessionStore, StatusChange
+from wagate.store.base import Append, Committed, NewSession, SessionStore, StatusChange
 from wagate.store.sql import schema
+from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
 from wagate.store.sql.messages import SqlMessageStore
@@ -103,11 +104,14 @@ def status_event(before: Session, after: Session, actor: str) -> Event:
 
 
 class SqlSessionStore(SessionStore):
-    def __init__(self, db: Database, clock: Clock, events: EventWriter, messages: SqlMessageStore) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, events: EventWriter, messages: SqlMessageStore, auth: SqlAuthRecordStore
+    ) -> None:
         self._db = db
         self._clock = clock
         self._events = events
         self._messages = messages
+        self._auth = auth
 
     async def _record(
         self,
@@ -227,7 +231,7 @@ class SqlSessionStore(SessionStore):
             after = _session((await conn.execute(select(S).where(S.c.id == before.id))).one())
             await self._record(conn, after, kind, actor, from_status=before.status, detail=detail)
             changed = (before.status, before.reason) != (after.status, after.reason)
-            committed = await self._events.write(conn, [status_event(before, after, actor)] if changed else [])
+            committed = await conn.run_sync(self._events.write, [status_event(before, after, actor)] if changed else [])
         self._events.notify(committed)
         return after
 
@@ -252,87 +256,101 @@ class SqlSessionStore(SessionStore):
         values = {"config": json.dumps(config), "generation": S.c.generation + 1}
         return await self._change(tenant_id, name, lambda _: values, HistoryKind.CONFIG, actor)
 
-    async def set_status_many(
-        self, changes: Sequence[StatusChange], events: Sequence[Event] = (), inbound: Sequence[InboundMessage] = ()
-    ) -> list[Session | None]:
+    async def commit(
+        self, changes: Sequence[StatusChange], appends: Sequence[Append]
+    ) -> tuple[list[Session | None], list[LeaseLost | None]]:
+        applied, refused, committed = await self._db.run_write(lambda conn: self._commit(conn, changes, appends))
+        self._events.notify(committed)
+        return applied, refused
+
+    def _commit(
+        self, conn: Connection, changes: Sequence[StatusChange], appends: Sequence[Append]
+    ) -> tuple[list[Session | None], list[LeaseLost | None], Committed]:
+        writes = [a.auth for a in appends if a.auth is not None]
+        outcomes = iter(self._auth.apply_many(conn, writes))
+        refused = [next(outcomes) if a.auth is not None else None for a in appends]
+        kept = [a for a, no in zip(appends, refused, strict=True) if no is None]
+        applied, events = self._apply_changes(conn, changes)
+        events.extend(e for a in kept for e in a.events)
+        inbound = [m for a in kept for m in a.inbound]
+        if inbound:
+            events.extend(m.event for m in self._messages.write_inbound(conn, inbound))
+        return applied, refused, self._events.write(conn, events)
+
+    def _apply_changes(
+        self, conn: Connection, changes: Sequence[StatusChange]
+    ) -> tuple[list[Session | None], list[Event]]:
+        """Fenced status changes with their history rows; what applied, and the events to publish with them."""
         results: list[Session | None] = [None] * len(changes)
         to_publish: list[Event] = []
         now = self._clock()
-        async with self._db.write() as conn:
-            ids = sorted({c.session_id for c in changes})
-            holders: dict[str, tuple[str, int]] = {}
-            current: dict[str, Session] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                lease_rows = await conn.execute(select(L).where(L.c.session_id.in_(chunk)))
-                holders.update({row.session_id: (row.owner, row.epoch) for row in lease_rows})
-                current.update(
-                    {row.id: _session(row) for row in await conn.execute(select(S).where(S.c.id.in_(chunk)))}
-                )
-            updates: list[dict[str, Any]] = []
-            history: list[dict[str, Any]] = []
-            for index, change in enumerate(changes):
-                before = current.get(change.session_id)
-                if before is None or before.tenant_id != change.tenant_id:
-                    continue
-                if holders.get(change.session_id) != (change.owner, change.epoch):
-                    continue
-                me = None if change.clear_me else (change.me if change.me is not None else before.me)
-                connected = change.status is Status.WORKING and before.status is not Status.WORKING
-                after = Session(  # built directly: dataclasses.replace costs several times more, once per change
-                    id=before.id,
-                    tenant_id=before.tenant_id,
-                    name=before.name,
-                    engine=before.engine,
-                    config=before.config,
-                    desired=before.desired,
-                    status=change.status,
-                    reason=change.reason,
-                    me=me,
-                    generation=before.generation,
-                    created_at=before.created_at,
-                    updated_at=now,
-                    note=change.note,
-                    connected_at=now if connected else before.connected_at,
-                )
-                current[change.session_id] = after
-                results[index] = after
-                updates.append(
-                    {
-                        "b_id": after.id,
-                        "b_status": after.status.value,
-                        "b_reason": after.reason.value if after.reason else None,
-                        "b_me": json.dumps(me) if me is not None else None,
-                        "b_note": change.note,
-                        "b_at": now,
-                        "b_connected": after.connected_at,
-                    }
-                )
-                history.append(_history_row(after, HistoryKind.STATUS, change.actor, before.status, change.detail))
-                if (before.status, before.reason, before.note) != (after.status, after.reason, after.note):
-                    to_publish.append(status_event(before, after, change.actor))
-                to_publish.extend(change.events)
-            if updates:
-                await conn.execute(
-                    update(S)
-                    .where(S.c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        reason=bindparam("b_reason"),
-                        me=bindparam("b_me"),
-                        status_note=bindparam("b_note"),
-                        updated_at=bindparam("b_at"),
-                        connected_at=bindparam("b_connected"),
-                    ),
-                    updates,
-                )
-                await conn.execute(insert(H), history)
-            to_publish.extend(events)
-            if inbound:
-                to_publish.extend(m.event for m in await self._messages.write_inbound(conn, inbound))
-            committed = await self._events.write(conn, to_publish)
-        self._events.notify(committed)
-        return results
+        ids = sorted({c.session_id for c in changes})
+        holders: dict[str, tuple[str, int]] = {}
+        current: dict[str, Session] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            lease_rows = conn.execute(select(L).where(L.c.session_id.in_(chunk)))
+            holders.update({row.session_id: (row.owner, row.epoch) for row in lease_rows})
+            current.update({row.id: _session(row) for row in conn.execute(select(S).where(S.c.id.in_(chunk)))})
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        for index, change in enumerate(changes):
+            before = current.get(change.session_id)
+            if before is None or before.tenant_id != change.tenant_id:
+                continue
+            if holders.get(change.session_id) != (change.owner, change.epoch):
+                continue
+            me = None if change.clear_me else (change.me if change.me is not None else before.me)
+            connected = change.status is Status.WORKING and before.status is not Status.WORKING
+            after = Session(  # built directly: dataclasses.replace costs several times more, once per change
+                id=before.id,
+                tenant_id=before.tenant_id,
+                name=before.name,
+                engine=before.engine,
+                config=before.config,
+                desired=before.desired,
+                status=change.status,
+                reason=change.reason,
+                me=me,
+                generation=before.generation,
+                created_at=before.created_at,
+                updated_at=now,
+                note=change.note,
+                connected_at=now if connected else before.connected_at,
+            )
+            current[change.session_id] = after
+            results[index] = after
+            updates.append(
+                {
+                    "b_id": after.id,
+                    "b_status": after.status.value,
+                    "b_reason": after.reason.value if after.reason else None,
+                    "b_me": json.dumps(me) if me is not None else None,
+                    "b_note": change.note,
+                    "b_at": now,
+                    "b_connected": after.connected_at,
+                }
+            )
+            history.append(_history_row(after, HistoryKind.STATUS, change.actor, before.status, change.detail))
+            if (before.status, before.reason, before.note) != (after.status, after.reason, after.note):
+                to_publish.append(status_event(before, after, change.actor))
+            to_publish.extend(change.events)
+        if updates:
+            conn.execute(
+                update(S)
+                .where(S.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    reason=bindparam("b_reason"),
+                    me=bindparam("b_me"),
+                    status_note=bindparam("b_note"),
+                    updated_at=bindparam("b_at"),
+                    connected_at=bindparam("b_connected"),
+                ),
+                updates,
+            )
+            conn.execute(insert(H), history)
+        return results, to_publish
 
     async def delete(self, tenant_id: TenantId, name: str) -> bool:
         async with self._db.write() as conn:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
@@ -16,12 +16,29 @@ from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Se
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import claimable, delivery_from
+from wagate.store.sql.prepared import Prepared, Tx
 
 E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries
 
 _DELIVERY_COLUMNS = (*D.c, E.c.id.label("event_id"), E.c.type.label("event_type"))
+_DELIVERED = Prepared(
+    lambda _: (
+        update(D)
+        .where(D.c.seq == bindparam("b_seq"))
+        .values(
+            state=DeliveryState.DELIVERED,
+            attempts=D.c.attempts + 1,
+            last_status=bindparam("b_status"),
+            last_error=None,
+            claimed_by=None,
+            claim_until=0.0,
+            updated_at=bindparam("b_at"),
+        )
+    ),
+    ("b_status", "b_at", "b_seq"),
+)
 
 
 def _webhook(row: Any) -> Webhook:
@@ -227,21 +244,8 @@ class SqlOutboxStore(OutboxStore):
 
     async def mark_delivered(self, seqs: Sequence[int], status: int) -> None:
         now = self._clock()
-        async with self._db.write() as conn:
-            for start in range(0, len(seqs), 500):
-                await conn.execute(
-                    update(D)
-                    .where(D.c.seq.in_(list(seqs[start : start + 500])))
-                    .values(
-                        state=DeliveryState.DELIVERED,
-                        attempts=D.c.attempts + 1,
-                        last_status=status,
-                        last_error=None,
-                        claimed_by=None,
-                        claim_until=0.0,
-                        updated_at=now,
-                    )
-                )
+        rows = [(status, now, seq) for seq in seqs]
+        await self._db.run_write(lambda conn: Tx(conn).run_many(_DELIVERED, rows))
 
     async def mark_failed(
         self, seq: int, *, attempts: int, next_attempt_at: float, status: int | None, error: str, dead: bool
