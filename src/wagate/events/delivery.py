@@ -26,7 +26,7 @@ from standardwebhooks import Webhook as Signer
 from wagate import __version__
 from wagate.clock import Clock
 from wagate.config import Settings
-from wagate.events.http1 import Http1Client, HttpError
+from wagate.events.http1 import Http1Client, HttpError, Target
 from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.ids import SessionId, WebhookId
 from wagate.store.base import Committed, Outgoing, Store, Webhook
@@ -91,6 +91,10 @@ class Attempt:
         return self.status == 410
 
 
+_DELIVERED = Attempt(True, 200)
+_MAX_TARGETS = 10_000
+
+
 class WebhookClient:
     """HTTP for webhooks: the SSRF guard on every URL and every resolved address, no redirects, one timeout."""
 
@@ -99,12 +103,33 @@ class WebhookClient:
         self.allow_private = allow_private
         self._sending = asyncio.Semaphore(concurrency)
         self._http = Http1Client(allow_private=allow_private, user_agent=f"wagate/{__version__}")
+        # URL -> its prepared target, or why it is refused. The URL's own form is checked once (a literal internal
+        # address, a scheme); the addresses its host resolves to are checked at every new connection.
+        self._targets: dict[str, Target | str] = {}
+
+    def _target(self, url: str) -> Target | str:
+        found = self._targets.get(url)
+        if found is None:
+            try:
+                check_url(url, allow_private=self.allow_private)
+                found = self._http.prepare(url)
+            except BlockedAddress as exc:
+                found = f"refused: {exc}"
+            except HttpError as exc:
+                found = f"HttpError: {exc}"[:300]
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = found
+        return found
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], now: float) -> Attempt:
+        target = self._target(url)
+        if isinstance(target, str):
+            return Attempt(False, error=target)
+        headers["content-type"] = "application/json"
         try:
-            check_url(url, allow_private=self.allow_private)
-            async with self._sending, asyncio.timeout(self.timeout):
-                answer = await self._http.post(url, body, {**headers, "content-type": "application/json"})
+            async with self._sending:
+                answer = await self._http.send(target, body, headers, self.timeout)
         except BlockedAddress as exc:
             return Attempt(False, error=f"refused: {exc}")
         except TimeoutError:
@@ -112,7 +137,7 @@ class WebhookClient:
         except (HttpError, OSError) as exc:
             return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
         if 200 <= answer.status < 300:
-            return Attempt(True, answer.status)
+            return _DELIVERED if answer.status == 200 else Attempt(True, answer.status)
         retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
         return Attempt(False, answer.status, f"HTTP {answer.status}", retry_after)
 
@@ -309,7 +334,7 @@ class WebhookDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(wait, self.settings.webhook_poll_interval))
             return True
-        endpoint = await self._endpoint(item.delivery.webhook_id)
+        endpoint = self._cached_endpoint(item.delivery.webhook_id) or await self._endpoint(item.delivery.webhook_id)
         if endpoint is None or not endpoint.webhook.enabled:
             await self._drop(group)
             return False
@@ -368,9 +393,15 @@ class WebhookDispatcher:
         if held:
             await self.store.outbox.release(self.owner, held)
 
-    async def _endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
+    def _cached_endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
         cached = self._endpoints.get(webhook_id)
         if cached is not None and self.clock() - cached.loaded_at < self.settings.webhook_poll_interval * 30:
+            return cached
+        return None
+
+    async def _endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
+        cached = self._cached_endpoint(webhook_id)
+        if cached is not None:
             return cached
         found = await self.store.webhooks.secret_all_tenants(webhook_id)
         if found is None:

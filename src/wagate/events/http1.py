@@ -83,25 +83,45 @@ class _Reader(asyncio.Protocol):
         self.received_any = False
         self.idle_since = time.monotonic()
         self._keep = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         if self._answer is not None and not self._answer.done():
             if self._phase == "until-close":
                 self._finish(reusable=False)
             else:
                 self._answer.set_exception(HttpError("the connection closed before the answer was complete"))
 
-    def exchange(self, request: bytes) -> asyncio.Future[Answer]:
+    def exchange(self, request: bytes, timeout: float | None = None) -> asyncio.Future[Answer]:
+        """Send ``request``; the future answers it, or fails with ``TimeoutError`` after ``timeout`` seconds (one
+        timer, not a task cancellation: the cheapest bound there is for one small POST after another)."""
         assert self.transport is not None
-        self._answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
         self._phase, self._status, self._headers = "head", 0, {}
         self._body, self._body_seen, self.received_any = bytearray(), 0, False
+        if timeout is not None:
+            self._timer = loop.call_later(timeout, self._time_out, timeout)
         self.transport.write(request)
         return self._answer
+
+    def _time_out(self, timeout: float) -> None:
+        self._timer = None
+        self.reusable = False
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(TimeoutError(f"no answer within {timeout:g}s"))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():
@@ -116,6 +136,7 @@ class _Reader(asyncio.Protocol):
 
     def _fail(self, why: str) -> None:
         self.reusable = False
+        self._stop_timer()
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(HttpError(why))
         if self.transport is not None:
@@ -227,12 +248,21 @@ class _Reader(asyncio.Protocol):
         return got == wanted
 
     def _finish(self, *, reusable: bool) -> None:
+        self._stop_timer()
         self.reusable = reusable and self._keep and not self._buffer and not self.closed
         self._phase = "idle"
         self.idle_since = time.monotonic()
         assert self._answer is not None
         if not self._answer.done():
             self._answer.set_result(Answer(self._status, self._headers, bytes(self._body)))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A URL made ready for many POSTs: where to connect, and the fixed start of every request's head."""
+
+    origin: _Origin
+    head: bytes  # the request line, host and user-agent, each line ending in CRLF
 
 
 class Http1Client:
@@ -248,31 +278,48 @@ class Http1Client:
         self._idle: dict[_Origin, deque[_Reader]] = {}
         self._closed = False
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        """One POST; raises :class:`HttpError`, :class:`BlockedAddress` or ``OSError``. The caller bounds the
-        time (a cancelled exchange's connection is dropped, never reused)."""
+    def prepare(self, url: str) -> Target:
+        """Parse ``url`` once for many requests; raises :class:`HttpError` when it is no http(s) URL with a host."""
         parts = urlsplit(url)
         origin = _Origin.of(parts)
         path = quote(parts.path or "/", safe=_PATH_SAFE) + (
             f"?{quote(parts.query, safe=_PATH_SAFE)}" if parts.query else ""
         )
-        lines = [f"POST {path} HTTP/1.1", f"host: {origin.authority}", f"user-agent: {self._user_agent}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"content-length: {len(body)}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        head = f"POST {path} HTTP/1.1\r\nhost: {origin.authority}\r\nuser-agent: {self._user_agent}\r\n"
+        return Target(origin, head.encode("latin-1"))
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], within: float | None = None) -> Answer:
+        """One POST; raises :class:`HttpError`, :class:`BlockedAddress`, ``OSError`` or ``TimeoutError`` (after
+        ``within`` seconds in all, when given; a timed-out or cancelled exchange's connection is dropped, never
+        reused). A bound given here costs one timer, not a task cancellation scope."""
+        return await self.send(self.prepare(url), body, headers, within)
+
+    async def send(self, target: Target, body: bytes, headers: dict[str, str], within: float | None = None) -> Answer:
+        """``post`` to a prepared target."""
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        request = target.head + f"{lines}content-length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        origin = target.origin
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
         reader = self._reuse(origin)
         if reader is not None:
             try:
-                return await self._exchange(origin, reader, request)
+                return await self._exchange(origin, reader, request, within)
             except HttpError:
                 if reader.received_any:
                     raise
                 # The server closed the kept connection as we reused it (nothing came back): once more, on a new one.
-        return await self._exchange(origin, await self._connect(origin), request)
+        if deadline is None:
+            fresh = await self._connect(origin)
+        else:
+            async with asyncio.timeout_at(deadline):
+                fresh = await self._connect(origin)
+        left = None if deadline is None else max(deadline - loop.time(), 0.001)
+        return await self._exchange(origin, fresh, request, left)
 
-    async def _exchange(self, origin: _Origin, reader: _Reader, request: bytes) -> Answer:
+    async def _exchange(self, origin: _Origin, reader: _Reader, request: bytes, within: float | None) -> Answer:
         try:
-            answer = await reader.exchange(request)
+            answer = await reader.exchange(request, within)
         except BaseException:
             if reader.transport is not None:
                 reader.transport.abort()
