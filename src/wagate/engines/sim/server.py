@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
+import collections
 import contextlib
 import hmac
 import json
@@ -73,7 +73,7 @@ class Link:
         self.device: Device | None = None
         self.logged_in = False
         self.closed = False
-        self.sent_upto = 0
+        self.unsent: collections.deque[str] = collections.deque()  # ids queued for this connection, not yet sent
         self.inflight: set[str] = set()
         self.wake = asyncio.Event()
         self.registration: Registration | None = None
@@ -99,6 +99,20 @@ class Link:
         task.add_done_callback(self.tasks.discard)
 
 
+TICK = 0.001  # the trickle's finest step
+
+
+@dataclass(slots=True)
+class _Flow:
+    phone: str
+    sender: str
+    text: str
+    count: int
+    over: float
+    start: float  # loop time
+    queued: int = 0
+
+
 @dataclass(slots=True)
 class Registration:
     link: Link
@@ -121,7 +135,8 @@ class SimServer:
         self._codes: dict[str, Registration] = {}
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
-        self._trickles: set[asyncio.Task[None]] = set()
+        self._flows: list[_Flow] = []  # steady message sources (``trickle``), all fed by one ticking task
+        self._ticker: asyncio.Task[None] | None = None
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -132,15 +147,15 @@ class SimServer:
         log.info("simulator ready with %d device(s)", len(self.devices))
 
     async def stop(self) -> None:
-        for trickle in list(self._trickles):
-            trickle.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         for link in list(self._links.values()):
             await link.close(CLOSE_NORMAL, "server stopping")
-        self._state.save(self.devices)
+        self._state.save(self._snapshot())
 
     async def _flush_loop(self) -> None:
         pause = self.options.flush_interval
@@ -158,9 +173,9 @@ class SimServer:
             # Large states take long to save: space the saves so they never eat more than ~5% of the loop.
             pause = max(self.options.flush_interval, 20 * (time.perf_counter() - started))
 
-    def _snapshot(self) -> dict[str, Device]:
+    def _snapshot(self) -> dict[str, dict[str, Any]]:
         # Saved from a thread: hand it copies, not the objects the loop keeps changing.
-        return {p: Device.from_json(_asdict(d)) for p, d in self.devices.items()}
+        return {p: d.to_json() for p, d in self.devices.items()}
 
     def _changed(self) -> None:
         self._dirty = True
@@ -257,6 +272,7 @@ class SimServer:
             await old.close(CLOSE_REPLACED, "replaced")
         link.device = device
         link.logged_in = True
+        link.unsent.extend(device.queue)  # at each connection everything queued goes (again), in order
         self._links[device.device_id] = link
         device.connections_total += 1
         self._changed()
@@ -374,21 +390,36 @@ class SimServer:
         return ids
 
     def trickle(self, phone: str, sender: str, text: str, count: int, over: float) -> None:
-        """Queue ``count`` messages evenly over ``over`` seconds (a steady traffic source), in the background."""
+        """Queue ``count`` messages evenly over ``over`` seconds (a steady traffic source), in the background: the
+        n-th is queued at ``n * over / count`` seconds, give or take a tick (one task serves every source, so that
+        thousands of messages a second cost a thousand wake-ups, not one each)."""
         self.device(phone)  # unknown phone: the error now, not in the background
+        self._flows.append(_Flow(phone, sender, text, count, over, asyncio.get_running_loop().time()))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick(), name="sim-trickle")
 
-        async def run() -> None:
-            start = asyncio.get_running_loop().time()
-            for index in range(count):
-                due = start + over * index / count
-                delay = due - asyncio.get_running_loop().time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                self.add_messages(phone, sender, f"{text} #{index + 1}", 1)
-
-        task = asyncio.create_task(run(), name=f"sim-trickle-{phone}")
-        self._trickles.add(task)
-        task.add_done_callback(self._trickles.discard)
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._flows:
+            now = loop.time()
+            soonest = now + 1.0
+            for flow in list(self._flows):
+                due = (
+                    flow.count
+                    if flow.over <= 0
+                    else min(flow.count, int((now - flow.start) * flow.count / flow.over) + 1)
+                )
+                try:
+                    while flow.queued < due:
+                        flow.queued += 1
+                        self.add_messages(flow.phone, flow.sender, f"{flow.text} #{flow.queued}", 1)
+                except SimError:  # the device went away meanwhile
+                    flow.queued = flow.count
+                if flow.queued >= flow.count:
+                    self._flows.remove(flow)
+                else:
+                    soonest = min(soonest, flow.start + flow.over * flow.queued / flow.count)
+            await asyncio.sleep(max(soonest - loop.time(), TICK))
 
     def add_bad_mac(self, phone: str, sender: str | None, count: int) -> int:
         """Messages whose MAC cannot verify: from one contact, or spread over many for a device-wide storm."""
@@ -412,19 +443,15 @@ class SimServer:
         contact and not yet sent under the new chain. Messages already in flight were encrypted under the old chain and
         fail at the client."""
         chain = device.chains[contact] = Chain(0, initial_chain(bytes.fromhex(device.secret), contact).hex())
-        kept: list[Queued] = []
-        for queued in device.queue:
+        for queued in device.queue.values():
             if queued.sender != contact or queued.id in link.inflight or queued.bad:
-                kept.append(queued)  # a bad one stays bad: it fails at the client under any chain
-                continue
+                continue  # a bad one stays bad: it fails at the client under any chain
             step = os.urandom(16)
             key = step_chain(bytes.fromhex(chain.key), step)
             chain.counter += 1
             chain.key = key.hex()
             queued.counter, queued.step = chain.counter, step.hex()
             queued.mac = message_mac(key, queued.id, chain.counter, queued.text)
-            kept.append(queued)
-        device.queue = kept
         device.contact_resets += 1
         self._changed()
         link.wake.set()
@@ -450,13 +477,14 @@ class SimServer:
         bad: bool,
         media: dict[str, Any] | None = None,
     ) -> None:
-        device.queue.append(
-            Queued(
-                device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad, media=media
-            )
+        device.queue[message_id] = Queued(
+            device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad, media=media
         )
         device.next_seq += 1
         device.messages_queued += 1
+        link = self._links.get(device.device_id)
+        if link is not None:
+            link.unsent.append(message_id)
 
     def _wake(self, device: Device) -> None:
         link = self._links.get(device.device_id)
@@ -467,9 +495,12 @@ class SimServer:
         """Send queued messages in order, keeping at most ``window`` unacknowledged on this connection."""
         while not link.closed:
             link.wake.clear()
-            room = self.options.window - len(link.inflight)
-            start = bisect.bisect_right([q.seq for q in device.queue], link.sent_upto)
-            batch = device.queue[start : start + min(room, self.options.batch)] if room > 0 else []
+            room = min(self.options.window - len(link.inflight), self.options.batch)
+            batch: list[Queued] = []
+            while room > len(batch) and link.unsent:
+                queued = device.queue.get(link.unsent.popleft())
+                if queued is not None and queued.id not in link.inflight:  # else settled or dropped meanwhile
+                    batch.append(queued)
             if not batch:
                 await link.wake.wait()
                 continue
@@ -479,7 +510,6 @@ class SimServer:
                 queued.delivered += 1
                 device.deliveries_total += 1
                 link.inflight.add(queued.id)
-            link.sent_upto = batch[-1].seq
             self._changed()
             await link.send(frame("messages", items=[_wire(q, device) for q in batch]))
 
@@ -487,9 +517,8 @@ class SimServer:
         device = link.device
         assert device is not None
         wanted = {str(i) for i in ids}
-        before = len(device.queue)
-        device.queue = [q for q in device.queue if q.id not in wanted]
-        settled = before - len(device.queue)
+        queue = device.queue
+        settled = sum(queue.pop(i, None) is not None for i in wanted)
         if failed:
             device.decrypt_failures += settled
         else:
@@ -688,9 +717,3 @@ def _wire(queued: Queued, device: Device) -> dict[str, Any]:
     if queued.media is not None:
         wire["media"] = queued.media
     return wire
-
-
-def _asdict(device: Device) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class Device:
     slow_until: float = 0.0
     slow_delay: float = 0.0
     chains: dict[str, Chain] = field(default_factory=dict)
-    queue: list[Queued] = field(default_factory=list)
+    queue: dict[str, Queued] = field(default_factory=dict)  # by id, in seq order (the order they were queued)
     next_seq: int = 1
     sent: list[dict[str, Any]] = field(default_factory=list)  # every message the device sent, as received
     receipts: list[dict[str, Any]] = field(default_factory=list)  # {id, status, ts} not yet acknowledged
@@ -74,8 +74,55 @@ class Device:
     def from_json(cls, data: dict[str, Any]) -> Device:
         data = dict(data)
         data["chains"] = {k: Chain(**v) for k, v in data.get("chains", {}).items()}
-        data["queue"] = [Queued(**q) for q in data.get("queue", [])]
+        data["queue"] = {q["id"]: Queued(**q) for q in data.get("queue", [])}
         return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The device as JSON values, copied: a thread can serialise it while the loop goes on changing the device."""
+        return {
+            "phone": self.phone,
+            "device_id": self.device_id,
+            "secret": self.secret,
+            "push_name": self.push_name,
+            "logged_out": self.logged_out,
+            "banned_until": self.banned_until,
+            "refuse_until": self.refuse_until,
+            "slow_until": self.slow_until,
+            "slow_delay": self.slow_delay,
+            "chains": {k: {"counter": c.counter, "key": c.key} for k, c in self.chains.items()},
+            "queue": [_queued_json(q) for q in self.queue.values()],
+            "next_seq": self.next_seq,
+            "sent": list(self.sent),
+            "receipts": list(self.receipts),
+            "contacts": dict(self.contacts),
+            "groups": {k: dict(g) for k, g in self.groups.items()},
+            "connections_total": self.connections_total,
+            "connection_attempts": self.connection_attempts,
+            "attempt_log": [list(entry) for entry in self.attempt_log],
+            "decrypt_failures": self.decrypt_failures,
+            "messages_queued": self.messages_queued,
+            "messages_delivered": self.messages_delivered,
+            "deliveries_total": self.deliveries_total,
+            "messages_acked": self.messages_acked,
+            "contact_resets": self.contact_resets,
+        }
+
+
+def _queued_json(q: Queued) -> dict[str, Any]:
+    return {
+        "seq": q.seq,
+        "id": q.id,
+        "sender": q.sender,
+        "chat": q.chat,
+        "counter": q.counter,
+        "step": q.step,
+        "mac": q.mac,
+        "text": q.text,
+        "ts": q.ts,
+        "bad": q.bad,
+        "delivered": q.delivered,
+        "media": q.media,
+    }
 
 
 class StateFile:
@@ -90,12 +137,13 @@ class StateFile:
         raw = json.loads(self.path.read_text())
         return {phone: Device.from_json(data) for phone, data in raw.get("devices", {}).items()}
 
-    def save(self, devices: dict[str, Device]) -> None:
+    def save(self, devices: dict[str, dict[str, Any]]) -> None:
+        """Write devices as ``Device.to_json`` gave them."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        payload = json.dumps({"version": 1, "devices": {p: asdict(d) for p, d in devices.items()}})
+        payload = json.dumps({"version": 1, "devices": devices})
         with tmp.open("w") as handle:
             handle.write(payload)
             handle.flush()
