@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +22,7 @@ from wagate.ids import SessionId, TenantId
 from wagate.store.base import AuthRecordStore, AuthWrite, Lease, LeaseStore, SealedRecord
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.prepared import Prepared, Sized, Tx, dialect_insert
+from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
 R = schema.auth_records
 DK = schema.session_keys
@@ -50,38 +49,34 @@ async def check_fence(conn: AsyncConnection, session_id: SessionId, owner: str, 
         raise LeaseLost(f"session {session_id}: lease epoch {epoch} is no longer held")
 
 
-def _fence_statement(_: Dialect, count: int) -> Any:
-    wanted = [tuple_(bindparam(f"s{n}"), bindparam(f"o{n}"), bindparam(f"e{n}")) for n in range(count)]
-    return (
-        update(L)
-        .where(tuple_(L.c.session_id, L.c.owner, L.c.epoch).in_(wanted))
-        .values(epoch=L.c.epoch)
-        .returning(L.c.session_id, L.c.owner, L.c.epoch)
-    )
-
-
-_FENCE = Sized(_fence_statement, lambda count: [f"{k}{n}" for n in range(count) for k in "soe"])
-
-
-def _record_upsert(dialect: Dialect) -> Any:
-    stmt = dialect_insert(dialect)(R)
-    return stmt.on_conflict_do_update(
+_LEASE_KEY = (L.c.session_id, L.c.owner, L.c.epoch)
+_FENCE = InList(lambda _, wanted: update(L).where(rows_in(_LEASE_KEY, wanted)).values(epoch=L.c.epoch), width=3)
+_HOLDERS = InList(lambda _, wanted: select(*_LEASE_KEY).where(rows_in(_LEASE_KEY, wanted)), width=3)
+_UPSERT = InsertMany(
+    R,
+    ("session_id", "tenant_id", "namespace", "key", "version", "value", "updated_at"),
+    conflict=lambda insert: insert.on_conflict_do_update(
         index_elements=["session_id", "namespace", "key"],
-        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at, "version": R.c.version + 1},
-    )
-
-
-_UPSERT = Prepared(_record_upsert, ("session_id", "tenant_id", "namespace", "key", "version", "value", "updated_at"))
+        set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at, "version": R.c.version + 1},
+    ),
+)
 
 
 def _fence_many(tx: Tx, writes: Sequence[AuthWrite]) -> set[tuple[str, str, int]]:
-    """The (session, owner, epoch) triples among ``writes`` that still hold their lease, lease rows locked."""
+    """The (session, owner, epoch) triples among ``writes`` that still hold their lease, lease rows locked (on
+    PostgreSQL; SQLite's writer is alone anyway). Usually all of them: the update says so by its count, and only
+    otherwise are the holders read."""
     wanted = sorted({(w.session_id, w.owner, w.epoch) for w in writes})
-    held: set[tuple[str, str, int]] = set()
-    for chunk in _chunks(wanted, 300):
-        flat = [value for triple in chunk for value in triple]
-        held.update((str(s), str(o), int(e)) for s, o, e in tx.fetch(_FENCE.at(len(chunk)), flat))
-    return held
+    if _FENCE.run(tx, wanted) == len(wanted):
+        return set(wanted)
+    return {(str(s), str(o), int(e)) for s, o, e in _HOLDERS.fetch(tx, wanted)}
+
+
+def _upsert(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement for many records; of a record written twice, the later value (one statement must not update
+    a row twice)."""
+    latest = {(row[0], row[2], row[3]): row for row in rows}
+    _UPSERT.run(tx, list(latest.values()))
 
 
 class SqlAuthRecordStore(AuthRecordStore):
@@ -221,7 +216,7 @@ class SqlAuthRecordStore(AuthRecordStore):
                 results.append(LeaseLost(f"session {write.session_id}: lease epoch {write.epoch} is no longer held"))
                 continue
             if write.deletes or write.replace_all:
-                tx.run_many(_UPSERT, rows)  # what came before goes first
+                _upsert(tx, rows)  # what came before goes first
                 rows = []
                 self._apply(conn, write)
             else:
@@ -230,7 +225,7 @@ class SqlAuthRecordStore(AuthRecordStore):
                     for (ns, key), value in write.upserts.items()
                 )
             results.append(None)
-        tx.run_many(_UPSERT, rows)
+        _upsert(tx, rows)
         return results
 
     def _rows(self, write: AuthWrite) -> list[dict[str, Any]]:

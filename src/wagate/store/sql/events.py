@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
+from sqlalchemy import Connection, delete, insert, not_, or_, select, update
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
@@ -28,7 +28,7 @@ from wagate.store.base import (
 )
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.prepared import InsertMany, Sized, Tx
+from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
 E = schema.events
 W = schema.webhooks
@@ -57,11 +57,11 @@ _INSERT_DELIVERIES = InsertMany(
     ),
     returning=("webhook_id", "event_seq", "seq"),
 )
-_SUBSCRIBED = Sized(
-    lambda _, count: select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
-        W.c.tenant_id.in_([bindparam(f"t{n}") for n in range(count)]), W.c.disabled_reason.is_(None)
+_SUBSCRIBED = InList(
+    lambda _, tenants: select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
+        rows_in([W.c.tenant_id], tenants), W.c.disabled_reason.is_(None)
     ),
-    lambda count: [f"t{n}" for n in range(count)],
+    width=1,
 )
 
 
@@ -150,13 +150,12 @@ class EventWriter:
                     sealed,
                 )
             )
-        seq_of: dict[str, int] = dict(_INSERT_EVENTS.run(tx, rows))  # (id, seq), any order
-        seqs = [seq_of[event.id] for event in events]
+        seqs = _INSERT_EVENTS.seqs(tx, rows, key=(0,))
         return Committed(list(events), self._queue(tx, events, seqs, bodies))
 
     def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
         tenants = sorted({e.tenant_id for e in events})
-        hooks = tx.fetch(_SUBSCRIBED.at(len(tenants)), tenants)
+        hooks = _SUBSCRIBED.fetch(tx, [(t,) for t in tenants])
         if not hooks:
             return []
         filters = [
@@ -189,11 +188,10 @@ class EventWriter:
                 made.append((event, hook_id, body, seq))
         if not rows:
             return []
-        seq_of = {(hook_id, event_seq): seq for hook_id, event_seq, seq in _INSERT_DELIVERIES.run(tx, rows)}
         out = []
-        for event, hook_id, body, event_seq in made:
+        for (event, hook_id, body, _), seq in zip(made, _INSERT_DELIVERIES.seqs(tx, rows, key=(0, 3)), strict=True):
             delivery = Delivery(
-                seq=seq_of[(hook_id, event_seq)],
+                seq=seq,
                 webhook_id=WebhookId(hook_id),
                 tenant_id=event.tenant_id,
                 session_id=event.session_id,

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text, tuple_, update
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +36,7 @@ from wagate.store.base import Committed, InboundMessage, MessageStore, NewOutbou
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter
-from wagate.store.sql.prepared import InsertMany, Prepared, Tx, dialect_insert
+from wagate.store.sql.prepared import InsertMany, Tx
 
 M = schema.messages
 MM = schema.message_media
@@ -71,32 +70,32 @@ def _message(row: Any) -> Message:
     )
 
 
-def _chat_upsert(dialect: Dialect) -> Any:
-    """Count a message into its chat: one more message, and the newer of the two last messages."""
-    chat = dialect_insert(dialect)(C)
-    newer = chat.excluded.last_message_at >= C.c.last_message_at
-    return chat.on_conflict_do_update(
+def _count_into_chat(insert: Any) -> Any:
+    """Count messages into their chat: more messages, and the newer of the two last messages."""
+    newer = insert.excluded.last_message_at >= C.c.last_message_at
+    return insert.on_conflict_do_update(
         index_elements=["session_id", "id"],
         set_={
-            "messages": C.c.messages + chat.excluded.messages,
-            "last_message_at": case((newer, chat.excluded.last_message_at), else_=C.c.last_message_at),
-            "last_message_id": case((newer, chat.excluded.last_message_id), else_=C.c.last_message_id),
+            "messages": C.c.messages + insert.excluded.messages,
+            "last_message_at": case((newer, insert.excluded.last_message_at), else_=C.c.last_message_at),
+            "last_message_id": case((newer, insert.excluded.last_message_id), else_=C.c.last_message_id),
         },
     )
 
 
-def _push_name_upsert(dialect: Dialect) -> Any:
-    push = dialect_insert(dialect)(K)
-    return push.on_conflict_do_update(
+def _take_push_name(insert: Any) -> Any:
+    return insert.on_conflict_do_update(
         index_elements=["session_id", "id"],
-        set_={"push_name": push.excluded.push_name, "updated_at": push.excluded.updated_at},
+        set_={"push_name": insert.excluded.push_name, "updated_at": insert.excluded.updated_at},
     )
 
 
-_CHAT_COUNT = Prepared(
-    _chat_upsert, ("session_id", "id", "tenant_id", "last_message_id", "last_message_at", "messages")
+_CHAT_COUNT = InsertMany(
+    C, ("session_id", "id", "tenant_id", "last_message_id", "last_message_at", "messages"), conflict=_count_into_chat
 )
-_PUSH_NAME = Prepared(_push_name_upsert, ("session_id", "id", "tenant_id", "name", "push_name", "updated_at"))
+_PUSH_NAME = InsertMany(
+    K, ("session_id", "id", "tenant_id", "name", "push_name", "updated_at"), conflict=_take_push_name
+)
 _INSERT_RECEIVED = InsertMany(
     M,
     (
@@ -114,8 +113,8 @@ _INSERT_RECEIVED = InsertMany(
         "attempts",
         "body",
     ),
+    conflict=lambda insert: insert.on_conflict_do_nothing(index_elements=["session_id", "id"]),
     returning=("session_id", "id"),
-    skip_conflicts_on=("session_id", "id"),
 )
 
 
@@ -141,7 +140,7 @@ class SqlMessageStore(MessageStore):
         # One statement: the rows it did insert come back (a message stored before, redelivered after a lost ack,
         # conflicts and does not), matched by key since a multi-row insert does not promise their order.
         received = MessageStatus.RECEIVED.value
-        inserted = _INSERT_RECEIVED.run(
+        inserted = _INSERT_RECEIVED.returned(
             tx,
             [
                 (
@@ -162,16 +161,13 @@ class SqlMessageStore(MessageStore):
                 for m in unique.values()
             ],
         )
-        new_keys = {(session_id, message_id) for session_id, message_id in inserted}
+        new_keys = set(inserted)
         fresh = [m for key, m in unique.items() if key in new_keys]
         if not fresh:
             return []
         self._count_into_chats(tx, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
         names = {(m.session_id, m.sender): m for m in fresh if m.push_name}
-        tx.run_many(
-            _PUSH_NAME,
-            [(m.session_id, m.sender, m.tenant_id, None, m.push_name, now) for m in names.values()],
-        )
+        _PUSH_NAME.run(tx, [(m.session_id, m.sender, m.tenant_id, None, m.push_name, now) for m in names.values()])
         return fresh
 
     def _touch_chats(self, conn: Connection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
@@ -189,7 +185,7 @@ class SqlMessageStore(MessageStore):
             row[5] += 1
             if timestamp >= row[4]:
                 row[4], row[3] = timestamp, message_id
-        tx.run_many(_CHAT_COUNT, [tuple(row) for row in chats.values()])
+        _CHAT_COUNT.run(tx, [tuple(row) for row in chats.values()])
 
     # outbound --------------------------------------------------------------------------------------------------
 

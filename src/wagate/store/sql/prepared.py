@@ -15,14 +15,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy import Connection, Table, bindparam, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ClauseElement
 
 Row = tuple[Any, ...]
 Builder = Callable[[Dialect], ClauseElement]
-# Rows of the largest multi-row INSERT (SQLite allows 32,766 bound values, asyncpg 32,767); a power of two.
+# Rows of the largest multi-row INSERT and items of the longest IN list (SQLite allows 32,766 bound values, asyncpg
+# 32,767); powers of two.
 MAX_ROWS = 128
+MAX_IN = 512
 
 
 class Prepared:
@@ -84,54 +86,130 @@ class Sized:
         return found
 
 
+def _chunks(count: int) -> list[tuple[int, int]]:
+    """(start, size) of statements of 128, 64, ..., 2 or 1 rows covering ``count`` rows (at most one of each size
+    below 128): a statement is compiled once per row count, and compiling one of many rows costs milliseconds."""
+    out = []
+    start = 0
+    while start < count:
+        size = min(MAX_ROWS, 1 << ((count - start).bit_length() - 1))
+        out.append((start, size))
+        start += size
+    return out
+
+
 class InsertMany:
-    """``INSERT INTO table (columns) VALUES (...), (...) [ON CONFLICT (keys) DO NOTHING] [RETURNING ...]``: many rows
-    in one statement, so that RETURNING answers for all of them (``executemany`` cannot return rows). Rows that come
-    back are not promised in the order they went in: callers match them by key."""
+    """``INSERT INTO table (columns) VALUES (...), (...) [ON CONFLICT ...]``: many rows in one statement.
+
+    One statement rather than ``executemany`` because SQLite's driver releases the GIL around every step of a
+    statement, once per row for ``executemany`` or for RETURNING rows, and the writer's thread then waits for the
+    busy event loop to hand the GIL back each time: a multi-row statement without RETURNING is one step.
+    ``conflict`` adds an ON CONFLICT clause to the dialect's insert (rows of one statement must not conflict with
+    each other: PostgreSQL refuses to update a row twice in one statement)."""
 
     def __init__(
         self,
         table: Table,
         columns: Sequence[str],
         *,
+        conflict: Callable[[Any], Any] | None = None,
         returning: Sequence[str] = (),
-        skip_conflicts_on: Sequence[str] = (),
     ) -> None:
         self.table = table
         self.columns = tuple(columns)
+        self.conflict = conflict
         self.returning = tuple(returning)
-        self.skip_conflicts_on = tuple(skip_conflicts_on)
-        self._sized = Sized(self._statement, lambda count: [f"{c}_{row}" for row in range(count) for c in self.columns])
+        names = lambda count: [f"row{row}_{c}" for row in range(count) for c in self.columns]  # noqa: E731
+        self._plain = Sized(lambda dialect, count: self._statement(dialect, count, ()), names)
+        self._returning = Sized(lambda dialect, count: self._statement(dialect, count, self.returning), names)
 
-    def _statement(self, dialect: Dialect, count: int) -> ClauseElement:
-        values: list[dict[str, Any]] = [{c: bindparam(f"{c}_{row}") for c in self.columns} for row in range(count)]
-        statement: Any
-        if self.skip_conflicts_on:
-            statement = dialect_insert(dialect)(self.table).values(values)
-            statement = statement.on_conflict_do_nothing(index_elements=list(self.skip_conflicts_on))
-        else:
-            statement = insert(self.table).values(values)
-        if self.returning:
-            statement = statement.returning(*(self.table.c[name] for name in self.returning))
+    def _statement(self, dialect: Dialect, count: int, returning: Sequence[str]) -> ClauseElement:
+        values: list[dict[str, Any]] = [{c: bindparam(f"row{row}_{c}") for c in self.columns} for row in range(count)]
+        statement: Any = dialect_insert(dialect)(self.table).values(values)
+        if self.conflict is not None:
+            statement = self.conflict(statement)
+        if returning:
+            statement = statement.returning(*(self.table.c[name] for name in returning))
         return statement  # type: ignore[no-any-return]
 
-    def run(self, tx: Tx, rows: Sequence[Row]) -> list[Row]:
-        """Insert ``rows`` (tuples in the order of ``columns``); the RETURNING rows of all of them.
+    def run(self, tx: Tx, rows: Sequence[Row]) -> None:
+        """Insert ``rows`` (tuples in the order of ``columns``)."""
+        for start, size in _chunks(len(rows)):
+            tx.run(self._plain.at(size), [value for row in rows[start : start + size] for value in row])
 
-        The rows go in statements of 128, 64, ..., 2 or 1 rows (at most one of each below 128): a statement is
-        compiled once per row count, and compiling one of many rows costs milliseconds, so counts are few."""
+    def returned(self, tx: Tx, rows: Sequence[Row]) -> list[Row]:
+        """Insert ``rows``; the RETURNING rows of those inserted, in no promised order."""
         out: list[Row] = []
-        start = 0
-        while start < len(rows):
-            size = min(MAX_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
+        for start, size in _chunks(len(rows)):
             flat = [value for row in rows[start : start + size] for value in row]
-            start += size
-            statement = self._sized.at(size)
-            if self.returning:
-                out.extend(tx.fetch(statement, flat))
-            else:
-                tx.run(statement, flat)
+            out.extend(tx.fetch(self._returning.at(size), flat))
         return out
+
+    def seqs(self, tx: Tx, rows: Sequence[Row], key: Sequence[int]) -> list[int]:
+        """Insert ``rows`` and answer the generated key (``returning``'s last column) of each, in order. On SQLite
+        the rows of one statement take consecutive rowids ending at the last one inserted (the table is this
+        writer's alone meanwhile), so nothing comes back row by row; PostgreSQL answers with RETURNING, matched by
+        ``key`` (the positions, in ``columns``, of the columns that ``returning`` names first)."""
+        out: list[int] = []
+        sqlite = tx.dialect.name == "sqlite"
+        for start, size in _chunks(len(rows)):
+            chunk = rows[start : start + size]
+            flat = [value for row in chunk for value in row]
+            if sqlite:
+                inserted = tx.run(self._plain.at(size), flat)
+                if inserted != size:
+                    raise RuntimeError(f"{self.table.name}: {inserted} of {size} rows inserted")
+                last = tx.lastrowid()
+                out.extend(range(last - size + 1, last + 1))
+                continue
+            generated = {tuple(row[:-1]): int(row[-1]) for row in tx.fetch(self._returning.at(size), flat)}
+            out.extend(generated[tuple(row[i] for i in key)] for row in chunk)
+        return out
+
+
+class InList:
+    """A statement with an IN list of ``width``-tuples (and ``extra`` parameters before it). The list is padded to
+    a power of two by repeating its last item (harmless in an IN list), so that few shapes are ever compiled.
+
+    ``build`` is given the items as lists of bind parameters, one list per item. SQLite answers a row-value IN list
+    (``(a, b) IN ((?, ?), ...)``) by scanning the whole index; a statement that must seek adds a plain IN list of
+    the leading column (``a IN (?, ...) AND (a, b) IN (...)``), which it searches by."""
+
+    def __init__(
+        self, build: Callable[[Dialect, list[list[Any]]], ClauseElement], width: int, extra: Sequence[str] = ()
+    ) -> None:
+        self.width = width
+        self.extra = tuple(extra)
+
+        def statement(dialect: Dialect, count: int) -> ClauseElement:
+            return build(dialect, [[bindparam(f"i{n}_{k}") for k in range(width)] for n in range(count)])
+
+        self._sized = Sized(
+            statement, lambda count: [*self.extra, *(f"i{n}_{k}" for n in range(count) for k in range(width))]
+        )
+
+    def _args(self, items: Sequence[Row], extra: Sequence[Any]) -> tuple[Prepared, list[Any]]:
+        count = min(MAX_IN, 1 << (len(items) - 1).bit_length())
+        padded = [*items, *([items[-1]] * (count - len(items)))]
+        return self._sized.at(count), [*extra, *(value for item in padded for value in item)]
+
+    def _parts(self, items: Sequence[Row]) -> list[Sequence[Row]]:
+        return [items[start : start + MAX_IN] for start in range(0, len(items), MAX_IN)]
+
+    def run(self, tx: Tx, items: Sequence[Row], extra: Sequence[Any] = ()) -> int:
+        """Execute for ``items`` (in statements of up to ``MAX_IN``); the rows changed."""
+        return sum(tx.run(*self._args(part, extra)) for part in self._parts(items))
+
+    def fetch(self, tx: Tx, items: Sequence[Row], extra: Sequence[Any] = ()) -> list[Row]:
+        return [row for part in self._parts(items) for row in tx.fetch(*self._args(part, extra))]
+
+
+def rows_in(columns: Sequence[Any], items: list[list[Any]]) -> Any:
+    """``(columns) IN (items)``, searchable by the first column's index (see :class:`InList`)."""
+    first = columns[0].in_([item[0] for item in items])
+    if len(columns) == 1:
+        return first
+    return first & tuple_(*columns).in_([tuple_(*item) for item in items])
 
 
 def dialect_insert(dialect: Dialect) -> Callable[[Table], Any]:
@@ -162,6 +240,10 @@ class Tx:
         compiled = statement.sql(self.dialect)
         self._cursor.execute(compiled.sql, tuple(compiled.args(params)))
         return int(self._cursor.rowcount)
+
+    def lastrowid(self) -> int:
+        """SQLite: the rowid of the last row the previous statement inserted."""
+        return int(self._cursor.lastrowid)
 
     def run_many(self, statement: Prepared, rows: Sequence[Row]) -> None:
         """Execute once per row (``executemany``: one statement, its loop in the driver)."""

@@ -16,17 +16,17 @@ from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Se
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import claimable, delivery_from
-from wagate.store.sql.prepared import Prepared, Tx
+from wagate.store.sql.prepared import InList, Tx, rows_in
 
 E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries
 
 _DELIVERY_COLUMNS = (*D.c, E.c.id.label("event_id"), E.c.type.label("event_type"))
-_DELIVERED = Prepared(
-    lambda _: (
+_DELIVERED = InList(
+    lambda _, seqs: (
         update(D)
-        .where(D.c.seq == bindparam("b_seq"))
+        .where(rows_in([D.c.seq], seqs))
         .values(
             state=DeliveryState.DELIVERED,
             attempts=D.c.attempts + 1,
@@ -37,7 +37,8 @@ _DELIVERED = Prepared(
             updated_at=bindparam("b_at"),
         )
     ),
-    ("b_status", "b_at", "b_seq"),
+    width=1,
+    extra=("b_status", "b_at"),
 )
 
 
@@ -244,8 +245,8 @@ class SqlOutboxStore(OutboxStore):
 
     async def mark_delivered(self, seqs: Sequence[int], status: int) -> None:
         now = self._clock()
-        rows = [(status, now, seq) for seq in seqs]
-        await self._db.run_write(lambda conn: Tx(conn).run_many(_DELIVERED, rows))
+        items = [(seq,) for seq in seqs]
+        await self._db.run_write(lambda conn: _DELIVERED.run(Tx(conn), items, (status, now)))
 
     async def mark_failed(
         self, seq: int, *, attempts: int, next_attempt_at: float, status: int | None, error: str, dead: bool
