@@ -121,3 +121,12 @@ def test_api_keys_are_random_and_hashed() -> None:
     assert len(a) > 40
     assert hash_api_key(a) != a
     assert len(hash_api_key(a)) == 64
+
+
+def test_associated_data_keeps_its_encoding() -> None:
+    """Every sealed value at rest was bound to this exact encoding: a change would make them all fail to open."""
+    assert record_aad("t", "s", "n", "k").hex() == (
+        "77616761746501000000067265636f726400000001740000000173000000016e000000016b"
+    )
+    assert record_aad("t", "s", "n", "k") == record_aad("t", "s", "n", "k")  # the second one from the kept prefix
+    assert record_aad("t", "s", "n", "é") != record_aad("t", "s", "n", "e")

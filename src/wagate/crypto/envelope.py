@@ -7,6 +7,7 @@ value copied to another record, session or tenant fails to open.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -27,13 +28,21 @@ def new_key() -> bytes:
 
 def associated_data(purpose: str, *parts: str) -> bytes:
     """Encode (format version, purpose, parts...) so that no two different tuples share an encoding."""
-    out = bytearray(b"wagate")
-    out.append(FORMAT_VERSION)
-    for part in (purpose, *parts):
-        raw = part.encode("utf-8")
-        out += len(raw).to_bytes(4, "big")
-        out += raw
-    return bytes(out)
+    if not parts:
+        return _prefix((purpose,))
+    *head, last = parts
+    return _prefix((purpose, *head)) + _encoded(last)
+
+
+def _encoded(part: str) -> bytes:
+    raw = part.encode("utf-8")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefix(parts: tuple[str, ...]) -> bytes:
+    """The encoding of all but the last part, the same for a session's every message, event or record: kept."""
+    return b"wagate" + bytes([FORMAT_VERSION]) + b"".join(_encoded(part) for part in parts)
 
 
 def record_aad(tenant: str, session: str, namespace: str, key: str) -> bytes:
@@ -41,10 +50,30 @@ def record_aad(tenant: str, session: str, namespace: str, key: str) -> bytes:
     return associated_data("record", tenant, session, namespace, key)
 
 
+# Ciphers by key: setting one up costs more than sealing a small value with it, and every received message seals
+# with its session's key. Bounded; emptied when full (then rebuilt as keys are used again).
+_CIPHERS: dict[bytes, AESGCM] = {}
+_MAX_CIPHERS = 16384
+
+
+def _cipher(key: bytes) -> AESGCM:
+    cipher = _CIPHERS.get(key)
+    if cipher is None:
+        if len(_CIPHERS) >= _MAX_CIPHERS:
+            _CIPHERS.clear()
+        cipher = _CIPHERS[key] = AESGCM(key)
+    return cipher
+
+
+def forget(key: bytes) -> None:
+    """Drop the cipher of a key no longer in use (a deleted session's data key)."""
+    _CIPHERS.pop(key, None)
+
+
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt and authenticate ``plaintext`` under ``key``, bound to ``aad``; a fresh nonce every call."""
     nonce = os.urandom(NONCE_SIZE)
-    return _HEADER + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return _HEADER + nonce + _cipher(key).encrypt(nonce, plaintext, aad)
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
@@ -53,6 +82,6 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
         raise CryptoError("sealed value has an unknown format")
     nonce = sealed[1 : 1 + NONCE_SIZE]
     try:
-        return AESGCM(key).decrypt(nonce, sealed[1 + NONCE_SIZE :], aad)
+        return _cipher(key).decrypt(nonce, sealed[1 + NONCE_SIZE :], aad)
     except InvalidTag:
         raise CryptoError("sealed value failed authentication (wrong key, tampered, or moved)") from None

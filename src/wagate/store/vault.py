@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
+from wagate.crypto.envelope import forget as forget_cipher
 from wagate.crypto.keyring import Keyring
 from wagate.errors import CryptoError, StoreUnavailable
 from wagate.ids import SessionId, TenantId
@@ -161,7 +162,9 @@ class Vaults:
 
     def forget(self, session_id: SessionId) -> None:
         """Drop a deleted session's cached data key."""
-        self._keys.pop(session_id, None)
+        key = self._keys.pop(session_id, None)
+        if key is not None:
+            forget_cipher(key)
         self.drop_preloaded(session_id)
 
     async def data_key(self, tenant_id: TenantId, session_id: SessionId, *, create: bool) -> bytes | None:
