@@ -6,12 +6,13 @@ kind is recognisable in logs and never passed as another (``NewType`` keeps mypy
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import NewType
 
 from ulid import ULID
+
+from wagate.crypto.entropy import public_random
 
 TenantId = NewType("TenantId", str)
 SessionId = NewType("SessionId", str)
@@ -75,7 +76,7 @@ class _MonotonicUlid:
                 self._last_random += 1
             else:
                 self._last_ms = now_ms
-                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
+                self._last_random = int.from_bytes(public_random(10), "big") >> 1  # room to count up
             return encode_ulid(now_ms << 80 | self._last_random)
 
 

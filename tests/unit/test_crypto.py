@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wagate.config import Mode, Settings
+from wagate.crypto.entropy import BLOCK, public_random
 from wagate.crypto.envelope import new_key, open_sealed, record_aad, seal
 from wagate.crypto.keyring import Keyring, WrappedKey, generate_key_spec, load_keyring, parse_keys
 from wagate.crypto.tokens import hash_api_key, new_api_key
@@ -130,3 +131,30 @@ def test_associated_data_keeps_its_encoding() -> None:
     )
     assert record_aad("t", "s", "n", "k") == record_aad("t", "s", "n", "k")  # the second one from the kept prefix
     assert record_aad("t", "s", "n", "é") != record_aad("t", "s", "n", "e")
+
+
+def test_public_random_hands_out_each_byte_once_across_blocks() -> None:
+    taken = [public_random(12) for _ in range(3 * BLOCK // 12)]
+    assert {len(part) for part in taken} == {12}
+    assert len(set(taken)) == len(taken)  # 96-bit values: a repeat would mean a byte range handed out twice
+    assert len(public_random(BLOCK)) == BLOCK  # larger than a share of the block: straight from the OS
+
+
+def test_a_forked_child_never_hands_out_the_parents_bytes() -> None:
+    public_random(12)  # the parent holds a block with bytes left in it
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side, reported through the pipe
+        try:
+            os.write(write, b"".join(public_random(12) for _ in range(32)))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        from_child = pipe.read()
+    os.waitpid(child, 0)
+    from_parent = b"".join(public_random(12) for _ in range(32))
+    assert len(from_child) == len(from_parent) == 384
+    assert {from_child[i : i + 12] for i in range(0, 384, 12)}.isdisjoint(
+        from_parent[i : i + 12] for i in range(0, 384, 12)
+    )

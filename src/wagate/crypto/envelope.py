@@ -13,6 +13,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from wagate.crypto.entropy import public_random
 from wagate.errors import CryptoError
 
 FORMAT_VERSION = 1
@@ -72,7 +73,7 @@ def forget(key: bytes) -> None:
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt and authenticate ``plaintext`` under ``key``, bound to ``aad``; a fresh nonce every call."""
-    nonce = os.urandom(NONCE_SIZE)
+    nonce = public_random(NONCE_SIZE)
     return _HEADER + nonce + _cipher(key).encrypt(nonce, plaintext, aad)
 
 
