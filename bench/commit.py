@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import fresh_schema
+
 from wagate.crypto.keyring import Keyring
 from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.events import Event, EventType
@@ -34,9 +36,9 @@ from wagate.store.vault import Vault, Vaults
 CONTACT = "15550100@s.whatsapp.net"
 
 
-async def run(args: argparse.Namespace, url: str) -> dict[str, float]:
+async def run(args: argparse.Namespace, url: str, schema: str | None) -> dict[str, float]:
     keyring = Keyring({"k1": bytes(32)}, "k1")
-    store = await open_store(url, schema=args.schema, sealer=KeyringSealer(keyring))
+    store = await open_store(url, schema=schema, sealer=KeyringSealer(keyring))
     try:
         tenant = await store.tenants.create(f"bench-{new_session_id()}", contact_email=None, max_sessions=None)
         vaults = Vaults(store.auth, keyring)
@@ -104,11 +106,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--url", default=None, help="a database URL; default: SQLite in a temporary directory")
-    parser.add_argument("--schema", default=None, help="PostgreSQL: the schema to use (created by migrations)")
+    parser.add_argument("--schema", default=None, help="PostgreSQL: the schema to use (default: a new one, dropped)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wagate-bench-commit-") as tmp:
         url = args.url or f"sqlite+aiosqlite:///{Path(tmp) / 'wagate.db'}"
-        print(json.dumps(asyncio.run(run(args, url))))
+        env = {"WAGATE_DATABASE_URL": url, **({"WAGATE_DATABASE_SCHEMA": args.schema} if args.schema else {})}
+        with fresh_schema(env):
+            print(json.dumps(asyncio.run(run(args, url, env.get("WAGATE_DATABASE_SCHEMA")))))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 ADMIN = "bench-admin-key-0123456789abcdef"
 KEK = "b1:" + base64.b64encode(bytes(range(32))).decode()
@@ -136,11 +139,42 @@ def gateway_env(tmp: Path, sim_port: int, extra: dict[str, str], settings: list[
 
 
 @contextmanager
+def fresh_schema(env: dict[str, str]) -> Iterator[None]:
+    """On PostgreSQL without a schema named: a new schema for this run (``WAGATE_DATABASE_SCHEMA`` in ``env``),
+    dropped at the end, so that every run starts from an empty database as it does on SQLite."""
+    url = env.get("WAGATE_DATABASE_URL", "")
+    if not url.startswith("postgresql") or env.get("WAGATE_DATABASE_SCHEMA"):
+        yield
+        return
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = "bench_" + secrets.token_hex(4)
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f"CREATE SCHEMA {name}"))
+    env["WAGATE_DATABASE_SCHEMA"] = name
+    try:
+        yield
+    finally:
+        asyncio.run(execute(f"DROP SCHEMA {name} CASCADE"))
+
+
+@contextmanager
 def stack(tmp: Path, env_extra: dict[str, str], settings: list[str]) -> Iterator[tuple[str, str, int, int]]:
-    """A sim-server and a gateway as processes (data in ``tmp``; ``settings`` as NAME=VALUE override the rest):
-    (gateway URL, sim URL, gateway pid, sim pid); both are stopped at the end."""
+    """A sim-server and a gateway as processes (data in ``tmp``, a fresh schema on PostgreSQL; ``settings`` as
+    NAME=VALUE override the rest): (gateway URL, sim URL, gateway pid, sim pid); both are stopped at the end."""
     sim_port, port = free_port(), free_port()
     env = gateway_env(tmp, sim_port, env_extra, settings)
+    with fresh_schema(env):
+        yield from _processes(tmp, env, sim_port, port)
+
+
+def _processes(tmp: Path, env: dict[str, str], sim_port: int, port: int) -> Iterator[tuple[str, str, int, int]]:
     sim_args = ["sim-server", "--port", str(sim_port), "--state", str(tmp / "sim.json"), "--log-level", "WARNING"]
     sim = spawn([*sim_args, "--qr-first-ttl", "3600"], env, tmp / "sim.log")
     gateway = None
