@@ -2,6 +2,7 @@
 
     python bench/webhooks.py --sessions 20 --rate 5000 --seconds 20
     python bench/webhooks.py --sessions 20 --burst 50000
+    python bench/webhooks.py --sessions 20 --rate 2000 --seconds 20 --trace /tmp/deliveries.csv
 
 Starts a sim-server and a gateway (SQLite unless ``--set WAGATE_DATABASE_URL=...``) as real processes, links the
 sessions through the real QR flow and points one webhook (``message.received``) at a receiver in this process,
@@ -100,6 +101,15 @@ class HookServer(asyncio.Protocol):
         )
 
 
+def write_trace(path: Path, started: float, arrivals: list[tuple[float, float, float]]) -> None:
+    """Every delivery as a CSV row: when it arrived (Unix time, and seconds into the run) and its two latencies."""
+    lines = ["arrived_unix,arrived_s,latency_ms,queue_latency_ms"]
+    for arrived, at, queued in arrivals:
+        latency, queue_latency = (arrived - at) * 1000, (arrived - queued) * 1000
+        lines.append(f"{arrived:.4f},{arrived - started:.4f},{latency:.2f},{queue_latency:.2f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 async def store_writes(base: str) -> tuple[float, float]:
     """The gateway's write transactions so far, from its /metrics: (how many, total seconds)."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -187,6 +197,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         writes = writes_after[0] - writes_before[0]
         latency = [(arrived - at) * 1000 for arrived, at, _ in receiver.arrivals]
         queued = [(arrived - at) * 1000 for arrived, _, at in receiver.arrivals]
+        if args.trace:
+            write_trace(Path(args.trace), started, receiver.arrivals)
         return {
             "mode": f"burst {args.burst}" if args.burst else f"rate {args.rate}/s for {args.seconds}s",
             "sessions": args.sessions,
@@ -228,6 +240,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=0, help="instead of a rate: this many messages at once")
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_LOG_LEVEL=INFO")
+    parser.add_argument("--trace", default=None, help="a CSV file: every delivery's arrival and latencies")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-hooks-"))
     with stack(tmp, {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1"}, args.set) as (base, sim_url, gateway_pid, sim_pid):
