@@ -1,9 +1,10 @@
 """SQLite's writer: a database another process holds locked is waited for without blocking the event loop, and a
-failed transaction leaves nothing behind."""
+failed transaction leaves nothing behind; a database that cannot be reached is told apart from a failed statement."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from wagate.errors import StoreUnavailable
 from wagate.store.sql.db import Database
 
 
@@ -74,3 +77,31 @@ async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(db: Da
         await conn.execute(text("INSERT INTO t (body) VALUES ('kept')"))
     async with db.read() as conn:
         assert [r.body for r in (await conn.execute(text("SELECT body FROM t"))).all()] == ["kept"]
+
+
+async def test_a_database_that_cannot_be_reached_is_store_unavailable_and_timed() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = Database.create(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test")
+    seen: list[str] = []
+    database.observe = lambda operation, _seconds: seen.append(operation)
+    try:
+        with pytest.raises(StoreUnavailable):
+            async with database.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        with pytest.raises(StoreUnavailable):
+            async with database.write() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        with pytest.raises(StoreUnavailable):
+            await database.run_write(lambda conn: conn.exec_driver_sql("SELECT 1"))
+        assert seen == ["read", "write", "write"]
+    finally:
+        await database.dispose()
+
+
+async def test_a_failed_statement_is_not_taken_for_a_lost_database(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        await db.run_write(lambda conn: conn.exec_driver_sql("INSERT INTO t (n, body) VALUES (1, NULL)"))
+    async with db.read() as conn:
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar_one() == 0

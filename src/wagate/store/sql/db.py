@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,38 +109,36 @@ class Database:
             return cls(engine, engine, "postgresql")
         raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}")
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    @contextmanager
+    def _observed(self, operation: str) -> Iterator[None]:
+        """Around every transaction: a lost database becomes StoreUnavailable, and the time goes to the metrics."""
         started = time.perf_counter()
         try:
-            async with self._reader.connect() as conn:
-                yield conn
+            yield
         except (OperationalError, DBAPIError, OSError) as exc:
             if _is_connectivity(exc):
                 raise StoreUnavailable("the database cannot be reached") from exc
             raise
         finally:
             if self.observe is not None:
-                self.observe("read", time.perf_counter() - started)
+                self.observe(operation, time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        with self._observed("read"):
+            async with self._reader.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits when the block ends (durably) and rolls back on an exception."""
-        started = time.perf_counter()
-        try:
+        with self._observed("write"):
             if self._write_lock is None:
                 async with self._writer.begin() as conn:
                     yield conn
             else:
                 async with self._write_lock, self._writer.begin() as conn:
                     yield conn
-        except (OperationalError, DBAPIError, OSError) as exc:
-            if _is_connectivity(exc):
-                raise StoreUnavailable("the database cannot be reached") from exc
-            raise
-        finally:
-            if self.observe is not None:
-                self.observe("write", time.perf_counter() - started)
 
     async def run_write(self, work: Callable[[Connection], _T]) -> _T:
         """One write transaction given as a synchronous function of a connection (SQLAlchemy Core, as anywhere
@@ -151,8 +149,7 @@ class Database:
         back, each waiting for a turn of a busy loop while the one writer is held), and SQLite's own work stays off
         the loop. On PostgreSQL it runs through the async driver. ``work`` must touch nothing the loop owns.
         """
-        started = time.perf_counter()
-        try:
+        with self._observed("write"):
             if self._thread is None or self._write_lock is None:
                 async with self._write_lock or contextlib.nullcontext(), self._writer.begin() as conn:
                     return await conn.run_sync(work)
@@ -164,13 +161,6 @@ class Database:
                     # The transaction goes on in its thread: the lock stays held until it is over.
                     await asyncio.wait([running])
                     raise
-        except (OperationalError, DBAPIError, OSError) as exc:
-            if _is_connectivity(exc):
-                raise StoreUnavailable("the database cannot be reached") from exc
-            raise
-        finally:
-            if self.observe is not None:
-                self.observe("write", time.perf_counter() - started)
 
     def _run_sync(self, work: Callable[[Connection], _T]) -> _T:
         """On the writer's thread: one transaction on its connection, kept open between transactions."""
