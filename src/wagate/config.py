@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         False, description="let webhooks reach loopback and private addresses (development and tests only)"
     )
     webhook_concurrency: int = Field(100, ge=1, description="webhook requests in flight at once")
+    webhook_sender: Literal["process", "inline"] = Field(
+        "process",
+        description="where webhook requests are signed and sent: by a child process the gateway starts (signing,"
+        " HTTP and TLS off the loop that runs the sessions), or inline in the gateway's own process",
+    )
     webhook_poll_interval: float = Field(
         1.0, gt=0, description="seconds between looks at the outbox for retries and other workers' leftovers"
     )

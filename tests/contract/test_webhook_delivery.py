@@ -20,7 +20,8 @@ from tests.conftest import make_settings
 from tests.receiver import Receiver
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas, Session
-from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher, parse_retry_after
+from wagate.events.client import parse_retry_after
+from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
 from wagate.store.base import DeliveryState, NewSession, Webhook
@@ -72,8 +73,9 @@ class Rig:
         return found[0]
 
 
-@pytest.fixture
-async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+@pytest.fixture(params=["process", "inline"])
+async def rig_factory(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    """Rigs whose dispatcher sends through the sender process, then the same tests sending inline."""
     made: list[Rig] = []
 
     async def make(start: float | None = None, **settings: Any) -> Rig:
@@ -82,6 +84,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             "webhook_allow_private": True,
             "webhook_poll_interval": 0.05,
             "webhook_timeout": 0.5,
+            "webhook_sender": request.param,
             **settings,
         }
         url = f"sqlite+aiosqlite:///{tmp_path / f'hooks-{len(made)}.db'}"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from wagate.events.delivery import WebhookClient
+from wagate.events.client import WebhookClient
 from wagate.events.ssrf import BlockedAddress, check_url, literal_address, refusal
 
 

@@ -7,6 +7,10 @@ transaction), and by claiming from the table every ``poll_interval`` (after a re
 retries, redeliveries). Every attempt carries the same ``webhook-id`` and body; only the timestamp and signature
 are new. A ``2xx`` delivers, ``410`` disables the endpoint, anything else retries on :data:`RETRY_SCHEDULE` (or when
 ``Retry-After`` says) until the schedule runs out and the delivery becomes a dead letter.
+
+The requests themselves are signed and sent by :class:`~wagate.events.sender.ProcessSender`'s child process (a
+group's due deliveries as one run, in order, stopped at the first failure), or, with ``webhook_sender="inline"``, by
+a :class:`~wagate.events.client.WebhookClient` in this process, one at a time.
 """
 
 from __future__ import annotations
@@ -18,16 +22,13 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from standardwebhooks import Webhook as Signer
 
-from wagate import __version__
 from wagate.clock import Clock
 from wagate.config import Settings
-from wagate.events.http1 import Http1Client, HttpError, Target
-from wagate.events.ssrf import BlockedAddress, check_url
+from wagate.events.client import Attempt, WebhookClient, signed_headers
+from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
 from wagate.store.base import Committed, Outgoing, Store, Webhook
 
@@ -36,7 +37,6 @@ log = logging.getLogger("wagate.webhooks")
 # Seconds to wait after the 1st, 2nd, ... failed attempt (each +-20% jitter): 11 attempts over about 24 hours.
 RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
 JITTER = 0.2
-RETRY_AFTER_CAP = 86400.0
 IDLE_GROUP_TTL = 60.0
 # How often sent deliveries are recorded as delivered, all in one transaction. A crash in between sends those again
 # (with the same webhook-id); more often would take the database's single writer from the events' own commits.
@@ -52,105 +52,10 @@ def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
     return RETRY_SCHEDULE[failed_attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
-
-
-def signed_headers(signer: Signer, event_id: str, now: float, body: str) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt. The timestamp is the whole second the header carries: signing
-    ``now`` itself let a time within half a microsecond of the next second round up in the signature but not in the
-    header, and the receiver then rightly refused it."""
-    second = int(now)
-    return {
-        "webhook-id": event_id,
-        "webhook-timestamp": str(second),
-        "webhook-signature": signer.sign(event_id, datetime.fromtimestamp(second, UTC), body),
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    ok: bool
-    status: int | None = None
-    error: str = ""
-    retry_after: float | None = None
-
-    @property
-    def gone(self) -> bool:
-        return self.status == 410
-
-
-_DELIVERED = Attempt(True, 200)
-_MAX_TARGETS = 10_000
-
-
-class WebhookClient:
-    """HTTP for webhooks: the SSRF guard on every URL and every resolved address, no redirects, one timeout."""
-
-    def __init__(self, *, timeout: float, allow_private: bool, concurrency: int) -> None:
-        self.timeout = timeout
-        self.allow_private = allow_private
-        self._sending = asyncio.Semaphore(concurrency)
-        self._http = Http1Client(allow_private=allow_private, user_agent=f"wagate/{__version__}")
-        # URL -> its prepared target, or why it is refused. The URL's own form is checked once (a literal internal
-        # address, a scheme); the addresses its host resolves to are checked at every new connection.
-        self._targets: dict[str, Target | str] = {}
-
-    def _target(self, url: str) -> Target | str:
-        found = self._targets.get(url)
-        if found is None:
-            try:
-                check_url(url, allow_private=self.allow_private)
-                found = self._http.prepare(url)
-            except BlockedAddress as exc:
-                found = f"refused: {exc}"
-            except HttpError as exc:
-                found = f"HttpError: {exc}"[:300]
-            if len(self._targets) >= _MAX_TARGETS:
-                self._targets.clear()
-            self._targets[url] = found
-        return found
-
-    async def post(self, url: str, body: bytes, headers: dict[str, str], now: float) -> Attempt:
-        target = self._target(url)
-        if isinstance(target, str):
-            return Attempt(False, error=target)
-        headers["content-type"] = "application/json"
-        try:
-            async with self._sending:
-                answer = await self._http.send(target, body, headers, self.timeout)
-        except BlockedAddress as exc:
-            return Attempt(False, error=f"refused: {exc}")
-        except TimeoutError:
-            return Attempt(False, error=f"no answer within {self.timeout:g}s")
-        except (HttpError, OSError) as exc:
-            return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
-        if 200 <= answer.status < 300:
-            return _DELIVERED if answer.status == 200 else Attempt(True, answer.status)
-        retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
-        return Attempt(False, answer.status, f"HTTP {answer.status}", retry_after)
-
-    def prune(self) -> None:
-        self._http.prune()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-
 @dataclass(slots=True)
 class _Endpoint:
     webhook: Webhook
+    secret: str
     signer: Signer
     loaded_at: float
 
@@ -175,11 +80,27 @@ class _Group:
         if len(self.items) > 1 and self.items[-2].delivery.seq > item.delivery.seq:
             self.items.sort(key=lambda o: o.delivery.seq)
 
-    def pop(self, *, recorded: bool = True) -> None:
-        """Drop the head; unless ``recorded``, its seq stays held until its outcome is in the table."""
-        item = self.items.pop(0)
+    def remove(self, item: Outgoing, *, recorded: bool = True) -> None:
+        """Drop ``item`` (the head, unless an older delivery came in while it was being sent); unless ``recorded``,
+        its seq stays held until its outcome is in the table."""
+        if self.items[0] is item:
+            del self.items[0]
+        else:
+            self.items.remove(item)
         if recorded:
             self.seqs.discard(item.delivery.seq)
+
+    def replace(self, item: Outgoing, by: Outgoing) -> None:
+        self.items[self.items.index(item)] = by
+
+    def due(self, now: float, most: int) -> list[Outgoing]:
+        """The head and the deliveries after it that are due too, in order, up to ``most``."""
+        run: list[Outgoing] = []
+        for item in self.items:
+            if len(run) == most or (run and item.delivery.next_attempt_at > now):
+                break
+            run.append(item)
+        return run
 
     def clear(self) -> list[int]:
         seqs = [item.delivery.seq for item in self.items]
@@ -205,16 +126,18 @@ class WebhookDispatcher:
         self._done: list[tuple[int, int]] = []
         self._loops: set[asyncio.Task[None]] = set()
         self._client: WebhookClient | None = None
+        self._sender: ProcessSender | None = None
         self._wake = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._client = WebhookClient(
-            timeout=self.settings.webhook_timeout,
-            allow_private=self.settings.webhook_allow_private,
-            concurrency=self.settings.webhook_concurrency,
-        )
+        timeout, private = self.settings.webhook_timeout, self.settings.webhook_allow_private
+        concurrency = self.settings.webhook_concurrency
+        if self.settings.webhook_sender == "process":  # started with the first attempt
+            self._sender = ProcessSender(timeout=timeout, allow_private=private, concurrency=concurrency)
+        else:
+            self._client = WebhookClient(timeout=timeout, allow_private=private, concurrency=concurrency)
         self.store.events.set_claimer(self.owner, self.settings.webhook_claim_ttl)
         self.store.events.listeners.append(self.accept)
         interval = self.settings.webhook_poll_interval
@@ -251,6 +174,8 @@ class WebhookDispatcher:
         self._groups.clear()
         if self._client is not None:
             await self._client.close()
+        if self._sender is not None:
+            await self._sender.close()
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -338,22 +263,34 @@ class WebhookDispatcher:
         if endpoint is None or not endpoint.webhook.enabled:
             await self._drop(group)
             return False
-        attempt = await self._send(endpoint, item)
-        if attempt.ok:
-            self.outcomes["delivered"] += 1
-            group.pop(recorded=False)
-            self._done.append((item.delivery.seq, attempt.status or 200))
-            return True
-        if attempt.gone:
-            self.outcomes["gone"] += 1
-            log.warning("webhook %s answered 410 Gone: disabled", endpoint.webhook.id)
-            await self.store.webhooks.set_disabled(
-                endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
-            )
-            self.forget_endpoint(endpoint.webhook.id)
-            await self._drop(group)
-            return False
-        await self._failed(group, item, attempt)
+        attempts: list[Attempt | None]
+        if self._sender is None:
+            sent, attempts = [item], [await self._send(endpoint, item)]
+        else:
+            # The head and what is due after it go to the sender process as one run, sent in order there.
+            now = self.clock()
+            sent = group.due(now, MAX_RUN)
+            deliveries = [(o.delivery.event_id, o.body.encode()) for o in sent]
+            attempts = await self._sender.run(endpoint.webhook.url, endpoint.secret, deliveries, now)
+        for item, attempt in zip(sent, attempts, strict=True):
+            if attempt is None:  # not attempted (one before it failed): still the group's, for the next round
+                break
+            if attempt.ok:
+                self.outcomes["delivered"] += 1
+                group.remove(item, recorded=False)
+                self._done.append((item.delivery.seq, attempt.status or 200))
+                continue
+            if attempt.gone:
+                self.outcomes["gone"] += 1
+                log.warning("webhook %s answered 410 Gone: disabled", endpoint.webhook.id)
+                await self.store.webhooks.set_disabled(
+                    endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
+                )
+                self.forget_endpoint(endpoint.webhook.id)
+                await self._drop(group)
+                return False
+            await self._failed(group, item, attempt)
+            break
         return True
 
     async def _failed(self, group: _Group, item: Outgoing, attempt: Attempt) -> None:
@@ -371,7 +308,7 @@ class WebhookDispatcher:
             await self.store.outbox.mark_failed(
                 item.delivery.seq, attempts=failures, next_attempt_at=now, status=attempt.status, error=error, dead=True
             )
-            group.pop()
+            group.remove(item)
             return
         self.outcomes["failed"] += 1
         log.info("webhook delivery %d failed (%s); attempt %d in %.0fs", item.delivery.seq, error, failures + 1, delay)
@@ -384,7 +321,7 @@ class WebhookDispatcher:
             dead=False,
         )
         delivery = replace(item.delivery, attempts=failures, next_attempt_at=now + delay, last_error=error)
-        group.items[0] = Outgoing(delivery, item.body)
+        group.replace(item, Outgoing(delivery, item.body))
 
     async def _drop(self, group: _Group) -> None:
         if self._groups.get(group.key) is group:
@@ -408,13 +345,13 @@ class WebhookDispatcher:
             self._endpoints.pop(webhook_id, None)
             return None
         webhook, secret = found
-        endpoint = _Endpoint(webhook, Signer(secret), self.clock())
+        endpoint = _Endpoint(webhook, secret, Signer(secret), self.clock())
         self._endpoints[webhook_id] = endpoint
         return endpoint
 
     async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
-        assert self._client is not None
         now = self.clock()
+        assert self._client is not None
         headers = signed_headers(endpoint.signer, item.delivery.event_id, now, item.body)
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 

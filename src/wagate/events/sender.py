@@ -1,0 +1,431 @@
+"""Webhook requests signed and sent by a child process, so that the gateway's own process keeps its CPU for the rest.
+
+The webhook side (the signature, the request and its answer, and the kernel's share of every round trip) was about
+half of the gateway's CPU per event: a burst of 60,000 received messages took 4.7-4.8 s of its CPU with no webhook
+and 9.5-10.3 s with one, all of it under the one GIL that SQLite's writer thread needs too. :class:`ProcessSender`
+hands the child (``python -m wagate.events.sender``) *runs*: the due deliveries of one group (endpoint, session),
+oldest first. The child sends them one after the other and stops at the first that fails, so the order of a
+session's events holds without a round trip between the processes per request; the answer says, for each, delivered,
+failed (with the status, ``Retry-After`` and error) or not attempted. Everything that decides stays with the
+dispatcher in the gateway: what is due, retries, 410, dead letters, what is recorded. The child signs with the
+endpoint's secret and sends through :class:`~wagate.events.client.WebhookClient`, SSRF guard included.
+
+Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
+
+- to the child, ``E``: endpoint index (u32), URL length (u16), URL, secret; ``R``: token (u64), endpoint index (u32),
+  the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body length (u32),
+  body;
+- from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
+  2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error.
+
+Each request is signed at the dispatcher's time plus what the child's monotonic clock has run since the run arrived
+(tests drive the dispatcher's clock). The child ignores SIGINT and SIGTERM: the gateway stops it, after its own
+graceful stop, by closing its input; the child then answers what it has not started as not attempted and exits, as it
+also does when the gateway dies, even by SIGKILL. If the child dies, the delivery it was sending fails (and is
+retried on the schedule like any failure), and the next run starts a new child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from standardwebhooks import Webhook as Signer
+
+from wagate.events.client import Attempt, WebhookClient, signed_headers
+
+log = logging.getLogger("wagate.webhooks")
+
+_FRAME = struct.Struct("!cI")
+_ENDPOINT = struct.Struct("!IH")
+_RUN = struct.Struct("!QIdH")
+_ID = struct.Struct("!H")
+_BODY = struct.Struct("!I")
+_ANSWER = struct.Struct("!QH")
+_OUTCOME = struct.Struct("!BHdH")
+MAX_FRAME = 256 * 1024 * 1024
+MAX_RUN = 256
+_MAX_ENDPOINTS = 10_000
+_NOT_ATTEMPTED, _DELIVERED, _FAILED = 0, 1, 2
+# A run the child has not answered this long past its requests' timeouts: the child is taken as stuck and replaced.
+_GRACE = 10.0
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    return _FRAME.pack(kind, len(payload)) + payload
+
+
+class FrameReader:
+    """Splits a byte stream into (kind, payload) frames and hands each to ``on_frame``."""
+
+    def __init__(self, on_frame: Callable[[bytes, bytes], None]) -> None:
+        self._buffer = bytearray()
+        self._on_frame = on_frame
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        at, size, head = 0, len(buffer), _FRAME.size
+        while size - at >= head:
+            kind, length = _FRAME.unpack_from(buffer, at)
+            if length > MAX_FRAME:
+                raise ValueError(f"a frame of {length} bytes")
+            if size - at - head < length:
+                break
+            start = at + head
+            self._on_frame(kind, bytes(buffer[start : start + length]))
+            at = start + length
+        if at:
+            del buffer[:at]
+
+
+def encode_answer(token: int, attempts: Sequence[Attempt | None]) -> bytes:
+    parts = [_ANSWER.pack(token, len(attempts))]
+    for attempt in attempts:
+        if attempt is None:
+            parts.append(_OUTCOME.pack(_NOT_ATTEMPTED, 0, math.nan, 0))
+            continue
+        error = attempt.error.encode()[:4000]
+        retry_after = math.nan if attempt.retry_after is None else attempt.retry_after
+        outcome = _DELIVERED if attempt.ok else _FAILED
+        parts.append(_OUTCOME.pack(outcome, attempt.status or 0, retry_after, len(error)) + error)
+    return frame(b"A", b"".join(parts))
+
+
+def decode_answer(payload: bytes) -> tuple[int, list[Attempt | None]]:
+    token, count = _ANSWER.unpack_from(payload)
+    at = _ANSWER.size
+    attempts: list[Attempt | None] = []
+    for _ in range(count):
+        outcome, status, retry_after, error_length = _OUTCOME.unpack_from(payload, at)
+        at += _OUTCOME.size
+        error = payload[at : at + error_length].decode(errors="replace")
+        at += error_length
+        if outcome == _NOT_ATTEMPTED:
+            attempts.append(None)
+        else:
+            after = None if math.isnan(retry_after) else retry_after
+            attempts.append(Attempt(outcome == _DELIVERED, status or None, error, after))
+    return token, attempts
+
+
+# the gateway's side --------------------------------------------------------------------------------------------
+
+
+class _ChildPipes(asyncio.SubprocessProtocol):
+    def __init__(self, sender: ProcessSender) -> None:
+        self._sender = sender
+        self._reader = FrameReader(sender._answered)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            try:
+                self._reader.feed(data)
+            except (ValueError, struct.error, IndexError):
+                log.exception("the webhook sender process sent a broken frame; replacing it")
+                self._sender._kill()
+
+    def process_exited(self) -> None:
+        self._sender._exited(self)
+
+
+class _Run:
+    __slots__ = ("deadline", "future", "size")
+
+    def __init__(self, future: asyncio.Future[list[Attempt | None]], size: int, deadline: float) -> None:
+        self.future = future
+        self.size = size
+        self.deadline = deadline
+
+
+class ProcessSender:
+    """The gateway's handle on its webhook sender process. :meth:`run` sends a group's deliveries in order."""
+
+    def __init__(self, *, timeout: float, allow_private: bool, concurrency: int) -> None:
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self.concurrency = concurrency
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._pipes: _ChildPipes | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._starting = asyncio.Lock()
+        self._endpoints: dict[tuple[str, str], int] = {}
+        self._runs: dict[int, _Run] = {}
+        self._token = 0
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
+        self.started = 0  # child processes started so far
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._transport is None else self._transport.get_pid()
+
+    async def start(self) -> None:
+        async with self._starting:
+            if self._transport is not None or self._closed:
+                return
+            args = [sys.executable, "-m", "wagate.events.sender", "--timeout", repr(self.timeout)]
+            args += ["--concurrency", str(self.concurrency)] + (["--allow-private"] if self.allow_private else [])
+            transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                lambda: _ChildPipes(self), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+            # uvloop's pipe transports are not asyncio's classes; what is used of them is write() and close()
+            self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+            self._transport, self._pipes = transport, pipes
+            self._endpoints.clear()
+            self.started += 1
+            if self._watchdog is None:
+                self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def run(
+        self, url: str, secret: str, deliveries: Sequence[tuple[str, bytes]], now: float
+    ) -> list[Attempt | None]:
+        """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url`` one after the
+        other, stopping at the first that fails: an attempt for each one tried, None for the rest."""
+        if self._transport is None:
+            try:
+                await self.start()
+            except OSError as exc:
+                return self._failed(len(deliveries), f"the webhook sender process cannot start: {exc}"[:300])
+            if self._transport is None:
+                return self._failed(len(deliveries), "the webhook sender is stopped")
+        index = self._endpoints.get((url, secret))
+        if index is None:
+            if len(self._endpoints) >= _MAX_ENDPOINTS:
+                self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
+            index = self._endpoints[(url, secret)] = len(self._endpoints)
+            raw_url = url.encode()
+            self._send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + secret.encode()))
+        self._token += 1
+        token = self._token
+        parts = [_RUN.pack(token, index, now, len(deliveries))]
+        for event_id, body in deliveries:
+            raw_id = event_id.encode()
+            parts += (_ID.pack(len(raw_id)), raw_id, _BODY.pack(len(body)), body)
+        future: asyncio.Future[list[Attempt | None]] = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + (self.timeout + 1) * len(deliveries) + _GRACE
+        self._runs[token] = _Run(future, len(deliveries), deadline)
+        self._send(frame(b"R", b"".join(parts)))
+        return await future
+
+    @staticmethod
+    def _failed(size: int, why: str) -> list[Attempt | None]:
+        return [Attempt(False, error=why), *([None] * (size - 1))]
+
+    def _send(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """What was written during one turn of the loop goes to the child in one write."""
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and self._stdin is not None and not self._stdin.is_closing():
+            self._stdin.write(b"".join(out))
+
+    def _answered(self, kind: bytes, payload: bytes) -> None:
+        if kind != b"A":
+            return
+        token, attempts = decode_answer(payload)
+        run = self._runs.pop(token, None)
+        if run is not None and not run.future.done():
+            run.future.set_result((attempts + [None] * run.size)[: run.size])
+
+    def _exited(self, pipes: _ChildPipes) -> None:
+        if pipes is not self._pipes:
+            return
+        transport = self._transport
+        code = transport.get_returncode() if transport is not None else None
+        if transport is not None:
+            transport.close()
+        if not self._closed:
+            log.warning("the webhook sender process exited (code %s); a new one starts with the next run", code)
+        self._transport = self._pipes = self._stdin = None
+        self._fail_all(f"the webhook sender process exited (code {code})")
+
+    def _fail_all(self, why: str) -> None:
+        runs, self._runs = self._runs, {}
+        for run in runs.values():
+            if not run.future.done():
+                run.future.set_result(self._failed(run.size, why))
+
+    def _kill(self) -> None:
+        if self._transport is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
+
+    async def _watch(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if any(run.deadline < now for run in self._runs.values()):
+                log.warning("the webhook sender process stopped answering; replacing it")
+                self._kill()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Let the child finish the requests it has started (up to ``grace`` seconds) and stop it."""
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        transport = self._transport
+        if transport is None:
+            return
+        self._flush()
+        if self._stdin is not None:
+            self._stdin.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while transport.get_returncode() is None and loop.time() < deadline:  # noqa: ASYNC110 - no awaitable exit
+            await asyncio.sleep(0.02)
+        if transport.get_returncode() is None:
+            self._kill()
+        transport.close()
+        self._fail_all("the webhook sender stopped")
+
+
+# the child's side ----------------------------------------------------------------------------------------------
+
+
+class _Child:
+    def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
+        self.client = client
+        self.output = output
+        self.endpoints: dict[int, tuple[str, Signer]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+
+    def on_frame(self, kind: bytes, payload: bytes) -> None:
+        if kind == b"E":
+            index, url_length = _ENDPOINT.unpack_from(payload)
+            start = _ENDPOINT.size
+            url = payload[start : start + url_length].decode()
+            self.endpoints[index] = (url, Signer(payload[start + url_length :].decode()))
+        elif kind == b"R":
+            token, index, now, count = _RUN.unpack_from(payload)
+            at = _RUN.size
+            deliveries = []
+            for _ in range(count):
+                (id_length,) = _ID.unpack_from(payload, at)
+                at += _ID.size
+                event_id = payload[at : at + id_length].decode()
+                at += id_length
+                (body_length,) = _BODY.unpack_from(payload, at)
+                at += _BODY.size
+                deliveries.append((event_id, payload[at : at + body_length]))
+                at += body_length
+            task = asyncio.ensure_future(self._run(token, index, now, deliveries))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, token: int, index: int, now: float, deliveries: list[tuple[str, bytes]]) -> None:
+        arrived = time.monotonic()
+        attempts: list[Attempt | None] = []
+        for event_id, body in deliveries:
+            if self.stopping:
+                break
+            at = now + (time.monotonic() - arrived)
+            try:
+                url, signer = self.endpoints[index]
+                attempt = await self.client.post(url, body, signed_headers(signer, event_id, at, body.decode()), at)
+            except Exception as exc:  # this delivery fails; the child goes on
+                attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
+            attempts.append(attempt)
+            if not attempt.ok:
+                break
+        self._answer(encode_answer(token, attempts + [None] * (len(deliveries) - len(attempts))))
+
+    def _answer(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and not self.output.is_closing():
+            self.output.write(b"".join(out))
+
+
+class _Input(asyncio.Protocol):
+    def __init__(self, child: _Child, done: asyncio.Future[None]) -> None:
+        self._reader = FrameReader(child.on_frame)
+        self._done = done
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._reader.feed(data)
+        except (ValueError, struct.error, IndexError, UnicodeDecodeError):
+            log.exception("a broken frame from the gateway; stopping")
+            self.connection_lost(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    client = WebhookClient(timeout=args.timeout, allow_private=args.allow_private, concurrency=args.concurrency)
+    output, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
+    child = _Child(client, output)
+    done: asyncio.Future[None] = loop.create_future()
+    stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
+    reading, _ = await loop.connect_read_pipe(lambda: _Input(child, done), stdin)
+    pruning = asyncio.ensure_future(_prune_every(client, 30.0))
+    try:
+        await done
+        child.stopping = True  # runs finish the request they are in and answer the rest as not attempted
+        if child.tasks:
+            await asyncio.wait(set(child.tasks), timeout=args.timeout + 1)
+        child.flush()
+    finally:
+        pruning.cancel()
+        reading.close()
+        await client.close()
+        output.close()
+
+
+async def _prune_every(client: WebhookClient, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        client.prune()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="wagate's webhook sender (started by the gateway)")
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--allow-private", action="store_true")
+    args = parser.parse_args(argv)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner = uvloop.run
+    runner(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The webhook sender process, really started, against a real receiver on loopback: runs sent in order and stopped at
+their first failure, a killed child replaced, a child that follows its gateway out, the SSRF guard in the child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from tests.receiver import Receiver
+from wagate.events.sender import ProcessSender
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    running = Receiver()
+    await running.start()
+    running.secrets["/hook"] = SECRET
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[ProcessSender]:
+    made = ProcessSender(timeout=2.0, allow_private=True, concurrency=10)
+    yield made
+    await made.close()
+
+
+def deliveries(count: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [(f"evt_{n:04d}", b'{"n": %d}' % n) for n in range(start, start + count)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie waits only for its parent to reap it
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
+    receiver: Receiver, sender: ProcessSender
+) -> None:
+    attempts = await sender.run(receiver.url(), SECRET, deliveries(5), time.time())
+    assert [(a.ok, a.status) if a else None for a in attempts] == [(True, 204)] * 5
+    assert [r.webhook_id for r in receiver.received] == [f"evt_{n:04d}" for n in range(5)]
+    assert receiver.verified == 5  # the standardwebhooks verifier, on arrival
+    assert not receiver.failures
+
+    busy = web.Response(status=503, headers={"Retry-After": "7"})
+    receiver.answer = lambda r: busy if r.webhook_id == "evt_0007" else None
+    attempts = await sender.run(receiver.url(), SECRET, deliveries(5, start=5), time.time())
+    assert [(a.ok, a.status, a.retry_after) if a else None for a in attempts] == [
+        (True, 204, None),
+        (True, 204, None),
+        (False, 503, 7.0),
+        None,  # not attempted: the run stopped at its failure, so the session's order holds
+        None,
+    ]
+    assert [r.webhook_id for r in receiver.received][5:] == ["evt_0005", "evt_0006", "evt_0007"]
+    assert sender.started == 1
+
+
+async def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(
+    receiver: Receiver, sender: ProcessSender
+) -> None:
+    await sender.run(receiver.url(), SECRET, deliveries(1), time.time())
+    first = sender.pid
+    assert first is not None
+    receiver.delay = 5.0  # the next request hangs in the receiver while the child is killed
+    running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(3, start=1), time.time()))
+    await receiver.wait_for(2)
+    os.kill(first, signal.SIGKILL)
+    attempts = await asyncio.wait_for(running, 5)
+    failed, *rest = attempts
+    assert failed is not None
+    assert not failed.ok
+    assert "exited" in failed.error
+    assert rest == [None, None]
+    receiver.delay = 0.0
+    (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=1), time.time())
+    assert again is not None
+    assert again.ok
+    assert sender.started == 2
+    assert sender.pid not in (None, first)
+
+
+async def test_the_child_exits_when_its_gateway_goes_and_ignores_sigterm(
+    receiver: Receiver, sender: ProcessSender
+) -> None:
+    await sender.run(receiver.url(), SECRET, deliveries(1), time.time())
+    pid = sender.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)  # a terminal's or a service manager's signal to the group: the gateway stops it
+    await asyncio.sleep(0.3)
+    assert alive(pid)
+    assert sender._stdin is not None
+    sender._stdin.close()  # what a gateway killed with SIGKILL leaves: the child's input ends
+    deadline = time.monotonic() + 5
+    while alive(pid):
+        assert time.monotonic() < deadline, "the sender outlived its gateway"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_guard_runs_in_the_child_and_no_connection_is_made() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        guarded = ProcessSender(timeout=2.0, allow_private=False, concurrency=10)
+        try:
+            for url in (f"http://127.0.0.1:{port}/hook", f"http://localhost:{port}/hook", f"http://2130706433:{port}/"):
+                (attempt,) = await guarded.run(url, SECRET, deliveries(1), time.time())
+                assert attempt is not None
+                assert not attempt.ok
+                assert attempt.error.startswith("refused"), attempt
+        finally:
+            await guarded.close()
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected
