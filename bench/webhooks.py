@@ -31,7 +31,7 @@ import aiohttp
 import httptools
 import httpx
 import uvloop
-from harness import ADMIN, cpu_split, link_all, stack
+from harness import ADMIN, children, cpu_split, link_all, stack
 from standardwebhooks import Webhook as Verifier
 
 
@@ -192,6 +192,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             await asyncio.sleep(0.05)
         elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
         cpu_after = [cpu_split(pid) for pid in pids]
+        # the gateway's children (its webhook sender, started with the first delivery, after cpu_before)
+        cpu_children = [cpu_split(pid) for pid in children(gateway_pid)]
         cpu = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(cpu_after, cpu_before, strict=True)]
         writes_after = await store_writes(base)
         writes = writes_after[0] - writes_before[0]
@@ -219,6 +221,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             "cpu_gateway_s": round(sum(cpu[0]), 2),
             "cpu_sim_s": round(sum(cpu[1]), 2),
             "cpu_receiver_s": round(sum(cpu[2]), 2),
+            "cpu_sender_s": round(sum(sum(c) for c in cpu_children), 2),
             # of which in the kernel (loopback TCP among them): system CPU seconds of each process
             "sys_gateway_s": round(cpu[0][1], 2),
             "sys_sim_s": round(cpu[1][1], 2),
