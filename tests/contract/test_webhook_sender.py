@@ -129,3 +129,20 @@ async def test_the_guard_runs_in_the_child_and_no_connection_is_made() -> None:
             await guarded.close()
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing ever connected
+
+
+async def test_a_run_keeps_its_endpoint_when_the_index_is_given_to_another(
+    receiver: Receiver, sender: ProcessSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("wagate.events.sender._MAX_ENDPOINTS", 1)  # every new endpoint takes index 0 again
+    other = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
+    receiver.secrets.update({"/a": SECRET, "/b": other})
+    receiver.delay = 0.2  # run a is still sending when b's endpoint takes its index
+    first = asyncio.ensure_future(sender.run(receiver.url("/a"), SECRET, deliveries(3), time.time()))
+    await receiver.wait_for(1)
+    second = await sender.run(receiver.url("/b"), other, deliveries(1, start=3), time.time())
+    assert all(a is not None and a.ok for a in [*await first, *second])
+    by_path = {path: [r.webhook_id for r in receiver.received if r.path == path] for path in ("/a", "/b")}
+    assert by_path == {"/a": ["evt_0000", "evt_0001", "evt_0002"], "/b": ["evt_0003"]}
+    assert receiver.verified == 4  # each request signed with its own endpoint's secret
+    assert not receiver.failures

@@ -255,6 +255,7 @@ class ProcessSender:
         if not self._closed:
             log.warning("the webhook sender process exited (code %s); a new one starts with the next run", code)
         self._transport = self._pipes = self._stdin = None
+        self._out.clear()  # frames for the child that died: its runs are failed below, the next child starts afresh
         self._fail_all(f"the webhook sender process exited (code {code})")
 
     def _fail_all(self, why: str) -> None:
@@ -331,11 +332,15 @@ class _Child:
                 at += _BODY.size
                 deliveries.append((event_id, payload[at : at + body_length]))
                 at += body_length
-            task = asyncio.ensure_future(self._run(token, index, now, deliveries))
+            # The endpoint as it is now: a later E frame may give its index to another endpoint meanwhile.
+            endpoint = self.endpoints.get(index)
+            task = asyncio.ensure_future(self._run(token, endpoint, now, deliveries))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, token: int, index: int, now: float, deliveries: list[tuple[str, bytes]]) -> None:
+    async def _run(
+        self, token: int, endpoint: tuple[str, Signer] | None, now: float, deliveries: list[tuple[str, bytes]]
+    ) -> None:
         arrived = time.monotonic()
         attempts: list[Attempt | None] = []
         for event_id, body in deliveries:
@@ -343,7 +348,9 @@ class _Child:
                 break
             at = now + (time.monotonic() - arrived)
             try:
-                url, signer = self.endpoints[index]
+                if endpoint is None:
+                    raise LookupError("a run for an endpoint the sender was never told of")
+                url, signer = endpoint
                 attempt = await self.client.post(url, body, signed_headers(signer, event_id, at, body.decode()), at)
             except Exception as exc:  # this delivery fails; the child goes on
                 attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
