@@ -89,6 +89,31 @@ class FrameReader:
             del buffer[:at]
 
 
+class TurnWriter:
+    """Frames written during one turn of the loop, sent to ``target()`` in one write once the turn is over."""
+
+    def __init__(self, target: Callable[[], asyncio.WriteTransport | None]) -> None:
+        self._target = target
+        self._out: list[bytes] = []
+        self._scheduled = False
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        out, self._out = self._out, []
+        transport = self._target()
+        if out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(out))
+
+    def clear(self) -> None:
+        self._out.clear()
+
+
 def encode_answer(token: int, attempts: Sequence[Attempt | None]) -> bytes:
     parts = [_ANSWER.pack(token, len(attempts))]
     for attempt in attempts:
@@ -162,8 +187,7 @@ class ProcessSender:
         self._endpoints: dict[tuple[str, str], int] = {}
         self._runs: dict[int, _Run] = {}
         self._token = 0
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._writer = TurnWriter(lambda: self._stdin)
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self.started = 0  # child processes started so far
@@ -207,7 +231,7 @@ class ProcessSender:
                 self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
             index = self._endpoints[(url, secret)] = len(self._endpoints)
             raw_url = url.encode()
-            self._send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + secret.encode()))
+            self._writer.send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + secret.encode()))
         self._token += 1
         token = self._token
         parts = [_RUN.pack(token, index, now, len(deliveries))]
@@ -217,25 +241,12 @@ class ProcessSender:
         future: asyncio.Future[list[Attempt | None]] = asyncio.get_running_loop().create_future()
         deadline = time.monotonic() + (self.timeout + 1) * len(deliveries) + _GRACE
         self._runs[token] = _Run(future, len(deliveries), deadline)
-        self._send(frame(b"R", b"".join(parts)))
+        self._writer.send(frame(b"R", b"".join(parts)))
         return await future
 
     @staticmethod
     def _failed(size: int, why: str) -> list[Attempt | None]:
         return [Attempt(False, error=why), *([None] * (size - 1))]
-
-    def _send(self, data: bytes) -> None:
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """What was written during one turn of the loop goes to the child in one write."""
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        if out and self._stdin is not None and not self._stdin.is_closing():
-            self._stdin.write(b"".join(out))
 
     def _answered(self, kind: bytes, payload: bytes) -> None:
         if kind != b"A":
@@ -255,7 +266,7 @@ class ProcessSender:
         if not self._closed:
             log.warning("the webhook sender process exited (code %s); a new one starts with the next run", code)
         self._transport = self._pipes = self._stdin = None
-        self._out.clear()  # frames for the child that died: its runs are failed below, the next child starts afresh
+        self._writer.clear()  # frames for the child that died: its runs are failed below, the next child starts afresh
         self._fail_all(f"the webhook sender process exited (code {code})")
 
     def _fail_all(self, why: str) -> None:
@@ -287,7 +298,7 @@ class ProcessSender:
         transport = self._transport
         if transport is None:
             return
-        self._flush()
+        self._writer.flush()
         if self._stdin is not None:
             self._stdin.close()
         loop = asyncio.get_running_loop()
@@ -306,12 +317,10 @@ class ProcessSender:
 class _Child:
     def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
         self.client = client
-        self.output = output
         self.endpoints: dict[int, tuple[str, Signer]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self.writer = TurnWriter(lambda: output)
 
     def on_frame(self, kind: bytes, payload: bytes) -> None:
         if kind == b"E":
@@ -357,19 +366,7 @@ class _Child:
             attempts.append(attempt)
             if not attempt.ok:
                 break
-        self._answer(encode_answer(token, attempts + [None] * (len(deliveries) - len(attempts))))
-
-    def _answer(self, data: bytes) -> None:
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        if out and not self.output.is_closing():
-            self.output.write(b"".join(out))
+        self.writer.send(encode_answer(token, attempts + [None] * (len(deliveries) - len(attempts))))
 
 
 class _Input(asyncio.Protocol):
@@ -403,7 +400,7 @@ async def _serve(args: argparse.Namespace) -> None:
         child.stopping = True  # runs finish the request they are in and answer the rest as not attempted
         if child.tasks:
             await asyncio.wait(set(child.tasks), timeout=args.timeout + 1)
-        child.flush()
+        child.writer.flush()
     finally:
         pruning.cancel()
         reading.close()
