@@ -288,7 +288,7 @@ class ProcessSender:
                 log.warning("the webhook sender process stopped answering; replacing it")
                 self._kill()
 
-    async def close(self, grace: float = 5.0) -> None:
+    async def close(self, grace: float = 2.0) -> None:
         """Let the child finish the requests it has started (up to ``grace`` seconds) and stop it."""
         self._closed = True
         if self._watchdog is not None:
