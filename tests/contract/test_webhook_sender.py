@@ -146,3 +146,34 @@ async def test_a_run_keeps_its_endpoint_when_the_index_is_given_to_another(
     assert by_path == {"/a": ["evt_0000", "evt_0001", "evt_0002"], "/b": ["evt_0003"]}
     assert receiver.verified == 4  # each request signed with its own endpoint's secret
     assert not receiver.failures
+
+
+async def test_a_frozen_child_is_replaced_and_a_slow_run_is_not(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("wagate.events.sender._GRACE", 0.5)  # silent for timeout + 0.5 s: taken as stuck
+    sender = ProcessSender(timeout=1.0, allow_private=True, concurrency=10)
+    try:
+        receiver.delay = 0.8  # each request just within the timeout: a run of 3 takes twice timeout + grace
+        started = time.monotonic()
+        attempts = await sender.run(receiver.url(), SECRET, deliveries(3), time.time())
+        assert time.monotonic() - started > 2.0
+        assert [a is not None and a.ok for a in attempts] == [True, True, True]  # its heartbeats kept it alive
+        assert sender.started == 1
+
+        frozen = sender.pid
+        assert frozen is not None
+        running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(1, start=3), time.time()))
+        await receiver.wait_for(4)
+        os.kill(frozen, signal.SIGSTOP)  # a child that neither answers nor dies
+        (failed,) = await asyncio.wait_for(running, 10)
+        assert failed is not None
+        assert not failed.ok
+        assert "exited" in failed.error
+        receiver.delay = 0.0
+        (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=3), time.time())
+        assert again is not None
+        assert again.ok
+        assert sender.started == 2
+    finally:
+        await sender.close()

@@ -16,7 +16,9 @@ Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endi
   the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body length (u32),
   body;
 - from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
-  2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error.
+  2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error;
+  ``H`` (empty) every second while it holds runs: a child silent for the request timeout and ten seconds more is
+  taken as stuck and replaced.
 
 Each request is signed at the dispatcher's time plus what the child's monotonic clock has run since the run arrived
 (tests drive the dispatcher's clock). The child ignores SIGINT and SIGTERM: the gateway stops it, after its own
@@ -57,7 +59,9 @@ MAX_FRAME = 256 * 1024 * 1024
 MAX_RUN = 256
 _MAX_ENDPOINTS = 10_000
 _NOT_ATTEMPTED, _DELIVERED, _FAILED = 0, 1, 2
-# A run the child has not answered this long past its requests' timeouts: the child is taken as stuck and replaced.
+# While it holds runs the child says it is alive every HEARTBEAT seconds; silent for the request timeout and GRACE
+# more, it is taken as stuck and replaced. (A run may take long: up to MAX_RUN requests to a slow endpoint.)
+HEARTBEAT = 1.0
 _GRACE = 10.0
 
 
@@ -154,6 +158,7 @@ class _ChildPipes(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
+            self._sender.heard = time.monotonic()
             try:
                 self._reader.feed(data)
             except (ValueError, struct.error, IndexError):
@@ -165,12 +170,11 @@ class _ChildPipes(asyncio.SubprocessProtocol):
 
 
 class _Run:
-    __slots__ = ("deadline", "future", "size")
+    __slots__ = ("future", "size")
 
-    def __init__(self, future: asyncio.Future[list[Attempt | None]], size: int, deadline: float) -> None:
+    def __init__(self, future: asyncio.Future[list[Attempt | None]], size: int) -> None:
         self.future = future
         self.size = size
-        self.deadline = deadline
 
 
 class ProcessSender:
@@ -190,6 +194,7 @@ class ProcessSender:
         self._writer = TurnWriter(lambda: self._stdin)
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
+        self.heard = 0.0  # when the child last wrote anything (an answer or a heartbeat)
         self.started = 0  # child processes started so far
 
     @property
@@ -239,8 +244,9 @@ class ProcessSender:
             raw_id = event_id.encode()
             parts += (_ID.pack(len(raw_id)), raw_id, _BODY.pack(len(body)), body)
         future: asyncio.Future[list[Attempt | None]] = asyncio.get_running_loop().create_future()
-        deadline = time.monotonic() + (self.timeout + 1) * len(deliveries) + _GRACE
-        self._runs[token] = _Run(future, len(deliveries), deadline)
+        if not self._runs:
+            self.heard = time.monotonic()  # silence while it had nothing to do does not count
+        self._runs[token] = _Run(future, len(deliveries))
         self._writer.send(frame(b"R", b"".join(parts)))
         return await future
 
@@ -282,10 +288,10 @@ class ProcessSender:
 
     async def _watch(self) -> None:
         while not self._closed:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            if any(run.deadline < now for run in self._runs.values()):
+            await asyncio.sleep(HEARTBEAT)
+            if self._runs and time.monotonic() - self.heard > self.timeout + _GRACE:
                 log.warning("the webhook sender process stopped answering; replacing it")
+                self.heard = time.monotonic()
                 self._kill()
 
     async def close(self, grace: float = 2.0) -> None:
@@ -395,6 +401,7 @@ async def _serve(args: argparse.Namespace) -> None:
     stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
     reading, _ = await loop.connect_read_pipe(lambda: _Input(child, done), stdin)
     pruning = asyncio.ensure_future(_prune_every(client, 30.0))
+    beating = asyncio.ensure_future(_beat(child))
     try:
         await done
         child.stopping = True  # runs finish the request they are in and answer the rest as not attempted
@@ -403,9 +410,18 @@ async def _serve(args: argparse.Namespace) -> None:
         child.writer.flush()
     finally:
         pruning.cancel()
+        beating.cancel()
         reading.close()
         await client.close()
         output.close()
+
+
+async def _beat(child: _Child) -> None:
+    """Tell the gateway this loop is alive while it holds runs (a run to a slow endpoint answers only at its end)."""
+    while True:
+        await asyncio.sleep(HEARTBEAT)
+        if child.tasks:
+            child.writer.send(frame(b"H", b""))
 
 
 async def _prune_every(client: WebhookClient, seconds: float) -> None:
