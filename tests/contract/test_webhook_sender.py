@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.receiver import Receiver
+from wagate.events.client import Attempt
 from wagate.events.sender import ProcessSender
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -37,6 +38,32 @@ async def sender() -> AsyncIterator[ProcessSender]:
 
 def deliveries(count: int, start: int = 0) -> list[tuple[str, bytes]]:
     return [(f"evt_{n:04d}", b'{"n": %d}' % n) for n in range(start, start + count)]
+
+
+async def running_child(sender: ProcessSender, receiver: Receiver) -> int:
+    """Deliver one so that a child runs: its pid."""
+    (attempt,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=900), time.time())
+    assert attempt is not None
+    assert attempt.ok
+    assert sender.pid is not None
+    return sender.pid
+
+
+async def assert_failed_then_replaced(
+    attempts: list[Attempt | None], lost: int, sender: ProcessSender, receiver: Receiver
+) -> None:
+    """The run the lost child held failed at its head (the rest not attempted); the next run starts another child."""
+    failed, *rest = attempts
+    assert failed is not None
+    assert not failed.ok
+    assert "exited" in failed.error
+    assert rest == [None] * len(rest)
+    receiver.delay = 0.0
+    (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=901), time.time())
+    assert again is not None
+    assert again.ok
+    assert sender.started == 2
+    assert sender.pid not in (None, lost)
 
 
 def alive(pid: int) -> bool:
@@ -74,33 +101,20 @@ async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
 async def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(
     receiver: Receiver, sender: ProcessSender
 ) -> None:
-    await sender.run(receiver.url(), SECRET, deliveries(1), time.time())
-    first = sender.pid
-    assert first is not None
+    first = await running_child(sender, receiver)
     receiver.delay = 5.0  # the next request hangs in the receiver while the child is killed
-    running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(3, start=1), time.time()))
+    running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(3), time.time()))
     await receiver.wait_for(2)
     os.kill(first, signal.SIGKILL)
     attempts = await asyncio.wait_for(running, 5)
-    failed, *rest = attempts
-    assert failed is not None
-    assert not failed.ok
-    assert "exited" in failed.error
-    assert rest == [None, None]
-    receiver.delay = 0.0
-    (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=1), time.time())
-    assert again is not None
-    assert again.ok
-    assert sender.started == 2
-    assert sender.pid not in (None, first)
+    assert len(attempts) == 3
+    await assert_failed_then_replaced(attempts, first, sender, receiver)
 
 
 async def test_the_child_exits_when_its_gateway_goes_and_ignores_sigterm(
     receiver: Receiver, sender: ProcessSender
 ) -> None:
-    await sender.run(receiver.url(), SECRET, deliveries(1), time.time())
-    pid = sender.pid
-    assert pid is not None
+    pid = await running_child(sender, receiver)
     os.kill(pid, signal.SIGTERM)  # a terminal's or a service manager's signal to the group: the gateway stops it
     await asyncio.sleep(0.3)
     assert alive(pid)
@@ -166,14 +180,8 @@ async def test_a_frozen_child_is_replaced_and_a_slow_run_is_not(
         running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(1, start=3), time.time()))
         await receiver.wait_for(4)
         os.kill(frozen, signal.SIGSTOP)  # a child that neither answers nor dies
-        (failed,) = await asyncio.wait_for(running, 10)
-        assert failed is not None
-        assert not failed.ok
-        assert "exited" in failed.error
-        receiver.delay = 0.0
-        (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=3), time.time())
-        assert again is not None
-        assert again.ok
-        assert sender.started == 2
+        attempts = await asyncio.wait_for(running, 10)
+        assert len(attempts) == 1
+        await assert_failed_then_replaced(attempts, frozen, sender, receiver)
     finally:
         await sender.close()

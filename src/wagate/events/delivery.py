@@ -350,8 +350,8 @@ class WebhookDispatcher:
         return endpoint
 
     async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
-        now = self.clock()
         assert self._client is not None
+        now = self.clock()
         headers = signed_headers(endpoint.signer, item.delivery.event_id, now, item.body)
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 
