@@ -4,11 +4,11 @@
     python bench/commit.py --batch 100 --rounds 200 --url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 A store (SQLite in a temporary directory unless ``--url``) with 20 sessions holding their leases and one webhook for
-``message.received``. Each round commits ``--batch`` received messages spread over the sessions, as the status
-recorder does: every message with its sealed body and its event, one outbox row per message, and one ratchet record
-per session (fenced), all in one transaction. Prints one JSON line: CPU microseconds per message of this process
-(both its threads: the loop's, and SQLite's writer), and the wall time per commit. On PostgreSQL the server's own
-CPU is not counted.
+``message.received`` (``--webhooks``: how many; 0 writes no outbox rows). Each round commits ``--batch`` received
+messages spread over the sessions, as the status recorder does: every message with its sealed body and its event,
+one outbox row per message and endpoint, and one ratchet record per session (fenced), all in one transaction. Prints
+one JSON line: CPU microseconds per message of this process (both its threads: the loop's, and SQLite's writer), and
+the wall time per commit. On PostgreSQL the server's own CPU is not counted.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ async def run(args: argparse.Namespace, url: str, schema: str | None) -> dict[st
             lease = await store.leases.acquire(made.id, "bench", ttl=3600)
             assert lease is not None
             sessions.append((made.id, made.name, vaults.open(tenant.id, made.id, owner="bench", epoch=lease.epoch)))
-        await store.webhooks.create(
-            tenant.id, "http://127.0.0.1:9/hook", ["message.received"], None, "whsec_" + "QUFB" * 8, limit=10
-        )
+        for _ in range(args.webhooks):
+            await store.webhooks.create(
+                tenant.id, "http://127.0.0.1:9/hook", ["message.received"], None, "whsec_" + "QUFB" * 8, limit=10
+            )
         counter = 0
 
         async def commit() -> None:
@@ -93,6 +94,7 @@ async def run(args: argparse.Namespace, url: str, schema: str | None) -> dict[st
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         return {
             "batch": args.batch,
+            "webhooks": args.webhooks,
             "rounds": args.rounds,
             "cpu_us_per_message": round(cpu / args.rounds / args.batch * 1e6, 1),
             "wall_ms_per_commit": round(wall / args.rounds * 1000, 2),
@@ -105,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--webhooks", type=int, default=1, help="endpoints subscribed (0: no outbox rows)")
     parser.add_argument("--url", default=None, help="a database URL; default: SQLite in a temporary directory")
     parser.add_argument("--schema", default=None, help="PostgreSQL: the schema to use (default: a new one, dropped)")
     args = parser.parse_args()
