@@ -3,11 +3,14 @@
     python bench/webhooks.py --sessions 20 --rate 5000 --seconds 20
     python bench/webhooks.py --sessions 20 --burst 50000
     python bench/webhooks.py --sessions 20 --rate 2000 --seconds 20 --trace /tmp/deliveries.csv
+    python bench/webhooks.py --sessions 20 --rate 5000 --seconds 20 --warmup 5
 
 Starts a sim-server and a gateway (SQLite unless ``--set WAGATE_DATABASE_URL=...``) as real processes, links the
 sessions through the real QR flow and points one webhook (``message.received``) at a receiver in this process,
 which checks every request with the ``standardwebhooks`` verifier. With ``--rate`` the phones receive messages at
-that steady total rate for ``--seconds``; with ``--burst`` that many arrive at once and the drain is timed.
+that steady total rate for ``--seconds``; with ``--burst`` that many arrive at once and the drain is timed. With
+``--warmup N`` each phone first receives N messages, delivered before the timed part starts and left out of it (the
+webhook sender's child process starts with the first delivery; without a warm-up the run includes that start).
 
 Latency is measured per event from the envelope's ``timestamp`` (set when the gateway turns the engine's event into
 an event, just before it commits) to the request's arrival at the receiver; ``queue_latency`` from the moment the
@@ -147,6 +150,23 @@ async def offer(sim: str, phones: list[str], rate: float, seconds: float) -> int
     return per_phone * len(phones)
 
 
+async def warm_up(sim: str, phones: list[str], receiver: Receiver, per_phone: int) -> None:
+    """Deliver ``per_phone`` messages of every phone before the timed part (the webhook sender's child starts with
+    the first delivery, and the first requests open the connections), then forget them."""
+    async with aiohttp.ClientSession(base_url=sim) as client:
+        for phone in phones:
+            async with client.post(f"/devices/{phone}/messages", json=inbound("warm-up", per_phone)) as response:
+                response.raise_for_status()
+    deadline = time.monotonic() + 60
+    while len(receiver.ids) < per_phone * len(phones):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"warm-up: {len(receiver.ids)} of {per_phone * len(phones)} delivered in 60 s")
+        await asyncio.sleep(0.05)
+    receiver.arrivals.clear()
+    receiver.ids.clear()
+    receiver.duplicates = 0
+
+
 async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, sim_pid: int) -> dict[str, Any]:
     receiver = Receiver()
     server = await asyncio.get_running_loop().create_server(lambda: HookServer(receiver), "127.0.0.1", 0)
@@ -169,6 +189,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             hook.raise_for_status()
         receiver.verifier = Verifier(hook.json()["secret"])
         phones = [f"+1555{i:07d}" for i in range(args.sessions)]
+        if args.warmup:
+            await warm_up(sim, phones, receiver, args.warmup)
         pids = (gateway_pid, sim_pid, os.getpid())
         cpu_before = [cpu_split(pid) for pid in pids]
         writes_before = await store_writes(base)
@@ -203,6 +225,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             write_trace(Path(args.trace), started, receiver.arrivals)
         return {
             "mode": f"burst {args.burst}" if args.burst else f"rate {args.rate}/s for {args.seconds}s",
+            "warmup_per_session": args.warmup,
             "sessions": args.sessions,
             "database": dict(item.split("=", 1) for item in args.set)
             .get("WAGATE_DATABASE_URL", "sqlite")
@@ -243,6 +266,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=0, help="instead of a rate: this many messages at once")
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_LOG_LEVEL=INFO")
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="messages per session delivered and left out before the timed part"
+    )
     parser.add_argument("--trace", default=None, help="a CSV file: every delivery's arrival and latencies")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-hooks-"))
