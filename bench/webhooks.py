@@ -150,6 +150,14 @@ async def offer(sim: str, phones: list[str], rate: float, seconds: float) -> int
     return per_phone * len(phones)
 
 
+async def delivered(receiver: Receiver, count: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``count`` distinct deliveries; whether they came."""
+    deadline = time.monotonic() + seconds
+    while len(receiver.ids) < count and time.monotonic() < deadline:  # noqa: ASYNC110 - a progress poll
+        await asyncio.sleep(0.05)
+    return len(receiver.ids) >= count
+
+
 async def warm_up(sim: str, phones: list[str], receiver: Receiver, per_phone: int) -> None:
     """Deliver ``per_phone`` messages of every phone before the timed part (the webhook sender's child starts with
     the first delivery, and the first requests open the connections), then forget them."""
@@ -157,11 +165,8 @@ async def warm_up(sim: str, phones: list[str], receiver: Receiver, per_phone: in
         for phone in phones:
             async with client.post(f"/devices/{phone}/messages", json=inbound("warm-up", per_phone)) as response:
                 response.raise_for_status()
-    deadline = time.monotonic() + 60
-    while len(receiver.ids) < per_phone * len(phones):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"warm-up: {len(receiver.ids)} of {per_phone * len(phones)} delivered in 60 s")
-        await asyncio.sleep(0.05)
+    if not await delivered(receiver, per_phone * len(phones), 60):
+        raise RuntimeError(f"warm-up: {len(receiver.ids)} of {per_phone * len(phones)} delivered in 60 s")
     receiver.arrivals.clear()
     receiver.ids.clear()
     receiver.duplicates = 0
@@ -209,9 +214,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             expected = per_phone * len(phones)
         else:
             expected = await offer(sim, phones, args.rate, args.seconds)
-        deadline = time.monotonic() + args.drain_timeout
-        while len(receiver.ids) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - a progress poll
-            await asyncio.sleep(0.05)
+        await delivered(receiver, expected, args.drain_timeout)
         elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
         cpu_after = [cpu_split(pid) for pid in pids]
         # the gateway's children (its webhook sender, started with the first delivery, after cpu_before)
