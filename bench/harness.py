@@ -7,10 +7,12 @@ import base64
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,6 +148,24 @@ def gateway_env(tmp: Path, sim_port: int, extra: dict[str, str], settings: list[
     )
     env.update(dict(item.split("=", 1) for item in settings))
     return env
+
+
+@contextmanager
+def workdir(prefix: str, keep: Path | None = None) -> Iterator[Path]:
+    """A directory for one run's data and logs. A new one is removed when the run ends well (a run's database grows
+    by hundreds of MB) and kept, its path printed, when it fails, for its logs; ``keep`` (a directory given by the
+    user) is used and kept either way."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    except BaseException:
+        print(f"the run failed; its data and logs are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -2,9 +2,10 @@
 
     python bench/restore.py --sessions 1000
 
-Starts a sim-server and a gateway (SQLite) as real processes in a temporary directory, links N sessions through the
-real QR flow, stops the gateway with SIGTERM, starts it again and polls its database (read-only) until every session
-has been recorded WORKING after the restart. Prints one JSON line with the figures.
+Starts a sim-server and a gateway (SQLite) as real processes in a temporary directory (removed at the end; kept with
+``--dir``, with a profile, and when the run fails), links N sessions through the real QR flow, stops the gateway
+with SIGTERM, starts it again and polls its database (read-only) until every session has been recorded WORKING after
+the restart. Prints one JSON line with the figures.
 
 Profiling: ``BENCH_PROFILE=SECONDS`` records the restarted gateway with py-spy (``BENCH_PROFILE_TARGET=sim`` the
 sim-server instead; ``BENCH_PROFILE_ARGS="--gil"`` passes options) into ``profile.txt`` in the work directory.
@@ -25,7 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ADMIN, cpu_seconds, cpu_split, free_port, gateway_env, link_all, rss_kib, spawn, stop_all, wait_http
+from harness import (
+    ADMIN,
+    cpu_seconds,
+    cpu_split,
+    free_port,
+    gateway_env,
+    link_all,
+    rss_kib,
+    spawn,
+    stop_all,
+    wait_http,
+    workdir,
+)
 
 
 def count(db: Path, status: str, since: float = 0.0) -> int:
@@ -53,9 +66,14 @@ def main() -> None:
         "--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_CONNECT_CONCURRENCY=500"
     )
     args = parser.parse_args()
+    # A profile is written into the work directory: kept then, as one given with --dir is.
+    keep = args.dir or (Path(tempfile.mkdtemp(prefix="wagate-bench-")) if os.environ.get("BENCH_PROFILE") else None)
+    with workdir("wagate-bench-", keep) as tmp:
+        restore(args, tmp)
+
+
+def restore(args: argparse.Namespace, tmp: Path) -> None:
     n: int = args.sessions
-    tmp: Path = args.dir or Path(tempfile.mkdtemp(prefix="wagate-bench-"))
-    tmp.mkdir(parents=True, exist_ok=True)
     reuse = (tmp / "data" / "wagate.db").exists()
     sim_port, port = free_port(), free_port()
     env = gateway_env(tmp, sim_port, {"WAGATE_MAX_SESSIONS_TOTAL": str(n)}, args.set)

@@ -16,13 +16,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ADMIN, cpu_seconds, link_all, stack
+from harness import ADMIN, cpu_seconds, link_all, stack, workdir
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,10 +103,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--set", action="append", default=[], help="a gateway setting, e.g. WAGATE_LOG_LEVEL=INFO")
+    parser.add_argument("--dir", type=Path, help="keep the run's data and logs here (default: removed at the end)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-send-"))
     unlimited = {"WAGATE_SEND_RATE": "1000000", "WAGATE_SEND_BURST": "1000", "WAGATE_SEND_QUEUE_MAX": "1000000"}
-    with stack(tmp, unlimited, args.set) as (base, sim_url, gateway_pid, _sim_pid):
+    with (
+        workdir("wagate-bench-send-", args.dir) as tmp,
+        stack(tmp, unlimited, args.set) as (base, sim_url, gateway_pid, _sim_pid),
+    ):
         print(json.dumps(asyncio.run(run(args, base, sim_url, gateway_pid))))
 
 

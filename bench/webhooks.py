@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import aiohttp
 import httptools
 import httpx
 import uvloop
-from harness import ADMIN, children, cpu_split, link_all, stack
+from harness import ADMIN, children, cpu_split, link_all, stack, workdir
 from standardwebhooks import Webhook as Verifier
 
 
@@ -273,9 +272,12 @@ def main() -> None:
         "--warmup", type=int, default=0, help="messages per session delivered and left out before the timed part"
     )
     parser.add_argument("--trace", default=None, help="a CSV file: every delivery's arrival and latencies")
+    parser.add_argument("--dir", type=Path, help="keep the run's data and logs here (default: removed at the end)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="wagate-bench-hooks-"))
-    with stack(tmp, {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1"}, args.set) as (base, sim_url, gateway_pid, sim_pid):
+    with (
+        workdir("wagate-bench-hooks-", args.dir) as tmp,
+        stack(tmp, {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1"}, args.set) as (base, sim_url, gateway_pid, sim_pid),
+    ):
         print(json.dumps(uvloop.run(run(args, base, sim_url, gateway_pid, sim_pid))))
 
 
