@@ -15,7 +15,8 @@ webhook sender's child process starts with the first delivery; without a warm-up
 Latency is measured per event from the envelope's ``timestamp`` (set when the gateway turns the engine's event into
 an event, just before it commits) to the request's arrival at the receiver; ``queue_latency`` from the moment the
 sim queued the message for the phone; ``store_writes`` and ``store_write_ms_mean`` count the gateway's write
-transactions meanwhile and their mean duration (from its ``/metrics``). Prints one JSON line.
+transactions meanwhile and their mean duration, ``delivery_lag_ms_mean`` the mean time from a delivery's commit to
+its answer's return to the gateway (all three from its ``/metrics``). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -112,16 +113,23 @@ def write_trace(path: Path, started: float, arrivals: list[tuple[float, float, f
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-async def store_writes(base: str) -> tuple[float, float]:
-    """The gateway's write transactions so far, from its /metrics: (how many, total seconds)."""
+async def gateway_counts(base: str) -> dict[str, float]:
+    """From the gateway's /metrics so far: its write transactions (how many, total seconds) and its webhook
+    deliveries' lag from commit to answer (how many, total seconds)."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         text = (await client.get("/metrics")).text
-    found = {"count": 0.0, "sum": 0.0}
+    prefixes = {
+        "writes": 'wagate_store_operation_duration_seconds_count{operation="write"}',
+        "write_s": 'wagate_store_operation_duration_seconds_sum{operation="write"}',
+        "lagged": "wagate_webhook_delivery_lag_seconds_count ",
+        "lag_s": "wagate_webhook_delivery_lag_seconds_sum ",
+    }
+    found = dict.fromkeys(prefixes, 0.0)
     for line in text.splitlines():
-        for field in found:
-            if line.startswith(f'wagate_store_operation_duration_seconds_{field}{{operation="write"}}'):
+        for field, prefix in prefixes.items():
+            if line.startswith(prefix):
                 found[field] = float(line.rsplit(" ", 1)[1])
-    return found["count"], found["sum"]
+    return found
 
 
 def inbound(text: str, count: int) -> dict[str, Any]:
@@ -197,7 +205,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             await warm_up(sim, phones, receiver, args.warmup)
         pids = (gateway_pid, sim_pid, os.getpid())
         cpu_before = [cpu_split(pid) for pid in pids]
-        writes_before = await store_writes(base)
+        counts_before = await gateway_counts(base)
         started = time.time()
         if args.burst:
             async with httpx.AsyncClient(base_url=sim, timeout=60) as client:
@@ -219,8 +227,9 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         # the gateway's children (its webhook sender, started with the first delivery, after cpu_before)
         cpu_children = [cpu_split(pid) for pid in children(gateway_pid)]
         cpu = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(cpu_after, cpu_before, strict=True)]
-        writes_after = await store_writes(base)
-        writes = writes_after[0] - writes_before[0]
+        counts_after = await gateway_counts(base)
+        counted = {field: counts_after[field] - counts_before[field] for field in counts_after}
+        writes, lagged = counted["writes"], counted["lagged"]
         latency = [(arrived - at) * 1000 for arrived, at, _ in receiver.arrivals]
         queued = [(arrived - at) * 1000 for arrived, _, at in receiver.arrivals]
         if args.trace:
@@ -254,7 +263,9 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             "wall_s": round(elapsed, 2),
             # The database's write transactions meanwhile: on SQLite one writer, so their time is what others wait.
             "store_writes": int(writes),
-            "store_write_ms_mean": round((writes_after[1] - writes_before[1]) / writes * 1000, 2) if writes else None,
+            "store_write_ms_mean": round(counted["write_s"] / writes * 1000, 2) if writes else None,
+            # From the commit to the sender's answer back in the gateway (its part after the event's commit).
+            "delivery_lag_ms_mean": round(counted["lag_s"] / lagged * 1000, 2) if lagged else None,
         }
     finally:
         server.close()

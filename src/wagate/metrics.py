@@ -6,18 +6,20 @@ process, as Prometheus counters do); HTTP and store latencies are histograms obs
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from wagate.domain.sessions import Status
+from wagate.events.delivery import LagHistogram
 
 if TYPE_CHECKING:
     from wagate.events.delivery import WebhookDispatcher
@@ -64,6 +66,13 @@ class GatewayCollector(Collector):
         yield deliveries
         backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
         yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
+        lag = self.dispatcher.lag if self.dispatcher is not None else LagHistogram()
+        yield HistogramMetricFamily(
+            "wagate_webhook_delivery_lag_seconds",
+            "from an event's commit to its successful webhook delivery, retries included",
+            buckets=[("+Inf" if math.isinf(bound) else repr(float(bound)), count) for bound, count in lag.cumulative()],
+            sum_value=lag.sum,
+        )
 
 
 class Metrics:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Signer
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -24,6 +26,7 @@ from wagate.events.client import parse_retry_after
 from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
+from wagate.metrics import GatewayCollector
 from wagate.store.base import DeliveryState, NewSession, Webhook
 
 
@@ -224,6 +227,44 @@ async def test_retry_after_is_honoured_in_seconds_and_as_a_date(rig_factory: Cal
     rig.clock.now = row.next_attempt_at
     await rig.receiver.wait_for(3)
     assert (await _settled(rig, hook, 3, state=DeliveryState.DELIVERED)).last_status == 204
+
+
+async def test_the_delivery_lag_counts_the_wait_for_a_retry(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook, _ = await rig.webhook()
+    first: list[bool] = [True]
+
+    def answer(_: Any) -> web.Response | None:
+        if first[0]:
+            first[0] = False
+            return web.Response(status=503, headers={"Retry-After": "120"})
+        return None
+
+    rig.receiver.answer = answer
+    await rig.emit(1)
+    await rig.receiver.wait_for(1)
+    row = await _settled(rig, hook, 1)
+    rig.clock.now = row.next_attempt_at  # created at the emit, it succeeds two (injected) minutes later
+    await rig.receiver.wait_for(2)
+    deadline = time.monotonic() + 5
+    while rig.dispatcher.outcomes["delivered"] < 1:
+        assert time.monotonic() < deadline
+        await _sleep(0.01)
+    registry = CollectorRegistry()
+    collector = GatewayCollector()
+    collector.dispatcher = rig.dispatcher
+    registry.register(collector)
+    samples = {
+        (sample.name, sample.labels.get("le")): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        if family.name == "wagate_webhook_delivery_lag_seconds"
+        for sample in family.samples
+    }
+    assert samples[("wagate_webhook_delivery_lag_seconds_count", None)] == 1
+    assert samples[("wagate_webhook_delivery_lag_seconds_sum", None)] == pytest.approx(120, abs=0.01)
+    assert samples[("wagate_webhook_delivery_lag_seconds_bucket", "60.0")] == 0
+    assert samples[("wagate_webhook_delivery_lag_seconds_bucket", "300.0")] == 1
+    assert samples[("wagate_webhook_delivery_lag_seconds_bucket", "+Inf")] == 1
 
 
 async def test_a_receiver_that_times_out_is_retried(rig_factory: Callable[..., Any]) -> None:

@@ -106,7 +106,11 @@ def test_two_tenants_see_only_their_own_events_in_order(
         assert any(e["type"] == "session.paired" for e in mine)
         assert not any("value" in e["payload"] or "qr" in e["payload"] for e in mine if e["type"] == "session.qr")
     counted = scrape(stack)
-    assert counted[("wagate_webhook_deliveries_total", (("outcome", "delivered"),))] >= 600
+    delivered = counted[("wagate_webhook_deliveries_total", (("outcome", "delivered"),))]
+    assert delivered >= 600
+    assert counted[("wagate_webhook_delivery_lag_seconds_count", ())] == delivered
+    assert counted[("wagate_webhook_delivery_lag_seconds_bucket", (("le", "+Inf"),))] == delivered
+    assert 0 < counted[("wagate_webhook_delivery_lag_seconds_sum", ())] < delivered * 20  # none waited for a retry
 
 
 def stack_tenant_id(stack: Stack, key: dict[str, str]) -> str:
