@@ -46,6 +46,14 @@ def cpu_seconds(pid: int) -> float:
     return user + system
 
 
+def written_bytes(pid: int) -> int:
+    """Bytes a process has had written to storage so far (its database's journal and pages, its logs)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no write_bytes for {pid}")
+
+
 def cpu_split(pid: int) -> tuple[float, float]:
     """A process's user and system CPU seconds so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -34,7 +34,7 @@ import aiohttp
 import httptools
 import httpx
 import uvloop
-from harness import ADMIN, children, cpu_split, link_all, stack, workdir
+from harness import ADMIN, children, cpu_split, link_all, stack, workdir, written_bytes
 from standardwebhooks import Webhook as Verifier
 
 
@@ -205,6 +205,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             await warm_up(sim, phones, receiver, args.warmup)
         pids = (gateway_pid, sim_pid, os.getpid())
         cpu_before = [cpu_split(pid) for pid in pids]
+        written_before = written_bytes(gateway_pid)
         counts_before = await gateway_counts(base)
         started = time.time()
         if args.burst:
@@ -224,6 +225,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         await delivered(receiver, expected, args.drain_timeout)
         elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
         cpu_after = [cpu_split(pid) for pid in pids]
+        written = written_bytes(gateway_pid) - written_before
         # the gateway's children (its webhook sender, started with the first delivery, after cpu_before)
         cpu_children = [cpu_split(pid) for pid in children(gateway_pid)]
         cpu = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(cpu_after, cpu_before, strict=True)]
@@ -261,6 +263,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             "sys_sim_s": round(cpu[1][1], 2),
             "sys_receiver_s": round(cpu[2][1], 2),
             "wall_s": round(elapsed, 2),
+            # What the gateway wrote to storage meanwhile (its database's journal and pages), per event delivered.
+            "written_kib_per_event": round(written / 1024 / len(receiver.ids), 2) if receiver.ids else None,
             # The database's write transactions meanwhile: on SQLite one writer, so their time is what others wait.
             "store_writes": int(writes),
             "store_write_ms_mean": round(counted["write_s"] / writes * 1000, 2) if writes else None,

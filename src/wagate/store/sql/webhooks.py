@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
@@ -21,6 +21,13 @@ from wagate.store.sql.prepared import InList, Tx, rows_in
 E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries
+
+# The partial indexes' own conditions (migration 0006), written as literals: PostgreSQL matches a partial index to a
+# bound parameter only in a plan made for the parameter's value, never in the generic plan a prepared statement
+# gets once it has run a few times (SQLite plans for the values bound either way).
+PENDING = D.c.state == literal_column(f"'{DeliveryState.PENDING}'")
+DEAD = D.c.state == literal_column(f"'{DeliveryState.DEAD}'")
+_STATE = {DeliveryState.PENDING: PENDING, DeliveryState.DEAD: DEAD}
 
 _DELIVERY_COLUMNS = (*D.c, E.c.id.label("event_id"), E.c.type.label("event_type"))
 _DELIVERED = InList(
@@ -151,18 +158,11 @@ class SqlOutboxStore(OutboxStore):
         now = self._clock()
         # The scan reads only what deciding needs (a worker with a backlog walks past thousands of its own rows each
         # round); the events' bodies are read for the rows it claims.
-        scan_query = (
-            select(D.c.seq, D.c.webhook_id, D.c.session_id, D.c.claimed_by, D.c.claim_until, D.c.next_attempt_at)
-            .join(W, W.c.id == D.c.webhook_id)
-            .where(D.c.state == DeliveryState.PENDING, W.c.disabled_reason.is_(None))
-            .order_by(D.c.seq)
-            .limit(limit)
-        )
         scan = _Scan(owner, takeover, now, held)
         async with self._db.write() as conn:
             after = 0
             for _ in range(_MAX_PAGES):  # past deliveries this worker is sending, up to a bound per round
-                rows = (await conn.execute(scan_query.where(D.c.seq > after))).all()
+                rows = (await conn.execute(scan_query(after, limit))).all()
                 scan.feed(rows)
                 if len(rows) < limit or len(scan.chosen) >= limit:
                     break
@@ -209,7 +209,7 @@ class SqlOutboxStore(OutboxStore):
             chunk = seqs[start : start + 500]
             result = await conn.execute(
                 update(D)
-                .where(D.c.seq.in_(chunk), D.c.state == DeliveryState.PENDING, claimable(takeover, now))
+                .where(D.c.seq.in_(chunk), PENDING, claimable(takeover, now))
                 .values(claimed_by=owner, claim_until=until)
                 .returning(D.c.seq)
             )
@@ -217,21 +217,13 @@ class SqlOutboxStore(OutboxStore):
         return claimed
 
     async def pending_before(self, webhook_id: WebhookId, session_id: SessionId, seq: int) -> bool:
-        query = select(D.c.seq).where(
-            D.c.webhook_id == webhook_id,
-            D.c.session_id == session_id,
-            D.c.state == DeliveryState.PENDING,
-            D.c.seq < seq,
-        )
         async with self._db.read() as conn:
-            return (await conn.execute(query.limit(1))).first() is not None
+            return (await conn.execute(pending_before_query(webhook_id, session_id, seq))).first() is not None
 
     async def renew_claims(self, owner: str, ttl: float) -> None:
         async with self._db.write() as conn:
             await conn.execute(
-                update(D)
-                .where(D.c.claimed_by == owner, D.c.state == DeliveryState.PENDING)
-                .values(claim_until=self._clock() + ttl)
+                update(D).where(D.c.claimed_by == owner, PENDING).values(claim_until=self._clock() + ttl)
             )
 
     async def release(self, owner: str, seqs: Sequence[int]) -> None:
@@ -266,23 +258,12 @@ class SqlOutboxStore(OutboxStore):
     async def list_deliveries(
         self, tenant_id: TenantId, webhook_id: WebhookId, *, state: str | None, limit: int, before: int | None = None
     ) -> list[Delivery]:
-        query = (
-            select(*_DELIVERY_COLUMNS)
-            .join(E, E.c.seq == D.c.event_seq)
-            .where(D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id)
-        )
-        if state is not None:
-            query = query.where(D.c.state == state)
-        if before is not None:
-            query = query.where(D.c.seq < before)
         async with self._db.read() as conn:
-            rows = (await conn.execute(query.order_by(D.c.seq.desc()).limit(limit))).all()
+            rows = (await conn.execute(list_query(tenant_id, webhook_id, state, limit, before))).all()
         return [delivery_from(row) for row in rows]
 
     async def redeliver(self, tenant_id: TenantId, webhook_id: WebhookId, seqs: Sequence[int] | None) -> int:
-        query = update(D).where(
-            D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id, D.c.state == DeliveryState.DEAD
-        )
+        query = update(D).where(D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id, DEAD)
         if seqs is not None:
             query = query.where(D.c.seq.in_(list(seqs)))
         now = self._clock()
@@ -301,6 +282,43 @@ class SqlOutboxStore(OutboxStore):
 
 
 _MAX_PAGES = 20
+
+
+# The outbox's lookups, each answered from its own index (tests/contract/test_events_store.py reads their plans).
+
+
+def scan_query(after: int, limit: int) -> Select[Any]:
+    """Pending deliveries of enabled endpoints after ``after``, oldest first: what a claim walks (ix_deliveries_due)."""
+    return (
+        select(D.c.seq, D.c.webhook_id, D.c.session_id, D.c.claimed_by, D.c.claim_until, D.c.next_attempt_at)
+        .join(W, W.c.id == D.c.webhook_id)
+        .where(PENDING, W.c.disabled_reason.is_(None), D.c.seq > after)
+        .order_by(D.c.seq)
+        .limit(limit)
+    )
+
+
+def pending_before_query(webhook_id: str, session_id: str, seq: int) -> Select[Any]:
+    """A pending delivery of the group older than ``seq``, if any (ix_deliveries_queue)."""
+    return (
+        select(D.c.seq)
+        .where(D.c.webhook_id == webhook_id, D.c.session_id == session_id, PENDING, D.c.seq < seq)
+        .limit(1)
+    )
+
+
+def list_query(tenant_id: str, webhook_id: str, state: str | None, limit: int, before: int | None) -> Select[Any]:
+    """A webhook's deliveries (of one state), newest first (ix_deliveries_webhook; dead letters: ix_deliveries_dead)."""
+    query = (
+        select(*_DELIVERY_COLUMNS)
+        .join(E, E.c.seq == D.c.event_seq)
+        .where(D.c.tenant_id == tenant_id, D.c.webhook_id == webhook_id)
+    )
+    if state is not None:
+        query = query.where(_STATE.get(state, D.c.state == state))
+    if before is not None:
+        query = query.where(D.c.seq < before)
+    return query.order_by(D.c.seq.desc()).limit(limit)
 
 
 class _Scan:

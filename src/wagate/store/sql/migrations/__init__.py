@@ -22,6 +22,7 @@ from wagate.store.sql.migrations import (
     m0003_events,
     m0004_connected_at,
     m0005_messages,
+    m0006_delivery_indexes,
 )
 
 log = logging.getLogger("wagate.store")
@@ -46,6 +47,7 @@ MIGRATIONS = (
     Migration(3, "events", m0003_events.STATEMENTS),
     Migration(4, "connected_at", m0004_connected_at.STATEMENTS),
     Migration(5, "messages", m0005_messages.STATEMENTS),
+    Migration(6, "delivery_indexes", m0006_delivery_indexes.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
