@@ -24,6 +24,9 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. See the README's configuration table."""
 
@@ -149,8 +152,11 @@ class Settings(BaseSettings):
 
     @field_validator("log_level")
     @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def production(self) -> bool:
@@ -163,6 +169,12 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / 'wagate.db'}"
 
     def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with the given fields replaced; ``None`` values are ignored (an option not given)."""
+        """A copy with the given fields replaced, validated as the environment's values are (a command-line
+        ``--port 99999`` is refused as ``WAGATE_PORT=99999`` is); ``None`` values are ignored (an option not given).
+        Raises ``ValueError`` (pydantic's ``ValidationError``) for a bad value or a name that is no setting."""
+        unknown = sorted(set(overrides) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"no such setting: {', '.join(unknown)}")
         given = {k: v for k, v in overrides.items() if v is not None}
-        return self.model_copy(update=given)
+        current = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self).model_validate({**current, **given})

@@ -104,6 +104,24 @@ def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
     assert "WAGATE_KEYS" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--port", "99999"], "less than or equal to 65535"), (["--log-level", "loud"], "log level must be one of")],
+)
+def test_a_bad_option_is_refused_as_a_bad_environment_value_is(tmp_path: Path, option: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wagate", "serve", "--data-dir", str(tmp_path), *option],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("wagate: invalid settings")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_help_documents_options() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "wagate", "serve", "--help"], capture_output=True, text=True, check=True, env=clean_env()

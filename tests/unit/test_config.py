@@ -1,0 +1,38 @@
+"""Settings: overrides (the command line's options) are validated as the environment's values are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from tests.conftest import make_settings
+
+
+def test_overrides_are_validated_and_keep_everything_else(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, lease_ttl=7.0)
+    changed = settings.with_overrides(port=9000, log_level="debug", host=None)
+    assert (changed.port, changed.log_level, changed.host) == (9000, "DEBUG", settings.host)  # None: not given
+    assert changed.lease_ttl == 7.0
+    assert changed.data_dir == tmp_path
+    assert isinstance(changed.admin_key, SecretStr)
+    assert changed.admin_key.get_secret_value() == settings.admin_key.get_secret_value()  # type: ignore[union-attr]
+    assert changed.keys == settings.keys
+    assert settings.port != 9000  # a copy: the original is as it was
+    with pytest.raises(ValidationError, match="less than or equal to 65535"):
+        settings.with_overrides(port=99999)
+    with pytest.raises(ValidationError, match="log level must be one of"):
+        settings.with_overrides(log_level="loud")
+    with pytest.raises(ValueError, match="no such setting: prot"):
+        settings.with_overrides(prot=9000)
+
+
+def test_a_bad_log_level_is_refused_from_the_environment_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wagate.config import Settings
+
+    monkeypatch.setenv("WAGATE_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="log level must be one of"):
+        Settings()
+    monkeypatch.setenv("WAGATE_LOG_LEVEL", "warning")
+    assert Settings().log_level == "WARNING"
