@@ -321,3 +321,19 @@ async def test_sqlite_connections_are_durable_and_keep_temporary_data_in_memory(
         await store.close()
     assert written == expected
     assert read == expected
+
+
+async def test_existing_sessions_are_found_across_tenants(store: Store) -> None:
+    found = []
+    for name in ("a", "b"):
+        tenant = await store.tenants.create(f"t-{name}", contact_email=None, max_sessions=None)
+        found.append(
+            (
+                await store.sessions.create(
+                    NewSession(tenant.id, "s", "sim", {}, Desired.STOPPED), quotas=QUOTAS, actor="test"
+                )
+            ).id
+        )
+    strangers = [f"ses_{n:026d}" for n in range(1200)]  # more than one statement's worth
+    assert await store.sessions.existing_all_tenants([*strangers, *found, found[0]]) == set(found)
+    assert await store.sessions.existing_all_tenants([]) == set()

@@ -480,3 +480,25 @@ async def test_a_session_not_running_leaves_no_credentials_file_after_delete_log
     assert not any(p.exists() for p in files)
     await supervisor.recorder.stop()
     await supervisor.engines.close()
+
+
+async def test_the_supervisor_removes_local_files_of_sessions_deleted_elsewhere(gateway: Gateway) -> None:
+    """whatsmeow's file holds a session's keys in the clear: one whose session was deleted through another worker
+    (or while this one was down) goes; one of a session that exists stays, as do files that are no session's."""
+    settings = gateway.settings.with_overrides(worker_id="w1")
+    registry = EngineRegistry(settings)
+    supervisor = Supervisor(
+        Gateway(settings, gateway.store, gateway.keyring, gateway.vaults, gateway.clock), registry, rng=random.Random(5)
+    )
+    kept = await new_session(gateway)  # not started: the supervisor runs no reconcile here
+    engine = registry.get("neonize")  # built as the first neonize session runs here
+    assert isinstance(engine, NeonizeEngine)
+    engine.directory.mkdir(parents=True, exist_ok=True)
+    gone = "ses_01JDELETEDELSEWHERE000000"
+    for name in (f"{gone}.db", f"{gone}.db-wal", f"{gone}.db-shm", f"{gone}.synced", f"{kept.id}.db", "notes.txt"):
+        (engine.directory / name).write_bytes(b"x")
+    assert sorted(await engine.local_sessions()) == sorted([gone, kept.id])
+    assert await supervisor.sweep_local() == 1
+    assert sorted(p.name for p in engine.directory.iterdir()) == sorted([f"{kept.id}.db", "notes.txt"])
+    assert await supervisor.sweep_local() == 0  # nothing left to remove
+    await registry.close()

@@ -275,3 +275,8 @@ class Engine(ABC):
     async def forget(self, session_id: str) -> None:  # noqa: B027 - engines that keep nothing outside the vault
         """Remove what this engine keeps of a session outside the vault (a local file of credentials): the session
         was deleted, logged out or reset while not running here."""
+
+    async def local_sessions(self) -> list[str]:
+        """The sessions this engine keeps something of outside the vault on this machine (local files of
+        credentials), by id: the supervisor forgets those of sessions deleted elsewhere."""
+        return []

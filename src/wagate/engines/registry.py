@@ -44,6 +44,10 @@ class EngineRegistry:
             return NeonizeEngine(self._settings)
         raise ConfigError(f"unknown engine {name!r}")
 
+    def loaded(self) -> list[Engine]:
+        """The engines built so far (those this process has run sessions on)."""
+        return list(self._engines.values())
+
     async def close(self) -> None:
         for engine in self._engines.values():
             await engine.close()

@@ -104,6 +104,10 @@ class SessionStore(ABC):
     async def get_by_id(self, tenant_id: TenantId, session_id: SessionId) -> Session | None: ...
 
     @abstractmethod
+    async def existing_all_tenants(self, session_ids: Sequence[str]) -> set[str]:
+        """Which of these session ids still exist, whatever their tenant (a sweep of local leftovers)."""
+
+    @abstractmethod
     async def list_sessions(self, tenant_id: TenantId) -> list[Session]: ...
 
     @abstractmethod

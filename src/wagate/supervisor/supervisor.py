@@ -86,6 +86,8 @@ class Supervisor:
         self._spawn(self._loops, self._every(self.settings.health_interval, self.check_health), "health-monitor")
         self._spawn(self._loops, self._every(self.settings.send_poll_interval, self.wake_senders), "outbound-poll")
         self._spawn(self._loops, self._every(3600.0, self.prune_messages), "message-retention")
+        self._spawn(self._loops, self._every(3600.0, self.sweep_local), "local-sweep")
+        self._spawn(self._loops, self._once(60.0, self.sweep_local), "local-sweep-at-start")  # engines in use by then
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
@@ -399,6 +401,31 @@ class Supervisor:
             return
         for session_id in await self.store.messages.queued_sessions_all_tenants():
             self.nudge(session_id)
+
+    async def sweep_local(self) -> int:
+        """Forget what the engines keep on this machine of sessions that no longer exist (deleted through another
+        worker, or while this one was down): their local credentials must not outlive them. Sessions that exist
+        keep their files (a cache the vault can rebuild), and so does anything running here."""
+        removed = 0
+        for engine in self.engines.loaded():
+            candidates = [i for i in await engine.local_sessions() if SessionId(i) not in self.runners]
+            if not candidates:
+                continue
+            existing = await self.store.sessions.existing_all_tenants(candidates)
+            for session_id in candidates:
+                if session_id not in existing and SessionId(session_id) not in self.runners:
+                    await engine.forget(session_id)
+                    removed += 1
+        if removed:
+            log.info("removed the local files of %d deleted session(s)", removed)
+        return removed
+
+    async def _once(self, delay: float, job: Callable[[], Awaitable[object]]) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await job()
+        except Exception:  # logged; the periodic run tries again
+            log.exception("%s failed", getattr(job, "__name__", "job"))
 
     async def prune_messages(self) -> None:
         removed = await self.store.messages.prune_all_tenants(self.clock())

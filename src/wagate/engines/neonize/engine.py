@@ -53,7 +53,7 @@ from wagate.engines.base import (
 )
 from wagate.engines.neonize import mapping
 from wagate.engines.neonize.ffi import FfiGate, connect_error_reason, reachable, size_executor
-from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowFile
+from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowFile, stored_sessions
 from wagate.errors import LeaseLost
 
 # whatsmeow's QR codes: the first is valid 60 s, each next one 20 s; when none follows, the login has timed out.
@@ -112,6 +112,9 @@ class NeonizeEngine(Engine):
 
     async def forget(self, session_id: str) -> None:
         await asyncio.to_thread(WhatsmeowFile(self.directory, session_id).remove)
+
+    async def local_sessions(self) -> list[str]:
+        return await asyncio.to_thread(stored_sessions, self.directory)
 
     async def close(self) -> None:
         # The executor stays the loop's default until the loop ends (asyncio shuts it down then): calls still in

@@ -35,6 +35,20 @@ META_KEY = "meta"
 _DSN_OPTIONS = "_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_synchronous=FULL&wagate=1"
 
 
+def stored_sessions(directory: Path) -> list[str]:
+    """The sessions with a whatsmeow file (or what is left of one) in ``directory``, by id."""
+    if not directory.is_dir():
+        return []
+    found: set[str] = set()
+    for path in directory.iterdir():
+        name = path.name
+        for suffix in (".db-wal", ".db-shm", ".db-journal", ".db", ".synced"):
+            if name.endswith(suffix) and len(name) > len(suffix):
+                found.add(name[: -len(suffix)])
+                break
+    return sorted(found)
+
+
 class WhatsmeowFile:
     """One session's whatsmeow SQLite file in the runtime directory (readable by the gateway's user only)."""
 

@@ -195,6 +195,15 @@ class SqlSessionStore(SessionStore):
             row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, S.c.id == session_id))).first()
         return _session(row) if row else None
 
+    async def existing_all_tenants(self, session_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = sorted(set(session_ids))
+        async with self._db.read() as conn:
+            for start in range(0, len(ids), 500):
+                rows = await conn.execute(select(S.c.id).where(S.c.id.in_(ids[start : start + 500])))
+                found.update(row.id for row in rows)
+        return found
+
     async def list_sessions(self, tenant_id: TenantId) -> list[Session]:
         async with self._db.read() as conn:
             rows = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id).order_by(S.c.name))).all()
