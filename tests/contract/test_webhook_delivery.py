@@ -229,6 +229,43 @@ async def test_retry_after_is_honoured_in_seconds_and_as_a_date(rig_factory: Cal
     assert (await _settled(rig, hook, 3, state=DeliveryState.DELIVERED)).last_status == 204
 
 
+async def test_a_failure_while_later_deliveries_wait_keeps_the_order(
+    rig_factory: Callable[..., Any],
+) -> None:
+    """Deliveries committed while the group's requests are out wait their turn; when one fails, none after it is
+    sent before its retry, and then all go in order."""
+    rig: Rig = await rig_factory()
+    hook, _ = await rig.webhook()
+    rig.receiver.delay = 0.03
+    failed: list[Any] = []
+
+    def answer(received: Any) -> web.Response | None:
+        if received.envelope["payload"]["n"] == 3 and not failed:
+            failed.append(received)
+            return web.Response(status=500)
+        return None
+
+    rig.receiver.answer = answer
+    for start in range(0, 12, 2):  # six commits while the first requests are out
+        await rig.emit(2, start=start)
+        await _sleep(0.01)
+    await rig.receiver.wait_for(4)
+    deadline = time.monotonic() + 5
+    while True:
+        pending = await rig.gateway.store.outbox.list_deliveries(
+            rig.session.tenant_id, hook.id, state=DeliveryState.PENDING, limit=20
+        )
+        retried = [d for d in pending if d.attempts == 1]
+        if retried:
+            break
+        assert time.monotonic() < deadline
+        await _sleep(0.01)
+    await _quiet(rig, 4)  # nothing after the failed one goes meanwhile
+    rig.clock.now = retried[0].next_attempt_at
+    await rig.receiver.wait_for(13)
+    assert [r.envelope["payload"]["n"] for r in rig.receiver.received if r is not failed[0]] == list(range(12))
+
+
 async def test_the_delivery_lag_counts_the_wait_for_a_retry(rig_factory: Callable[..., Any]) -> None:
     rig: Rig = await rig_factory()
     hook, _ = await rig.webhook()
