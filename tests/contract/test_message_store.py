@@ -91,13 +91,37 @@ async def test_messages_and_the_auth_state_they_advanced_commit_together_or_not_
     assert await store.events.list_events(lost.tenant_id) == []
 
 
+async def test_only_the_lease_holder_moves_a_message_to_sending_and_only_once(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    for n in range(3):
+        await store.messages.enqueue(outbound(session, f"OUT{n}"), max_queued=10)
+    lease = await store.leases.acquire(session.id, "w#1", 30)
+    assert lease is not None
+    first = await store.messages.mark_sending(tenant, session.id, ["OUT0", "OUT1"], owner="w#1", epoch=lease.epoch)
+    assert sorted(first) == ["OUT0", "OUT1"]
+    # A second sender of the same worker (or one racing it) gets what is still pending only: nothing is sent twice.
+    again = await store.messages.mark_sending(
+        tenant, session.id, ["OUT0", "OUT1", "OUT2"], owner="w#1", epoch=lease.epoch
+    )
+    assert again == ["OUT2"]
+    # A worker whose lease has moved on moves nothing, and is told so.
+    with pytest.raises(LeaseLost):
+        await store.messages.mark_sending(tenant, session.id, ["OUT2"], owner="w#1", epoch=lease.epoch + 1)
+    with pytest.raises(LeaseLost):
+        await store.messages.mark_sending(tenant, session.id, ["OUT2"], owner="w#2", epoch=lease.epoch)
+    statuses = {m.id: (m.status, m.attempts) for m in await store.messages.queued(tenant, session.id, 10)}
+    assert statuses == dict.fromkeys(("OUT0", "OUT1", "OUT2"), (MessageStatus.SENDING, 1))
+
+
 async def test_outbound_statuses_only_move_forward_with_an_event_each(store: Store) -> None:
     tenant, session = await tenant_with_session(store, "a")
     message, created = await store.messages.enqueue(outbound(session, "OUT1M"), max_queued=10)
     assert created
     assert message.status is MessageStatus.PENDING
     assert await store.messages.media(tenant, session.id, "OUT1M") == b"media"
-    await store.messages.mark_sending(tenant, session.id, ["OUT1M"])
+    lease = await store.leases.acquire(session.id, "w#1", 30)
+    assert lease is not None
+    assert await store.messages.mark_sending(tenant, session.id, ["OUT1M"], owner="w#1", epoch=lease.epoch) == ["OUT1M"]
     assert [m.status for m in await store.messages.queued(tenant, session.id, 10)] == [MessageStatus.SENDING]
 
     def update(status: MessageStatus) -> StatusUpdate:

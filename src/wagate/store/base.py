@@ -652,8 +652,12 @@ class MessageStore(ABC):
         """The sealed media of a queued message."""
 
     @abstractmethod
-    async def mark_sending(self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str]) -> None:
-        """pending -> sending, one more attempt each: committed before the messages go to the engine."""
+    async def mark_sending(
+        self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str], *, owner: str, epoch: int
+    ) -> list[str]:
+        """pending -> sending, one more attempt each: committed before the messages go to the engine, and only while
+        ``(owner, epoch)`` holds the session's lease. The ids it moved: only those may be sent (a message another
+        sender moved first is left out). Raises ``LeaseLost`` when the lease has moved on."""
 
     @abstractmethod
     async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from wagate.domain.messages import Message, MessageStatus
 from wagate.domain.ratelimit import TokenBucket
 from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
+from wagate.errors import LeaseLost
 from wagate.store.base import StatusUpdate
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class OutboundSender:
             await self._loop()
         except EngineUnavailable:
             pass  # the connection ended: what was handed over is settled at the next connection
+        except LeaseLost:
+            # Another worker owns the session now and sends its queue; the runner learns it at its next write.
+            self._runner.log.warning("lease lost: queued messages are left to the session's new owner")
         except asyncio.CancelledError:
             raise
         except Exception:  # the session keeps running; queued messages wait for the next connection
@@ -130,8 +134,13 @@ class OutboundSender:
         await self._sup.store.messages.update_status(updates)
 
     async def _send(self, batch: Sequence[Message]) -> None:
-        session = self._runner.session
-        await self._sup.store.messages.mark_sending(session.tenant_id, session.id, [m.id for m in batch])
+        session, lease = self._runner.session, self._runner.lease
+        moved = set(
+            await self._sup.store.messages.mark_sending(
+                session.tenant_id, session.id, [m.id for m in batch], owner=lease.owner or "", epoch=lease.epoch
+            )
+        )
+        batch = [m for m in batch if m.id in moved]  # what another sender took first is not sent twice
         self.bucket.take(self._sup.clock(), len(batch))
         results: list[StatusUpdate] = []
         try:

@@ -30,7 +30,7 @@ from wagate.domain.messages import (
     moves,
     reported,
 )
-from wagate.errors import IdempotencyConflict, QueueFull
+from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import Committed, InboundMessage, MessageStore, NewOutbound, StatusUpdate
 from wagate.store.sql import schema
@@ -43,6 +43,7 @@ MM = schema.message_media
 C = schema.chats
 K = schema.contacts
 G = schema.chat_groups
+L = schema.session_leases
 _QUEUED = [s.value for s in QUEUED]
 # Spelled out, not bound: a partial index (ix_messages_queue) serves a query only when its condition is literally there.
 _IS_QUEUED = text("messages.status IN ('pending', 'sending')")
@@ -288,11 +289,19 @@ class SqlMessageStore(MessageStore):
             row = (await conn.execute(query)).first()
         return bytes(row.data) if row else None
 
-    async def mark_sending(self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str]) -> None:
+    async def mark_sending(
+        self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str], *, owner: str, epoch: int
+    ) -> list[str]:
         if not ids:
-            return
+            return []
         async with self._db.write() as conn:
-            await conn.execute(
+            # The lease row, locked on PostgreSQL until the commit: a worker taking the session over waits for it.
+            holder = (
+                await conn.execute(select(L.c.owner, L.c.epoch).where(L.c.session_id == session_id).with_for_update())
+            ).first()
+            if holder is None or (holder.owner, holder.epoch) != (owner, epoch):
+                raise LeaseLost(f"session {session_id}: its lease has moved on; nothing is sent from here")
+            moved = await conn.execute(
                 update(M)
                 .where(
                     M.c.session_id == session_id,
@@ -301,7 +310,9 @@ class SqlMessageStore(MessageStore):
                     M.c.status == MessageStatus.PENDING.value,
                 )
                 .values(status=MessageStatus.SENDING.value, attempts=M.c.attempts + 1, updated_at=self._clock())
+                .returning(M.c.id)
             )
+            return [row.id for row in moved]
 
     async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
         if not updates:
