@@ -197,6 +197,69 @@ def test_notices_and_events_that_change_nothing() -> None:
     assert mapping.notice(wire(nz.Connected(status=True))) is None
 
 
+def test_calls_typing_presence_groups_and_profiles_are_engine_events() -> None:
+    call = nz.BasicCallMeta(callID="C1", timestamp=1_700_000_000_123, callCreator=user("15550002"))
+    getattr(call, "from").CopyFrom(user("15550002", device=4))
+    assert mapping.notice(wire(nz.CallOffer(basicCallMeta=call))) == EngineNotice(
+        "call.received", {"id": "C1", "from": "15550002@s.whatsapp.net", "timestamp": 1_700_000_000.123}
+    )
+    assert mapping.notice(wire(nz.CallTerminate(basicCallMeta=call, reason="timeout"))) == EngineNotice(
+        "call.ended", {"id": "C1", "from": "15550002@s.whatsapp.net", "reason": "timeout"}
+    )
+    typing = nz.ChatPresence(
+        MessageSource=info("M1").MessageSource,
+        State=nz.ChatPresence.ChatPresence.COMPOSING,
+        Media=nz.ChatPresence.ChatPresenceMedia.AUDIO,
+    )
+    assert mapping.notice(wire(typing)) == EngineNotice(
+        "presence.chat",
+        {"chat": "15550002@s.whatsapp.net", "from": "15550002@s.whatsapp.net", "state": "composing", "media": "audio"},
+    )
+    assert mapping.notice(wire(nz.Presence(From=user("15550003"), Unavailable=True, LastSeen=1_700_000_000))) == (
+        EngineNotice("presence", {"from": "15550003@s.whatsapp.net", "online": False, "lastSeen": 1_700_000_000.0})
+    )
+    assert mapping.notice(wire(nz.Presence(From=user("15550003"), Unavailable=False))) == EngineNotice(
+        "presence", {"from": "15550003@s.whatsapp.net", "online": True, "lastSeen": None}
+    )
+    changed = nz.GroupInfoEvent(
+        JID=user("120363", "g.us"),
+        Sender=user("15550002", device=2),
+        Name=nz.GroupName(Name="Team"),
+        Join=[user("15550004"), user("15550005")],
+        Demote=[user("15550002")],
+    )
+    assert mapping.notice(wire(changed)) == EngineNotice(
+        "group.changed",
+        {
+            "group": "120363@g.us",
+            "by": "15550002@s.whatsapp.net",
+            "name": "Team",
+            "joined": ["15550004@s.whatsapp.net", "15550005@s.whatsapp.net"],
+            "demoted": ["15550002@s.whatsapp.net"],
+        },
+    )
+    cleared = nz.GroupInfoEvent(JID=user("120363", "g.us"), Topic=nz.GroupTopic(Topic="old", TopicDeleted=True))
+    assert mapping.notice(wire(cleared)) == EngineNotice(
+        "group.changed", {"group": "120363@g.us", "by": "", "topic": ""}
+    )
+    joined = nz.JoinedGroup(GroupInfo=nz.GroupInfo(JID=user("120363", "g.us"), GroupName=nz.GroupName(Name="Team")))
+    assert mapping.notice(wire(joined)) == EngineNotice("group.joined", {"group": "120363@g.us", "name": "Team"})
+    picture = nz.Picture(JID=user("15550002"), Author=user("15550002"), Remove=True)
+    assert mapping.notice(wire(picture)) == EngineNotice(
+        "picture.changed", {"jid": "15550002@s.whatsapp.net", "by": "15550002@s.whatsapp.net", "removed": True}
+    )
+    assert mapping.notice(wire(nz.IdentityChange(JID=user("15550002"), Implicit=True))) == EngineNotice(
+        "identity.changed", {"jid": "15550002@s.whatsapp.net"}
+    )
+    assert mapping.notice(wire(nz.OfflineSyncCompleted(Count=12))) == EngineNotice(
+        "offline_sync.completed", {"count": 12}
+    )
+    # The connection subscribes to each kind it maps, and each reaches the mapping as an engine event, not an end.
+    for kind in mapping.NOTICE_EVENTS:
+        assert mapping.closing(wire(kind()), now=0) is None
+        assert mapping.notice(wire(kind())) is not None
+
+
 def test_chat_ids_become_jids_and_back() -> None:
     for chat in ("15550002@s.whatsapp.net", "1203630@g.us", "9876@lid"):
         assert mapping.jid(wire(mapping.to_jid(chat))) == chat

@@ -205,6 +205,7 @@ class NeonizeConnection(Connection):
             nz.KeepAliveRestored,
             nz.Message,
             nz.Receipt,
+            *mapping.NOTICE_EVENTS,
         ):
             client.event(kind)(on_event)
         client.event(UndecryptableMessageEv)(on_event)  # the per-message decryption failure

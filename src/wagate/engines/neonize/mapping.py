@@ -201,6 +201,81 @@ def notice(event: Any) -> EngineNotice | None:
         return EngineNotice("stream_error", {"code": event.Code})
     if isinstance(event, nz.PairStatus) and event.Status == nz.PairStatus.PStatus.ERROR:
         return EngineNotice("pair_error", {"error": event.Error})
+    return _chat_notice(event)
+
+
+# What people do around the chats: calls, typing, presence, groups and profile changes, as WAHA's users know them;
+# the connection subscribes to these as well, each reported as an ``engine.event``.
+NOTICE_EVENTS: tuple[type[Any], ...] = (
+    nz.CallOffer,
+    nz.CallTerminate,
+    nz.ChatPresence,
+    nz.Presence,
+    nz.GroupInfoEvent,
+    nz.JoinedGroup,
+    nz.Picture,
+    nz.IdentityChange,
+    nz.OfflineSyncCompleted,
+)
+_CHAT_STATES = {nz.ChatPresence.ChatPresence.COMPOSING: "composing", nz.ChatPresence.ChatPresence.PAUSED: "paused"}
+_CHAT_MEDIA = {nz.ChatPresence.ChatPresenceMedia.TEXT: "text", nz.ChatPresence.ChatPresenceMedia.AUDIO: "audio"}
+
+
+def _seconds(value: int) -> float:
+    """A time as whatsmeow hands it over (seconds, or milliseconds for calls) in seconds."""
+    return value / 1000 if value > 10**11 else float(value)
+
+
+def _chat_notice(event: Any) -> EngineNotice | None:
+    if isinstance(event, nz.CallOffer):
+        meta = event.basicCallMeta
+        return EngineNotice(
+            "call.received",
+            {"id": meta.callID, "from": jid(getattr(meta, "from")), "timestamp": _seconds(meta.timestamp)},
+        )
+    if isinstance(event, nz.CallTerminate):
+        meta = event.basicCallMeta
+        return EngineNotice(
+            "call.ended", {"id": meta.callID, "from": jid(getattr(meta, "from")), "reason": event.reason}
+        )
+    if isinstance(event, nz.ChatPresence):
+        source = event.MessageSource
+        return EngineNotice(
+            "presence.chat",
+            {
+                "chat": jid(source.Chat),
+                "from": jid(source.Sender),
+                "state": _CHAT_STATES.get(event.State, "unknown"),
+                "media": _CHAT_MEDIA.get(event.Media, "text"),
+            },
+        )
+    if isinstance(event, nz.Presence):
+        last_seen = _seconds(event.LastSeen) if event.LastSeen > 0 else None
+        return EngineNotice(
+            "presence", {"from": jid(event.From), "online": not event.Unavailable, "lastSeen": last_seen}
+        )
+    if isinstance(event, nz.GroupInfoEvent):
+        data: dict[str, Any] = {"group": jid(event.JID), "by": jid(event.Sender)}
+        if event.HasField("Name"):
+            data["name"] = event.Name.Name
+        if event.HasField("Topic"):
+            data["topic"] = "" if event.Topic.TopicDeleted else event.Topic.Topic
+        for field_name, key in (("Join", "joined"), ("Leave", "left"), ("Promote", "promoted"), ("Demote", "demoted")):
+            members = [jid(member) for member in getattr(event, field_name)]
+            if members:
+                data[key] = members
+        return EngineNotice("group.changed", data)
+    if isinstance(event, nz.JoinedGroup):
+        return EngineNotice("group.joined", {"group": jid(event.GroupInfo.JID), "name": event.GroupInfo.GroupName.Name})
+    if isinstance(event, nz.Picture):
+        return EngineNotice(
+            "picture.changed", {"jid": jid(event.JID), "by": jid(event.Author), "removed": event.Remove}
+        )
+    if isinstance(event, nz.IdentityChange):
+        # A contact's security code changed (a new phone, WhatsApp reinstalled): their next messages use new keys.
+        return EngineNotice("identity.changed", {"jid": jid(event.JID)})
+    if isinstance(event, nz.OfflineSyncCompleted):
+        return EngineNotice("offline_sync.completed", {"count": int(event.Count)})
     return None
 
 
