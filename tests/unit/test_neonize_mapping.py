@@ -254,6 +254,16 @@ def test_calls_typing_presence_groups_and_profiles_are_engine_events() -> None:
     assert mapping.notice(wire(nz.OfflineSyncCompleted(Count=12))) == EngineNotice(
         "offline_sync.completed", {"count": 12}
     )
+    history = nz.HistorySync()
+    history.Data.syncType = history.Data.HistorySyncType.RECENT
+    history.Data.chunkOrder, history.Data.progress = 2, 40
+    for n in range(3):
+        conversation = history.Data.conversations.add(ID=f"1555000{n}@s.whatsapp.net")
+        for _ in range(n):
+            conversation.messages.add()
+    assert mapping.notice(wire(history)) == EngineNotice(
+        "history_sync", {"type": "recent", "chunk": 2, "progress": 40, "conversations": 3, "messages": 3}
+    )
     # The connection subscribes to each kind it maps, and each reaches the mapping as an engine event, not an end.
     for kind in mapping.NOTICE_EVENTS:
         assert mapping.closing(wire(kind()), now=0) is None

@@ -216,6 +216,7 @@ NOTICE_EVENTS: tuple[type[Any], ...] = (
     nz.Picture,
     nz.IdentityChange,
     nz.OfflineSyncCompleted,
+    nz.HistorySync,
 )
 _CHAT_STATES = {nz.ChatPresence.ChatPresence.COMPOSING: "composing", nz.ChatPresence.ChatPresence.PAUSED: "paused"}
 _CHAT_MEDIA = {nz.ChatPresence.ChatPresenceMedia.TEXT: "text", nz.ChatPresence.ChatPresenceMedia.AUDIO: "audio"}
@@ -276,6 +277,19 @@ def _chat_notice(event: Any) -> EngineNotice | None:
         return EngineNotice("identity.changed", {"jid": jid(event.JID)})
     if isinstance(event, nz.OfflineSyncCompleted):
         return EngineNotice("offline_sync.completed", {"count": int(event.Count)})
+    if isinstance(event, nz.HistorySync):
+        # The phone's history, in chunks after pairing: how far it is, not its content (which stays on the phone).
+        history = event.Data
+        return EngineNotice(
+            "history_sync",
+            {
+                "type": history.HistorySyncType.Name(history.syncType).lower(),
+                "chunk": int(history.chunkOrder),
+                "progress": int(history.progress),
+                "conversations": len(history.conversations),
+                "messages": sum(len(conversation.messages) for conversation in history.conversations),
+            },
+        )
     return None
 
 
