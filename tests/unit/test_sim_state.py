@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from wagate.engines.sim.state import Chain, Device, Queued, StateFile
+from wagate.engines.sim.state import SENT_KEPT, Chain, Device, Queued, StateFile
 
 
 def a_device() -> Device:
@@ -47,3 +47,19 @@ def test_a_snapshot_does_not_change_with_the_device() -> None:
     device.groups["g@g.us"]["subject"] = "changed"
     device.attempt_log[0][1] = "changed"
     assert Device.from_json(snapshot) == a_device()
+
+
+def test_the_sent_list_keeps_the_latest_and_counts_them_all() -> None:
+    device = Device("+15550001", "dev1", "ab" * 16, "Shop")
+    for n in range(2 * SENT_KEPT + 5):
+        device.record_sent({"id": f"OUT{n}"})
+    assert device.sent_total == 2 * SENT_KEPT + 5
+    assert SENT_KEPT <= len(device.sent) < 2 * SENT_KEPT
+    assert device.sent[-1] == {"id": f"OUT{2 * SENT_KEPT + 4}"}
+    assert [r["id"] for r in device.sent] == [
+        f"OUT{n}" for n in range(2 * SENT_KEPT + 5 - len(device.sent), 2 * SENT_KEPT + 5)
+    ]
+    # A state file from before the count: the messages it lists are counted.
+    old = device.to_json()
+    del old["sent_total"]
+    assert Device.from_json(old).sent_total == len(device.sent)

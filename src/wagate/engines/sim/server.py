@@ -549,7 +549,7 @@ class SimServer:
             "media": message.get("media"),
             "ts": self._clock(),
         }
-        device.sent.append(record)
+        device.record_sent(record)
         self._changed()
         await link.send(frame("sent", ref=ref, id=message_id, ts=record["ts"]))
         await self._receipt(device, [message_id], "delivered")
@@ -671,7 +671,7 @@ class SimServer:
             "messages_acked": device.messages_acked,
             "contact_resets": device.contact_resets,
             "pending": len(device.queue),
-            "sent": len(device.sent),
+            "sent": device.sent_total,
             "receipts_pending": len(device.receipts),
             "contacts": len(device.contacts),
             "groups": len(device.groups),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+SENT_KEPT = 10_000
+
 
 @dataclass(slots=True)
 class Chain:
@@ -51,7 +53,8 @@ class Device:
     chains: dict[str, Chain] = field(default_factory=dict)
     queue: dict[str, Queued] = field(default_factory=dict)  # by id, in seq order (the order they were queued)
     next_seq: int = 1
-    sent: list[dict[str, Any]] = field(default_factory=list)  # every message the device sent, as received
+    sent: list[dict[str, Any]] = field(default_factory=list)  # at least the last SENT_KEPT sent, as received
+    sent_total: int = 0  # every message the device sent
     receipts: list[dict[str, Any]] = field(default_factory=list)  # {id, status, ts} not yet acknowledged
     contacts: dict[str, str] = field(default_factory=dict)  # jid -> name in the phone's address book
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> {subject, participants}
@@ -65,6 +68,14 @@ class Device:
     messages_acked: int = 0
     contact_resets: int = 0
 
+    def record_sent(self, record: dict[str, Any]) -> None:
+        """A message the device sent. At least the last :data:`SENT_KEPT` are kept (to confirm what the server has,
+        and for read receipts), so that a long demo's state file does not grow without end; older ones are counted."""
+        self.sent.append(record)
+        self.sent_total += 1
+        if len(self.sent) >= 2 * SENT_KEPT:  # trimmed in steps, not at every message
+            del self.sent[:-SENT_KEPT]
+
     def log_attempt(self, at: float, outcome: str) -> None:
         self.connection_attempts += 1
         self.attempt_log.append([at, outcome])
@@ -75,6 +86,7 @@ class Device:
         data = dict(data)
         data["chains"] = {k: Chain(**v) for k, v in data.get("chains", {}).items()}
         data["queue"] = {q["id"]: Queued(**q) for q in data.get("queue", [])}
+        data.setdefault("sent_total", len(data.get("sent", [])))  # a state file written before the count was kept
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
@@ -93,6 +105,7 @@ class Device:
             "queue": [_queued_json(q) for q in self.queue.values()],
             "next_seq": self.next_seq,
             "sent": list(self.sent),
+            "sent_total": self.sent_total,
             "receipts": list(self.receipts),
             "contacts": dict(self.contacts),
             "groups": {k: dict(g) for k, g in self.groups.items()},
