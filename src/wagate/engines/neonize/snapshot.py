@@ -41,16 +41,20 @@ def stored_sessions(directory: Path) -> list[str]:
         return []
     found: set[str] = set()
     for path in directory.iterdir():
-        name = path.name
-        for suffix in (".db-wal", ".db-shm", ".db-journal", ".db", ".synced"):
-            if name.endswith(suffix) and len(name) > len(suffix):
-                found.add(name[: -len(suffix)])
+        for suffix in WhatsmeowFile.SUFFIXES:
+            if path.name.endswith(suffix) and len(path.name) > len(suffix):
+                found.add(path.name[: -len(suffix)])
                 break
     return sorted(found)
 
 
 class WhatsmeowFile:
     """One session's whatsmeow SQLite file in the runtime directory (readable by the gateway's user only)."""
+
+    # What a session leaves in the directory, after its id: the database, SQLite's companions, the sync marker
+    # (longest first, so that a companion is not taken for the database).
+    COMPANIONS = ("-wal", "-shm", "-journal")
+    SUFFIXES = (*(".db" + c for c in COMPANIONS), ".db", ".synced")
 
     def __init__(self, directory: Path, session_id: str) -> None:
         self.path = directory / f"{session_id}.db"
@@ -63,7 +67,7 @@ class WhatsmeowFile:
         return self.path.exists()
 
     def _companions(self) -> list[Path]:
-        return [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+        return [self.path.with_name(self.path.name + suffix) for suffix in self.COMPANIONS]
 
     def remove(self) -> None:
         for path in [self.path, *self._companions(), self.marker]:
