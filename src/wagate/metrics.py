@@ -6,26 +6,28 @@ process, as Prometheus counters do); HTTP and store latencies are histograms obs
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from wagate.domain.sessions import Status
-from wagate.events.delivery import LagHistogram
 
 if TYPE_CHECKING:
     from wagate.events.delivery import WebhookDispatcher
     from wagate.supervisor.supervisor import Supervisor
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A webhook delivery's lag: from a receiver that keeps up to one a day of retries behind.
+LAG_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400,
+)  # fmt: skip
 
 
 class GatewayCollector(Collector):
@@ -66,13 +68,6 @@ class GatewayCollector(Collector):
         yield deliveries
         backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
         yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
-        lag = self.dispatcher.lag if self.dispatcher is not None else LagHistogram()
-        yield HistogramMetricFamily(
-            "wagate_webhook_delivery_lag_seconds",
-            "from an event's commit to its successful webhook delivery, retries included",
-            buckets=[("+Inf" if math.isinf(bound) else repr(float(bound)), count) for bound, count in lag.cumulative()],
-            sum_value=lag.sum,
-        )
 
 
 class Metrics:
@@ -92,6 +87,12 @@ class Metrics:
             "store transaction latency (read or write)",
             ["operation"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_lag = Histogram(
+            "wagate_webhook_delivery_lag_seconds",
+            "from an event's commit to its successful webhook delivery, retries included",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Signer
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -26,7 +26,7 @@ from wagate.events.client import parse_retry_after
 from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
-from wagate.metrics import GatewayCollector
+from wagate.metrics import Metrics
 from wagate.store.base import DeliveryState, NewSession, Webhook
 
 
@@ -278,6 +278,8 @@ async def test_the_delivery_lag_counts_the_wait_for_a_retry(rig_factory: Callabl
         return None
 
     rig.receiver.answer = answer
+    metrics = Metrics()
+    rig.dispatcher.observe_lag = metrics.webhook_lag.observe  # as the app wires it
     await rig.emit(1)
     await rig.receiver.wait_for(1)
     row = await _settled(rig, hook, 1)
@@ -287,13 +289,9 @@ async def test_the_delivery_lag_counts_the_wait_for_a_retry(rig_factory: Callabl
     while rig.dispatcher.outcomes["delivered"] < 1:
         assert time.monotonic() < deadline
         await _sleep(0.01)
-    registry = CollectorRegistry()
-    collector = GatewayCollector()
-    collector.dispatcher = rig.dispatcher
-    registry.register(collector)
     samples = {
         (sample.name, sample.labels.get("le")): sample.value
-        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
         if family.name == "wagate_webhook_delivery_lag_seconds"
         for sample in family.samples
     }

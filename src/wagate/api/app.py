@@ -81,6 +81,7 @@ def create_app(
                 app.state.supervisor = supervisor
                 app.state.dispatcher = dispatcher
                 metrics.gateway.supervisor, metrics.gateway.dispatcher = supervisor, dispatcher
+                dispatcher.observe_lag = metrics.webhook_lag.observe
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
                 await supervisor.start()
             yield

@@ -16,10 +16,8 @@ a :class:`~wagate.events.client.WebhookClient` in this process, one at a time.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
-import math
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -45,36 +43,6 @@ IDLE_GROUP_TTL = 60.0
 COMPLETIONS_INTERVAL = 0.1
 
 GroupKey = tuple[WebhookId, SessionId]
-
-# Upper bounds (seconds) of the delivery lag's buckets: from a receiver that keeps up to one a day of retries behind.
-LAG_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400,
-)  # fmt: skip
-
-
-class LagHistogram:
-    """Seconds from a delivery's creation (the commit of its event) until its successful attempt's answer is back
-    with the dispatcher, retries included: how far behind the endpoints are. Counted per bucket as deliveries
-    succeed, read at scrape time."""
-
-    def __init__(self, buckets: tuple[float, ...] = LAG_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # the last: above every bound
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        """(upper bound, deliveries at or under it), as Prometheus buckets are, infinity last."""
-        out: list[tuple[float, int]] = []
-        total = 0
-        for bound, count in zip([*self.buckets, math.inf], self.counts, strict=True):
-            total += count
-            out.append((bound, total))
-        return out
 
 
 def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
@@ -152,7 +120,8 @@ class WebhookDispatcher:
         self.takeover = takeover
         self.rng = random.Random()
         self.outcomes: Counter[str] = Counter()
-        self.lag = LagHistogram()
+        # (seconds from a delivery's commit until its successful answer is back here, retries included): metrics
+        self.observe_lag: Callable[[float], None] | None = None
         self._groups: dict[GroupKey, _Group] = {}
         self._held: set[int] = set()
         self._endpoints: dict[WebhookId, _Endpoint] = {}
@@ -311,7 +280,8 @@ class WebhookDispatcher:
                 break
             if attempt.ok:
                 self.outcomes["delivered"] += 1
-                self.lag.observe(answered - item.delivery.created_at)
+                if self.observe_lag is not None:
+                    self.observe_lag(max(answered - item.delivery.created_at, 0.0))
                 group.remove(item, recorded=False)
                 self._done.append((item.delivery.seq, attempt.status or 200))
                 continue
