@@ -9,6 +9,7 @@ import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,8 +56,18 @@ class Settings(BaseSettings):
         default_factory=lambda: socket.gethostname() or "wagate",
         description="this worker's name in session leases; unique among live workers",
     )
+    worker_url: str | None = Field(
+        None,
+        description="this worker's address as the other workers reach it (http://host:port): they forward it the "
+        "QR code and pairing code requests of the sessions it runs",
+    )
     lease_ttl: float = Field(30.0, gt=0, description="seconds a session lease lasts without renewal")
     reconcile_interval: float = Field(15.0, gt=0, description="seconds between full reconciliations")
+    rebalance_step: int = Field(
+        25,
+        ge=0,
+        description="WORKING sessions a worker above its share hands over to the others per reconcile (0: never)",
+    )
     connect_timeout: float = Field(30.0, gt=0, description="seconds allowed for an engine to connect")
     connect_concurrency: int = Field(
         200, ge=1, description="connections being set up at once; the rest wait (no login storm after a restart)"
@@ -157,6 +168,16 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("worker_url")
+    @classmethod
+    def _worker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+            raise ValueError("the worker URL must be http(s)://host[:port], without a path")
+        return value.rstrip("/")
 
     @property
     def production(self) -> bool:

@@ -55,6 +55,7 @@ class GatewayCollector(Collector):
             "wagate_backups": ("sealed backups of sessions' auth state taken", "backups_taken"),
             "wagate_stuck_restarts": ("reconnects ordered by the health monitor for stuck sessions", "stuck_restarts"),
             "wagate_idle_stops": ("sessions stopped by the health monitor for inactivity", "idle_stops"),
+            "wagate_session_handovers": ("sessions handed over to other workers to spread the load", "handovers"),
         }
         for name, (documentation, attribute) in counters.items():
             value = getattr(supervisor, attribute) if supervisor is not None else 0
@@ -66,6 +67,10 @@ class GatewayCollector(Collector):
         for outcome in ("delivered", "failed", "gone", "dead"):
             deliveries.add_metric([outcome], outcomes[outcome])
         yield deliveries
+        workers = len(supervisor.workers) if supervisor is not None else 0
+        yield GaugeMetricFamily("wagate_workers_live", "live workers sharing the sessions, this one too", value=workers)
+        share = supervisor.share if supervisor is not None else 0
+        yield GaugeMetricFamily("wagate_session_share", "sessions to run per live worker (rounded up)", value=share)
         backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
         yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
 

@@ -278,6 +278,39 @@ async def test_lease_takeover_of_an_earlier_run_and_renew_all(store: Store) -> N
     assert await store.leases.renew_all("host#boot2", ttl=30) == set()
 
 
+async def test_lease_limit_takes_ours_whatever_it_says(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(5)]
+    first = await store.leases.acquire_many(ids, "a#1", ttl=30, limit=2)
+    assert set(first) == set(ids[:2])  # free ones in the order asked for
+    more = await store.leases.acquire_many(ids, "a#1", ttl=30, limit=1)
+    assert set(more) == set(ids[:3])  # ours (epochs kept) and one more free one
+    assert {sid: more[sid].epoch for sid in ids[:2]} == {sid: first[sid].epoch for sid in ids[:2]}
+    assert await store.leases.acquire_many(ids[:3], "b#1", ttl=30) == {}
+    assert await store.leases.acquire_many(ids, "b#1", ttl=30, limit=0) == {}
+    later = await store.leases.acquire_many(ids, "a#2", ttl=30, takeover="a#", limit=0)
+    assert set(later) == set(ids[:3])  # an earlier run's leases are ours too
+    rest = await store.leases.acquire_many(list(reversed(ids)), "b#1", ttl=30, limit=5)
+    assert set(rest) == set(ids[3:])
+
+
+async def test_live_workers_and_their_leases(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(4)]
+    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
+    await store.leases.acquire_many(ids[:3], "a#1", ttl=30)
+    await store.leases.acquire_many(ids[3:], "gone#1", ttl=30)  # a lease whose worker never said it was alive
+    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 3, "b#1": 0}
+    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 3, "b#1": 0}  # a second beat is no second worker
+    await store.leases.acquire_many(ids[2:3], "a#1", ttl=-1)  # renewed into the past: expired
+    assert await store.leases.beat("c#1", ttl=0.2) == {"a#1": 2, "b#1": 0, "c#1": 0}
+    await store.leases.leave("b#1")
+    await asyncio.sleep(0.3)  # c#1 stops beating
+    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 2}
+    assert await store.leases.release_all("a#1") == 3
+    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
+
+
 async def test_connected_at_marks_the_last_time_a_session_became_working(store: Store) -> None:
     tenant = await store.tenants.create("t", contact_email=None, max_sessions=None)
     session = await store.sessions.create(new(tenant.id, "s"), quotas=QUOTAS, actor="test")

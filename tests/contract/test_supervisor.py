@@ -27,7 +27,7 @@ from wagate.errors import LeaseLost
 from wagate.gateway import Gateway
 from wagate.server import GatewayServer
 from wagate.store.base import NewOutbound, NewSession
-from wagate.supervisor.supervisor import Supervisor
+from wagate.supervisor.supervisor import Supervisor, _uncancelled
 
 PHONE = "+15550001"
 
@@ -101,11 +101,11 @@ async def session(gateway: Gateway) -> Session:
     )
 
 
-async def link(gateway: Gateway, sim: Sim, supervisor: Supervisor, session: Session) -> None:
+async def link(gateway: Gateway, sim: Sim, supervisor: Supervisor, session: Session, phone: str = PHONE) -> None:
     await status_of(gateway, session, Status.SCAN_QR_CODE)
     qr = supervisor.qr(session.id)
     assert qr is not None
-    await sim.post("/phone/scan", {"phone": PHONE, "qr": qr.code})
+    await sim.post("/phone/scan", {"phone": phone, "qr": qr.code})
     await status_of(gateway, session, Status.WORKING)
 
 
@@ -207,6 +207,91 @@ async def test_one_owner_and_fenced_takeover(gateway: Gateway, sim: Sim, session
     await second.stop()
 
 
+async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim) -> None:
+    tenant = await gateway.store.tenants.create("spread", contact_email=None, max_sessions=None)
+    sessions = [
+        await gateway.store.sessions.create(
+            NewSession(tenant.id, f"s{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
+        )
+        for n in range(7)
+    ]
+    phones = {s.id: f"+1555010{n}" for n, s in enumerate(sessions)}
+    first = supervisor_for(gateway, sim, "w1")
+    await first.start()
+    for session in sessions:
+        await link(gateway, sim, first, session, phones[session.id])
+    assert len(first.runners) == 7  # alone, a worker runs everything
+    await sim.post(f"/devices/{phones[sessions[0].id]}/messages", {"from": "+15550002", "text": "a", "count": 5})
+
+    async def spread(counts: tuple[int, ...], *workers: Supervisor) -> bool:
+        """Each session runs on exactly one of ``workers``, which run ``counts`` sessions (in some order)."""
+        return sorted(len(w.runners) for w in workers) == sorted(counts) and all(
+            sum(s.id in w.runners for w in workers) == 1 for s in sessions
+        )
+
+    second = supervisor_for(gateway, sim, "w2")
+    await second.start()
+    await eventually(lambda: spread((4, 3), first, second), "four and three sessions", timeout=15)
+    for session in sessions:
+        await status_of(gateway, session, Status.WORKING)  # moved ones reconnected without a new scan
+    assert (first.handovers, second.handovers) == (3, 0)
+    assert (first.share, second.share) == (4, 4)
+    await asyncio.sleep(1.0)  # several reconcile rounds: nothing moves back and forth
+    assert await spread((4, 3), first, second)
+    assert (first.handovers, second.handovers) == (3, 0)
+
+    third = supervisor_for(gateway, sim, "w3")
+    await third.start()
+    await eventually(lambda: spread((3, 2, 2), first, second, third), "three, two and two", timeout=15)
+    assert first.handovers + second.handovers == 5  # the two the third lacked, from the two above the floor
+    assert third.handovers == 0
+
+    await second.stop()  # its sessions are released; the two left take them, each up to its share
+    await eventually(lambda: spread((4, 3), first, third), "four and three again", timeout=15)
+    for session in sessions:
+        await status_of(gateway, session, Status.WORKING)
+    await sim.post(f"/devices/{phones[sessions[0].id]}/messages", {"from": "+15550002", "text": "b", "count": 5})
+
+    async def acked() -> bool:
+        return bool(sim.server.describe(phones[sessions[0].id])["messages_acked"] == 10)
+
+    await eventually(acked, "the messages sent after the moves")
+    for phone in phones.values():
+        assert sim.server.describe(phone)["decrypt_failures"] == 0
+    received = await gateway.store.events.list_events(tenant.id, types=["message.received"], limit=100)
+    assert sorted(e.payload["text"] for e in received) == sorted(f"{t} #{n}" for t in "ab" for n in range(1, 6))
+    await first.stop()
+    await third.stop()
+
+
+async def test_a_worker_that_stops_claiming_loses_its_share(gateway: Gateway, sim: Sim) -> None:
+    tenant = await gateway.store.tenants.create("share", contact_email=None, max_sessions=None)
+    for n in range(4):
+        await gateway.store.sessions.create(
+            NewSession(tenant.id, f"q{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
+        )
+    first = supervisor_for(gateway, sim, "w1")
+    second = supervisor_for(gateway, sim, "w2")
+    await first.start()
+    await second.start()
+    assert len(first.runners) == 4  # the first to start took them all
+    await asyncio.sleep(1.0)  # several rounds: sessions waiting for a scan keep their QR codes where they are
+    assert (len(first.runners), len(second.runners), first.handovers) == (4, 0, 0)
+    assert second.share == 2
+    # The first worker's reconciles stop (its leases too): it is no longer counted, and the second takes all.
+    for task in list(first._loops):
+        task.cancel()
+
+    async def second_runs_all() -> bool:
+        return len(second.runners) == 4
+
+    await eventually(second_runs_all, "the second worker to run all four", timeout=15)
+    assert second.workers.keys() == {second.owner}
+    assert second.share == 4
+    await first.stop()
+    await second.stop()
+
+
 async def _runs(supervisor: Supervisor, session: Session) -> bool:
     return session.id in supervisor.runners
 
@@ -231,6 +316,42 @@ async def test_unknown_engine_configuration_fails_clearly(gateway: Gateway, sess
     assert failed.note is not None
     assert "WAGATE_SIM_URL" in failed.note
     await supervisor.stop()
+
+
+async def test_a_loop_cancelled_in_a_write_lets_it_end(gateway: Gateway) -> None:
+    """Cut off half-way, an aiosqlite write transaction kept SQLite's write lock: every later write failed with
+    "database is locked". A supervisor's periodic job therefore ends before its loop's cancellation does."""
+    finished: list[int] = []
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+        finished.append(1)
+
+    waiting = asyncio.create_task(_uncancelled(job))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the job is still running: the cancellation waits for it
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert finished == [1]
+
+    rng = random.Random(3)
+    for _ in range(40):  # writes cancelled at random points, as a stop does to the reconcile loop
+        loop = asyncio.create_task(_beat_forever(gateway))
+        await asyncio.sleep(rng.random() * 0.01)
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        async with asyncio.timeout(5):
+            assert "after#1" in await gateway.store.leases.beat("after#1", 30)
+
+
+async def _beat_forever(gateway: Gateway) -> None:
+    while True:
+        await _uncancelled(lambda: gateway.store.leases.beat("loop#1", 30))
 
 
 async def test_a_session_launched_during_a_reconcile_keeps_its_runner(gateway: Gateway, sim: Sim) -> None:

@@ -185,14 +185,34 @@ class LeaseStore(ABC):
 
     @abstractmethod
     async def acquire_many(
-        self, session_ids: Sequence[SessionId], owner: str, ttl: float, *, takeover: str | None = None
+        self,
+        session_ids: Sequence[SessionId],
+        owner: str,
+        ttl: float,
+        *,
+        takeover: str | None = None,
+        limit: int | None = None,
     ) -> dict[SessionId, Lease]:
         """Take every lease that is free, expired or ours, in one transaction; the answer holds those taken.
 
-        A live lease whose owner starts with ``takeover`` (an earlier run of this same worker, now gone) counts as
-        free. Our own live lease keeps its epoch; any other taken lease gets a higher one, which fences every
-        write still in flight under the old one.
+        A live lease whose owner starts with ``takeover`` (an earlier run of this same worker, now gone) is taken
+        as ours. Our own live lease keeps its epoch; any other taken lease gets a higher one, which fences every
+        write still in flight under the old one. ``limit`` caps how many free or expired leases are taken (in the
+        order of ``session_ids``); ours and those of our earlier run are taken whatever it says.
         """
+
+    @abstractmethod
+    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
+        """Record that the worker ``owner`` (reached at ``url``, if it says) is alive for ``ttl`` seconds more; the
+        answer maps every live worker (this one included) to the number of live session leases it holds."""
+
+    @abstractmethod
+    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
+        """The live worker holding the session's lease and the address it gave, or None when none holds it."""
+
+    @abstractmethod
+    async def leave(self, owner: str) -> None:
+        """The worker ``owner`` stops: it no longer counts among the live ones."""
 
     @abstractmethod
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool: ...

@@ -58,6 +58,7 @@ log = logging.getLogger("wagate.session")
 # loop (a flapping network, a server that accepts and closes) still backs off and trips the breaker.
 STABLE_AFTER = 10.0
 SHUTDOWN_NOTE = "the gateway stopped; the session reconnects when it runs again"
+HAND_OVER_NOTE = "handed over to another worker, to spread the sessions; it reconnects there"
 
 
 class Command(IntEnum):
@@ -65,12 +66,13 @@ class Command(IntEnum):
 
     KICK = 0  # the health monitor found the session stuck: reconnect through the normal backoff
     RESTART = 1
-    RESET = 2
-    LOGOUT = 3
-    STOP = 4
-    DELETE = 5
-    SHUTDOWN = 6
-    LEASE_LOST = 7
+    HAND_OVER = 2  # this worker runs more than its share: end here, another worker takes the session
+    RESET = 3
+    LOGOUT = 4
+    STOP = 5
+    DELETE = 6
+    SHUTDOWN = 7
+    LEASE_LOST = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class SessionRunner:
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, supervisor.rng)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, supervisor.clock)
         self._command: Command | None = None
+        self.handing_over = False  # told to end here so that another worker takes the session
         self._ended: EngineEvent | None = None  # the closing event of the current connection
         self._wakeup: asyncio.Future[None] | None = None  # resolved by a command, a closing event, a connect's end
         self._connected_at: float | None = None
@@ -286,7 +289,9 @@ class SessionRunner:
             # Not WORKING any more, and saying so now spares the next start a write per session (its STARTING
             # is then no change); on a crash the next start records it instead.
             await self._set(Status.STARTING, None, note=SHUTDOWN_NOTE)
-        return False  # STOP, SHUTDOWN, LEASE_LOST
+        elif command is Command.HAND_OVER:
+            await self._set(Status.STARTING, None, note=HAND_OVER_NOTE)
+        return False  # STOP, SHUTDOWN, HAND_OVER, LEASE_LOST
 
     async def _reset(self) -> None:
         """Quarantine (or reset by hand): keep a sealed backup, wipe the state, link again from a new QR code."""

@@ -25,6 +25,7 @@ from wagate.ids import BackupId, SessionId, TenantId
 from wagate.messaging.bodies import BodySealer
 from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
+from wagate.supervisor.balance import Spread
 from wagate.supervisor.corruption import CorruptionPolicy
 from wagate.supervisor.notify import Notifier
 from wagate.supervisor.recorder import StatusRecorder
@@ -34,6 +35,8 @@ log = logging.getLogger("wagate.supervisor")
 
 MessageHook = Callable[[SessionRunner, MessageReceived | MessageAck], Awaitable[None]]
 STOP_TIMEOUT = 6.0
+REBALANCE_PAUSE = 2.0  # seconds between reconciles of a worker that is waiting for sessions handed over to it
+REBALANCE_COOLDOWN = 10.0  # seconds at least that a worker which handed sessions over claims no free ones
 
 
 class Supervisor:
@@ -69,6 +72,12 @@ class Supervisor:
         self.stuck_restarts = 0
         self.notifier = Notifier(self.settings, gateway.store, self.clock)
         self.idle_stops = 0
+        self.handovers = 0
+        self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
+        self.share = 0  # this worker's share of the sessions to run, as of the last reconcile
+        self._total = 0  # sessions to run, as of the last reconcile
+        self._waiting_since: float | None = None  # since when others are about to hand sessions over to this one
+        self._handed_over_at: float | None = None
         self.corruption_policy = CorruptionPolicy(
             window=self.settings.corruption_window,
             session_failures=self.settings.corruption_threshold,
@@ -81,7 +90,7 @@ class Supervisor:
     async def start(self) -> None:
         self.recorder.start()
         await self.reconcile()
-        self._spawn(self._loops, self._every(self.settings.reconcile_interval, self.reconcile), "reconcile")
+        self._spawn(self._loops, self._every(self._reconcile_pause, self.reconcile), "reconcile")
         self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
         self._spawn(self._loops, self._every(self.settings.health_interval, self.check_health), "health-monitor")
         self._spawn(self._loops, self._every(self.settings.send_poll_interval, self.wake_senders), "outbound-poll")
@@ -93,8 +102,11 @@ class Supervisor:
     async def stop(self) -> None:
         """Stop every runner (connections closed, credentials kept), release the leases, flush statuses."""
         self._stopping = True
-        for task in list(self._loops):
-            task.cancel()
+        loops = list(self._loops)
+        for task in loops:
+            task.cancel()  # a job in progress ends first (see _uncancelled)
+        if loops:
+            await asyncio.wait(loops, timeout=STOP_TIMEOUT)
         runners = list(self.runners.values())
         for runner in runners:
             runner.command(Command.SHUTDOWN)
@@ -110,6 +122,7 @@ class Supervisor:
         await self.notifier.drain()
         with contextlib.suppress(StoreError):
             await self.store.leases.release_all(self.owner)
+            await self.store.leases.leave(self.owner)
         await self.engines.close()
         log.info("supervisor stopped (%d session(s) released)", len(runners))
 
@@ -121,18 +134,20 @@ class Supervisor:
         task.add_done_callback(owner.discard)
         return task
 
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(self, pause: float | Callable[[], float], job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` after every ``pause`` seconds (a number, or a function that tells the next pause)."""
         while True:
+            seconds = pause() if callable(pause) else pause
             await asyncio.sleep(seconds)
             try:
-                await job()
+                await _uncancelled(job)
             except Exception:  # the loop must survive anything; it tries again next round
                 log.exception("%s failed; retrying in %.0fs", getattr(job, "__name__", "job"), seconds)
 
     # reconcile -------------------------------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Bring every session in line with what its tenant wants."""
+        """Bring every session in line with what its tenant wants, taking this worker's share of those to run."""
         async with self._lock:
             # Listed under the lock: every runner was launched from a row committed before this listing, so a
             # runner missing from it really is unwanted (not merely created a moment after the listing).
@@ -141,7 +156,65 @@ class Supervisor:
             for session_id, runner in list(self.runners.items()):
                 if session_id not in wanted:  # deleted, or failed/stopped by another owner
                     runner.command(Command.LEASE_LOST)
-            await self._apply(sessions)
+            # Beaten here, not with the lease renewals: a worker counts as alive while it is able to claim.
+            self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
+            self._total = sum(1 for s in sessions if s.desired is Desired.RUNNING and s.status is not Status.FAILED)
+            spread = self._spread(self._total)
+            self.share = spread.share
+            await self._apply(sessions, room=self._claim_room(spread))
+            self._hand_over_excess(self._spread(self._total))
+
+    def _spread(self, total: int) -> Spread:
+        return Spread(self.owner, total, {**self.workers, self.owner: len(self.runners)})
+
+    def _hand_over_excess(self, spread: Spread) -> None:
+        """Hand over this worker's part of what workers below the floor lack: WORKING sessions only, which
+        reconnect on the worker that claims them without a new scan (one being linked keeps its QR code here)."""
+        count = spread.to_hand_over(self.settings.rebalance_step)
+        movable = [r for r in self.runners.values() if r.status is Status.WORKING and not r.handing_over]
+        chosen = self.rng.sample(movable, min(count, len(movable)))
+        for runner in chosen:
+            runner.handing_over = True
+            runner.command(Command.HAND_OVER)
+        if chosen:
+            self.handovers += len(chosen)
+            self._handed_over_at = self.clock()
+            log.info(
+                "handing %d session(s) over: %d run here, %d workers share %d",
+                len(chosen),
+                spread.mine,
+                len(spread.counts),
+                spread.total,
+            )
+
+    def _claim_room(self, spread: Spread) -> int:
+        """Free sessions to claim this round: up to the share, none for a while after handing some over."""
+        if self._handed_over_at is not None and self.clock() - self._handed_over_at < self._cooldown:
+            return 0
+        return spread.room()
+
+    def _reconcile_pause(self) -> float:
+        """Until the next reconcile: the interval, or less while other workers are about to hand sessions over to
+        this one, so that it claims them within seconds (for as long as a worker claims nothing after handing
+        over: an excess of sessions that are not WORKING is never handed over)."""
+        interval = self.settings.reconcile_interval
+        now = self.clock()
+        if self.settings.rebalance_step <= 0 or not self._spread(self._total).waiting():
+            self._waiting_since = None
+            return interval
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return min(interval, REBALANCE_PAUSE) if now - self._waiting_since < self._cooldown else interval
+
+    @property
+    def _cooldown(self) -> float:
+        """How long a worker that handed sessions over leaves them to the others."""
+        return max(2 * self.settings.reconcile_interval, REBALANCE_COOLDOWN)
+
+    @property
+    def _worker_ttl(self) -> float:
+        """How long this worker counts as alive after a reconcile: past the next one, and a lease's length more."""
+        return 2 * self.settings.reconcile_interval + self.settings.lease_ttl
 
     async def reconcile_one(self, tenant_id: TenantId, session_id: SessionId) -> None:
         """Apply one session's wishes at once (the API calls this after a change)."""
@@ -154,10 +227,14 @@ class Supervisor:
                 return
             await self._apply([session])
 
-    async def _apply(self, sessions: Sequence[Session]) -> None:
+    async def _apply(self, sessions: Sequence[Session], *, room: int | None = None) -> None:
+        """Command this worker's runners after changes, and claim sessions that run nowhere: at most ``room`` free
+        ones to run (all when None), every one left running by a worker that died (to record that it stopped), and
+        every one an earlier run of this worker held."""
         if self._stopping:
             return
-        to_claim: list[Session] = []
+        to_run: list[Session] = []
+        to_settle: list[Session] = []
         for session in sessions:
             runner = self.runners.get(session.id)
             wants_run = session.desired is Desired.RUNNING and session.status is not Status.FAILED
@@ -166,13 +243,23 @@ class Supervisor:
                     runner.command(Command.STOP, session)
                 elif session.generation != runner.generation:
                     runner.command(Command.RESTART, session)
-            elif wants_run or session.status not in (Status.STOPPED, Status.FAILED):
-                to_claim.append(session)
-        if not to_claim:
+            elif wants_run:
+                to_run.append(session)
+            elif session.status not in (Status.STOPPED, Status.FAILED):
+                to_settle.append(session)
+        if not to_run and not to_settle:
             return
-        leases = await self.store.leases.acquire_many(
-            [s.id for s in to_claim], self.owner, self.settings.lease_ttl, takeover=self.takeover
-        )
+        self.rng.shuffle(to_run)  # workers claiming at once take different ones
+        leases = {}
+        if to_settle:
+            leases = await self.store.leases.acquire_many(
+                [s.id for s in to_settle], self.owner, self.settings.lease_ttl, takeover=self.takeover
+            )
+        if to_run:
+            leases |= await self.store.leases.acquire_many(
+                [s.id for s in to_run], self.owner, self.settings.lease_ttl, takeover=self.takeover, limit=room
+            )
+        to_claim = to_settle + to_run
         await self._preload([s for s in to_claim if s.id in leases and s.desired is Desired.RUNNING])
         settle: list[tuple[Session, Lease]] = []
         for session in to_claim:
@@ -218,6 +305,7 @@ class Supervisor:
             return
         runner = SessionRunner(self, session, lease, engine)
         self.runners[session.id] = runner
+        self._waiting_since = None  # a claim: sessions are still coming
         runner.task = self._spawn(self._runner_tasks, self._run(runner), f"session-{session.id}")
 
     async def _run(self, runner: SessionRunner) -> None:
@@ -251,6 +339,10 @@ class Supervisor:
         return self.gateway.vaults.open(
             runner.session.tenant_id, runner.session.id, owner=self.owner, epoch=runner.lease.epoch
         )
+
+    def runs(self, session_id: SessionId) -> bool:
+        """Whether this worker runs the session."""
+        return session_id in self.runners
 
     def qr(self, session_id: SessionId) -> QrCode | None:
         runner = self.runners.get(session_id)
@@ -423,7 +515,7 @@ class Supervisor:
     async def _once(self, delay: float, job: Callable[[], Awaitable[object]]) -> None:
         await asyncio.sleep(delay)
         try:
-            await job()
+            await _uncancelled(job)
         except Exception:  # logged; the periodic run tries again
             log.exception("%s failed", getattr(job, "__name__", "job"))
 
@@ -446,3 +538,17 @@ class Supervisor:
         self.reconnects += 1
         if breaker_opened:
             self.breaker_opens += 1
+
+
+async def _uncancelled(job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` to its end even when the caller is cancelled meanwhile (the cancellation comes after it):
+    a transaction cut off half-way can leave SQLite's write lock with a connection that is being discarded, and
+    every write after it waiting for the lock (measured: a reconcile loop cancelled in a write)."""
+    running = asyncio.ensure_future(job())
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        if not running.cancelled() and (failure := running.exception()) is not None:
+            log.error("%s failed while stopping: %s", getattr(job, "__name__", "job"), failure)
+        raise

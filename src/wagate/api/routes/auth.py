@@ -7,10 +7,11 @@ import io
 from typing import Annotated, Literal
 
 import segno
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
+from wagate.api.forward import to_owner
 from wagate.api.routes.sessions import find_session, require_supervisor
 from wagate.domain.phones import PHONE
 from wagate.domain.sessions import Status
@@ -36,6 +37,7 @@ def qr_png(value: str) -> bytes:
 
 @router.get("/qr", summary="The QR code to scan, while the session is SCAN_QR_CODE", response_model=None)
 async def get_qr(
+    request: Request,
     name: SessionName,
     gateway: GatewayDep,
     supervisor: SupervisorDep,
@@ -46,8 +48,11 @@ async def get_qr(
     session = await find_session(gateway, tenant_id, name)
     if session.status is not Status.SCAN_QR_CODE:
         raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
-    qr = require_supervisor(supervisor).qr(session.id)
+    running = require_supervisor(supervisor)
+    qr = running.qr(session.id)
     if qr is None:
+        if (forwarded := await to_owner(request, gateway, running, session)) is not None:
+            return forwarded
         raise Unprocessable("no QR code is showing right now; try again in a moment", code="qr_not_ready")
     if format == "raw":
         return {"value": qr.code}
@@ -57,15 +62,28 @@ async def get_qr(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/request-code", summary="A pairing code to type on the phone instead of scanning")
+@router.post(
+    "/request-code",
+    summary="A pairing code to type on the phone instead of scanning",
+    response_model=None,
+    responses={200: {"content": {"application/json": {"example": {"code": "ABCD-EFGH"}}}}},
+)
 async def request_code(
-    name: SessionName, body: CodeRequest, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
-) -> dict[str, str]:
+    request: Request,
+    name: SessionName,
+    body: CodeRequest,
+    gateway: GatewayDep,
+    supervisor: SupervisorDep,
+    tenant_id: TenantDep,
+) -> Response | dict[str, str]:
     session = await find_session(gateway, tenant_id, name)
     if session.status is not Status.SCAN_QR_CODE:
         raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
+    running = require_supervisor(supervisor)
     try:
-        code = await require_supervisor(supervisor).request_pairing_code(session.id, body.phone_number)
+        code = await running.request_pairing_code(session.id, body.phone_number)
     except EngineUnavailable as exc:
+        if not running.runs(session.id) and (forwarded := await to_owner(request, gateway, running, session)):
+            return forwarded
         raise Unprocessable(str(exc), code="pairing_unavailable") from None
     return {"code": code}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +27,7 @@ from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 R = schema.auth_records
 DK = schema.session_keys
 L = schema.session_leases
+W = schema.workers
 _CHUNK = 500
 _T = TypeVar("_T")
 
@@ -258,23 +259,37 @@ class SqlLeaseStore(LeaseStore):
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._beat = db.upsert(W, keys=("owner",), update=("expires_at", "url"))
 
     async def acquire_many(
-        self, session_ids: Sequence[SessionId], owner: str, ttl: float, *, takeover: str | None = None
+        self,
+        session_ids: Sequence[SessionId],
+        owner: str,
+        ttl: float,
+        *,
+        takeover: str | None = None,
+        limit: int | None = None,
     ) -> dict[SessionId, Lease]:
         now = self._clock()
         taken: dict[SessionId, Lease] = {}
+        room = limit if limit is not None else len(session_ids)
         async with self._db.write() as conn:
             for chunk in _chunks(list(session_ids)):
                 query = select(L).where(L.c.session_id.in_(chunk))
                 if self._db.dialect == "postgresql":
                     query = query.with_for_update()
+                rows = {row.session_id: row for row in await conn.execute(query)}
                 params = []
-                for row in await conn.execute(query):
+                for row in (rows[i] for i in chunk if i in rows):
                     live = row.owner is not None and row.expires_at > now
                     ours = row.owner == owner
-                    if live and not ours and not (takeover and row.owner.startswith(takeover)):
+                    earlier = live and bool(takeover) and row.owner.startswith(takeover)
+                    if live and not ours and not earlier:
                         continue
+                    if not (live and (ours or earlier)):  # free or expired: counts against the limit
+                        if room <= 0:
+                            continue
+                        room -= 1
                     epoch = row.epoch if live and ours else row.epoch + 1
                     lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl)
                     taken[lease.session_id] = lease
@@ -292,6 +307,35 @@ class SqlLeaseStore(LeaseStore):
                         params,
                     )
         return taken
+
+    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
+        now = self._clock()
+        async with self._db.write() as conn:
+            await conn.execute(self._beat, [{"owner": owner, "started_at": now, "expires_at": now + ttl, "url": url}])
+            await conn.execute(delete(W).where(W.c.expires_at <= now))  # dead, or stopped without a word
+            held = (
+                select(W.c.owner, func.count(L.c.session_id).label("leases"))
+                .select_from(W.outerjoin(L, and_(L.c.owner == W.c.owner, L.c.expires_at > now)))
+                .where(W.c.expires_at > now)
+                .group_by(W.c.owner)
+            )
+            return {row.owner: int(row.leases) for row in await conn.execute(held)}
+
+    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
+        now = self._clock()
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(W.c.owner, W.c.url)
+                    .select_from(L.join(W, W.c.owner == L.c.owner))
+                    .where(L.c.session_id == session_id, L.c.expires_at > now, W.c.expires_at > now)
+                )
+            ).first()
+        return (row.owner, row.url) if row else None
+
+    async def leave(self, owner: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(W).where(W.c.owner == owner))
 
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
         async with self._db.write() as conn:

@@ -98,6 +98,15 @@ session_leases = Table(
     Column("acquired_at", Double, nullable=False),
 )
 
+workers = Table(
+    "workers",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("started_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("url", Text),
+)
+
 backups = Table(
     "backups",
     metadata,

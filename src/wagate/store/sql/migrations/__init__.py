@@ -23,6 +23,7 @@ from wagate.store.sql.migrations import (
     m0004_connected_at,
     m0005_messages,
     m0006_delivery_indexes,
+    m0007_workers,
 )
 
 log = logging.getLogger("wagate.store")
@@ -48,6 +49,7 @@ MIGRATIONS = (
     Migration(4, "connected_at", m0004_connected_at.STATEMENTS),
     Migration(5, "messages", m0005_messages.STATEMENTS),
     Migration(6, "delivery_indexes", m0006_delivery_indexes.STATEMENTS),
+    Migration(7, "workers", m0007_workers.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

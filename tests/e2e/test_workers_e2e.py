@@ -1,0 +1,94 @@
+"""Several gateway processes against one PostgreSQL: the sessions spread over the live workers, requests that only
+a session's worker can answer are forwarded to it, and a worker killed with SIGKILL leaves its sessions to the
+others, which reconnect them without a new scan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import pg_url
+from tests.e2e.procs import Served, free_port, serve
+from tests.e2e.stack import Stack, wait_for
+
+PHONES = [f"+1555020{n}" for n in range(5)]
+
+
+def working(worker: Served) -> int:
+    """The sessions a worker runs WORKING, from its own /metrics."""
+    text = httpx.get(worker.base_url + "/metrics", timeout=5).text
+    found = re.search(r'^wagate_sessions\{status="WORKING"\} (\S+)$', text, re.MULTILINE)
+    assert found is not None, text
+    return int(float(found.group(1)))
+
+
+def test_sessions_spread_over_workers_and_survive_one_killed(
+    stack_factory: Callable[..., Stack], pg_schema: str
+) -> None:
+    stack = stack_factory(
+        WAGATE_DATABASE_URL=pg_url(),
+        WAGATE_DATABASE_SCHEMA=pg_schema,
+        WAGATE_WORKER_ID="a",
+        WAGATE_RECONCILE_INTERVAL="0.5",
+        WAGATE_LEASE_TTL="4",
+        WAGATE_MAX_SESSIONS_PER_TENANT="10",
+    )
+    stack.env["WAGATE_WORKER_URL"] = f"http://127.0.0.1:{stack.port}"
+    first = stack.start()
+    key = stack.tenant()
+    for n, phone in enumerate(PHONES):
+        stack.link(f"s{n}", phone)
+    assert working(first) == 5
+
+    (stack.tmp / "b").mkdir()
+    env = {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")}
+    del env["WAGATE_WORKER_URL"]  # the second gives no address: nothing can be forwarded to it
+    second = serve(stack.tmp / "b", env, port=free_port())
+    stack.started.append(second)
+    second.wait_healthy()
+    wait_for(lambda: (working(first), working(second)) == (3, 2), 30, "three and two sessions")
+    for n in range(5):
+        stack.wait_status(f"s{n}", "WORKING")  # the API of either worker shows every session
+
+    with httpx.Client(base_url=second.base_url, timeout=30, headers=key) as on_second, stack.http as on_first:
+        # A session created through the second runs there; the first cannot forward to it, and says so.
+        assert on_second.post("/api/sessions", json={"name": "late"}).status_code == 201
+        stack.wait_status("late", "SCAN_QR_CODE")
+        refused = on_first.get("/api/late/auth/qr", params={"format": "raw"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "runs_elsewhere"
+        assert "worker b#" in refused.json()["error"]["message"]
+        qr = on_second.get("/api/late/auth/qr", params={"format": "raw"})
+        assert qr.status_code == 200, qr.text
+        stack.sim_post("/phone/scan", {"phone": "+15550299", "qr": qr.json()["value"]})
+        stack.wait_status("late", "WORKING")
+
+        # One created through the first runs there: its QR code and a pairing code come through the second.
+        assert on_first.post("/api/sessions", json={"name": "coded"}).status_code == 201
+        stack.wait_status("coded", "SCAN_QR_CODE")
+        image = on_second.get("/api/coded/auth/qr")
+        assert image.status_code == 200, image.text
+        assert image.headers["content-type"] == "image/png"
+        assert image.content.startswith(b"\x89PNG")
+        code = on_second.post("/api/coded/auth/request-code", json={"phoneNumber": "+15550298"})
+        assert code.status_code == 200, code.text
+        stack.sim_post("/phone/pair", {"phone": "+15550298", "code": code.json()["code"]})
+        stack.wait_status("coded", "WORKING")
+        unknown = on_second.post("/api/nosuch/auth/request-code", json={"phoneNumber": "+15550298"})
+        assert unknown.status_code == 404
+    assert (working(first), working(second)) == (4, 3)
+
+    stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "before", "count": 5})
+    second.kill()  # SIGKILL: its leases stay until they expire
+    wait_for(lambda: working(first) == 7, 30, "the first worker to run all seven")
+    stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "after", "count": 5})
+    wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 10, 15, "every message acknowledged")
+    for phone in [*PHONES, "+15550299", "+15550298"]:
+        assert stack.device(phone)["decrypt_failures"] == 0  # no session lost its keys on the way
+        assert stack.device(phone)["paired"]
+    with stack.http as http:
+        answer = http.get("/api/events", params={"session": "s0", "types": "message.received", "limit": 50})
+    texts = [e["payload"]["text"] for e in answer.json()]
+    assert texts == [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]  # once each, in order
