@@ -1,17 +1,20 @@
-"""Several gateway processes against one PostgreSQL: the sessions spread over the live workers, requests that only
-a session's worker can answer are forwarded to it, and a worker killed with SIGKILL leaves its sessions to the
-others, which reconnect them without a new scan."""
+"""Several gateway processes against one PostgreSQL: the sessions spread over the live workers, a WebSocket client
+of any worker hears the events of every worker, requests that only a session's worker can answer are forwarded to
+it, and a worker killed with SIGKILL leaves its sessions to the others, which reconnect them without a new scan."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
 import httpx
+import pytest
+from websockets.sync.client import connect
 
 from tests.conftest import pg_url
 from tests.e2e.procs import Served, free_port, serve
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import ADMIN, Stack, wait_for
 
 PHONES = [f"+1555020{n}" for n in range(5)]
 
@@ -52,6 +55,25 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     for n in range(5):
         stack.wait_status(f"s{n}", "WORKING")  # the API of either worker shows every session
 
+    # A WebSocket client on the second worker hears the sessions of both, each session's events in order; a
+    # client of another tenant hears none of them.
+    other = httpx.post(second.base_url + "/api/tenants", json={"name": "other"}, headers={"X-Api-Key": ADMIN})
+    assert other.status_code == 201, other.text
+    ws_base = second.base_url.replace("http://", "ws://") + "/ws?events=message.received"
+    with (
+        connect(ws_base, additional_headers=key) as ws,
+        connect(ws_base, additional_headers={"X-Api-Key": other.json()["api_key"]}) as stranger,
+    ):
+        for phone in PHONES:
+            stack.sim_post(f"/devices/{phone}/messages", {"from": "+15550002", "text": phone, "count": 20})
+        heard: dict[str, list[str]] = {}
+        while sum(len(texts) for texts in heard.values()) < 100:
+            event = json.loads(ws.recv(timeout=15))
+            heard.setdefault(event["session"], []).append(event["payload"]["text"])
+        assert heard == {f"s{n}": [f"{phone} #{m}" for m in range(1, 21)] for n, phone in enumerate(PHONES)}
+        with pytest.raises(TimeoutError):
+            stranger.recv(timeout=0.5)
+
     with httpx.Client(base_url=second.base_url, timeout=30, headers=key) as on_second, stack.http as on_first:
         # A session created through the second runs there; the first cannot forward to it, and says so.
         assert on_second.post("/api/sessions", json={"name": "late"}).status_code == 201
@@ -81,14 +103,17 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     assert (working(first), working(second)) == (4, 3)
 
     stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "before", "count": 5})
+    wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 25, 15, "the messages before the kill")
     second.kill()  # SIGKILL: its leases stay until they expire
     wait_for(lambda: working(first) == 7, 30, "the first worker to run all seven")
     stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "after", "count": 5})
-    wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 10, 15, "every message acknowledged")
+    wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 30, 15, "every message acknowledged")
     for phone in [*PHONES, "+15550299", "+15550298"]:
         assert stack.device(phone)["decrypt_failures"] == 0  # no session lost its keys on the way
         assert stack.device(phone)["paired"]
     with stack.http as http:
         answer = http.get("/api/events", params={"session": "s0", "types": "message.received", "limit": 50})
     texts = [e["payload"]["text"] for e in answer.json()]
-    assert texts == [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]  # once each, in order
+    expected = [f"{PHONES[0]} #{n}" for n in range(1, 21)]
+    expected += [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]
+    assert texts == expected  # once each, in order

@@ -29,6 +29,7 @@ from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
 from wagate.events.delivery import WebhookDispatcher
+from wagate.events.peers import PeerEvents
 from wagate.gateway import Gateway
 from wagate.metrics import Metrics
 from wagate.supervisor.supervisor import Supervisor
@@ -65,6 +66,7 @@ def create_app(
         gw.store.set_observer(metrics.observe_store)
         supervisor = None
         dispatcher = None
+        peers = None
         try:
             if owned:
                 secret = await bootstrap_admin(gw.store, settings)
@@ -83,9 +85,13 @@ def create_app(
                 metrics.gateway.supervisor, metrics.gateway.dispatcher = supervisor, dispatcher
                 dispatcher.observe_lag = metrics.webhook_lag.observe
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
+                peers = PeerEvents(gw.store, gw.bus, supervisor.owner)
+                peers.start()
                 await supervisor.start()
             yield
         finally:
+            if peers is not None:
+                await peers.stop()
             if supervisor is not None:
                 await supervisor.stop()
             if dispatcher is not None:

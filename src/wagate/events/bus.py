@@ -88,6 +88,10 @@ class LocalBus:
             if not group:
                 del self._subscribers[subscription.tenant_id]
 
+    def listens_to(self, tenant_id: TenantId) -> bool:
+        """Whether a subscriber of this tenant is connected."""
+        return tenant_id in self._subscribers
+
     def publish(self, committed: Committed) -> None:
         if not self._subscribers:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -410,6 +411,17 @@ class Committed:
 CommitListener = Callable[[Committed], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """Events another process committed, as it announced them: by tenant, their sequence numbers in order."""
+
+    process: str
+    seqs: dict[TenantId, list[int]]
+
+
+AnnounceListener = Callable[[Announced], None]
+
+
 class EventStore(ABC):
     """The event history and the webhook outbox it feeds (rows made in the transaction of the change)."""
 
@@ -422,6 +434,20 @@ class EventStore(ABC):
     def set_claimer(self, owner: str | None, ttl: float) -> None:
         """Deliveries queued from now on are claimed for ``owner`` (this process's dispatcher) in their own
         transaction, so it sends them at once; None leaves them for any worker's poll."""
+
+    @abstractmethod
+    def announce(self, process: str | None) -> None:
+        """Events committed from now on are announced to the other processes on the database as ``process``'s, in
+        their transactions (None: not announced). Where the database cannot (SQLite, one process), nothing."""
+
+    @abstractmethod
+    def listen(self, heard: AnnounceListener) -> AbstractAsyncContextManager[Callable[[], bool] | None]:
+        """While the block runs, ``heard`` gets what other processes announce; the block's value tells whether
+        the listening connection still stands, or is None where the database cannot announce (SQLite)."""
+
+    @abstractmethod
+    async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these sequence numbers (announced ones), in sequence order; any tenant."""
 
     @abstractmethod
     async def append(self, events: Sequence[Event]) -> None:

@@ -158,6 +158,9 @@ class Supervisor:
                     runner.command(Command.LEASE_LOST)
             # Beaten here, not with the lease renewals: a worker counts as alive while it is able to claim.
             self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
+            # Alone, a worker's events reach every WebSocket client from its own bus; with others, they are
+            # announced to the others' (events.peers).
+            self.store.events.announce(self.owner if len(self.workers) > 1 else None)
             self._total = sum(1 for s in sessions if s.desired is Desired.RUNNING and s.status is not Status.FAILED)
             spread = self._spread(self._total)
             self.share = spread.share

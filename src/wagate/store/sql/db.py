@@ -85,6 +85,7 @@ class Database:
         self._thread = ThreadPoolExecutor(1, "wagate-sqlite-writer") if sync_writer is not None else None
         self._sync_conn: Connection | None = None  # the sync writer's, used on its thread only
         self.observe: Callable[[str, float], None] | None = None  # (read|write, seconds): for metrics
+        self.schema: str | None = None  # PostgreSQL: the schema the connections are confined to, if any
 
     @classmethod
     def create(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
@@ -106,7 +107,9 @@ class Database:
             engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
             )
-            return cls(engine, engine, "postgresql")
+            made = cls(engine, engine, "postgresql")
+            made.schema = schema
+            return made
         raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}")
 
     @contextmanager
@@ -209,6 +212,26 @@ class Database:
         except SQLAlchemyError as exc:
             raise StoreUnavailable("the database does not answer") from exc
         return time.perf_counter() - start
+
+    @asynccontextmanager
+    async def listening(self, channel: str, callback: Callable[[str], None]) -> AsyncIterator[Callable[[], bool]]:
+        """PostgreSQL: ``callback`` gets the payload of every notification on ``channel``, on a connection of its
+        own, until the block ends; the block's value tells whether that connection still stands (once it is lost,
+        nothing more is heard: leave the block and listen again)."""
+        with self._observed("read"):
+            async with self._writer.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+
+                def heard(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+                    callback(payload)
+
+                await raw.add_listener(channel, heard)
+                try:
+                    yield lambda: not raw.is_closed()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await raw.remove_listener(channel, heard)
 
     async def dispose(self) -> None:
         await self._writer.dispose()

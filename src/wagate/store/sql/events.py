@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, not_, or_, select, update
+from sqlalchemy import Connection, delete, insert, not_, or_, select, text, update
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
 from wagate.ids import EventId, SessionId, TenantId, WebhookId
 from wagate.store.base import (
+    Announced,
+    AnnounceListener,
     CommitListener,
     Committed,
     Delivery,
@@ -113,6 +116,48 @@ def delivery_from(row: Any) -> Delivery:
     )
 
 
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_ANNOUNCE_BYTES = 7_900  # a PostgreSQL notification carries at most 8,000 bytes
+
+
+def channel(schema: str | None) -> str:
+    """The notification channel of one installation (one schema) on a PostgreSQL database."""
+    return f"wagate_{schema or 'public'}"[:63]
+
+
+def announcements(process: str, events: Sequence[Event], seqs: Sequence[int]) -> list[str]:
+    """Payloads announcing committed events: ``process``, then ``tenant:seq,seq...`` groups, tab-separated, each
+    payload under the size PostgreSQL allows (a large batch takes several)."""
+    by_tenant: dict[str, list[str]] = {}
+    for event, seq in zip(events, seqs, strict=True):
+        by_tenant.setdefault(event.tenant_id, []).append(str(seq))
+    payloads: list[str] = []
+    current = process
+    for tenant, numbers in by_tenant.items():
+        for start in range(0, len(numbers), 500):
+            group = f"\t{tenant}:{','.join(numbers[start : start + 500])}"
+            if len(current) + len(group) > _ANNOUNCE_BYTES:
+                payloads.append(current)
+                current = process
+            current += group
+    if current != process:
+        payloads.append(current)
+    return payloads
+
+
+def parse_announcement(payload: str) -> Announced | None:
+    """The other side of :func:`announcements`; None for a payload that is not one."""
+    process, *groups = payload.split("\t")
+    seqs: dict[TenantId, list[int]] = {}
+    try:
+        for group in groups:
+            tenant, _, numbers = group.partition(":")
+            seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
+    except ValueError:
+        return None
+    return Announced(process, seqs) if seqs else None
+
+
 class EventWriter:
     """Writes events and their deliveries inside a transaction; tells listeners after it commits.
 
@@ -126,6 +171,7 @@ class EventWriter:
         self.listeners: list[CommitListener] = []
         self.claimer: str | None = None
         self.claim_ttl = 60.0
+        self.announcer: str | None = None  # PostgreSQL: the process named in announcements, when they are made
 
     def write(self, conn: Connection, events: Sequence[Event]) -> Committed:
         if not events:
@@ -151,6 +197,9 @@ class EventWriter:
                 )
             )
         seqs = _INSERT_EVENTS.seqs(tx, rows, key=(0,))
+        if self.announcer is not None and self._db.dialect == "postgresql":
+            for payload in announcements(self.announcer, events, seqs):
+                conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
         return Committed(list(events), self._queue(tx, events, seqs, bodies))
 
     def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
@@ -232,6 +281,32 @@ class SqlEventStore(EventStore):
     def set_claimer(self, owner: str | None, ttl: float) -> None:
         self._writer.claimer = owner
         self._writer.claim_ttl = ttl
+
+    def announce(self, process: str | None) -> None:
+        self._writer.announcer = process
+
+    @asynccontextmanager
+    async def listen(self, heard: AnnounceListener) -> AsyncIterator[Callable[[], bool] | None]:
+        if self._db.dialect != "postgresql":
+            yield None
+            return
+
+        def on_payload(payload: str) -> None:
+            announced = parse_announcement(payload)
+            if announced is None:
+                log.warning("ignored a notification that announces no events")
+            else:
+                heard(announced)
+
+        async with self._db.listening(channel(self._db.schema), on_payload) as alive:
+            yield alive
+
+    async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
+        if not seqs:
+            return []
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(E).where(E.c.seq.in_(list(seqs))).order_by(E.c.seq))).all()
+        return [open_event(self._writer.sealer, row)[0] for row in rows]
 
     async def append(self, events: Sequence[Event]) -> None:
         if not events:

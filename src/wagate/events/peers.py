@@ -1,0 +1,71 @@
+"""Events committed by the other processes on one PostgreSQL database, for this process's WebSocket clients.
+
+With several workers, a tenant's WebSocket client is connected to one of them while the tenant's sessions run on
+any. A worker that knows others are alive announces the events it commits, in their transactions (a PostgreSQL
+notification, sent at the commit and never for a rolled-back one); each process listens, reads the announced
+events of the tenants it has clients for from the history, in order, and hands them to its bus. Webhooks need
+none of this: their outbox is in the database for every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from wagate.errors import StoreError
+from wagate.events.bus import LocalBus
+from wagate.store.base import Announced, Committed, Store
+
+log = logging.getLogger("wagate.events")
+
+RELISTEN_PAUSE = 2.0  # seconds before listening again after the connection was lost
+ALIVE_CHECK = 5.0  # seconds between looks at the listening connection while nothing is heard
+
+
+class PeerEvents:
+    def __init__(self, store: Store, bus: LocalBus, process: str) -> None:
+        self._store = store
+        self._bus = bus
+        self._process = process
+        self._heard: asyncio.Queue[list[int]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.received = 0  # events of other processes handed to the bus
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="peer-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _on_announced(self, announced: Announced) -> None:
+        if announced.process == self._process:
+            return  # ours: the bus had them at our commit
+        wanted = [seq for tenant, seqs in announced.seqs.items() if self._bus.listens_to(tenant) for seq in seqs]
+        if wanted:
+            self._heard.put_nowait(wanted)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._store.events.listen(self._on_announced) as alive:
+                    if alive is None:
+                        return  # this database does not announce (SQLite: one process)
+                    while alive():
+                        try:
+                            seqs = await asyncio.wait_for(self._heard.get(), ALIVE_CHECK)
+                        except TimeoutError:
+                            continue
+                        while not self._heard.empty():  # what came meanwhile, in one read
+                            seqs.extend(self._heard.get_nowait())
+                        events = await self._store.events.events_by_seq(seqs)
+                        self.received += len(events)
+                        self._bus.publish(Committed(events, []))
+                log.warning("lost the connection that hears other workers' events; listening again")
+            except (StoreError, OSError) as exc:
+                log.warning("cannot hear other workers' events (%s); trying again", exc)
+            except Exception:  # the listener must survive anything; it listens again
+                log.exception("hearing other workers' events failed; trying again")
+            await asyncio.sleep(RELISTEN_PAUSE)
