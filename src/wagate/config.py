@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(30.0, gt=0, description="seconds a session lease lasts without renewal")
     reconcile_interval: float = Field(15.0, gt=0, description="seconds between full reconciliations")
     rebalance_step: int = Field(
-        25,
+        100,
         ge=0,
         description="WORKING sessions a worker above its share hands over to the others per reconcile (0: never)",
     )

@@ -307,6 +307,10 @@ async def test_live_workers_and_their_leases(store: Store) -> None:
     await store.leases.leave("b#1")
     await asyncio.sleep(0.3)  # c#1 stops beating
     assert await store.leases.beat("a#1", ttl=30) == {"a#1": 2}
+    # Gone, but seen lately: a sign that this installation runs several workers.
+    assert await store.leases.recent_workers(3600, besides="a#") == 2
+    assert await store.leases.recent_workers(3600, besides="x#") == 3
+    assert await store.leases.recent_workers(0.1, besides="a#") == 0
     assert await store.leases.release_all("a#1") == 3
     assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
 

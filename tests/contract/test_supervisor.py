@@ -264,6 +264,30 @@ async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim)
     await third.stop()
 
 
+async def test_workers_starting_together_share_without_handing_over(gateway: Gateway, sim: Sim) -> None:
+    tenant = await gateway.store.tenants.create("together", contact_email=None, max_sessions=None)
+    sessions = [
+        await gateway.store.sessions.create(
+            NewSession(tenant.id, f"t{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
+        )
+        for n in range(6)
+    ]
+    first = supervisor_for(gateway, sim, "w1")
+    await first.start()
+    for n, session in enumerate(sessions):
+        await link(gateway, sim, first, session, f"+1555030{n}")
+    await first.stop()  # the whole installation stops; then two workers start at once
+    second, third = supervisor_for(gateway, sim, "w2"), supervisor_for(gateway, sim, "w3")
+    await asyncio.gather(second.start(), third.start())
+    assert (len(second.runners), len(third.runners)) == (3, 3)  # each its share from the first claim
+    for session in sessions:
+        await status_of(gateway, session, Status.WORKING)
+    await asyncio.sleep(0.5)
+    assert (second.handovers, third.handovers) == (0, 0)
+    await second.stop()
+    await third.stop()
+
+
 async def test_a_worker_that_stops_claiming_loses_its_share(gateway: Gateway, sim: Sim) -> None:
     tenant = await gateway.store.tenants.create("share", contact_email=None, max_sessions=None)
     for n in range(4):

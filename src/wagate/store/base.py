@@ -216,6 +216,11 @@ class LeaseStore(ABC):
         """The worker ``owner`` stops: it no longer counts among the live ones."""
 
     @abstractmethod
+    async def recent_workers(self, within: float, *, besides: str) -> int:
+        """How many workers other than those whose owner starts with ``besides`` were alive in the last ``within``
+        seconds (up to an hour), stopped ones included: whether this is an installation of several workers."""
+
+    @abstractmethod
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool: ...
 
     @abstractmethod

@@ -37,6 +37,8 @@ MessageHook = Callable[[SessionRunner, MessageReceived | MessageAck], Awaitable[
 STOP_TIMEOUT = 6.0
 REBALANCE_PAUSE = 2.0  # seconds between reconciles of a worker that is waiting for sessions handed over to it
 REBALANCE_COOLDOWN = 10.0  # seconds at least that a worker which handed sessions over claims no free ones
+RECENT_WORKERS = 3600.0  # other workers alive within this many seconds: several may be starting together
+START_SETTLE = 3.0  # seconds a worker of several waits at start for the others to say they are alive
 
 
 class Supervisor:
@@ -89,6 +91,11 @@ class Supervisor:
 
     async def start(self) -> None:
         self.recorder.start()
+        if await self.store.leases.recent_workers(RECENT_WORKERS, besides=self.takeover):
+            # Others ran lately: they may be starting too (a whole installation restarted). Say we are alive and
+            # give them a moment to say so, so that the first to look does not claim every session.
+            self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
+            await asyncio.sleep(min(START_SETTLE, self.settings.reconcile_interval))
         await self.reconcile()
         self._spawn(self._loops, self._every(self._reconcile_pause, self.reconcile), "reconcile")
         self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")

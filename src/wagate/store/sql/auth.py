@@ -28,6 +28,7 @@ R = schema.auth_records
 DK = schema.session_keys
 L = schema.session_leases
 W = schema.workers
+_WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting
 _CHUNK = 500
 _T = TypeVar("_T")
 
@@ -312,7 +313,7 @@ class SqlLeaseStore(LeaseStore):
         now = self._clock()
         async with self._db.write() as conn:
             await conn.execute(self._beat, [{"owner": owner, "started_at": now, "expires_at": now + ttl, "url": url}])
-            await conn.execute(delete(W).where(W.c.expires_at <= now))  # dead, or stopped without a word
+            await conn.execute(delete(W).where(W.c.expires_at <= now - _WORKERS_KEPT))
             held = (
                 select(W.c.owner, func.count(L.c.session_id).label("leases"))
                 .select_from(W.outerjoin(L, and_(L.c.owner == W.c.owner, L.c.expires_at > now)))
@@ -335,7 +336,13 @@ class SqlLeaseStore(LeaseStore):
 
     async def leave(self, owner: str) -> None:
         async with self._db.write() as conn:
-            await conn.execute(delete(W).where(W.c.owner == owner))
+            await conn.execute(update(W).where(W.c.owner == owner).values(expires_at=self._clock()))
+
+    async def recent_workers(self, within: float, *, besides: str) -> int:
+        since = self._clock() - min(within, _WORKERS_KEPT)
+        async with self._db.read() as conn:
+            query = select(func.count()).select_from(W).where(W.c.expires_at > since, ~W.c.owner.startswith(besides))
+            return int((await conn.execute(query)).scalar_one())
 
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
         async with self._db.write() as conn:
