@@ -20,6 +20,7 @@ from tests.e2e.procs import free_port
 from wagate.clock import Clock
 from wagate.domain.messages import MessageKind, new_message_id
 from wagate.domain.sessions import Desired, Quotas, Reason, Session, Status
+from wagate.domain.tenants import Tenant
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import create_sim_app
 from wagate.engines.sim.server import SimOptions, SimServer
@@ -207,14 +208,20 @@ async def test_one_owner_and_fenced_takeover(gateway: Gateway, sim: Sim, session
     await second.stop()
 
 
-async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim) -> None:
-    tenant = await gateway.store.tenants.create("spread", contact_email=None, max_sessions=None)
-    sessions = [
+async def running_sessions(gateway: Gateway, tenant_name: str, count: int) -> tuple[Tenant, list[Session]]:
+    """A tenant with ``count`` sessions that should run."""
+    tenant = await gateway.store.tenants.create(tenant_name, contact_email=None, max_sessions=None)
+    made = [
         await gateway.store.sessions.create(
-            NewSession(tenant.id, f"s{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
+            NewSession(tenant.id, f"{tenant_name}{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
         )
-        for n in range(7)
+        for n in range(count)
     ]
+    return tenant, made
+
+
+async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim) -> None:
+    tenant, sessions = await running_sessions(gateway, "spread", 7)
     phones = {s.id: f"+1555010{n}" for n, s in enumerate(sessions)}
     first = supervisor_for(gateway, sim, "w1")
     await first.start()
@@ -265,13 +272,7 @@ async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim)
 
 
 async def test_workers_starting_together_share_without_handing_over(gateway: Gateway, sim: Sim) -> None:
-    tenant = await gateway.store.tenants.create("together", contact_email=None, max_sessions=None)
-    sessions = [
-        await gateway.store.sessions.create(
-            NewSession(tenant.id, f"t{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
-        )
-        for n in range(6)
-    ]
+    _, sessions = await running_sessions(gateway, "together", 6)
     first = supervisor_for(gateway, sim, "w1")
     await first.start()
     for n, session in enumerate(sessions):
@@ -289,11 +290,7 @@ async def test_workers_starting_together_share_without_handing_over(gateway: Gat
 
 
 async def test_a_worker_that_stops_claiming_loses_its_share(gateway: Gateway, sim: Sim) -> None:
-    tenant = await gateway.store.tenants.create("share", contact_email=None, max_sessions=None)
-    for n in range(4):
-        await gateway.store.sessions.create(
-            NewSession(tenant.id, f"q{n}", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 100), actor="test"
-        )
+    await running_sessions(gateway, "share", 4)
     first = supervisor_for(gateway, sim, "w1")
     second = supervisor_for(gateway, sim, "w2")
     await first.start()
