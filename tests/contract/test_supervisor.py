@@ -26,9 +26,10 @@ from wagate.engines.sim.app import create_sim_app
 from wagate.engines.sim.server import SimOptions, SimServer
 from wagate.errors import LeaseLost
 from wagate.gateway import Gateway
+from wagate.periodic import to_end
 from wagate.server import GatewayServer
 from wagate.store.base import NewOutbound, NewSession
-from wagate.supervisor.supervisor import Supervisor, _uncancelled
+from wagate.supervisor.supervisor import Supervisor
 
 PHONE = "+15550001"
 
@@ -349,7 +350,7 @@ async def test_a_loop_cancelled_in_a_write_lets_it_end(gateway: Gateway) -> None
         await release.wait()
         finished.append(1)
 
-    waiting = asyncio.create_task(_uncancelled(job))
+    waiting = asyncio.create_task(to_end(job))
     await asyncio.sleep(0.05)
     waiting.cancel()
     await asyncio.sleep(0.05)
@@ -372,7 +373,7 @@ async def test_a_loop_cancelled_in_a_write_lets_it_end(gateway: Gateway) -> None
 
 async def _beat_forever(gateway: Gateway) -> None:
     while True:
-        await _uncancelled(lambda: gateway.store.leases.beat("loop#1", 30))
+        await to_end(lambda: gateway.store.leases.beat("loop#1", 30))
 
 
 async def test_a_session_launched_during_a_reconcile_keeps_its_runner(gateway: Gateway, sim: Sim) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from standardwebhooks import Webhook as Signer
@@ -30,7 +30,10 @@ from wagate.config import Settings
 from wagate.events.client import Attempt, WebhookClient, signed_headers
 from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
+from wagate.periodic import every
 from wagate.store.base import Committed, Outgoing, Store, Webhook
+
+STOP_WAIT = 5.0  # seconds a stop waits for the periodic jobs in hand to end
 
 log = logging.getLogger("wagate.webhooks")
 
@@ -144,11 +147,11 @@ class WebhookDispatcher:
         self.store.events.listeners.append(self.accept)
         interval = self.settings.webhook_poll_interval
         for coro, name in (
-            (self._every(interval, self.poll), "webhook-poll"),
-            (self._every(self.settings.webhook_claim_ttl / 3, self._renew), "webhook-claims"),
-            (self._every(0.1, self._flush), "webhook-completions"),
-            (self._every(interval, self._sweep), "webhook-sweep"),
-            (self._every(3600, self._prune), "event-retention"),
+            (every(interval, self.poll, what="webhook poll"), "webhook-poll"),
+            (every(self.settings.webhook_claim_ttl / 3, self._renew, what="webhook claims"), "webhook-claims"),
+            (every(0.1, self._flush, what="webhook completions"), "webhook-completions"),
+            (every(interval, self._sweep, what="webhook sweep"), "webhook-sweep"),
+            (every(3600, self._prune, what="event retention"), "event-retention"),
         ):
             task = asyncio.ensure_future(coro)
             task.set_name(name)
@@ -166,8 +169,12 @@ class WebhookDispatcher:
             self.store.events.listeners.remove(self.accept)
         tasks = [*self._loops, *(g.task for g in self._groups.values() if g.task is not None)]
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            task.cancel()  # a periodic job in hand ends first (periodic.to_end), a long one no longer than this
+        if tasks:
+            done, _ = await asyncio.wait(tasks, timeout=STOP_WAIT)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a loop ends by its cancellation, anything else was logged
         with contextlib.suppress(Exception):
             await self._flush()
             held = [seq for group in self._groups.values() for seq in group.clear()]
@@ -178,14 +185,6 @@ class WebhookDispatcher:
             await self._client.close()
         if self._sender is not None:
             await self._sender.close()
-
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await job()
-            except Exception:  # the loop must survive anything; it tries again next round
-                log.exception("webhook %s failed; retrying", getattr(job, "__name__", "job"))
 
     # intake ----------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from wagate.errors import ConfigError, StoreError
 from wagate.gateway import Gateway
 from wagate.ids import BackupId, SessionId, TenantId
 from wagate.messaging.bodies import BodySealer
+from wagate.periodic import every, once
 from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
 from wagate.supervisor.balance import Spread
@@ -97,13 +98,17 @@ class Supervisor:
             self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
             await asyncio.sleep(min(START_SETTLE, self.settings.reconcile_interval))
         await self.reconcile()
-        self._spawn(self._loops, self._every(self._reconcile_pause, self.reconcile), "reconcile")
-        self._spawn(self._loops, self._every(self.settings.lease_ttl / 3, self._renew_leases), "lease-renewal")
-        self._spawn(self._loops, self._every(self.settings.health_interval, self.check_health), "health-monitor")
-        self._spawn(self._loops, self._every(self.settings.send_poll_interval, self.wake_senders), "outbound-poll")
-        self._spawn(self._loops, self._every(3600.0, self.prune_messages), "message-retention")
-        self._spawn(self._loops, self._every(3600.0, self.sweep_local), "local-sweep")
-        self._spawn(self._loops, self._once(60.0, self.sweep_local), "local-sweep-at-start")  # engines in use by then
+        loops: list[tuple[Awaitable[None], str]] = [
+            (every(self._reconcile_pause, self.reconcile, what="reconcile"), "reconcile"),
+            (every(self.settings.lease_ttl / 3, self._renew_leases, what="lease renewal"), "lease-renewal"),
+            (every(self.settings.health_interval, self.check_health, what="health check"), "health-monitor"),
+            (every(self.settings.send_poll_interval, self.wake_senders, what="outbound poll"), "outbound-poll"),
+            (every(3600.0, self.prune_messages, what="message retention"), "message-retention"),
+            (every(3600.0, self.sweep_local, what="local sweep"), "local-sweep"),
+            (once(60.0, self.sweep_local, what="local sweep"), "local-sweep-at-start"),  # engines in use by then
+        ]
+        for loop, name in loops:
+            self._spawn(self._loops, loop, name)
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
@@ -111,7 +116,7 @@ class Supervisor:
         self._stopping = True
         loops = list(self._loops)
         for task in loops:
-            task.cancel()  # a job in progress ends first (see _uncancelled)
+            task.cancel()  # a job in progress ends first (periodic.to_end)
         if loops:
             await asyncio.wait(loops, timeout=STOP_TIMEOUT)
         runners = list(self.runners.values())
@@ -140,16 +145,6 @@ class Supervisor:
         owner.add(task)
         task.add_done_callback(owner.discard)
         return task
-
-    async def _every(self, pause: float | Callable[[], float], job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` after every ``pause`` seconds (a number, or a function that tells the next pause)."""
-        while True:
-            seconds = pause() if callable(pause) else pause
-            await asyncio.sleep(seconds)
-            try:
-                await _uncancelled(job)
-            except Exception:  # the loop must survive anything; it tries again next round
-                log.exception("%s failed; retrying in %.0fs", getattr(job, "__name__", "job"), seconds)
 
     # reconcile -------------------------------------------------------------------------------------------------
 
@@ -522,13 +517,6 @@ class Supervisor:
             log.info("removed the local files of %d deleted session(s)", removed)
         return removed
 
-    async def _once(self, delay: float, job: Callable[[], Awaitable[object]]) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await _uncancelled(job)
-        except Exception:  # logged; the periodic run tries again
-            log.exception("%s failed", getattr(job, "__name__", "job"))
-
     async def prune_messages(self) -> None:
         removed = await self.store.messages.prune_all_tenants(self.clock())
         if removed:
@@ -548,17 +536,3 @@ class Supervisor:
         self.reconnects += 1
         if breaker_opened:
             self.breaker_opens += 1
-
-
-async def _uncancelled(job: Callable[[], Awaitable[object]]) -> None:
-    """Run ``job`` to its end even when the caller is cancelled meanwhile (the cancellation comes after it):
-    a transaction cut off half-way can leave SQLite's write lock with a connection that is being discarded, and
-    every write after it waiting for the lock (measured: a reconcile loop cancelled in a write)."""
-    running = asyncio.ensure_future(job())
-    try:
-        await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.wait([running])
-        if not running.cancelled() and (failure := running.exception()) is not None:
-            log.error("%s failed while stopping: %s", getattr(job, "__name__", "job"), failure)
-        raise
