@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +55,16 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     wait_for(lambda: (working(first), working(second)) == (3, 2), 30, "three and two sessions")
     for n in range(5):
         stack.wait_status(f"s{n}", "WORKING")  # the API of either worker shows every session
+
+    def workers() -> dict[str, Any] | None:
+        """The first worker's view, as of its last reconcile, once it shows the spread."""
+        status = httpx.get(first.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN}, timeout=10).json()
+        seen: dict[str, Any] = status["workers"]
+        return seen if sorted(seen["live"].values()) == [2, 3] else None
+
+    seen = wait_for(workers, 10, "the spread in the server status")
+    assert seen["this"].startswith("a#")
+    assert seen["share"] == 3
 
     # A WebSocket client on the second worker hears the sessions of both, each session's events in order; a
     # client of another tenant hears none of them.

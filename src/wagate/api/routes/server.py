@@ -68,6 +68,12 @@ async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep)
         by_status[status] = by_status.get(status, 0) + n
     uptime = time.time() - metrics.started
     cpu = time.process_time()
+    supervisor = getattr(request.app.state, "supervisor", None)
+    workers = (
+        {"this": supervisor.owner, "share": supervisor.share, "live": dict(sorted(supervisor.workers.items()))}
+        if supervisor is not None
+        else None
+    )
     return {
         "version": __version__,
         "uptime_s": round(uptime, 1),
@@ -80,6 +86,7 @@ async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep)
             "should_run": wanted,
             "healthy_percent": round(100.0 * working / wanted, 1) if wanted else 100.0,
         },
+        "workers": workers,  # as of this worker's last reconcile: each live worker and the sessions it runs
         "memory_rss_bytes": rss_bytes(),
         "cpu_seconds": round(cpu, 2),
         "cpu_percent": round(100.0 * cpu / uptime, 1) if uptime > 0 else 0.0,
