@@ -170,7 +170,10 @@ class Supervisor:
             self._hand_over_excess(self._spread(self._total))
 
     def _spread(self, total: int) -> Spread:
-        return Spread(self.owner, total, {**self.workers, self.owner: len(self.runners)})
+        """What this worker sees: the others as of the last beat, itself as it is (sessions being handed over are
+        no longer its own, so that a round does not hand them over twice)."""
+        staying = sum(1 for runner in self.runners.values() if not runner.handing_over)
+        return Spread(self.owner, total, {**self.workers, self.owner: staying})
 
     def _hand_over_excess(self, spread: Spread) -> None:
         """Hand over this worker's part of what workers below the floor lack: WORKING sessions only, which
