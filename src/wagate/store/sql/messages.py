@@ -294,14 +294,16 @@ class SqlMessageStore(MessageStore):
     ) -> list[str]:
         if not ids:
             return []
-        async with self._db.write() as conn:
+        now = self._clock()
+
+        def work(conn: Connection) -> list[str]:
             # The lease row, locked on PostgreSQL until the commit: a worker taking the session over waits for it.
-            holder = (
-                await conn.execute(select(L.c.owner, L.c.epoch).where(L.c.session_id == session_id).with_for_update())
+            holder = conn.execute(
+                select(L.c.owner, L.c.epoch).where(L.c.session_id == session_id).with_for_update()
             ).first()
             if holder is None or (holder.owner, holder.epoch) != (owner, epoch):
                 raise LeaseLost(f"session {session_id}: its lease has moved on; nothing is sent from here")
-            moved = await conn.execute(
+            moved = conn.execute(
                 update(M)
                 .where(
                     M.c.session_id == session_id,
@@ -309,10 +311,13 @@ class SqlMessageStore(MessageStore):
                     M.c.id.in_(list(ids)),
                     M.c.status == MessageStatus.PENDING.value,
                 )
-                .values(status=MessageStatus.SENDING.value, attempts=M.c.attempts + 1, updated_at=self._clock())
+                .values(status=MessageStatus.SENDING.value, attempts=M.c.attempts + 1, updated_at=now)
                 .returning(M.c.id)
             )
             return [row.id for row in moved]
+
+        # On SQLite's writer thread, whole: a sender stopped in the middle cannot cut the transaction off.
+        return await self._db.run_write(work)
 
     async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
         if not updates:
