@@ -29,7 +29,6 @@ class PeerEvents:
         self._process = process
         self._heard: asyncio.Queue[list[int]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.received = 0  # events of other processes handed to the bus
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="peer-events")
@@ -60,9 +59,7 @@ class PeerEvents:
                             continue
                         while not self._heard.empty():  # what came meanwhile, in one read
                             seqs.extend(self._heard.get_nowait())
-                        events = await self._store.events.events_by_seq(seqs)
-                        self.received += len(events)
-                        self._bus.publish(Committed(events, []))
+                        self._bus.publish(Committed(await self._store.events.events_by_seq(seqs), []))
                 log.warning("lost the connection that hears other workers' events; listening again")
             except (StoreError, OSError) as exc:
                 log.warning("cannot hear other workers' events (%s); trying again", exc)

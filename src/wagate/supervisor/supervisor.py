@@ -77,7 +77,6 @@ class Supervisor:
         self.idle_stops = 0
         self.handovers = 0
         self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
-        self.share = 0  # this worker's share of the sessions to run, as of the last reconcile
         self._total = 0  # sessions to run, as of the last reconcile
         self._waiting_since: float | None = None  # since when others are about to hand sessions over to this one
         self._handed_over_at: float | None = None
@@ -164,16 +163,19 @@ class Supervisor:
             # announced to the others' (events.peers).
             self.store.events.announce(self.owner if len(self.workers) > 1 else None)
             self._total = sum(1 for s in sessions if s.desired is Desired.RUNNING and s.status is not Status.FAILED)
-            spread = self._spread(self._total)
-            self.share = spread.share
-            await self._apply(sessions, room=self._claim_room(spread))
-            self._hand_over_excess(self._spread(self._total))
+            await self._apply(sessions, room=self._claim_room(self._spread()))
+            self._hand_over_excess(self._spread())
 
-    def _spread(self, total: int) -> Spread:
-        """What this worker sees: the others as of the last beat, itself as it is (sessions being handed over are
-        no longer its own, so that a round does not hand them over twice)."""
+    def _spread(self) -> Spread:
+        """What this worker sees: the others as of the last reconcile, itself as it is (sessions being handed over
+        are no longer its own, so that a round does not hand them over twice)."""
         staying = sum(1 for runner in self.runners.values() if not runner.handing_over)
-        return Spread(self.owner, total, {**self.workers, self.owner: staying})
+        return Spread(self.owner, self._total, {**self.workers, self.owner: staying})
+
+    @property
+    def share(self) -> int:
+        """This worker's share of the sessions to run, as of the last reconcile."""
+        return self._spread().share
 
     def _hand_over_excess(self, spread: Spread) -> None:
         """Hand over this worker's part of what workers below the floor lack: WORKING sessions only, which
@@ -207,7 +209,7 @@ class Supervisor:
         over: an excess of sessions that are not WORKING is never handed over)."""
         interval = self.settings.reconcile_interval
         now = self.clock()
-        if self.settings.rebalance_step <= 0 or not self._spread(self._total).waiting():
+        if self.settings.rebalance_step <= 0 or not self._spread().waiting():
             self._waiting_since = None
             return interval
         if self._waiting_since is None:

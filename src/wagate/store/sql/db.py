@@ -218,20 +218,20 @@ class Database:
         """PostgreSQL: ``callback`` gets the payload of every notification on ``channel``, on a connection of its
         own, until the block ends; the block's value tells whether that connection still stands (once it is lost,
         nothing more is heard: leave the block and listen again)."""
-        with self._observed("read"):
-            async with self._writer.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                assert raw is not None
+        # Not an observed operation: it lasts as long as the process (the store's latency metrics would skew).
+        async with self._writer.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
 
-                def heard(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
-                    callback(payload)
+            def heard(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+                callback(payload)
 
-                await raw.add_listener(channel, heard)
-                try:
-                    yield lambda: not raw.is_closed()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await raw.remove_listener(channel, heard)
+            await raw.add_listener(channel, heard)
+            try:
+                yield lambda: not raw.is_closed()
+            finally:
+                with contextlib.suppress(Exception):
+                    await raw.remove_listener(channel, heard)
 
     async def dispose(self) -> None:
         await self._writer.dispose()
