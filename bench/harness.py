@@ -61,6 +61,25 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def machine_ticks() -> list[int]:
+    """The whole machine's CPU time so far, in clock ticks, as ``/proc/stat`` counts it: user, nice, system, idle,
+    iowait, irq, softirq, steal (the hypervisor's share, taken by other guests)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_shares(before: list[int], after: list[int]) -> dict[str, float]:
+    """The machine between two ``machine_ticks``: the share of all cores (per cent) that was busy, idle (iowait
+    included) and stolen by the hypervisor."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    idle = spent[3] + spent[4]
+    return {
+        "busy_pct": round(100 * (total - idle - spent[7]) / total, 1),
+        "idle_pct": round(100 * idle / total, 1),
+        "steal_pct": round(100 * spent[7] / total, 1),
+    }
+
+
 def children(pid: int) -> list[int]:
     """The pids of a process's children (the gateway's webhook sender among them)."""
     found: list[int] = []

@@ -34,7 +34,17 @@ import aiohttp
 import httptools
 import httpx
 import uvloop
-from harness import ADMIN, children, cpu_split, link_all, stack, workdir, written_bytes
+from harness import (
+    ADMIN,
+    children,
+    cpu_split,
+    link_all,
+    machine_shares,
+    machine_ticks,
+    stack,
+    workdir,
+    written_bytes,
+)
 from standardwebhooks import Webhook as Verifier
 
 
@@ -207,6 +217,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
         cpu_before = [cpu_split(pid) for pid in pids]
         written_before = written_bytes(gateway_pid)
         counts_before = await gateway_counts(base)
+        ticks_before = machine_ticks()
         started = time.time()
         if args.burst:
             async with httpx.AsyncClient(base_url=sim, timeout=60) as client:
@@ -224,6 +235,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             expected = await offer(sim, phones, args.rate, args.seconds)
         await delivered(receiver, expected, args.drain_timeout)
         elapsed = (max(a for a, _, _ in receiver.arrivals) if receiver.arrivals else time.time()) - started
+        machine = machine_shares(ticks_before, machine_ticks())
         cpu_after = [cpu_split(pid) for pid in pids]
         written = written_bytes(gateway_pid) - written_before
         # the gateway's children (its webhook sender, started with the first delivery, after cpu_before)
@@ -263,6 +275,8 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
             "sys_sim_s": round(cpu[1][1], 2),
             "sys_receiver_s": round(cpu[2][1], 2),
             "wall_s": round(elapsed, 2),
+            # The whole machine meanwhile (every process on it, this benchmark's among them): busy, idle, stolen.
+            **{f"machine_{name}": share for name, share in machine.items()},
             # What the gateway wrote to storage meanwhile (its database's journal and pages), per event delivered.
             "written_kib_per_event": round(written / 1024 / len(receiver.ids), 2) if receiver.ids else None,
             # The database's write transactions meanwhile: on SQLite one writer, so their time is what others wait.

@@ -67,6 +67,105 @@ async def test_webhook_input_is_checked(client: AsyncClient) -> None:
     assert (await client.get("/api/webhooks", headers=a)).json() == []  # nothing half-made
 
 
+async def test_webhook_headers_are_checked_sealed_and_only_named(client: AsyncClient, gateway: Gateway) -> None:
+    a = await make_tenant(client, "a")
+    url = "https://hooks.example.com/in"
+    bad = [
+        {"Content-Type": "text/plain"},  # the gateway's own
+        {"host": "evil.example"},
+        {"Webhook-Signature": "v1,forged"},
+        {"Transfer-Encoding": "chunked"},
+        {"Proxy-Authorization": "Basic x"},
+        {"X-A": "1\r\nX-Injected: 1"},  # a second header smuggled in
+        {"X-A": "line\nbreak"},
+        {"X-A": "nul\x00"},
+        {"X-A": ""},
+        {"X-A": " padded"},
+        {"X-A": "snow \u2603"},  # not Latin-1
+        {"X A": "1"},
+        {"X:A": "1"},
+        {"x" * 65: "1"},
+        {"X-A": "v" * 4097},
+        {"X-A": "1", "x-a": "2"},  # one name, twice
+        {f"X-{n}": "1" for n in range(21)},
+        {f"X-{n}": "v" * 4000 for n in range(3)},
+        {"X-A": 1},
+    ]
+    for headers in bad:
+        response = await client.post("/api/webhooks", json={"url": url, "headers": headers}, headers=a)
+        assert_error(response, 422)
+    assert (await client.get("/api/webhooks", headers=a)).json() == []  # nothing half-made
+
+    made = await client.post(
+        "/api/webhooks",
+        json={"url": url, "headers": {"Authorization": "Bearer tok-4f1c9a", "X-Route": "eu 1\tb"}},
+        headers=a,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["header_names"] == ["authorization", "x-route"]
+    for response in (
+        made,
+        await client.get("/api/webhooks", headers=a),
+        await client.get(f"/api/webhooks/{made.json()['id']}", headers=a),
+    ):
+        assert "tok-4f1c9a" not in response.text
+    async with gateway.store.db.read() as conn:  # type: ignore[attr-defined]
+        sealed = (await conn.exec_driver_sql("SELECT headers FROM webhooks")).scalar_one()
+    assert b"tok-4f1c9a" not in bytes(sealed)  # sealed at rest
+    assert b"authorization" not in bytes(sealed)
+    found = await gateway.store.webhooks.secret_all_tenants(made.json()["id"])
+    assert found is not None
+    assert found.headers == (("authorization", "Bearer tok-4f1c9a"), ("x-route", "eu 1\tb"))
+
+
+async def test_a_webhook_is_changed_in_place(client: AsyncClient, gateway: Gateway) -> None:
+    a, b = await make_tenant(client, "a"), await make_tenant(client, "b")
+    made = (
+        await client.post(
+            "/api/webhooks",
+            json={"url": "https://hooks.example.com/in", "session": "main", "headers": {"X-Key": "k1"}},
+            headers=a,
+        )
+    ).json()
+    path = f"/api/webhooks/{made['id']}"
+    refused = [
+        ({"url": "http://10.0.0.1/"}, "invalid_webhook_url"),
+        ({"url": None}, "invalid_webhook"),
+        ({"events": None}, "invalid_webhook"),
+        ({"headers": None}, "invalid_webhook"),
+        ({"events": ["message.bogus"]}, None),
+        ({"headers": {"Content-Length": "1"}}, None),
+        ({"session": "no spaces"}, None),
+        ({"secret": "whsec_mine"}, None),
+    ]
+    for body, code in refused:
+        assert_error(await client.patch(path, json=body, headers=a), 422, code)
+    assert_error(await client.patch(path, json={"url": "https://b.example.com/"}, headers=b), 404, "webhook_not_found")
+    unchanged = (await client.get(path, headers=a)).json()
+    assert (unchanged["url"], unchanged["session"], unchanged["header_names"]) == (
+        "https://hooks.example.com/in",
+        "main",
+        ["x-key"],
+    )
+
+    moved = await client.patch(path, json={"url": "https://hooks.example.com/v2", "events": ["message.*"]}, headers=a)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["url"], moved.json()["events"], moved.json()["session"], moved.json()["header_names"]) == (
+        "https://hooks.example.com/v2",
+        ["message.*"],
+        "main",  # not given: kept
+        ["x-key"],
+    )
+    widened = (await client.patch(path, json={"session": None, "headers": {"X-Other": "2"}}, headers=a)).json()
+    assert (widened["session"], widened["header_names"]) == (None, ["x-other"])
+    cleared = (await client.patch(path, json={"headers": {}}, headers=a)).json()
+    assert cleared["header_names"] == []
+    assert "secret" not in cleared
+    found = await gateway.store.webhooks.secret_all_tenants(made["id"])
+    assert found is not None
+    assert (found.secret, found.headers, found.webhook.url) == (made["secret"], (), "https://hooks.example.com/v2")
+
+
 async def test_webhook_limit_and_tenant_isolation(client: AsyncClient, gateway: Gateway) -> None:
     a = await make_tenant(client, "a")
     b = await make_tenant(client, "b")

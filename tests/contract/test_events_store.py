@@ -10,8 +10,8 @@ import pytest
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas, Session, Status
 from wagate.errors import QuotaExceeded
-from wagate.ids import TenantId
-from wagate.store.base import Committed, DeliveryState, NewSession, StatusChange, Store
+from wagate.ids import TenantId, WebhookId
+from wagate.store.base import Committed, DeliveryState, NewSession, StatusChange, Store, WebhookChange
 from wagate.store.sql.db import Database
 from wagate.store.sql.webhooks import list_query, pending_before_query, scan_query
 
@@ -83,7 +83,7 @@ async def test_webhook_limit_secret_and_deliveries_only_for_matching_endpoints(s
     assert await store.webhooks.get(b, every.id) is None  # another tenant's endpoint does not exist for b
     found = await store.webhooks.secret_all_tenants(every.id)
     assert found is not None
-    assert found[1] == "whsec_a"
+    assert (found.secret, found.headers, found.webhook.id) == ("whsec_a", (), every.id)
 
     heard: list[Committed] = []
     store.events.listeners.append(heard.append)
@@ -272,3 +272,47 @@ async def test_one_commit_of_many_events_keeps_their_order_in_history_and_delive
         seqs = [out.delivery.seq for out in mine]
         assert seqs == sorted(seqs)
         assert len(set(seqs)) == len(seqs)
+
+
+async def test_a_webhook_changes_in_place_and_its_headers_stay_sealed(store: Store) -> None:
+    a, sa = await tenant_with_session(store, "a")
+    b, _ = await tenant_with_session(store, "b")
+    headers = (("authorization", "Bearer s3cr3t-value"), ("x-route", "eu-1"))
+    hook = await store.webhooks.create(a, "https://x.test/h", ["*"], None, "whsec_x", limit=5, headers=headers)
+    assert hook.header_names == ("authorization", "x-route")
+    got = await store.webhooks.get(a, hook.id)
+    assert got is not None
+    assert got.header_names == ("authorization", "x-route")
+    found = await store.webhooks.secret_all_tenants(hook.id)
+    assert found is not None
+    assert (found.secret, found.headers) == ("whsec_x", headers)
+
+    await store.events.append([message(sa, 1)])  # a delivery queued before the change stays queued
+    assert await store.webhooks.update(b, hook.id, WebhookChange(url="https://x.test/b")) is None  # not b's
+    changed = await store.webhooks.update(
+        a, hook.id, WebhookChange(url="https://x.test/new", events=["message.*"], session="s")
+    )
+    assert changed is not None
+    assert (changed.url, changed.events, changed.session, changed.header_names) == (
+        "https://x.test/new",
+        ["message.*"],
+        "s",
+        ("authorization", "x-route"),  # untouched: not in the change
+    )
+    assert changed.updated_at >= hook.updated_at
+    found = await store.webhooks.secret_all_tenants(hook.id)
+    assert found is not None
+    assert (found.secret, found.headers, found.webhook.url) == ("whsec_x", headers, "https://x.test/new")
+    pending = await store.outbox.list_deliveries(a, hook.id, state=DeliveryState.PENDING, limit=10)
+    assert len(pending) == 1
+
+    replaced = await store.webhooks.update(a, hook.id, WebhookChange(headers=(("x-other", "1"),), session=None))
+    assert replaced is not None
+    assert (replaced.session, replaced.header_names) == (None, ("x-other",))
+    cleared = await store.webhooks.update(a, hook.id, WebhookChange(headers=()))
+    assert cleared is not None
+    assert cleared.header_names == ()
+    found = await store.webhooks.secret_all_tenants(hook.id)
+    assert found is not None
+    assert (found.secret, found.headers) == ("whsec_x", ())  # the secret survives every change
+    assert await store.webhooks.update(a, WebhookId("wh_missing"), WebhookChange(url="https://x.test/")) is None

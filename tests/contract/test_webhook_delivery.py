@@ -27,7 +27,7 @@ from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
 from wagate.metrics import Metrics
-from wagate.store.base import DeliveryState, NewSession, Webhook
+from wagate.store.base import DeliveryState, NewSession, Webhook, WebhookChange
 
 
 class FakeClock:
@@ -388,3 +388,33 @@ async def test_a_restarted_dispatcher_sends_what_the_last_one_left(rig_factory: 
     finally:
         await successor.stop()
     assert [r.webhook_id for r in got] == [e.id for e in events]
+
+
+async def test_an_endpoints_own_headers_go_with_every_delivery_and_a_change_applies(
+    rig_factory: Callable[..., Any],
+) -> None:
+    rig: Rig = await rig_factory()
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    headers = (("authorization", "Bearer tok-1"), ("x-route", "eu-1"))
+    hook = await rig.gateway.store.webhooks.create(
+        rig.session.tenant_id, rig.receiver.url("/one"), ["*"], None, secret, limit=10, headers=headers
+    )
+    rig.receiver.secrets["/one"] = rig.receiver.secrets["/two"] = secret
+    await rig.emit(3)
+    first = (await rig.receiver.wait_for(3))[:3]  # (the receiver's own list, which grows)
+    assert rig.receiver.failures == []
+    for got in first:
+        assert (got.path, got.headers["authorization"], got.headers["x-route"]) == ("/one", "Bearer tok-1", "eu-1")
+        assert got.headers["content-type"] == "application/json"
+
+    change = WebhookChange(url=rig.receiver.url("/two"), headers=(("x-route", "us-2"),))
+    assert await rig.gateway.store.webhooks.update(rig.session.tenant_id, hook.id, change) is not None
+    rig.dispatcher.forget_endpoint(hook.id)  # what the API does on a change
+    await rig.emit(2, start=3)
+    later = (await rig.receiver.wait_for(5))[3:5]
+    assert rig.receiver.failures == []
+    assert rig.receiver.verified == 5
+    for got in later:
+        assert (got.path, got.headers["x-route"], "authorization" in got.headers) == ("/two", "us-2", False)
+    assert [got.envelope["payload"]["n"] for got in first + later] == [0, 1, 2, 3, 4]  # in order across the change
+    await _quiet(rig, 5)  # and once each

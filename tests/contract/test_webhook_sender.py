@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from tests.receiver import Receiver
 from wagate.events.client import Attempt
-from wagate.events.sender import ProcessSender
+from wagate.events.sender import PROTOCOL, ProcessSender
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -185,3 +186,40 @@ async def test_a_frozen_child_is_replaced_and_a_slow_run_is_not(
         await assert_failed_then_replaced(attempts, frozen, sender, receiver)
     finally:
         await sender.close()
+
+
+async def test_a_child_of_another_frame_layout_refuses_to_start() -> None:
+    """A child of another version of the package (one installed over the running gateway) must not misread frames."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wagate.events.sender",
+        "--protocol",
+        str(PROTOCOL - 1),
+        "--timeout",
+        "1",
+        "--concurrency",
+        "1",
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 2
+    assert b"--protocol" in err
+
+
+async def test_a_run_carries_the_endpoints_headers_and_a_new_set_is_a_new_endpoint(
+    sender: ProcessSender, receiver: Receiver
+) -> None:
+    url = receiver.url("/hook")
+    first = (("authorization", "Bearer a"),)
+    assert all(a is not None and a.ok for a in await sender.run(url, SECRET, deliveries(2), time.time(), first))
+    second = (("authorization", "Bearer b"), ("x-n", "2"))
+    assert all(a is not None and a.ok for a in await sender.run(url, SECRET, deliveries(1, 2), time.time(), second))
+    got = await receiver.wait_for(3)
+    assert receiver.failures == []
+    assert [(r.headers["authorization"], r.headers.get("x-n")) for r in got] == [
+        ("Bearer a", None),
+        ("Bearer a", None),
+        ("Bearer b", "2"),
+    ]

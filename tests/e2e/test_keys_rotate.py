@@ -13,7 +13,7 @@ from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas
 from wagate.gateway import Gateway
 from wagate.ids import SessionId
-from wagate.store.base import NewSession
+from wagate.store.base import NewSession, WebhookChange
 
 WAGATE = [sys.executable, "-m", "wagate"]
 
@@ -51,6 +51,9 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
             [Event.new(EventType.MESSAGE_RECEIVED, tenant.id, session.id, session.name, 1.0, {"i": i})]
         )
     hook = await gateway.store.webhooks.create(tenant.id, "https://example.com/h", ["*"], None, "whsec_x", limit=5)
+    bare = await gateway.store.webhooks.create(tenant.id, "https://example.com/b", ["*"], None, "whsec_y", limit=5)
+    headers = (("authorization", "Bearer tok-1"),)
+    await gateway.store.webhooks.update(tenant.id, hook.id, WebhookChange(headers=headers))
     sealed_before = {sid: await gateway.store.auth.read_all(tenant.id, sid) for sid in expected}
     await gateway.close()
 
@@ -62,7 +65,7 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "rewrapped 3 data key(s), resealed 1 webhook secret(s) and 3 event(s)" in result.stdout
+    assert "rewrapped 3 data key(s), resealed 2 webhook secret(s) and 3 event(s)" in result.stdout
     assert old.split(":")[1] not in result.stdout + result.stderr
 
     only_new = await Gateway.open(_settings(tmp_path, new, "new"))
@@ -78,6 +81,9 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         assert [e.payload["i"] for e in await only_new.store.events.list_events(tenant.id)] == [0, 1, 2]
         found = await only_new.store.webhooks.secret_all_tenants(hook.id)
         assert found is not None
-        assert found[1] == "whsec_x"
+        assert (found.secret, found.headers) == ("whsec_x", headers)  # its headers too
+        other = await only_new.store.webhooks.secret_all_tenants(bare.id)
+        assert other is not None
+        assert (other.secret, other.headers) == ("whsec_y", ())
     finally:
         await only_new.close()

@@ -27,6 +27,7 @@ from standardwebhooks import Webhook as Signer
 
 from wagate.clock import Clock
 from wagate.config import Settings
+from wagate.domain.webhooks import Headers
 from wagate.events.client import Attempt, WebhookClient, signed_headers
 from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
@@ -59,6 +60,7 @@ def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
 class _Endpoint:
     webhook: Webhook
     secret: str
+    headers: Headers
     signer: Signer
     loaded_at: float
 
@@ -272,7 +274,7 @@ class WebhookDispatcher:
             now = self.clock()
             sent = group.due(now, MAX_RUN)
             deliveries = [(o.delivery.event_id, o.body.encode()) for o in sent]
-            attempts = await self._sender.run(endpoint.webhook.url, endpoint.secret, deliveries, now)
+            attempts = await self._sender.run(endpoint.webhook.url, endpoint.secret, deliveries, now, endpoint.headers)
         answered = self.clock()
         for item, attempt in zip(sent, attempts, strict=True):
             if attempt is None:  # not attempted (one before it failed): still the group's, for the next round
@@ -348,15 +350,15 @@ class WebhookDispatcher:
         if found is None:
             self._endpoints.pop(webhook_id, None)
             return None
-        webhook, secret = found
-        endpoint = _Endpoint(webhook, secret, Signer(secret), self.clock())
+        endpoint = _Endpoint(found.webhook, found.secret, found.headers, Signer(found.secret), self.clock())
         self._endpoints[webhook_id] = endpoint
         return endpoint
 
     async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
         assert self._client is not None
         now = self.clock()
-        headers = signed_headers(endpoint.signer, item.delivery.event_id, now, item.body)
+        headers = dict(endpoint.headers)
+        headers.update(signed_headers(endpoint.signer, item.delivery.event_id, now, item.body))
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 
     # housekeeping ----------------------------------------------------------------------------------------------

@@ -12,13 +12,16 @@ endpoint's secret and sends through :class:`~wagate.events.client.WebhookClient`
 
 Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
 
-- to the child, ``E``: endpoint index (u32), URL length (u16), URL, secret; ``R``: token (u64), endpoint index (u32),
-  the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body length (u32),
-  body;
+- to the child, ``E``: endpoint index (u32), URL length (u16), secret length (u16), URL, secret, then the endpoint's
+  own headers as a JSON list of [name, value] pairs; ``R``: token (u64), endpoint index (u32), the dispatcher's time
+  (f64), count (u16), then per delivery: event id length (u16), event id, body length (u32), body;
 - from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
   2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error;
   ``H`` (empty) every second while it holds runs: a child silent for the request timeout and ten seconds more is
   taken as stuck and replaced.
+
+The child is started with ``--protocol`` naming this layout (:data:`PROTOCOL`): a child of another version of the
+package (one installed over the running gateway) refuses to start rather than misread the frames.
 
 Each request is signed at the dispatcher's time plus what the child's monotonic clock has run since the run arrived
 (tests drive the dispatcher's clock). The child ignores SIGINT and SIGTERM: the gateway stops it, after its own
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -44,12 +48,14 @@ from typing import Any, cast
 
 from standardwebhooks import Webhook as Signer
 
+from wagate.domain.webhooks import Headers
 from wagate.events.client import Attempt, WebhookClient, signed_headers
 
 log = logging.getLogger("wagate.webhooks")
 
 _FRAME = struct.Struct("!cI")
-_ENDPOINT = struct.Struct("!IH")
+PROTOCOL = 2  # the frames' layout; 2: endpoints carry their headers
+_ENDPOINT = struct.Struct("!IHH")
 _RUN = struct.Struct("!QIdH")
 _ID = struct.Struct("!H")
 _BODY = struct.Struct("!I")
@@ -188,7 +194,7 @@ class ProcessSender:
         self._pipes: _ChildPipes | None = None
         self._stdin: asyncio.WriteTransport | None = None
         self._starting = asyncio.Lock()
-        self._endpoints: dict[tuple[str, str], int] = {}
+        self._endpoints: dict[tuple[str, str, Headers], int] = {}
         self._runs: dict[int, _Run] = {}
         self._token = 0
         self._writer = TurnWriter(lambda: self._stdin)
@@ -205,7 +211,8 @@ class ProcessSender:
         async with self._starting:
             if self._transport is not None or self._closed:
                 return
-            args = [sys.executable, "-m", "wagate.events.sender", "--timeout", repr(self.timeout)]
+            args = [sys.executable, "-m", "wagate.events.sender", "--protocol", str(PROTOCOL)]
+            args += ["--timeout", repr(self.timeout)]
             args += ["--concurrency", str(self.concurrency)] + (["--allow-private"] if self.allow_private else [])
             transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                 lambda: _ChildPipes(self), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
@@ -219,10 +226,11 @@ class ProcessSender:
                 self._watchdog = asyncio.ensure_future(self._watch())
 
     async def run(
-        self, url: str, secret: str, deliveries: Sequence[tuple[str, bytes]], now: float
+        self, url: str, secret: str, deliveries: Sequence[tuple[str, bytes]], now: float, headers: Headers = ()
     ) -> list[Attempt | None]:
-        """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url`` one after the
-        other, stopping at the first that fails: an attempt for each one tried, None for the rest."""
+        """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url`` with the
+        endpoint's own ``headers``, one after the other, stopping at the first that fails: an attempt for each one
+        tried, None for the rest."""
         if self._transport is None:
             try:
                 await self.start()
@@ -230,13 +238,15 @@ class ProcessSender:
                 return self._failed(len(deliveries), f"the webhook sender process cannot start: {exc}"[:300])
             if self._transport is None:
                 return self._failed(len(deliveries), "the webhook sender is stopped")
-        index = self._endpoints.get((url, secret))
+        key = (url, secret, headers)
+        index = self._endpoints.get(key)
         if index is None:
             if len(self._endpoints) >= _MAX_ENDPOINTS:
                 self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
-            index = self._endpoints[(url, secret)] = len(self._endpoints)
-            raw_url = url.encode()
-            self._writer.send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + secret.encode()))
+            index = self._endpoints[key] = len(self._endpoints)
+            raw_url, raw_secret = url.encode(), secret.encode()
+            head = _ENDPOINT.pack(index, len(raw_url), len(raw_secret))
+            self._writer.send(frame(b"E", head + raw_url + raw_secret + json.dumps(headers).encode()))
         self._token += 1
         token = self._token
         parts = [_RUN.pack(token, index, now, len(deliveries))]
@@ -323,17 +333,20 @@ class ProcessSender:
 class _Child:
     def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
         self.client = client
-        self.endpoints: dict[int, tuple[str, Signer]] = {}
+        self.endpoints: dict[int, tuple[str, Signer, Headers]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.writer = TurnWriter(lambda: output)
 
     def on_frame(self, kind: bytes, payload: bytes) -> None:
         if kind == b"E":
-            index, url_length = _ENDPOINT.unpack_from(payload)
-            start = _ENDPOINT.size
-            url = payload[start : start + url_length].decode()
-            self.endpoints[index] = (url, Signer(payload[start + url_length :].decode()))
+            index, url_length, secret_length = _ENDPOINT.unpack_from(payload)
+            at = _ENDPOINT.size
+            url = payload[at : at + url_length].decode()
+            at += url_length
+            secret = payload[at : at + secret_length].decode()
+            headers = tuple((str(name), str(value)) for name, value in json.loads(payload[at + secret_length :]))
+            self.endpoints[index] = (url, Signer(secret), headers)
         elif kind == b"R":
             token, index, now, count = _RUN.unpack_from(payload)
             at = _RUN.size
@@ -354,7 +367,11 @@ class _Child:
             task.add_done_callback(self.tasks.discard)
 
     async def _run(
-        self, token: int, endpoint: tuple[str, Signer] | None, now: float, deliveries: list[tuple[str, bytes]]
+        self,
+        token: int,
+        endpoint: tuple[str, Signer, Headers] | None,
+        now: float,
+        deliveries: list[tuple[str, bytes]],
     ) -> None:
         arrived = time.monotonic()
         attempts: list[Attempt | None] = []
@@ -365,8 +382,10 @@ class _Child:
             try:
                 if endpoint is None:
                     raise LookupError("a run for an endpoint the sender was never told of")
-                url, signer = endpoint
-                attempt = await self.client.post(url, body, signed_headers(signer, event_id, at, body.decode()), at)
+                url, signer, own = endpoint
+                headers = dict(own)
+                headers.update(signed_headers(signer, event_id, at, body.decode()))
+                attempt = await self.client.post(url, body, headers, at)
             except Exception as exc:  # this delivery fails; the child goes on
                 attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
             attempts.append(attempt)
@@ -383,7 +402,7 @@ class _Input(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._reader.feed(data)
-        except (ValueError, struct.error, IndexError, UnicodeDecodeError):
+        except (ValueError, struct.error, IndexError, TypeError):  # UnicodeDecodeError, JSONDecodeError among them
             log.exception("a broken frame from the gateway; stopping")
             self.connection_lost(None)
 
@@ -432,6 +451,7 @@ async def _prune_every(client: WebhookClient, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="wagate's webhook sender (started by the gateway)")
+    parser.add_argument("--protocol", type=int, choices=[PROTOCOL], required=True, help="the frames' layout")
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--allow-private", action="store_true")

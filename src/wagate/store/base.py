@@ -17,6 +17,7 @@ from wagate.domain.events import Event
 from wagate.domain.messages import Chat, Contact, Group, Message, MessageKind, MessageStatus
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.domain.webhooks import Headers
 from wagate.errors import LeaseLost
 from wagate.ids import ApiKeyId, BackupId, EventId, SessionId, TenantId, WebhookId
 
@@ -362,10 +363,39 @@ class Webhook:
     session: str | None
     disabled_reason: str | None
     created_at: float
+    header_names: tuple[str, ...] = ()  # the endpoint's own headers (their values are sealed, never shown)
+    updated_at: float = 0.0
 
     @property
     def enabled(self) -> bool:
         return self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What the delivery worker needs of an endpoint: the webhook, its signing secret and its own headers."""
+
+    webhook: Webhook
+    secret: str
+    headers: Headers = ()
+
+
+_UNCHANGED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChange:
+    """A change to an endpoint: each field left ``UNCHANGED`` stays as it is (``session=None`` is a change: every
+    session's events)."""
+
+    url: str = _UNCHANGED
+    events: list[str] = _UNCHANGED
+    session: str | None = _UNCHANGED
+    headers: Headers = _UNCHANGED
+
+    @staticmethod
+    def given(value: object) -> bool:
+        return value is not _UNCHANGED
 
 
 class DeliveryState:
@@ -491,8 +521,14 @@ class WebhookStore(ABC):
         secret: str,
         *,
         limit: int,
+        headers: Headers = (),
     ) -> Webhook:
         """Raises ``QuotaExceeded`` when the tenant already has ``limit`` endpoints."""
+
+    @abstractmethod
+    async def update(self, tenant_id: TenantId, webhook_id: WebhookId, change: WebhookChange) -> Webhook | None:
+        """Apply ``change`` (None: no such endpoint of this tenant). Its queued deliveries stay queued, in order,
+        and go to the endpoint as it now is."""
 
     @abstractmethod
     async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]: ...
@@ -510,11 +546,12 @@ class WebhookStore(ABC):
 
     @abstractmethod
     async def reseal_all_tenants(self, active_key: str) -> int:
-        """Seal again under the active key every secret sealed under another (key rotation); how many."""
+        """Seal again under the active key every secret (and headers) sealed under another (key rotation); how
+        many endpoints."""
 
     @abstractmethod
-    async def secret_all_tenants(self, webhook_id: WebhookId) -> tuple[Webhook, str] | None:
-        """System-wide, for the delivery worker: an endpoint and its signing secret."""
+    async def secret_all_tenants(self, webhook_id: WebhookId) -> Endpoint | None:
+        """System-wide, for the delivery worker: an endpoint with its signing secret and headers."""
 
 
 class OutboxStore(ABC):

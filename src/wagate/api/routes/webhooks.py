@@ -1,13 +1,15 @@
 """``/api/webhooks``: a tenant's webhook endpoints, their deliveries and dead letters.
 
 The signing secret (``whsec_`` + base64, Standard Webhooks) is shown once, in the answer to the creation; the store
-keeps it sealed. Another tenant's endpoint is a 404, exactly like a missing one.
+keeps it sealed, and the endpoint's own headers too (only their names are shown). Another tenant's endpoint is a 404,
+exactly like a missing one.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -16,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wagate.api.deps import GatewayDep, TenantDep
 from wagate.domain.events import parse_types
 from wagate.domain.sessions import NAME_PATTERN
+from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
 from wagate.errors import NotFound, Unprocessable
 from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.gateway import Gateway
 from wagate.ids import TenantId, WebhookId
-from wagate.store.base import Delivery, DeliveryState, Webhook
+from wagate.store.base import Delivery, DeliveryState, Webhook, WebhookChange
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
@@ -28,24 +31,64 @@ WebhookPath = Annotated[str, Path(description="the webhook's id", max_length=64)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
+_URL = Field(min_length=1, max_length=2048, description="http(s) URL that receives the events")
+_EVENTS_HELP = "event types, '*' for all or 'family.*' (e.g. 'message.*')"
+_SESSION = Field(None, pattern=NAME_PATTERN.pattern, max_length=64, description="only this session's events")
+_HEADERS_HELP = (
+    "request headers of your own sent with every delivery (e.g. Authorization), up to"
+    f" {MAX_HEADERS}; kept sealed, only their names are shown again"
+)
+
+
+def _types(value: list[str]) -> list[str]:
+    return parse_types(value) or ["*"]  # ValueError -> 422 naming the unknown type
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    return dict(custom_headers(value))  # ValueError -> 422 naming the header
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives the events")
+    url: str = _URL
     events: list[str] = Field(
-        default_factory=lambda: ["*"],
-        max_length=50,
-        description="event types, '*' for all or 'family.*' (e.g. 'message.*'); all when absent",
+        default_factory=lambda: ["*"], max_length=50, description=_EVENTS_HELP + "; all when absent"
     )
-    session: str | None = Field(
-        None, pattern=NAME_PATTERN.pattern, max_length=64, description="only this session's events"
-    )
+    session: str | None = _SESSION
+    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_HELP)
 
     @field_validator("events")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        types = parse_types(value)  # ValueError -> 422 naming the unknown type
-        return types or ["*"]
+        return _types(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _checked(cls, value: dict[str, str]) -> dict[str, str]:
+        return _headers(value)
+
+
+class WebhookUpdate(BaseModel):
+    """Only what is given changes; ``"session": null`` widens the endpoint to every session, ``"headers": {}`` drops
+    its headers (given headers replace all the old ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, min_length=1, max_length=2048, description="http(s) URL that receives the events")
+    events: list[str] | None = Field(None, max_length=50, description=_EVENTS_HELP)
+    session: str | None = _SESSION
+    headers: dict[str, str] | None = Field(None, description=_HEADERS_HELP)
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _types(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _checked(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _headers(value)
 
 
 class WebhookOut(BaseModel):
@@ -53,9 +96,11 @@ class WebhookOut(BaseModel):
     url: str
     events: list[str]
     session: str | None
+    header_names: list[str] = Field(description="the names of the endpoint's own headers (never their values)")
     enabled: bool
     disabled_reason: str | None
     created_at: float
+    updated_at: float
 
     @classmethod
     def of(cls, webhook: Webhook) -> WebhookOut:
@@ -64,9 +109,11 @@ class WebhookOut(BaseModel):
             url=webhook.url,
             events=webhook.events,
             session=webhook.session,
+            header_names=list(webhook.header_names),
             enabled=webhook.enabled,
             disabled_reason=webhook.disabled_reason,
             created_at=webhook.created_at,
+            updated_at=webhook.updated_at,
         )
 
 
@@ -128,15 +175,30 @@ async def list_webhooks(gateway: GatewayDep, tenant_id: TenantDep) -> list[Webho
     return [WebhookOut.of(w) for w in await gateway.store.webhooks.list_webhooks(tenant_id)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a webhook; its secret is shown once")
-async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookCreated:
+def _checked_url(gateway: Gateway, url: str) -> str:
     try:
-        check_url(body.url, allow_private=gateway.settings.webhook_allow_private)
+        check_url(url, allow_private=gateway.settings.webhook_allow_private)
     except BlockedAddress as exc:
         raise Unprocessable(f"url: {exc}", code="invalid_webhook_url") from None
+    return url
+
+
+def _pairs(headers: dict[str, str]) -> Headers:
+    return tuple(sorted(headers.items()))  # already checked (and lower-cased) by the body's model
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a webhook; its secret is shown once")
+async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookCreated:
+    url = _checked_url(gateway, body.url)
     secret = new_secret()
     webhook = await gateway.store.webhooks.create(
-        tenant_id, body.url, body.events, body.session, secret, limit=gateway.settings.max_webhooks_per_tenant
+        tenant_id,
+        url,
+        body.events,
+        body.session,
+        secret,
+        limit=gateway.settings.max_webhooks_per_tenant,
+        headers=_pairs(body.headers),
     )
     return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
 
@@ -144,6 +206,30 @@ async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: Te
 @router.get("/{webhook_id}", summary="Get a webhook")
 async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookOut:
     return WebhookOut.of(await find_webhook(gateway, tenant_id, webhook_id))
+
+
+@router.patch("/{webhook_id}", summary="Change a webhook's URL, events, session or headers; its queue is kept")
+async def update_webhook(
+    webhook_id: WebhookPath, body: WebhookUpdate, request: Request, gateway: GatewayDep, tenant_id: TenantDep
+) -> WebhookOut:
+    given = body.model_fields_set
+    for name in ("url", "events", "headers"):
+        if name in given and getattr(body, name) is None:
+            raise Unprocessable(f"{name}: may be changed, not set to null", code="invalid_webhook")
+    change = WebhookChange()
+    if body.url is not None:
+        change = replace(change, url=_checked_url(gateway, body.url))
+    if body.events is not None:
+        change = replace(change, events=body.events)
+    if "session" in given:
+        change = replace(change, session=body.session)
+    if body.headers is not None:
+        change = replace(change, headers=_pairs(body.headers))
+    webhook = await gateway.store.webhooks.update(tenant_id, WebhookId(webhook_id), change)
+    if webhook is None:
+        raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
+    _endpoint_changed(request, webhook.id)
+    return WebhookOut.of(webhook)
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook and its outbox")

@@ -144,6 +144,8 @@ webhooks = Table(
     Column("session_name", Text),
     Column("kek_id", Text, nullable=False),
     Column("secret", LargeBinary, nullable=False),
+    Column("header_names", Text),  # JSON list of the endpoint's own headers' names (0008); NULL: none
+    Column("headers", LargeBinary),  # their names and values, sealed under kek_id like the secret (0008)
     Column("disabled_reason", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),

@@ -1,4 +1,4 @@
-"""Webhook endpoints (secrets sealed) and their delivery outbox in SQL."""
+"""Webhook endpoints (secrets and headers sealed) and their delivery outbox in SQL."""
 
 from __future__ import annotations
 
@@ -10,9 +10,20 @@ from sqlalchemy import Select, bindparam, delete, func, insert, literal_column, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.webhooks import Headers
 from wagate.errors import QuotaExceeded
 from wagate.ids import SessionId, TenantId, WebhookId, new_webhook_id
-from wagate.store.base import Delivery, DeliveryState, OutboxStore, Outgoing, Sealer, Webhook, WebhookStore
+from wagate.store.base import (
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    OutboxStore,
+    Outgoing,
+    Sealer,
+    Webhook,
+    WebhookChange,
+    WebhookStore,
+)
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import claimable, delivery_from
@@ -58,7 +69,19 @@ def _webhook(row: Any) -> Webhook:
         session=row.session_name,
         disabled_reason=row.disabled_reason,
         created_at=row.created_at,
+        header_names=tuple(json.loads(row.header_names)) if row.header_names else (),
+        updated_at=row.updated_at,
     )
+
+
+_SECRET, _HEADERS = "webhook-secret", "webhook-headers"
+
+
+def _header_columns(headers: Headers) -> tuple[str | None, bytes | None]:
+    """(names as JSON, names and values as JSON) of an endpoint's headers, or NULLs for none."""
+    if not headers:
+        return None, None
+    return json.dumps([name for name, _ in headers]), json.dumps(headers).encode()
 
 
 class SqlWebhookStore(WebhookStore):
@@ -67,12 +90,37 @@ class SqlWebhookStore(WebhookStore):
         self._clock = clock
         self._sealer = sealer
 
+    def _seal(self, tenant_id: str, webhook_id: str, secret: bytes, headers: bytes | None) -> dict[str, Any]:
+        """The sealed columns: the secret and the headers together, under the active key (one ``kek_id`` for both)."""
+        kek_id, sealed = self._sealer.seal(secret, _SECRET, tenant_id, webhook_id)
+        values: dict[str, Any] = {"kek_id": kek_id, "secret": sealed, "headers": None}
+        if headers is not None:
+            key, values["headers"] = self._sealer.seal(headers, _HEADERS, tenant_id, webhook_id)
+            assert key == kek_id, "one active key seals both"
+        return values
+
+    def _open(self, row: Any) -> tuple[bytes, bytes | None]:
+        """(the secret, the headers' JSON or None) of a row."""
+        secret = self._sealer.open(row.kek_id, row.secret, _SECRET, row.tenant_id, row.id)
+        if row.headers is None:
+            return secret, None
+        return secret, self._sealer.open(row.kek_id, row.headers, _HEADERS, row.tenant_id, row.id)
+
     async def create(
-        self, tenant_id: TenantId, url: str, events: list[str], session: str | None, secret: str, *, limit: int
+        self,
+        tenant_id: TenantId,
+        url: str,
+        events: list[str],
+        session: str | None,
+        secret: str,
+        *,
+        limit: int,
+        headers: Headers = (),
     ) -> Webhook:
         webhook_id = new_webhook_id()
         now = self._clock()
-        kek_id, sealed = self._sealer.seal(secret.encode(), "webhook-secret", tenant_id, webhook_id)
+        names, plain = _header_columns(headers)
+        sealed = self._seal(tenant_id, webhook_id, secret.encode(), plain)
         async with self._db.write() as conn:
             count = (
                 await conn.execute(select(func.count()).select_from(W).where(W.c.tenant_id == tenant_id))
@@ -88,13 +136,34 @@ class SqlWebhookStore(WebhookStore):
                     url=url,
                     events=json.dumps(events),
                     session_name=session,
-                    kek_id=kek_id,
-                    secret=sealed,
+                    header_names=names,
                     created_at=now,
                     updated_at=now,
+                    **sealed,
                 )
             )
-        return Webhook(webhook_id, tenant_id, url, events, session, None, now)
+        return Webhook(webhook_id, tenant_id, url, events, session, None, now, tuple(n for n, _ in headers), now)
+
+    async def update(self, tenant_id: TenantId, webhook_id: WebhookId, change: WebhookChange) -> Webhook | None:
+        values: dict[str, Any] = {"updated_at": self._clock()}
+        if change.given(change.url):
+            values["url"] = change.url
+        if change.given(change.events):
+            values["events"] = json.dumps(change.events)
+        if change.given(change.session):
+            values["session_name"] = change.session
+        mine = (W.c.tenant_id == tenant_id, W.c.id == webhook_id)
+        async with self._db.write() as conn:
+            if change.given(change.headers):
+                row = (await conn.execute(select(W).where(*mine))).first()
+                if row is None:
+                    return None
+                secret, _ = self._open(row)
+                names, plain = _header_columns(change.headers)
+                values.update(header_names=names, **self._seal(tenant_id, webhook_id, secret, plain))
+            await conn.execute(update(W).where(*mine).values(**values))
+            row = (await conn.execute(select(W).where(*mine))).first()
+        return _webhook(row) if row else None
 
     async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]:
         async with self._db.read() as conn:
@@ -128,22 +197,22 @@ class SqlWebhookStore(WebhookStore):
         async with self._db.write() as conn:
             rows = (
                 await conn.execute(
-                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret).where(W.c.kek_id != active_key)
+                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret, W.c.headers).where(W.c.kek_id != active_key)
                 )
             ).all()
             for row in rows:
-                secret = self._sealer.open(row.kek_id, row.secret, "webhook-secret", row.tenant_id, row.id)
-                kek_id, sealed = self._sealer.seal(secret, "webhook-secret", row.tenant_id, row.id)
-                await conn.execute(update(W).where(W.c.id == row.id).values(kek_id=kek_id, secret=sealed))
+                sealed = self._seal(row.tenant_id, row.id, *self._open(row))
+                await conn.execute(update(W).where(W.c.id == row.id).values(**sealed))
         return len(rows)
 
-    async def secret_all_tenants(self, webhook_id: WebhookId) -> tuple[Webhook, str] | None:
+    async def secret_all_tenants(self, webhook_id: WebhookId) -> Endpoint | None:
         async with self._db.read() as conn:
             row = (await conn.execute(select(W).where(W.c.id == webhook_id))).first()
         if row is None:
             return None
-        secret = self._sealer.open(row.kek_id, row.secret, "webhook-secret", row.tenant_id, row.id).decode()
-        return _webhook(row), secret
+        secret, headers = self._open(row)
+        pairs: Headers = tuple((name, value) for name, value in json.loads(headers)) if headers else ()
+        return Endpoint(_webhook(row), secret.decode(), pairs)
 
 
 class SqlOutboxStore(OutboxStore):

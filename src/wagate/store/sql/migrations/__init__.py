@@ -24,6 +24,7 @@ from wagate.store.sql.migrations import (
     m0005_messages,
     m0006_delivery_indexes,
     m0007_workers,
+    m0008_webhook_headers,
 )
 
 log = logging.getLogger("wagate.store")
@@ -50,6 +51,7 @@ MIGRATIONS = (
     Migration(5, "messages", m0005_messages.STATEMENTS),
     Migration(6, "delivery_indexes", m0006_delivery_indexes.STATEMENTS),
     Migration(7, "workers", m0007_workers.STATEMENTS),
+    Migration(8, "webhook_headers", m0008_webhook_headers.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,70 @@
+"""A webhook endpoint's own request headers (an ``Authorization`` its receiver expects, a routing key), checked.
+
+The gateway writes the request line, ``host``, ``user-agent``, ``content-type``, ``content-length`` and the three
+Standard Webhooks headers itself; an endpoint's headers may not name any of them, nor a header that changes how the
+connection or the body is read. Names are HTTP tokens, kept in lower case (HTTP's names are case-insensitive, so
+``Authorization`` and ``authorization`` are one header); values are one line of visible Latin-1 text. Values are
+kept sealed and never shown again: the API lists the names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+Headers = tuple[tuple[str, str], ...]  # (lower-case name, value), sorted by name
+
+MAX_HEADERS = 20
+MAX_NAME = 64
+MAX_VALUE = 4096
+MAX_TOTAL = 8192  # names and values together
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Visible Latin-1 characters, spaces and tabs inside; no control characters (CR and LF above all: no header of ours
+# can be smuggled in through a value).
+_VALUE = re.compile(r"[\x21-\x7e\xa0-\xff](?:[\x20-\x7e\xa0-\xff\t]*[\x21-\x7e\xa0-\xff])?")
+RESERVED = frozenset(
+    {
+        "host",
+        "user-agent",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+
+
+def custom_headers(given: Mapping[str, str]) -> Headers:
+    """``given`` as an endpoint's headers; ``ValueError`` naming what is wrong."""
+    if len(given) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    found: dict[str, str] = {}
+    total = 0
+    for name, value in given.items():
+        lower = name.lower()
+        if not (0 < len(name) <= MAX_NAME and _TOKEN.fullmatch(name)):
+            raise ValueError(f"header {name[:MAX_NAME]!r}: a name is 1-{MAX_NAME} of A-Z a-z 0-9 !#$%&'*+-.^_`|~")
+        if lower in RESERVED or lower.startswith("proxy-"):
+            raise ValueError(f"header {name!r} is written by the gateway and cannot be set")
+        if lower in found:
+            raise ValueError(f"header {name!r} is given twice (names are case-insensitive)")
+        if len(value) > MAX_VALUE or not _VALUE.fullmatch(value):
+            raise ValueError(
+                f"header {name!r}: a value is 1-{MAX_VALUE} visible Latin-1 characters on one line"
+                " (no control characters, no leading or trailing space)"
+            )
+        total += len(name) + len(value)
+        found[lower] = value
+    if total > MAX_TOTAL:
+        raise ValueError(f"the headers take {total} characters; at most {MAX_TOTAL}")
+    return tuple(sorted(found.items()))
