@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from httpx import AsyncClient
 
@@ -164,6 +165,44 @@ async def test_a_webhook_is_changed_in_place(client: AsyncClient, gateway: Gatew
     found = await gateway.store.webhooks.secret_all_tenants(made["id"])
     assert found is not None
     assert (found.secret, found.headers, found.webhook.url) == (made["secret"], (), "https://hooks.example.com/v2")
+
+
+async def test_a_webhook_secret_is_rotated_with_an_overlap(client: AsyncClient, gateway: Gateway) -> None:
+    a, b = await make_tenant(client, "a"), await make_tenant(client, "b")
+    made = (await client.post("/api/webhooks", json={"url": "https://hooks.example.com/in"}, headers=a)).json()
+    assert made["previous_secret_valid_until"] is None
+    path = f"/api/webhooks/{made['id']}/rotate-secret"
+    for body in ({"previous_valid_for": -1}, {"previous_valid_for": 7 * 86400 + 1}, {"secret": "whsec_mine"}):
+        assert_error(await client.post(path, json=body, headers=a), 422)
+    assert_error(await client.post(path, headers=b), 404, "webhook_not_found")
+    found = await gateway.store.webhooks.secret_all_tenants(made["id"])
+    assert found is not None
+    assert found.secret == made["secret"]  # nothing changed by the refused ones
+
+    before = time.time()
+    rotated = await client.post(path, headers=a)  # no body: the default overlap, a day
+    assert rotated.status_code == 200, rotated.text
+    body = rotated.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["secret"] != made["secret"]
+    assert before + 86400 <= body["previous_secret_valid_until"] <= time.time() + 86400
+    fetched = (await client.get(f"/api/webhooks/{made['id']}", headers=a)).json()
+    assert "secret" not in fetched
+    assert fetched["previous_secret_valid_until"] == body["previous_secret_valid_until"]
+    found = await gateway.store.webhooks.secret_all_tenants(made["id"])
+    assert found is not None
+    assert (found.secret, found.previous_secret) == (body["secret"], made["secret"])
+    assert found.secrets(time.time()) == (body["secret"], made["secret"])
+    async with gateway.store.db.read() as conn:  # type: ignore[attr-defined]
+        sealed = (await conn.exec_driver_sql("SELECT previous_secret FROM webhooks")).scalar_one()
+    assert made["secret"].removeprefix("whsec_").encode() not in bytes(sealed)  # sealed at rest
+
+    now = await client.post(path, json={"previous_valid_for": 0}, headers=a)
+    assert now.status_code == 200, now.text
+    assert now.json()["previous_secret_valid_until"] is None
+    found = await gateway.store.webhooks.secret_all_tenants(made["id"])
+    assert found is not None
+    assert (found.secret, found.previous_secret) == (now.json()["secret"], None)
 
 
 async def test_webhook_limit_and_tenant_isolation(client: AsyncClient, gateway: Gateway) -> None:

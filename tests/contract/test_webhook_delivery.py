@@ -418,3 +418,35 @@ async def test_an_endpoints_own_headers_go_with_every_delivery_and_a_change_appl
         assert (got.path, got.headers["x-route"], "authorization" in got.headers) == ("/two", "us-2", False)
     assert [got.envelope["payload"]["n"] for got in first + later] == [0, 1, 2, 3, 4]  # in order across the change
     await _quiet(rig, 5)  # and once each
+
+
+async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook, old = await rig.webhook()
+    new = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    tenant = rig.session.tenant_id
+    rotated = await rig.gateway.store.webhooks.rotate_secret(tenant, hook.id, new, previous_until=rig.clock.now + 60)
+    assert rotated is not None
+    assert rotated.previous_until == rig.clock.now + 60
+    rig.dispatcher.forget_endpoint(hook.id)
+    await rig.emit(1)
+    (during,) = await rig.receiver.wait_for(1)
+    assert during.verify(new)["payload"] == {"n": 0}
+    assert during.verify(old)["payload"] == {"n": 0}  # a receiver not yet switched still verifies
+
+    rig.clock.now += 61  # the overlap is over: the next read of the endpoint signs with the new secret alone
+    rig.dispatcher.forget_endpoint(hook.id)
+    await rig.emit(1, start=1)
+    after = (await rig.receiver.wait_for(2))[1]
+    assert signed_by(after, new)
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    with pytest.raises(WebhookVerificationError):
+        Signer(old).verify(after.body, after.headers)
+
+    # At once (a leaked secret): the old one is not kept at all.
+    again = await rig.gateway.store.webhooks.rotate_secret(tenant, hook.id, old, previous_until=rig.clock.now)
+    assert again is not None
+    assert again.previous_until is None
+    found = await rig.gateway.store.webhooks.secret_all_tenants(hook.id)
+    assert found is not None
+    assert (found.secret, found.previous_secret, found.secrets(rig.clock.now)) == (old, None, (old,))

@@ -43,7 +43,7 @@ def deliveries(count: int, start: int = 0) -> list[tuple[str, bytes]]:
 
 async def running_child(sender: ProcessSender, receiver: Receiver) -> int:
     """Deliver one so that a child runs: its pid."""
-    (attempt,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=900), time.time())
+    (attempt,) = await sender.run(receiver.url(), (SECRET,), deliveries(1, start=900), time.time())
     assert attempt is not None
     assert attempt.ok
     assert sender.pid is not None
@@ -60,7 +60,7 @@ async def assert_failed_then_replaced(
     assert "exited" in failed.error
     assert rest == [None] * len(rest)
     receiver.delay = 0.0
-    (again,) = await sender.run(receiver.url(), SECRET, deliveries(1, start=901), time.time())
+    (again,) = await sender.run(receiver.url(), (SECRET,), deliveries(1, start=901), time.time())
     assert again is not None
     assert again.ok
     assert sender.started == 2
@@ -79,7 +79,7 @@ def alive(pid: int) -> bool:
 async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
     receiver: Receiver, sender: ProcessSender
 ) -> None:
-    attempts = await sender.run(receiver.url(), SECRET, deliveries(5), time.time())
+    attempts = await sender.run(receiver.url(), (SECRET,), deliveries(5), time.time())
     assert [(a.ok, a.status) if a else None for a in attempts] == [(True, 204)] * 5
     assert [r.webhook_id for r in receiver.received] == [f"evt_{n:04d}" for n in range(5)]
     assert receiver.verified == 5  # the standardwebhooks verifier, on arrival
@@ -87,7 +87,7 @@ async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
 
     busy = web.Response(status=503, headers={"Retry-After": "7"})
     receiver.answer = lambda r: busy if r.webhook_id == "evt_0007" else None
-    attempts = await sender.run(receiver.url(), SECRET, deliveries(5, start=5), time.time())
+    attempts = await sender.run(receiver.url(), (SECRET,), deliveries(5, start=5), time.time())
     assert [(a.ok, a.status, a.retry_after) if a else None for a in attempts] == [
         (True, 204, None),
         (True, 204, None),
@@ -104,7 +104,7 @@ async def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(
 ) -> None:
     first = await running_child(sender, receiver)
     receiver.delay = 5.0  # the next request hangs in the receiver while the child is killed
-    running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(3), time.time()))
+    running = asyncio.ensure_future(sender.run(receiver.url(), (SECRET,), deliveries(3), time.time()))
     await receiver.wait_for(2)
     os.kill(first, signal.SIGKILL)
     attempts = await asyncio.wait_for(running, 5)
@@ -136,7 +136,7 @@ async def test_the_guard_runs_in_the_child_and_no_connection_is_made() -> None:
         guarded = ProcessSender(timeout=2.0, allow_private=False, concurrency=10)
         try:
             for url in (f"http://127.0.0.1:{port}/hook", f"http://localhost:{port}/hook", f"http://2130706433:{port}/"):
-                (attempt,) = await guarded.run(url, SECRET, deliveries(1), time.time())
+                (attempt,) = await guarded.run(url, (SECRET,), deliveries(1), time.time())
                 assert attempt is not None
                 assert not attempt.ok
                 assert attempt.error.startswith("refused"), attempt
@@ -153,9 +153,9 @@ async def test_a_run_keeps_its_endpoint_when_the_index_is_given_to_another(
     other = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
     receiver.secrets.update({"/a": SECRET, "/b": other})
     receiver.delay = 0.2  # run a is still sending when b's endpoint takes its index
-    first = asyncio.ensure_future(sender.run(receiver.url("/a"), SECRET, deliveries(3), time.time()))
+    first = asyncio.ensure_future(sender.run(receiver.url("/a"), (SECRET,), deliveries(3), time.time()))
     await receiver.wait_for(1)
-    second = await sender.run(receiver.url("/b"), other, deliveries(1, start=3), time.time())
+    second = await sender.run(receiver.url("/b"), (other,), deliveries(1, start=3), time.time())
     assert all(a is not None and a.ok for a in [*await first, *second])
     by_path = {path: [r.webhook_id for r in receiver.received if r.path == path] for path in ("/a", "/b")}
     assert by_path == {"/a": ["evt_0000", "evt_0001", "evt_0002"], "/b": ["evt_0003"]}
@@ -171,14 +171,14 @@ async def test_a_frozen_child_is_replaced_and_a_slow_run_is_not(
     try:
         receiver.delay = 0.8  # each request just within the timeout: a run of 3 takes twice timeout + grace
         started = time.monotonic()
-        attempts = await sender.run(receiver.url(), SECRET, deliveries(3), time.time())
+        attempts = await sender.run(receiver.url(), (SECRET,), deliveries(3), time.time())
         assert time.monotonic() - started > 2.0
         assert [a is not None and a.ok for a in attempts] == [True, True, True]  # its heartbeats kept it alive
         assert sender.started == 1
 
         frozen = sender.pid
         assert frozen is not None
-        running = asyncio.ensure_future(sender.run(receiver.url(), SECRET, deliveries(1, start=3), time.time()))
+        running = asyncio.ensure_future(sender.run(receiver.url(), (SECRET,), deliveries(1, start=3), time.time()))
         await receiver.wait_for(4)
         os.kill(frozen, signal.SIGSTOP)  # a child that neither answers nor dies
         attempts = await asyncio.wait_for(running, 10)
@@ -213,9 +213,9 @@ async def test_a_run_carries_the_endpoints_headers_and_a_new_set_is_a_new_endpoi
 ) -> None:
     url = receiver.url("/hook")
     first = (("authorization", "Bearer a"),)
-    assert all(a is not None and a.ok for a in await sender.run(url, SECRET, deliveries(2), time.time(), first))
+    assert all(a is not None and a.ok for a in await sender.run(url, (SECRET,), deliveries(2), time.time(), first))
     second = (("authorization", "Bearer b"), ("x-n", "2"))
-    assert all(a is not None and a.ok for a in await sender.run(url, SECRET, deliveries(1, 2), time.time(), second))
+    assert all(a is not None and a.ok for a in await sender.run(url, (SECRET,), deliveries(1, 2), time.time(), second))
     got = await receiver.wait_for(3)
     assert receiver.failures == []
     assert [(r.headers["authorization"], r.headers.get("x-n")) for r in got] == [

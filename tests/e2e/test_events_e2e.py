@@ -256,3 +256,34 @@ def test_trickled_messages_arrive_one_by_one_in_order(stack: Stack) -> None:
             return found if len(found) == 20 else []
 
         assert wait_for(arrived, 10, "the trickled messages") == [f"t #{n}" for n in range(1, 21)]
+
+
+def test_an_endpoint_changed_and_its_secret_rotated_through_the_api(
+    stack_factory: Callable[..., Stack], receiver: Receiver
+) -> None:
+    """The gateway's process answers a PATCH and a rotation; its dispatcher (and sender child) use them from the
+    next delivery: the new URL, the new headers, both signatures."""
+    stack = stack_factory(**HOOKS)
+    stack.start()
+    key = stack.tenant("a")
+    hook = add_webhook(stack, key, receiver.url("/one"), events=["message.received"], headers={"X-Token": "t-1"})
+    receiver.secrets["/one"] = hook["secret"]
+    stack.link("main", "+15550001")
+    stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "m", "count": 3})
+    wait_for(lambda: len(receiver.received) >= 3, 20, "the first three")
+    assert stack.gateway is not None
+    base = stack.gateway.base_url + f"/api/webhooks/{hook['id']}"
+    changed = httpx.patch(base, json={"url": receiver.url("/two"), "headers": {"X-Token": "t-2"}}, headers=key)
+    assert changed.status_code == 200, changed.text
+    rotated = httpx.post(base + "/rotate-secret", json={"previous_valid_for": 600}, headers=key)
+    assert rotated.status_code == 200, rotated.text
+    receiver.secrets["/two"] = rotated.json()["secret"]
+    stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "n", "count": 3})
+    wait_for(lambda: len(receiver.received) >= 6, 20, "the next three")
+    assert receiver.failures == []
+    first, later = receiver.received[:3], receiver.received[3:6]
+    assert [(r.path, r.headers["x-token"]) for r in first] == [("/one", "t-1")] * 3
+    assert [(r.path, r.headers["x-token"]) for r in later] == [("/two", "t-2")] * 3
+    assert texts([r.envelope for r in first + later]) == ["m #1", "m #2", "m #3", "n #1", "n #2", "n #3"]
+    for got in later:  # signed with the new secret (checked on arrival) and with the old one
+        assert got.verify(hook["secret"])["id"] == got.webhook_id

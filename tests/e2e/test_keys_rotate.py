@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from wagate.config import Settings
@@ -54,6 +55,7 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
     bare = await gateway.store.webhooks.create(tenant.id, "https://example.com/b", ["*"], None, "whsec_y", limit=5)
     headers = (("authorization", "Bearer tok-1"),)
     await gateway.store.webhooks.update(tenant.id, hook.id, WebhookChange(headers=headers))
+    await gateway.store.webhooks.rotate_secret(tenant.id, bare.id, "whsec_z", previous_until=time.time() + 3600)
     sealed_before = {sid: await gateway.store.auth.read_all(tenant.id, sid) for sid in expected}
     await gateway.close()
 
@@ -84,6 +86,6 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         assert (found.secret, found.headers) == ("whsec_x", headers)  # its headers too
         other = await only_new.store.webhooks.secret_all_tenants(bare.id)
         assert other is not None
-        assert (other.secret, other.headers) == ("whsec_y", ())
+        assert (other.secret, other.headers, other.previous_secret) == ("whsec_z", (), "whsec_y")  # both resealed
     finally:
         await only_new.close()

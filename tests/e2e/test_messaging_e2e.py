@@ -338,4 +338,5 @@ def test_message_bodies_are_not_readable_in_the_database_file(stack: Stack, tmp_
     # The same search finds the text where it is kept in the clear (the simulator's record of what it received,
     # which the simulator writes to its file every half second or so).
     state = tmp_path / "sim-state.json"
-    wait_for(lambda: b"MARKER-OUTBOUND-9c1d" in state.read_bytes(), 10, "the simulator's state file")
+    # (written lazily: under load its first write may come after this point)
+    wait_for(lambda: state.exists() and b"MARKER-OUTBOUND-9c1d" in state.read_bytes(), 10, "the simulator's state file")

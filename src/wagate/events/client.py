@@ -6,6 +6,7 @@ Used by the dispatcher in its own process, or by the sender process it starts (:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,15 +35,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
 
 
-def signed_headers(signer: Signer, event_id: str, now: float, body: str) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt. The timestamp is the whole second the header carries: signing
-    ``now`` itself let a time within half a microsecond of the next second round up in the signature but not in the
-    header, and the receiver then rightly refused it."""
+def signed_headers(signers: Sequence[Signer], event_id: str, now: float, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt, signed with each of ``signers`` (during a secret's rotation the
+    new and the previous one: the signatures space-separated, as the specification has it, so that a receiver
+    holding either secret verifies). The timestamp is the whole second the header carries: signing ``now`` itself
+    let a time within half a microsecond of the next second round up in the signature but not in the header, and
+    the receiver then rightly refused it."""
     second = int(now)
+    at = datetime.fromtimestamp(second, UTC)
     return {
         "webhook-id": event_id,
         "webhook-timestamp": str(second),
-        "webhook-signature": signer.sign(event_id, datetime.fromtimestamp(second, UTC), body),
+        "webhook-signature": " ".join([signer.sign(event_id, at, body) for signer in signers]),
     }
 
 

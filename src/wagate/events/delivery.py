@@ -21,7 +21,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from standardwebhooks import Webhook as Signer
 
@@ -32,7 +32,7 @@ from wagate.events.client import Attempt, WebhookClient, signed_headers
 from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
 from wagate.periodic import every
-from wagate.store.base import Committed, Outgoing, Store, Webhook
+from wagate.store.base import Committed, Endpoint, Outgoing, Store, Webhook
 
 STOP_WAIT = 5.0  # seconds a stop waits for the periodic jobs in hand to end
 
@@ -56,13 +56,26 @@ def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
     return RETRY_SCHEDULE[failed_attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
-@dataclass(slots=True)
 class _Endpoint:
-    webhook: Webhook
-    secret: str
-    headers: Headers
-    signer: Signer
-    loaded_at: float
+    """An endpoint as the dispatcher last read it, with a signer per secret."""
+
+    __slots__ = ("found", "loaded_at", "signers")
+
+    def __init__(self, found: Endpoint, loaded_at: float) -> None:
+        self.found = found
+        self.loaded_at = loaded_at
+        self.signers = {secret: Signer(secret) for secret in (found.secret, found.previous_secret) if secret}
+
+    @property
+    def webhook(self) -> Webhook:
+        return self.found.webhook
+
+    @property
+    def headers(self) -> Headers:
+        return self.found.headers
+
+    def secrets(self, now: float) -> tuple[str, ...]:
+        return self.found.secrets(now)
 
 
 class _Group:
@@ -274,7 +287,8 @@ class WebhookDispatcher:
             now = self.clock()
             sent = group.due(now, MAX_RUN)
             deliveries = [(o.delivery.event_id, o.body.encode()) for o in sent]
-            attempts = await self._sender.run(endpoint.webhook.url, endpoint.secret, deliveries, now, endpoint.headers)
+            url, secrets = endpoint.webhook.url, endpoint.secrets(now)
+            attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers)
         answered = self.clock()
         for item, attempt in zip(sent, attempts, strict=True):
             if attempt is None:  # not attempted (one before it failed): still the group's, for the next round
@@ -350,15 +364,16 @@ class WebhookDispatcher:
         if found is None:
             self._endpoints.pop(webhook_id, None)
             return None
-        endpoint = _Endpoint(found.webhook, found.secret, found.headers, Signer(found.secret), self.clock())
+        endpoint = _Endpoint(found, self.clock())
         self._endpoints[webhook_id] = endpoint
         return endpoint
 
     async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
         assert self._client is not None
         now = self.clock()
+        signers = [endpoint.signers[secret] for secret in endpoint.secrets(now)]
         headers = dict(endpoint.headers)
-        headers.update(signed_headers(endpoint.signer, item.delivery.event_id, now, item.body))
+        headers.update(signed_headers(signers, item.delivery.event_id, now, item.body))
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 
     # housekeeping ----------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ endpoint's secret and sends through :class:`~wagate.events.client.WebhookClient`
 
 Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
 
-- to the child, ``E``: endpoint index (u32), URL length (u16), secret length (u16), URL, secret, then the endpoint's
-  own headers as a JSON list of [name, value] pairs; ``R``: token (u64), endpoint index (u32), the dispatcher's time
-  (f64), count (u16), then per delivery: event id length (u16), event id, body length (u32), body;
+- to the child, ``E``: endpoint index (u32), URL length (u16), URL, then JSON ``{"secrets": [...], "headers":
+  [[name, value], ...]}`` (the secrets it signs with, the endpoint's own headers); ``R``: token (u64), endpoint
+  index (u32), the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body
+  length (u32), body;
 - from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
   2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error;
   ``H`` (empty) every second while it holds runs: a child silent for the request timeout and ten seconds more is
@@ -54,8 +55,8 @@ from wagate.events.client import Attempt, WebhookClient, signed_headers
 log = logging.getLogger("wagate.webhooks")
 
 _FRAME = struct.Struct("!cI")
-PROTOCOL = 2  # the frames' layout; 2: endpoints carry their headers
-_ENDPOINT = struct.Struct("!IHH")
+PROTOCOL = 2  # the frames' layout; 2: endpoints carry their secrets and headers as JSON
+_ENDPOINT = struct.Struct("!IH")
 _RUN = struct.Struct("!QIdH")
 _ID = struct.Struct("!H")
 _BODY = struct.Struct("!I")
@@ -194,7 +195,7 @@ class ProcessSender:
         self._pipes: _ChildPipes | None = None
         self._stdin: asyncio.WriteTransport | None = None
         self._starting = asyncio.Lock()
-        self._endpoints: dict[tuple[str, str, Headers], int] = {}
+        self._endpoints: dict[tuple[str, tuple[str, ...], Headers], int] = {}
         self._runs: dict[int, _Run] = {}
         self._token = 0
         self._writer = TurnWriter(lambda: self._stdin)
@@ -226,11 +227,16 @@ class ProcessSender:
                 self._watchdog = asyncio.ensure_future(self._watch())
 
     async def run(
-        self, url: str, secret: str, deliveries: Sequence[tuple[str, bytes]], now: float, headers: Headers = ()
+        self,
+        url: str,
+        secrets: tuple[str, ...],
+        deliveries: Sequence[tuple[str, bytes]],
+        now: float,
+        headers: Headers = (),
     ) -> list[Attempt | None]:
-        """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url`` with the
-        endpoint's own ``headers``, one after the other, stopping at the first that fails: an attempt for each one
-        tried, None for the rest."""
+        """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url``, signed with each
+        of ``secrets`` and with the endpoint's own ``headers``, one after the other, stopping at the first that
+        fails: an attempt for each one tried, None for the rest."""
         if self._transport is None:
             try:
                 await self.start()
@@ -238,15 +244,15 @@ class ProcessSender:
                 return self._failed(len(deliveries), f"the webhook sender process cannot start: {exc}"[:300])
             if self._transport is None:
                 return self._failed(len(deliveries), "the webhook sender is stopped")
-        key = (url, secret, headers)
+        key = (url, secrets, headers)
         index = self._endpoints.get(key)
         if index is None:
             if len(self._endpoints) >= _MAX_ENDPOINTS:
                 self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
             index = self._endpoints[key] = len(self._endpoints)
-            raw_url, raw_secret = url.encode(), secret.encode()
-            head = _ENDPOINT.pack(index, len(raw_url), len(raw_secret))
-            self._writer.send(frame(b"E", head + raw_url + raw_secret + json.dumps(headers).encode()))
+            raw_url = url.encode()
+            tail = json.dumps({"secrets": secrets, "headers": headers}).encode()
+            self._writer.send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + tail))
         self._token += 1
         token = self._token
         parts = [_RUN.pack(token, index, now, len(deliveries))]
@@ -333,20 +339,20 @@ class ProcessSender:
 class _Child:
     def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
         self.client = client
-        self.endpoints: dict[int, tuple[str, Signer, Headers]] = {}
+        self.endpoints: dict[int, tuple[str, list[Signer], Headers]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.writer = TurnWriter(lambda: output)
 
     def on_frame(self, kind: bytes, payload: bytes) -> None:
         if kind == b"E":
-            index, url_length, secret_length = _ENDPOINT.unpack_from(payload)
+            index, url_length = _ENDPOINT.unpack_from(payload)
             at = _ENDPOINT.size
             url = payload[at : at + url_length].decode()
-            at += url_length
-            secret = payload[at : at + secret_length].decode()
-            headers = tuple((str(name), str(value)) for name, value in json.loads(payload[at + secret_length :]))
-            self.endpoints[index] = (url, Signer(secret), headers)
+            tail = json.loads(payload[at + url_length :])
+            signers = [Signer(str(secret)) for secret in tail["secrets"]]
+            headers = tuple((str(name), str(value)) for name, value in tail["headers"])
+            self.endpoints[index] = (url, signers, headers)
         elif kind == b"R":
             token, index, now, count = _RUN.unpack_from(payload)
             at = _RUN.size
@@ -369,7 +375,7 @@ class _Child:
     async def _run(
         self,
         token: int,
-        endpoint: tuple[str, Signer, Headers] | None,
+        endpoint: tuple[str, list[Signer], Headers] | None,
         now: float,
         deliveries: list[tuple[str, bytes]],
     ) -> None:
@@ -382,9 +388,9 @@ class _Child:
             try:
                 if endpoint is None:
                     raise LookupError("a run for an endpoint the sender was never told of")
-                url, signer, own = endpoint
+                url, signers, own = endpoint
                 headers = dict(own)
-                headers.update(signed_headers(signer, event_id, at, body.decode()))
+                headers.update(signed_headers(signers, event_id, at, body.decode()))
                 attempt = await self.client.post(url, body, headers, at)
             except Exception as exc:  # this delivery fails; the child goes on
                 attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
@@ -402,7 +408,7 @@ class _Input(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._reader.feed(data)
-        except (ValueError, struct.error, IndexError, TypeError):  # UnicodeDecodeError, JSONDecodeError among them
+        except (ValueError, struct.error, IndexError, TypeError, KeyError):  # UnicodeDecodeError, JSONDecodeError too
             log.exception("a broken frame from the gateway; stopping")
             self.connection_lost(None)
 

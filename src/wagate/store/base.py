@@ -365,6 +365,7 @@ class Webhook:
     created_at: float
     header_names: tuple[str, ...] = ()  # the endpoint's own headers (their values are sealed, never shown)
     updated_at: float = 0.0
+    previous_until: float | None = None  # after a rotation: until when the previous secret signs too
 
     @property
     def enabled(self) -> bool:
@@ -378,6 +379,15 @@ class Endpoint:
     webhook: Webhook
     secret: str
     headers: Headers = ()
+    previous_secret: str | None = None
+
+    def secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets a delivery at ``now`` is signed with: the current one, and the one before the last rotation
+        while it is still valid (a receiver holding either verifies)."""
+        until = self.webhook.previous_until
+        if self.previous_secret is not None and until is not None and now < until:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
 
 
 _UNCHANGED: Any = object()
@@ -524,6 +534,13 @@ class WebhookStore(ABC):
         headers: Headers = (),
     ) -> Webhook:
         """Raises ``QuotaExceeded`` when the tenant already has ``limit`` endpoints."""
+
+    @abstractmethod
+    async def rotate_secret(
+        self, tenant_id: TenantId, webhook_id: WebhookId, secret: str, *, previous_until: float
+    ) -> Webhook | None:
+        """Make ``secret`` the endpoint's; the one it replaces keeps signing too until ``previous_until`` (one before
+        that is forgotten). None: no such endpoint of this tenant."""
 
     @abstractmethod
     async def update(self, tenant_id: TenantId, webhook_id: WebhookId, change: WebhookChange) -> Webhook | None:

@@ -99,6 +99,9 @@ class WebhookOut(BaseModel):
     header_names: list[str] = Field(description="the names of the endpoint's own headers (never their values)")
     enabled: bool
     disabled_reason: str | None
+    previous_secret_valid_until: float | None = Field(
+        description="after a rotation: until when deliveries are signed with the previous secret too"
+    )
     created_at: float
     updated_at: float
 
@@ -112,6 +115,7 @@ class WebhookOut(BaseModel):
             header_names=list(webhook.header_names),
             enabled=webhook.enabled,
             disabled_reason=webhook.disabled_reason,
+            previous_secret_valid_until=webhook.previous_until,
             created_at=webhook.created_at,
             updated_at=webhook.updated_at,
         )
@@ -119,6 +123,21 @@ class WebhookOut(BaseModel):
 
 class WebhookCreated(WebhookOut):
     secret: str = Field(description="the signing secret, shown only this once")
+
+
+MAX_OVERLAP = 7 * 86400.0
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    previous_valid_for: float = Field(
+        86400.0,
+        ge=0,
+        le=MAX_OVERLAP,
+        description="seconds the replaced secret keeps signing too (both signatures in every request), up to 7 days;"
+        " 0 ends it at once (a leaked secret)",
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -252,6 +271,25 @@ async def enable_webhook(
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     _endpoint_changed(request, webhook.id)
     return WebhookOut.of(webhook)
+
+
+@router.post("/{webhook_id}/rotate-secret", summary="A new signing secret, shown once; the old one signs too a while")
+async def rotate_secret(
+    webhook_id: WebhookPath,
+    request: Request,
+    gateway: GatewayDep,
+    tenant_id: TenantDep,
+    body: SecretRotation | None = None,
+) -> WebhookCreated:
+    overlap = (body or SecretRotation()).previous_valid_for
+    secret = new_secret()
+    webhook = await gateway.store.webhooks.rotate_secret(
+        tenant_id, WebhookId(webhook_id), secret, previous_until=gateway.clock() + overlap
+    )
+    if webhook is None:
+        raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
+    _endpoint_changed(request, webhook.id)
+    return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
 
 
 @router.get("/{webhook_id}/deliveries", summary="A webhook's deliveries, newest first (state=dead: dead letters)")

@@ -146,6 +146,8 @@ webhooks = Table(
     Column("secret", LargeBinary, nullable=False),
     Column("header_names", Text),  # JSON list of the endpoint's own headers' names (0008); NULL: none
     Column("headers", LargeBinary),  # their names and values, sealed under kek_id like the secret (0008)
+    Column("previous_secret", LargeBinary),  # the secret before the last rotation, sealed likewise (0008)
+    Column("previous_until", Double),  # until when deliveries are signed with it too (0008)
     Column("disabled_reason", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, insert, literal_column, select, update
@@ -71,10 +72,20 @@ def _webhook(row: Any) -> Webhook:
         created_at=row.created_at,
         header_names=tuple(json.loads(row.header_names)) if row.header_names else (),
         updated_at=row.updated_at,
+        previous_until=row.previous_until if row.previous_secret is not None else None,
     )
 
 
-_SECRET, _HEADERS = "webhook-secret", "webhook-headers"
+_SECRET, _HEADERS, _PREVIOUS = "webhook-secret", "webhook-headers", "webhook-previous-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """An endpoint's sealed columns, opened."""
+
+    secret: bytes
+    headers: bytes | None = None  # JSON
+    previous: bytes | None = None
 
 
 def _header_columns(headers: Headers) -> tuple[str | None, bytes | None]:
@@ -90,21 +101,26 @@ class SqlWebhookStore(WebhookStore):
         self._clock = clock
         self._sealer = sealer
 
-    def _seal(self, tenant_id: str, webhook_id: str, secret: bytes, headers: bytes | None) -> dict[str, Any]:
-        """The sealed columns: the secret and the headers together, under the active key (one ``kek_id`` for both)."""
-        kek_id, sealed = self._sealer.seal(secret, _SECRET, tenant_id, webhook_id)
-        values: dict[str, Any] = {"kek_id": kek_id, "secret": sealed, "headers": None}
-        if headers is not None:
-            key, values["headers"] = self._sealer.seal(headers, _HEADERS, tenant_id, webhook_id)
-            assert key == kek_id, "one active key seals both"
+    def _seal(self, tenant_id: str, webhook_id: str, opened: _Opened) -> dict[str, Any]:
+        """The sealed columns, all under the active key (the row's one ``kek_id``)."""
+        kek_id, sealed = self._sealer.seal(opened.secret, _SECRET, tenant_id, webhook_id)
+        values: dict[str, Any] = {"kek_id": kek_id, "secret": sealed, "headers": None, "previous_secret": None}
+        for column, purpose, plain in (
+            ("headers", _HEADERS, opened.headers),
+            ("previous_secret", _PREVIOUS, opened.previous),
+        ):
+            if plain is not None:
+                key, values[column] = self._sealer.seal(plain, purpose, tenant_id, webhook_id)
+                if key != kek_id:
+                    raise RuntimeError("the active key changed while an endpoint was being sealed")
         return values
 
-    def _open(self, row: Any) -> tuple[bytes, bytes | None]:
-        """(the secret, the headers' JSON or None) of a row."""
+    def _open(self, row: Any) -> _Opened:
+        def open_(sealed: bytes | None, purpose: str) -> bytes | None:
+            return None if sealed is None else self._sealer.open(row.kek_id, sealed, purpose, row.tenant_id, row.id)
+
         secret = self._sealer.open(row.kek_id, row.secret, _SECRET, row.tenant_id, row.id)
-        if row.headers is None:
-            return secret, None
-        return secret, self._sealer.open(row.kek_id, row.headers, _HEADERS, row.tenant_id, row.id)
+        return _Opened(secret, open_(row.headers, _HEADERS), open_(row.previous_secret, _PREVIOUS))
 
     async def create(
         self,
@@ -120,7 +136,7 @@ class SqlWebhookStore(WebhookStore):
         webhook_id = new_webhook_id()
         now = self._clock()
         names, plain = _header_columns(headers)
-        sealed = self._seal(tenant_id, webhook_id, secret.encode(), plain)
+        sealed = self._seal(tenant_id, webhook_id, _Opened(secret.encode(), plain))
         async with self._db.write() as conn:
             count = (
                 await conn.execute(select(func.count()).select_from(W).where(W.c.tenant_id == tenant_id))
@@ -158,9 +174,27 @@ class SqlWebhookStore(WebhookStore):
                 row = (await conn.execute(select(W).where(*mine))).first()
                 if row is None:
                     return None
-                secret, _ = self._open(row)
                 names, plain = _header_columns(change.headers)
-                values.update(header_names=names, **self._seal(tenant_id, webhook_id, secret, plain))
+                opened = replace(self._open(row), headers=plain)
+                values.update(header_names=names, **self._seal(tenant_id, webhook_id, opened))
+            await conn.execute(update(W).where(*mine).values(**values))
+            row = (await conn.execute(select(W).where(*mine))).first()
+        return _webhook(row) if row else None
+
+    async def rotate_secret(
+        self, tenant_id: TenantId, webhook_id: WebhookId, secret: str, *, previous_until: float
+    ) -> Webhook | None:
+        now = self._clock()
+        mine = (W.c.tenant_id == tenant_id, W.c.id == webhook_id)
+        async with self._db.write() as conn:
+            row = (await conn.execute(select(W).where(*mine))).first()
+            if row is None:
+                return None
+            before = self._open(row)
+            keep = previous_until > now
+            opened = _Opened(secret.encode(), before.headers, before.secret if keep else None)
+            values = self._seal(tenant_id, webhook_id, opened)
+            values.update(previous_until=previous_until if keep else None, updated_at=now)
             await conn.execute(update(W).where(*mine).values(**values))
             row = (await conn.execute(select(W).where(*mine))).first()
         return _webhook(row) if row else None
@@ -197,11 +231,13 @@ class SqlWebhookStore(WebhookStore):
         async with self._db.write() as conn:
             rows = (
                 await conn.execute(
-                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret, W.c.headers).where(W.c.kek_id != active_key)
+                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret, W.c.headers, W.c.previous_secret).where(
+                        W.c.kek_id != active_key
+                    )
                 )
             ).all()
             for row in rows:
-                sealed = self._seal(row.tenant_id, row.id, *self._open(row))
+                sealed = self._seal(row.tenant_id, row.id, self._open(row))
                 await conn.execute(update(W).where(W.c.id == row.id).values(**sealed))
         return len(rows)
 
@@ -210,9 +246,10 @@ class SqlWebhookStore(WebhookStore):
             row = (await conn.execute(select(W).where(W.c.id == webhook_id))).first()
         if row is None:
             return None
-        secret, headers = self._open(row)
-        pairs: Headers = tuple((name, value) for name, value in json.loads(headers)) if headers else ()
-        return Endpoint(_webhook(row), secret.decode(), pairs)
+        opened = self._open(row)
+        pairs: Headers = tuple((name, value) for name, value in json.loads(opened.headers)) if opened.headers else ()
+        previous = opened.previous.decode() if opened.previous is not None else None
+        return Endpoint(_webhook(row), opened.secret.decode(), pairs, previous)
 
 
 class SqlOutboxStore(OutboxStore):

@@ -24,7 +24,7 @@ from wagate.store.sql.migrations import (
     m0005_messages,
     m0006_delivery_indexes,
     m0007_workers,
-    m0008_webhook_headers,
+    m0008_webhook_endpoints,
 )
 
 log = logging.getLogger("wagate.store")
@@ -51,7 +51,7 @@ MIGRATIONS = (
     Migration(5, "messages", m0005_messages.STATEMENTS),
     Migration(6, "delivery_indexes", m0006_delivery_indexes.STATEMENTS),
     Migration(7, "workers", m0007_workers.STATEMENTS),
-    Migration(8, "webhook_headers", m0008_webhook_headers.STATEMENTS),
+    Migration(8, "webhook_endpoints", m0008_webhook_endpoints.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
