@@ -4,6 +4,7 @@ failed transaction leaves nothing behind; a database that cannot be reached is t
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import sqlite3
 import threading
@@ -105,3 +106,39 @@ async def test_a_failed_statement_is_not_taken_for_a_lost_database(db: Database)
         await db.run_write(lambda conn: conn.exec_driver_sql("INSERT INTO t (n, body) VALUES (1, NULL)"))
     async with db.read() as conn:
         assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar_one() == 0
+
+
+async def test_a_task_cancelled_inside_a_transaction_leaves_the_database_writable(db: Database) -> None:
+    """Cut off inside a statement, an aiosqlite connection used to be closed by SQLAlchemy as one in an unknown state,
+    and Python's sqlite3 then kept it as a 'zombie' holding its transaction (its statements still referenced) until
+    the garbage collector ran: every later write waited 30 s for the lock and failed. A transaction now runs to its
+    end, and the task's cancellation comes when it is over."""
+    rng = random.Random(5)
+    n = 0
+
+    async def write_forever() -> None:
+        nonlocal n
+        while True:
+            async with db.write() as conn:  # statements that return rows: one cut off is left open
+                made = (await conn.execute(text("INSERT INTO t (body) VALUES ('a') RETURNING n"))).scalar_one()
+                await conn.execute(text("UPDATE t SET body = 'b' WHERE n = :n RETURNING n"), {"n": made})
+            async with db.read() as conn:
+                await conn.execute(text("SELECT count(*) FROM t"))
+            n += 1
+
+    for _ in range(150):
+        task = asyncio.create_task(write_forever())
+        await asyncio.sleep(rng.random() * 0.004)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # the cancellation still reaches the task
+            await task
+        assert task.cancelled()
+        async with asyncio.timeout(5):  # not the 30 s of a lock held by a closed connection
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t (body) VALUES ('after')"))
+    async with db.read() as conn:
+        rows = (await conn.execute(text("SELECT body, count(*) FROM t GROUP BY body ORDER BY body"))).all()
+    counts = dict(rows)
+    assert counts["after"] == 150
+    assert counts.get("a", 0) == 0  # no transaction was left half-done: every insert got its update
+    assert counts["b"] >= n

@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiosqlite
 from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -32,9 +36,69 @@ from wagate.errors import ConfigError, StoreUnavailable
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _T = TypeVar("_T")
 
+# Inside a read() or write() block on SQLite: the cancellations its statements held back (see _FinishingConnection).
+_held: ContextVar[list[None] | None] = ContextVar("wagate_sqlite_held", default=None)
+
+
+class _FinishingConnection(aiosqlite.Connection):
+    """aiosqlite, with every call run to its end when the task awaiting it is cancelled meanwhile: inside a
+    :meth:`Database.read` or :meth:`Database.write` block the call's result is returned and the cancellation comes
+    when the block is over (anywhere else it comes once the call is done).
+
+    Cut off inside a statement, a connection is one SQLAlchemy takes to be in an unknown state, and it closes it;
+    Python's sqlite3 (3.11 on) closes a connection whose statements are still referenced as a "zombie" that keeps
+    its transaction, and with it SQLite's write lock, until the garbage collector frees those statements. Every
+    later write then waited 30 s for the lock and failed (tests/contract/test_sqlite_writer.py)."""
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        future = asyncio.get_running_loop().create_future()
+        self._tx.put_nowait((future, partial(fn, *args, **kwargs)))
+        held = _held.get()
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if held is None or task is None:
+                    await asyncio.wait([future])
+                    raise
+                task.uncancel()  # delivered again when the block ends
+                held.append(None)
+
+
+@asynccontextmanager
+async def _finishing() -> AsyncIterator[None]:
+    """A block whose statements on SQLite finish whatever happens: a cancellation meanwhile comes at its end (the
+    outermost such block's, when they nest)."""
+    if _held.get() is not None:
+        yield
+        return
+    held: list[None] = []
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        task = asyncio.current_task()
+        if held and task is not None:
+            task.cancel()  # the cancellation held back, for the next await: the one below, or the caller's
+    if held:
+        await asyncio.sleep(0)
+
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
+    parsed = make_url(url)
+    args, params = sqlite.dialect().create_connect_args(parsed.set(drivername="sqlite+pysqlite"))
+    params["timeout"] = 30
+
+    async def connect() -> aiosqlite.Connection:
+        made = _FinishingConnection(partial(sqlite3.connect, *args, **params), 64)
+        made._thread.daemon = True  # as SQLAlchemy sets it for the connections it makes itself
+        return await made
+
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, async_creator=connect)
     _sqlite_setup(engine.sync_engine, immediate=immediate)
     return engine
 
@@ -129,8 +193,12 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         with self._observed("read"):
-            async with self._reader.connect() as conn:
-                yield conn
+            if self._write_lock is None:
+                async with self._reader.connect() as conn:
+                    yield conn
+            else:
+                async with _finishing(), self._reader.connect() as conn:
+                    yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -140,7 +208,7 @@ class Database:
                 async with self._writer.begin() as conn:
                     yield conn
             else:
-                async with self._write_lock, self._writer.begin() as conn:
+                async with _finishing(), self._write_lock, self._writer.begin() as conn:
                     yield conn
 
     async def run_write(self, work: Callable[[Connection], _T]) -> _T:
@@ -153,8 +221,11 @@ class Database:
         the loop. On PostgreSQL it runs through the async driver. ``work`` must touch nothing the loop owns.
         """
         with self._observed("write"):
-            if self._thread is None or self._write_lock is None:
-                async with self._write_lock or contextlib.nullcontext(), self._writer.begin() as conn:
+            if self._write_lock is None:
+                async with self._writer.begin() as conn:
+                    return await conn.run_sync(work)
+            if self._thread is None:  # a database in memory: through aiosqlite
+                async with _finishing(), self._write_lock, self._writer.begin() as conn:
                     return await conn.run_sync(work)
             async with self._write_lock:
                 running = asyncio.get_running_loop().run_in_executor(self._thread, self._run_sync, work)
