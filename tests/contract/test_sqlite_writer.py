@@ -138,7 +138,7 @@ async def test_a_task_cancelled_inside_a_transaction_leaves_the_database_writabl
                 await conn.execute(text("INSERT INTO t (body) VALUES ('after')"))
     async with db.read() as conn:
         rows = (await conn.execute(text("SELECT body, count(*) FROM t GROUP BY body ORDER BY body"))).all()
-    counts = dict(rows)
+    counts: dict[str, int] = {row[0]: row[1] for row in rows}
     assert counts["after"] == 150
     assert counts.get("a", 0) == 0  # no transaction was left half-done: every insert got its update
     assert counts["b"] >= n
