@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -231,20 +230,15 @@ async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: T
 async def update_webhook(
     webhook_id: WebhookPath, body: WebhookUpdate, request: Request, gateway: GatewayDep, tenant_id: TenantDep
 ) -> WebhookOut:
-    given = body.model_fields_set
+    changed = {name: getattr(body, name) for name in body.model_fields_set}
     for name in ("url", "events", "headers"):
-        if name in given and getattr(body, name) is None:
+        if name in changed and changed[name] is None:
             raise Unprocessable(f"{name}: may be changed, not set to null", code="invalid_webhook")
-    change = WebhookChange()
-    if body.url is not None:
-        change = replace(change, url=_checked_url(gateway, body.url))
-    if body.events is not None:
-        change = replace(change, events=body.events)
-    if "session" in given:
-        change = replace(change, session=body.session)
-    if body.headers is not None:
-        change = replace(change, headers=_pairs(body.headers))
-    webhook = await gateway.store.webhooks.update(tenant_id, WebhookId(webhook_id), change)
+    if "url" in changed:
+        _checked_url(gateway, changed["url"])
+    if "headers" in changed:
+        changed["headers"] = _pairs(changed["headers"])
+    webhook = await gateway.store.webhooks.update(tenant_id, WebhookId(webhook_id), WebhookChange(**changed))
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     _endpoint_changed(request, webhook.id)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -89,8 +90,7 @@ async def _finishing() -> AsyncIterator[None]:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    parsed = make_url(url)
-    args, params = sqlite.dialect().create_connect_args(parsed.set(drivername="sqlite+pysqlite"))
+    args, params = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))  # as SQLAlchemy would connect
     params["timeout"] = 30
 
     async def connect() -> aiosqlite.Connection:
