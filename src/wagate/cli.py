@@ -11,8 +11,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from wagate import __version__
-from wagate.config import LogFormat, Settings
+from wagate.config import Settings
 from wagate.errors import ConfigError, WagateError
+from wagate.logs import LogFormat
 
 app = typer.Typer(help="wagate: a self-hosted WhatsApp session gateway.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
@@ -118,10 +119,9 @@ def sim_server(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the WhatsApp simulator: a fake service for the sim engine, with a control API for tests and demos."""
-    from wagate.config import LogFormat
     from wagate.engines.sim.host import run_sim_server
     from wagate.engines.sim.server import SimOptions, SimServer
-    from wagate.logs import configure_logging
+    from wagate.logs import LogFormat, configure_logging
 
     configure_logging(log_level.upper(), LogFormat.TEXT)
     options = SimOptions(qr_first_ttl=qr_first_ttl, qr_ttl=qr_ttl, qr_count=qr_count)

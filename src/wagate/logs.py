@@ -1,4 +1,7 @@
-"""Logging set-up: text or JSON lines under ``wagate.*``, with the tenant and session of the work in hand."""
+"""Logging set-up: text or JSON lines under ``wagate.*``, with the tenant and session of the work in hand.
+
+Standard library only: the webhook sender's child process sets its logging up with it too, without loading the
+settings (pydantic costs it about 11 MiB)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,15 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
+from enum import StrEnum
 
-from wagate.config import LogFormat
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 tenant_var: ContextVar[str | None] = ContextVar("wagate_tenant", default=None)
 session_var: ContextVar[str | None] = ContextVar("wagate_session", default=None)

@@ -4,19 +4,22 @@ their first failure, a killed child replaced, a child that follows its gateway o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from tests.receiver import Receiver
 from wagate.events.client import Attempt
-from wagate.events.sender import PROTOCOL, ProcessSender
+from wagate.events.sender import PROTOCOL, ProcessSender, frame
+from wagate.logs import LogFormat
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -223,3 +226,32 @@ async def test_a_run_carries_the_endpoints_headers_and_a_new_set_is_a_new_endpoi
         ("Bearer a", None),
         ("Bearer b", "2"),
     ]
+
+
+async def test_the_child_logs_in_the_gateways_format(receiver: Receiver) -> None:
+    """The child writes to the gateway's stderr: with JSON logs, its lines are JSON too (a log pipeline parses both)."""
+    sender = ProcessSender(timeout=2.0, allow_private=True, concurrency=10, log_level="INFO", log_format=LogFormat.JSON)
+    try:
+        assert all(
+            a is not None and a.ok for a in await sender.run(receiver.url(), (SECRET,), deliveries(1), time.time())
+        )
+        assert sender.pid is not None
+        args = (await asyncio.to_thread(Path(f"/proc/{sender.pid}/cmdline").read_bytes)).split(b"\0")
+        assert args[args.index(b"--log-format") + 1] == b"json"
+        assert args[args.index(b"--log-level") + 1] == b"INFO"
+    finally:
+        await sender.close()
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "wagate.events.sender", "--protocol", str(PROTOCOL), "--timeout", "1"),
+        *("--concurrency", "1", "--log-format", "json"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(child.communicate(frame(b"E", b"\0\0\0\1\0\x05short")), 30)  # a broken frame
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert lines, err
+    assert lines[0]["level"] == "ERROR"
+    assert lines[0]["logger"] == "wagate.webhooks"
+    assert "broken frame" in lines[0]["msg"]
+    assert "Traceback" in lines[0]["exc"]

@@ -155,7 +155,13 @@ class WebhookDispatcher:
         timeout, private = self.settings.webhook_timeout, self.settings.webhook_allow_private
         concurrency = self.settings.webhook_concurrency
         if self.settings.webhook_sender == "process":  # started with the first attempt
-            self._sender = ProcessSender(timeout=timeout, allow_private=private, concurrency=concurrency)
+            self._sender = ProcessSender(
+                timeout=timeout,
+                allow_private=private,
+                concurrency=concurrency,
+                log_level=self.settings.log_level,
+                log_format=self.settings.log_format,
+            )
         else:
             self._client = WebhookClient(timeout=timeout, allow_private=private, concurrency=concurrency)
         self.store.events.set_claimer(self.owner, self.settings.webhook_claim_ttl)

@@ -51,6 +51,7 @@ from standardwebhooks import Webhook as Signer
 
 from wagate.domain.webhooks import Headers
 from wagate.events.client import Attempt, WebhookClient, signed_headers
+from wagate.logs import LOG_LEVELS, LogFormat, configure_logging
 
 log = logging.getLogger("wagate.webhooks")
 
@@ -187,10 +188,20 @@ class _Run:
 class ProcessSender:
     """The gateway's handle on its webhook sender process. :meth:`run` sends a group's deliveries in order."""
 
-    def __init__(self, *, timeout: float, allow_private: bool, concurrency: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        concurrency: int,
+        log_level: str = "WARNING",
+        log_format: LogFormat = LogFormat.TEXT,
+    ) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
         self.concurrency = concurrency
+        self.log_level = log_level
+        self.log_format = log_format  # the child writes its lines to the gateway's stderr, in the gateway's format
         self._transport: asyncio.SubprocessTransport | None = None
         self._pipes: _ChildPipes | None = None
         self._stdin: asyncio.WriteTransport | None = None
@@ -215,6 +226,7 @@ class ProcessSender:
             args = [sys.executable, "-m", "wagate.events.sender", "--protocol", str(PROTOCOL)]
             args += ["--timeout", repr(self.timeout)]
             args += ["--concurrency", str(self.concurrency)] + (["--allow-private"] if self.allow_private else [])
+            args += ["--log-level", self.log_level, "--log-format", self.log_format.value]
             transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                 lambda: _ChildPipes(self), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
             )
@@ -461,10 +473,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--allow-private", action="store_true")
+    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", type=LogFormat, default=LogFormat.TEXT, choices=list(LogFormat))
     args = parser.parse_args(argv)
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     runner: Any = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop
