@@ -128,3 +128,28 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     expected = [f"{PHONES[0]} #{n}" for n in range(1, 21)]
     expected += [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]
     assert texts == expected  # once each, in order
+
+
+def test_a_worker_just_started_hears_the_others_events_at_once(
+    stack_factory: Callable[..., Stack], pg_schema: str
+) -> None:
+    """The first worker reconciles (and learns of the second) only every minute here; the second's hello makes it
+    announce its events from the moment the second listens, so the second's WebSocket clients hear them live."""
+    stack = stack_factory(
+        WAGATE_DATABASE_URL=pg_url(),
+        WAGATE_DATABASE_SCHEMA=pg_schema,
+        WAGATE_WORKER_ID="a",
+        WAGATE_RECONCILE_INTERVAL="60",
+    )
+    stack.start()
+    key = stack.tenant()
+    stack.link("s0", PHONES[0])
+    (stack.tmp / "b").mkdir()
+    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
+    stack.started.append(second)
+    second.wait_healthy()
+    ws_url = second.base_url.replace("http://", "ws://") + "/ws?events=message.received"
+    with connect(ws_url, additional_headers=key) as ws:
+        stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "live", "count": 5})
+        heard = [json.loads(ws.recv(timeout=5))["payload"]["text"] for _ in range(5)]  # long before a reconcile
+    assert heard == [f"live #{n}" for n in range(1, 6)]

@@ -36,9 +36,16 @@ def test_a_large_commit_takes_several_payloads_each_under_the_limit() -> None:
 
 
 def test_what_is_not_an_announcement_is_ignored() -> None:
-    assert parse_announcement("w#1") is None
+    assert parse_announcement("") is None
     assert parse_announcement("w#1\tten_a:7,x") is None
-    assert announcements("w#1", [], []) == []
+    assert parse_announcement("w#1\t") is None
+    assert announcements("w#1", [], []) == []  # no events, no announcement: a bare name is a hello
+
+
+def test_a_bare_name_is_a_hello() -> None:
+    hello = parse_announcement("w#2")
+    assert hello is not None
+    assert (hello.process, hello.seqs) == ("w#2", {})
 
 
 def test_one_channel_per_schema() -> None:

@@ -5,12 +5,17 @@ any. A worker that knows others are alive announces the events it commits, in th
 notification, sent at the commit and never for a rolled-back one); each process listens, reads the announced
 events of the tenants it has clients for from the history, in order, and hands them to its bus. Webhooks need
 none of this: their outbox is in the database for every worker.
+
+A worker learns of the others at its reconcile (every ``WAGATE_RECONCILE_INTERVAL``), so one that has just started
+would hear nothing from them until then: once it listens, it says hello (an announcement of no events), and a worker
+that hears another process (a hello, or events) announces its own events from then on (``on_peer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from wagate.errors import StoreError
 from wagate.events.bus import LocalBus
@@ -23,10 +28,11 @@ ALIVE_CHECK = 5.0  # seconds between looks at the listening connection while not
 
 
 class PeerEvents:
-    def __init__(self, store: Store, bus: LocalBus, process: str) -> None:
+    def __init__(self, store: Store, bus: LocalBus, process: str, on_peer: Callable[[str], None] | None = None) -> None:
         self._store = store
         self._bus = bus
         self._process = process
+        self._on_peer = on_peer  # another process is alive and listening (the supervisor starts announcing)
         self._heard: asyncio.Queue[list[int]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -42,6 +48,8 @@ class PeerEvents:
     def _on_announced(self, announced: Announced) -> None:
         if announced.process == self._process:
             return  # ours: the bus had them at our commit
+        if self._on_peer is not None:
+            self._on_peer(announced.process)
         wanted = [seq for tenant, seqs in announced.seqs.items() if self._bus.listens_to(tenant) for seq in seqs]
         if wanted:
             self._heard.put_nowait(wanted)
@@ -52,6 +60,7 @@ class PeerEvents:
                 async with self._store.events.listen(self._on_announced) as alive:
                     if alive is None:
                         return  # this database does not announce (SQLite: one process)
+                    await self._store.events.hello(self._process)
                     while alive():
                         try:
                             seqs = await asyncio.wait_for(self._heard.get(), ALIVE_CHECK)

@@ -458,7 +458,8 @@ CommitListener = Callable[[Committed], None]
 
 @dataclass(frozen=True, slots=True)
 class Announced:
-    """Events another process committed, as it announced them: by tenant, their sequence numbers in order."""
+    """Events another process committed, as it announced them: by tenant, their sequence numbers in order. None at
+    all: the process has just begun to listen (a hello), so it is alive and has WebSocket clients to serve."""
 
     process: str
     seqs: dict[TenantId, list[int]]
@@ -489,6 +490,11 @@ class EventStore(ABC):
     def listen(self, heard: AnnounceListener) -> AbstractAsyncContextManager[Callable[[], bool] | None]:
         """While the block runs, ``heard`` gets what other processes announce; the block's value tells whether
         the listening connection still stands, or is None where the database cannot announce (SQLite)."""
+
+    @abstractmethod
+    async def hello(self, process: str) -> None:
+        """Tell the other processes that ``process`` listens now (an announcement of no events); nothing where the
+        database cannot announce."""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:

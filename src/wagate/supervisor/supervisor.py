@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -77,6 +78,7 @@ class Supervisor:
         self.idle_stops = 0
         self.handovers = 0
         self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
+        self._peer_heard_at = -math.inf  # when another process was last heard (events.peers), by self.clock
         self._total = 0  # sessions to run, as of the last reconcile
         self._waiting_since: float | None = None  # since when others are about to hand sessions over to this one
         self._handed_over_at: float | None = None
@@ -86,6 +88,13 @@ class Supervisor:
             min_contacts=self.settings.corruption_min_contacts,
             contact_failures=self.settings.contact_reset_threshold,
         )
+
+    def peer_heard(self, process: str) -> None:
+        """Another process on the database is alive and listening (its hello, or events it announced): its
+        WebSocket clients hear this worker's events from now on, not only from this worker's next reconcile."""
+        if process != self.owner:
+            self._peer_heard_at = self.clock()
+            self.store.events.announce(self.owner)
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -160,8 +169,9 @@ class Supervisor:
             # Beaten here, not with the lease renewals: a worker counts as alive while it is able to claim.
             self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
             # Alone, a worker's events reach every WebSocket client from its own bus; with others, they are
-            # announced to the others' (events.peers).
-            self.store.events.announce(self.owner if len(self.workers) > 1 else None)
+            # announced to the others' (events.peers), also to one heard of lately that this beat does not show yet.
+            lately = self.clock() - self._peer_heard_at < 2 * self.settings.reconcile_interval
+            self.store.events.announce(self.owner if len(self.workers) > 1 or lately else None)
             self._total = sum(1 for s in sessions if s.desired is Desired.RUNNING and s.status is not Status.FAILED)
             await self._apply(sessions, room=self._claim_room(self._spread()))
             self._hand_over_excess(self._spread())

@@ -146,8 +146,11 @@ def announcements(process: str, events: Sequence[Event], seqs: Sequence[int]) ->
 
 
 def parse_announcement(payload: str) -> Announced | None:
-    """The other side of :func:`announcements`; None for a payload that is not one."""
+    """The other side of :func:`announcements` (a process's name alone: its hello); None for a payload that is not
+    one."""
     process, *groups = payload.split("\t")
+    if not process:
+        return None
     seqs: dict[TenantId, list[int]] = {}
     try:
         for group in groups:
@@ -155,7 +158,7 @@ def parse_announcement(payload: str) -> Announced | None:
             seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
     except ValueError:
         return None
-    return Announced(process, seqs) if seqs else None
+    return Announced(process, seqs) if seqs or not groups else None
 
 
 class EventWriter:
@@ -300,6 +303,12 @@ class SqlEventStore(EventStore):
 
         async with self._db.listening(channel(self._db.schema), on_payload) as alive:
             yield alive
+
+    async def hello(self, process: str) -> None:
+        if self._db.dialect != "postgresql":
+            return
+        async with self._db.write() as conn:
+            await conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": process})
 
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
         if not seqs:
