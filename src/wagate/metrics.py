@@ -21,6 +21,7 @@ from wagate.domain.sessions import Status
 
 if TYPE_CHECKING:
     from wagate.events.delivery import WebhookDispatcher
+    from wagate.events.peers import PeerEvents
     from wagate.supervisor.supervisor import Supervisor
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -36,6 +37,7 @@ class GatewayCollector(Collector):
     def __init__(self) -> None:
         self.supervisor: Supervisor | None = None
         self.dispatcher: WebhookDispatcher | None = None
+        self.peers: PeerEvents | None = None
 
     def collect(self) -> Iterator[Metric]:
         supervisor = self.supervisor
@@ -73,6 +75,17 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("wagate_session_share", "sessions to run per live worker (rounded up)", value=share)
         backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
         yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
+        peers = self.peers
+        yield GaugeMetricFamily(
+            "wagate_peer_listening",
+            "1 while this worker hears the other workers' events (PostgreSQL), else 0",
+            value=int(peers is not None and peers.listening),
+        )
+        yield CounterMetricFamily(
+            "wagate_peer_events",
+            "other workers' events handed to this worker's WebSocket clients",
+            value=peers.relayed if peers is not None else 0,
+        )
 
 
 class Metrics:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from tests.conftest import pg_url
@@ -153,3 +154,10 @@ def test_a_worker_just_started_hears_the_others_events_at_once(
         stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "live", "count": 5})
         heard = [json.loads(ws.recv(timeout=5))["payload"]["text"] for _ in range(5)]  # long before a reconcile
     assert heard == [f"live #{n}" for n in range(1, 6)]
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(httpx.get(second.base_url + "/metrics", timeout=5).text)
+        for sample in family.samples
+    }
+    assert samples["wagate_peer_listening"] == 1
+    assert samples["wagate_peer_events_total"] >= 5  # the five, and any status events of the first worker's

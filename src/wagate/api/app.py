@@ -86,6 +86,7 @@ def create_app(
                 dispatcher.observe_lag = metrics.webhook_lag.observe
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
                 peers = PeerEvents(gw.store, gw.bus, supervisor.owner, on_peer=supervisor.peer_heard)
+                metrics.gateway.peers = peers
                 peers.start()
                 await supervisor.start()
             yield

@@ -35,6 +35,8 @@ class PeerEvents:
         self._on_peer = on_peer  # another process is alive and listening (the supervisor starts announcing)
         self._heard: asyncio.Queue[list[int]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.listening = False  # the listening connection stands (metrics)
+        self.relayed = 0  # other workers' events handed to this process's bus (metrics)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="peer-events")
@@ -61,6 +63,7 @@ class PeerEvents:
                     if alive is None:
                         return  # this database does not announce (SQLite: one process)
                     await self._store.events.hello(self._process)
+                    self.listening = True
                     while alive():
                         try:
                             seqs = await asyncio.wait_for(self._heard.get(), ALIVE_CHECK)
@@ -68,10 +71,14 @@ class PeerEvents:
                             continue
                         while not self._heard.empty():  # what came meanwhile, in one read
                             seqs.extend(self._heard.get_nowait())
-                        self._bus.publish(Committed(await self._store.events.events_by_seq(seqs), []))
+                        events = await self._store.events.events_by_seq(seqs)
+                        self._bus.publish(Committed(events, []))
+                        self.relayed += len(events)
                 log.warning("lost the connection that hears other workers' events; listening again")
             except (StoreError, OSError) as exc:
                 log.warning("cannot hear other workers' events (%s); trying again", exc)
             except Exception:  # the listener must survive anything; it listens again
                 log.exception("hearing other workers' events failed; trying again")
+            finally:
+                self.listening = False
             await asyncio.sleep(RELISTEN_PAUSE)
