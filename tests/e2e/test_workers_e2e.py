@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,8 +17,15 @@ from websockets.sync.client import connect
 from tests.conftest import pg_url
 from tests.e2e.procs import Served, free_port, serve
 from tests.e2e.stack import ADMIN, Stack, wait_for
+from tests.receiver import Receiver, ThreadedReceiver
 
 PHONES = [f"+1555020{n}" for n in range(5)]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with ThreadedReceiver(Receiver()) as running:
+        yield running
 
 
 def working(worker: Served) -> int:
@@ -161,3 +168,37 @@ def test_a_worker_just_started_hears_the_others_events_at_once(
     }
     assert samples["wagate_peer_listening"] == 1
     assert samples["wagate_peer_events_total"] >= 5  # the five, and any status events of the first worker's
+
+
+def test_a_webhook_changed_through_one_worker_is_used_at_once_by_the_other(
+    stack_factory: Callable[..., Stack], pg_schema: str, receiver: Receiver
+) -> None:
+    """The session runs on the first worker, whose dispatcher keeps its copy of an endpoint for 30 s; a PATCH
+    answered by the second makes the first read it again before its next delivery."""
+    stack = stack_factory(
+        WAGATE_DATABASE_URL=pg_url(),
+        WAGATE_DATABASE_SCHEMA=pg_schema,
+        WAGATE_WORKER_ID="a",
+        WAGATE_WEBHOOK_ALLOW_PRIVATE="1",
+    )
+    stack.start()
+    key = stack.tenant()
+    assert stack.gateway is not None
+    made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": receiver.url("/old")}, headers=key)
+    assert made.status_code == 201, made.text
+    receiver.secrets["/old"] = receiver.secrets["/new"] = made.json()["secret"]
+    stack.link("s0", PHONES[0])
+    wait_for(lambda: any(r.path == "/old" for r in receiver.received), 10, "a delivery to the first URL")
+    (stack.tmp / "b").mkdir()
+    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
+    stack.started.append(second)
+    second.wait_healthy()
+    path = f"/api/webhooks/{made.json()['id']}"
+    changed = httpx.patch(second.base_url + path, json={"url": receiver.url("/new")}, headers=key)
+    assert changed.status_code == 200, changed.text
+    before = len(receiver.received)
+    stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "moved", "count": 3})
+    wait_for(lambda: sum("moved" in r.body.decode() for r in receiver.received) == 3, 10, "the three messages")
+    assert receiver.failures == []
+    moved = [r for r in receiver.received[before:] if "moved" in r.body.decode()]
+    assert [r.path for r in moved] == ["/new"] * 3  # not the first worker's 30-second-old copy

@@ -45,7 +45,14 @@ def test_what_is_not_an_announcement_is_ignored() -> None:
 def test_a_bare_name_is_a_hello() -> None:
     hello = parse_announcement("w#2")
     assert hello is not None
-    assert (hello.process, hello.seqs) == ("w#2", {})
+    assert (hello.process, hello.seqs, hello.webhooks) == ("w#2", {}, ())
+
+
+def test_changed_webhooks_are_named_with_an_at() -> None:
+    notice = parse_announcement("w#2\t@wh_1\t@wh_2")
+    assert notice is not None
+    assert (notice.process, notice.seqs, notice.webhooks) == ("w#2", {}, ("wh_1", "wh_2"))
+    assert parse_announcement("w#2\t@") is None
 
 
 def test_one_channel_per_schema() -> None:

@@ -85,7 +85,13 @@ def create_app(
                 metrics.gateway.supervisor, metrics.gateway.dispatcher = supervisor, dispatcher
                 dispatcher.observe_lag = metrics.webhook_lag.observe
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
-                peers = PeerEvents(gw.store, gw.bus, supervisor.owner, on_peer=supervisor.peer_heard)
+                peers = PeerEvents(
+                    gw.store,
+                    gw.bus,
+                    supervisor.owner,
+                    on_peer=supervisor.peer_heard,
+                    on_webhook=dispatcher.forget_endpoint,
+                )
                 metrics.gateway.peers = peers
                 peers.start()
                 await supervisor.start()

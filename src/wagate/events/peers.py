@@ -8,7 +8,9 @@ none of this: their outbox is in the database for every worker.
 
 A worker learns of the others at its reconcile (every ``WAGATE_RECONCILE_INTERVAL``), so one that has just started
 would hear nothing from them until then: once it listens, it says hello (an announcement of no events), and a worker
-that hears another process (a hello, or events) announces its own events from then on (``on_peer``).
+that hears another process (a hello, or events) announces its own events from then on (``on_peer``). A worker that
+changes a webhook endpoint (its URL, headers, secret...) says so too, and the others read it again before their next
+delivery to it (``on_webhook``) instead of when their copy expires.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 
 from wagate.errors import StoreError
 from wagate.events.bus import LocalBus
+from wagate.ids import WebhookId
 from wagate.store.base import Announced, Committed, Store
 
 log = logging.getLogger("wagate.events")
@@ -28,11 +31,19 @@ ALIVE_CHECK = 5.0  # seconds between looks at the listening connection while not
 
 
 class PeerEvents:
-    def __init__(self, store: Store, bus: LocalBus, process: str, on_peer: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: LocalBus,
+        process: str,
+        on_peer: Callable[[str], None] | None = None,
+        on_webhook: Callable[[WebhookId], None] | None = None,
+    ) -> None:
         self._store = store
         self._bus = bus
         self._process = process
         self._on_peer = on_peer  # another process is alive and listening (the supervisor starts announcing)
+        self._on_webhook = on_webhook  # another process changed this endpoint (the dispatcher reads it again)
         self._heard: asyncio.Queue[list[int]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.listening = False  # the listening connection stands (metrics)
@@ -52,6 +63,9 @@ class PeerEvents:
             return  # ours: the bus had them at our commit
         if self._on_peer is not None:
             self._on_peer(announced.process)
+        if self._on_webhook is not None:
+            for webhook_id in announced.webhooks:
+                self._on_webhook(webhook_id)
         wanted = [seq for tenant, seqs in announced.seqs.items() if self._bus.listens_to(tenant) for seq in seqs]
         if wanted:
             self._heard.put_nowait(wanted)

@@ -458,11 +458,13 @@ CommitListener = Callable[[Committed], None]
 
 @dataclass(frozen=True, slots=True)
 class Announced:
-    """Events another process committed, as it announced them: by tenant, their sequence numbers in order. None at
-    all: the process has just begun to listen (a hello), so it is alive and has WebSocket clients to serve."""
+    """Events another process committed, as it announced them: by tenant, their sequence numbers in order; or
+    webhook endpoints it changed (read them again). Neither: the process has just begun to listen (a hello), so it
+    is alive and has WebSocket clients to serve."""
 
     process: str
     seqs: dict[TenantId, list[int]]
+    webhooks: tuple[WebhookId, ...] = ()
 
 
 AnnounceListener = Callable[[Announced], None]
@@ -492,9 +494,9 @@ class EventStore(ABC):
         the listening connection still stands, or is None where the database cannot announce (SQLite)."""
 
     @abstractmethod
-    async def hello(self, process: str) -> None:
-        """Tell the other processes that ``process`` listens now (an announcement of no events); nothing where the
-        database cannot announce."""
+    async def hello(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
+        """Tell the other processes that ``process`` listens now (an announcement of no events), or that it changed
+        these webhook endpoints; nothing where the database cannot announce."""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:

@@ -146,19 +146,23 @@ def announcements(process: str, events: Sequence[Event], seqs: Sequence[int]) ->
 
 
 def parse_announcement(payload: str) -> Announced | None:
-    """The other side of :func:`announcements` (a process's name alone: its hello); None for a payload that is not
-    one."""
+    """The other side of :func:`announcements` and of webhook notices (``@`` and the endpoint's id); a process's name
+    alone is its hello. None for a payload that is not one."""
     process, *groups = payload.split("\t")
     if not process:
         return None
     seqs: dict[TenantId, list[int]] = {}
+    webhooks: list[WebhookId] = []
     try:
         for group in groups:
+            if group.startswith("@") and len(group) > 1:
+                webhooks.append(WebhookId(group[1:]))
+                continue
             tenant, _, numbers = group.partition(":")
             seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
     except ValueError:
         return None
-    return Announced(process, seqs) if seqs or not groups else None
+    return Announced(process, seqs, tuple(webhooks)) if seqs or webhooks or not groups else None
 
 
 class EventWriter:
@@ -304,11 +308,12 @@ class SqlEventStore(EventStore):
         async with self._db.listening(channel(self._db.schema), on_payload) as alive:
             yield alive
 
-    async def hello(self, process: str) -> None:
+    async def hello(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
         if self._db.dialect != "postgresql":
             return
+        payload = "".join([process, *(f"\t@{webhook_id}" for webhook_id in changed_webhooks)])
         async with self._db.write() as conn:
-            await conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": process})
+            await conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
 
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
         if not seqs:
