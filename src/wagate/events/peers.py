@@ -76,7 +76,7 @@ class PeerEvents:
                 async with self._store.events.listen(self._on_announced) as alive:
                     if alive is None:
                         return  # this database does not announce (SQLite: one process)
-                    await self._store.events.hello(self._process)
+                    await self._store.events.tell_peers(self._process)  # hello: we listen now
                     self.listening = True
                     while alive():
                         try:

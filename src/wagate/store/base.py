@@ -494,7 +494,7 @@ class EventStore(ABC):
         the listening connection still stands, or is None where the database cannot announce (SQLite)."""
 
     @abstractmethod
-    async def hello(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
+    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
         """Tell the other processes that ``process`` listens now (an announcement of no events), or that it changed
         these webhook endpoints; nothing where the database cannot announce."""
 

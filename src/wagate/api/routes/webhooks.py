@@ -192,7 +192,7 @@ async def _endpoint_changed(request: Request, gateway: Gateway, webhook_id: Webh
         return
     dispatcher.forget_endpoint(webhook_id)
     try:
-        await gateway.store.events.hello(dispatcher.owner, [webhook_id])
+        await gateway.store.events.tell_peers(dispatcher.owner, [webhook_id])
     except StoreError as exc:  # the change is committed; the others' copies expire on their own
         log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
 

@@ -308,7 +308,7 @@ class SqlEventStore(EventStore):
         async with self._db.listening(channel(self._db.schema), on_payload) as alive:
             yield alive
 
-    async def hello(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
+    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
         if self._db.dialect != "postgresql":
             return
         payload = "".join([process, *(f"\t@{webhook_id}" for webhook_id in changed_webhooks)])
