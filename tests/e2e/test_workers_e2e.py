@@ -138,24 +138,31 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     assert texts == expected  # once each, in order
 
 
+def first_worker(stack_factory: Callable[..., Stack], pg_schema: str, **env: str) -> Stack:
+    """A stack whose gateway is worker "a" on PostgreSQL (a schema of its own), started."""
+    stack = stack_factory(WAGATE_DATABASE_URL=pg_url(), WAGATE_DATABASE_SCHEMA=pg_schema, WAGATE_WORKER_ID="a", **env)
+    stack.start()
+    return stack
+
+
+def start_second(stack: Stack) -> Served:
+    """A second worker ("b") on the stack's database, with its own data directory, once it answers."""
+    (stack.tmp / "b").mkdir()
+    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
+    stack.started.append(second)
+    second.wait_healthy()
+    return second
+
+
 def test_a_worker_just_started_hears_the_others_events_at_once(
     stack_factory: Callable[..., Stack], pg_schema: str
 ) -> None:
     """The first worker reconciles (and learns of the second) only every minute here; the second's hello makes it
     announce its events from the moment the second listens, so the second's WebSocket clients hear them live."""
-    stack = stack_factory(
-        WAGATE_DATABASE_URL=pg_url(),
-        WAGATE_DATABASE_SCHEMA=pg_schema,
-        WAGATE_WORKER_ID="a",
-        WAGATE_RECONCILE_INTERVAL="60",
-    )
-    stack.start()
+    stack = first_worker(stack_factory, pg_schema, WAGATE_RECONCILE_INTERVAL="60")
     key = stack.tenant()
     stack.link("s0", PHONES[0])
-    (stack.tmp / "b").mkdir()
-    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
-    stack.started.append(second)
-    second.wait_healthy()
+    second = start_second(stack)
     ws_url = second.base_url.replace("http://", "ws://") + "/ws?events=message.received"
     with connect(ws_url, additional_headers=key) as ws:
         stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "live", "count": 5})
@@ -175,13 +182,7 @@ def test_a_webhook_changed_through_one_worker_is_used_at_once_by_the_other(
 ) -> None:
     """The session runs on the first worker, whose dispatcher keeps its copy of an endpoint for 30 s; a PATCH
     answered by the second makes the first read it again before its next delivery."""
-    stack = stack_factory(
-        WAGATE_DATABASE_URL=pg_url(),
-        WAGATE_DATABASE_SCHEMA=pg_schema,
-        WAGATE_WORKER_ID="a",
-        WAGATE_WEBHOOK_ALLOW_PRIVATE="1",
-    )
-    stack.start()
+    stack = first_worker(stack_factory, pg_schema, WAGATE_WEBHOOK_ALLOW_PRIVATE="1")
     key = stack.tenant()
     assert stack.gateway is not None
     made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": receiver.url("/old")}, headers=key)
@@ -189,10 +190,7 @@ def test_a_webhook_changed_through_one_worker_is_used_at_once_by_the_other(
     receiver.secrets["/old"] = receiver.secrets["/new"] = made.json()["secret"]
     stack.link("s0", PHONES[0])
     wait_for(lambda: any(r.path == "/old" for r in receiver.received), 10, "a delivery to the first URL")
-    (stack.tmp / "b").mkdir()
-    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
-    stack.started.append(second)
-    second.wait_healthy()
+    second = start_second(stack)
     path = f"/api/webhooks/{made.json()['id']}"
     changed = httpx.patch(second.base_url + path, json={"url": receiver.url("/new")}, headers=key)
     assert changed.status_code == 200, changed.text
