@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Signer
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, pg_url
 from tests.receiver import Receiver
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas, Session
@@ -27,7 +27,7 @@ from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
 from wagate.metrics import Metrics
-from wagate.store.base import DeliveryState, NewSession, Webhook, WebhookChange
+from wagate.store.base import Announced, DeliveryState, NewSession, Webhook, WebhookChange
 
 
 class FakeClock:
@@ -81,7 +81,7 @@ async def rig_factory(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIt
     """Rigs whose dispatcher sends through the sender process, then the same tests sending inline."""
     made: list[Rig] = []
 
-    async def make(start: float | None = None, **settings: Any) -> Rig:
+    async def make(start: float | None = None, database: tuple[str, str] | None = None, **settings: Any) -> Rig:
         clock = FakeClock(start if start is not None else time.time())
         values: dict[str, Any] = {
             "webhook_allow_private": True,
@@ -90,8 +90,8 @@ async def rig_factory(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIt
             "webhook_sender": request.param,
             **settings,
         }
-        url = f"sqlite+aiosqlite:///{tmp_path / f'hooks-{len(made)}.db'}"
-        gateway = await Gateway.open(make_settings(tmp_path, url, **values), clock=clock)
+        url, schema = database or (f"sqlite+aiosqlite:///{tmp_path / f'hooks-{len(made)}.db'}", None)
+        gateway = await Gateway.open(make_settings(tmp_path, url, **values), clock=clock, schema=schema)
         tenant = await gateway.store.tenants.create("t", contact_email=None, max_sessions=None)
         session = await gateway.store.sessions.create(
             NewSession(tenant.id, "main", "sim", {}, Desired.RUNNING), quotas=Quotas(10, 10), actor="test"
@@ -450,3 +450,25 @@ async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(rig_fac
     found = await rig.gateway.store.webhooks.secret_all_tenants(hook.id)
     assert found is not None
     assert (found.secret, found.previous_secret, found.secrets(rig.clock.now)) == (old, None, (old,))
+
+
+async def test_a_410_tells_the_other_workers_on_postgresql(rig_factory: Callable[..., Any], pg_schema: str) -> None:
+    """On PostgreSQL the dispatcher that saw the 410 says so on the workers' channel, so that the others stop sending
+    to the endpoint before their copy of it expires."""
+    rig: Rig = await rig_factory(database=(pg_url(), pg_schema))
+    gone, _ = await rig.webhook("/gone")
+    rig.receiver.answer = lambda r: web.Response(status=410)
+    heard: list[Announced] = []
+    async with rig.gateway.store.events.listen(heard.append) as alive:
+        assert alive is not None
+        await rig.emit(1)
+        await rig.receiver.wait_for(1)
+        deadline = time.monotonic() + 5
+        while not any(gone.id in a.webhooks for a in heard):
+            assert time.monotonic() < deadline, heard
+            await _sleep(0.02)
+    notice = next(a for a in heard if gone.id in a.webhooks)
+    assert notice.process == "w#1"
+    disabled = await rig.gateway.store.webhooks.get(rig.session.tenant_id, gone.id)
+    assert disabled is not None
+    assert not disabled.enabled

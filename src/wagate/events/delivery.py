@@ -28,6 +28,7 @@ from standardwebhooks import Webhook as Signer
 from wagate.clock import Clock
 from wagate.config import Settings
 from wagate.domain.webhooks import Headers
+from wagate.errors import StoreError
 from wagate.events.client import Attempt, WebhookClient, signed_headers
 from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
@@ -243,6 +244,11 @@ class WebhookDispatcher:
         """The endpoint changed (disabled, deleted): read it again before its next delivery."""
         self._endpoints.pop(webhook_id, None)
 
+    async def endpoint_changed(self, webhook_id: WebhookId) -> None:
+        """The endpoint changed here (through the API): this dispatcher and the other workers' read it again."""
+        self.forget_endpoint(webhook_id)
+        await self._tell_peers(webhook_id)
+
     # one group -------------------------------------------------------------------------------------------------
 
     async def _run(self, group: _Group) -> None:
@@ -312,12 +318,18 @@ class WebhookDispatcher:
                 await self.store.webhooks.set_disabled(
                     endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
                 )
-                self.forget_endpoint(endpoint.webhook.id)
                 await self._drop(group)
+                await self.endpoint_changed(endpoint.webhook.id)  # the other workers stop sending to it too
                 return False
             await self._failed(group, item, attempt)
             break
         return True
+
+    async def _tell_peers(self, webhook_id: WebhookId) -> None:
+        try:
+            await self.store.events.tell_peers(self.owner, [webhook_id])
+        except StoreError as exc:  # the change is committed; the others' copies expire on their own
+            log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
 
     async def _failed(self, group: _Group, item: Outgoing, attempt: Attempt) -> None:
         failures = item.delivery.attempts + 1

@@ -8,7 +8,6 @@ exactly like a missing one.
 from __future__ import annotations
 
 import base64
-import logging
 import secrets
 from typing import Annotated, Literal
 
@@ -19,13 +18,12 @@ from wagate.api.deps import GatewayDep, TenantDep
 from wagate.domain.events import parse_types
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
-from wagate.errors import NotFound, StoreError, Unprocessable
+from wagate.errors import NotFound, Unprocessable
 from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.gateway import Gateway
 from wagate.ids import TenantId, WebhookId
 from wagate.store.base import Delivery, DeliveryState, Webhook, WebhookChange
 
-log = logging.getLogger("wagate.webhooks")
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 WebhookPath = Annotated[str, Path(description="the webhook's id", max_length=64)]
@@ -184,17 +182,12 @@ async def find_webhook(gateway: Gateway, tenant_id: TenantId, webhook_id: str) -
     return webhook
 
 
-async def _endpoint_changed(request: Request, gateway: Gateway, webhook_id: WebhookId) -> None:
+async def _endpoint_changed(request: Request, webhook_id: WebhookId) -> None:
     """The endpoint changed: this process's dispatcher, and those of the other workers, read it again before their
     next delivery to it (otherwise the others would go on with their copy for up to 30 poll intervals)."""
     dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is None:
-        return
-    dispatcher.forget_endpoint(webhook_id)
-    try:
-        await gateway.store.events.tell_peers(dispatcher.owner, [webhook_id])
-    except StoreError as exc:  # the change is committed; the others' copies expire on their own
-        log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
+    if dispatcher is not None:
+        await dispatcher.endpoint_changed(webhook_id)
 
 
 @router.get("", summary="List the tenant's webhooks (never their secrets)")
@@ -250,7 +243,7 @@ async def update_webhook(
     webhook = await gateway.store.webhooks.update(tenant_id, WebhookId(webhook_id), WebhookChange(**changed))
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
-    await _endpoint_changed(request, gateway, webhook.id)
+    await _endpoint_changed(request, webhook.id)
     return WebhookOut.of(webhook)
 
 
@@ -260,7 +253,7 @@ async def delete_webhook(
 ) -> Response:
     if not await gateway.store.webhooks.delete(tenant_id, WebhookId(webhook_id)):
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
-    await _endpoint_changed(request, gateway, WebhookId(webhook_id))
+    await _endpoint_changed(request, WebhookId(webhook_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -272,7 +265,7 @@ async def enable_webhook(
     webhook = await gateway.store.webhooks.set_disabled(tenant_id, WebhookId(webhook_id), None)
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
-    await _endpoint_changed(request, gateway, webhook.id)
+    await _endpoint_changed(request, webhook.id)
     return WebhookOut.of(webhook)
 
 
@@ -291,7 +284,7 @@ async def rotate_secret(
     )
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
-    await _endpoint_changed(request, gateway, webhook.id)
+    await _endpoint_changed(request, webhook.id)
     return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
 
 
