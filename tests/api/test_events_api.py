@@ -247,12 +247,22 @@ async def test_deliveries_and_redelivery_routes(client: AsyncClient, gateway: Ga
     )
     listed = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=a)).json()
     assert [(d["state"], d["attempts"], d["event_type"]) for d in listed] == [("pending", 0, "message.received")] * 2
+
+    async def backlog() -> list[tuple[int, int]]:
+        """(pending, dead) as the endpoint and the list of endpoints show them."""
+        one = (await client.get(f"/api/webhooks/{hook['id']}", headers=a)).json()
+        (every,) = (await client.get("/api/webhooks", headers=a)).json()
+        return [(w["pending_deliveries"], w["dead_letters"]) for w in (one, every)]
+
+    assert (hook["pending_deliveries"], hook["dead_letters"]) == (0, 0)
+    assert await backlog() == [(2, 0)] * 2
     assert listed[0]["seq"] > listed[1]["seq"]  # newest first
     claimed = await gateway.store.outbox.claim("w#1", takeover="w#", ttl=30, limit=10)
     await gateway.store.outbox.mark_failed(
         claimed[0].delivery.seq, attempts=11, next_attempt_at=0, status=500, error="HTTP 500", dead=True
     )
     dead = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", params={"state": "dead"}, headers=a)).json()
+    assert await backlog() == [(1, 1)] * 2
     assert [(d["seq"], d["last_status"], d["next_attempt_at"]) for d in dead] == [(claimed[0].delivery.seq, 500, None)]
     assert dead[0]["event_id"] == claimed[0].delivery.event_id
     assert_error(await client.get(f"/api/webhooks/{hook['id']}/deliveries", params={"state": "x"}, headers=a), 422)
@@ -265,6 +275,11 @@ async def test_deliveries_and_redelivery_routes(client: AsyncClient, gateway: Ga
     again = await client.post(f"/api/webhooks/{hook['id']}/deliveries/{dead[0]['seq']}/redeliver", headers=a)
     assert again.json() == {"redelivered": 1}
     assert (await client.post(f"/api/webhooks/{hook['id']}/redeliver", headers=a)).json() == {"redelivered": 0}
+    assert await backlog() == [(2, 0)] * 2
+    other = await make_tenant(client, "b")  # another tenant's endpoints count nothing of a's
+    await client.post("/api/webhooks", json={"url": "https://example.com/b"}, headers=other)
+    (theirs,) = (await client.get("/api/webhooks", headers=other)).json()
+    assert (theirs["pending_deliveries"], theirs["dead_letters"]) == (0, 0)
 
 
 async def test_event_history_filters_and_pages(client: AsyncClient, gateway: Gateway) -> None:

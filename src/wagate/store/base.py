@@ -613,6 +613,10 @@ class OutboxStore(ABC):
     ) -> None: ...
 
     @abstractmethod
+    async def backlog(self, tenant_id: TenantId) -> dict[WebhookId, tuple[int, int]]:
+        """Per endpoint of the tenant that has any: (pending deliveries, dead letters)."""
+
+    @abstractmethod
     async def list_deliveries(
         self,
         tenant_id: TenantId,

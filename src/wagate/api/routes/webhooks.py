@@ -101,12 +101,16 @@ class WebhookOut(BaseModel):
     previous_secret_valid_until: float | None = Field(
         description="after a rotation: until when deliveries are signed with the previous secret too"
     )
+    pending_deliveries: int = Field(description="deliveries not yet made (queued, or waiting for a retry)")
+    dead_letters: int = Field(description="deliveries that used up their retries (redeliverable)")
     created_at: float
     updated_at: float
 
     @classmethod
-    def of(cls, webhook: Webhook) -> WebhookOut:
+    def of(cls, webhook: Webhook, backlog: tuple[int, int] = (0, 0)) -> WebhookOut:
         return cls(
+            pending_deliveries=backlog[0],
+            dead_letters=backlog[1],
             id=webhook.id,
             url=webhook.url,
             events=webhook.events,
@@ -190,9 +194,17 @@ async def _endpoint_changed(request: Request, webhook_id: WebhookId) -> None:
         await dispatcher.endpoint_changed(webhook_id)
 
 
+async def _out(gateway: Gateway, webhook: Webhook) -> WebhookOut:
+    """The endpoint with its backlog."""
+    backlog = await gateway.store.outbox.backlog(webhook.tenant_id)
+    return WebhookOut.of(webhook, backlog.get(webhook.id, (0, 0)))
+
+
 @router.get("", summary="List the tenant's webhooks (never their secrets)")
 async def list_webhooks(gateway: GatewayDep, tenant_id: TenantDep) -> list[WebhookOut]:
-    return [WebhookOut.of(w) for w in await gateway.store.webhooks.list_webhooks(tenant_id)]
+    webhooks = await gateway.store.webhooks.list_webhooks(tenant_id)
+    backlog = await gateway.store.outbox.backlog(tenant_id) if webhooks else {}
+    return [WebhookOut.of(w, backlog.get(w.id, (0, 0))) for w in webhooks]
 
 
 def _checked_url(gateway: Gateway, url: str) -> str:
@@ -225,7 +237,7 @@ async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: Te
 
 @router.get("/{webhook_id}", summary="Get a webhook")
 async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookOut:
-    return WebhookOut.of(await find_webhook(gateway, tenant_id, webhook_id))
+    return await _out(gateway, await find_webhook(gateway, tenant_id, webhook_id))
 
 
 @router.patch("/{webhook_id}", summary="Change a webhook's URL, events, session or headers; its queue is kept")
@@ -244,7 +256,7 @@ async def update_webhook(
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     await _endpoint_changed(request, webhook.id)
-    return WebhookOut.of(webhook)
+    return await _out(gateway, webhook)
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook and its outbox")
@@ -266,7 +278,7 @@ async def enable_webhook(
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     await _endpoint_changed(request, webhook.id)
-    return WebhookOut.of(webhook)
+    return await _out(gateway, webhook)
 
 
 @router.post("/{webhook_id}/rotate-secret", summary="A new signing secret, shown once; the old one signs too a while")
@@ -285,7 +297,7 @@ async def rotate_secret(
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     await _endpoint_changed(request, webhook.id)
-    return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
+    return WebhookCreated(**(await _out(gateway, webhook)).model_dump(), secret=secret)
 
 
 @router.get("/{webhook_id}/deliveries", summary="A webhook's deliveries, newest first (state=dead: dead letters)")

@@ -361,6 +361,19 @@ class SqlOutboxStore(OutboxStore):
         async with self._db.write() as conn:
             await conn.execute(update(D).where(D.c.seq == seq).values(**values))
 
+    async def backlog(self, tenant_id: TenantId) -> dict[WebhookId, tuple[int, int]]:
+        found: dict[WebhookId, list[int]] = {}
+        async with self._db.read() as conn:
+            for index, condition in enumerate((PENDING, DEAD)):  # each counted from its own partial index
+                query = (
+                    select(D.c.webhook_id, func.count())
+                    .where(condition, D.c.tenant_id == tenant_id)
+                    .group_by(D.c.webhook_id)
+                )
+                for webhook_id, count in await conn.execute(query):
+                    found.setdefault(WebhookId(webhook_id), [0, 0])[index] = int(count)
+        return {webhook_id: (pending, dead) for webhook_id, (pending, dead) in found.items()}
+
     async def list_deliveries(
         self, tenant_id: TenantId, webhook_id: WebhookId, *, state: str | None, limit: int, before: int | None = None
     ) -> list[Delivery]:
