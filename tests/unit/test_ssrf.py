@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from wagate.events.client import WebhookClient
+from wagate.events.http1 import Http1Client
 from wagate.events.ssrf import BlockedAddress, check_url, literal_address, refusal
 
 
@@ -197,3 +198,28 @@ def test_bad_shapes_are_refused_even_with_the_guard_lifted(url: str) -> None:
 def test_public_urls_are_accepted() -> None:
     assert check_url("https://hooks.example.com/wagate?x=1", allow_private=False) == "hooks.example.com"
     assert check_url("http://8.8.8.8:8080/", allow_private=False) == "8.8.8.8"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1/", "the URL's host 127.0.0.1 is a loopback address"),
+        ("http://2130706433/", "the URL's host 2130706433 is 127.0.0.1, a loopback address"),
+        ("http://[::ffff:10.0.0.5]/", "the URL's host ::ffff:10.0.0.5 is an IPv6 form of 10.0.0.5 (a private address)"),
+    ],
+)
+def test_a_refusal_names_the_address(url: str, why: str) -> None:
+    with pytest.raises(BlockedAddress) as refused:
+        check_url(url, allow_private=False)
+    assert str(refused.value) == why
+
+
+async def test_a_refused_name_says_what_it_resolves_to(listener: Listener) -> None:
+    http = Http1Client(allow_private=False)
+    try:
+        with pytest.raises(BlockedAddress) as refused:
+            await http.post(f"http://localhost:{listener.port}/", b"{}", {})
+    finally:
+        await http.close()
+    assert str(refused.value) == "localhost resolves to 127.0.0.1, a loopback address"
+    assert listener.connections == 0

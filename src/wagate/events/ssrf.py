@@ -87,6 +87,23 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
+def refused(host: str, address: IPAddress) -> str | None:
+    """Why ``host`` may not be reached at ``address`` (one it names literally or resolves to), naming both, or None
+    when the address is public: what a refusal reports (``localhost resolves to 127.0.0.1, a loopback address``)."""
+    why = refusal(address)
+    if why is None:
+        return None
+    if literal_address(host) is None:
+        return f"{host} resolves to {address}, {why}"
+    shown = host.strip("[]")
+    try:
+        ipaddress.ip_address(shown.split("%", 1)[0])
+        spelled = ""
+    except ValueError:  # a legacy spelling: 2130706433 is 127.0.0.1, a loopback address
+        spelled = f" {address},"
+    return f"the URL's host {shown} is{spelled} {why}"
+
+
 def check_url(url: str, *, allow_private: bool) -> str:
     """Validate a webhook or media URL's shape (http or https, a host, no credentials) and, with the guard on,
     refuse a literal internal address. Returns the host. Names are checked when they are resolved."""
@@ -103,10 +120,9 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise BlockedAddress("the URL's port is not valid") from None
     if not allow_private:
         address = literal_address(parts.hostname)
-        if address is not None:
-            why = refusal(address)
-            if why is not None:
-                raise BlockedAddress(f"the URL's host is {why}")
+        why = refused(parts.hostname, address) if address is not None else None
+        if why is not None:
+            raise BlockedAddress(why)
     return parts.hostname
 
 
@@ -122,9 +138,9 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            why = refusal(ipaddress.ip_address(result["host"].split("%", 1)[0]))
+            why = refused(host, ipaddress.ip_address(result["host"].split("%", 1)[0]))
             if why is not None:
-                raise BlockedAddress(f"{host} resolves to {why}")
+                raise BlockedAddress(why)
         return results
 
     async def close(self) -> None:
