@@ -66,7 +66,7 @@ class GatewayCollector(Collector):
             "wagate_webhook_deliveries", "webhook delivery attempts by outcome", labels=["outcome"]
         )
         outcomes = self.dispatcher.outcomes if self.dispatcher is not None else Counter()
-        for outcome in ("delivered", "failed", "gone", "dead"):
+        for outcome in ("delivered", "failed", "refused", "gone", "dead"):
             deliveries.add_metric([outcome], outcomes[outcome])
         yield deliveries
         workers = len(supervisor.workers) if supervisor is not None else 0

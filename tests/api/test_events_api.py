@@ -282,6 +282,30 @@ async def test_deliveries_and_redelivery_routes(client: AsyncClient, gateway: Ga
     assert (theirs["pending_deliveries"], theirs["dead_letters"]) == (0, 0)
 
 
+async def test_a_webhook_shows_why_its_address_is_refused(client: AsyncClient, gateway: Gateway) -> None:
+    """The dispatcher's mark (the SSRF guard refused the address) shows on the endpoint and in the list, with its
+    time; the same reason again keeps that time; an attempt that gets through clears it."""
+    a = await make_tenant(client, "a")
+    hook = (await client.post("/api/webhooks", json={"url": "https://hooks.example.com/h"}, headers=a)).json()
+    assert (hook["blocked_reason"], hook["blocked_at"]) == (None, None)
+    tenant_id = await _tenant_of(gateway, a)
+    why = "address_refused: hooks.example.com resolves to 10.0.0.5, a private address"
+    before = gateway.clock()
+    assert await gateway.store.webhooks.set_blocked(tenant_id, hook["id"], why)
+    one = (await client.get(f"/api/webhooks/{hook['id']}", headers=a)).json()
+    (listed,) = (await client.get("/api/webhooks", headers=a)).json()
+    for shown in (one, listed):
+        assert (shown["blocked_reason"], shown["enabled"]) == (why, True)
+        assert before <= shown["blocked_at"] <= gateway.clock()
+    assert not await gateway.store.webhooks.set_blocked(tenant_id, hook["id"], why)  # nothing new
+    assert (await client.get(f"/api/webhooks/{hook['id']}", headers=a)).json()["blocked_at"] == one["blocked_at"]
+    other = await make_tenant(client, "b")  # another tenant's key marks nothing of a's
+    assert not await gateway.store.webhooks.set_blocked(await _tenant_of(gateway, other), hook["id"], None)
+    assert await gateway.store.webhooks.set_blocked(tenant_id, hook["id"], None)
+    cleared = (await client.get(f"/api/webhooks/{hook['id']}", headers=a)).json()
+    assert (cleared["blocked_reason"], cleared["blocked_at"]) == (None, None)
+
+
 async def test_event_history_filters_and_pages(client: AsyncClient, gateway: Gateway) -> None:
     a = await make_tenant(client, "a")
     b = await make_tenant(client, "b")

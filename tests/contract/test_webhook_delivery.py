@@ -4,6 +4,7 @@ a retry schedule spans. Every request is checked with the ``standardwebhooks`` p
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -472,3 +473,65 @@ async def test_a_410_tells_the_other_workers_on_postgresql(rig_factory: Callable
     disabled = await rig.gateway.store.webhooks.get(rig.session.tenant_id, gone.id)
     assert disabled is not None
     assert not disabled.enabled
+
+
+async def _dead_letters(rig: Rig, hook: Webhook, count: int) -> list[Any]:
+    """The endpoint's dead letters once there are ``count`` of them (the clock stands still: no retry falls due)."""
+    deadline = time.monotonic() + 10
+    while True:
+        dead = await rig.gateway.store.outbox.list_deliveries(rig.session.tenant_id, hook.id, state="dead", limit=50)
+        if len(dead) >= count:
+            return dead
+        assert time.monotonic() < deadline, f"{len(dead)} dead letters, expected {count}"
+        await _sleep(0.02)
+
+
+async def test_a_refused_address_is_a_dead_letter_at_once_and_holds_nothing_back(
+    backend: tuple[str, str | None], rig_factory: Callable[..., Any]
+) -> None:
+    """With the guard on, an endpoint whose host resolves to (or is) a loopback address gets no request: each of its
+    deliveries is a dead letter at its first attempt, with the refusal as its error, no retry is scheduled and the
+    events after it are not held back; the endpoint shows why. Once an attempt gets through (here the guard is
+    lifted, as a fixed DNS record would let it through), the mark clears by itself. (``backend`` comes first, so
+    that its schema is dropped after the rigs have closed their connections.)"""
+    rig: Rig = await rig_factory(database=backend, webhook_allow_private=False)
+    tenant, secret = rig.session.tenant_id, "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    named = await rig.gateway.store.webhooks.create(
+        tenant, rig.receiver.url("/named").replace("127.0.0.1", "localhost"), ["*"], None, secret, limit=10
+    )
+    literal = await rig.gateway.store.webhooks.create(
+        tenant, rig.receiver.url("/literal"), ["*"], None, secret, limit=10
+    )
+    events = await rig.emit(3)
+    reasons = {
+        named.id: r"address_refused: localhost resolves to (127\.0\.0\.1|::1), a loopback address",
+        literal.id: r"address_refused: the URL's host 127\.0\.0\.1 is a loopback address",
+    }
+    for hook in (named, literal):
+        dead = await _dead_letters(rig, hook, 3)
+        assert [d.event_id for d in reversed(dead)] == [e.id for e in events]  # every one, none waiting behind another
+        for letter in dead:
+            assert (letter.attempts, letter.last_status) == (1, None)
+            assert re.fullmatch(reasons[hook.id], letter.last_error or ""), letter.last_error
+        marked = await rig.gateway.store.webhooks.get(tenant, hook.id)
+        assert marked is not None
+        assert marked.enabled  # not disabled: the next events are tried, each on its own
+        assert marked.blocked_reason == dead[0].last_error
+        assert marked.blocked_at == rig.clock.now
+    assert await rig.gateway.store.outbox.backlog(tenant) == {named.id: (0, 3), literal.id: (0, 3)}
+    assert rig.receiver.received == []
+    assert rig.dispatcher.outcomes["refused"] == 6
+
+    await rig.dispatcher.stop(grace=0)
+    lifted = rig.gateway.settings.with_overrides(webhook_allow_private=True)
+    rig.dispatcher = WebhookDispatcher(rig.gateway.store, lifted, rig.clock, owner="w#2", takeover="w#")
+    await rig.dispatcher.start()
+    later = await rig.emit(1, start=3)
+    got = await rig.receiver.wait_for(2)
+    assert sorted(r.path for r in got) == ["/literal", "/named"]
+    assert {r.webhook_id for r in got} == {later[0].id}
+    deadline = time.monotonic() + 5
+    while any(w.blocked_reason is not None for w in await rig.gateway.store.webhooks.list_webhooks(tenant)):
+        assert time.monotonic() < deadline, "the mark stayed after a delivery got through"
+        await _sleep(0.02)
+    assert all(w.blocked_at is None for w in await rig.gateway.store.webhooks.list_webhooks(tenant))

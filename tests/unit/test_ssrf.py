@@ -112,7 +112,8 @@ async def test_no_internal_form_gets_a_connection(listener: Listener, guarded: W
     for url in forms:
         attempt = await guarded.post(url, b"{}", {}, now=0)
         assert not attempt.ok, url
-        assert attempt.error.startswith("refused:"), (url, attempt.error)
+        assert attempt.refused, (url, attempt)
+        assert attempt.error.startswith("address_refused: "), (url, attempt.error)
     assert listener.connections == 0
 
 

@@ -52,10 +52,14 @@ def signed_headers(signers: Sequence[Signer], event_id: str, now: float, body: s
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """One attempt's outcome. ``refused``: the SSRF guard refused the address, so no request was made (not a
+    failure of the receiver's that a retry could mend: the dispatcher makes the delivery a dead letter at once)."""
+
     ok: bool
     status: int | None = None
     error: str = ""
     retry_after: float | None = None
+    refused: bool = False
 
     @property
     def gone(self) -> bool:
@@ -63,6 +67,13 @@ class Attempt:
 
 
 _DELIVERED = Attempt(True, 200)
+REFUSED = "address_refused"  # how a refused attempt's error begins (and so the dead letter's and the endpoint's)
+
+
+def refused_attempt(exc: BlockedAddress) -> Attempt:
+    return Attempt(False, error=f"{REFUSED}: {exc}"[:300], refused=True)
+
+
 _MAX_TARGETS = 10_000
 
 
@@ -74,20 +85,20 @@ class WebhookClient:
         self.allow_private = allow_private
         self._sending = asyncio.Semaphore(concurrency)
         self._http = Http1Client(allow_private=allow_private, user_agent=f"wagate/{__version__}")
-        # URL -> its prepared target, or why it is refused. The URL's own form is checked once (a literal internal
-        # address, a scheme); the addresses its host resolves to are checked at every new connection.
-        self._targets: dict[str, Target | str] = {}
+        # URL -> its prepared target, or the attempt that refuses it. The URL's own form is checked once (a literal
+        # internal address, a scheme); the addresses its host resolves to are checked at every new connection.
+        self._targets: dict[str, Target | Attempt] = {}
 
-    def _target(self, url: str) -> Target | str:
+    def _target(self, url: str) -> Target | Attempt:
         found = self._targets.get(url)
         if found is None:
             try:
                 check_url(url, allow_private=self.allow_private)
                 found = self._http.prepare(url)
             except BlockedAddress as exc:
-                found = f"refused: {exc}"
+                found = refused_attempt(exc)
             except HttpError as exc:
-                found = f"HttpError: {exc}"[:300]
+                found = Attempt(False, error=f"HttpError: {exc}"[:300])
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[url] = found
@@ -95,14 +106,14 @@ class WebhookClient:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], now: float) -> Attempt:
         target = self._target(url)
-        if isinstance(target, str):
-            return Attempt(False, error=target)
+        if isinstance(target, Attempt):
+            return target
         headers["content-type"] = "application/json"
         try:
             async with self._sending:
                 answer = await self._http.send(target, body, headers, self.timeout)
         except BlockedAddress as exc:
-            return Attempt(False, error=f"refused: {exc}")
+            return refused_attempt(exc)
         except TimeoutError:
             return Attempt(False, error=f"no answer within {self.timeout:g}s")
         except (HttpError, OSError) as exc:

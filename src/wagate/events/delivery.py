@@ -5,8 +5,10 @@ one at a time and in order, so the events of one session reach an endpoint in th
 concurrently. It learns of new deliveries two ways: at once from the commit (they were claimed for it in the same
 transaction), and by claiming from the table every ``poll_interval`` (after a restart, a dead worker's claims,
 retries, redeliveries). Every attempt carries the same ``webhook-id`` and body; only the timestamp and signature
-are new. A ``2xx`` delivers, ``410`` disables the endpoint, anything else retries on :data:`RETRY_SCHEDULE` (or when
-``Retry-After`` says) until the schedule runs out and the delivery becomes a dead letter.
+are new. A ``2xx`` delivers, ``410`` disables the endpoint, an address the SSRF guard refuses makes the delivery a dead
+letter at once (and marks the endpoint until an attempt gets through), anything else retries on
+:data:`RETRY_SCHEDULE` (or when ``Retry-After`` says) until the schedule runs out and the delivery becomes a dead
+letter.
 
 The requests themselves are signed and sent by :class:`~wagate.events.sender.ProcessSender`'s child process (a
 group's due deliveries as one run, in order, stopped at the first failure), or, with ``webhook_sender="inline"``, by
@@ -48,6 +50,13 @@ IDLE_GROUP_TTL = 60.0
 COMPLETIONS_INTERVAL = 0.1
 
 GroupKey = tuple[WebhookId, SessionId]
+
+
+class _Unsaid:
+    """No attempt of a run told whether the guard lets the endpoint's address through (none was answered)."""
+
+
+_UNSAID = _Unsaid()
 
 
 def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
@@ -302,28 +311,71 @@ class WebhookDispatcher:
             url, secrets = endpoint.webhook.url, endpoint.secrets(now)
             attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers)
         answered = self.clock()
+        refused: dict[str, list[Outgoing]] = {}  # by the refusal's reason
+        blocked: str | _Unsaid | None = _UNSAID  # the guard's last word on the endpoint's address in this run
+        failure: tuple[Outgoing, Attempt] | None = None
         for item, attempt in zip(sent, attempts, strict=True):
             if attempt is None:  # not attempted (one before it failed): still the group's, for the next round
                 break
-            if attempt.ok:
-                self.outcomes["delivered"] += 1
-                if self.observe_lag is not None:
-                    self.observe_lag(max(answered - item.delivery.created_at, 0.0))
-                group.remove(item, recorded=False)
-                self._done.append((item.delivery.seq, attempt.status or 200))
+            if attempt.refused:
+                refused.setdefault(attempt.error, []).append(item)
+                blocked = attempt.error
                 continue
-            if attempt.gone:
-                self.outcomes["gone"] += 1
-                log.warning("webhook %s answered 410 Gone: disabled", endpoint.webhook.id)
-                await self.store.webhooks.set_disabled(
-                    endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
-                )
-                await self._drop(group)
-                await self.endpoint_changed(endpoint.webhook.id)  # the other workers stop sending to it too
-                return False
-            await self._failed(group, item, attempt)
-            break
+            if attempt.status is not None:  # an answer came: the address got through the guard
+                blocked = None
+            if not attempt.ok:
+                failure = (item, attempt)
+                break
+            self.outcomes["delivered"] += 1
+            if self.observe_lag is not None:
+                self.observe_lag(max(answered - item.delivery.created_at, 0.0))
+            group.remove(item, recorded=False)
+            self._done.append((item.delivery.seq, attempt.status or 200))
+        if not isinstance(blocked, _Unsaid):  # first: a reader who finds the dead letters finds the endpoint's mark
+            await self._mark_blocked(endpoint, blocked)
+        for reason, items in refused.items():
+            await self._refused(group, endpoint, items, reason)
+        if failure is None:
+            return True
+        item, attempt = failure
+        if attempt.gone:
+            self.outcomes["gone"] += 1
+            log.warning("webhook %s answered 410 Gone: disabled", endpoint.webhook.id)
+            await self.store.webhooks.set_disabled(
+                endpoint.webhook.tenant_id, endpoint.webhook.id, "the endpoint answered 410 Gone"
+            )
+            await self._drop(group)
+            await self.endpoint_changed(endpoint.webhook.id)  # the other workers stop sending to it too
+            return False
+        await self._failed(group, item, attempt)
         return True
+
+    async def _refused(self, group: _Group, endpoint: _Endpoint, items: list[Outgoing], reason: str) -> None:
+        """The SSRF guard refused the endpoint's address: no retry on the schedule would mend that (the address
+        has to change, or the guard be lifted), so these deliveries are dead letters at once, and the group's next
+        deliveries do not wait behind them (each is tried on its own)."""
+        self.outcomes["refused"] += len(items)
+        log.info("webhook %s: %d delivery(ies) refused, now dead letters (%s)", endpoint.webhook.id, len(items), reason)
+        await self.store.outbox.mark_refused([item.delivery.seq for item in items], reason)
+        for item in items:
+            group.remove(item)
+
+    async def _mark_blocked(self, endpoint: _Endpoint, reason: str | None) -> None:
+        """Show on the endpoint that the guard refuses its address (``reason``), or no longer does (None), when
+        that changed; the other workers read the endpoint again."""
+        webhook = endpoint.webhook
+        if webhook.blocked_reason == reason:
+            return
+        at = self.clock() if reason is not None else None
+        # At once in the copy, so that the endpoint's other groups do not record it again meanwhile.
+        endpoint.found = replace(endpoint.found, webhook=replace(webhook, blocked_reason=reason, blocked_at=at))
+        if not await self.store.webhooks.set_blocked(webhook.tenant_id, webhook.id, reason):
+            return  # another worker recorded it first
+        if reason is not None:
+            log.warning("webhook %s: %s; its deliveries are dead letters until that changes", webhook.id, reason)
+        else:
+            log.info("webhook %s: its address is no longer refused", webhook.id)
+        await self.endpoint_changed(webhook.id)
 
     async def _tell_peers(self, webhook_id: WebhookId) -> None:
         try:

@@ -6,8 +6,10 @@ and 9.5-10.3 s with one, all of it under the one GIL that SQLite's writer thread
 hands the child (``python -m wagate.events.sender``) *runs*: the due deliveries of one group (endpoint, session),
 oldest first. The child sends them one after the other and stops at the first that fails, so the order of a
 session's events holds without a round trip between the processes per request; the answer says, for each, delivered,
-failed (with the status, ``Retry-After`` and error) or not attempted. Everything that decides stays with the
-dispatcher in the gateway: what is due, retries, 410, dead letters, what is recorded. The child signs with the
+failed (with the status, ``Retry-After`` and error), refused by the SSRF guard or not attempted. A refused one does
+not stop the run: it never reached the receiver, and the dispatcher makes it a dead letter at once, so the next one
+is tried on its own. Everything that decides stays with the dispatcher in the gateway: what is due, retries, 410,
+dead letters, what is recorded. The child signs with the
 endpoint's secret and sends through :class:`~wagate.events.client.WebhookClient`, SSRF guard included.
 
 Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
@@ -17,9 +19,9 @@ Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endi
   index (u32), the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body
   length (u32), body;
 - from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
-  2 failed), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for none), error length (u16), error;
-  ``H`` (empty) every second while it holds runs: a child silent for the request timeout and ten seconds more is
-  taken as stuck and replaced.
+  2 failed, 3 refused by the SSRF guard), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for
+  none), error length (u16), error; ``H`` (empty) every second while it holds runs: a child silent for the request
+  timeout and ten seconds more is taken as stuck and replaced.
 
 The child is started with ``--protocol`` naming this layout (:data:`PROTOCOL`): a child of another version of the
 package (one installed over the running gateway) refuses to start rather than misread the frames.
@@ -56,7 +58,7 @@ from wagate.logs import LOG_LEVELS, LogFormat, configure_logging
 log = logging.getLogger("wagate.webhooks")
 
 _FRAME = struct.Struct("!cI")
-PROTOCOL = 2  # the frames' layout; 2: endpoints carry their secrets and headers as JSON
+PROTOCOL = 3  # the frames' layout; 2: endpoints carry their secrets and headers as JSON; 3: the refused outcome
 _ENDPOINT = struct.Struct("!IH")
 _RUN = struct.Struct("!QIdH")
 _ID = struct.Struct("!H")
@@ -66,7 +68,7 @@ _OUTCOME = struct.Struct("!BHdH")
 MAX_FRAME = 256 * 1024 * 1024
 MAX_RUN = 256
 _MAX_ENDPOINTS = 10_000
-_NOT_ATTEMPTED, _DELIVERED, _FAILED = 0, 1, 2
+_NOT_ATTEMPTED, _DELIVERED, _FAILED, _REFUSED = 0, 1, 2, 3
 # While it holds runs the child says it is alive every HEARTBEAT seconds; silent for the request timeout and GRACE
 # more, it is taken as stuck and replaced. (A run may take long: up to MAX_RUN requests to a slow endpoint.)
 HEARTBEAT = 1.0
@@ -134,7 +136,7 @@ def encode_answer(token: int, attempts: Sequence[Attempt | None]) -> bytes:
             continue
         error = attempt.error.encode()[:4000]
         retry_after = math.nan if attempt.retry_after is None else attempt.retry_after
-        outcome = _DELIVERED if attempt.ok else _FAILED
+        outcome = _DELIVERED if attempt.ok else _REFUSED if attempt.refused else _FAILED
         parts.append(_OUTCOME.pack(outcome, attempt.status or 0, retry_after, len(error)) + error)
     return frame(b"A", b"".join(parts))
 
@@ -152,7 +154,7 @@ def decode_answer(payload: bytes) -> tuple[int, list[Attempt | None]]:
             attempts.append(None)
         else:
             after = None if math.isnan(retry_after) else retry_after
-            attempts.append(Attempt(outcome == _DELIVERED, status or None, error, after))
+            attempts.append(Attempt(outcome == _DELIVERED, status or None, error, after, outcome == _REFUSED))
     return token, attempts
 
 
@@ -248,7 +250,7 @@ class ProcessSender:
     ) -> list[Attempt | None]:
         """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url``, signed with each
         of ``secrets`` and with the endpoint's own ``headers``, one after the other, stopping at the first that
-        fails: an attempt for each one tried, None for the rest."""
+        fails (one the SSRF guard refuses does not stop it): an attempt for each one tried, None for the rest."""
         if self._transport is None:
             try:
                 await self.start()
@@ -407,7 +409,7 @@ class _Child:
             except Exception as exc:  # this delivery fails; the child goes on
                 attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
             attempts.append(attempt)
-            if not attempt.ok:
+            if not attempt.ok and not attempt.refused:  # a refused one reached nobody: the next goes on its own
                 break
         self.writer.send(encode_answer(token, attempts + [None] * (len(deliveries) - len(attempts))))
 

@@ -366,6 +366,8 @@ class Webhook:
     header_names: tuple[str, ...] = ()  # the endpoint's own headers (their values are sealed, never shown)
     updated_at: float = 0.0
     previous_until: float | None = None  # after a rotation: until when the previous secret signs too
+    blocked_reason: str | None = None  # why the SSRF guard refused its address at the latest attempt
+    blocked_at: float | None = None  # since when
 
     @property
     def enabled(self) -> bool:
@@ -570,6 +572,11 @@ class WebhookStore(ABC):
         """Disable (with a reason) or enable (None) an endpoint."""
 
     @abstractmethod
+    async def set_blocked(self, tenant_id: TenantId, webhook_id: WebhookId, reason: str | None) -> bool:
+        """Record why the SSRF guard refused the endpoint's address (since now), or None once an attempt got
+        through; True when that changed something (the same reason again keeps its time)."""
+
+    @abstractmethod
     async def reseal_all_tenants(self, active_key: str) -> int:
         """Seal again under the active key every secret (and headers) sealed under another (key rotation); how
         many endpoints."""
@@ -611,6 +618,11 @@ class OutboxStore(ABC):
     async def mark_failed(
         self, seq: int, *, attempts: int, next_attempt_at: float, status: int | None, error: str, dead: bool
     ) -> None: ...
+
+    @abstractmethod
+    async def mark_refused(self, seqs: Sequence[int], error: str) -> None:
+        """Dead letters at their attempt (counted), with ``error``: the SSRF guard refused the endpoint's address,
+        which no retry on the schedule would mend."""
 
     @abstractmethod
     async def backlog(self, tenant_id: TenantId) -> dict[WebhookId, tuple[int, int]]:

@@ -98,6 +98,11 @@ class WebhookOut(BaseModel):
     header_names: list[str] = Field(description="the names of the endpoint's own headers (never their values)")
     enabled: bool
     disabled_reason: str | None
+    blocked_reason: str | None = Field(
+        description="why the SSRF guard refused the endpoint's address at its latest attempt (its deliveries are dead"
+        " letters at once meanwhile, each event tried on its own); null once an attempt gets through"
+    )
+    blocked_at: float | None = Field(description="since when the guard refuses it")
     previous_secret_valid_until: float | None = Field(
         description="after a rotation: until when deliveries are signed with the previous secret too"
     )
@@ -118,6 +123,8 @@ class WebhookOut(BaseModel):
             header_names=list(webhook.header_names),
             enabled=webhook.enabled,
             disabled_reason=webhook.disabled_reason,
+            blocked_reason=webhook.blocked_reason,
+            blocked_at=webhook.blocked_at,
             previous_secret_valid_until=webhook.previous_until,
             created_at=webhook.created_at,
             updated_at=webhook.updated_at,

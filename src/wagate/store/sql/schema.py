@@ -151,6 +151,8 @@ webhooks = Table(
     Column("disabled_reason", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    Column("blocked_reason", Text),  # why the SSRF guard refused its address at the latest attempt (0009)
+    Column("blocked_at", Double),  # since when (0009)
 )
 
 webhook_deliveries = Table(

@@ -73,6 +73,8 @@ def _webhook(row: Any) -> Webhook:
         header_names=tuple(json.loads(row.header_names)) if row.header_names else (),
         updated_at=row.updated_at,
         previous_until=row.previous_until if row.previous_secret is not None else None,
+        blocked_reason=row.blocked_reason,
+        blocked_at=row.blocked_at,
     )
 
 
@@ -227,6 +229,16 @@ class SqlWebhookStore(WebhookStore):
             row = (await conn.execute(select(W).where(W.c.tenant_id == tenant_id, W.c.id == webhook_id))).first()
         return _webhook(row) if row else None
 
+    async def set_blocked(self, tenant_id: TenantId, webhook_id: WebhookId, reason: str | None) -> bool:
+        at = self._clock() if reason is not None else None
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(W)
+                .where(W.c.tenant_id == tenant_id, W.c.id == webhook_id, W.c.blocked_reason.is_distinct_from(reason))
+                .values(blocked_reason=reason, blocked_at=at)
+            )
+        return bool(result.rowcount)
+
     async def reseal_all_tenants(self, active_key: str) -> int:
         async with self._db.write() as conn:
             rows = (
@@ -360,6 +372,25 @@ class SqlOutboxStore(OutboxStore):
             values.update(state=DeliveryState.DEAD, claimed_by=None, claim_until=0.0)
         async with self._db.write() as conn:
             await conn.execute(update(D).where(D.c.seq == seq).values(**values))
+
+    async def mark_refused(self, seqs: Sequence[int], error: str) -> None:
+        now = self._clock()
+        async with self._db.write() as conn:
+            for start in range(0, len(seqs), 500):
+                await conn.execute(
+                    update(D)
+                    .where(D.c.seq.in_(list(seqs[start : start + 500])), PENDING)
+                    .values(
+                        state=DeliveryState.DEAD,
+                        attempts=D.c.attempts + 1,
+                        next_attempt_at=now,
+                        last_status=None,
+                        last_error=error[:500],
+                        claimed_by=None,
+                        claim_until=0.0,
+                        updated_at=now,
+                    )
+                )
 
     async def backlog(self, tenant_id: TenantId) -> dict[WebhookId, tuple[int, int]]:
         found: dict[WebhookId, list[int]] = {}

@@ -217,7 +217,7 @@ async function loadWebhooks() {
   const list = $("#webhooks");
   list.replaceChildren(...hooks.map((h) => {
     const item = document.createElement("li");
-    item.textContent = `${h.url} · ${h.events.join(", ")}${h.session ? " · " + h.session : ""}${h.header_names.length ? " · headers: " + h.header_names.join(", ") : ""}${h.pending_deliveries ? " · " + h.pending_deliveries + " pending" : ""}${h.dead_letters ? " · " + h.dead_letters + " dead" : ""}${h.enabled ? "" : " · disabled: " + h.disabled_reason}`;
+    item.textContent = `${h.url} · ${h.events.join(", ")}${h.session ? " · " + h.session : ""}${h.header_names.length ? " · headers: " + h.header_names.join(", ") : ""}${h.pending_deliveries ? " · " + h.pending_deliveries + " pending" : ""}${h.dead_letters ? " · " + h.dead_letters + " dead" : ""}${h.enabled ? "" : " · disabled: " + h.disabled_reason}${h.blocked_reason ? " · " + h.blocked_reason : ""}`;
     return item;
   }));
   if (!hooks.length) { const item = document.createElement("li"); item.className = "hint"; item.textContent = "No webhooks."; list.append(item); }

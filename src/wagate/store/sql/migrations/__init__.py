@@ -25,6 +25,7 @@ from wagate.store.sql.migrations import (
     m0006_delivery_indexes,
     m0007_workers,
     m0008_webhook_endpoints,
+    m0009_webhook_blocked,
 )
 
 log = logging.getLogger("wagate.store")
@@ -52,6 +53,7 @@ MIGRATIONS = (
     Migration(6, "delivery_indexes", m0006_delivery_indexes.STATEMENTS),
     Migration(7, "workers", m0007_workers.STATEMENTS),
     Migration(8, "webhook_endpoints", m0008_webhook_endpoints.STATEMENTS),
+    Migration(9, "webhook_blocked", m0009_webhook_blocked.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
