@@ -21,7 +21,8 @@ from wagate.store.base import StatusChange
 
 @pytest.fixture
 async def media_server() -> AsyncIterator[tuple[str, list[str]]]:
-    """A loopback HTTP server: /small.png (1 KiB), /big.bin (2 MiB), /hop -> /small.png, /slow (never answers)."""
+    """A loopback HTTP server: /small.png (1 KiB), /big.bin (2 MiB), /hop -> /small.png, /slow (never answers),
+    /lag/3 -> /lag/2 -> /lag/1 -> /small.png (each hop after 0.4 s)."""
     hits: list[str] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -34,6 +35,10 @@ async def media_server() -> AsyncIterator[tuple[str, list[str]]]:
             raise web.HTTPFound("/small.png")
         if request.path == "/slow":
             await asyncio.sleep(3)
+        if request.path.startswith("/lag/"):
+            await asyncio.sleep(0.4)
+            left = int(request.path.rsplit("/", 1)[1]) - 1
+            raise web.HTTPFound(f"/lag/{left}" if left else "/small.png")
         return web.Response(status=404)
 
     app = web.Application()
@@ -149,6 +154,7 @@ async def test_the_fetcher_follows_checked_redirects_and_enforces_size_and_time(
         for path, code in (
             ("/big.bin", "media_too_large"),
             ("/slow", "media_unavailable"),
+            ("/lag/3", "media_unavailable"),  # each hop within the time limit, not the whole fetch
             ("/x", "media_unavailable"),
         ):
             with pytest.raises(MediaError) as caught:

@@ -7,6 +7,7 @@ that stops reading at the limit. The engine never sees the URL (neonize would fe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import mimetypes
@@ -63,7 +64,8 @@ class MediaFetcher:
 
     async def fetch(self, url: str) -> Media:
         try:
-            return await self._fetch(url)
+            async with asyncio.timeout(self.timeout):  # the whole fetch, redirects too (each request has it as well)
+                return await self._fetch(url)
         except BlockedAddress as exc:
             raise MediaError(f"the media URL is refused: {exc}", code="media_url_refused") from None
         except TimeoutError:
