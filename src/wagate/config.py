@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     )
     media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest media a message may carry, in bytes")
     media_fetch_timeout: float = Field(30.0, gt=0, description="seconds allowed to fetch a media URL")
+    media_fetch_per_tenant: int = Field(
+        4, ge=1, description="media URLs one tenant's sends fetch at once (per worker); more wait their turn"
+    )
+    media_fetch_wait: float = Field(
+        5.0, ge=0, description="seconds a send waits for its tenant's turn to fetch a media URL before it answers 429"
+    )
     neonize_dir: Path | None = Field(
         None, description="runtime directory of the neonize engine's whatsmeow files; default: DATA_DIR/neonize"
     )

@@ -36,6 +36,8 @@ class Gateway:
             max_bytes=self.settings.media_max_bytes,
             timeout=self.settings.media_fetch_timeout,
             allow_private=self.settings.webhook_allow_private,
+            per_tenant=self.settings.media_fetch_per_tenant,
+            wait=self.settings.media_fetch_wait,
         )
 
     @classmethod

@@ -4,29 +4,39 @@ SSRF guard, and the media fetcher's limits against a real HTTP server on loopbac
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 
-from tests.api.test_sessions_api import make_tenant
+from tests.api.test_sessions_api import assert_error, make_tenant
+from tests.conftest import make_settings
+from wagate.api.app import create_app
 from wagate.crypto.tokens import hash_api_key
 from wagate.domain.sessions import Status
 from wagate.gateway import Gateway
-from wagate.messaging.media import MediaError, MediaFetcher
+from wagate.ids import TenantId
+from wagate.messaging.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
 from wagate.store.base import StatusChange
+
+TENANT = TenantId("ten_test")
 
 
 @pytest.fixture
 async def media_server() -> AsyncIterator[tuple[str, list[str]]]:
     """A loopback HTTP server: /small.png (1 KiB), /big.bin (2 MiB), /hop -> /small.png, /slow (never answers),
-    /lag/3 -> /lag/2 -> /lag/1 -> /small.png (each hop after 0.4 s)."""
+    /trickle.png (a byte every 50 ms, for as long as the client reads), /lag/3 -> /lag/2 -> /lag/1 -> /small.png
+    (each hop after 0.4 s)."""
     hits: list[str] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
         hits.append(request.path)
+        if request.path == "/trickle.png":
+            return await trickle(request)
         if request.path == "/small.png":
             return web.Response(body=b"\x89PNG" + b"x" * 1020, content_type="image/png")
         if request.path == "/big.bin":
@@ -50,6 +60,20 @@ async def media_server() -> AsyncIterator[tuple[str, list[str]]]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     yield f"http://127.0.0.1:{port}", hits
     await runner.cleanup()
+
+
+async def trickle(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"content-type": "image/png"})
+    await response.prepare(request)
+    for _ in range(1200):  # a minute at most
+        if request.transport is None or request.transport.is_closing():
+            break
+        try:
+            await response.write(b"x")
+        except ConnectionResetError:
+            break
+        await asyncio.sleep(0.05)
+    return response
 
 
 async def working_session(client: AsyncClient, gateway: Gateway, key: dict[str, str], name: str = "main") -> None:
@@ -147,9 +171,9 @@ async def test_the_fetcher_follows_checked_redirects_and_enforces_size_and_time(
     media_server: tuple[str, list[str]],
 ) -> None:
     base, hits = media_server
-    fetcher = MediaFetcher(max_bytes=1024 * 1024, timeout=1.0, allow_private=True)
+    fetcher = MediaFetcher(max_bytes=1024 * 1024, timeout=1.0, allow_private=True, per_tenant=4, wait=1.0)
     try:
-        media = await fetcher.fetch(f"{base}/hop")
+        media = await fetcher.fetch(f"{base}/hop", TENANT)
         assert (len(media.data), media.mimetype, media.filename) == (1024, "image/png", "small.png")
         for path, code in (
             ("/big.bin", "media_too_large"),
@@ -158,15 +182,85 @@ async def test_the_fetcher_follows_checked_redirects_and_enforces_size_and_time(
             ("/x", "media_unavailable"),
         ):
             with pytest.raises(MediaError) as caught:
-                await fetcher.fetch(base + path)
+                await fetcher.fetch(base + path, TENANT)
             assert caught.value.code == code
     finally:
         await fetcher.close()
     assert hits[:2] == ["/hop", "/small.png"]
-    guarded = MediaFetcher(max_bytes=1024, timeout=1.0, allow_private=False)
+    guarded = MediaFetcher(max_bytes=1024, timeout=1.0, allow_private=False, per_tenant=4, wait=1.0)
     try:
         with pytest.raises(MediaError) as caught:
-            await guarded.fetch(base.replace("127.0.0.1", "localhost") + "/small.png")
+            await guarded.fetch(base.replace("127.0.0.1", "localhost") + "/small.png", TENANT)
         assert caught.value.code == "media_url_refused"
     finally:
         await guarded.close()
+
+
+def image(url: str) -> dict[str, Any]:
+    return {"session": "main", "chatId": "+15550100", "file": {"url": url}}
+
+
+async def test_a_tenants_slow_media_host_neither_delays_another_tenant_nor_takes_more_than_its_share(
+    tmp_path: Path, media_server: tuple[str, list[str]]
+) -> None:
+    """Tenant A names a host that trickles its bytes, in more concurrent sends than the fetcher's shared connection
+    pool holds: A gets its share of fetches (each ends at the time limit), its other sends a 429 with Retry-After
+    once they waited their bounded time; tenant B's send from a fast host meanwhile goes through at once."""
+    base, hits = media_server
+    settings = make_settings(
+        tmp_path,
+        webhook_allow_private=True,  # the media servers are on loopback
+        media_fetch_timeout=4.0,
+        media_fetch_per_tenant=4,
+        media_fetch_wait=0.5,
+    )
+    gateway = await Gateway.open(settings)
+    app = create_app(gateway.settings, gateway=gateway, supervise=False)
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as client:
+            a, b = await make_tenant(client, "a"), await make_tenant(client, "b")
+            await working_session(client, gateway, a)
+            await working_session(client, gateway, b)
+            alone = time.monotonic()
+            assert (await client.post("/api/sendImage", json=image(f"{base}/small.png"), headers=b)).status_code == 201
+            alone = time.monotonic() - alone
+
+            slow = [
+                asyncio.ensure_future(client.post("/api/sendImage", json=image(f"{base}/trickle.png"), headers=a))
+                for _ in range(60)  # more than the 50 connections of the fetcher's pool
+            ]
+            deadline = time.monotonic() + 5
+            while hits.count("/trickle.png") < 4:
+                assert time.monotonic() < deadline, hits
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            fast = await client.post("/api/sendImage", json=image(f"{base}/small.png"), headers=b)
+            took = time.monotonic() - started
+            assert fast.status_code == 201, fast.text
+            assert took < 1.5, f"tenant b's send took {took:.2f}s behind tenant a's slow host ({alone:.2f}s alone)"
+            assert not all(s.done() for s in slow)  # a's fetches were still going on
+
+            answers = await asyncio.gather(*slow)
+            assert len(gateway.media.turns) == 0  # nothing kept of a tenant once its fetches are over
+    finally:
+        await gateway.close()
+    assert hits.count("/trickle.png") == 4  # a's share, not the pool
+    codes = sorted((r.status_code, r.json()["error"]["code"]) for r in answers)
+    assert codes == [(422, "media_unavailable")] * 4 + [(429, "media_fetch_busy")] * 56
+    for busy in (r for r in answers if r.status_code == 429):
+        assert_error(busy, 429, "media_fetch_busy")
+        assert 1 <= int(busy.headers["retry-after"]) <= 4  # by then one of a's fetches has ended, at the latest
+
+
+async def test_with_no_wait_a_busy_tenant_is_answered_at_once_and_others_are_not() -> None:
+    turns = TenantFetches(per_tenant=1, wait=0, timeout=30)
+    async with turns.turn(TENANT), turns.turn(TenantId("ten_other")):  # another tenant has turns of its own
+        started = time.monotonic()
+        with pytest.raises(MediaBusy) as busy:
+            async with turns.turn(TENANT):
+                pass
+        assert time.monotonic() - started < 0.5
+    assert (busy.value.status_code, busy.value.headers) == (429, {"Retry-After": "30"})
+    assert len(turns) == 0
+    async with turns.turn(TENANT):  # free again
+        assert len(turns) == 1

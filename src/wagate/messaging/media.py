@@ -3,6 +3,10 @@
 A URL is fetched once, when the message is queued, through the SSRF guard (every resolved address checked, no
 redirect to an internal one: redirects are followed by hand, each hop checked), within a time limit and a size limit
 that stops reading at the limit. The engine never sees the URL (neonize would fetch it with no limit at all).
+
+The fetcher's connections are shared by every tenant, so each tenant gets a few fetches at once
+(:class:`TenantFetches`): a slow host named by one tenant holds that tenant's share, never the whole pool, and the
+tenant's further sends wait a bounded time for a turn, then answer 429 with the time by which a turn is sure to free.
 """
 
 from __future__ import annotations
@@ -10,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import math
 import mimetypes
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
 from wagate import __version__
-from wagate.errors import Unprocessable
+from wagate.errors import QuotaExceeded, Unprocessable
 from wagate.events.ssrf import BlockedAddress, check_url, connector_options
+from wagate.ids import TenantId
 
 MAX_REDIRECTS = 3
 
@@ -34,6 +42,76 @@ class MediaError(Unprocessable):
     code = "media_unavailable"
 
 
+class MediaBusy(QuotaExceeded):
+    """The tenant's media fetches are all taken (429, with the seconds after which one is sure to be free)."""
+
+    code = "media_fetch_busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+@dataclass(slots=True)
+class _Turns:
+    """One tenant's fetches: its slots, when each running fetch began, and how many hold or wait for a slot."""
+
+    slots: asyncio.Semaphore
+    began: list[float] = field(default_factory=list)
+    users: int = 0
+
+
+class TenantFetches:
+    """At most ``per_tenant`` fetches of one tenant at once. Another waits up to ``wait`` seconds for a turn, then is
+    refused (:class:`MediaBusy`) with the time by which the oldest running fetch has ended (each is bounded by the
+    fetch's ``timeout``). A tenant's entry lives only while it fetches or waits."""
+
+    def __init__(self, *, per_tenant: int, wait: float, timeout: float) -> None:
+        self.per_tenant = per_tenant
+        self.wait = wait
+        self.timeout = timeout
+        self._tenants: dict[TenantId, _Turns] = {}
+
+    def __len__(self) -> int:
+        """How many tenants fetch, or wait to, now."""
+        return len(self._tenants)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, tenant_id: TenantId) -> AsyncIterator[None]:
+        turns = self._tenants.get(tenant_id)
+        if turns is None:
+            turns = self._tenants[tenant_id] = _Turns(asyncio.Semaphore(self.per_tenant))
+        turns.users += 1
+        try:
+            await self._take(turns)
+            began = asyncio.get_running_loop().time()
+            turns.began.append(began)
+            try:
+                yield
+            finally:
+                turns.began.remove(began)
+                turns.slots.release()
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._tenants[tenant_id]
+
+    async def _take(self, turns: _Turns) -> None:
+        try:
+            async with asyncio.timeout(self.wait):  # a free slot is taken without waiting, even with wait=0
+                await turns.slots.acquire()
+        except TimeoutError:
+            now = asyncio.get_running_loop().time()
+            free_by = min(turns.began, default=now) + self.timeout
+            retry_after = max(1, math.ceil(free_by - now))
+            raise MediaBusy(
+                f"this tenant already has {self.per_tenant} media URLs being fetched; retry after {retry_after}s, or"
+                " send the file as data (base64)",
+                retry_after=retry_after,
+            ) from None
+
+
 def decode_base64(data: str, max_bytes: int) -> bytes:
     if len(data) > (max_bytes * 4) // 3 + 4:
         raise MediaError(f"the media is larger than {max_bytes} bytes", code="media_too_large")
@@ -44,12 +122,14 @@ def decode_base64(data: str, max_bytes: int) -> bytes:
 
 
 class MediaFetcher:
-    """Fetches media URLs with the guard, a timeout and a size limit. One per process (it keeps a connection pool)."""
+    """Fetches media URLs with the guard, a timeout, a size limit and a share of fetches per tenant. One per process
+    (it keeps a connection pool)."""
 
-    def __init__(self, *, max_bytes: int, timeout: float, allow_private: bool) -> None:
+    def __init__(self, *, max_bytes: int, timeout: float, allow_private: bool, per_tenant: int, wait: float) -> None:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.allow_private = allow_private
+        self.turns = TenantFetches(per_tenant=per_tenant, wait=wait, timeout=timeout)
         self._http: aiohttp.ClientSession | None = None
 
     def _session(self) -> aiohttp.ClientSession:
@@ -62,7 +142,13 @@ class MediaFetcher:
             )
         return self._http
 
-    async def fetch(self, url: str) -> Media:
+    async def fetch(self, url: str, tenant_id: TenantId) -> Media:
+        """The media at ``url``, fetched in one of ``tenant_id``'s turns; raises :class:`MediaError` or
+        :class:`MediaBusy`."""
+        async with self.turns.turn(tenant_id):
+            return await self._guarded(url)
+
+    async def _guarded(self, url: str) -> Media:
         try:
             async with asyncio.timeout(self.timeout):  # the whole fetch, redirects too (each request has it as well)
                 return await self._fetch(url)

@@ -18,6 +18,7 @@ from wagate.domain.phones import user_jid
 from wagate.domain.sessions import Session, Status
 from wagate.errors import Conflict, QueueFull, Unprocessable
 from wagate.gateway import Gateway
+from wagate.ids import TenantId
 from wagate.messaging.bodies import BodySealer
 from wagate.messaging.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
 from wagate.store.base import NewOutbound
@@ -62,7 +63,7 @@ class Sender:
             chat_id = normal_chat_id(request.chat_id)
         except ValueError as exc:
             raise Unprocessable(str(exc), code="invalid_chat_id") from None
-        media = await self._media(request) if request.media is not None else None
+        media = await self._media(session.tenant_id, request) if request.media is not None else None
         message_id = new_message_id()
         body: dict[str, Any] = {"text": request.text, "caption": request.caption, "replyTo": request.reply_to}
         if media is not None:
@@ -92,7 +93,7 @@ class Sender:
             rate = float(session.config.get("send_rate") or settings.send_rate)
             raise QueueFull(exc.message, retry_after=max(1, math.ceil(60.0 / rate))) from None
 
-    async def _media(self, request: SendRequest) -> Media:
+    async def _media(self, tenant_id: TenantId, request: SendRequest) -> Media:
         source = request.media
         assert source is not None
         limit = self._gateway.settings.media_max_bytes
@@ -103,7 +104,7 @@ class Sender:
             media = Media(decode_base64(source.data, limit), guess_mimetype(source.filename, default), None)
         else:
             assert source.url is not None
-            media = await self._fetcher.fetch(source.url)
+            media = await self._fetcher.fetch(source.url, tenant_id)
         if len(media.data) > limit:
             raise MediaError(f"the media is larger than {limit} bytes", code="media_too_large")
         mimetype = source.mimetype or media.mimetype
