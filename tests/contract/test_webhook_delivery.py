@@ -453,9 +453,10 @@ async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(rig_fac
     assert (found.secret, found.previous_secret, found.secrets(rig.clock.now)) == (old, None, (old,))
 
 
-async def test_a_410_tells_the_other_workers_on_postgresql(rig_factory: Callable[..., Any], pg_schema: str) -> None:
+async def test_a_410_tells_the_other_workers_on_postgresql(pg_schema: str, rig_factory: Callable[..., Any]) -> None:
     """On PostgreSQL the dispatcher that saw the 410 says so on the workers' channel, so that the others stop sending
-    to the endpoint before their copy of it expires."""
+    to the endpoint before their copy of it expires. (``pg_schema`` comes first, so that the schema is dropped after
+    the rig has closed its connections.)"""
     rig: Rig = await rig_factory(database=(pg_url(), pg_schema))
     gone, _ = await rig.webhook("/gone")
     rig.receiver.answer = lambda r: web.Response(status=410)
