@@ -1,4 +1,8 @@
-"""One place that turns errors into ``{"error": {"code", "message"}}`` responses."""
+"""One place that turns errors into ``{"error": {"code", "message"}}`` responses.
+
+Any other exception becomes a JSON ``500 internal_error`` too, in :class:`CatchAll`: an ``Exception`` handler given
+to Starlette would answer, then raise the exception again to the server, which closes the kept-alive connection.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wagate.errors import ApiError, StoreUnavailable, WagateError
 
@@ -38,7 +43,37 @@ def _describe(errors: list[Any]) -> str:
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
+class CatchAll:
+    """Answers an exception that no handler took with a JSON 500, logged with its traceback, and returns normally,
+    so the server keeps the connection open. Once an answer has started, it can only be cut short: the exception
+    goes on to the server, which closes the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error("unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"], exc_info=exc)
+            if started:
+                raise
+            await error_response(500, "internal_error", "internal error")(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(CatchAll)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status_code, exc.code, exc.message, exc.headers, exc.details)
