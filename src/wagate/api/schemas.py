@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
 
+SQL_INT_MAX = 2**63 - 1  # the largest BIGINT: a number past it cannot even be looked up
 _NAME = Field(pattern=NAME_PATTERN.pattern, min_length=1, max_length=64, description="1-64 of A-Z a-z 0-9 _ -")
 
 

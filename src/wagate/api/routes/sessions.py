@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
-from wagate.api.schemas import HistoryOut, SessionCreate, SessionOut, SessionUpdate
+from wagate.api.schemas import SQL_INT_MAX, HistoryOut, SessionCreate, SessionOut, SessionUpdate
 from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
@@ -177,7 +177,7 @@ async def session_history(
     gateway: GatewayDep,
     tenant_id: TenantDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+    before: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX, description="entries older than this id")] = None,
 ) -> list[HistoryOut]:
     session = await find_session(gateway, tenant_id, name)
     entries = await gateway.store.sessions.history(tenant_id, session.id, limit=limit, before=before)

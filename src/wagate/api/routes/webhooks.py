@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wagate.api.deps import GatewayDep, TenantDep
+from wagate.api.schemas import SQL_INT_MAX
 from wagate.domain.events import parse_types
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
@@ -314,7 +315,9 @@ async def list_deliveries(
     tenant_id: TenantDep,
     state: Annotated[Literal["pending", "delivered", "dead"] | None, Query(description="only this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="page on: deliveries with a smaller seq")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=SQL_INT_MAX, description="page on: deliveries with a smaller seq")
+    ] = None,
 ) -> list[DeliveryOut]:
     await find_webhook(gateway, tenant_id, webhook_id)
     deliveries = await gateway.store.outbox.list_deliveries(
@@ -325,7 +328,7 @@ async def list_deliveries(
 
 @router.post("/{webhook_id}/deliveries/{seq}/redeliver", summary="Queue one dead letter again")
 async def redeliver_one(
-    webhook_id: WebhookPath, seq: Annotated[int, Path(ge=1)], gateway: GatewayDep, tenant_id: TenantDep
+    webhook_id: WebhookPath, seq: Annotated[int, Path(ge=1, le=SQL_INT_MAX)], gateway: GatewayDep, tenant_id: TenantDep
 ) -> Redelivered:
     await find_webhook(gateway, tenant_id, webhook_id)
     count = await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), [seq])

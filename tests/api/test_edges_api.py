@@ -1,0 +1,31 @@
+"""Input at the edges of what the API takes (numbers past what the store holds, NaN and infinities, U+0000, empty
+media) is a 422 in the error shape, on SQLite and PostgreSQL, and stores nothing."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+
+from tests.api.test_sessions_api import assert_error, make_tenant
+
+TOO_BIG = 2**63  # one past the largest BIGINT
+BIGGEST = 2**63 - 1
+
+
+async def test_integers_past_bigint_are_422(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    assert (await client.post("/api/sessions", json={"name": "main", "start": False}, headers=a)).status_code == 201
+    hook = (await client.post("/api/webhooks", json={"url": "http://hooks.example.com/"}, headers=a)).json()["id"]
+    for method, path, params in (
+        ("GET", "/api/sessions/main/history", {"before": TOO_BIG}),
+        ("GET", "/api/sessions/main/history", {"before": 10**30}),
+        ("GET", f"/api/webhooks/{hook}/deliveries", {"before": TOO_BIG}),
+        ("POST", f"/api/webhooks/{hook}/deliveries/{TOO_BIG}/redeliver", {}),
+    ):
+        assert_error(await client.request(method, path, params=params, headers=a), 422, "invalid_request")
+    history = await client.get("/api/sessions/main/history", params={"before": BIGGEST}, headers=a)
+    assert history.status_code == 200
+    assert [e["kind"] for e in history.json()] == ["created"]
+    deliveries = await client.get(f"/api/webhooks/{hook}/deliveries", params={"before": BIGGEST}, headers=a)
+    assert (deliveries.status_code, deliveries.json()) == (200, [])
+    missing = await client.post(f"/api/webhooks/{hook}/deliveries/{BIGGEST}/redeliver", headers=a)
+    assert_error(missing, 404, "dead_letter_not_found")
