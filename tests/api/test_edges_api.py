@@ -29,3 +29,14 @@ async def test_integers_past_bigint_are_422(client: AsyncClient) -> None:
     assert (deliveries.status_code, deliveries.json()) == (200, [])
     missing = await client.post(f"/api/webhooks/{hook}/deliveries/{BIGGEST}/redeliver", headers=a)
     assert_error(missing, 404, "dead_letter_not_found")
+
+
+async def test_times_that_are_not_finite_are_422(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    assert (await client.post("/api/sessions", json={"name": "main", "start": False}, headers=a)).status_code == 201
+    path = "/api/main/chats/+15550100/messages"
+    for name in ("since", "until"):
+        for value in ("nan", "NaN", "inf", "-inf", "Infinity", "1e400"):
+            assert_error(await client.get(path, params={name: value}, headers=a), 422, "invalid_request")
+    finite = await client.get(path, params={"since": "0", "until": "1e12"}, headers=a)
+    assert (finite.status_code, finite.json()) == (200, {"items": [], "next": None})

@@ -278,8 +278,12 @@ async def chat_messages(
     tenant_id: TenantDep,
     limit: Limit = 100,
     cursor: CursorQuery = None,
-    since: Annotated[float | None, Query(description="messages at or after this time (epoch seconds)")] = None,
-    until: Annotated[float | None, Query(description="messages before this time (epoch seconds)")] = None,
+    since: Annotated[
+        float | None, Query(allow_inf_nan=False, description="messages at or after this time (epoch seconds)")
+    ] = None,
+    until: Annotated[
+        float | None, Query(allow_inf_nan=False, description="messages before this time (epoch seconds)")
+    ] = None,
     sender: Annotated[str | None, Query(alias="from", max_length=64, description="only from this sender")] = None,
     order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first")] = "desc",
 ) -> Page[MessageOut]:
