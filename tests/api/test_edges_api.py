@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
+from tests.api.test_messages_api import text, working_session
 from tests.api.test_sessions_api import assert_error, make_tenant
+from wagate.gateway import Gateway
 
 TOO_BIG = 2**63  # one past the largest BIGINT
 BIGGEST = 2**63 - 1
@@ -40,3 +42,32 @@ async def test_times_that_are_not_finite_are_422(client: AsyncClient) -> None:
             assert_error(await client.get(path, params={name: value}, headers=a), 422, "invalid_request")
     finite = await client.get(path, params={"since": "0", "until": "1e12"}, headers=a)
     assert (finite.status_code, finite.json()) == (200, {"items": [], "next": None})
+
+
+async def test_text_with_nul_is_422_and_stores_nothing(client: AsyncClient, gateway: Gateway) -> None:
+    a = await make_tenant(client, "a")
+    await working_session(client, gateway, a)
+    nul = "a\x00b"
+    for path, body in (
+        ("/api/sendText", text(text=nul)),
+        ("/api/sendFile", {**text(), "text": None, "caption": nul, "file": {"data": "aGk=", "mimetype": "text/plain"}}),
+        ("/api/sendFile", {**text(), "text": None, "file": {"url": "http://media.example.com/" + nul}}),
+        ("/api/sendFile", {**text(), "text": None, "file": {"data": "aGk=", "mimetype": "text/plain; x=" + nul}}),
+        ("/api/webhooks", {"url": "http://hooks.example.com/" + nul}),
+        ("/api/sessions", {"name": "other", "config": {"metadata": {"team": nul}}}),
+        ("/api/sessions", {"name": "other", "config": {"metadata": {nul: "x"}}}),
+    ):
+        body = {k: v for k, v in body.items() if v is not None}
+        response = await client.post(path, json=body, headers=a)
+        assert_error(response, 422, "invalid_request")
+        assert "U+0000" in response.json()["error"]["message"] or "pattern" in response.json()["error"]["message"]
+    changed = await client.put("/api/sessions/main", json={"config": {"metadata": {"k": nul}}}, headers=a)
+    assert_error(changed, 422, "invalid_request")
+    hook = (await client.post("/api/webhooks", json={"url": "http://hooks.example.com/"}, headers=a)).json()["id"]
+    patched = await client.patch(f"/api/webhooks/{hook}", json={"url": "http://hooks.example.com/" + nul}, headers=a)
+    assert_error(patched, 422, "invalid_request")
+    assert [w["url"] for w in (await client.get("/api/webhooks", headers=a)).json()] == ["http://hooks.example.com/"]
+    assert [s["name"] for s in (await client.get("/api/sessions", params={"all": 1}, headers=a)).json()] == ["main"]
+    assert (await client.get("/api/sessions/main", headers=a)).json()["config"]["metadata"] == {}
+    chat = await client.get("/api/main/chats/+15550100/messages", headers=a)
+    assert chat.json()["items"] == []

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
 
 SQL_INT_MAX = 2**63 - 1  # the largest BIGINT: a number past it cannot even be looked up
+NUL_FREE = r"^[^\x00]*$"
+
+
+def refuse_nul(value: str) -> str:
+    """No text the API takes holds U+0000: PostgreSQL cannot store it, and it means nothing in any of them."""
+    if "\x00" in value:
+        raise ValueError("must not contain U+0000 (NUL)")
+    return value
+
+
+# Free text: anything but U+0000 (the document says so with a pattern; the check gives the clearer message).
+NulFree = Annotated[str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": NUL_FREE})]
 _NAME = Field(pattern=NAME_PATTERN.pattern, min_length=1, max_length=64, description="1-64 of A-Z a-z 0-9 _ -")
 
 
@@ -18,7 +30,15 @@ class SessionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metadata: dict[str, str] = Field(default_factory=dict, description="free labels, up to 50 keys")
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="free labels, up to 50 keys",
+        json_schema_extra={
+            "maxProperties": 50,
+            "propertyNames": {"maxLength": 64, "pattern": NUL_FREE},
+            "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": NUL_FREE},
+        },
+    )
     idle_stop: bool = Field(False, description="stop the session (reason idle) after WAGATE_IDLE_TIMEOUT idle")
     send_rate: float | None = Field(
         None, gt=0, le=6000, description="messages a minute this session sends at most; WAGATE_SEND_RATE when absent"
@@ -32,6 +52,9 @@ class SessionConfig(BaseModel):
     def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > 50 or any(len(k) > 64 or len(v) > 1024 for k, v in value.items()):
             raise ValueError("at most 50 keys of up to 64 characters, values up to 1024 characters")
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
         return value
 
 

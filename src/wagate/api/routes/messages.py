@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
+from wagate.api.schemas import NulFree
 from wagate.domain.messages import Message, MessageKind, normal_chat_id
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
@@ -49,21 +50,21 @@ class _Send(BaseModel):
 
 
 class SendText(_Send):
-    text: str = Field(min_length=1, max_length=65536)
+    text: NulFree = Field(min_length=1, max_length=65536)
 
 
 class FileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mimetype: str | None = Field(None, max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(;.*)?$")
+    mimetype: str | None = Field(None, max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(;[^\x00-\x1f\x7f]*)?$")
     filename: str | None = Field(None, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")
-    url: str | None = Field(None, max_length=2048, description="fetched by wagate itself (limits, SSRF guard)")
+    url: NulFree | None = Field(None, max_length=2048, description="fetched by wagate itself (limits, SSRF guard)")
     data: str | None = Field(None, description="base64")
 
 
 class SendMedia(_Send):
     file: FileIn
-    caption: str | None = Field(None, max_length=4096)
+    caption: NulFree | None = Field(None, max_length=4096)
 
 
 class SendVoice(_Send):

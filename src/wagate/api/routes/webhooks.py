@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wagate.api.deps import GatewayDep, TenantDep
-from wagate.api.schemas import SQL_INT_MAX
+from wagate.api.schemas import SQL_INT_MAX, NulFree
 from wagate.domain.events import parse_types
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
@@ -51,7 +51,7 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = _URL
+    url: NulFree = _URL
     events: list[str] = Field(
         default_factory=lambda: ["*"], max_length=50, description=_EVENTS_HELP + "; all when absent"
     )
@@ -75,7 +75,7 @@ class WebhookUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, min_length=1, max_length=2048, description="http(s) URL that receives the events")
+    url: NulFree | None = Field(None, min_length=1, max_length=2048, description="http(s) URL that receives the events")
     events: list[str] | None = Field(None, max_length=50, description=_EVENTS_HELP)
     session: str | None = _SESSION
     headers: dict[str, str] | None = Field(None, description=_HEADERS_HELP)
