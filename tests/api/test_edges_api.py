@@ -3,11 +3,16 @@ media) is a 422 in the error shape, on SQLite and PostgreSQL, and stores nothing
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
 from httpx import AsyncClient
 
 from tests.api.test_messages_api import text, working_session
 from tests.api.test_sessions_api import assert_error, make_tenant
 from wagate.gateway import Gateway
+from wagate.messaging.media import MediaFetcher
 
 TOO_BIG = 2**63  # one past the largest BIGINT
 BIGGEST = 2**63 - 1
@@ -71,3 +76,47 @@ async def test_text_with_nul_is_422_and_stores_nothing(client: AsyncClient, gate
     assert (await client.get("/api/sessions/main", headers=a)).json()["config"]["metadata"] == {}
     chat = await client.get("/api/main/chats/+15550100/messages", headers=a)
     assert chat.json()["items"] == []
+
+
+@pytest.fixture
+async def empty_file() -> AsyncIterator[str]:
+    """A loopback HTTP server whose every answer is 200 with an empty body."""
+
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(body=b"", content_type="image/png")
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/empty.png"
+    await runner.cleanup()
+
+
+async def test_empty_media_is_422_and_queues_nothing(client: AsyncClient, gateway: Gateway, empty_file: str) -> None:
+    a = await make_tenant(client, "a")
+    await working_session(client, gateway, a)
+    guarded = gateway.media
+    # the empty file is on loopback
+    gateway.media = MediaFetcher(max_bytes=1024, timeout=5, allow_private=True, per_tenant=4, wait=5)
+    try:
+        for route, file in (
+            ("/api/sendImage", {"data": "", "mimetype": "image/png"}),
+            ("/api/sendFile", {"data": "", "filename": "a.txt"}),
+            ("/api/sendVoice", {"data": "", "mimetype": "audio/ogg"}),
+            ("/api/sendImage", {"url": empty_file}),
+        ):
+            response = await client.post(
+                route, json={"session": "main", "chatId": "+15550100", "file": file}, headers=a
+            )
+            assert_error(response, 422, "empty_media")
+        one_byte = {"session": "main", "chatId": "+15550100", "file": {"data": "AA==", "filename": "a.bin"}}
+        assert (await client.post("/api/sendFile", json=one_byte, headers=a)).status_code == 201
+    finally:
+        await gateway.media.close()
+        gateway.media = guarded
+    chat = (await client.get("/api/main/chats/+15550100/messages", headers=a)).json()
+    assert [m["media"]["size"] for m in chat["items"]] == [1]

@@ -105,6 +105,8 @@ class Sender:
         else:
             assert source.url is not None
             media = await self._fetcher.fetch(source.url, tenant_id)
+        if not media.data:
+            raise MediaError("the media is empty (0 bytes)", code="empty_media")
         if len(media.data) > limit:
             raise MediaError(f"the media is larger than {limit} bytes", code="media_too_large")
         mimetype = source.mimetype or media.mimetype

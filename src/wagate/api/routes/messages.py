@@ -38,6 +38,7 @@ IdempotencyKey = Annotated[
         description="a retried request with the same key queues nothing new and answers the first message",
     ),
 ]
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"  # one byte or more
 _REF = Field(None, max_length=128, pattern=r"^[\x21-\x7e]+$", description="id of the message this one replies to")
 
 
@@ -59,7 +60,9 @@ class FileIn(BaseModel):
     mimetype: str | None = Field(None, max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(;[^\x00-\x1f\x7f]*)?$")
     filename: str | None = Field(None, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")
     url: NulFree | None = Field(None, max_length=2048, description="fetched by wagate itself (limits, SSRF guard)")
-    data: str | None = Field(None, description="base64")
+    data: str | None = Field(
+        None, description="the file's bytes in base64 (not empty)", json_schema_extra={"pattern": BASE64}
+    )
 
 
 class SendMedia(_Send):
