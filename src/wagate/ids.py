@@ -22,6 +22,22 @@ EventId = NewType("EventId", str)
 WebhookId = NewType("WebhookId", str)
 
 
+# A ULID as these ids spell it: 26 lower-case Crockford base32 characters, the first at most 7 (128 bits).
+ULID_PATTERN = "[0-7][0-9a-hjkmnp-tv-z]{25}"
+
+
+def id_pattern(prefix: str) -> str:
+    """The whole-string pattern of the ids made with ``prefix``, as the API's document gives it."""
+    return f"^{prefix}_{ULID_PATTERN}$"
+
+
+TENANT_ID_PATTERN = id_pattern("ten")
+API_KEY_ID_PATTERN = id_pattern("key")
+BACKUP_ID_PATTERN = id_pattern("bak")
+WEBHOOK_ID_PATTERN = id_pattern("whk")
+EVENT_ID_PATTERN = id_pattern("evt")
+
+
 def _new(prefix: str) -> str:
     return f"{prefix}_{str(ULID()).lower()}"
 

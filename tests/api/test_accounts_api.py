@@ -28,7 +28,8 @@ async def test_tenant_validation(client: AsyncClient) -> None:
     assert_error(await client.post("/api/tenants", json={"name": "acme"}, headers=ADMIN), 409, "tenant_exists")
     for bad in ({}, {"name": ""}, {"name": "x", "contact_email": "not-an-email"}, {"name": "x", "max_sessions": -1}):
         assert_error(await client.post("/api/tenants", json=bad, headers=ADMIN), 422)
-    assert_error(await client.get("/api/tenants/ten_nope", headers=ADMIN), 404)
+    assert_error(await client.get("/api/tenants/ten_" + "0" * 26, headers=ADMIN), 404, "tenant_not_found")
+    assert_error(await client.get("/api/tenants/ten_nope", headers=ADMIN), 422, "invalid_request")
 
 
 async def test_keys_create_revoke_and_isolation(client: AsyncClient) -> None:

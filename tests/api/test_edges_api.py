@@ -10,7 +10,7 @@ from aiohttp import web
 from httpx import AsyncClient
 
 from tests.api.test_messages_api import text, working_session
-from tests.api.test_sessions_api import assert_error, make_tenant
+from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
 from wagate.gateway import Gateway
 from wagate.messaging.media import MediaFetcher
 
@@ -120,3 +120,32 @@ async def test_empty_media_is_422_and_queues_nothing(client: AsyncClient, gatewa
         gateway.media = guarded
     chat = (await client.get("/api/main/chats/+15550100/messages", headers=a)).json()
     assert [m["media"]["size"] for m in chat["items"]] == [1]
+
+
+async def test_malformed_ids_are_422_and_well_formed_missing_ones_404(client: AsyncClient) -> None:
+    a = await make_tenant(client, "a")
+    assert (await client.post("/api/sessions", json={"name": "main", "start": False}, headers=a)).status_code == 201
+    nul_event = "evt_" + "0" * 25 + "\x00"
+    for method, path, params, key in (
+        ("GET", "/api/tenants/ten_x", {}, ADMIN),
+        ("GET", "/api/keys", {"tenant_id": "ten_x"}, ADMIN),
+        ("DELETE", "/api/keys/key_x", {}, a),
+        ("GET", "/api/webhooks/whk_x", {}, a),
+        ("POST", "/api/sessions/main/backups/bak_x/restore", {}, a),
+        ("GET", "/api/main/messages/a%00b", {}, a),
+        ("GET", "/api/main/messages/" + "x" * 129, {}, a),
+    ):
+        assert_error(await client.request(method, path, params=params, headers=key), 422, "invalid_request")
+    assert_error(await client.get("/api/events", params={"after": nul_event}, headers=a), 422, "invalid_event_id")
+    made = await client.post("/api/keys", json={"tenant_id": "ten_x"}, headers=ADMIN)
+    assert_error(made, 422, "invalid_request")
+    zeros = "0" * 26
+    for method, path, key, code in (
+        ("GET", f"/api/tenants/ten_{zeros}", ADMIN, "tenant_not_found"),
+        ("DELETE", f"/api/keys/key_{zeros}", a, "key_not_found"),
+        ("GET", f"/api/webhooks/whk_{zeros}", a, "webhook_not_found"),
+        ("GET", "/api/main/messages/3EB0FFFF", a, "message_not_found"),
+    ):
+        assert_error(await client.request(method, path, headers=key), 404, code)
+    events = await client.get("/api/events", params={"after": f"evt_{zeros}"}, headers=a)
+    assert events.status_code == 200

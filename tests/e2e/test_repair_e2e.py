@@ -150,7 +150,7 @@ def storm_and_restore(stack: Stack, tmp_path: Path) -> None:
         refused = http.post(f"/api/sessions/main/backups/{backup['id']}/restore")
         assert refused.status_code == 409, refused.text
     with stack.http as http:
-        missing = http.post("/api/sessions/main/backups/bak_nope/restore")
+        missing = http.post(f"/api/sessions/main/backups/bak_{'0' * 26}/restore")
         assert missing.status_code == 404
         restored = http.post(f"/api/sessions/main/backups/{backup['id']}/restore")
         assert restored.status_code == 200, restored.text

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, fie
 
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
+from wagate.ids import TENANT_ID_PATTERN
 
 SQL_INT_MAX = 2**63 - 1  # the largest BIGINT: a number past it cannot even be looked up
 NUL_FREE = r"^[^\x00]*$"
@@ -178,7 +179,7 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("api", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
-    tenant_id: str | None = Field(None, description="admin only: the tenant the key is for")
+    tenant_id: str | None = Field(None, pattern=TENANT_ID_PATTERN, description="admin only: the tenant the key is for")
 
 
 class KeyOut(BaseModel):

@@ -62,6 +62,8 @@ def reported(status: MessageStatus) -> bool:
 _USER = re.compile(r"^\+?([1-9][0-9]{5,14})(?:@(?:c\.us|s\.whatsapp\.net))?$")
 _GROUP = re.compile(r"^([0-9]{6,24}(?:-[0-9]{6,14})?)@g\.us$")
 _LID = re.compile(r"^([0-9]{6,24})@lid$")
+# Every chat id ``normal_chat_id`` takes (without the blanks it strips), as one pattern for the API's document.
+CHAT_ID_PATTERN = "^(?:" + "|".join(p.pattern[1:-1] for p in (_USER, _GROUP, _LID)) + ")$"
 
 
 def normal_chat_id(value: str) -> str:

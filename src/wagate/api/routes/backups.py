@@ -16,7 +16,7 @@ from wagate.api.routes.sessions import find_session, require_supervisor
 from wagate.api.schemas import SessionOut
 from wagate.engines.base import EngineUnavailable
 from wagate.errors import Conflict, NotFound
-from wagate.ids import BackupId
+from wagate.ids import BACKUP_ID_PATTERN, BackupId
 from wagate.store.base import Backup
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -63,7 +63,7 @@ async def list_backups(name: SessionName, gateway: GatewayDep, tenant_id: Tenant
 @router.post("/{name}/backups/{backup_id}/restore", summary="Restore a backup into the stopped session")
 async def restore_backup(
     name: SessionName,
-    backup_id: Annotated[str, Path(max_length=64)],
+    backup_id: Annotated[str, Path(pattern=BACKUP_ID_PATTERN, description="the backup's id")],
     gateway: GatewayDep,
     supervisor: SupervisorDep,
     tenant_id: TenantDep,

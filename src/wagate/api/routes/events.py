@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 from typing import Annotated
 
@@ -35,7 +36,7 @@ from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
 from wagate.events.bus import SlowConsumer, Subscription
 from wagate.gateway import Gateway
-from wagate.ids import EventId, TenantId
+from wagate.ids import EVENT_ID_PATTERN, EventId, TenantId
 
 log = logging.getLogger("wagate.ws")
 router = APIRouter(tags=["events"])
@@ -46,7 +47,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
 SEND_TIMEOUT = 10.0
 CATCH_UP_LIMIT = 10_000
-EVENT_ID_LENGTH = 30
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 class EventOut(BaseModel):
@@ -73,7 +74,7 @@ def _types(raw: str | None) -> list[str]:
 def _after(raw: str | None) -> EventId | None:
     if raw is None:
         return None
-    if not raw.startswith("evt_") or len(raw) != EVENT_ID_LENGTH:
+    if not _EVENT_ID.fullmatch(raw):
         raise Unprocessable("after: not an event id (evt_...)", code="invalid_event_id")
     return EventId(raw)
 
@@ -84,7 +85,13 @@ async def list_events(
     tenant_id: TenantDep,
     session: Annotated[str | None, Query(description="only this session's events", max_length=64)] = None,
     types: Annotated[str | None, Query(description="comma-separated types, '*' or 'family.*'")] = None,
-    after: Annotated[str | None, Query(description="only events after this event id (to page or resume)")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="only events after this event id (to page or resume)",
+            json_schema_extra={"pattern": EVENT_ID_PATTERN},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
     exact = expand_types(_types(types))

@@ -11,7 +11,7 @@ from wagate.api.deps import GatewayDep, PrincipalDep
 from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut
 from wagate.domain.tenants import Role
 from wagate.errors import Forbidden, NotFound, Unprocessable
-from wagate.ids import ApiKeyId, TenantId
+from wagate.ids import API_KEY_ID_PATTERN, TENANT_ID_PATTERN, ApiKeyId, TenantId
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -20,7 +20,9 @@ router = APIRouter(prefix="/api/keys", tags=["keys"])
 async def list_keys(
     gateway: GatewayDep,
     principal: PrincipalDep,
-    tenant_id: Annotated[str | None, Query(description="admin only: one tenant's keys")] = None,
+    tenant_id: Annotated[
+        str | None, Query(pattern=TENANT_ID_PATTERN, description="admin only: one tenant's keys")
+    ] = None,
 ) -> list[KeyOut]:
     scope = principal.tenant_id if not principal.is_admin else (TenantId(tenant_id) if tenant_id else None)
     return [KeyOut.of(k) for k in await gateway.store.api_keys.list_keys(scope)]
@@ -45,7 +47,9 @@ async def create_key(body: KeyCreate, gateway: GatewayDep, principal: PrincipalD
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key")
 async def revoke_key(
-    key_id: Annotated[str, Path(max_length=64)], gateway: GatewayDep, principal: PrincipalDep
+    key_id: Annotated[str, Path(pattern=API_KEY_ID_PATTERN, description="the key's id")],
+    gateway: GatewayDep,
+    principal: PrincipalDep,
 ) -> Response:
     scope = None if principal.is_admin else principal.tenant_id
     if not await gateway.store.api_keys.revoke(ApiKeyId(key_id), tenant_id=scope):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import NulFree
-from wagate.domain.messages import Message, MessageKind, normal_chat_id
+from wagate.domain.messages import CHAT_ID_PATTERN, Message, MessageKind, normal_chat_id
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
@@ -39,14 +39,21 @@ IdempotencyKey = Annotated[
     ),
 ]
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"  # one byte or more
-_REF = Field(None, max_length=128, pattern=r"^[\x21-\x7e]+$", description="id of the message this one replies to")
+MESSAGE_ID = r"^[\x21-\x7e]{1,128}$"  # WhatsApp's ids, and ours, are printable ASCII
+_CHAT_ID: dict[str, Any] = {"pattern": CHAT_ID_PATTERN}
+_REF = Field(None, max_length=128, pattern=MESSAGE_ID, description="id of the message this one replies to")
 
 
 class _Send(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     session: str = Field(max_length=64, description="the session's name")
-    chat_id: str = Field(alias="chatId", max_length=64, description="+15550001, 15550001@c.us or ...@g.us")
+    chat_id: str = Field(
+        alias="chatId",
+        max_length=64,
+        description="+15550001, 15550001@c.us or ...@g.us",
+        json_schema_extra={"pattern": CHAT_ID_PATTERN},
+    )
     reply_to: str | None = _REF
 
 
@@ -263,7 +270,7 @@ def _chat(value: str) -> str:
 @router.get("/api/{name}/messages/{message_id}", summary="One message, with its status")
 async def get_message(
     name: SessionName,
-    message_id: Annotated[str, Path(max_length=128)],
+    message_id: Annotated[str, Path(pattern=MESSAGE_ID, description="the message's id")],
     gateway: GatewayDep,
     tenant_id: TenantDep,
 ) -> MessageOut:
@@ -277,7 +284,7 @@ async def get_message(
 @router.get("/api/{name}/chats/{chat_id}/messages", summary="A chat's messages, newest first by default")
 async def chat_messages(
     name: SessionName,
-    chat_id: Annotated[str, Path(max_length=64)],
+    chat_id: Annotated[str, Path(max_length=64, description="the chat's id", json_schema_extra=_CHAT_ID)],
     gateway: GatewayDep,
     tenant_id: TenantDep,
     limit: Limit = 100,
@@ -288,7 +295,9 @@ async def chat_messages(
     until: Annotated[
         float | None, Query(allow_inf_nan=False, description="messages before this time (epoch seconds)")
     ] = None,
-    sender: Annotated[str | None, Query(alias="from", max_length=64, description="only from this sender")] = None,
+    sender: Annotated[
+        str | None, Query(alias="from", max_length=64, description="only from this sender", json_schema_extra=_CHAT_ID)
+    ] = None,
     order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first")] = "desc",
 ) -> Page[MessageOut]:
     session = await find_session(gateway, tenant_id, name)

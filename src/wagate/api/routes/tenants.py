@@ -10,10 +10,10 @@ from wagate.accounts import create_tenant
 from wagate.api.deps import AdminDep, GatewayDep
 from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate
 from wagate.errors import AlreadyExists, Conflict, NotFound
-from wagate.ids import TenantId
+from wagate.ids import TENANT_ID_PATTERN, TenantId
 
 router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"])
-TenantPath = Annotated[str, Path(max_length=64)]
+TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="the tenant's id")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a tenant and its first API key")

@@ -22,12 +22,12 @@ from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
 from wagate.errors import NotFound, Unprocessable
 from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.gateway import Gateway
-from wagate.ids import TenantId, WebhookId
+from wagate.ids import WEBHOOK_ID_PATTERN, TenantId, WebhookId
 from wagate.store.base import Delivery, DeliveryState, Webhook, WebhookChange
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
-WebhookPath = Annotated[str, Path(description="the webhook's id", max_length=64)]
+WebhookPath = Annotated[str, Path(pattern=WEBHOOK_ID_PATTERN, description="the webhook's id")]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
