@@ -4,6 +4,7 @@ media) is a 422 in the error shape, on SQLite and PostgreSQL, and stores nothing
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -11,7 +12,10 @@ from httpx import AsyncClient
 
 from tests.api.test_messages_api import text, working_session
 from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
+from wagate.crypto.tokens import hash_api_key
+from wagate.domain.messages import Contact, Group
 from wagate.gateway import Gateway
+from wagate.ids import TenantId
 from wagate.messaging.media import MediaFetcher
 
 TOO_BIG = 2**63  # one past the largest BIGINT
@@ -78,6 +82,13 @@ async def test_text_with_nul_is_422_and_stores_nothing(client: AsyncClient, gate
     assert chat.json()["items"] == []
 
 
+async def tenant_of(gateway: Gateway, key: dict[str, str]) -> TenantId:
+    found = await gateway.store.api_keys.find_active(hash_api_key(key["X-Api-Key"]))
+    assert found is not None
+    assert found.tenant_id is not None
+    return found.tenant_id
+
+
 @pytest.fixture
 async def empty_file() -> AsyncIterator[str]:
     """A loopback HTTP server whose every answer is 200 with an empty body."""
@@ -120,6 +131,59 @@ async def test_empty_media_is_422_and_queues_nothing(client: AsyncClient, gatewa
         gateway.media = guarded
     chat = (await client.get("/api/main/chats/+15550100/messages", headers=a)).json()
     assert [m["media"]["size"] for m in chat["items"]] == [1]
+
+
+async def test_cursors_page_every_list_and_any_cursor_the_document_allows_is_a_position(
+    client: AsyncClient, gateway: Gateway
+) -> None:
+    a = await make_tenant(client, "a")
+    await working_session(client, gateway, a)
+    session = await gateway.store.sessions.get(await tenant_of(gateway, a), "main")
+    assert session is not None
+    for n in range(5):
+        for _ in range(2):
+            sent = await client.post("/api/sendText", json=text(chat=f"+1555010{n}"), headers=a)
+            assert sent.status_code == 201, sent.text
+    now = gateway.clock()
+    contacts = [Contact(f"1555020{n}@s.whatsapp.net", f"c{n}", None, now) for n in range(5)]
+    await gateway.store.messages.put_contacts(session.tenant_id, session.id, contacts)
+    groups = [Group(f"12036300000000{n}@g.us", f"g{n}", [], now) for n in range(5)]
+    await gateway.store.messages.put_groups(session.tenant_id, session.id, groups)
+    for path in ("/api/main/chats", "/api/main/contacts", "/api/main/groups", "/api/main/chats/+15550100/messages"):
+        everything = (await client.get(path, params={"limit": 500}, headers=a)).json()["items"]
+        assert len(everything) in (2, 5), path
+        paged: list[Any] = []
+        cursor = None
+        while True:
+            page = await client.get(path, params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=a)
+            assert page.status_code == 200, page.text
+            paged += page.json()["items"]
+            cursor = page.json()["next"]
+            if cursor is None:
+                break
+        assert paged == everything, path
+    for path, cursor in (
+        ("/api/main/chats/+15550100/messages", "1"),
+        ("/api/main/chats/+15550100/messages", "999999999999999999"),
+        ("/api/main/chats", "1.5_x"),
+        ("/api/main/chats", "-1e-05_x"),
+        ("/api/main/chats", "99999999999999999.999999999999999999999999e+99_a_b"),
+        ("/api/main/contacts", "zzz"),
+        ("/api/main/groups", "\u00e9"),
+    ):
+        page = await client.get(path, params={"cursor": cursor}, headers=a)
+        assert page.status_code == 200, (path, cursor, page.text)
+    for path, cursor in (
+        ("/api/main/chats/+15550100/messages", "abc"),
+        ("/api/main/chats/+15550100/messages", "-1"),
+        ("/api/main/chats/+15550100/messages", "9" * 19),
+        ("/api/main/chats", "1e999_x"),
+        ("/api/main/chats", "nan_x"),
+        ("/api/main/chats", "1.5"),
+        ("/api/main/contacts", "a\x00"),
+        ("/api/main/groups", ""),
+    ):
+        assert_error(await client.get(path, params={"cursor": cursor}, headers=a), 422, "invalid_cursor")
 
 
 async def test_malformed_ids_are_422_and_well_formed_missing_ones_404(client: AsyncClient) -> None:

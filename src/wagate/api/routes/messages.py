@@ -6,15 +6,22 @@ Another tenant's session, chat or message is a 404, exactly like a missing one.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from wagate.api.cursors import (
+    IdCursor,
+    SeqCursor,
+    TimeIdCursor,
+    next_cursor,
+    read_id,
+    read_seq,
+    read_time_id,
+    time_id_cursor,
+)
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import NulFree
@@ -29,7 +36,6 @@ from wagate.supervisor.supervisor import Supervisor
 router = APIRouter(tags=["messages"])
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
-CursorQuery = Annotated[str | None, Query(max_length=500, description="`next` of the previous page")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -234,32 +240,6 @@ async def _out(gateway: Gateway, session_name: str, message: Message) -> Message
     )
 
 
-def encode_cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, valid: Callable[[Any], bool]) -> Any:
-    """The value a cursor carries (None without one); 422 unless it decodes to a value ``valid`` accepts."""
-    if cursor is None:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        value = None
-    if value is None or not valid(value):
-        raise Unprocessable("the cursor is not one this API gave", code="invalid_cursor")
-    return value
-
-
-def next_cursor(items: list[T], limit: int, key: Callable[[T], Any]) -> str | None:
-    """The cursor of the page after ``items``: none when this page was not full."""
-    return encode_cursor(key(items[-1])) if items and len(items) == limit else None
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
 def _chat(value: str) -> str:
     try:
         return normal_chat_id(value)
@@ -288,7 +268,7 @@ async def chat_messages(
     gateway: GatewayDep,
     tenant_id: TenantDep,
     limit: Limit = 100,
-    cursor: CursorQuery = None,
+    cursor: SeqCursor = None,
     since: Annotated[
         float | None, Query(allow_inf_nan=False, description="messages at or after this time (epoch seconds)")
     ] = None,
@@ -301,7 +281,7 @@ async def chat_messages(
     order: Annotated[Literal["desc", "asc"], Query(description="desc: newest first")] = "desc",
 ) -> Page[MessageOut]:
     session = await find_session(gateway, tenant_id, name)
-    after = decode_cursor(cursor, lambda v: isinstance(v, int))
+    after = read_seq(cursor)
     messages = await gateway.store.messages.list_messages(
         tenant_id,
         session.id,
@@ -314,20 +294,16 @@ async def chat_messages(
         limit=limit,
     )
     items = [await _out(gateway, session.name, m) for m in messages]
-    return Page[MessageOut](items=items, next=next_cursor(messages, limit, lambda m: m.seq))
+    return Page[MessageOut](items=items, next=next_cursor(messages, limit, lambda m: str(m.seq)))
 
 
 @router.get("/api/{name}/chats", summary="The session's chats, most recent first")
 async def list_chats(
-    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: TimeIdCursor = None
 ) -> Page[ChatOut]:
     session = await find_session(gateway, tenant_id, name)
-    after = decode_cursor(
-        cursor, lambda v: isinstance(v, list) and len(v) == 2 and isinstance(v[0], int | float) and _is_str(v[1])
-    )
-    chats = await gateway.store.messages.list_chats(
-        tenant_id, session.id, limit=limit, cursor=(float(after[0]), after[1]) if after else None
-    )
+    after = read_time_id(cursor)
+    chats = await gateway.store.messages.list_chats(tenant_id, session.id, limit=limit, cursor=after)
     return Page[ChatOut](
         items=[
             ChatOut(
@@ -340,29 +316,25 @@ async def list_chats(
             )
             for c in chats
         ],
-        next=next_cursor(chats, limit, lambda c: [c.last_message_at, c.id]),
+        next=next_cursor(chats, limit, lambda c: time_id_cursor(c.last_message_at, c.id)),
     )
 
 
 @router.get("/api/{name}/contacts", summary="The session's contacts, by id")
 async def list_contacts(
-    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: IdCursor = None
 ) -> Page[ContactOut]:
     session = await find_session(gateway, tenant_id, name)
-    found = await gateway.store.messages.list_contacts(
-        tenant_id, session.id, limit=limit, cursor=decode_cursor(cursor, _is_str)
-    )
+    found = await gateway.store.messages.list_contacts(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
     items = [ContactOut(id=c.id, name=c.name, pushName=c.push_name) for c in found]
     return Page[ContactOut](items=items, next=next_cursor(found, limit, lambda c: c.id))
 
 
 @router.get("/api/{name}/groups", summary="The groups the session's account is in, by id")
 async def list_groups(
-    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: CursorQuery = None
+    name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: IdCursor = None
 ) -> Page[GroupOut]:
     session = await find_session(gateway, tenant_id, name)
-    found = await gateway.store.messages.list_groups(
-        tenant_id, session.id, limit=limit, cursor=decode_cursor(cursor, _is_str)
-    )
+    found = await gateway.store.messages.list_groups(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
     items = [GroupOut(id=g.id, subject=g.subject, participants=g.participants) for g in found]
     return Page[GroupOut](items=items, next=next_cursor(found, limit, lambda g: g.id))
