@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from wagate import __version__
 from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
+from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
     auth,
     backups,
@@ -127,6 +128,7 @@ def create_app(
     install_error_handlers(app)
     for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events, messages):
         app.include_router(module.router)
+    install_openapi(app)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app
 

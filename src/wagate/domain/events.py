@@ -97,6 +97,12 @@ class EventFilter:
         return self.matches_type(event.type.value)
 
 
+def type_choices() -> list[str]:
+    """Every type pattern ``parse_types`` takes: ``*``, each type, each ``family.*``."""
+    types = sorted(t.value for t in EventType)
+    return ["*", *types, *sorted({t.split(".")[0] + ".*" for t in types})]
+
+
 def parse_types(raw: Iterable[str]) -> list[str]:
     """Validate event type patterns; raises ``ValueError`` naming the first unknown one."""
     known = {t.value for t in EventType}

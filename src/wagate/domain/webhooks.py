@@ -23,6 +23,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Visible Latin-1 characters, spaces and tabs inside; no control characters (CR and LF above all: no header of ours
 # can be smuggled in through a value).
 _VALUE = re.compile(r"[\x21-\x7e\xa0-\xff](?:[\x20-\x7e\xa0-\xff\t]*[\x21-\x7e\xa0-\xff])?")
+HEADER_NAME = _TOKEN.pattern
+HEADER_VALUE = _VALUE.pattern
 RESERVED = frozenset(
     {
         "host",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import segno
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -13,12 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.forward import to_owner
 from wagate.api.routes.sessions import find_session, require_supervisor
+from wagate.api.schemas import error_answers
 from wagate.domain.phones import PHONE
 from wagate.domain.sessions import Status
 from wagate.engines.base import EngineUnavailable
 from wagate.errors import Unprocessable
 
-router = APIRouter(prefix="/api/{name}/auth", tags=["auth"])
+router = APIRouter(prefix="/api/{name}/auth", tags=["auth"], responses=error_answers(401, 403, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 
 
@@ -29,13 +30,44 @@ class CodeRequest(BaseModel):
     method: str | None = Field(None, description="accepted for WAHA compatibility; not used")
 
 
+class PairingCode(BaseModel):
+    code: str = Field(examples=["ABCD-EFGH"], description="type it on the phone")
+
+
 def qr_png(value: str) -> bytes:
     buffer = io.BytesIO()
     segno.make_qr(value, error="l").save(buffer, kind="png", scale=8, border=4)
     return buffer.getvalue()
 
 
-@router.get("/qr", summary="The QR code to scan, while the session is SCAN_QR_CODE", response_model=None)
+class QrValue(BaseModel):
+    value: str = Field(description="the text the QR code holds (?format=raw)")
+
+
+class QrImage(BaseModel):
+    mimetype: Literal["image/png"]
+    data: str = Field(description="the PNG, base64")
+    expiresAt: float = Field(description="when this code stops being valid (epoch seconds)")
+
+
+_QR_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the PNG (the default); or JSON: ?format=raw, or Accept: application/json",
+        "model": QrValue | QrImage,
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+_CODE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"model": PairingCode}}
+
+
+@router.get(
+    "/qr",
+    summary="The QR code to scan, while the session is SCAN_QR_CODE",
+    response_model=None,
+    responses=_QR_ANSWER | error_answers(404, 422),
+)
 async def get_qr(
     request: Request,
     name: SessionName,
@@ -66,7 +98,7 @@ async def get_qr(
     "/request-code",
     summary="A pairing code to type on the phone instead of scanning",
     response_model=None,
-    responses={200: {"content": {"application/json": {"example": {"code": "ABCD-EFGH"}}}}},
+    responses=_CODE_ANSWER | error_answers(400, 404, 413, 422),
 )
 async def request_code(
     request: Request,

@@ -13,13 +13,13 @@ from pydantic import BaseModel
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session, require_supervisor
-from wagate.api.schemas import SessionOut
+from wagate.api.schemas import SessionOut, error_answers
 from wagate.engines.base import EngineUnavailable
 from wagate.errors import Conflict, NotFound
 from wagate.ids import BACKUP_ID_PATTERN, BackupId
 from wagate.store.base import Backup
 
-router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 404, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 
 
@@ -42,7 +42,11 @@ class Restored(BaseModel):
     session: SessionOut
 
 
-@router.post("/{name}/reset", summary="Back up and wipe a corrupted session; a running one shows a new QR code")
+@router.post(
+    "/{name}/reset",
+    summary="Back up and wipe a corrupted session; a running one shows a new QR code",
+    responses=error_answers(409),
+)
 async def reset_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
@@ -60,7 +64,11 @@ async def list_backups(name: SessionName, gateway: GatewayDep, tenant_id: Tenant
     return [BackupOut.of(b) for b in await gateway.store.backups.list_backups(tenant_id, session.id)]
 
 
-@router.post("/{name}/backups/{backup_id}/restore", summary="Restore a backup into the stopped session")
+@router.post(
+    "/{name}/backups/{backup_id}/restore",
+    summary="Restore a backup into the stopped session",
+    responses=error_answers(409, 422),
+)
 async def restore_backup(
     name: SessionName,
     backup_id: Annotated[str, Path(pattern=BACKUP_ID_PATTERN, description="the backup's id")],

@@ -31,7 +31,8 @@ from starlette.websockets import WebSocketState
 from wagate.accounts import authenticate
 from wagate.api.deps import GatewayDep, TenantDep, get_gateway
 from wagate.api.routes.sessions import find_session
-from wagate.domain.events import Event, EventFilter, expand_types, parse_types
+from wagate.api.schemas import error_answers
+from wagate.domain.events import Event, EventFilter, expand_types, parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
 from wagate.events.bus import SlowConsumer, Subscription
@@ -39,7 +40,7 @@ from wagate.gateway import Gateway
 from wagate.ids import EVENT_ID_PATTERN, EventId, TenantId
 
 log = logging.getLogger("wagate.ws")
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=error_answers(401, 403, 503))
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
@@ -48,6 +49,8 @@ CLOSE_TOO_SLOW = 4408
 SEND_TIMEOUT = 10.0
 CATCH_UP_LIMIT = 10_000
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+_TYPE = "|".join(re.escape(t) for t in type_choices())
+_TYPES = f"^(?:{_TYPE})(?:,(?:{_TYPE}))*$"
 
 
 class EventOut(BaseModel):
@@ -79,12 +82,19 @@ def _after(raw: str | None) -> EventId | None:
     return EventId(raw)
 
 
-@router.get("/api/events", summary="Event history, oldest first (kept WAGATE_EVENT_RETENTION_DAYS days)")
+@router.get(
+    "/api/events",
+    summary="Event history, oldest first (kept WAGATE_EVENT_RETENTION_DAYS days)",
+    responses=error_answers(404, 422),
+)
 async def list_events(
     gateway: GatewayDep,
     tenant_id: TenantDep,
     session: Annotated[str | None, Query(description="only this session's events", max_length=64)] = None,
-    types: Annotated[str | None, Query(description="comma-separated types, '*' or 'family.*'")] = None,
+    types: Annotated[
+        str | None,
+        Query(description="comma-separated types, '*' or 'family.*'", json_schema_extra={"pattern": _TYPES}),
+    ] = None,
     after: Annotated[
         str | None,
         Query(

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from wagate import __version__
 from wagate.api.deps import GatewayDep
 from wagate.api.errors import error_response
+from wagate.api.schemas import error_answers
 from wagate.errors import StoreError
 
 router = APIRouter(tags=["health"])
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    store: str = Field(description="sqlite or postgresql")
+    store_latency_ms: float
+
+
+_READY: dict[int | str, dict[str, Any]] = {200: {"model": Ready}}
 
 
 @router.get("/health", summary="Liveness: the process answers")
@@ -19,7 +32,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/ready", summary="Readiness: the store is reachable and migrated", response_model=None)
+@router.get(
+    "/ready",
+    summary="Readiness: the store is reachable and migrated",
+    response_model=None,
+    responses=_READY | error_answers(503),
+)
 async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
     try:
         latency = await gateway.store.ping()
@@ -31,6 +49,13 @@ async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
     return {"status": "ready", "store": gateway.store.backend, "store_latency_ms": round(latency * 1000, 2)}
 
 
-@router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process",
+    response_class=Response,
+    responses={
+        200: {"description": "the text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,15 +8,15 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from wagate.accounts import issue_key
 from wagate.api.deps import GatewayDep, PrincipalDep
-from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut
+from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut, error_answers
 from wagate.domain.tenants import Role
 from wagate.errors import Forbidden, NotFound, Unprocessable
 from wagate.ids import API_KEY_ID_PATTERN, TENANT_ID_PATTERN, ApiKeyId, TenantId
 
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+router = APIRouter(prefix="/api/keys", tags=["keys"], responses=error_answers(401, 503))
 
 
-@router.get("", summary="List API keys (never the keys themselves)")
+@router.get("", summary="List API keys (never the keys themselves)", responses=error_answers(422))
 async def list_keys(
     gateway: GatewayDep,
     principal: PrincipalDep,
@@ -28,7 +28,12 @@ async def list_keys(
     return [KeyOut.of(k) for k in await gateway.store.api_keys.list_keys(scope)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key, shown once")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key, shown once",
+    responses=error_answers(400, 403, 404, 413, 422),
+)
 async def create_key(body: KeyCreate, gateway: GatewayDep, principal: PrincipalDep) -> KeyCreated:
     if principal.is_admin:
         if body.tenant_id is None:
@@ -45,7 +50,9 @@ async def create_key(body: KeyCreate, gateway: GatewayDep, principal: PrincipalD
     return KeyCreated(**KeyOut.of(issued.key).model_dump(), api_key=issued.secret)
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key")
+@router.delete(
+    "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key", responses=error_answers(404, 422)
+)
 async def revoke_key(
     key_id: Annotated[str, Path(pattern=API_KEY_ID_PATTERN, description="the key's id")],
     gateway: GatewayDep,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from wagate.api.cursors import (
     IdCursor,
@@ -24,7 +24,7 @@ from wagate.api.cursors import (
 )
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
-from wagate.api.schemas import NulFree
+from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_answers
 from wagate.domain.messages import CHAT_ID_PATTERN, Message, MessageKind, normal_chat_id
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
@@ -33,7 +33,7 @@ from wagate.messaging.bodies import BodySealer
 from wagate.messaging.sending import MediaSource, Sender, SendRequest, fingerprint
 from wagate.supervisor.supervisor import Supervisor
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], responses=error_answers(401, 403, 404, 422, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 IdempotencyKey = Annotated[
@@ -72,7 +72,9 @@ class FileIn(BaseModel):
 
     mimetype: str | None = Field(None, max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(;[^\x00-\x1f\x7f]*)?$")
     filename: str | None = Field(None, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")
-    url: NulFree | None = Field(None, max_length=2048, description="fetched by wagate itself (limits, SSRF guard)")
+    url: Annotated[str, StringConstraints(max_length=2048), NUL_CHECK] | None = Field(
+        None, description="fetched by wagate itself (limits, SSRF guard)", json_schema_extra={"pattern": HTTP_URL}
+    )
     data: str | None = Field(
         None, description="the file's bytes in base64 (not empty)", json_schema_extra={"pattern": BASE64}
     )
@@ -80,7 +82,9 @@ class FileIn(BaseModel):
 
 class SendMedia(_Send):
     file: FileIn
-    caption: NulFree | None = Field(None, max_length=4096)
+    caption: Annotated[str, StringConstraints(max_length=4096), NUL_CHECK] | None = Field(
+        None, json_schema_extra={"pattern": NUL_FREE}
+    )
 
 
 class SendVoice(_Send):
@@ -162,7 +166,12 @@ def _media(file: FileIn) -> MediaSource:
     return MediaSource(url=file.url, data=file.data, mimetype=file.mimetype, filename=file.filename)
 
 
-@router.post("/api/sendText", status_code=status.HTTP_201_CREATED, summary="Queue a text message")
+@router.post(
+    "/api/sendText",
+    status_code=status.HTTP_201_CREATED,
+    summary="Queue a text message",
+    responses=error_answers(400, 409, 413, 429),
+)
 async def send_text(
     body: SendText,
     request: Request,
@@ -195,15 +204,26 @@ def _media_route(kind: MessageKind) -> Callable[..., Awaitable[MessageOut]]:
     return send_media
 
 
-router.post("/api/sendImage", status_code=status.HTTP_201_CREATED, summary="Queue an image (caption optional)")(
-    _media_route(MessageKind.IMAGE)
-)
-router.post("/api/sendFile", status_code=status.HTTP_201_CREATED, summary="Queue a document (caption optional)")(
-    _media_route(MessageKind.FILE)
-)
+router.post(
+    "/api/sendImage",
+    status_code=status.HTTP_201_CREATED,
+    summary="Queue an image (caption optional)",
+    responses=error_answers(400, 409, 413, 429),
+)(_media_route(MessageKind.IMAGE))
+router.post(
+    "/api/sendFile",
+    status_code=status.HTTP_201_CREATED,
+    summary="Queue a document (caption optional)",
+    responses=error_answers(400, 409, 413, 429),
+)(_media_route(MessageKind.FILE))
 
 
-@router.post("/api/sendVoice", status_code=status.HTTP_201_CREATED, summary="Queue a voice message (audio/*)")
+@router.post(
+    "/api/sendVoice",
+    status_code=status.HTTP_201_CREATED,
+    summary="Queue a voice message (audio/*)",
+    responses=error_answers(400, 409, 413, 429),
+)
 async def send_voice(
     body: SendVoice,
     request: Request,

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Request
 
 from wagate import __version__
 from wagate.api.deps import AdminDep, GatewayDep
+from wagate.api.schemas import error_answers
 from wagate.config import Settings
 from wagate.domain.sessions import Desired, Status
 from wagate.errors import StoreError
 from wagate.metrics import Metrics
 
-router = APIRouter(prefix="/api/server", tags=["server"])
+router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
 
 
 def rss_bytes() -> int:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
-from wagate.api.schemas import SQL_INT_MAX, HistoryOut, SessionCreate, SessionOut, SessionUpdate
+from wagate.api.schemas import SQL_INT_MAX, HistoryOut, SessionCreate, SessionOut, SessionUpdate, error_answers
 from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
@@ -21,7 +21,7 @@ from wagate.ids import TenantId
 from wagate.store.base import NewSession
 from wagate.supervisor.supervisor import Supervisor
 
-router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 503))
 
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 ACTOR = "api"
@@ -53,7 +53,12 @@ async def list_sessions(
     return [SessionOut.of(s) for s in sessions if all or s.status is not Status.STOPPED or s.desired is Desired.RUNNING]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a session")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a session",
+    responses=error_answers(400, 404, 413, 422, 429),
+)
 async def create_session(
     body: SessionCreate, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
@@ -78,12 +83,16 @@ async def create_session(
     return SessionOut.of(session)
 
 
-@router.get("/{name}", summary="Get a session")
+@router.get("/{name}", summary="Get a session", responses=error_answers(404))
 async def get_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
     return SessionOut.of(await find_session(gateway, tenant_id, name))
 
 
-@router.put("/{name}", summary="Replace a session's config (a running session restarts with it)")
+@router.put(
+    "/{name}",
+    summary="Replace a session's config (a running session restarts with it)",
+    responses=error_answers(400, 404, 413, 422),
+)
 async def update_session(
     name: SessionName, body: SessionUpdate, gateway: GatewayDep, tenant_id: TenantDep
 ) -> SessionOut:
@@ -93,7 +102,12 @@ async def update_session(
     return SessionOut.of(_found(updated, name))
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Stop and delete a session and its data")
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Stop and delete a session and its data",
+    responses=error_answers(404),
+)
 async def delete_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> Response:
@@ -133,28 +147,36 @@ async def _set_desired(
     return SessionOut.of(session)
 
 
-@router.post("/{name}/start", summary="Ask for the session to run (also after it FAILED)")
+@router.post("/{name}/start", summary="Ask for the session to run (also after it FAILED)", responses=error_answers(404))
 async def start_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
     return await _set_desired(gateway, supervisor, tenant_id, name, Desired.RUNNING)
 
 
-@router.post("/{name}/stop", summary="Ask for the session to stop (credentials are kept)")
+@router.post("/{name}/stop", summary="Ask for the session to stop (credentials are kept)", responses=error_answers(404))
 async def stop_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
     return await _set_desired(gateway, supervisor, tenant_id, name, Desired.STOPPED)
 
 
-@router.post("/{name}/restart", summary="Restart the session; it runs afterwards, whatever it did before")
+@router.post(
+    "/{name}/restart",
+    summary="Restart the session; it runs afterwards, whatever it did before",
+    responses=error_answers(404),
+)
 async def restart_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
     return await _set_desired(gateway, supervisor, tenant_id, name, Desired.RUNNING, restart=True)
 
 
-@router.post("/{name}/logout", summary="Unlink the phone and wipe the credentials; a running session shows a new QR")
+@router.post(
+    "/{name}/logout",
+    summary="Unlink the phone and wipe the credentials; a running session shows a new QR",
+    responses=error_answers(404, 409),
+)
 async def logout_session(
     name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
@@ -166,12 +188,14 @@ async def logout_session(
     return SessionOut.of(await find_session(gateway, tenant_id, name))
 
 
-@router.get("/{name}/me", summary="Who the session is logged in as (null until linked)")
+@router.get("/{name}/me", summary="Who the session is logged in as (null until linked)", responses=error_answers(404))
 async def session_me(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> dict[str, Any] | None:
     return (await find_session(gateway, tenant_id, name)).me
 
 
-@router.get("/{name}/history", summary="The session's recorded changes, newest first")
+@router.get(
+    "/{name}/history", summary="The session's recorded changes, newest first", responses=error_answers(404, 422)
+)
 async def session_history(
     name: SessionName,
     gateway: GatewayDep,

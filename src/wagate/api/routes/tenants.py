@@ -8,15 +8,20 @@ from fastapi import APIRouter, Path, Response, status
 
 from wagate.accounts import create_tenant
 from wagate.api.deps import AdminDep, GatewayDep
-from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate
+from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate, error_answers
 from wagate.errors import AlreadyExists, Conflict, NotFound
 from wagate.ids import TENANT_ID_PATTERN, TenantId
 
-router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"])
+router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"], responses=error_answers(401, 403, 503))
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="the tenant's id")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a tenant and its first API key")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a tenant and its first API key",
+    responses=error_answers(400, 409, 413, 422),
+)
 async def post_tenant(body: TenantCreate, gateway: GatewayDep, _admin: AdminDep) -> TenantCreated:
     try:
         tenant, issued = await create_tenant(
@@ -37,7 +42,7 @@ async def list_tenants(gateway: GatewayDep, _admin: AdminDep) -> list[TenantOut]
     return [TenantOut.of(t) for t in await gateway.store.tenants.list_all()]
 
 
-@router.get("/{tenant_id}", summary="Get a tenant")
+@router.get("/{tenant_id}", summary="Get a tenant", responses=error_answers(404, 422))
 async def get_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> TenantOut:
     tenant = await gateway.store.tenants.get(TenantId(tenant_id))
     if tenant is None:
@@ -45,7 +50,11 @@ async def get_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDe
     return TenantOut.of(tenant)
 
 
-@router.patch("/{tenant_id}", summary="Change a tenant's quota, message retention or contact")
+@router.patch(
+    "/{tenant_id}",
+    summary="Change a tenant's quota, message retention or contact",
+    responses=error_answers(400, 404, 413, 422),
+)
 async def patch_tenant(tenant_id: TenantPath, body: TenantUpdate, gateway: GatewayDep, _admin: AdminDep) -> TenantOut:
     changes = body.model_dump(exclude_unset=True)
     tenant = await gateway.store.tenants.update(TenantId(tenant_id), changes)
@@ -54,7 +63,12 @@ async def patch_tenant(tenant_id: TenantPath, body: TenantUpdate, gateway: Gatew
     return TenantOut.of(tenant)
 
 
-@router.delete("/{tenant_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a tenant without sessions")
+@router.delete(
+    "/{tenant_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a tenant without sessions",
+    responses=error_answers(404, 409, 422),
+)
 async def delete_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> Response:
     if not await gateway.store.tenants.delete(TenantId(tenant_id)):
         raise NotFound("no such tenant", code="tenant_not_found")

@@ -9,34 +9,72 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from wagate.api.deps import GatewayDep, TenantDep
-from wagate.api.schemas import SQL_INT_MAX, NulFree
-from wagate.domain.events import parse_types
+from wagate.api.schemas import HTTP_URL, NUL_CHECK, SQL_INT_MAX, NulFree, any_case, error_answers
+from wagate.domain.events import parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
-from wagate.domain.webhooks import MAX_HEADERS, Headers, custom_headers
+from wagate.domain.webhooks import (
+    HEADER_NAME,
+    HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_NAME,
+    MAX_TOTAL,
+    MAX_VALUE,
+    RESERVED,
+    Headers,
+    custom_headers,
+)
 from wagate.errors import NotFound, Unprocessable
 from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.gateway import Gateway
 from wagate.ids import WEBHOOK_ID_PATTERN, TenantId, WebhookId
 from wagate.store.base import Delivery, DeliveryState, Webhook, WebhookChange
 
-router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=error_answers(401, 403, 503))
 
 WebhookPath = Annotated[str, Path(pattern=WEBHOOK_ID_PATTERN, description="the webhook's id")]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
-_URL = Field(min_length=1, max_length=2048, description="http(s) URL that receives the events")
+_URL_HELP = "http(s) URL that receives the events"
+_URL_DOC: dict[str, Any] = {"pattern": HTTP_URL}
 _EVENTS_HELP = "event types, '*' for all or 'family.*' (e.g. 'message.*')"
+_EVENTS_DOC: dict[str, Any] = {"maxItems": 50, "items": {"enum": type_choices()}}
+
+
+# What custom_headers takes, for the document: names (not one the gateway writes), values, how many.
+_HEADERS_DOC: dict[str, Any] = {
+    "maxProperties": MAX_HEADERS,
+    "propertyNames": {
+        "maxLength": MAX_NAME,
+        "pattern": f"^(?!(?:{'|'.join(any_case(n) for n in sorted(RESERVED))})$|{any_case('proxy-')}){HEADER_NAME}$",
+    },
+    "additionalProperties": {"type": "string", "maxLength": MAX_VALUE, "pattern": f"^{HEADER_VALUE}$"},
+}
 _SESSION = Field(None, pattern=NAME_PATTERN.pattern, max_length=64, description="only this session's events")
+
+
+def _given(doc: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """The document of a field that may be left out but not be null: its value's own schema, with ``doc``."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        (value,) = [branch for branch in schema.pop("anyOf") if branch.get("type") != "null"]
+        schema.update(value)
+        schema.update(doc)
+
+    return edit
+
+
 _HEADERS_HELP = (
     "request headers of your own sent with every delivery (e.g. Authorization), up to"
-    f" {MAX_HEADERS}; kept sealed, only their names are shown again"
+    f" {MAX_HEADERS} of {MAX_TOTAL} characters in all (names are case-insensitive: each once); kept sealed, only"
+    " their names are shown again"
 )
 
 
@@ -51,12 +89,15 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: NulFree = _URL
+    url: NulFree = Field(min_length=1, max_length=2048, description=_URL_HELP, json_schema_extra=_URL_DOC)
     events: list[str] = Field(
-        default_factory=lambda: ["*"], max_length=50, description=_EVENTS_HELP + "; all when absent"
+        default_factory=lambda: ["*"],
+        max_length=50,
+        description=_EVENTS_HELP + "; all when absent",
+        json_schema_extra=_EVENTS_DOC,
     )
     session: str | None = _SESSION
-    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_HELP)
+    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_HELP, json_schema_extra=_HEADERS_DOC)
 
     @field_validator("events")
     @classmethod
@@ -75,10 +116,16 @@ class WebhookUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: NulFree | None = Field(None, min_length=1, max_length=2048, description="http(s) URL that receives the events")
-    events: list[str] | None = Field(None, max_length=50, description=_EVENTS_HELP)
+    # url, events and headers may be left out, not set to null: the document shows no null (given, it is refused
+    # by name).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048), NUL_CHECK] | None = Field(
+        None, description=_URL_HELP, json_schema_extra=_given(_URL_DOC)
+    )
+    events: list[str] | None = Field(
+        None, max_length=50, description=_EVENTS_HELP, json_schema_extra=_given(_EVENTS_DOC)
+    )
     session: str | None = _SESSION
-    headers: dict[str, str] | None = Field(None, description=_HEADERS_HELP)
+    headers: dict[str, str] | None = Field(None, description=_HEADERS_HELP, json_schema_extra=_given(_HEADERS_DOC))
 
     @field_validator("events")
     @classmethod
@@ -227,7 +274,12 @@ def _pairs(headers: dict[str, str]) -> Headers:
     return tuple(headers.items())  # as the body's model left them: checked, lower-cased and sorted
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a webhook; its secret is shown once")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a webhook; its secret is shown once",
+    responses=error_answers(400, 413, 422, 429),
+)
 async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookCreated:
     url = _checked_url(gateway, body.url)
     secret = new_secret()
@@ -243,12 +295,16 @@ async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: Te
     return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
 
 
-@router.get("/{webhook_id}", summary="Get a webhook")
+@router.get("/{webhook_id}", summary="Get a webhook", responses=error_answers(404, 422))
 async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookOut:
     return await _out(gateway, await find_webhook(gateway, tenant_id, webhook_id))
 
 
-@router.patch("/{webhook_id}", summary="Change a webhook's URL, events, session or headers; its queue is kept")
+@router.patch(
+    "/{webhook_id}",
+    summary="Change a webhook's URL, events, session or headers; its queue is kept",
+    responses=error_answers(400, 404, 413, 422),
+)
 async def update_webhook(
     webhook_id: WebhookPath, body: WebhookUpdate, request: Request, gateway: GatewayDep, tenant_id: TenantDep
 ) -> WebhookOut:
@@ -267,7 +323,12 @@ async def update_webhook(
     return await _out(gateway, webhook)
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook and its outbox")
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a webhook and its outbox",
+    responses=error_answers(404, 422),
+)
 async def delete_webhook(
     webhook_id: WebhookPath, request: Request, gateway: GatewayDep, tenant_id: TenantDep
 ) -> Response:
@@ -277,7 +338,11 @@ async def delete_webhook(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{webhook_id}/enable", summary="Enable a webhook again (after a 410 disabled it)")
+@router.post(
+    "/{webhook_id}/enable",
+    summary="Enable a webhook again (after a 410 disabled it)",
+    responses=error_answers(404, 422),
+)
 async def enable_webhook(
     webhook_id: WebhookPath, request: Request, gateway: GatewayDep, tenant_id: TenantDep
 ) -> WebhookOut:
@@ -289,7 +354,11 @@ async def enable_webhook(
     return await _out(gateway, webhook)
 
 
-@router.post("/{webhook_id}/rotate-secret", summary="A new signing secret, shown once; the old one signs too a while")
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    summary="A new signing secret, shown once; the old one signs too a while",
+    responses=error_answers(400, 404, 413, 422),
+)
 async def rotate_secret(
     webhook_id: WebhookPath,
     request: Request,
@@ -308,7 +377,11 @@ async def rotate_secret(
     return WebhookCreated(**(await _out(gateway, webhook)).model_dump(), secret=secret)
 
 
-@router.get("/{webhook_id}/deliveries", summary="A webhook's deliveries, newest first (state=dead: dead letters)")
+@router.get(
+    "/{webhook_id}/deliveries",
+    summary="A webhook's deliveries, newest first (state=dead: dead letters)",
+    responses=error_answers(404, 422),
+)
 async def list_deliveries(
     webhook_id: WebhookPath,
     gateway: GatewayDep,
@@ -326,7 +399,9 @@ async def list_deliveries(
     return [DeliveryOut.of(d) for d in deliveries]
 
 
-@router.post("/{webhook_id}/deliveries/{seq}/redeliver", summary="Queue one dead letter again")
+@router.post(
+    "/{webhook_id}/deliveries/{seq}/redeliver", summary="Queue one dead letter again", responses=error_answers(404, 422)
+)
 async def redeliver_one(
     webhook_id: WebhookPath, seq: Annotated[int, Path(ge=1, le=SQL_INT_MAX)], gateway: GatewayDep, tenant_id: TenantDep
 ) -> Redelivered:
@@ -337,7 +412,9 @@ async def redeliver_one(
     return Redelivered(redelivered=count)
 
 
-@router.post("/{webhook_id}/redeliver", summary="Queue every dead letter of a webhook again")
+@router.post(
+    "/{webhook_id}/redeliver", summary="Queue every dead letter of a webhook again", responses=error_answers(404, 422)
+)
 async def redeliver_all(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> Redelivered:
     await find_webhook(gateway, tenant_id, webhook_id)
     return Redelivered(redelivered=await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), None))

@@ -1,0 +1,47 @@
+"""The OpenAPI document (``/openapi.json``): FastAPI's, with its answer to a request that fails validation (422)
+given in the API's own error shape, as the answer really is, rather than FastAPI's list of validation errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+_ERROR = {"$ref": "#/components/schemas/ErrorOut"}
+_INVALID = "the request is malformed or cannot be done as asked"
+
+
+def _in_error_shape(document: dict[str, Any]) -> dict[str, Any]:
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None and answer["content"]["application/json"]["schema"].get("$ref") == _FASTAPI_422:
+                operation["responses"]["422"] = {
+                    "description": _INVALID,
+                    "content": {"application/json": {"schema": _ERROR}},
+                }
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return document
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve the corrected document (made once, on first request)."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _in_error_shape(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    summary=app.summary,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
