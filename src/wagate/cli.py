@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from wagate import __version__
-from wagate.config import Settings
+from wagate.config import Settings, describe_invalid
 from wagate.errors import ConfigError, WagateError
 from wagate.logs import LogFormat
 
@@ -29,10 +30,20 @@ _T = TypeVar("_T")
 
 
 def _settings(**overrides: object) -> Settings:
+    """The settings from the environment, then the command line's options over them; a refused value ends the
+    command with one line naming its environment variable (or its option)."""
     try:
-        return Settings().with_overrides(**overrides)
-    except ValueError as exc:
-        _fail(f"invalid settings: {exc}")
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(f"invalid settings: {describe_invalid(exc)}")
+    try:
+        return settings.with_overrides(**overrides)
+    except ValidationError as exc:
+        _fail(f"invalid settings: {describe_invalid(exc, {name: _option(name) for name in overrides})}")
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _fail(message: str) -> NoReturn:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wagate.logs import LOG_LEVELS, LogFormat
+
+ENV_PREFIX = "WAGATE_"
 
 
 class Mode(StrEnum):
@@ -22,10 +24,29 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``port`` -> ``WAGATE_PORT``."""
+    return ENV_PREFIX + field.upper()
+
+
+def describe_invalid(exc: ValidationError, options: dict[str, str] | None = None) -> str:
+    """One line naming each refused setting by its environment variable (and by its command-line option when
+    ``options`` maps the field to one), with why; never the value, which may be a secret."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_name(field) if field else "settings"
+        if options and field in options:
+            name = f"{options[field]} ({name})"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}")
+    return "; ".join(problems)
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. See the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="WAGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     env: Mode = Field(Mode.DEVELOPMENT, description="development or production")
     host: str = Field("127.0.0.1", description="address the HTTP server listens on")

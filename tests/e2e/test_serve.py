@@ -16,6 +16,8 @@ from tests.conftest import TEST_KEK
 from tests.e2e.procs import Served, clean_env, free_port, serve
 from tests.e2e.stack import Stack, wait_for
 
+pytestmark = pytest.mark.e2e
+
 ADMIN = "e2e-admin-key-abcdefghijklmnop"
 
 
@@ -104,22 +106,48 @@ def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
     assert "WAGATE_KEYS" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [(["--port", "99999"], "less than or equal to 65535"), (["--log-level", "loud"], "log level must be one of")],
-)
-def test_a_bad_option_is_refused_as_a_bad_environment_value_is(tmp_path: Path, option: list[str], message: str) -> None:
+def refused(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``wagate serve`` that must not start: its exit, its output."""
     result = subprocess.run(
-        [sys.executable, "-m", "wagate", "serve", "--data-dir", str(tmp_path), *option],
-        env=clean_env(),
+        [sys.executable, "-m", "wagate", "serve", *args],
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=30,
     )
+    assert result.returncode != 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--port", "99999"], "--port (WAGATE_PORT): Input should be less than or equal to 65535"),
+        (["--log-level", "loud"], "--log-level (WAGATE_LOG_LEVEL): log level must be one of"),
+    ],
+)
+def test_a_bad_option_is_refused_as_a_bad_environment_value_is(tmp_path: Path, option: list[str], message: str) -> None:
+    result = refused("--data-dir", str(tmp_path), *option)
     assert result.returncode == 2
-    assert result.stderr.startswith("wagate: invalid settings")
+    assert result.stderr.startswith("wagate: invalid settings: ")
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1  # one line
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WAGATE_PORT": "80a"}, "WAGATE_PORT: Input should be a valid integer"),
+        ({"WAGATE_LEASE_TTL": "-1"}, "WAGATE_LEASE_TTL: Input should be greater than 0"),
+    ],
+)
+def test_a_bad_environment_value_is_named_by_its_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    result = refused("--data-dir", str(tmp_path), **env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"wagate: invalid settings: {message}")
+    assert result.stderr.count("\n") == 1
+    assert env[next(iter(env))] not in result.stderr  # the value is not echoed: it could be a secret
 
 
 def test_serve_help_documents_options() -> None:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from tests.conftest import make_settings
+from wagate.config import describe_invalid
 
 
 def test_overrides_are_validated_and_keep_everything_else(tmp_path: Path) -> None:
@@ -36,3 +37,14 @@ def test_a_bad_log_level_is_refused_from_the_environment_too(tmp_path: Path, mon
         Settings()
     monkeypatch.setenv("WAGATE_LOG_LEVEL", "warning")
     assert Settings().log_level == "WARNING"
+
+
+def test_a_refused_setting_is_named_by_its_environment_variable_never_by_its_value(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make_settings(tmp_path, port="eighty", lease_ttl=0)
+    line = describe_invalid(refused.value)
+    assert line.startswith("WAGATE_PORT: Input should be a valid integer")
+    assert "; WAGATE_LEASE_TTL: Input should be greater than 0" in line
+    assert "\n" not in line
+    assert "eighty" not in line
+    assert describe_invalid(refused.value, {"port": "--port"}).startswith("--port (WAGATE_PORT): ")
