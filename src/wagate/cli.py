@@ -16,13 +16,18 @@ from wagate.config import Settings, describe_invalid
 from wagate.errors import ConfigError, WagateError
 from wagate.logs import LogFormat
 
-app = typer.Typer(help="wagate: a self-hosted WhatsApp session gateway.", no_args_is_help=True, add_completion=False)
-keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
-tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
+
+def _typer(help_text: str, **extra: Any) -> typer.Typer:
+    # Plain help, as click writes it: rich's markup would drop the "[env WAGATE_...]" notes of the options as unknown
+    # tags, and show a flag such as --demo as an option that takes a value.
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, **extra)
+
+
+app = _typer("wagate: a self-hosted WhatsApp session gateway.", add_completion=False)
+keys_app = _typer("Encryption keys.")
+tenants_app = _typer("Tenants and their API keys.")
+backup_app = _typer("Move a session between installations (same keys) as one sealed file.")
 app.add_typer(keys_app, name="keys")
-backup_app = typer.Typer(
-    help="Move a session between installations (same keys) as one sealed file.", no_args_is_help=True
-)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(backup_app, name="backup")
 

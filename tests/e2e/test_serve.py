@@ -156,6 +156,9 @@ def test_serve_help_documents_options() -> None:
     ).stdout
     for option in ("--host", "--port", "--data-dir", "--database-url"):
         assert option in out
+    assert "[env WAGATE_PORT, default 8080]" in out  # the environment variable beside its option
+    (demo,) = [line for line in out.splitlines() if line.strip().startswith("--demo")]
+    assert "<" not in demo  # a flag: it takes no value (not "--demo <bool>")
 
 
 def test_make_run_serves_health(tmp_path: Path, servers: list[Served]) -> None:
