@@ -82,7 +82,7 @@ def serve(
     database_url: Annotated[
         str | None,
         typer.Option(
-            help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB "
+            help="sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
             "[env WAGATE_DATABASE_URL, default SQLite in the data dir]"
         ),
     ] = None,

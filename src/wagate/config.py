@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="directory for the SQLite file, dev keys and runtime files")
     database_url: str | None = Field(
         None,
-        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite in the data dir",
+        description="sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (postgres:// too); default: SQLite"
+        " in the data dir",
     )
     database_schema: str | None = Field(None, description="PostgreSQL schema to use (default: the search path)")
     keys: SecretStr | None = Field(None, description="key-encryption keys: id:base64key[,id:base64key...]")

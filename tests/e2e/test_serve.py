@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_KEK
+from tests.conftest import PG_DSN, TEST_KEK
 from tests.e2e.procs import Served, clean_env, free_port, serve
 from tests.e2e.stack import Stack, wait_for
 
@@ -284,3 +284,22 @@ def test_serve_without_demo_runs_sessions_on_the_real_engine(tmp_path: Path, ser
         wait_for(unreachable, 10, "STARTING with network unreachable")
     assert gateway.terminate() == 0
     assert (tmp_path / "data" / "neonize").is_dir()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgresql_urls_are_taken_as_they_are_written(
+    tmp_path: Path, servers: list[Served], pg_schema: str, scheme: str
+) -> None:
+    url = PG_DSN.replace("postgresql://", f"{scheme}://", 1)
+    env = clean_env(
+        WAGATE_DATA_DIR=str(tmp_path / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=TEST_KEK,
+        WAGATE_DATABASE_URL=url,
+        WAGATE_DATABASE_SCHEMA=pg_schema,
+    )
+    gateway = started(tmp_path, env, servers)
+    assert httpx.get(gateway.base_url + "/ready").json()["store"] == "postgresql"
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+        tenant_key(http)
+    assert gateway.terminate() == 0

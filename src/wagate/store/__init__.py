@@ -2,9 +2,52 @@
 
 from __future__ import annotations
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from wagate.clock import Clock, system_clock
 from wagate.errors import ConfigError
 from wagate.store.base import Sealer, Store
+
+# Each scheme an operator may write, and the driver wagate uses for it: PostgreSQL's own tools and hosting services
+# write postgresql:// or postgres://.
+DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+URL_FORMS = "sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+
+
+def driver_url(url: str) -> str:
+    """``url`` as SQLAlchemy opens it, with wagate's driver for its scheme (``postgresql://`` becomes
+    ``postgresql+asyncpg://``; libpq's ``sslmode`` is asyncpg's ``ssl``). ConfigError for a URL that names no
+    database wagate supports, or that does not parse; its message never repeats the URL (it may hold a password)."""
+    parsed = _parse(url)
+    driver = DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ConfigError(f"unsupported database {parsed.drivername!r}: use {URL_FORMS}")
+    parsed = parsed.set(drivername=driver)
+    if driver.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(f"a SQLite URL names its file: {URL_FORMS}")
+    if driver.startswith("postgresql") and "sslmode" in parsed.query:
+        query = dict(parsed.query)
+        query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(query=query)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+        port = parsed.port  # parsed only when asked for
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"malformed database URL: use {URL_FORMS}") from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"malformed database URL: port {port} is not in 1-65535")
+    return parsed
 
 
 async def open_store(
@@ -15,15 +58,11 @@ async def open_store(
     clock: Clock = system_clock,
     sealer: Sealer | None = None,
 ) -> Store:
-    """Open (and migrate) the store at ``url``: ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``.
+    """Open (and migrate) the store at ``url``: ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` (see
+    :func:`driver_url` for the other forms accepted).
 
     ``sealer`` seals what the store keeps for tenants (the gateway passes its keyring's); without one it is kept
-    as it is, which only tools and tests of the store alone should do."""
-    scheme = url.split(":", 1)[0]
-    if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        from wagate.store.sql import open_sql_store
+    as it is, which only tools and tests of the store alone should do. ConfigError for a URL that cannot work."""
+    from wagate.store.sql import open_sql_store
 
-        return await open_sql_store(url, schema=schema, pool_size=pool_size, clock=clock, sealer=sealer)
-    raise ConfigError(
-        f"unsupported database URL scheme {scheme!r}: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://HOST/DB"
-    )
+    return await open_sql_store(driver_url(url), schema=schema, pool_size=pool_size, clock=clock, sealer=sealer)

@@ -1,0 +1,44 @@
+"""Database URLs as operators write them: the driver each scheme gets, and the ones refused, without echoing them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from wagate.errors import ConfigError
+from wagate.store import driver_url
+
+
+@pytest.mark.parametrize(
+    ("given", "opened"),
+    [
+        ("postgresql://app:pw@db.example:5433/wagate", "postgresql+asyncpg://app:pw@db.example:5433/wagate"),
+        ("postgres://app@db.example/wagate", "postgresql+asyncpg://app@db.example/wagate"),
+        ("postgresql+asyncpg://app@db.example/wagate", "postgresql+asyncpg://app@db.example/wagate"),
+        ("postgres://app@db.example/wagate?sslmode=require", "postgresql+asyncpg://app@db.example/wagate?ssl=require"),
+        ("sqlite:///data/wagate.db", "sqlite+aiosqlite:///data/wagate.db"),
+        ("sqlite+aiosqlite:////var/lib/wagate/wagate.db", "sqlite+aiosqlite:////var/lib/wagate/wagate.db"),
+        ("postgresql://app:p%40ss@db.example/wagate", "postgresql+asyncpg://app:p%40ss@db.example/wagate"),
+    ],
+)
+def test_each_scheme_gets_its_driver(given: str, opened: str) -> None:
+    assert driver_url(given) == opened
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("mysql://app:hunter2@db.example/wagate", "unsupported database 'mysql'"),
+        ("postgresql+psycopg://app:hunter2@db.example/wagate", "unsupported database 'postgresql+psycopg'"),
+        ("postgresql://app:hunter2@db.example:54x32/wagate", "malformed database URL"),
+        ("postgresql://app:hunter2@db.example:99999/wagate", "port 99999 is not in 1-65535"),
+        ("app:hunter2 at db.example", "malformed database URL"),
+        ("sqlite+aiosqlite:///", "a SQLite URL names its file"),
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_without_repeating_it(given: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        driver_url(given)
+    assert "hunter2" not in str(refused.value)
+    assert "sqlite:///PATH or postgresql://USER" in str(refused.value) or "port" in str(refused.value)
