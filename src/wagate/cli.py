@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from wagate import __version__
 from wagate.config import Settings, describe_invalid
-from wagate.errors import ConfigError, WagateError
+from wagate.errors import ConfigError, StoreUnavailable, WagateError
 from wagate.logs import LogFormat
+
+if TYPE_CHECKING:
+    from wagate.gateway import Gateway
+
+log = logging.getLogger("wagate.cli")
 
 
 def _typer(help_text: str, **extra: Any) -> typer.Typer:
@@ -114,12 +120,47 @@ def serve(
     prepare_data_dir(settings.data_dir)
     if not lock_data_dir(settings.data_dir):
         _fail(f"another wagate process is serving from {settings.data_dir}; stop it or use another --data-dir")
+    _check_database_url(settings)
     try:
         keyring = load_keyring(settings)  # fail fast, before the server binds, with the operator's instructions
     except ConfigError as exc:
         _fail(str(exc))
-    if not run_server(settings, keyring):
+    try:
+        started = run_server(settings, keyring)
+    except StoreUnavailable as exc:
+        _database_failed(exc)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not started:
         sys.exit(1)
+
+
+def _check_database_url(settings: Settings) -> None:
+    from wagate.store import driver_url
+
+    try:
+        driver_url(settings.resolved_database_url)
+    except ConfigError as exc:
+        _fail(f"WAGATE_DATABASE_URL: {exc}")
+
+
+def _database_failed(exc: StoreUnavailable) -> NoReturn:
+    """One line for the operator; the traceback only with --log-level debug."""
+    log.debug("the database could not be opened", exc_info=exc)
+    _fail(f"WAGATE_DATABASE_URL: {exc}")
+
+
+async def _open_gateway() -> Gateway:
+    """The gateway for a command; a database URL that cannot work, or a database that cannot be opened, ends the
+    command with one line naming WAGATE_DATABASE_URL."""
+    from wagate.gateway import Gateway
+
+    settings = _settings()
+    _check_database_url(settings)
+    try:
+        return await Gateway.open(settings)
+    except StoreUnavailable as exc:
+        _database_failed(exc)
 
 
 @app.command("sim-server")
@@ -162,11 +203,10 @@ def keys_rotate() -> None:
     WAGATE_ACTIVE_KEY.
 
     Auth record ciphertexts are not rewritten (they are sealed with the session's data key)."""
-    from wagate.gateway import Gateway
     from wagate.store.vault import reseal_bundle
 
     async def rotate() -> tuple[int, int, int]:
-        gateway = await Gateway.open(_settings())
+        gateway = await _open_gateway()
         keyring = gateway.keyring
         try:
             keys = await gateway.store.auth.rewrap_all_data_keys_all_tenants(
@@ -198,10 +238,9 @@ def tenants_create(
 ) -> None:
     """Create a tenant and print its first API key (shown only once)."""
     from wagate.accounts import create_tenant
-    from wagate.gateway import Gateway
 
     async def create() -> tuple[str, str]:
-        gateway = await Gateway.open(_settings())
+        gateway = await _open_gateway()
         try:
             tenant, issued = await create_tenant(gateway.store, name, contact_email=email, max_sessions=max_sessions)
             return tenant.id, issued.secret
@@ -215,10 +254,9 @@ def tenants_create(
 @tenants_app.command("list")
 def tenants_list() -> None:
     """List tenants."""
-    from wagate.gateway import Gateway
 
     async def listing() -> list[tuple[str, str, int]]:
-        gateway = await Gateway.open(_settings())
+        gateway = await _open_gateway()
         try:
             return [
                 (t.id, t.name, await gateway.store.sessions.count(t.id)) for t in await gateway.store.tenants.list_all()
@@ -241,11 +279,10 @@ def backup_export(
     out: Annotated[Path, typer.Option(help="file to write (created, mode 0600)")],
 ) -> None:
     """Write a linked session's settings and credentials, sealed under the active key, to a file."""
-    from wagate.gateway import Gateway
     from wagate.transfer import export_session
 
     async def export() -> bytes:
-        gateway = await Gateway.open(_settings())
+        gateway = await _open_gateway()
         try:
             return await export_session(gateway, tenant, session)
         finally:
@@ -269,7 +306,6 @@ def backup_import(
     start: Annotated[bool, typer.Option(help="ask for the session to run once imported")] = True,
 ) -> None:
     """Create a session from an export file; a running gateway connects it without a new QR scan."""
-    from wagate.gateway import Gateway
     from wagate.transfer import import_session
 
     try:
@@ -278,7 +314,7 @@ def backup_import(
         _fail(f"cannot read {file}: {exc.strerror}")
 
     async def import_() -> str:
-        gateway = await Gateway.open(_settings())
+        gateway = await _open_gateway()
         try:
             made = await import_session(gateway, data, tenant, name=name, start=start)
             return made.name

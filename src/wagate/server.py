@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import gc
 import os
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+import uvloop
 from starlette.types import ASGIApp
 
 from wagate.config import Settings
@@ -72,10 +74,8 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def serve_app(app: ASGIApp, host: str, port: int) -> bool:
-    """Serve an ASGI app until SIGTERM/SIGINT; False if it could not start (port taken, start-up failed)."""
-    tune_gc()
-    config = uvicorn.Config(
+def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -87,12 +87,31 @@ def serve_app(app: ASGIApp, host: str, port: int) -> bool:
         ws_max_size=8 * 1024 * 1024,
         ws_per_message_deflate=False,
     )
-    server = GatewayServer(config)
-    server.run()
-    return server.started
 
 
 def run_server(settings: Settings, keyring: Keyring) -> bool:
-    from wagate.api.app import create_app
+    """Open the gateway, then serve it until SIGTERM/SIGINT; False if the app could not start (port taken,
+    start-up failed).
 
-    return serve_app(create_app(settings, keyring=keyring), settings.host, settings.port)
+    A database that cannot be opened raises (ConfigError, StoreUnavailable) before anything is served."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(settings, keyring))
+
+
+async def _serve(settings: Settings, keyring: Keyring) -> bool:
+    # Here, not at the top: the simulator's process uses this module too, and needs none of the gateway.
+    from wagate.accounts import announce_admin_key, bootstrap_admin
+    from wagate.api.app import create_app
+    from wagate.gateway import Gateway
+
+    gateway = await Gateway.open(settings, keyring=keyring)
+    try:
+        secret = await bootstrap_admin(gateway.store, settings)
+        if secret is not None:
+            announce_admin_key(secret)
+        server = GatewayServer(_config(create_app(settings, gateway=gateway), settings.host, settings.port))
+        tune_gc()
+        await server.serve()
+        return server.started
+    finally:
+        await gateway.close()

@@ -3,6 +3,7 @@ patterns of ids, chat ids and cursors, and forms the checks really take (schemat
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from wagate.domain.events import parse_types
 from wagate.domain.messages import CHAT_ID_PATTERN
 from wagate.domain.webhooks import custom_headers
 from wagate.engines.registry import ENGINE_NAMES
+from wagate.gateway import Gateway
 from wagate.ids import API_KEY_ID_PATTERN, BACKUP_ID_PATTERN, TENANT_ID_PATTERN, WEBHOOK_ID_PATTERN
 
 ERROR = {"$ref": "#/components/schemas/ErrorOut"}
@@ -26,7 +28,12 @@ OPEN = {"/health", "/ready", "/metrics", "/api/dashboard/config"}  # no key need
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp: Path = tmp_path_factory.mktemp("openapi")
-    doc: dict[str, Any] = create_app(make_settings(tmp)).openapi()
+    settings = make_settings(tmp)
+    gateway = asyncio.run(Gateway.open(settings))
+    try:
+        doc: dict[str, Any] = create_app(settings, gateway=gateway).openapi()
+    finally:
+        asyncio.run(gateway.close())
     return doc
 
 

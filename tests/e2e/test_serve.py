@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_DSN, TEST_KEK
+from tests.conftest import PG_DSN, TEST_KEK, require_postgres
 from tests.e2e.procs import Served, clean_env, free_port, serve
 from tests.e2e.stack import Stack, wait_for
 
@@ -303,3 +303,45 @@ def test_postgresql_urls_are_taken_as_they_are_written(
     with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
         tenant_key(http)
     assert gateway.terminate() == 0
+
+
+def closed_port_url() -> str:
+    return f"postgresql://wagate:hunter2@127.0.0.1:{free_port()}/wagate"  # nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("mysql://wagate:hunter2@127.0.0.1/wagate", "unsupported database 'mysql': use sqlite:///PATH or postgresql:"),
+        (None, "cannot open the database at postgresql://wagate:***@127.0.0.1:{port}/wagate: Connection refused"),
+        ("postgresql://wagate:hunter2@127.0.0.1:54x32/wagate", "malformed database URL: use sqlite:///PATH or"),
+    ],
+    ids=["wrong-scheme", "unreachable", "malformed"],
+)
+def test_a_database_that_cannot_be_opened_is_told_in_one_line(tmp_path: Path, url: str | None, cause: str) -> None:
+    url = url or closed_port_url()
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    env = {"WAGATE_DATA_DIR": str(tmp_path / "data"), "WAGATE_KEYS": TEST_KEK, "WAGATE_DATABASE_URL": url}
+    result = refused("--port", str(free_port()), **env)
+    assert result.stderr.startswith(f"wagate: WAGATE_DATABASE_URL: {cause.format(port=port)}"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_a_database_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    require_postgres()
+    url = PG_DSN.rsplit("/", 1)[0] + "/no_such_database_here"
+    env = {"WAGATE_DATA_DIR": str(tmp_path / "data"), "WAGATE_KEYS": TEST_KEK, "WAGATE_DATABASE_URL": url}
+    result = refused("--port", str(free_port()), **env)
+    assert result.stderr.startswith("wagate: WAGATE_DATABASE_URL: cannot open the database at postgresql://")
+    assert result.stderr.endswith(': database "no_such_database_here" does not exist\n')
+    assert result.stderr.count("\n") == 1
+
+
+def test_log_level_debug_keeps_the_traceback_of_a_database_failure(tmp_path: Path) -> None:
+    env = {"WAGATE_DATA_DIR": str(tmp_path / "data"), "WAGATE_KEYS": TEST_KEK, "WAGATE_DATABASE_URL": closed_port_url()}
+    result = refused("--port", str(free_port()), "--log-level", "debug", **env)
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ConnectionRefusedError" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("wagate: WAGATE_DATABASE_URL: cannot open the database at")
+    assert "hunter2" not in result.stderr

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from wagate.errors import ConfigError
-from wagate.store import driver_url
+from wagate.store import describe_failure, driver_url, shown_url
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,16 @@ def test_a_url_that_cannot_work_is_refused_without_repeating_it(given: str, mess
         driver_url(given)
     assert "hunter2" not in str(refused.value)
     assert "sqlite:///PATH or postgresql://USER" in str(refused.value) or "port" in str(refused.value)
+
+
+def test_a_url_is_shown_without_its_password() -> None:
+    assert shown_url("postgresql://app:hunter2@db.example/wagate") == "postgresql://app:***@db.example/wagate"
+    assert shown_url("app:hunter2@db.example:x/y") == "(malformed)"
+
+
+def test_a_failure_is_told_by_its_innermost_cause() -> None:
+    outer = RuntimeError("the database cannot be reached")
+    outer.__cause__ = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+    assert describe_failure(outer) == "Connection refused"
+    assert describe_failure(FileNotFoundError(2, "No such file", "/srv/x")) == "No such file or directory: /srv/x"
+    assert describe_failure(ValueError("first line\nsecond line")) == "first line"

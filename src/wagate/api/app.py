@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from wagate import __version__
-from wagate.accounts import announce_admin_key, bootstrap_admin
 from wagate.api.errors import install_error_handlers
 from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
@@ -27,7 +26,6 @@ from wagate.api.routes import (
     webhooks,
 )
 from wagate.config import Settings
-from wagate.crypto.keyring import Keyring
 from wagate.engines.registry import EngineRegistry
 from wagate.events.delivery import WebhookDispatcher
 from wagate.events.peers import PeerEvents
@@ -41,14 +39,8 @@ log = logging.getLogger("wagate.api")
 DEMO_SIM_PATH = "/sim"
 
 
-def create_app(
-    settings: Settings,
-    *,
-    gateway: Gateway | None = None,
-    keyring: Keyring | None = None,
-    supervise: bool = True,
-) -> FastAPI:
-    """The ASGI app. Given a gateway it uses it (tests); otherwise it opens one at start-up and closes it at exit.
+def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) -> FastAPI:
+    """The ASGI app over an open gateway, which its caller closes after the app has stopped.
 
     ``supervise`` runs the sessions in this process; without it the API only records what tenants want.
     """
@@ -61,25 +53,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = gateway is None
-        gw = gateway if gateway is not None else await Gateway.open(settings, keyring=keyring)
-        app.state.gateway = gw
-        gw.store.set_observer(metrics.observe_store)
+        gateway.store.set_observer(metrics.observe_store)
         supervisor = None
         dispatcher = None
         peers = None
         try:
-            if owned:
-                secret = await bootstrap_admin(gw.store, settings)
-                if secret is not None:
-                    announce_admin_key(secret)
             if sim is not None:
                 await sim.start()
             if supervise:
                 sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if sim is not None else None
-                supervisor = Supervisor(gw, EngineRegistry(settings, sim_url=sim_url))
+                supervisor = Supervisor(gateway, EngineRegistry(settings, sim_url=sim_url))
                 dispatcher = WebhookDispatcher(
-                    gw.store, settings, gw.clock, owner=supervisor.owner, takeover=supervisor.takeover
+                    gateway.store, settings, gateway.clock, owner=supervisor.owner, takeover=supervisor.takeover
                 )
                 app.state.supervisor = supervisor
                 app.state.dispatcher = dispatcher
@@ -87,8 +72,8 @@ def create_app(
                 dispatcher.observe_lag = metrics.webhook_lag.observe
                 await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
                 peers = PeerEvents(
-                    gw.store,
-                    gw.bus,
+                    gateway.store,
+                    gateway.bus,
                     supervisor.owner,
                     on_peer=supervisor.peer_heard,
                     on_webhook=dispatcher.forget_endpoint,
@@ -106,9 +91,7 @@ def create_app(
                 await dispatcher.stop()
             if sim is not None:
                 await sim.stop()
-            gw.store.set_observer(None)
-            if owned:
-                await gw.close()
+            gateway.store.set_observer(None)
             log.info("stopped")
 
     app = FastAPI(
@@ -119,8 +102,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    if gateway is not None:
-        app.state.gateway = gateway
+    app.state.gateway = gateway
     app.state.metrics = metrics
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
