@@ -102,7 +102,7 @@ def serve(
     """Run the gateway: the REST API, the dashboard and the session supervisor."""
     from wagate.crypto.keyring import load_keyring
     from wagate.logs import configure_logging
-    from wagate.server import lock_data_dir, prepare_data_dir, run_server
+    from wagate.server import bind, lock_data_dir, prepare_data_dir, run_server
 
     settings = _settings(
         host=host,
@@ -123,10 +123,11 @@ def serve(
     _check_database_url(settings)
     try:
         keyring = load_keyring(settings)  # fail fast, before the server binds, with the operator's instructions
+        sock = bind(settings.host, settings.port)  # before the admin key is made: a taken port must not burn it
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        started = run_server(settings, keyring)
+        started = run_server(settings, keyring, sock)
     except StoreUnavailable as exc:
         _database_failed(exc)
     except ConfigError as exc:

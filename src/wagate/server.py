@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import gc
+import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +21,13 @@ from starlette.types import ASGIApp
 
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
+from wagate.errors import ConfigError
+
+log = logging.getLogger("wagate.server")
 
 GC_THRESHOLD = (70_000, 20, 20)
 GRACEFUL_SHUTDOWN_SECONDS = 8  # under the 10 s that orchestrators commonly wait before SIGKILL
+BACKLOG = 2048  # uvicorn's
 
 
 class GatewayServer(uvicorn.Server):
@@ -38,6 +45,12 @@ class GatewayServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets:  # uvicorn names the address only of the sockets it binds itself
+            host, port = sockets[0].getsockname()[:2]
+            log.info("serving on http://%s:%d", f"[{host}]" if ":" in host else host, port)
 
 
 def prepare_data_dir(path: Path) -> None:
@@ -74,11 +87,29 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+def bind(host: str, port: int) -> socket.socket:
+    """The server's listening socket, taken before anything else starts: a port in use ends start-up before the
+    database is opened or an admin key made (one made then would be shown for a server that never ran)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the port is in use; stop what holds it or choose another port"
+                " (WAGATE_PORT, --port)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port} (WAGATE_HOST, WAGATE_PORT): {exc.strerror}") from None
+    return sock
+
+
+def _config(app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -86,19 +117,19 @@ def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         ws="websockets-sansio",  # of uvicorn's WebSocket servers the cheapest per connection
         ws_max_size=8 * 1024 * 1024,
         ws_per_message_deflate=False,
+        backlog=BACKLOG,
     )
 
 
-def run_server(settings: Settings, keyring: Keyring) -> bool:
-    """Open the gateway, then serve it until SIGTERM/SIGINT; False if the app could not start (port taken,
-    start-up failed).
+def run_server(settings: Settings, keyring: Keyring, sock: socket.socket) -> bool:
+    """Open the gateway, then serve it on ``sock`` until SIGTERM/SIGINT; False if the app could not start.
 
     A database that cannot be opened raises (ConfigError, StoreUnavailable) before anything is served."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(settings, keyring))
+    with sock, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(settings, keyring, sock))
 
 
-async def _serve(settings: Settings, keyring: Keyring) -> bool:
+async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket) -> bool:
     # Here, not at the top: the simulator's process uses this module too, and needs none of the gateway.
     from wagate.accounts import announce_admin_key, bootstrap_admin
     from wagate.api.app import create_app
@@ -108,10 +139,10 @@ async def _serve(settings: Settings, keyring: Keyring) -> bool:
     try:
         secret = await bootstrap_admin(gateway.store, settings)
         if secret is not None:
-            announce_admin_key(secret)
-        server = GatewayServer(_config(create_app(settings, gateway=gateway), settings.host, settings.port))
+            announce_admin_key(secret)  # the port is held and the store open: this start will serve it
+        server = GatewayServer(_config(create_app(settings, gateway=gateway)))
         tune_gc()
-        await server.serve()
+        await server.serve(sockets=[sock])
         return server.started
     finally:
         await gateway.close()

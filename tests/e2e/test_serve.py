@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -345,3 +346,17 @@ def test_log_level_debug_keeps_the_traceback_of_a_database_failure(tmp_path: Pat
     assert "ConnectionRefusedError" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("wagate: WAGATE_DATABASE_URL: cannot open the database at")
     assert "hunter2" not in result.stderr
+
+
+def test_a_taken_port_does_not_burn_the_first_admin_key(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"))
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        result = refused("--host", "127.0.0.1", "--port", str(port), **env)
+    assert f"wagate: cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
+    assert "X-Api-Key" not in result.stderr
+
+    gateway = started(tmp_path, env, servers)
+    (key,) = re.findall(r"X-Api-Key: (wag_\S+)", gateway.log())  # made now, by the start that serves
+    assert httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code == 200
+    assert gateway.terminate() == 0
