@@ -59,10 +59,26 @@ async def bootstrap_admin(store: Store, settings: Settings) -> str | None:
     if settings.admin_key is not None or await store.api_keys.has_admin():
         return None
     if settings.production:
-        log.warning("no admin key: set WAGATE_ADMIN_KEY to manage tenants over the API (the CLI works without it)")
+        log.warning(
+            "no admin key: set WAGATE_ADMIN_KEY, or issue one with `wagate admin-key new`, to manage tenants over the"
+            " API (the CLI works without it)"
+        )
         return None
     issued = await issue_key(store, tenant_id=None, role=Role.ADMIN, name="bootstrap")
     return issued.secret
+
+
+async def new_admin_key(store: Store, *, keep_others: bool = False) -> tuple[IssuedKey, int]:
+    """A new stored admin key, for an operator who lost the one shown at the first start; the admin keys stored
+    before are revoked unless ``keep_others`` (WAGATE_ADMIN_KEY is configuration, not touched). The key, and how many
+    were revoked."""
+    issued = await issue_key(store, tenant_id=None, role=Role.ADMIN, name="cli")
+    revoked = 0
+    if not keep_others:
+        for key in await store.api_keys.list_keys(None):
+            if key.role is Role.ADMIN and key.active and key.id != issued.key.id:
+                revoked += await store.api_keys.revoke(key.id, tenant_id=None)
+    return issued, revoked
 
 
 def announce_admin_key(secret: str) -> None:
@@ -70,7 +86,7 @@ def announce_admin_key(secret: str) -> None:
     print(
         "\n  wagate: generated an admin API key (shown only this once, stored as a hash):\n"
         f"    X-Api-Key: {secret}\n"
-        "  Set WAGATE_ADMIN_KEY to choose your own.\n",
+        "  Set WAGATE_ADMIN_KEY to choose your own; `wagate admin-key new` issues a new one.\n",
         file=sys.stderr,
         flush=True,
     )

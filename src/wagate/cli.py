@@ -33,9 +33,11 @@ app = _typer("wagate: a self-hosted WhatsApp session gateway.", add_completion=F
 keys_app = _typer("Encryption keys.")
 tenants_app = _typer("Tenants and their API keys.")
 backup_app = _typer("Move a session between installations (same keys) as one sealed file.")
+admin_app = _typer("The admin API key.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(backup_app, name="backup")
+app.add_typer(admin_app, name="admin-key")
 
 _T = TypeVar("_T")
 
@@ -267,6 +269,30 @@ def tenants_list() -> None:
 
     for tenant_id, name, count in _run(listing):
         typer.echo(f"{tenant_id}\t{name}\t{count} session(s)")
+
+
+@admin_app.command("new")
+def admin_key_new(
+    keep_others: Annotated[
+        bool, typer.Option("--keep-others", help="keep the admin keys issued before (revoked otherwise)")
+    ] = False,
+) -> None:
+    """Issue a new admin API key, printed once and stored as a hash: for when the key shown at the first start is
+    lost. WAGATE_ADMIN_KEY, if set, stays valid."""
+    from wagate.accounts import new_admin_key
+
+    async def issue() -> tuple[str, int]:
+        gateway = await _open_gateway()
+        try:
+            issued, revoked = await new_admin_key(gateway.store, keep_others=keep_others)
+            return issued.secret, revoked
+        finally:
+            await gateway.close()
+
+    secret, revoked = _run(issue)
+    typer.echo(f"admin api key: {secret}")
+    if revoked:
+        typer.echo(f"revoked {revoked} admin key(s) issued before", err=True)
 
 
 def main() -> None:

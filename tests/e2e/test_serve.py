@@ -360,3 +360,33 @@ def test_a_taken_port_does_not_burn_the_first_admin_key(tmp_path: Path, servers:
     (key,) = re.findall(r"X-Api-Key: (wag_\S+)", gateway.log())  # made now, by the start that serves
     assert httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code == 200
     assert gateway.terminate() == 0
+
+
+def admin_key_new(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "wagate", "admin-key", "new", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    found = re.search(r"^admin api key: (wag_\S+)$", result.stdout, re.MULTILINE)
+    assert found is not None, result.stdout
+    return found.group(1)
+
+
+def test_a_lost_admin_key_is_replaced_from_the_command_line(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"))
+    gateway = started(tmp_path, env, servers)
+    (first,) = re.findall(r"X-Api-Key: (wag_\S+)", gateway.log())
+    assert "wagate admin-key new" in gateway.log()  # the console says how to get another
+
+    def status(key: str) -> int:
+        return httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code
+
+    second = admin_key_new(env)  # with the gateway running, on its database
+    assert (status(first), status(second)) == (401, 200)
+    third = admin_key_new(env, "--keep-others")
+    assert (status(second), status(third)) == (200, 200)
+    assert gateway.terminate() == 0
