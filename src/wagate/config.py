@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wagate.logs import LOG_LEVELS, LogFormat
 
 ENV_PREFIX = "WAGATE_"
+MIN_PRODUCTION_ADMIN_KEY = 32  # characters: a key typed by a person is short; one of 32 random characters is not
 
 
 class Mode(StrEnum):
@@ -60,7 +61,9 @@ class Settings(BaseSettings):
     database_schema: str | None = Field(None, description="PostgreSQL schema to use (default: the search path)")
     keys: SecretStr | None = Field(None, description="key-encryption keys: id:base64key[,id:base64key...]")
     active_key: str | None = Field(None, description="id of the key in WAGATE_KEYS that wraps new data keys")
-    admin_key: SecretStr | None = Field(None, description="API key with admin rights")
+    admin_key: SecretStr | None = Field(
+        None, description=f"API key with admin rights; in production at least {MIN_PRODUCTION_ADMIN_KEY} characters"
+    )
     max_sessions_per_tenant: int = Field(5, ge=0, description="default session quota of a tenant")
     max_sessions_total: int = Field(100, ge=0, description="session quota of the whole installation")
     default_engine: str = Field(
@@ -190,6 +193,17 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        short = value is not None and len(value.get_secret_value()) < MIN_PRODUCTION_ADMIN_KEY
+        if short and info.data.get("env") is Mode.PRODUCTION:
+            raise ValueError(
+                f"in production the admin key must be at least {MIN_PRODUCTION_ADMIN_KEY} characters long (make one"
+                " with `openssl rand -base64 33`), or leave it unset and issue one with `wagate admin-key new`"
+            )
+        return value
 
     @field_validator("worker_url")
     @classmethod

@@ -151,6 +151,21 @@ def test_a_bad_environment_value_is_named_by_its_variable(tmp_path: Path, env: d
     assert env[next(iter(env))] not in result.stderr  # the value is not echoed: it could be a secret
 
 
+def test_production_refuses_an_admin_key_shorter_than_32_characters(tmp_path: Path, servers: list[Served]) -> None:
+    short = "a-31-character-admin-key-123456"
+    env = {"WAGATE_DATA_DIR": str(tmp_path / "data"), "WAGATE_ENV": "production", "WAGATE_KEYS": TEST_KEK}
+    result = refused("--port", str(free_port()), **env, WAGATE_ADMIN_KEY=short)
+    assert result.returncode == 2
+    assert result.stderr.startswith("wagate: invalid settings: WAGATE_ADMIN_KEY: in production the admin key must")
+    assert result.stderr.count("\n") == 1
+    assert short not in result.stderr
+
+    enough = short + "7"
+    gateway = started(tmp_path, clean_env(**env, WAGATE_ADMIN_KEY=enough), servers)
+    assert httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": enough}).status_code == 200
+    assert gateway.terminate() == 0
+
+
 def test_serve_help_documents_options() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "wagate", "serve", "--help"], capture_output=True, text=True, check=True, env=clean_env()

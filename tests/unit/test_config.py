@@ -39,12 +39,24 @@ def test_a_bad_log_level_is_refused_from_the_environment_too(tmp_path: Path, mon
     assert Settings().log_level == "WARNING"
 
 
+def test_production_wants_an_admin_key_of_32_characters_or_none(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="in production the admin key must be at least 32 characters"):
+        make_settings(tmp_path, env="production", admin_key="k" * 31)
+    assert make_settings(tmp_path, env="production", admin_key="k" * 32).production
+    assert make_settings(tmp_path, env="production", admin_key=None).admin_key is None
+    assert make_settings(tmp_path, admin_key="short").admin_key is not None  # development: any key will do
+    with pytest.raises(ValidationError, match="in production the admin key must"):
+        make_settings(tmp_path).with_overrides(env="production")  # checked however production is reached
+
+
 def test_a_refused_setting_is_named_by_its_environment_variable_never_by_its_value(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as refused:
-        make_settings(tmp_path, port="eighty", lease_ttl=0)
+        make_settings(tmp_path, port="eighty", lease_ttl=0, admin_key="secret-but-short", env="production")
     line = describe_invalid(refused.value)
     assert line.startswith("WAGATE_PORT: Input should be a valid integer")
     assert "; WAGATE_LEASE_TTL: Input should be greater than 0" in line
+    assert "; WAGATE_ADMIN_KEY: in production the admin key must be" in line
     assert "\n" not in line
     assert "eighty" not in line
+    assert "secret-but-short" not in line
     assert describe_invalid(refused.value, {"port": "--port"}).startswith("--port (WAGATE_PORT): ")
