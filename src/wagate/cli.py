@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -119,7 +120,10 @@ def serve(
     if settings.demo:
         settings = settings.with_overrides(default_engine="sim")
     configure_logging(settings.log_level, settings.log_format)
-    prepare_data_dir(settings.data_dir)
+    try:
+        prepare_data_dir(settings.data_dir)
+    except ConfigError as exc:
+        _fail(str(exc))
     if not lock_data_dir(settings.data_dir):
         _fail(f"another wagate process is serving from {settings.data_dir}; stop it or use another --data-dir")
     _check_database_url(settings)
@@ -296,6 +300,9 @@ def admin_key_new(
 
 
 def main() -> None:
+    # Whatever wagate creates (the database and its WAL, exports, the simulator's state, neonize's files, a
+    # development key) is its user's alone, whichever library creates it.
+    os.umask(0o077)
     app()
 
 
@@ -317,8 +324,7 @@ def backup_export(
 
     data = _run(export)
     try:
-        with out.open("xb") as handle:
-            out.chmod(0o600)
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(data)
     except FileExistsError:
         _fail(f"{out} exists; choose another file")

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,9 +55,17 @@ class GatewayServer(uvicorn.Server):
 
 
 def prepare_data_dir(path: Path) -> None:
-    """Create the data directory readable by its owner only: it holds the database and, in development, the key."""
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
+    """Make the data directory its owner's alone (0700), creating it or tightening it: it holds the database, its
+    WAL, the simulator's state and, in development, the key. ConfigError when that cannot be done."""
+    try:
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode != 0o700:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot prepare the data directory {path} (WAGATE_DATA_DIR): {exc.strerror}") from None
+    if mode & 0o077:
+        log.warning("the data directory %s was open to other users (mode %04o); it is 0700 now", path, mode)
 
 
 _LOCKS: list[int] = []

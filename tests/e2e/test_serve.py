@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -405,3 +406,42 @@ def test_a_lost_admin_key_is_replaced_from_the_command_line(tmp_path: Path, serv
     third = admin_key_new(env, "--keep-others")
     assert (status(second), status(third)) == (200, 200)
     assert gateway.terminate() == 0
+
+
+def modes(root: Path) -> dict[str, int]:
+    """The permission bits of everything under ``root``, by path relative to it."""
+    return {str(path.relative_to(root)): stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]}
+
+
+def test_data_files_are_their_owners_alone(tmp_path: Path, stack_factory: Callable[..., Stack]) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o755)  # as a shared directory made by hand, or by an older wagate
+    stack = stack_factory(WAGATE_KEYS="")  # development: the key is made in the data directory
+    stack.start()
+    assert stack.gateway is not None
+    assert f"the data directory {data} was open to other users (mode 0755); it is 0700 now" in stack.gateway.log()
+    stack.tenant()
+    stack.link("s", "+15550001")
+    stack.sim_post("/devices/+15550001/messages", {"from": "+15550002", "text": "hello", "count": 3})
+
+    def stored() -> bool:
+        with stack.http as http:
+            return len(http.get("/api/s/chats/+15550002/messages").json()["items"]) == 3
+
+    wait_for(stored, 10, "the messages stored")
+    running = modes(data)
+    assert {"wagate.db", "wagate.db-wal", "wagate.db-shm", "keys", "wagate.lock"} <= set(running)
+    export = tmp_path / "s.wagate"
+    subprocess.run(
+        [sys.executable, "-m", "wagate", "backup", "export", "--tenant", "t", "--session", "s", "--out", str(export)],
+        env=stack.env,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert stack.gateway.terminate() == 0
+    assert stack.sim.terminate() == 0  # saves the simulator's state
+    found = {**running, **modes(data), "export": stat.S_IMODE(export.stat().st_mode)}
+    found["sim-state.json"] = stat.S_IMODE((tmp_path / "sim-state.json").stat().st_mode)
+    assert found == {path: 0o700 if path == "." else 0o600 for path in found}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 from wagate.engines.sim.state import SENT_KEPT, Chain, Device, Queued, StateFile
@@ -63,3 +65,13 @@ def test_the_sent_list_keeps_the_latest_and_counts_them_all() -> None:
     old = device.to_json()
     del old["sent_total"]
     assert Device.from_json(old).sent_total == len(device.sent)
+
+
+def test_the_state_file_is_its_owners_alone_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        StateFile(tmp_path / "sim" / "state.json").save({"+15550001": a_device().to_json()})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "sim" / "state.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "sim").stat().st_mode) == 0o700

@@ -154,10 +154,11 @@ class StateFile:
         """Write devices as ``Device.to_json`` gave them."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         payload = json.dumps({"version": 1, "devices": devices})
-        with tmp.open("w") as handle:
+        # Owner only: the file holds every simulated device's secrets and messages.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
