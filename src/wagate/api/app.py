@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from wagate import __version__
 from wagate.api.errors import install_error_handlers
@@ -37,6 +38,7 @@ from wagate.web import STATIC_DIR
 log = logging.getLogger("wagate.api")
 
 DEMO_SIM_PATH = "/sim"
+DOCS_ASSETS_PATH = "/docs/assets"
 
 
 def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) -> FastAPI:
@@ -94,13 +96,16 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
             gateway.store.set_observer(None)
             log.info("stopped")
 
-    app = FastAPI(
+    # /docs from Swagger UI's files as fastapi-offline ships them, not from a CDN: the reference works offline.
+    app = FastAPIOffline(
         title="wagate",
         version=__version__,
         summary="Self-hosted WhatsApp session gateway",
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        static_url=DOCS_ASSETS_PATH,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
     app.state.gateway = gateway
     app.state.metrics = metrics
