@@ -445,3 +445,32 @@ def test_data_files_are_their_owners_alone(tmp_path: Path, stack_factory: Callab
     found = {**running, **modes(data), "export": stat.S_IMODE(export.stat().st_mode)}
     found["sim-state.json"] = stat.S_IMODE((tmp_path / "sim-state.json").stat().st_mode)
     assert found == {path: 0o700 if path == "." else 0o600 for path in found}
+
+
+def test_a_session_that_cannot_connect_says_why_at_warning(tmp_path: Path, servers: list[Served]) -> None:
+    env = clean_env(
+        WAGATE_DATA_DIR=str(tmp_path / "data"),
+        WAGATE_ADMIN_KEY=ADMIN,
+        WAGATE_KEYS=TEST_KEK,
+        WAGATE_NEONIZE_PROBE="web.whatsapp.invalid:443",  # offline on any machine
+        WAGATE_BACKOFF_BASE="0.05",
+        WAGATE_BACKOFF_CAP="0.1",
+        WAGATE_MAX_ATTEMPTS="3",
+    )
+    gateway = started(tmp_path, env, servers)
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+        key = tenant_key(http)
+        assert http.post("/api/sessions", json={"name": "phone"}, headers=key).status_code == 201
+        assert http.post("/api/sessions", json={"name": "toy", "engine": "sim"}, headers=key).status_code == 201
+
+        def failed() -> bool:
+            listed = http.get("/api/sessions", params={"all": "true"}, headers=key).json()
+            return all(s["status"] == "FAILED" for s in listed)
+
+        wait_for(failed, 15, "both sessions FAILED")
+    assert gateway.terminate() == 0
+    log = gateway.log()
+    for attempt in (1, 2):
+        assert re.search(rf"WARNING +wagate\.session: attempt {attempt} failed \([^)]*network unreachable", log), log
+    assert re.search(r"WARNING +wagate\.session: STARTING -> FAILED \(max_retries\): .*network unreachable", log), log
+    assert re.search(r"WARNING +wagate\.supervisor: session ses_\w+: \w+ -> FAILED \(engine_error\): .*sim", log), log

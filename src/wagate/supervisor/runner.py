@@ -392,7 +392,7 @@ class SessionRunner:
             return False
         delay = max(self._backoff.delay(self.attempt), self._breaker.remaining())
         reason = Reason.CIRCUIT_OPEN if self._breaker.remaining() > 0 else None
-        self.log.info("attempt %d failed (%s); next in %.2fs", self.attempt, error, delay)
+        self.log.warning("attempt %d failed (%s); next in %.2fs", self.attempt, error, delay)
         await self._set(
             Status.STARTING, reason, note=error, detail={"attempt": self.attempt, "retry_in": round(delay, 3)}
         )
@@ -597,5 +597,13 @@ class SessionRunner:
             if status is Status.FAILED:
                 self._sup.notifier.session_failed(session, reason, note)
         if status is not self.status or reason is not self._reason:
-            self.log.info("%s -> %s%s", self.status.value, status.value, f" ({reason.value})" if reason else "")
+            failed = status is Status.FAILED  # the session stops trying: said at WARNING, with why
+            self.log.log(
+                logging.WARNING if failed else logging.INFO,
+                "%s -> %s%s%s",
+                self.status.value,
+                status.value,
+                f" ({reason.value})" if reason else "",
+                f": {note}" if failed and note else "",
+            )
         self.session, self.status, self._reason, self._note = session, status, reason, note

@@ -320,6 +320,7 @@ class Supervisor:
         try:
             engine = self.engines.get(session.engine)
         except ConfigError as exc:
+            log.warning("session %s: %s -> FAILED (engine_error): %s", session.id, session.status.value, exc)
             await self._record(session, lease, Status.FAILED, Reason.ENGINE_ERROR, note=str(exc))
             await self.store.leases.release(session.id, self.owner, lease.epoch)
             return
