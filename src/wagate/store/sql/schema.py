@@ -1,16 +1,51 @@
-"""Table definitions used by queries. The DDL that creates them lives in the numbered migrations."""
+"""The schema as the code declares it: tables, columns, keys, constraints and indexes.
+
+Queries are built from these tables; the DDL that creates them lives in the numbered migrations, written once and
+never edited. The schema drift test applies the migrations to an empty database and checks that they produce exactly
+what is declared here, on SQLite and on PostgreSQL, so that a migration and this file cannot disagree unnoticed.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Double, Integer, LargeBinary, MetaData, Table, Text
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 
 metadata = MetaData()
+
+# A sequence number: BIGSERIAL on PostgreSQL, SQLite's rowid (INTEGER PRIMARY KEY AUTOINCREMENT, 64 bits anyway).
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+SERIAL_TABLE: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
+def where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, as SQL text that reads the same on both databases (PostgreSQL's generic plans
+    match a partial index only to a literal condition, never to a bound parameter)."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
+def _owner(table: str, *, cascade: bool = True) -> ForeignKey:
+    return ForeignKey(f"{table}.id", ondelete="CASCADE" if cascade else None)
+
 
 tenants = Table(
     "tenants",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("name", Text, nullable=False),
+    Column("name", Text, nullable=False, unique=True),
     Column("contact_email", Text),
     Column("max_sessions", Integer),
     Column("created_at", Double, nullable=False),
@@ -21,20 +56,21 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("tenant_id", Text),
+    Column("tenant_id", Text, _owner("tenants")),
     Column("role", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("prefix", Text, nullable=False),
-    Column("key_hash", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
     Column("created_at", Double, nullable=False),
     Column("revoked_at", Double),
+    Index("ix_api_keys_tenant", "tenant_id"),
 )
 
 sessions = Table(
     "sessions",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("tenant_id", Text, nullable=False),
+    Column("tenant_id", Text, _owner("tenants", cascade=False), nullable=False),
     Column("name", Text, nullable=False),
     Column("engine", Text, nullable=False),
     Column("config", Text, nullable=False),
@@ -44,16 +80,18 @@ sessions = Table(
     Column("me", Text),
     Column("status_note", Text),
     Column("connected_at", Double),
-    Column("generation", BigInteger, nullable=False),
+    Column("generation", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+    Index("ix_sessions_desired", "desired"),
 )
 
 session_history = Table(
     "session_history",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("session_id", Text, nullable=False),
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("session_id", Text, _owner("sessions"), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("at", Double, nullable=False),
     Column("kind", Text, nullable=False),
@@ -63,12 +101,14 @@ session_history = Table(
     Column("desired", Text),
     Column("reason", Text),
     Column("detail", Text),
+    Index("ix_session_history_session", "session_id", "id"),
+    **SERIAL_TABLE,
 )
 
 session_keys = Table(
     "session_keys",
     metadata,
-    Column("session_id", Text, primary_key=True),
+    Column("session_id", Text, _owner("sessions"), primary_key=True),
     Column("tenant_id", Text, nullable=False),
     Column("kek_id", Text, nullable=False),
     Column("wrapped", LargeBinary, nullable=False),
@@ -79,7 +119,7 @@ session_keys = Table(
 auth_records = Table(
     "auth_records",
     metadata,
-    Column("session_id", Text, primary_key=True),
+    Column("session_id", Text, _owner("sessions"), primary_key=True),
     Column("namespace", Text, primary_key=True),
     Column("key", Text, primary_key=True),
     Column("tenant_id", Text, nullable=False),
@@ -91,11 +131,12 @@ auth_records = Table(
 session_leases = Table(
     "session_leases",
     metadata,
-    Column("session_id", Text, primary_key=True),
+    Column("session_id", Text, _owner("sessions"), primary_key=True),
     Column("owner", Text),
     Column("epoch", BigInteger, nullable=False),
     Column("expires_at", Double, nullable=False),
     Column("acquired_at", Double, nullable=False),
+    Index("ix_leases_owner", "owner"),
 )
 
 workers = Table(
@@ -111,20 +152,21 @@ backups = Table(
     "backups",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("session_id", Text, nullable=False),
+    Column("session_id", Text, _owner("sessions"), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("reason", Text, nullable=False),
     Column("records", Integer, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    Index("ix_backups_session", "session_id", "created_at"),
 )
 
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=True),
-    Column("id", Text, nullable=False),
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", Text, nullable=False, unique=True),
     Column("tenant_id", Text, nullable=False),
     Column("session_id", Text, nullable=False),
     Column("session_name", Text, nullable=False),
@@ -132,13 +174,17 @@ events = Table(
     Column("at", Double, nullable=False),
     Column("kek_id", Text, nullable=False),
     Column("sealed", LargeBinary, nullable=False),
+    Index("ix_events_tenant", "tenant_id", "seq"),
+    Index("ix_events_session", "session_id", "seq"),
+    Index("ix_events_at", "at"),
+    **SERIAL_TABLE,
 )
 
 webhooks = Table(
     "webhooks",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("tenant_id", Text, nullable=False),
+    Column("tenant_id", Text, _owner("tenants"), nullable=False),
     Column("url", Text, nullable=False),
     Column("events", Text, nullable=False),
     Column("session_name", Text),
@@ -153,12 +199,13 @@ webhooks = Table(
     Column("updated_at", Double, nullable=False),
     Column("blocked_reason", Text),  # why the SSRF guard refused its address at the latest attempt (0009)
     Column("blocked_at", Double),  # since when (0009)
+    Index("ix_webhooks_tenant", "tenant_id"),
 )
 
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("seq", Serial, primary_key=True, autoincrement=True),
     Column("webhook_id", Text, nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("session_id", Text, nullable=False),
@@ -172,6 +219,12 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    Index("ix_deliveries_event", "event_seq"),
+    Index("ix_deliveries_due", "seq", **where("state = 'pending'")),
+    Index("ix_deliveries_queue", "webhook_id", "session_id", "seq", **where("state = 'pending'")),
+    Index("ix_deliveries_dead", "webhook_id", "seq", **where("state = 'dead'")),
+    Index("ix_deliveries_webhook", "webhook_id", "seq"),
+    **SERIAL_TABLE,
 )
 
 ws_tickets = Table(
@@ -185,7 +238,7 @@ ws_tickets = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("seq", Serial, primary_key=True, autoincrement=True),
     Column("tenant_id", Text, nullable=False),
     Column("session_id", Text, nullable=False),
     Column("id", Text, nullable=False),
@@ -202,6 +255,12 @@ messages = Table(
     Column("idem_key", Text),
     Column("idem_hash", Text),
     Column("body", LargeBinary, nullable=False),
+    Index("ux_messages_id", "session_id", "id", unique=True),
+    Index("ux_messages_idem", "tenant_id", "idem_key", unique=True),
+    Index("ix_messages_chat", "session_id", "chat_id", "seq"),
+    Index("ix_messages_queue", "session_id", "seq", **where("status IN ('pending', 'sending')")),
+    Index("ix_messages_age", "tenant_id", "created_at"),
+    **SERIAL_TABLE,
 )
 
 message_media = Table(
@@ -222,6 +281,7 @@ chats = Table(
     Column("last_message_id", Text),
     Column("last_message_at", Double, nullable=False),
     Column("messages", BigInteger, nullable=False),
+    Index("ix_chats_recent", "session_id", "last_message_at", "id"),
 )
 
 contacts = Table(
@@ -249,7 +309,7 @@ chat_groups = Table(
 migrations = Table(
     "wagate_migrations",
     metadata,
-    Column("version", Integer, primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
     Column("name", Text, nullable=False),
     Column("applied_at", Double, nullable=False),
 )
