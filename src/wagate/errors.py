@@ -5,7 +5,8 @@
     WagateError
     ├── ConfigError                  settings that cannot work; the message says what to do
     ├── CryptoError                  a sealed value failed to open (wrong key, tampered, moved)
-    │   └── UnknownKeyError          a key-encryption key id that is not configured
+    │   ├── UnknownKeyError          a key-encryption key id that is not configured
+    │   └── DamagedRecord            stored auth records that no longer open (changed at rest); names them
     ├── StoreError                   the store failed or refused
     │   ├── StoreUnavailable         the database cannot be reached
     │   ├── AlreadyExists            a unique name is taken
@@ -28,6 +29,8 @@ Messages never carry secrets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class WagateError(Exception):
     """Root of every error wagate raises on purpose."""
@@ -43,6 +46,25 @@ class CryptoError(WagateError):
 
 class UnknownKeyError(CryptoError):
     """A sealed value names a key-encryption key that is not configured."""
+
+
+class DamagedRecord(CryptoError):
+    """Stored auth records that no longer open although the session's data key does (their bytes changed at rest).
+
+    ``records`` names them as (namespace, key); ``readable`` holds what the same read could open, by key, so that
+    the caller (the engine, which knows what each namespace means) deals with the damaged ones and goes on with the
+    rest. The message names no key: keys are contacts' addresses.
+    """
+
+    def __init__(self, records: Sequence[tuple[str, str]], readable: Mapping[str, bytes] | None = None) -> None:
+        namespaces = sorted({namespace for namespace, _ in records})
+        super().__init__(f"{len(records)} stored record(s) in {', '.join(namespaces)} failed authentication")
+        self.records = tuple(records)
+        self.readable = dict(readable or {})
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for _, key in self.records]
 
 
 class StoreError(WagateError):

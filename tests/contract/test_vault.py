@@ -7,10 +7,11 @@ import os
 
 import pytest
 
+from tests.damage import flip_auth_record
 from wagate.crypto.keyring import Keyring
 from wagate.domain.sessions import Desired, Quotas
 from wagate.domain.tenants import Tenant
-from wagate.errors import CryptoError, LeaseLost
+from wagate.errors import CryptoError, DamagedRecord, LeaseLost
 from wagate.store.base import NewSession, Store
 from wagate.store.vault import Vault, Vaults
 
@@ -167,3 +168,37 @@ async def test_one_batch_keeps_each_sessions_writes_in_order(store: Store) -> No
     assert [type(r).__name__ for r in results] == ["NoneType"] * 4 + ["LeaseLost"]
     stored = {r.key: r.value for r in await store.auth.read_all(t.id, s.id)}
     assert stored == {"keep": b"k", "b": b"3"}  # values as given (the store seals nothing itself)
+
+
+async def test_a_damaged_record_is_named_and_does_not_hide_the_others(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    contacts = [f"1555000{i}@s.whatsapp.net" for i in range(4)]
+    await vault.put_many({("chain", c): c.encode() for c in contacts} | {("creds", "device"): b"keys"})
+    await flip_auth_record(store, vault.session_id, "chain", contacts[1])
+
+    with pytest.raises(DamagedRecord) as raised:
+        await vault.get_many("chain", contacts)
+    assert isinstance(raised.value, CryptoError)  # callers that knew only CryptoError still see one
+    assert raised.value.records == (("chain", contacts[1]),)
+    assert raised.value.readable == {c: c.encode() for c in contacts if c != contacts[1]}
+    assert contacts[1] not in str(raised.value)  # a contact's address is no log material
+    assert await vault.get_many("chain", [contacts[0], contacts[2]]) == {c: c.encode() for c in contacts[::2]}
+    assert await vault.get_many("creds", ["device"]) == {"device": b"keys"}
+
+    # Loaded in bulk ahead of a restart, the same record is found damaged the same way.
+    vaults = Vaults(store.auth, KEYRING)
+    await vaults.preload([(t.id, vault.session_id)], "chain")
+    preloaded = vaults.open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
+    with pytest.raises(DamagedRecord) as again:
+        await preloaded.get_many("chain", contacts)
+    assert again.value.keys == [contacts[1]]
+
+    with pytest.raises(DamagedRecord):
+        await vault.get_all()
+    readable, damaged = await vault.get_readable()
+    assert damaged == [("chain", contacts[1])]
+    assert len(readable) == 4
+
+    await vault.put_many({("chain", contacts[1]): b"started over"})  # a damaged record is replaced like any other
+    assert (await vault.get_many("chain", contacts))[contacts[1]] == b"started over"

@@ -333,7 +333,9 @@ class AuthWrite:
 class AuthState(Protocol):
     """A session's credentials as the engine sees them: plaintext in, sealed at rest."""
 
-    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]: ...
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The records that exist; ``DamagedRecord`` (with the readable ones) when some no longer open."""
+        ...
 
     async def put_many(self, records: Mapping[tuple[str, str], bytes]) -> None: ...
 

@@ -17,7 +17,7 @@ from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
 from wagate.crypto.envelope import forget as forget_cipher
 from wagate.crypto.keyring import Keyring
-from wagate.errors import CryptoError, StoreUnavailable
+from wagate.errors import CryptoError, DamagedRecord, StoreUnavailable
 from wagate.ids import SessionId, TenantId
 from wagate.store.base import AuthRecordStore, AuthWrite, SealedRecord
 
@@ -27,25 +27,28 @@ BUNDLE_FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class BundleHeader:
+    """What a bundle says of itself, authenticated with it. ``device``: the linked device the state belongs to (the
+    session's ``me`` id, which names the device), when known; it tells a backup of this link from an older one."""
+
     kek_id: str
     tenant_id: str
     session_id: str
     created_at: float
     records: int
+    device: str | None = None
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "format": BUNDLE_FORMAT,
-                "kek": self.kek_id,
-                "tenant": self.tenant_id,
-                "session": self.session_id,
-                "created_at": self.created_at,
-                "records": self.records,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
+        fields: dict[str, object] = {
+            "format": BUNDLE_FORMAT,
+            "kek": self.kek_id,
+            "tenant": self.tenant_id,
+            "session": self.session_id,
+            "created_at": self.created_at,
+            "records": self.records,
+        }
+        if self.device is not None:
+            fields["device"] = self.device
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def seal_bundle(keyring: Keyring, header: BundleHeader, records: Sequence[tuple[str, str, bytes]]) -> bytes:
@@ -71,8 +74,9 @@ def open_bundle(keyring: Keyring, bundle: bytes) -> tuple[BundleHeader, list[tup
             str(fields["session"]),
             float(fields["created_at"]),
             int(fields["records"]),
+            str(fields["device"]) if fields.get("device") is not None else None,
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise CryptoError("the bundle header is damaged") from None
     payload = keyring.open_with(
         header.kek_id, bundle[offset + 4 + size :], associated_data("bundle", encoded_header.decode())
@@ -198,6 +202,8 @@ class Vault:
         return record_aad(self.tenant_id, self.session_id, namespace, key)
 
     async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The records of ``keys`` that exist. Raises ``DamagedRecord`` naming those that no longer open, with the
+        others readable in it: one damaged record does not hide the rest."""
         preloaded = self._vaults.take_preloaded(self.session_id, namespace)
         if preloaded is not None:
             sealed = {key: preloaded[key] for key in keys if key in preloaded}
@@ -205,20 +211,51 @@ class Vault:
             sealed = await self._store.read(self.tenant_id, self.session_id, namespace, keys)
         if not sealed:
             return {}
-        data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=False)
-        if data_key is None:
-            raise CryptoError(f"session {self.session_id} has records but no data key")
-        return {key: open_sealed(data_key, rec.value, self._aad(namespace, key)) for key, rec in sealed.items()}
+        data_key = await self._data_key()
+        opened: dict[str, bytes] = {}
+        damaged: list[tuple[str, str]] = []
+        for key, record in sealed.items():
+            try:
+                opened[key] = open_sealed(data_key, record.value, self._aad(namespace, key))
+            except CryptoError:
+                damaged.append((namespace, key))
+        if damaged:
+            raise DamagedRecord(damaged, opened)
+        return opened
 
     async def get_all(self) -> list[tuple[str, str, bytes]]:
-        """Every record as (namespace, key, plaintext), in a stable order."""
+        """Every record as (namespace, key, plaintext), in a stable order; ``DamagedRecord`` if any does not open."""
+        records, damaged = await self.get_readable()
+        if damaged:
+            raise DamagedRecord(damaged)
+        return records
+
+    async def get_readable(self) -> tuple[list[tuple[str, str, bytes]], list[tuple[str, str]]]:
+        """Every record that opens, as ``get_all`` lists them, and the (namespace, key) of those that do not."""
         sealed = await self._store.read_all(self.tenant_id, self.session_id)
         if not sealed:
-            return []
+            return [], []
+        data_key = await self._data_key()
+        records: list[tuple[str, str, bytes]] = []
+        damaged: list[tuple[str, str]] = []
+        for record in sealed:
+            try:
+                records.append(
+                    (
+                        record.namespace,
+                        record.key,
+                        open_sealed(data_key, record.value, self._aad(record.namespace, record.key)),
+                    )
+                )
+            except CryptoError:
+                damaged.append((record.namespace, record.key))
+        return records, damaged
+
+    async def _data_key(self) -> bytes:
         data_key = await self._vaults.data_key(self.tenant_id, self.session_id, create=False)
         if data_key is None:
             raise CryptoError(f"session {self.session_id} has records but no data key")
-        return [(r.namespace, r.key, open_sealed(data_key, r.value, self._aad(r.namespace, r.key))) for r in sealed]
+        return data_key
 
     async def put_many(self, records: Mapping[tuple[str, str], bytes]) -> None:
         """Seal and store every record in one atomic, fenced transaction (``LeaseLost`` if the epoch is stale)."""
@@ -262,11 +299,15 @@ class Vault:
         )
 
     async def export(self) -> bytes:
-        records = await self.get_all()
+        return self.bundle(await self.get_all())
+
+    def bundle(self, records: Sequence[tuple[str, str, bytes]], *, device: str | None = None) -> bytes:
+        """``records`` (as ``get_all`` lists them) sealed as a bundle of this session, under the active KEK."""
+        keyring = self._vaults.keyring
         header = BundleHeader(
-            self._vaults.keyring.active_id, self.tenant_id, self.session_id, self._vaults._clock(), len(records)
+            keyring.active_id, self.tenant_id, self.session_id, self._vaults._clock(), len(records), device
         )
-        return seal_bundle(self._vaults.keyring, header, records)
+        return seal_bundle(keyring, header, records)
 
     async def import_bundle(self, bundle: bytes) -> int:
         """Replace this session's state with a bundle's, atomically and fenced; returns the record count."""
@@ -286,5 +327,7 @@ def reseal_bundle(keyring: Keyring, bundle: bytes) -> bytes | None:
     header, records = open_bundle(keyring, bundle)
     if header.kek_id == keyring.active_id:
         return None
-    fresh = BundleHeader(keyring.active_id, header.tenant_id, header.session_id, header.created_at, header.records)
+    fresh = BundleHeader(
+        keyring.active_id, header.tenant_id, header.session_id, header.created_at, header.records, header.device
+    )
     return seal_bundle(keyring, fresh, records)
