@@ -110,6 +110,14 @@ class DecryptFailed(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ContactStateDamaged(EngineEvent):
+    """A contact's stored encryption state no longer opened (its bytes changed at rest). The engine dropped it and
+    started that contact's session over, as after a Bad MAC burst; the connection and every other contact go on."""
+
+    contact: str
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived(EngineEvent):
     message_id: str
     chat: str

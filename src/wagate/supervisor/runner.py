@@ -21,6 +21,7 @@ from wagate.domain.sessions import Reason, Session, Status
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactStateDamaged,
     ContactsUpdated,
     DecryptFailed,
     Disconnected,
@@ -545,6 +546,8 @@ class SessionRunner:
             await self._sup.store.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
         elif isinstance(event, DecryptFailed):
             await self._decrypt_failed(event)
+        elif isinstance(event, ContactStateDamaged):
+            await self._contact_damaged(event)
 
     async def _decrypt_failed(self, event: DecryptFailed) -> None:
         self._sup.decrypt_failures += 1
@@ -559,6 +562,13 @@ class SessionRunner:
                 self._sup.contact_resets += 1
             except EngineUnavailable as exc:
                 self.log.warning("cannot reset the contact's session: %s", exc)
+
+    async def _contact_damaged(self, event: ContactStateDamaged) -> None:
+        """The engine found a contact's stored state damaged and started that contact over: the session runs on."""
+        self._sup.damaged_records += 1
+        self.log.warning("a contact's stored encryption state was damaged; that contact's session starts over")
+        payload = {"cause": "damaged_record", "contact": event.contact, "action": "contact_reset"}
+        await self._sup.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
 
     async def _set(
         self,

@@ -21,6 +21,7 @@ from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactStateDamaged,
     ContactsUpdated,
     DecryptFailed,
     Disconnected,
@@ -45,6 +46,7 @@ from wagate.engines.base import (
 )
 from wagate.engines.sim.protocol import decode_chain, encode_chain, frame, initial_chain, message_mac, step_chain
 from wagate.engines.sim.wire import HandshakeError, SocketClosed, WireSocket, open_socket
+from wagate.errors import DamagedRecord
 
 CREDS = ("creds", "device")
 CHAIN_NS = "chain"
@@ -84,6 +86,9 @@ class SimConnection(Connection):
         self._closing = False  # we asked to close: report nothing more
         self._ended = False  # a closing event was emitted
         self._resets: set[str] = set()  # contacts to reset once the batch in hand is done
+        # Contacts reset and not yet answered (``contact_reset``), with how many answers are due: their messages
+        # until then are under the old chain and come again under the new one.
+        self._awaiting: dict[str, int] = {}
         self._in_batch = False
 
     # lifecycle -------------------------------------------------------------------------------------------------
@@ -265,6 +270,8 @@ class SimConnection(Connection):
             future.set_result(message)
         elif kind == "receipts":
             await self._on_receipts(message["items"])
+        elif kind == "contact_reset":
+            self._on_contact_reset(str(message["contact"]))
         elif kind == "contacts":
             contacts = tuple(Contact(str(c["id"]), c.get("name"), None, self._ctx.clock()) for c in message["items"])
             await self._ctx.emit(ContactsUpdated(contacts))
@@ -304,14 +311,28 @@ class SimConnection(Connection):
         await self._ws.send(frame("paired_ack"))
 
     async def _chain_states(self, contacts: set[str]) -> None:
-        missing = [c for c in contacts if c not in self._chains]
+        missing = [c for c in contacts if c not in self._chains and c not in self._awaiting]
         if not missing:
             return
         assert self._secret is not None
-        stored = await self._ctx.auth.get_many(CHAIN_NS, missing)
+        try:
+            stored = await self._ctx.auth.get_many(CHAIN_NS, missing)
+        except DamagedRecord as exc:
+            stored = exc.readable
+            for contact in exc.keys:
+                missing.remove(contact)
+                await self._damaged_chain(contact)
         for contact in missing:
             raw = stored.get(contact)
             self._chains[contact] = decode_chain(raw) if raw else (0, initial_chain(self._secret, contact))
+
+    async def _damaged_chain(self, contact: str) -> None:
+        """A contact's stored chain no longer opens: what a Bad MAC burst leads to, at once. The record goes, the
+        contact's session starts over (its messages come again under the new chain) and the supervisor hears of it;
+        the connection and every other contact go on."""
+        await self._ctx.auth.delete_many(CHAIN_NS, [contact])
+        await self._send_reset(contact)
+        await self._ctx.emit(ContactStateDamaged(contact))
 
     def alive(self) -> bool:
         return self._reader is not None and not self._reader.done()
@@ -330,10 +351,26 @@ class SimConnection(Connection):
             return
         await self._ctx.auth.delete_many(CHAIN_NS, contacts)
         for contact in contacts:
-            self._chains.pop(contact, None)
+            await self._send_reset(contact)
+
+    async def _send_reset(self, contact: str) -> None:
+        """Ask the simulator to start the chain with ``contact`` over; its messages are ignored until it answers."""
+        self._chains.pop(contact, None)
+        if self._ws is None:
+            return
+        self._awaiting[contact] = self._awaiting.get(contact, 0) + 1
         with contextlib.suppress(SocketClosed):
-            for contact in contacts:
-                await self._ws.send(frame("reset_contact", contact=contact))
+            await self._ws.send(frame("reset_contact", contact=contact))
+
+    def _on_contact_reset(self, contact: str) -> None:
+        """The simulator started the chain over: what follows from the contact is under the new chain."""
+        left = self._awaiting.get(contact, 0) - 1
+        if left > 0:
+            self._awaiting[contact] = left
+            return
+        self._awaiting.pop(contact, None)
+        assert self._secret is not None
+        self._chains[contact] = (0, initial_chain(self._secret, contact))
 
     async def _on_messages(self, items: list[dict[str, Any]]) -> None:
         self._in_batch = True
@@ -351,6 +388,8 @@ class SimConnection(Connection):
         retries: list[str] = []
         for item in items:
             contact, counter, message_id = str(item["from"]), int(item["counter"]), str(item["id"])
+            if contact in self._awaiting:
+                continue  # under a chain being replaced: it comes again after the simulator's contact_reset
             known, key = advanced.get(contact) or self._chains[contact]
             if counter <= known:
                 acks.append(message_id)  # already processed before a lost ack: acknowledge again, nothing else

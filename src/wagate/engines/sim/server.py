@@ -223,7 +223,7 @@ class SimServer:
         elif kind == "sent_query" and link.logged_in and link.device is not None:
             await self._answer_sent_query(link, link.device, message)
         elif kind == "reset_contact" and link.logged_in and link.device is not None:
-            self.reset_contact(link, link.device, str(message.get("contact", "")))
+            await self.reset_contact(link, link.device, str(message.get("contact", "")))
         elif kind == "logout" and link.device is not None:
             await self._log_out(link.device, "user_request")
         else:
@@ -438,13 +438,25 @@ class SimServer:
         self._wake(device)
         return count
 
-    def reset_contact(self, link: Link, device: Device, contact: str) -> None:
-        """The client dropped its session with ``contact``: start the chain over, re-encrypt what is queued from the
-        contact and not yet sent under the new chain. Messages already in flight were encrypted under the old chain and
-        fail at the client."""
+    async def reset_contact(self, link: Link, device: Device, contact: str) -> None:
+        """The client dropped its session with ``contact`` (repeated failures, a damaged record): start the chain
+        over and encrypt again under it everything still queued from the contact, also what is in flight on this
+        connection, which goes again (WhatsApp's retry receipts have the sender re-establish and send again).
+
+        The ``contact_reset`` frame that answers divides the connection's stream: the contact's messages before it
+        are under the old chain (the client, which stopped answering them when it asked, ignores them), those after
+        it under the new one. Nothing here yields before the frame is queued, so no message re-encrypted here can
+        overtake it, nor an old one follow it.
+        """
         chain = device.chains[contact] = Chain(0, initial_chain(bytes.fromhex(device.secret), contact).hex())
+        again: list[str] = []
         for queued in device.queue.values():
-            if queued.sender != contact or queued.id in link.inflight or queued.bad:
+            if queued.sender != contact:
+                continue
+            if queued.id in link.inflight:
+                link.inflight.discard(queued.id)
+                again.append(queued.id)
+            if queued.bad:
                 continue  # a bad one stays bad: it fails at the client under any chain
             step = os.urandom(16)
             key = step_chain(bytes.fromhex(chain.key), step)
@@ -452,8 +464,10 @@ class SimServer:
             chain.key = key.hex()
             queued.counter, queued.step = chain.counter, step.hex()
             queued.mac = message_mac(key, queued.id, chain.counter, queued.text)
+        link.unsent.extendleft(reversed(again))  # ahead of the contact's unsent ones: the counters' order
         device.contact_resets += 1
         self._changed()
+        await link.send(frame("contact_reset", contact=contact))
         link.wake.set()
 
     def _chain(self, device: Device, contact: str) -> Chain:
