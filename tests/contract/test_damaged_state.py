@@ -11,7 +11,7 @@ from tests.contract import test_supervisor
 from tests.contract.test_supervisor import PHONE, Sim, eventually, link, status_of, supervisor_for
 from tests.damage import flip_auth_record
 from wagate.domain.phones import user_jid
-from wagate.domain.sessions import HistoryKind, Session, Status
+from wagate.domain.sessions import HistoryKind, Reason, Session, Status
 from wagate.engines.sim.engine import CHAIN_NS
 from wagate.gateway import Gateway
 
@@ -40,10 +40,7 @@ async def test_a_damaged_contact_record_resets_that_contact_and_the_session_runs
     await sim.post(f"/devices/{PHONE}/messages", {"from": OTHER, "text": "other before", "count": 5})
     await sim.post(f"/devices/{PHONE}/messages", {"from": DAMAGED, "text": "damaged before", "count": 5})
 
-    async def acked(count: int) -> bool:
-        return bool(sim.server.describe(PHONE)["messages_acked"] >= count)
-
-    await eventually(lambda: acked(10), "10 acks")
+    await eventually(lambda: _acked(sim, 10), "10 acks")
     await first.stop()
     await flip_auth_record(gateway.store, session.id, CHAIN_NS, user_jid(DAMAGED))
 
@@ -83,10 +80,94 @@ async def test_a_damaged_contact_record_resets_that_contact_and_the_session_runs
 
         current = await status_of(gateway, session, Status.WORKING)
         assert current.reason is None
-        history = await gateway.store.sessions.history(session.tenant_id, session.id, limit=100)
-        since = [h.to_status for h in history if h.kind is HistoryKind.STATUS and h.at >= restarted_at]
-        assert Status.SCAN_QR_CODE not in since  # no new scan
+        assert Status.SCAN_QR_CODE not in await since_restart(gateway, session, restarted_at)  # no new scan
         vault = second.vault(second.runners[session.id])
         assert user_jid(DAMAGED) in await vault.get_many(CHAIN_NS, [user_jid(DAMAGED)])  # a new chain, stored
     finally:
         await second.stop()
+
+
+async def since_restart(gateway: Gateway, session: Session, restarted_at: float) -> list[Status | None]:
+    history = await gateway.store.sessions.history(session.tenant_id, session.id, limit=100)
+    return [h.to_status for h in history if h.kind is HistoryKind.STATUS and h.at >= restarted_at]
+
+
+async def test_damaged_credentials_come_back_from_a_backup_of_the_same_link(
+    gateway: Gateway, sim: Sim, session: Session
+) -> None:
+    first = supervisor_for(gateway, sim)
+    await first.start()
+    await link(gateway, sim, first, session)
+    await sim.post(f"/devices/{PHONE}/messages", {"from": OTHER, "text": "before", "count": 5})
+    runner = first.runners[session.id]
+    backup = await first.backup(runner.session, runner.lease.epoch, "scheduled")
+    assert backup is not None
+    await first.stop()
+    await flip_auth_record(gateway.store, session.id, "creds", "device")
+
+    await sim.post(f"/devices/{PHONE}/messages", {"from": OTHER, "text": "after", "count": 5})
+    restarted_at = gateway.clock()
+    second = supervisor_for(gateway, sim)
+    await second.start()
+    try:
+
+        async def all_arrived() -> bool:
+            texts = set(await received_texts(gateway, session))
+            return {f"before #{n}" for n in range(1, 6)} | {f"after #{n}" for n in range(1, 6)} <= texts
+
+        await eventually(all_arrived, "the messages after the restore")
+        assert await corrupted_events(gateway, session) == [
+            {"cause": "damaged_record", "action": "restored", "backup": backup.id}
+        ]
+        await status_of(gateway, session, Status.WORKING)
+        assert Status.SCAN_QR_CODE not in await since_restart(gateway, session, restarted_at)  # no new scan
+        assert sim.server.describe(PHONE)["decrypt_failures"] == 0  # the chains were not taken from the backup
+        vault = second.vault(second.runners[session.id])
+        assert "device" in await vault.get_many("creds", ["device"])
+        assert second.damaged_records == 1
+        assert second.quarantines == 0
+    finally:
+        await second.stop()
+
+
+async def test_damaged_credentials_without_a_backup_of_this_link_quarantine(
+    gateway: Gateway, sim: Sim, session: Session
+) -> None:
+    first = supervisor_for(gateway, sim)
+    await first.start()
+    await link(gateway, sim, first, session)
+    runner = first.runners[session.id]
+    assert await first.backup(runner.session, runner.lease.epoch, "scheduled") is not None
+    linked = await status_of(gateway, session, Status.WORKING)
+    await first.logout(linked)  # the phone links again: a new device, whose keys no backup holds yet
+    await link(gateway, sim, first, session)
+    await sim.post(f"/devices/{PHONE}/messages", {"from": OTHER, "text": "kept", "count": 3})
+    await eventually(lambda: _acked(sim, 3), "3 acks")
+    older = {b.id for b in await gateway.store.backups.list_backups(session.tenant_id, session.id)}
+    assert len(older) == 2  # this link's predecessor's: scheduled, and the one taken at the logout
+    await first.stop()
+    await flip_auth_record(gateway.store, session.id, "creds", "device")
+
+    second = supervisor_for(gateway, sim)
+    await second.start()
+    try:
+        quarantined = await status_of(gateway, session, Status.SCAN_QR_CODE)
+        assert (quarantined.reason, quarantined.me) == (Reason.CORRUPTED, None)
+        assert quarantined.note is not None
+        assert "credentials are damaged" in quarantined.note
+        (made,) = [
+            b for b in await gateway.store.backups.list_backups(session.tenant_id, session.id) if b.id not in older
+        ]
+        assert made.reason == "corrupted"
+        assert made.records == 1  # the readable chain; the damaged credentials are left out
+        assert await corrupted_events(gateway, session) == [
+            {"cause": "damaged_record", "action": "quarantined", "backup": made.id}
+        ]
+        assert await gateway.store.auth.read_all(session.tenant_id, session.id) == []  # wiped
+        assert (second.damaged_records, second.quarantines) == (1, 1)
+    finally:
+        await second.stop()
+
+
+async def _acked(sim: Sim, count: int) -> bool:
+    return bool(sim.server.describe(PHONE)["messages_acked"] >= count)

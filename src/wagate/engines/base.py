@@ -104,6 +104,16 @@ class TemporarilyBanned(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceStateDamaged(EngineEvent):
+    """The session's own stored credentials no longer open (their bytes changed at rest): the connection cannot log
+    in and ends. ``records`` names them (namespace, key); the supervisor puts them back from a backup of the same
+    linked device, or quarantines the session (a new link)."""
+
+    closing: ClassVar[bool] = True
+    records: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DecryptFailed(EngineEvent):
     contact: str
     message_id: str

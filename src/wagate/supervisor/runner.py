@@ -24,6 +24,7 @@ from wagate.engines.base import (
     ContactStateDamaged,
     ContactsUpdated,
     DecryptFailed,
+    DeviceStateDamaged,
     Disconnected,
     Engine,
     EngineConnectError,
@@ -48,6 +49,7 @@ from wagate.logs import session_var, tenant_var
 from wagate.store.base import InboundMessage, Lease, StatusChange, StatusUpdate
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.corruption import CorruptionGuard, Verdict
+from wagate.supervisor.damage import restore_from_backup
 from wagate.supervisor.outbound import OutboundSender
 
 if TYPE_CHECKING:
@@ -116,7 +118,8 @@ class SessionRunner:
         self._connected_at: float | None = None
         self._qr_rounds = 0
         self.guard = CorruptionGuard(supervisor.corruption_policy)
-        self._reset_cause = "api"  # why a RESET command came: "api" or "corruption"
+        self._reset_cause = "api"  # why a RESET command came: "api", "corruption" or "damaged_record"
+        self._restored = False  # damaged credentials were put back from a backup since the last connection
         self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
         self._stop_reason = Reason.USER
         self._kicked = ""
@@ -297,15 +300,22 @@ class SessionRunner:
     async def _reset(self) -> None:
         """Quarantine (or reset by hand): keep a sealed backup, wipe the state, link again from a new QR code."""
         cause, self._reset_cause = self._reset_cause, "api"
-        reason = "corrupted" if cause == "corruption" else "reset"
-        backup = await self._sup.backup(self.session, self.lease.epoch, reason)
+        quarantine = cause != "api"
+        backup = await self._sup.backup(self.session, self.lease.epoch, "corrupted" if quarantine else "reset")
         await self._sup.vault(self).wipe()
         await self._sup.fail_outbound(self.session, "the session was reset and must be linked again")
-        payload = {"cause": cause, "backup": backup.id if backup else None}
-        if cause == "corruption":
+        payload: dict[str, Any] = {"cause": cause, "backup": backup.id if backup else None}
+        if quarantine:
             self._sup.quarantines += 1
+            if cause == "damaged_record":
+                payload["action"] = "quarantined"
+                note = (
+                    "quarantined: its stored credentials are damaged and no backup of this link holds them; "
+                    "link the phone again"
+                )
+            else:
+                note = "quarantined: messages from many contacts failed to decrypt; link the phone again"
             event = self._event(EventType.SESSION_CORRUPTED, payload)
-            note = "quarantined: messages from many contacts failed to decrypt; link the phone again"
         else:
             event = self._event(EventType.SESSION_RESET, payload)
             note = "reset by request; link the phone again"
@@ -315,7 +325,7 @@ class SessionRunner:
         self.attempt = 0
         self._breaker.record_success()
         await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=note, events=(event,))
-        if cause == "corruption":
+        if quarantine:
             self._sup.notifier.session_failed(self.session, Reason.CORRUPTED, note)
 
     def reset(self, cause: str) -> None:
@@ -374,6 +384,8 @@ class SessionRunner:
                 self.attempt = 0  # it had been working: start over from the first, short delay
                 self._breaker.record_success()
             return await self._retry(event.reason)
+        if isinstance(event, DeviceStateDamaged):
+            return await self._device_damaged(event)
         if isinstance(event, LoggedOut):
             await self._sup.vault(self).wipe()
             await self._sup.fail_outbound(self.session, f"the session logged out ({event.reason})")
@@ -532,6 +544,7 @@ class SessionRunner:
             self._qr_rounds = 0
             self._scan_reason = None
             self._engine_reconnecting = False
+            self._restored = False
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
             self._start_sender()
         elif isinstance(event, Reconnecting):
@@ -562,6 +575,26 @@ class SessionRunner:
                 self._sup.contact_resets += 1
             except EngineUnavailable as exc:
                 self.log.warning("cannot reset the contact's session: %s", exc)
+
+    async def _device_damaged(self, event: DeviceStateDamaged) -> bool:
+        """The session's own credentials do not open: put them back from a backup of this link and connect again
+        (no new scan), or, when none holds them (or they fail again at once), quarantine. True: the loop goes on."""
+        sup = self._sup
+        sup.damaged_records += len(event.records)
+        restored = None
+        if not self._restored:
+            restored = await restore_from_backup(
+                sup.store.backups, sup.gateway.keyring, sup.vault(self), self.session, event.records
+            )
+        if restored is None:
+            self.log.warning("the session's stored credentials are damaged and no backup of this link holds them")
+            self.reset("damaged_record")
+            return True
+        self._restored = True
+        self.log.warning("the session's stored credentials were damaged; put back from backup %s", restored.id)
+        payload = {"cause": "damaged_record", "action": "restored", "backup": restored.id}
+        await sup.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
+        return True
 
     async def _contact_damaged(self, event: ContactStateDamaged) -> None:
         """The engine found a contact's stored state damaged and started that contact over: the session runs on."""

@@ -404,12 +404,16 @@ class Supervisor:
                 await self.backup(runner.session, runner.lease.epoch, "scheduled")
 
     async def backup(self, session: Session, epoch: int, reason: str) -> Backup | None:
-        """Keep a sealed copy of the session's auth state (the newest ``backups_keep``); None when there is none."""
+        """Keep a sealed copy of the session's auth state (the newest ``backups_keep``); None when there is none.
+        Records that no longer open are left out (a quarantine for damaged state backs up what can be kept); the
+        bundle names the linked device, so that a damaged record is restored only from a backup of the same link."""
         vault = self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=epoch)
-        records = await vault.get_all()
+        records, damaged = await vault.get_readable()
+        if damaged:
+            log.warning("backup of %s leaves out %d damaged record(s)", session.id, len(damaged))
         if not records:
             return None
-        bundle = await vault.export()
+        bundle = vault.bundle(records, device=(session.me or {}).get("id"))
         made = await self.store.backups.add(
             session.tenant_id,
             session.id,

@@ -24,6 +24,7 @@ from wagate.engines.base import (
     ContactStateDamaged,
     ContactsUpdated,
     DecryptFailed,
+    DeviceStateDamaged,
     Disconnected,
     Engine,
     EngineConnectError,
@@ -94,7 +95,11 @@ class SimConnection(Connection):
     # lifecycle -------------------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        stored = await self._ctx.auth.get_many(CREDS[0], [CREDS[1]])
+        try:
+            stored = await self._ctx.auth.get_many(CREDS[0], [CREDS[1]])
+        except DamagedRecord as exc:
+            await self._end(DeviceStateDamaged(exc.records))  # no login without them: the supervisor decides
+            return
         credentials = json.loads(stored[CREDS[1]]) if CREDS[1] in stored else None
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):  # one deadline for the socket and the login
