@@ -54,7 +54,10 @@ class GatewayCollector(Collector):
             "wagate_decrypt_failures": ("messages that failed to decrypt (Bad MAC)", "decrypt_failures"),
             "wagate_contact_resets": ("contacts' encryption sessions reset after repeated failures", "contact_resets"),
             "wagate_quarantines": ("sessions quarantined for corruption", "quarantines"),
-            "wagate_damaged_records": ("stored auth records found damaged at rest", "damaged_records"),
+            "wagate_damaged_records": (
+                "stored auth state found damaged at rest (a contact's or the device's)",
+                "damaged_records",
+            ),
             "wagate_backups": ("sealed backups of sessions' auth state taken", "backups_taken"),
             "wagate_stuck_restarts": ("reconnects ordered by the health monitor for stuck sessions", "stuck_restarts"),
             "wagate_idle_stops": ("sessions stopped by the health monitor for inactivity", "idle_stops"),

@@ -35,7 +35,7 @@ from wagate.engines.base import (
 )
 from wagate.engines.neonize import engine as neonize_engine
 from wagate.engines.neonize.engine import SENT_NS, NeonizeConnection, NeonizeEngine
-from wagate.engines.neonize.snapshot import DB_KEY, NAMESPACE
+from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, NAMESPACE
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
 from wagate.store.base import NewSession
@@ -181,9 +181,10 @@ async def test_whatsmeows_database_is_sealed_into_the_vault_and_materialised_aga
 
     assert await connection.snapshots.take(force=True)
     assert not await connection.snapshots.take(force=True)  # unchanged: nothing written again
-    # Sealed at rest: the stored record holds none of the rows' text.
-    stored = [r for r in await gateway.store.auth.read_all(session.tenant_id, session.id) if r.namespace == NAMESPACE]
-    assert {r.key for r in stored} == {DB_KEY, "meta"}
+    # Sealed at rest: the stored records (the device's part, each contact's) hold none of the rows' text.
+    stored = await gateway.store.auth.read_all(session.tenant_id, session.id)
+    assert {r.key for r in stored if r.namespace == NAMESPACE} == {DB_KEY, "meta"}
+    assert len([r for r in stored if r.namespace == CONTACT_NS]) == 9  # 3 rows in each of 3 per-contact tables
     assert all(b"whatsmeow" not in r.value and b"s.whatsapp.net" not in r.value for r in stored)
 
     connection.file.remove()  # a fresh machine, a redeploy

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
@@ -257,10 +257,14 @@ class Vault:
             raise CryptoError(f"session {self.session_id} has records but no data key")
         return data_key
 
-    async def put_many(self, records: Mapping[tuple[str, str], bytes]) -> None:
-        """Seal and store every record in one atomic, fenced transaction (``LeaseLost`` if the epoch is stale)."""
-        if records:
-            await self._write(await self.sealed_write(records))
+    async def put_many(
+        self, records: Mapping[tuple[str, str], bytes], *, deletes: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Seal and store every record, and delete ``deletes`` (namespace, key), in one atomic, fenced transaction
+        (``LeaseLost`` if the epoch is stale)."""
+        if records or deletes:
+            write = await self.sealed_write(records)
+            await self._write(replace(write, deletes=tuple(deletes)) if deletes else write)
 
     async def sealed_write(self, records: Mapping[tuple[str, str], bytes]) -> AuthWrite:
         """The fenced write that ``put_many`` would commit, sealed, for a caller that commits it together with

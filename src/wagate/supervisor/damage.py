@@ -6,6 +6,10 @@ older link holds another device's keys, which WhatsApp no longer accepts (or, wo
 tenant removed): the bundle names the device it was taken of (the session's ``me`` id, which names the device, e.g.
 ``15550001:2@s.whatsapp.net``), and only a backup of the device the session is linked as now is used. Contacts'
 ratchets are not taken from the backup: they may have moved on since, and the vault keeps them current.
+
+An engine's device record may hold more than the keys: neonize's holds whatsmeow's pre-keys and app-state versions
+too, which come back as of the backup; whatsmeow catches up on them as after any older snapshot (a worker that died
+between two snapshots leaves one too), where a new link would lose the whole history of the device.
 """
 
 from __future__ import annotations

@@ -580,7 +580,7 @@ class SessionRunner:
         """The session's own credentials do not open: put them back from a backup of this link and connect again
         (no new scan), or, when none holds them (or they fail again at once), quarantine. True: the loop goes on."""
         sup = self._sup
-        sup.damaged_records += len(event.records)
+        sup.damaged_records += 1
         restored = None
         if not self._restored:
             restored = await restore_from_backup(

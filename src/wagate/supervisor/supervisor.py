@@ -72,7 +72,7 @@ class Supervisor:
         self.decrypt_failures = 0
         self.contact_resets = 0
         self.quarantines = 0
-        self.damaged_records = 0  # stored auth records found damaged (dropped, restored or quarantined)
+        self.damaged_records = 0  # stored auth state found damaged: a contact's, or the device's
         self.backups_taken = 0
         self.stuck_restarts = 0
         self.notifier = Notifier(self.settings, gateway.store, self.clock)

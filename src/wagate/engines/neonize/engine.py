@@ -35,6 +35,8 @@ from wagate.config import Settings
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactStateDamaged,
+    DeviceStateDamaged,
     Disconnected,
     Engine,
     EngineConnectError,
@@ -54,7 +56,7 @@ from wagate.engines.base import (
 from wagate.engines.neonize import mapping
 from wagate.engines.neonize.ffi import FfiGate, connect_error_reason, reachable, size_executor
 from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowFile, stored_sessions
-from wagate.errors import LeaseLost
+from wagate.errors import DamagedRecord, LeaseLost
 
 # whatsmeow's QR codes: the first is valid 60 s, each next one 20 s; when none follows, the login has timed out.
 FIRST_QR_TTL = 60.0
@@ -144,11 +146,18 @@ class NeonizeConnection(Connection):
     # lifecycle -------------------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        # The stored state first, network or not: what is damaged in it is dealt with before anything starts.
+        try:
+            linked = await self.snapshots.prepare()
+        except DamagedRecord as exc:
+            await self._end(DeviceStateDamaged(exc.records))  # nothing can start from it: the supervisor decides
+            return
+        for contact in self.snapshots.dropped:
+            await self._ctx.emit(ContactStateDamaged(contact))
         unreachable = await self._engine.reachable()
         if unreachable is not None:
             self._engine.unreachable += 1
             raise EngineConnectError(unreachable)
-        linked = await self.snapshots.prepare()
         self._registering = not linked
         client = NewAClient(self.file.dsn(), uuid=str(self._ctx.session_id))
         self._subscribe(client)
@@ -358,7 +367,12 @@ class NeonizeConnection(Connection):
     async def _acks(self, receipts: Sequence[mapping.Receipts]) -> list[MessageAck]:
         """Receipts for messages sent through the gateway, under the gateway's ids."""
         ids = sorted({i for r in receipts for i in r.whatsapp_ids})
-        ours = await self._ctx.auth.get_many(SENT_NS, ids)
+        try:
+            ours = await self._ctx.auth.get_many(SENT_NS, ids)
+        except DamagedRecord as exc:  # those messages' receipts cannot be told: dropped, the rest goes on
+            log.warning("session %s: %d damaged sent-message record(s) dropped", self._ctx.session_id, len(exc.keys))
+            await self._ctx.auth.delete_many(SENT_NS, exc.keys)
+            ours = exc.readable
         acks = [
             MessageAck(ours[i].decode(), r.status, r.timestamp) for r in receipts for i in r.whatsapp_ids if i in ours
         ]
