@@ -4,6 +4,7 @@ SSRF guard, and the media fetcher's limits against a real HTTP server on loopbac
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +16,12 @@ from httpx import ASGITransport, AsyncClient
 
 from tests.api.test_sessions_api import assert_error, make_tenant
 from tests.conftest import make_settings
+from tests.damage import flip_message_body
 from wagate.api.app import create_app
 from wagate.crypto.tokens import hash_api_key
 from wagate.domain.sessions import Status
 from wagate.gateway import Gateway
-from wagate.ids import TenantId
+from wagate.ids import SessionId, TenantId
 from wagate.messaging.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
 from wagate.store.base import StatusChange
 
@@ -264,3 +266,60 @@ async def test_with_no_wait_a_busy_tenant_is_answered_at_once_and_others_are_not
     assert len(turns) == 0
     async with turns.turn(TENANT):  # free again
         assert len(turns) == 1
+
+
+async def test_a_damaged_body_is_listed_as_unreadable_and_logged_once(
+    client: AsyncClient, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await make_tenant(client, "a")
+    await working_session(client, gateway, key)
+    ids = []
+    for n in range(1, 6):
+        made = await client.post("/api/sendText", json=text(text=f"secret words #{n}", reply_to="R1"), headers=key)
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    message = await gateway.store.messages.get(*await _session_of(gateway, key), ids[2])
+    assert message is not None
+    await flip_message_body(gateway.store, message.session_id, ids[2])
+
+    caplog.set_level(logging.ERROR, logger="wagate")
+    listed = await client.get("/api/main/chats/+15550100/messages", headers=key)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [m["id"] for m in items] == ids[::-1]  # the order is kept, nothing is left out
+    damaged = items[2]
+    assert damaged["unreadable"] is True
+    assert (damaged["body"], damaged["caption"], damaged["replyTo"], damaged["media"]) == (None, None, None, None)
+    assert (damaged["status"], damaged["chatId"]) == ("pending", "15550100@s.whatsapp.net")  # its metadata stays
+    assert [m["body"] for m in items if not m["unreadable"]] == [f"secret words #{n}" for n in (5, 4, 2, 1)]
+
+    pages, cursor = [], None  # paging walks over it too
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = await client.get("/api/main/chats/+15550100/messages", params=params, headers=key)
+        assert page.status_code == 200, page.text
+        pages += [m["id"] for m in page.json()["items"]]
+        if (cursor := page.json()["next"]) is None:
+            break
+    assert pages == ids[::-1]
+
+    single = await client.get(f"/api/main/messages/{ids[2]}", headers=key)
+    assert (single.status_code, single.json()["error"]["code"]) == (422, "message_unreadable")
+    assert (await client.get(f"/api/main/messages/{ids[1]}", headers=key)).json()["body"] == "secret words #2"
+    assert (await client.get("/api/main/chats", headers=key)).status_code == 200
+
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not at every read
+    logged = errors[0].getMessage()
+    assert ids[2] in logged
+    assert message.session_id in logged
+    assert "secret" not in logged
+
+
+async def _session_of(gateway: Gateway, key: dict[str, str], name: str = "main") -> tuple[TenantId, SessionId]:
+    found = await gateway.store.api_keys.find_active(_hash(key))
+    assert found is not None
+    assert found.tenant_id is not None
+    session = await gateway.store.sessions.get(found.tenant_id, name)
+    assert session is not None
+    return found.tenant_id, session.id

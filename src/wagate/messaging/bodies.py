@@ -2,17 +2,34 @@
 
 The associated data binds each ciphertext to (tenant, session, message id), so a body copied to another row does not
 open. Deleting a session deletes its data key with its messages; a logout keeps both (the history stays readable).
+A body whose bytes changed at rest does not open either: it is reported as unreadable, alone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from wagate.crypto.envelope import associated_data, open_sealed, seal
 from wagate.errors import CryptoError
 from wagate.ids import SessionId, TenantId
 from wagate.store.vault import Vaults
+
+log = logging.getLogger("wagate.messages")
+
+# Damaged bodies already logged by this process, oldest first: each is logged once, not at every read of its chat.
+_REPORTED: dict[tuple[SessionId, str], None] = {}
+_REPORTED_MAX = 10_000
+
+
+def _report_damaged(session_id: SessionId, message_id: str) -> None:
+    if (session_id, message_id) in _REPORTED:
+        return
+    if len(_REPORTED) >= _REPORTED_MAX:
+        del _REPORTED[next(iter(_REPORTED))]
+    _REPORTED[(session_id, message_id)] = None
+    log.error("message %s of session %s: its stored body is damaged and cannot be read", message_id, session_id)
 
 
 class BodySealer:
@@ -35,6 +52,18 @@ class BodySealer:
     async def open_body(self, tenant_id: TenantId, session_id: SessionId, message_id: str, sealed: bytes) -> Any:
         aad = associated_data("message", tenant_id, session_id, message_id)
         return json.loads(open_sealed(await self._key(tenant_id, session_id), sealed, aad))
+
+    async def readable_body(
+        self, tenant_id: TenantId, session_id: SessionId, message_id: str, sealed: bytes
+    ) -> dict[str, Any] | None:
+        """The body, or None when its stored bytes no longer open; that is logged at ERROR once per message in this
+        process, with the session and the message id (never anything of the contents)."""
+        try:
+            body: dict[str, Any] = await self.open_body(tenant_id, session_id, message_id, sealed)
+        except CryptoError:
+            _report_damaged(session_id, message_id)
+            return None
+        return body
 
     async def seal_media(self, tenant_id: TenantId, session_id: SessionId, message_id: str, data: bytes) -> bytes:
         aad = associated_data("media", tenant_id, session_id, message_id)

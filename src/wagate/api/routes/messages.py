@@ -24,7 +24,7 @@ from wagate.api.cursors import (
 )
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
-from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_answers
+from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, ErrorOut, NulFree, error_answers
 from wagate.domain.messages import CHAT_ID_PATTERN, Message, MessageKind, normal_chat_id
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
@@ -106,6 +106,10 @@ class MessageOut(BaseModel):
     media: dict[str, Any] | None = None
     error: str | None = None
     attempts: int
+    unreadable: bool = Field(
+        False,
+        description="the stored body is damaged and cannot be read: `body`, `caption`, `replyTo` and `media` are null",
+    )
 
 
 T = TypeVar("T")
@@ -241,7 +245,10 @@ async def send_voice(
 
 
 async def _out(gateway: Gateway, session_name: str, message: Message) -> MessageOut:
-    opened = await BodySealer(gateway.vaults).open_body(message.tenant_id, message.session_id, message.id, message.body)
+    """The message as the API shows it; one whose stored body does not open is marked ``unreadable``, without it."""
+    sealer = BodySealer(gateway.vaults)
+    body = await sealer.readable_body(message.tenant_id, message.session_id, message.id, message.body)
+    opened = body if body is not None else {}
     return MessageOut(
         id=message.id,
         session=session_name,
@@ -257,6 +264,7 @@ async def _out(gateway: Gateway, session_name: str, message: Message) -> Message
         media=opened.get("media"),
         error=message.error,
         attempts=message.attempts,
+        unreadable=body is None,
     )
 
 
@@ -267,7 +275,16 @@ def _chat(value: str) -> str:
         raise Unprocessable(str(exc), code="invalid_chat_id") from None
 
 
-@router.get("/api/{name}/messages/{message_id}", summary="One message, with its status")
+@router.get(
+    "/api/{name}/messages/{message_id}",
+    summary="One message, with its status",
+    responses={
+        422: {
+            "model": ErrorOut,
+            "description": "the request is malformed, or `message_unreadable`: the message's stored body is damaged",
+        }
+    },
+)
 async def get_message(
     name: SessionName,
     message_id: Annotated[str, Path(pattern=MESSAGE_ID, description="the message's id")],
@@ -278,7 +295,14 @@ async def get_message(
     message = await gateway.store.messages.get(tenant_id, session.id, message_id)
     if message is None:
         raise NotFound(f"no message {message_id!r} in this session", code="message_not_found")
-    return await _out(gateway, session.name, message)
+    out = await _out(gateway, session.name, message)
+    if out.unreadable:  # not a 5xx: reading it again cannot help
+        raise Unprocessable(
+            f"the stored body of message {message_id!r} is damaged and cannot be read; the chat's messages list it "
+            "with its status, marked unreadable",
+            code="message_unreadable",
+        )
+    return out
 
 
 @router.get("/api/{name}/chats/{chat_id}/messages", summary="A chat's messages, newest first by default")
