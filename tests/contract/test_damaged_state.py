@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from tests.contract import test_supervisor
 from tests.contract.test_supervisor import PHONE, Sim, eventually, link, status_of, supervisor_for
-from tests.damage import flip_auth_record
+from tests.damage import flip_auth_record, flip_message_body
+from wagate.domain.messages import QUEUED, MessageKind, MessageStatus, new_message_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import HistoryKind, Reason, Session, Status
 from wagate.engines.sim.engine import CHAIN_NS
 from wagate.gateway import Gateway
+from wagate.store.base import NewOutbound
 
 sim = test_supervisor.sim  # the fixtures: a simulator on loopback, a session to link
 session = test_supervisor.session
@@ -171,3 +173,43 @@ async def test_damaged_credentials_without_a_backup_of_this_link_quarantine(
 
 async def _acked(sim: Sim, count: int) -> bool:
     return bool(sim.server.describe(PHONE)["messages_acked"] >= count)
+
+
+async def test_a_damaged_queued_message_fails_alone_and_the_queue_goes_on(
+    gateway: Gateway, sim: Sim, session: Session
+) -> None:
+    first = supervisor_for(gateway, sim)
+    await first.start()
+    await link(gateway, sim, first, session)
+    await first.stop()
+    ids = []
+    for n in range(1, 4):
+        message_id = new_message_id()
+        body = await first.bodies.seal_body(session.tenant_id, session.id, message_id, {"text": f"out #{n}"})
+        new = NewOutbound(session.tenant_id, session.id, message_id, user_jid(OTHER), "", MessageKind.TEXT, body)
+        await gateway.store.messages.enqueue(new, max_queued=100)
+        ids.append(message_id)
+    await flip_message_body(gateway.store, session.id, ids[1])
+
+    second = supervisor_for(gateway, sim)
+    await second.start()
+    try:
+
+        async def settled() -> bool:
+            found = [await gateway.store.messages.get(session.tenant_id, session.id, i) for i in ids]
+            return all(m is not None and m.status not in QUEUED for m in found)
+
+        await eventually(settled, "the three queued messages settled")
+        assert [str(m.get("text")) for m in sim.server.device(PHONE).sent] == ["out #1", "out #3"]
+        damaged = await gateway.store.messages.get(session.tenant_id, session.id, ids[1])
+        assert damaged is not None
+        assert (damaged.status, damaged.error) == (
+            MessageStatus.FAILED,
+            "the message's stored body is damaged and cannot be read",
+        )
+        runner = second.runners[session.id]
+        assert runner.sender is not None
+        assert runner.sender.task is not None
+        assert not runner.sender.task.done()  # the sender goes on for what comes next
+    finally:
+        await second.stop()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from wagate.domain.messages import Message, MessageStatus
 from wagate.domain.ratelimit import TokenBucket
 from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
-from wagate.errors import LeaseLost
+from wagate.errors import CryptoError, LeaseLost
 from wagate.store.base import StatusUpdate
 
 if TYPE_CHECKING:
@@ -156,15 +156,22 @@ class OutboundSender:
             await self._sup.store.messages.update_status(results)
 
     async def _outgoing(self, message: Message) -> OutgoingMessage:
+        """What the engine sends; ``SendRejected`` (the message fails, alone) when its stored body or media is
+        missing or damaged."""
         session = self._runner.session
         bodies = self._sup.bodies
-        body = await bodies.open_body(session.tenant_id, session.id, message.id, message.body)
+        body = await bodies.readable_body(session.tenant_id, session.id, message.id, message.body)
+        if body is None:
+            raise SendRejected("the message's stored body is damaged and cannot be read")
         media = None
         if "media" in body:
             sealed = await self._sup.store.messages.media(session.tenant_id, session.id, message.id)
             if sealed is None:
                 raise SendRejected("the message's media is missing")
-            media = await bodies.open_media(session.tenant_id, session.id, message.id, sealed)
+            try:
+                media = await bodies.open_media(session.tenant_id, session.id, message.id, sealed)
+            except CryptoError:
+                raise SendRejected("the message's stored media is damaged and cannot be read") from None
         meta = body.get("media") or {}
         return OutgoingMessage(
             id=message.id,
