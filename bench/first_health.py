@@ -6,7 +6,7 @@ CPU time is that of everything ``make run`` ran (venv, pip, the gateway until it
 are measured in turns (A B A B ...) so that the network and the machine's load weigh on each alike; pip's cache is
 whatever this machine's is, the same for every run.
 
-    python bench/first_health.py --repo /work/main --rev main --rev contact --runs 3
+    python bench/first_health.py --repo . --rev main~1 --rev main --runs 3
 """
 
 from __future__ import annotations
