@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         1.0, gt=0, description="seconds between looks for messages queued through another worker"
     )
     media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest media a message may carry, in bytes")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="largest request body, in bytes (413 above it); default: a base64 media of "
+        "WAGATE_MEDIA_MAX_BYTES in JSON (4/3 of it) plus 64 KiB",
+    )
     media_fetch_timeout: float = Field(30.0, gt=0, description="seconds allowed to fetch a media URL")
     media_fetch_per_tenant: int = Field(
         4, ge=1, description="media URLs one tenant's sends fetch at once (per worker); more wait their turn"

@@ -11,7 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from wagate import __version__
+from wagate.api.deps import identify
 from wagate.api.errors import install_error_handlers
+from wagate.api.intake import BodyGate, body_limit
 from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
     auth,
@@ -28,6 +30,7 @@ from wagate.api.routes import (
 )
 from wagate.config import Settings
 from wagate.engines.registry import EngineRegistry
+from wagate.engines.sim.app import CONTROL_MAX_BODY
 from wagate.events.delivery import WebhookDispatcher
 from wagate.events.peers import PeerEvents
 from wagate.gateway import Gateway
@@ -111,7 +114,14 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
     app.state.metrics = metrics
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.middleware("http")(metrics.middleware)
+    api_limit = body_limit(settings)
+    app.add_middleware(
+        BodyGate,
+        limit=lambda path: CONTROL_MAX_BODY if path.startswith(DEMO_SIM_PATH + "/") else api_limit,
+        needs_key=lambda path: path.startswith("/api/") or (sim is not None and path.startswith(DEMO_SIM_PATH + "/")),
+        identify=lambda api_key: identify(app.state.gateway, api_key),
+    )
+    app.middleware("http")(metrics.middleware)  # outside the gate: its refusals are counted too
     install_error_handlers(app)
     for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events, messages):
         app.include_router(module.router)

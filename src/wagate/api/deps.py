@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from wagate.accounts import authenticate
+from wagate.api.intake import PRINCIPAL
 from wagate.domain.tenants import Principal
 from wagate.errors import Forbidden, Unauthorized
 from wagate.gateway import Gateway
@@ -30,13 +31,23 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SupervisorDep = Annotated[Supervisor | None, Depends(get_supervisor)]
 
 
-async def get_principal(gateway: GatewayDep, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:
+async def identify(gateway: Gateway, api_key: str | None) -> Principal:
+    """Who holds ``api_key``; ``Unauthorized`` when it is missing or not valid."""
     if not api_key:
         raise Unauthorized("send your API key in the X-Api-Key header", code="missing_api_key")
     principal = await authenticate(gateway.store, gateway.settings, api_key)
     if principal is None:
         raise Unauthorized("the API key is not valid", code="invalid_api_key")
     return principal
+
+
+async def get_principal(
+    request: Request, gateway: GatewayDep, api_key: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    found = getattr(request.state, PRINCIPAL, None)  # the body gate's, before it let the body be read
+    if isinstance(found, Principal):
+        return found
+    return await identify(gateway, api_key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from wagate.domain.phones import PHONE
 from wagate.engines.sim.server import Link, LinkClosed, SimError, SimServer
 
+CONTROL_MAX_BODY = 16 * 1024 * 1024  # the control API's largest request (10,000 contacts take about 1.5 MB)
+
 PhonePath = Annotated[str, Path(max_length=20)]
 Phone = Annotated[str, Field(pattern=PHONE.pattern, description="E.164, e.g. +15550001")]
 

@@ -16,14 +16,13 @@ import uvloop
 from aiohttp import WSMsgType, web
 from starlette.types import ASGIApp, Message
 
-from wagate.engines.sim.app import create_sim_app
+from wagate.engines.sim.app import CONTROL_MAX_BODY, create_sim_app
 from wagate.engines.sim.server import Link, LinkClosed, SimServer
 from wagate.server import tune_gc
 
 log = logging.getLogger("wagate.sim")
 
 MAX_FRAME = 8 * 1024 * 1024
-MAX_BODY = 16 * 1024 * 1024
 _HOP_BY_HOP = {b"content-length", b"transfer-encoding", b"connection"}
 
 
@@ -100,7 +99,7 @@ def _asgi_handler(app: ASGIApp) -> Callable[[web.Request], Awaitable[web.StreamR
 
 
 def sim_web_app(server: SimServer) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=CONTROL_MAX_BODY)
     control = _asgi_handler(create_sim_app(server, manage_lifecycle=False))
 
     async def device(request: web.Request) -> web.StreamResponse:
