@@ -118,6 +118,12 @@ def serve(
         demo=demo or None,
     )
     if settings.demo:
+        from wagate.api.demo import refuse_in_production
+
+        try:
+            refuse_in_production(settings)
+        except ConfigError as exc:
+            _fail(str(exc))
         settings = settings.with_overrides(default_engine="sim")
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -181,6 +187,14 @@ def sim_server(
     qr_ttl: Annotated[float, typer.Option(help="seconds each following QR code is valid")] = 20.0,
     qr_count: Annotated[int, typer.Option(help="QR codes in a round before the connection times out")] = 6,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WAGATE_SIM_KEY",
+            help="a key the control API then requires in X-Api-Key (without one it is open: keep it on loopback)",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """Run the WhatsApp simulator: a fake service for the sim engine, with a control API for tests and demos."""
     from wagate.engines.sim.host import run_sim_server
@@ -189,7 +203,7 @@ def sim_server(
 
     configure_logging(log_level.upper(), LogFormat.TEXT)
     options = SimOptions(qr_first_ttl=qr_first_ttl, qr_ttl=qr_ttl, qr_count=qr_count)
-    if not run_sim_server(SimServer(options, state), host, port):
+    if not run_sim_server(SimServer(options, state), host, port, key):
         sys.exit(1)
 
 

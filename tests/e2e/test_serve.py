@@ -242,7 +242,7 @@ def test_demo_mode_runs_the_whole_flow_in_one_process(tmp_path: Path, servers: l
         assert created.json()["engine"] == "sim"
         wait_for(lambda: http.get("/api/sessions/demo", headers=key).json()["status"] == "SCAN_QR_CODE", 5, "a QR")
         qr = http.get("/api/demo/auth/qr", params={"format": "raw"}, headers=key).json()["value"]
-        assert http.post("/sim/phone/scan", json={"phone": "+15550001", "qr": qr}).status_code == 200
+        assert http.post("/sim/phone/scan", json={"phone": "+15550001", "qr": qr}, headers=key).status_code == 200
         wait_for(lambda: http.get("/api/sessions/demo", headers=key).json()["status"] == "WORKING", 5, "WORKING")
     assert demo.terminate() == 0
 

@@ -43,6 +43,24 @@ def test_the_control_api_answers_and_refuses_as_the_app_does(tmp_path: Path) -> 
         assert sim.terminate() == 0
 
 
+def test_with_a_key_the_control_api_wants_it(tmp_path: Path) -> None:
+    sim = sim_server(tmp_path, "--key", "sim-key-0123456789")
+    try:
+        with httpx.Client(base_url=sim.base_url, timeout=5) as http:
+            assert http.get("/health").json() == {"status": "ok"}  # open, without the count
+            for headers in ({}, {"X-Api-Key": "another"}):
+                refused = http.get("/devices/+15559999", headers=headers)
+                assert refused.status_code == 401, refused.text
+                scan = http.post("/phone/scan", json={"phone": "+15550001", "qr": "x"}, headers=headers)
+                assert scan.status_code == 401, scan.text
+            keyed = {"X-Api-Key": "sim-key-0123456789"}
+            assert http.get("/health", headers=keyed).json() == {"status": "ok", "devices": 0}
+            assert http.get("/devices/+15559999", headers=keyed).status_code == 404
+            assert http.post("/phone/scan", json={"phone": "+15550001", "qr": "x"}, headers=keyed).status_code == 404
+    finally:
+        assert sim.terminate() == 0
+
+
 async def test_the_device_socket_logs_in_links_and_survives_a_restart(tmp_path: Path) -> None:
     sim = sim_server(tmp_path)
     ws_url = sim.base_url.replace("http", "ws") + "/ws"

@@ -81,7 +81,9 @@ def test_the_readme_tour_works_as_written(tmp_path: Path) -> None:
                 assert as_pattern(step.shown).fullmatch(output), f"{step.command}\nanswered {output}"
 
         def replied() -> bool:
-            sent = httpx.get(gateway.base_url + "/sim/devices/+15550001/sent", timeout=10).json()
+            sent = httpx.get(
+                gateway.base_url + "/sim/devices/+15550001/sent", headers={"X-Api-Key": key}, timeout=10
+            ).json()
             return any(message.get("text") == "hi back" for message in sent)
 
         wait_for(replied, 15, "the reply to reach the simulated WhatsApp")  # "queued, then sent"

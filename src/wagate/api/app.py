@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from wagate import __version__
+from wagate.api.demo import key_access, refuse_in_production
 from wagate.api.deps import identify
 from wagate.api.errors import install_error_handlers
 from wagate.api.intake import BodyGate, body_limit
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
     """
     sim = None
     if settings.demo:
+        refuse_in_production(settings)
         from wagate.engines.sim.server import SimServer
 
         sim = SimServer(state_path=settings.data_dir / "sim-state.json")
@@ -129,5 +131,5 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app
 
-        app.mount(DEMO_SIM_PATH, create_sim_app(sim, manage_lifecycle=False))
+        app.mount(DEMO_SIM_PATH, create_sim_app(sim, manage_lifecycle=False, access=key_access(app)))
     return app

@@ -1,13 +1,21 @@
-"""The simulator over HTTP: the device WebSocket at ``/ws`` and the control API that tests and demos drive."""
+"""The simulator over HTTP: the device WebSocket at ``/ws`` and the control API that tests and demos drive.
+
+The control API reads every device's messages and drives any of them: given an ``access`` check, each request is
+checked first, and it either refuses the caller (401), lets it do everything, or limits it to the devices linked by
+connections of one owner (the label a connection gives in its hello; the gateway's sim engine gives its tenant's
+id). Another owner's device, QR code or pairing code is answered as one that does not exist (404). ``/health`` is
+open (a liveness probe); the device socket needs no key: a device logs in with its own secret, as on WhatsApp.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +24,9 @@ from wagate.domain.phones import PHONE
 from wagate.engines.sim.server import Link, LinkClosed, SimError, SimServer
 
 CONTROL_MAX_BODY = 16 * 1024 * 1024  # the control API's largest request (10,000 contacts take about 1.5 MB)
+
+Access = Callable[[Request], Awaitable[str | None]]
+"""Checks a control request: the owner it is limited to, None for every device; raises ``SimError`` (401)."""
 
 PhonePath = Annotated[str, Path(max_length=20)]
 Phone = Annotated[str, Field(pattern=PHONE.pattern, description="E.164, e.g. +15550001")]
@@ -81,12 +92,35 @@ class Fault(BaseModel):
     count: int = Field(1, ge=1, le=100_000, description="bad_mac: how many messages")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": "sim_error", "message": message}}, status_code=status)
+def _error(status: int, message: str, code: str = "sim_error") -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastAPI:
-    """The simulator app. With ``manage_lifecycle`` it starts and stops ``server`` with the app."""
+async def _owner(request: Request) -> str | None:
+    access: Access | None = request.app.state.access
+    return await access(request) if access is not None else None
+
+
+Owner = Annotated[str | None, Depends(_owner)]
+
+
+def key_access(key: str) -> Access:
+    """Every control request needs ``X-Api-Key: key`` (``wagate sim-server --key``), and may then do anything."""
+
+    async def check(request: Request) -> str | None:
+        given = request.headers.get("x-api-key")
+        if not given:
+            raise SimError(401, "send the simulator's key in the X-Api-Key header", "missing_api_key")
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise SimError(401, "the key is not the simulator's", "invalid_api_key")
+        return None
+
+    return check
+
+
+def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True, access: Access | None = None) -> FastAPI:
+    """The simulator app. With ``manage_lifecycle`` it starts and stops ``server`` with the app; with ``access``,
+    every control request is checked (without, the control API is open: keep it on loopback)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -99,10 +133,11 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
                 await server.stop()
 
     app = FastAPI(title="wagate simulator", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.access = access
 
     @app.exception_handler(SimError)
     async def _sim_error(_request: Request, exc: SimError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -129,21 +164,27 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
                 await ws.close()
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "devices": len(server.devices)}
+    async def health(request: Request) -> dict[str, Any]:
+        """Open (a liveness probe); the devices are counted for a caller the access check lets in."""
+        try:
+            owner = await _owner(request)
+        except SimError:
+            return {"status": "ok"}
+        return {"status": "ok", "devices": sum(owner is None or d.owner == owner for d in server.devices.values())}
 
     @app.post("/phone/scan")
-    async def scan(body: Scan) -> dict[str, Any]:
-        device = await server.scan(body.phone, body.qr)
+    async def scan(body: Scan, owner: Owner) -> dict[str, Any]:
+        device = await server.scan(body.phone, body.qr, owner)
         return {"phone": device.phone, "device_id": device.device_id}
 
     @app.post("/phone/pair")
-    async def pair(body: Pair) -> dict[str, Any]:
-        device = await server.pair_with_code(body.phone, body.code)
+    async def pair(body: Pair, owner: Owner) -> dict[str, Any]:
+        device = await server.pair_with_code(body.phone, body.code, owner)
         return {"phone": device.phone, "device_id": device.device_id}
 
     @app.post("/devices/{phone}/messages")
-    async def inbound(phone: PhonePath, body: Inbound) -> dict[str, Any]:
+    async def inbound(phone: PhonePath, body: Inbound, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         if body.over > 0:
             server.trickle(phone, body.sender, body.text, body.count, body.over)
             return {"queued": 0, "scheduled": body.count, "ids": []}
@@ -152,31 +193,36 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True) -> FastA
         return {"queued": len(ids), "ids": ids}
 
     @app.post("/devices/{phone}/contacts")
-    async def contacts(phone: PhonePath, body: Contacts) -> dict[str, Any]:
+    async def contacts(phone: PhonePath, body: Contacts, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         await server.add_contacts(phone, {c.phone: c.name for c in body.contacts})
         return {"contacts": len(server.device(phone).contacts)}
 
     @app.post("/devices/{phone}/groups")
-    async def groups(phone: PhonePath, body: NewGroup) -> dict[str, Any]:
+    async def groups(phone: PhonePath, body: NewGroup, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         return {"id": await server.add_group(phone, body.subject, body.participants)}
 
     @app.post("/devices/{phone}/read")
-    async def read(phone: PhonePath, body: Read) -> dict[str, Any]:
+    async def read(phone: PhonePath, body: Read, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         return {"read": await server.read(phone, body.ids)}
 
     @app.post("/devices/{phone}/faults")
-    async def fault(phone: PhonePath, body: Fault) -> dict[str, Any]:
+    async def fault(phone: PhonePath, body: Fault, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         await server.fault(
             phone, body.kind, duration=body.duration, delay=body.delay, sender=body.contact, count=body.count
         )
         return {"ok": True, **server.describe(phone)}
 
     @app.get("/devices/{phone}")
-    async def device(phone: PhonePath) -> dict[str, Any]:
+    async def device(phone: PhonePath, owner: Owner) -> dict[str, Any]:
+        server.device(phone, owner)
         return server.describe(phone)
 
     @app.get("/devices/{phone}/sent")
-    async def sent(phone: PhonePath) -> list[dict[str, Any]]:
-        return server.device(phone).sent
+    async def sent(phone: PhonePath, owner: Owner) -> list[dict[str, Any]]:
+        return server.device(phone, owner).sent
 
     return app

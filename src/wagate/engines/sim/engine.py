@@ -125,7 +125,7 @@ class SimConnection(Connection):
             hello = None
             self._registering = True
         try:
-            await self._ws.send(frame("hello", device=hello))
+            await self._ws.send(frame("hello", device=hello, owner=self._ctx.tenant_id))
             first: dict[str, Any] = json.loads(await self._ws.recv())
         except SocketClosed as exc:
             await self._abort()

@@ -16,7 +16,7 @@ import uvloop
 from aiohttp import WSMsgType, web
 from starlette.types import ASGIApp, Message
 
-from wagate.engines.sim.app import CONTROL_MAX_BODY, create_sim_app
+from wagate.engines.sim.app import CONTROL_MAX_BODY, create_sim_app, key_access
 from wagate.engines.sim.server import Link, LinkClosed, SimServer
 from wagate.server import tune_gc
 
@@ -98,9 +98,11 @@ def _asgi_handler(app: ASGIApp) -> Callable[[web.Request], Awaitable[web.StreamR
     return handle
 
 
-def sim_web_app(server: SimServer) -> web.Application:
+def sim_web_app(server: SimServer, key: str | None = None) -> web.Application:
+    """The simulator's web app; with ``key``, its control API needs ``X-Api-Key: key``."""
     app = web.Application(client_max_size=CONTROL_MAX_BODY)
-    control = _asgi_handler(create_sim_app(server, manage_lifecycle=False))
+    access = key_access(key) if key else None
+    control = _asgi_handler(create_sim_app(server, manage_lifecycle=False, access=access))
 
     async def device(request: web.Request) -> web.StreamResponse:
         return await _device_socket(server, request)
@@ -116,11 +118,11 @@ def sim_web_app(server: SimServer) -> web.Application:
     return app
 
 
-def run_sim_server(server: SimServer, host: str, port: int) -> bool:
+def run_sim_server(server: SimServer, host: str, port: int, key: str | None = None) -> bool:
     """Serve the simulator until SIGTERM/SIGINT (then its state is saved); False if it could not start."""
 
     async def main() -> bool:
-        runner = web.AppRunner(sim_web_app(server), handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(sim_web_app(server, key), handle_signals=False, shutdown_timeout=5)
         try:
             await runner.setup()
         except Exception:  # the state file cannot be read, say: the operator reads why

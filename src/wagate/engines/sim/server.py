@@ -47,10 +47,11 @@ class LinkClosed(Exception):
 class SimError(Exception):
     """A control request the simulator refuses; ``status`` is its HTTP status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "sim_error") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -116,6 +117,7 @@ class _Flow:
 @dataclass(slots=True)
 class Registration:
     link: Link
+    owner: str | None = None  # the label the connection gave in its hello; the device it links gets it
     codes: list[str] = field(default_factory=list)
     pairing: tuple[str, str] | None = None  # (phone, code)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -201,7 +203,8 @@ class SimServer:
         if isinstance(credentials, dict):
             await self._login(link, str(credentials.get("id", "")), str(credentials.get("secret", "")))
         else:
-            registration = Registration(link)
+            owner = hello.get("owner")
+            registration = Registration(link, owner if isinstance(owner, str) and owner else None)
             link.registration = registration
             link.spawn(self._rotate_qr(registration))
 
@@ -320,19 +323,33 @@ class SimServer:
         self._codes[code] = registration
         await link.send(frame("pairing_code", code=code))
 
-    async def scan(self, phone: str, qr: str) -> Device:
-        """The phone scans a QR code shown by a connection waiting to be linked."""
+    async def scan(self, phone: str, qr: str, owner: str | None = None) -> Device:
+        """The phone scans a QR code shown by a connection waiting to be linked; with ``owner``, only a connection
+        of that owner's (another's is as unknown)."""
         registration = self._qr.get(qr)
-        if registration is None or registration.done.is_set():
+        if registration is None or registration.done.is_set() or not _owns(owner, registration.owner):
             raise SimError(404, "no connection shows this QR code (expired, rotated or already used)")
+        self._check_phone(phone, owner)
         return await self._pair(registration, phone)
 
-    async def pair_with_code(self, phone: str, code: str) -> Device:
+    async def pair_with_code(self, phone: str, code: str, owner: str | None = None) -> Device:
         registration = self._codes.get(code.strip().upper())
-        if registration is None or registration.pairing is None or registration.pairing[0] != _normal_phone(phone):
+        if (
+            registration is None
+            or registration.pairing is None
+            or registration.pairing[0] != _normal_phone(phone)
+            or not _owns(owner, registration.owner)
+        ):
             raise SimError(404, "no connection waits for this pairing code and phone number")
+        self._check_phone(phone, owner)
         self._codes.pop(registration.pairing[1], None)
         return await self._pair(registration, phone)
+
+    def _check_phone(self, phone: str, owner: str | None) -> None:
+        """An owner cannot link a phone that is linked to another owner's connection: that would log it out."""
+        previous = self.devices.get(_normal_phone(phone))
+        if previous is not None and not previous.logged_out and not _owns(owner, previous.owner):
+            raise SimError(409, "this phone number is linked to another account's device; use another number")
 
     async def _pair(self, registration: Registration, phone: str) -> Device:
         phone = _normal_phone(phone)
@@ -342,7 +359,11 @@ class SimServer:
             await self._log_out(previous, "replaced_by_new_link")
         index = int(previous.device_id.split(":")[1]) + 1 if previous else 1
         device = Device(
-            phone=phone, device_id=f"{digits}:{index}", secret=secrets.token_hex(32), push_name=f"Sim {digits[-4:]}"
+            phone=phone,
+            device_id=f"{digits}:{index}",
+            secret=secrets.token_hex(32),
+            push_name=f"Sim {digits[-4:]}",
+            owner=registration.owner,
         )
         self.devices[phone] = device
         self._by_id[device.device_id] = device
@@ -659,12 +680,13 @@ class SimServer:
 
     # inspection ------------------------------------------------------------------------------------------------
 
-    def device(self, phone: str) -> Device:
+    def device(self, phone: str, owner: str | None = None) -> Device:
+        """The device of ``phone``; with ``owner``, only one of that owner's (another's is as unknown)."""
         try:
             device = self.devices.get(_normal_phone(phone))
         except ValueError as exc:
             raise SimError(422, str(exc)) from None
-        if device is None:
+        if device is None or not _owns(owner, device.owner):
             raise SimError(404, "no device is linked to this phone")
         return device
 
@@ -690,6 +712,11 @@ class SimServer:
             "contacts": len(device.contacts),
             "groups": len(device.groups),
         }
+
+
+def _owns(caller: str | None, owner: str | None) -> bool:
+    """Whether a caller limited to ``caller`` (None: not limited) may act on what ``owner`` linked."""
+    return caller is None or caller == owner
 
 
 def _normal_phone(phone: str) -> str:

@@ -45,6 +45,7 @@ class Device:
     device_id: str
     secret: str  # hex
     push_name: str
+    owner: str | None = None  # the label of the connection that linked it (the gateway's tenant): who may drive it
     logged_out: bool = False
     banned_until: float = 0.0
     refuse_until: float = 0.0
@@ -96,6 +97,7 @@ class Device:
             "device_id": self.device_id,
             "secret": self.secret,
             "push_name": self.push_name,
+            "owner": self.owner,
             "logged_out": self.logged_out,
             "banned_until": self.banned_until,
             "refuse_until": self.refuse_until,

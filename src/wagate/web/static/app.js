@@ -249,10 +249,9 @@ async function simulateScan() {
   const name = state.selected;
   const raw = await api("GET", `/api/${encodeURIComponent(name)}/auth/qr?format=raw`);
   const phone = "+1555" + String(Math.floor(Math.random() * 1e7)).padStart(7, "0");
-  const response = await fetch("/sim/phone/scan", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ phone, qr: raw.value }),
-  });
-  if (!response.ok) throw new Error("The simulated phone could not scan the code; try again.");
+  // The simulator's control API takes the key signed in here: a tenant's scans only its own sessions' codes.
+  try { await api("POST", "/sim/phone/scan", { phone, qr: raw.value }); }
+  catch (error) { throw new Error(`The simulated phone could not scan the code (${error.message}); try again.`); }
   banner(`Simulated phone ${phone} scanned the code.`, true);
 }
 
