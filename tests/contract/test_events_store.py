@@ -9,8 +9,9 @@ import pytest
 
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Quotas, Session, Status
+from wagate.domain.tenants import Role
 from wagate.errors import QuotaExceeded
-from wagate.ids import TenantId, WebhookId
+from wagate.ids import ApiKeyId, TenantId, WebhookId
 from wagate.store.base import Committed, DeliveryState, NewSession, StatusChange, Store, WebhookChange
 from wagate.store.sql.db import Database
 from wagate.store.sql.webhooks import list_query, pending_before_query, scan_query
@@ -185,14 +186,34 @@ async def test_the_outbox_lookups_read_their_own_indexes(store: Store) -> None:
             assert index in plan, (index, plan)
 
 
+async def _key(store: Store, tenant: TenantId, name: str = "k") -> ApiKeyId:
+    key = await store.api_keys.create(tenant_id=tenant, role=Role.TENANT, name=name, key_hash=name, prefix="wag_")
+    return key.id
+
+
 async def test_tickets_are_single_use_and_expire(store: Store) -> None:
     a, _ = await tenant_with_session(store, "a")
-    await store.tickets.issue(a, "hash-1", expires_at=4e12)
-    await store.tickets.issue(a, "hash-2", expires_at=1.0)
-    assert await store.tickets.redeem("hash-1") == a
+    key = await _key(store, a)
+    await store.tickets.issue(a, key, "hash-1", expires_at=4e12)
+    await store.tickets.issue(a, key, "hash-2", expires_at=1.0)
+    assert await store.tickets.redeem("hash-1") == (a, key)
     assert await store.tickets.redeem("hash-1") is None
     assert await store.tickets.redeem("hash-2") is None
     assert await store.tickets.redeem("unknown") is None
+
+
+async def test_a_ticket_stops_working_with_its_key(store: Store) -> None:
+    a = (await store.tenants.create("a", contact_email=None, max_sessions=None)).id
+    revoked, kept = await _key(store, a, "revoked"), await _key(store, a, "kept")
+    for n, key in enumerate((revoked, revoked, kept)):
+        await store.tickets.issue(a, key, f"hash-{n}", expires_at=4e12)
+    assert await store.api_keys.revoke(revoked, tenant_id=a)
+    assert await store.tickets.redeem("hash-0") is None
+    assert await store.tickets.redeem("hash-1") is None  # refused, and used up
+    assert await store.tickets.redeem("hash-2") == (a, kept)
+    await store.tickets.issue(a, kept, "hash-3", expires_at=4e12)
+    assert await store.tenants.delete(a)  # with its keys
+    assert await store.tickets.redeem("hash-3") is None
 
 
 async def test_deleting_a_session_or_webhook_removes_its_events_and_deliveries(store: Store) -> None:

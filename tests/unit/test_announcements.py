@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from wagate.domain.events import Event, EventType
-from wagate.ids import SessionId, TenantId
-from wagate.store.sql.events import announcements, channel, parse_announcement
+from wagate.ids import ApiKeyId, SessionId, TenantId, WebhookId
+from wagate.store.sql.events import announcements, channel, notice, parse_announcement
 
 
 def event(tenant: str) -> Event:
@@ -59,3 +59,16 @@ def test_one_channel_per_schema() -> None:
     assert channel(None) == "wagate_public"
     assert channel("bench") != channel("prod")
     assert len(channel("s" * 62)) == 63
+
+
+def test_revoked_keys_and_deleted_tenants_are_told() -> None:
+    told = parse_announcement(notice("w#3", revoked_keys=[ApiKeyId("key_1")], deleted_tenants=[TenantId("ten_a")]))
+    assert told is not None
+    assert (told.process, told.seqs, told.revoked_keys, told.deleted_tenants) == (
+        "w#3",
+        {},
+        (ApiKeyId("key_1"),),
+        (TenantId("ten_a"),),
+    )
+    assert parse_announcement(notice("w#3", [WebhookId("whk_1")])) == parse_announcement("w#3\t@whk_1")
+    assert parse_announcement("w#3\t-key:") is None

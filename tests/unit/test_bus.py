@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from wagate.domain.events import Event, EventFilter, EventType
-from wagate.events.bus import HARD_LIMIT_FACTOR, LocalBus, SlowConsumer
-from wagate.ids import SessionId, TenantId
+from wagate.events.bus import HARD_LIMIT_FACTOR, LocalBus, Revoked, SlowConsumer
+from wagate.ids import ApiKeyId, SessionId, TenantId
 from wagate.store.base import Committed
 
 A, B = TenantId("ten_a"), TenantId("ten_b")
@@ -63,3 +65,36 @@ async def test_a_subscriber_far_behind_is_cut_off_even_when_not_blocked() -> Non
     assert sub.overflowed
     sub.close()
     assert bus.subscribers == 0
+
+
+async def test_a_revoked_key_or_deleted_tenant_cuts_its_subscribers_off_at_once() -> None:
+    bus = LocalBus()
+    revoked, kept, other = (
+        bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_1")),
+        bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_2")),
+        bus.subscribe(B, EventFilter(), key_id=ApiKeyId("key_3")),
+    )
+    bus.publish(commit(A, 3))
+    stopped: list[str] = []
+    revoked.on_revoked = lambda: stopped.append("hook")  # the sender's, to stop a write that waits
+    waiting = asyncio.ensure_future(revoked.next())
+    assert bus.revoke(keys=[ApiKeyId("key_1")]) == 1
+    assert stopped == ["hook"]
+    with pytest.raises(Revoked, match="the API key was revoked"):
+        await waiting  # a sender waiting for the next event hears of it
+    with pytest.raises(Revoked, match="the API key was revoked"):
+        revoked.pop()  # what waited is dropped
+    assert (await kept.next()).payload["n"] == 0
+    assert bus.revoke(tenants=[A]) == 1
+    with pytest.raises(Revoked, match="the tenant was deleted"):
+        await kept.next()
+    assert other.revoked is None
+
+
+async def test_a_subscriber_authenticated_just_before_a_revocation_is_cut_off_when_it_subscribes() -> None:
+    bus = LocalBus()
+    bus.revoke(keys=[ApiKeyId("key_1")], tenants=[B])
+    for late in (bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_1")), bus.subscribe(B, EventFilter())):
+        with pytest.raises(Revoked):
+            await late.next()
+    assert bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_2")).revoked is None

@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
                     on_peer=supervisor.peer_heard,
                     on_webhook=dispatcher.forget_endpoint,
                 )
-                metrics.gateway.peers = peers
+                metrics.gateway.peers = app.state.peers = peers
                 peers.start()
                 await supervisor.start()
             yield

@@ -7,34 +7,63 @@ messages) does not cut off a client that keeps up: a subscriber is cut off when 
 while its sender is ``blocked`` writing to the client (the client does not read fast enough), or when ten times
 that many wait whatever the reason. Events that wait only because this process is busy are not the client's
 fault: they go out as soon as the sender runs.
+
+A subscriber whose API key is revoked, or whose tenant is deleted, is cut off too (``revoke``), at once: its sender
+hears of it even while it waits for the client (``on_revoked``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable, Iterable
 
 from wagate.domain.events import Event, EventFilter
-from wagate.ids import TenantId
+from wagate.ids import ApiKeyId, TenantId
 from wagate.store.base import Committed
 
 HARD_LIMIT_FACTOR = 10
+REVOKED_MEMORY = 60.0  # seconds a revocation is remembered for those who authenticated just before it
 
 
 class SlowConsumer(Exception):
     """The subscriber fell more than its queue's size behind."""
 
 
+class Revoked(Exception):
+    """The subscriber's API key was revoked, or its tenant deleted."""
+
+
 class Subscription:
-    def __init__(self, bus: LocalBus, tenant_id: TenantId, wanted: EventFilter, max_pending: int) -> None:
+    def __init__(
+        self,
+        bus: LocalBus,
+        tenant_id: TenantId,
+        wanted: EventFilter,
+        max_pending: int,
+        key_id: ApiKeyId | None = None,
+    ) -> None:
         self._bus = bus
         self.tenant_id = tenant_id
+        self.key_id = key_id
         self.wanted = wanted
         self.max_pending = max_pending
         self._queue: deque[Event] = deque()
         self._ready = asyncio.Event()
         self.overflowed = False
         self.blocked = False  # set by the sender while a write waits for the client
+        self.revoked: str | None = None  # why the subscriber's credentials were taken back
+        self.on_revoked: Callable[[], None] | None = None  # the sender's hook, to stop even a blocked write
+
+    def revoke(self, reason: str) -> None:
+        if self.revoked is not None:
+            return
+        self.revoked = reason
+        self._queue.clear()
+        self._ready.set()
+        if self.on_revoked is not None:
+            self.on_revoked()
 
     def offer(self, events: list[Event]) -> None:
         """One commit's events of this subscriber's tenant."""
@@ -51,21 +80,25 @@ class Subscription:
             self._queue.extend(wanted)
             self._ready.set()
 
-    async def next(self) -> Event:
-        """The next event; raises ``SlowConsumer`` once the subscriber has fallen too far behind."""
-        while not self._queue:
-            if self.overflowed:
-                raise SlowConsumer(f"more than {self.max_pending} events were waiting")
-            self._ready.clear()
-            await self._ready.wait()
+    def _check(self) -> None:
+        if self.revoked is not None:
+            raise Revoked(self.revoked)
         if self.overflowed:
             raise SlowConsumer(f"more than {self.max_pending} events were waiting")
+
+    async def next(self) -> Event:
+        """The next event; raises ``SlowConsumer`` once the subscriber has fallen too far behind, ``Revoked`` once
+        its credentials are taken back."""
+        while not self._queue:
+            self._check()
+            self._ready.clear()
+            await self._ready.wait()
+        self._check()
         return self._queue.popleft()
 
     def pop(self) -> Event | None:
-        """The next event if one waits, without waiting; raises ``SlowConsumer`` as ``next`` does."""
-        if self.overflowed:
-            raise SlowConsumer(f"more than {self.max_pending} events were waiting")
+        """The next event if one waits, without waiting; raises as ``next`` does."""
+        self._check()
         return self._queue.popleft() if self._queue else None
 
     def close(self) -> None:
@@ -75,11 +108,38 @@ class Subscription:
 class LocalBus:
     def __init__(self) -> None:
         self._subscribers: dict[TenantId, set[Subscription]] = {}
+        self._revoked: dict[str, tuple[float, str]] = {}  # key or tenant id -> (when, why), for REVOKED_MEMORY
 
-    def subscribe(self, tenant_id: TenantId, wanted: EventFilter, *, max_pending: int = 1000) -> Subscription:
-        subscription = Subscription(self, tenant_id, wanted, max_pending)
+    def subscribe(
+        self, tenant_id: TenantId, wanted: EventFilter, *, max_pending: int = 1000, key_id: ApiKeyId | None = None
+    ) -> Subscription:
+        """A subscriber of one tenant's events, through one of its keys (None: not revocable by key)."""
+        subscription = Subscription(self, tenant_id, wanted, max_pending, key_id)
         self._subscribers.setdefault(tenant_id, set()).add(subscription)
+        if (reason := self._revocation(subscription)) is not None:  # revoked since it was authenticated
+            subscription.revoke(reason)
         return subscription
+
+    def revoke(self, *, keys: Iterable[ApiKeyId] = (), tenants: Iterable[TenantId] = ()) -> int:
+        """Cut off the subscribers of these revoked keys and deleted tenants, and any that subscribes with one of
+        them within ``REVOKED_MEMORY`` seconds (it was authenticated just before); how many were cut off."""
+        now = time.monotonic()
+        self._revoked = {k: v for k, v in self._revoked.items() if now - v[0] < REVOKED_MEMORY}
+        self._revoked.update(dict.fromkeys(keys, (now, "the API key was revoked")))
+        self._revoked.update(dict.fromkeys(tenants, (now, "the tenant was deleted")))
+        cut = 0
+        for group in self._subscribers.values():
+            for subscription in group:
+                if subscription.revoked is None and (reason := self._revocation(subscription)) is not None:
+                    subscription.revoke(reason)
+                    cut += 1
+        return cut
+
+    def _revocation(self, subscription: Subscription) -> str | None:
+        for credential in (subscription.tenant_id, subscription.key_id):
+            if credential is not None and (found := self._revoked.get(credential)) is not None:
+                return found[1]
+        return None
 
     def unsubscribe(self, subscription: Subscription) -> None:
         group = self._subscribers.get(subscription.tenant_id)

@@ -10,18 +10,19 @@ A worker learns of the others at its reconcile (every ``WAGATE_RECONCILE_INTERVA
 would hear nothing from them until then: once it listens, it says hello (an announcement of no events), and a worker
 that hears another process (a hello, or events) announces its own events from then on (``on_peer``). A worker that
 changes a webhook endpoint (its URL, headers, secret...) says so too, and the others read it again before their next
-delivery to it (``on_webhook``) instead of when their copy expires.
+delivery to it (``on_webhook``) instead of when their copy expires. A worker that revokes an API key or deletes a
+tenant says so as well (``tell_revoked``), and the others close the WebSocket streams that use them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from wagate.errors import StoreError
 from wagate.events.bus import LocalBus
-from wagate.ids import WebhookId
+from wagate.ids import ApiKeyId, TenantId, WebhookId
 from wagate.store.base import Announced, Committed, Store
 
 log = logging.getLogger("wagate.events")
@@ -58,6 +59,14 @@ class PeerEvents:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    async def tell_revoked(self, keys: Sequence[ApiKeyId] = (), tenants: Sequence[TenantId] = ()) -> None:
+        """This process revoked these keys or deleted these tenants (and closed its own streams of them): the
+        other workers close theirs."""
+        try:
+            await self._store.events.tell_peers(self._process, revoked_keys=keys, deleted_tenants=tenants)
+        except StoreError as exc:  # the revocation is committed; the streams elsewhere stay open until they end
+            log.warning("could not tell the other workers of a revoked key or deleted tenant: %s", exc)
+
     def _on_announced(self, announced: Announced) -> None:
         if announced.process == self._process:
             return  # ours: the bus had them at our commit
@@ -66,6 +75,8 @@ class PeerEvents:
         if self._on_webhook is not None:
             for webhook_id in announced.webhooks:
                 self._on_webhook(webhook_id)
+        if announced.revoked_keys or announced.deleted_tenants:
+            self._bus.revoke(keys=announced.revoked_keys, tenants=announced.deleted_tenants)
         wanted = [seq for tenant, seqs in announced.seqs.items() if self._bus.listens_to(tenant) for seq in seqs]
         if wanted:
             self._heard.put_nowait(wanted)

@@ -467,12 +467,15 @@ CommitListener = Callable[[Committed], None]
 @dataclass(frozen=True, slots=True)
 class Announced:
     """Events another process committed, as it announced them: by tenant, their sequence numbers in order; or
-    webhook endpoints it changed (read them again). Neither: the process has just begun to listen (a hello), so it
-    is alive and has WebSocket clients to serve."""
+    webhook endpoints it changed (read them again); or API keys it revoked and tenants it deleted (close their
+    WebSocket streams). None of these: the process has just begun to listen (a hello), so it is alive and has
+    WebSocket clients to serve."""
 
     process: str
     seqs: dict[TenantId, list[int]]
     webhooks: tuple[WebhookId, ...] = ()
+    revoked_keys: tuple[ApiKeyId, ...] = ()
+    deleted_tenants: tuple[TenantId, ...] = ()
 
 
 AnnounceListener = Callable[[Announced], None]
@@ -502,9 +505,17 @@ class EventStore(ABC):
         the listening connection still stands, or is None where the database cannot announce (SQLite)."""
 
     @abstractmethod
-    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
+    async def tell_peers(
+        self,
+        process: str,
+        changed_webhooks: Sequence[WebhookId] = (),
+        *,
+        revoked_keys: Sequence[ApiKeyId] = (),
+        deleted_tenants: Sequence[TenantId] = (),
+    ) -> None:
         """Tell the other processes that ``process`` listens now (an announcement of no events), or that it changed
-        these webhook endpoints; nothing where the database cannot announce."""
+        these webhook endpoints, revoked these keys or deleted these tenants; nothing where the database cannot
+        announce."""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
@@ -655,11 +666,12 @@ class TicketStore(ABC):
     """Short-lived single-use tickets that let a browser open the WebSocket without its API key in the URL."""
 
     @abstractmethod
-    async def issue(self, tenant_id: TenantId, ticket_hash: str, expires_at: float) -> None: ...
+    async def issue(self, tenant_id: TenantId, key_id: ApiKeyId, ticket_hash: str, expires_at: float) -> None:
+        """A ticket issued under one of the tenant's keys: it works only while that key does."""
 
     @abstractmethod
-    async def redeem(self, ticket_hash: str) -> TenantId | None:
-        """Consume a ticket; the tenant when it existed and had not expired."""
+    async def redeem(self, ticket_hash: str) -> tuple[TenantId, ApiKeyId] | None:
+        """Consume a ticket; its tenant and key when it existed, had not expired and its key is still valid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ key itself never goes in a URL. After the handshake the server closes with a cod
 
 ======  ==============================================================================
 4400    bad query (an unknown event type, a malformed session name or ``after``)
-4401    no credentials, a bad API key, or a used or expired ticket
+4401    no credentials, a bad API key, or a used or expired ticket; or, on a stream that was open, its API key was
+        revoked or its tenant deleted (on whichever worker), within a second
 4403    the key is the admin's: events belong to tenants, use a tenant's key
 4408    the client was not reading while more than ``WAGATE_WS_MAX_PENDING`` events waited for it, or
         read nothing for ``SEND_TIMEOUT`` seconds: reconnect with ``after=<last event id>`` to catch up
@@ -22,22 +23,24 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketState
 
 from wagate.accounts import authenticate
-from wagate.api.deps import GatewayDep, TenantDep, get_gateway
+from wagate.api.deps import GatewayDep, PrincipalDep, TenantDep, get_gateway
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import error_answers
 from wagate.domain.events import Event, EventFilter, expand_types, parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
-from wagate.events.bus import SlowConsumer, Subscription
+from wagate.events.bus import Revoked, SlowConsumer, Subscription
+from wagate.events.peers import PeerEvents
 from wagate.gateway import Gateway
-from wagate.ids import EVENT_ID_PATTERN, EventId, TenantId
+from wagate.ids import EVENT_ID_PATTERN, ApiKeyId, EventId, TenantId
 
 log = logging.getLogger("wagate.ws")
 router = APIRouter(tags=["events"], responses=error_answers(401, 403, 503))
@@ -117,10 +120,11 @@ def ticket_hash(ticket: str) -> str:
 
 
 @router.post("/api/events/ticket", summary="A single-use ticket for a browser's WebSocket (instead of the key)")
-async def issue_ticket(gateway: GatewayDep, tenant_id: TenantDep) -> Ticket:
+async def issue_ticket(gateway: GatewayDep, tenant_id: TenantDep, principal: PrincipalDep) -> Ticket:
+    assert principal.key_id is not None  # a tenant's key is a stored one
     ticket = "wst_" + secrets.token_urlsafe(32)
     ttl = gateway.settings.ws_ticket_ttl
-    await gateway.store.tickets.issue(tenant_id, ticket_hash(ticket), gateway.clock() + ttl)
+    await gateway.store.tickets.issue(tenant_id, principal.key_id, ticket_hash(ticket), gateway.clock() + ttl)
     return Ticket(ticket=ticket, expires_in=ttl)
 
 
@@ -131,7 +135,8 @@ class _Refused(Exception):
         self.reason = reason
 
 
-async def _tenant_of(gateway: Gateway, websocket: WebSocket, ticket: str | None) -> TenantId:
+async def _holder(gateway: Gateway, websocket: WebSocket, ticket: str | None) -> tuple[TenantId, ApiKeyId | None]:
+    """The tenant, and the key it came with (directly or through a ticket)."""
     api_key = websocket.headers.get("x-api-key")
     if api_key:
         principal = await authenticate(gateway.store, gateway.settings, api_key)
@@ -139,13 +144,22 @@ async def _tenant_of(gateway: Gateway, websocket: WebSocket, ticket: str | None)
             raise _Refused(CLOSE_UNAUTHORIZED, "the API key is not valid")
         if principal.tenant_id is None:
             raise _Refused(CLOSE_FORBIDDEN, "events belong to tenants: use a tenant's API key")
-        return principal.tenant_id
+        return principal.tenant_id, principal.key_id
     if ticket:
-        tenant_id = await gateway.store.tickets.redeem(ticket_hash(ticket))
-        if tenant_id is None:
-            raise _Refused(CLOSE_UNAUTHORIZED, "the ticket is unknown, used or expired")
-        return tenant_id
+        holder = await gateway.store.tickets.redeem(ticket_hash(ticket))
+        if holder is None:
+            raise _Refused(CLOSE_UNAUTHORIZED, "the ticket is unknown, used or expired, or its API key was revoked")
+        return holder
     raise _Refused(CLOSE_UNAUTHORIZED, "send the X-Api-Key header or a ?ticket= from POST /api/events/ticket")
+
+
+async def end_streams(request: Request, *, keys: Sequence[ApiKeyId] = (), tenants: Sequence[TenantId] = ()) -> None:
+    """Keys were revoked or tenants deleted: this process's streams that use them close now (with 4401), the other
+    workers' as soon as they hear of it; tickets issued under them stop working with the keys."""
+    get_gateway(request).bus.revoke(keys=keys, tenants=tenants)
+    peers: PeerEvents | None = getattr(request.app.state, "peers", None)
+    if peers is not None:
+        await peers.tell_revoked(keys, tenants)
 
 
 def _filter(session: str | None, events: str | None) -> EventFilter:
@@ -198,6 +212,35 @@ async def _drain(websocket: WebSocket) -> None:
             await websocket.receive_text()
 
 
+async def _pump(
+    gateway: Gateway,
+    websocket: WebSocket,
+    subscription: Subscription,
+    reader: asyncio.Task[None],
+    resume: EventId | None,
+) -> None:
+    """The stored events after ``resume``, then live ones, until the client goes away."""
+    wanted = subscription.wanted
+    replayed = await _catch_up(gateway, websocket, subscription.tenant_id, wanted, resume) if resume else set()
+    while not reader.done():
+        nxt = asyncio.ensure_future(subscription.next())
+        await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not nxt.done():
+            nxt.cancel()
+            break
+        event: Event | None = nxt.result()
+        while event is not None:  # what waits goes out in a row, without a wait on the reader per event
+            if event.id not in replayed:
+                await _send(websocket, event, subscription)
+            event = subscription.pop()
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.client_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):  # the client may be gone meanwhile
+            await websocket.close(code=code, reason=reason)
+
+
 @router.websocket("/ws")
 async def stream(
     websocket: WebSocket,
@@ -211,7 +254,7 @@ async def stream(
     gateway = get_gateway(websocket)  # type: ignore[arg-type]
     await websocket.accept()
     try:
-        tenant_id = await _tenant_of(gateway, websocket, ticket)
+        tenant_id, key_id = await _holder(gateway, websocket, ticket)
         wanted = _filter(session, events)
         try:
             resume = _after(after)
@@ -220,26 +263,24 @@ async def stream(
     except _Refused as refused:
         await websocket.close(code=refused.code, reason=refused.reason)
         return
-    subscription = gateway.bus.subscribe(tenant_id, wanted, max_pending=gateway.settings.ws_max_pending)
+    subscription = gateway.bus.subscribe(tenant_id, wanted, max_pending=gateway.settings.ws_max_pending, key_id=key_id)
     reader = asyncio.ensure_future(_drain(websocket))
     try:
-        replayed = await _catch_up(gateway, websocket, tenant_id, wanted, resume) if resume else set()
-        while not reader.done():
-            nxt = asyncio.ensure_future(subscription.next())
-            await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not nxt.done():
-                nxt.cancel()
-                break
-            event: Event | None = nxt.result()
-            while event is not None:  # what waits goes out in a row, without a wait on the reader per event
-                if event.id not in replayed:
-                    await _send(websocket, event, subscription)
-                event = subscription.pop()
+        # A revocation ends the block at once, even while a write waits for a client that does not read.
+        async with asyncio.timeout(None) as revocation:
+            subscription.on_revoked = lambda: revocation.reschedule(asyncio.get_running_loop().time())
+            try:
+                await _pump(gateway, websocket, subscription, reader, resume)
+            finally:
+                subscription.on_revoked = None  # the block is left: nothing to stop any more
     except SlowConsumer as exc:
         log.info("websocket of tenant %s cut off: %s", tenant_id, exc)
-        if websocket.client_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(code=CLOSE_TOO_SLOW, reason="too slow: reconnect with after=<last event id>")
+        await _close(websocket, CLOSE_TOO_SLOW, "too slow: reconnect with after=<last event id>")
+    except (Revoked, TimeoutError):
+        if subscription.revoked is None:
+            raise
+        log.info("websocket of tenant %s closed: %s", tenant_id, subscription.revoked)
+        await _close(websocket, CLOSE_UNAUTHORIZED, subscription.revoked)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from wagate.accounts import issue_key
 from wagate.api.deps import GatewayDep, PrincipalDep
+from wagate.api.routes.events import end_streams
 from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut, error_answers
 from wagate.domain.tenants import Role
 from wagate.errors import Forbidden, NotFound, Unprocessable
@@ -51,9 +52,13 @@ async def create_key(body: KeyCreate, gateway: GatewayDep, principal: PrincipalD
 
 
 @router.delete(
-    "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key", responses=error_answers(404, 422)
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke an API key: its open WebSocket streams close (4401) and its tickets stop working",
+    responses=error_answers(404, 422),
 )
 async def revoke_key(
+    request: Request,
     key_id: Annotated[str, Path(pattern=API_KEY_ID_PATTERN, description="the key's id")],
     gateway: GatewayDep,
     principal: PrincipalDep,
@@ -61,4 +66,5 @@ async def revoke_key(
     scope = None if principal.is_admin else principal.tenant_id
     if not await gateway.store.api_keys.revoke(ApiKeyId(key_id), tenant_id=scope):
         raise NotFound("no such key", code="key_not_found")
+    await end_streams(request, keys=[ApiKeyId(key_id)])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from wagate.accounts import create_tenant
 from wagate.api.deps import AdminDep, GatewayDep
+from wagate.api.routes.events import end_streams
 from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate, error_answers
 from wagate.errors import AlreadyExists, Conflict, NotFound
 from wagate.ids import TENANT_ID_PATTERN, TenantId
@@ -66,10 +67,11 @@ async def patch_tenant(tenant_id: TenantPath, body: TenantUpdate, gateway: Gatew
 @router.delete(
     "/{tenant_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Delete a tenant without sessions",
+    summary="Delete a tenant without sessions, and its keys (their WebSocket streams close)",
     responses=error_answers(404, 409, 422),
 )
-async def delete_tenant(tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> Response:
+async def delete_tenant(request: Request, tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> Response:
     if not await gateway.store.tenants.delete(TenantId(tenant_id)):
         raise NotFound("no such tenant", code="tenant_not_found")
+    await end_streams(request, tenants=[TenantId(tenant_id)])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

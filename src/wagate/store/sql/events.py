@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, insert, not_, or_, select, text, upda
 
 from wagate.clock import Clock
 from wagate.domain.events import Event, EventFilter, EventType
-from wagate.ids import EventId, SessionId, TenantId, WebhookId
+from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
 from wagate.store.base import (
     Announced,
     AnnounceListener,
@@ -37,6 +37,7 @@ E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries
 T = schema.ws_tickets
+K = schema.api_keys
 
 log = logging.getLogger("wagate.events")
 
@@ -145,24 +146,49 @@ def announcements(process: str, events: Sequence[Event], seqs: Sequence[int]) ->
     return payloads
 
 
+_REVOKED_KEY = "-key:"
+_DELETED_TENANT = "-tenant:"
+
+
+def notice(
+    process: str,
+    webhooks: Sequence[WebhookId] = (),
+    revoked_keys: Sequence[ApiKeyId] = (),
+    deleted_tenants: Sequence[TenantId] = (),
+) -> str:
+    """A payload of changes other than events: ``@`` and a changed endpoint's id, ``-key:`` and a revoked key's,
+    ``-tenant:`` and a deleted tenant's; tab-separated after the process's name (alone: a hello)."""
+    groups = [f"@{w}" for w in webhooks]
+    groups += [_REVOKED_KEY + k for k in revoked_keys] + [_DELETED_TENANT + t for t in deleted_tenants]
+    return "\t".join([process, *groups])
+
+
 def parse_announcement(payload: str) -> Announced | None:
-    """The other side of :func:`announcements` and of webhook notices (``@`` and the endpoint's id); a process's name
-    alone is its hello. None for a payload that is not one."""
+    """The other side of :func:`announcements` and of :func:`notice`; a process's name alone is its hello. None for
+    a payload that is not one."""
     process, *groups = payload.split("\t")
     if not process:
         return None
     seqs: dict[TenantId, list[int]] = {}
     webhooks: list[WebhookId] = []
+    keys: list[ApiKeyId] = []
+    tenants: list[TenantId] = []
     try:
         for group in groups:
             if group.startswith("@") and len(group) > 1:
                 webhooks.append(WebhookId(group[1:]))
-                continue
-            tenant, _, numbers = group.partition(":")
-            seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
+            elif group.startswith(_REVOKED_KEY) and len(group) > len(_REVOKED_KEY):
+                keys.append(ApiKeyId(group[len(_REVOKED_KEY) :]))
+            elif group.startswith(_DELETED_TENANT) and len(group) > len(_DELETED_TENANT):
+                tenants.append(TenantId(group[len(_DELETED_TENANT) :]))
+            else:
+                tenant, _, numbers = group.partition(":")
+                seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
     except ValueError:
         return None
-    return Announced(process, seqs, tuple(webhooks)) if seqs or webhooks or not groups else None
+    if not (seqs or webhooks or keys or tenants or not groups):
+        return None
+    return Announced(process, seqs, tuple(webhooks), tuple(keys), tuple(tenants))
 
 
 class EventWriter:
@@ -308,10 +334,17 @@ class SqlEventStore(EventStore):
         async with self._db.listening(channel(self._db.schema), on_payload) as alive:
             yield alive
 
-    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
+    async def tell_peers(
+        self,
+        process: str,
+        changed_webhooks: Sequence[WebhookId] = (),
+        *,
+        revoked_keys: Sequence[ApiKeyId] = (),
+        deleted_tenants: Sequence[TenantId] = (),
+    ) -> None:
         if self._db.dialect != "postgresql":
             return
-        payload = "".join([process, *(f"\t@{webhook_id}" for webhook_id in changed_webhooks)])
+        payload = notice(process, changed_webhooks, revoked_keys, deleted_tenants)
         async with self._db.write() as conn:
             await conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
 
@@ -384,21 +417,28 @@ class SqlTicketStore(TicketStore):
         self._db = db
         self._clock = clock
 
-    async def issue(self, tenant_id: TenantId, ticket_hash: str, expires_at: float) -> None:
+    async def issue(self, tenant_id: TenantId, key_id: ApiKeyId, ticket_hash: str, expires_at: float) -> None:
         async with self._db.write() as conn:
             await conn.execute(delete(T).where(T.c.expires_at < self._clock()))
-            await conn.execute(insert(T).values(ticket_hash=ticket_hash, tenant_id=tenant_id, expires_at=expires_at))
+            await conn.execute(
+                insert(T).values(ticket_hash=ticket_hash, tenant_id=tenant_id, key_id=key_id, expires_at=expires_at)
+            )
 
-    async def redeem(self, ticket_hash: str) -> TenantId | None:
+    async def redeem(self, ticket_hash: str) -> tuple[TenantId, ApiKeyId] | None:
         async with self._db.write() as conn:
             row = (
                 await conn.execute(
-                    delete(T).where(T.c.ticket_hash == ticket_hash).returning(T.c.tenant_id, T.c.expires_at)
+                    delete(T).where(T.c.ticket_hash == ticket_hash).returning(T.c.tenant_id, T.c.key_id, T.c.expires_at)
                 )
             ).first()
-        if row is None or row.expires_at < self._clock():
-            return None
-        return TenantId(row.tenant_id)
+            if row is None or row.key_id is None or row.expires_at < self._clock():
+                return None
+            active = (
+                await conn.execute(
+                    select(K.c.id).where(K.c.id == row.key_id, K.c.tenant_id == row.tenant_id, K.c.revoked_at.is_(None))
+                )
+            ).first()
+        return (TenantId(row.tenant_id), ApiKeyId(row.key_id)) if active is not None else None
 
 
 def claimable(takeover: str, now: float) -> Any:

@@ -233,6 +233,7 @@ ws_tickets = Table(
     Column("ticket_hash", Text, primary_key=True),
     Column("tenant_id", Text, nullable=False),
     Column("expires_at", Double, nullable=False),
+    Column("key_id", Text),
 )
 
 messages = Table(

@@ -26,6 +26,7 @@ from wagate.store.sql.migrations import (
     m0007_workers,
     m0008_webhook_endpoints,
     m0009_webhook_blocked,
+    m0010_ticket_key,
 )
 
 log = logging.getLogger("wagate.store")
@@ -54,6 +55,7 @@ MIGRATIONS = (
     Migration(7, "workers", m0007_workers.STATEMENTS),
     Migration(8, "webhook_endpoints", m0008_webhook_endpoints.STATEMENTS),
     Migration(9, "webhook_blocked", m0009_webhook_blocked.STATEMENTS),
+    Migration(10, "ticket_key", m0010_ticket_key.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,109 @@
+"""Revocation is immediate, against real gateway processes: revoking a key closes its open WebSocket streams within a
+second (4401) and its unused tickets stop working; deleting a tenant closes the streams of all its keys. On SQLite
+one process does both; on PostgreSQL the streams are on one worker and the revocation goes through the other."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import TEST_KEK, pg_url
+from tests.e2e.procs import Served, clean_env, serve
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "revocation-admin-key-0123456789abcdef"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
+    """(the worker that revokes, the worker that holds the streams): one process on SQLite, two on PostgreSQL."""
+    env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "a"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
+    if request.param == "postgresql":
+        schema: str = request.getfixturevalue("pg_schema")
+        env |= {"WAGATE_DATABASE_URL": pg_url(), "WAGATE_DATABASE_SCHEMA": schema, "WAGATE_WORKER_ID": "a"}
+    started = [serve(tmp_path, env, name="a")]
+    if request.param == "postgresql":
+        started[0].wait_healthy()  # the first migrates the schema
+        started.append(serve(tmp_path, env | {"WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(tmp_path / "b")}))
+    try:
+        for worker in started:
+            worker.wait_healthy()
+        yield started[0], started[-1]
+    finally:
+        for worker in started:
+            worker.kill()
+
+
+def _ws(worker: Served, *, key: str | None = None, ticket: str | None = None) -> ClientConnection:
+    url = worker.base_url.replace("http://", "ws://") + "/ws" + (f"?ticket={ticket}" if ticket else "")
+    return connect(url, additional_headers={"X-Api-Key": key} if key else {}, open_timeout=10)
+
+
+def _ticket(worker: Served, key: str) -> str:
+    made = httpx.post(worker.base_url + "/api/events/ticket", headers={"X-Api-Key": key}, timeout=10)
+    assert made.status_code == 200, made.text
+    ticket: str = made.json()["ticket"]
+    return ticket
+
+
+def _closed(ws: ClientConnection, timeout: float) -> tuple[int | None, str]:
+    """Wait for the server to close (no events flow here); its code and reason."""
+    try:
+        ws.recv(timeout=timeout)
+    except ConnectionClosed as closed:
+        return (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")
+    raise AssertionError("the server sent an event instead of closing")
+
+
+def _open(ws: ClientConnection) -> bool:
+    try:
+        ws.recv(timeout=0.3)
+    except TimeoutError:
+        return True
+    except ConnectionClosed:
+        return False
+    raise AssertionError("the server sent an event")
+
+
+def test_revoking_a_key_or_deleting_its_tenant_ends_its_streams_at_once(workers: tuple[Served, Served]) -> None:
+    revoker, holder = workers
+    admin = httpx.Client(base_url=revoker.base_url, headers={"X-Api-Key": ADMIN}, timeout=10)
+    made = admin.post("/api/tenants", json={"name": "t"})
+    assert made.status_code == 201, made.text
+    tenant, first = made.json()["id"], made.json()["api_key"]
+    second = admin.post("/api/keys", json={"tenant_id": tenant, "name": "second"})
+    assert second.status_code == 201, second.text
+    other = admin.post("/api/keys", json={"tenant_id": tenant, "name": "other"}).json()["api_key"]
+    unused = _ticket(holder, second.json()["api_key"])
+
+    with (
+        _ws(holder, key=second.json()["api_key"]) as by_key,
+        _ws(holder, ticket=_ticket(holder, second.json()["api_key"])) as by_ticket,
+        _ws(holder, key=first) as kept,
+        _ws(holder, ticket=_ticket(holder, other)) as kept_too,
+    ):
+        assert all(_open(ws) for ws in (by_key, by_ticket, kept, kept_too))
+        started = time.monotonic()
+        assert admin.delete(f"/api/keys/{second.json()['id']}").status_code == 204
+        for ws in (by_key, by_ticket):
+            assert _closed(ws, timeout=5) == (4401, "the API key was revoked")
+        assert time.monotonic() - started < 1.0
+        assert _open(kept)  # the tenant's other keys go on
+        assert _open(kept_too)
+
+        with _ws(holder, ticket=unused) as late:  # issued before the revocation, used after
+            assert _closed(late, timeout=5)[0] == 4401
+
+        started = time.monotonic()
+        assert admin.delete(f"/api/tenants/{tenant}").status_code == 204
+        for ws in (kept, kept_too):
+            assert _closed(ws, timeout=5) == (4401, "the tenant was deleted")
+        assert time.monotonic() - started < 1.0
+    admin.close()
