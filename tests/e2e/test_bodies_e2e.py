@@ -1,6 +1,7 @@
 """Request bodies against a real gateway process: bounded before they are read, and never read for a caller without
-a valid key. The requests go over a raw connection so that a test can send headers and hold the body back: an
-answer that arrives before the body was sent proves the body was not waited for."""
+a valid key; and what a WebSocket client may send to the event stream. The requests go over a raw connection so that
+a test can send headers and hold the body back: an answer that arrives before the body was sent proves the body was
+not waited for."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.conftest import TEST_KEK
 from tests.e2e.procs import Served, clean_env, serve
@@ -121,3 +124,16 @@ def test_a_keyed_request_is_answered_as_before(gateway: Served, key: str) -> Non
     assert made.status_code == 201, made.text
     refused = httpx.post(gateway.base_url + "/api/tenants", json={"name": "x"}, headers={"X-Api-Key": key})
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "admin_key_required")
+
+
+def test_the_event_stream_refuses_large_client_messages(gateway: Served, key: str) -> None:
+    url = gateway.base_url.replace("http://", "ws://") + "/ws"
+    with connect(url, additional_headers={"X-Api-Key": key}, open_timeout=10) as ws:
+        ws.send("ping")  # small messages are read and ignored
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)
+        ws.send("x" * 64 * 1024)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009

@@ -11,6 +11,7 @@ key itself never goes in a URL. After the handshake the server closes with a cod
 4403    the key is the admin's: events belong to tenants, use a tenant's key
 4408    the client was not reading while more than ``WAGATE_WS_MAX_PENDING`` events waited for it, or
         read nothing for ``SEND_TIMEOUT`` seconds: reconnect with ``after=<last event id>`` to catch up
+1009    the client sent a message larger than ``CLIENT_MESSAGE_MAX`` (the stream reads nothing from clients)
 ======  ==============================================================================
 """
 
@@ -49,7 +50,9 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_BIG = 1009
 SEND_TIMEOUT = 10.0
+CLIENT_MESSAGE_MAX = 4096  # bytes of one message from a client; what clients send is read only to be ignored
 CATCH_UP_LIMIT = 10_000
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _TYPE = "|".join(re.escape(t) for t in type_choices())
@@ -205,18 +208,22 @@ async def _send(websocket: WebSocket, event: Event, subscription: Subscription |
         raise SlowConsumer(f"the client read nothing for {SEND_TIMEOUT:.0f}s") from None
 
 
-async def _drain(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, to notice when it goes away."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            await websocket.receive_text()
+async def _drain(websocket: WebSocket) -> tuple[int, str] | None:
+    """Read (and ignore) what the client sends, to notice when it goes away; a close code and reason for a client
+    that sends a message too large."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        if len(message.get("text") or message.get("bytes") or "") > CLIENT_MESSAGE_MAX:
+            return CLOSE_TOO_BIG, f"this stream ignores what clients send; at most {CLIENT_MESSAGE_MAX} bytes"
 
 
 async def _pump(
     gateway: Gateway,
     websocket: WebSocket,
     subscription: Subscription,
-    reader: asyncio.Task[None],
+    reader: asyncio.Task[tuple[int, str] | None],
     resume: EventId | None,
 ) -> None:
     """The stored events after ``resume``, then live ones, until the client goes away."""
@@ -273,6 +280,8 @@ async def stream(
                 await _pump(gateway, websocket, subscription, reader, resume)
             finally:
                 subscription.on_revoked = None  # the block is left: nothing to stop any more
+        if reader.done() and not reader.cancelled() and reader.exception() is None and (refusal := reader.result()):
+            await _close(websocket, *refusal)
     except SlowConsumer as exc:
         log.info("websocket of tenant %s cut off: %s", tenant_id, exc)
         await _close(websocket, CLOSE_TOO_SLOW, "too slow: reconnect with after=<last event id>")
