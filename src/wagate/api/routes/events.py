@@ -229,17 +229,23 @@ async def _pump(
     """The stored events after ``resume``, then live ones, until the client goes away."""
     wanted = subscription.wanted
     replayed = await _catch_up(gateway, websocket, subscription.tenant_id, wanted, resume) if resume else set()
-    while not reader.done():
-        nxt = asyncio.ensure_future(subscription.next())
-        await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if not nxt.done():
+    nxt: asyncio.Task[Event] | None = None
+    try:
+        while not reader.done():
+            nxt = asyncio.ensure_future(subscription.next())
+            await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                break
+            event: Event | None = nxt.result()
+            while event is not None:  # what waits goes out in a row, without a wait on the reader per event
+                if event.id not in replayed:
+                    await _send(websocket, event, subscription)
+                event = subscription.pop()
+    finally:
+        if nxt is not None:  # left waiting, or ended by a revocation meanwhile: never an unheard failure
             nxt.cancel()
-            break
-        event: Event | None = nxt.result()
-        while event is not None:  # what waits goes out in a row, without a wait on the reader per event
-            if event.id not in replayed:
-                await _send(websocket, event, subscription)
-            event = subscription.pop()
+            if not nxt.cancelled() and nxt.done():
+                nxt.exception()
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
