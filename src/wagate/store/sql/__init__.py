@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 from wagate.clock import Clock, system_clock
 from wagate.store.base import Sealer, Store
-from wagate.store.sql.auth import SqlAuthRecordStore, SqlLeaseStore
+from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.backups import SqlBackupStore
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter, PlainSealer, SqlEventStore, SqlTicketStore
+from wagate.store.sql.leases import SqlLeaseStore
 from wagate.store.sql.messages import SqlMessageStore
 from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
 from wagate.store.sql.sessions import SqlSessionStore

@@ -1,4 +1,4 @@
-"""Sealed auth records, wrapped data keys and session leases in SQL.
+"""Sealed auth records and wrapped data keys in SQL.
 
 Every record write is fenced: inside its transaction it touches the session's lease row with
 ``UPDATE ... WHERE owner = :owner AND epoch = :epoch``. That matches no row once another owner has taken the lease,
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +19,7 @@ from wagate.clock import Clock
 from wagate.crypto.keyring import WrappedKey
 from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore, AuthWrite, Lease, LeaseStore, SealedRecord
+from wagate.store.base import AuthRecordStore, AuthWrite, SealedRecord
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
@@ -27,8 +27,6 @@ from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 R = schema.auth_records
 DK = schema.session_keys
 L = schema.session_leases
-W = schema.workers
-_WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting
 _CHUNK = 500
 _T = TypeVar("_T")
 
@@ -254,125 +252,3 @@ class SqlAuthRecordStore(AuthRecordStore):
             conn.execute(delete(R).where(mine, tuple_(R.c.namespace, R.c.key).in_(list(chunk))))
         if rows:
             conn.execute(self._upsert, rows)
-
-
-class SqlLeaseStore(LeaseStore):
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self._db = db
-        self._clock = clock
-        self._beat = db.upsert(W, keys=("owner",), update=("expires_at", "url"))
-
-    async def acquire_many(
-        self,
-        session_ids: Sequence[SessionId],
-        owner: str,
-        ttl: float,
-        *,
-        takeover: str | None = None,
-        limit: int | None = None,
-    ) -> dict[SessionId, Lease]:
-        now = self._clock()
-        taken: dict[SessionId, Lease] = {}
-        room = limit if limit is not None else len(session_ids)
-        async with self._db.write() as conn:
-            for chunk in _chunks(list(session_ids)):
-                query = select(L).where(L.c.session_id.in_(chunk))
-                if self._db.dialect == "postgresql":
-                    query = query.with_for_update()
-                rows = {row.session_id: row for row in await conn.execute(query)}
-                params = []
-                for row in (rows[i] for i in chunk if i in rows):
-                    live = row.owner is not None and row.expires_at > now
-                    ours = row.owner == owner
-                    earlier = live and bool(takeover) and row.owner.startswith(takeover)
-                    if live and not ours and not earlier:
-                        continue
-                    if not (live and (ours or earlier)):  # free or expired: counts against the limit
-                        if room <= 0:
-                            continue
-                        room -= 1
-                    epoch = row.epoch if live and ours else row.epoch + 1
-                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl)
-                    taken[lease.session_id] = lease
-                    params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
-                if params:
-                    await conn.execute(
-                        update(L)
-                        .where(L.c.session_id == bindparam("b_id"))
-                        .values(
-                            owner=owner,
-                            epoch=bindparam("b_epoch"),
-                            expires_at=bindparam("b_expires"),
-                            acquired_at=bindparam("b_now"),
-                        ),
-                        params,
-                    )
-        return taken
-
-    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
-        now = self._clock()
-        async with self._db.write() as conn:
-            await conn.execute(self._beat, [{"owner": owner, "started_at": now, "expires_at": now + ttl, "url": url}])
-            await conn.execute(delete(W).where(W.c.expires_at <= now - _WORKERS_KEPT))
-            held = (
-                select(W.c.owner, func.count(L.c.session_id).label("leases"))
-                .select_from(W.outerjoin(L, and_(L.c.owner == W.c.owner, L.c.expires_at > now)))
-                .where(W.c.expires_at > now)
-                .group_by(W.c.owner)
-            )
-            return {row.owner: int(row.leases) for row in await conn.execute(held)}
-
-    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
-        now = self._clock()
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(W.c.owner, W.c.url)
-                    .select_from(L.join(W, W.c.owner == L.c.owner))
-                    .where(L.c.session_id == session_id, L.c.expires_at > now, W.c.expires_at > now)
-                )
-            ).first()
-        return (row.owner, row.url) if row else None
-
-    async def leave(self, owner: str) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(update(W).where(W.c.owner == owner).values(expires_at=self._clock()))
-
-    async def recent_workers(self, within: float, *, besides: str) -> int:
-        since = self._clock() - min(within, _WORKERS_KEPT)
-        async with self._db.read() as conn:
-            query = select(func.count()).select_from(W).where(W.c.expires_at > since, ~W.c.owner.startswith(besides))
-            return int((await conn.execute(query)).scalar_one())
-
-    async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(L)
-                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
-                .values(expires_at=self._clock() + ttl)
-            )
-        return result.rowcount == 1
-
-    async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
-        async with self._db.write() as conn:
-            await conn.execute(update(L).where(L.c.owner == owner).values(expires_at=self._clock() + ttl))
-            rows = await conn.execute(select(L.c.session_id).where(L.c.owner == owner))
-            return {SessionId(row.session_id) for row in rows}
-
-    async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(L)
-                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
-                .values(owner=None, expires_at=0.0)
-            )
-
-    async def release_all(self, owner: str) -> int:
-        async with self._db.write() as conn:
-            result = await conn.execute(update(L).where(L.c.owner == owner).values(owner=None, expires_at=0.0))
-        return int(result.rowcount)
-
-    async def get(self, session_id: SessionId) -> Lease | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(L).where(L.c.session_id == session_id))).first()
-        return Lease(SessionId(row.session_id), row.owner, row.epoch, row.expires_at) if row else None

@@ -1,0 +1,145 @@
+"""Session leases and the live workers in SQL: who runs each session (owner, epoch, expiry), and who is alive.
+
+Writes that must be fenced by a lease (auth records, statuses) check it in their own transactions (``auth``,
+``sessions``); this module takes, renews and releases leases, and keeps the workers' heartbeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import and_, bindparam, delete, func, select, update
+
+from wagate.clock import Clock
+from wagate.ids import SessionId
+from wagate.store.base import Lease, LeaseStore
+from wagate.store.sql import schema
+from wagate.store.sql.db import Database
+
+L = schema.session_leases
+W = schema.workers
+_CHUNK = 500
+_WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting
+
+
+class SqlLeaseStore(LeaseStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._beat = db.upsert(W, keys=("owner",), update=("expires_at", "url"))
+
+    async def acquire_many(
+        self,
+        session_ids: Sequence[SessionId],
+        owner: str,
+        ttl: float,
+        *,
+        takeover: str | None = None,
+        limit: int | None = None,
+    ) -> dict[SessionId, Lease]:
+        now = self._clock()
+        taken: dict[SessionId, Lease] = {}
+        room = limit if limit is not None else len(session_ids)
+        async with self._db.write() as conn:
+            ids = list(session_ids)
+            for chunk in (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)):
+                query = select(L).where(L.c.session_id.in_(chunk))
+                if self._db.dialect == "postgresql":
+                    query = query.with_for_update()
+                rows = {row.session_id: row for row in await conn.execute(query)}
+                params = []
+                for row in (rows[i] for i in chunk if i in rows):
+                    live = row.owner is not None and row.expires_at > now
+                    ours = row.owner == owner
+                    earlier = live and bool(takeover) and row.owner.startswith(takeover)
+                    if live and not ours and not earlier:
+                        continue
+                    if not (live and (ours or earlier)):  # free or expired: counts against the limit
+                        if room <= 0:
+                            continue
+                        room -= 1
+                    epoch = row.epoch if live and ours else row.epoch + 1
+                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl)
+                    taken[lease.session_id] = lease
+                    params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
+                if params:
+                    await conn.execute(
+                        update(L)
+                        .where(L.c.session_id == bindparam("b_id"))
+                        .values(
+                            owner=owner,
+                            epoch=bindparam("b_epoch"),
+                            expires_at=bindparam("b_expires"),
+                            acquired_at=bindparam("b_now"),
+                        ),
+                        params,
+                    )
+        return taken
+
+    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
+        now = self._clock()
+        async with self._db.write() as conn:
+            await conn.execute(self._beat, [{"owner": owner, "started_at": now, "expires_at": now + ttl, "url": url}])
+            await conn.execute(delete(W).where(W.c.expires_at <= now - _WORKERS_KEPT))
+            held = (
+                select(W.c.owner, func.count(L.c.session_id).label("leases"))
+                .select_from(W.outerjoin(L, and_(L.c.owner == W.c.owner, L.c.expires_at > now)))
+                .where(W.c.expires_at > now)
+                .group_by(W.c.owner)
+            )
+            return {row.owner: int(row.leases) for row in await conn.execute(held)}
+
+    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
+        now = self._clock()
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(W.c.owner, W.c.url)
+                    .select_from(L.join(W, W.c.owner == L.c.owner))
+                    .where(L.c.session_id == session_id, L.c.expires_at > now, W.c.expires_at > now)
+                )
+            ).first()
+        return (row.owner, row.url) if row else None
+
+    async def leave(self, owner: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(update(W).where(W.c.owner == owner).values(expires_at=self._clock()))
+
+    async def recent_workers(self, within: float, *, besides: str) -> int:
+        since = self._clock() - min(within, _WORKERS_KEPT)
+        async with self._db.read() as conn:
+            query = select(func.count()).select_from(W).where(W.c.expires_at > since, ~W.c.owner.startswith(besides))
+            return int((await conn.execute(query)).scalar_one())
+
+    async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(L)
+                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
+                .values(expires_at=self._clock() + ttl)
+            )
+        return result.rowcount == 1
+
+    async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
+        async with self._db.write() as conn:
+            await conn.execute(update(L).where(L.c.owner == owner).values(expires_at=self._clock() + ttl))
+            rows = await conn.execute(select(L.c.session_id).where(L.c.owner == owner))
+            return {SessionId(row.session_id) for row in rows}
+
+    async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(L)
+                .where(L.c.session_id == session_id, L.c.owner == owner, L.c.epoch == epoch)
+                .values(owner=None, expires_at=0.0)
+            )
+
+    async def release_all(self, owner: str) -> int:
+        async with self._db.write() as conn:
+            result = await conn.execute(update(L).where(L.c.owner == owner).values(owner=None, expires_at=0.0))
+        return int(result.rowcount)
+
+    async def get(self, session_id: SessionId) -> Lease | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(L).where(L.c.session_id == session_id))).first()
+        return Lease(SessionId(row.session_id), row.owner, row.epoch, row.expires_at) if row else None
