@@ -201,6 +201,39 @@ async def test_leases_epochs_and_expiry(store: Store) -> None:
     assert current.owner == "w3"
 
 
+async def test_a_claim_goes_by_the_committed_row_not_by_a_listing(store: Store) -> None:
+    """A session listed to run that FAILED since (its runner wrote it and released the lease) is not claimed to
+    run; one listed to stop that has stopped since is not claimed to settle; the others are."""
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    failing = await store.sessions.create(new(t.id, "failing"), quotas=QUOTAS, actor="api")
+    running = await store.sessions.create(new(t.id, "running"), quotas=QUOTAS, actor="api")
+    stopping = await store.sessions.create(new(t.id, "stopping"), quotas=QUOTAS, actor="api")
+    ids = [failing.id, running.id, stopping.id]
+    held = await store.leases.acquire_many(ids, "w1", ttl=30)
+    await store.sessions.set_status_many([StatusChange(t.id, i, "w1", held[i].epoch, Status.WORKING) for i in ids])
+    listed = {s.id for s in await store.sessions.list_to_reconcile_all_tenants()}
+    assert listed == set(ids)
+    await store.sessions.set_status_many(
+        [StatusChange(t.id, failing.id, "w1", held[failing.id].epoch, Status.FAILED, Reason.LOGGED_OUT)]
+    )
+    await store.sessions.set_desired(t.id, "stopping", Desired.STOPPED, actor="api")
+    for session_id in ids:
+        await store.leases.release(session_id, "w1", held[session_id].epoch)
+    to_run = await store.leases.acquire_many(ids, "w2", ttl=30, wanted=Desired.RUNNING)
+    assert set(to_run) == {running.id}
+    to_settle = await store.leases.acquire_many(ids, "w2", ttl=30, wanted=Desired.STOPPED)
+    assert set(to_settle) == {stopping.id}  # WORKING, to stop: not settled yet
+    await store.sessions.set_status_many(
+        [StatusChange(t.id, stopping.id, "w2", to_settle[stopping.id].epoch, Status.STOPPED, Reason.USER)]
+    )
+    await store.leases.release(stopping.id, "w2", to_settle[stopping.id].epoch)
+    assert await store.leases.acquire_many([stopping.id], "w3", ttl=30, wanted=Desired.STOPPED) == {}
+    assert set(await store.leases.acquire_many([stopping.id], "w3", ttl=30)) == {stopping.id}  # free, unasked
+    failed_lease = await store.leases.get(failing.id)
+    assert failed_lease is not None
+    assert failed_lease.owner is None  # nobody claimed the failed one
+
+
 async def test_racing_acquirers_get_one_owner(store: Store) -> None:
     t = await store.tenants.create("t", contact_email=None, max_sessions=None)
     s = await store.sessions.create(new(t.id, "x"), quotas=QUOTAS, actor="api")

@@ -638,3 +638,42 @@ async def test_sessions_started_together_send_what_was_queued_before_and_after(g
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_session_that_fails_while_a_reconcile_runs_is_not_started_again(
+    gateway: Gateway, sim: Sim, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconcile lists the session (WORKING, to run); before it claims, the session's runner writes FAILED (the
+    phone logged out), releases the lease and ends. The claim must go by the committed row, not by the listing:
+    a FAILED session is not started again (it was: FAILED, then STARTING and a new QR code)."""
+    supervisor = supervisor_for(gateway, sim)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        runner = supervisor.runners[session.id]
+        listed, go_on = asyncio.Event(), asyncio.Event()
+        beat = gateway.store.leases.beat
+
+        async def held_after_listing(owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
+            if not go_on.is_set():  # the reconcile has listed its sessions and waits here, its lock held
+                listed.set()
+                await go_on.wait()
+            return await beat(owner, ttl, url)
+
+        monkeypatch.setattr(gateway.store.leases, "beat", held_after_listing)
+        await listed.wait()
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "logout"})
+        await status_of(gateway, session, Status.FAILED)
+        assert runner.task is not None
+        await asyncio.wait_for(asyncio.shield(runner.task), 5)
+        assert session.id not in supervisor.runners
+        go_on.set()  # the reconcile goes on with its listing, taken before the failure
+        await asyncio.sleep(1.0)  # that reconcile and several more
+        assert session.id not in supervisor.runners
+        current = await gateway.store.sessions.get(session.tenant_id, session.name)
+        assert current is not None
+        assert (current.status, current.reason) == (Status.FAILED, Reason.LOGGED_OUT)
+        history = await gateway.store.sessions.history(session.tenant_id, session.id, limit=5)
+        assert history[0].to_status is Status.FAILED  # nothing after the failure
+    finally:
+        await supervisor.stop()

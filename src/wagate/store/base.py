@@ -194,6 +194,7 @@ class LeaseStore(ABC):
         *,
         takeover: str | None = None,
         limit: int | None = None,
+        wanted: Desired | None = None,
     ) -> dict[SessionId, Lease]:
         """Take every lease that is free, expired or ours, in one transaction; the answer holds those taken.
 
@@ -201,6 +202,10 @@ class LeaseStore(ABC):
         as ours. Our own live lease keeps its epoch; any other taken lease gets a higher one, which fences every
         write still in flight under the old one. ``limit`` caps how many free or expired leases are taken (in the
         order of ``session_ids``); ours and those of our earlier run are taken whatever it says.
+
+        ``wanted``: only sessions whose committed row, read in this transaction after their leases are locked,
+        still asks for it and does not have it (to run and not FAILED; to stop and not yet STOPPED or FAILED). A
+        session listed a moment before may have failed since, its runner gone: a listing is no reason to run it.
         """
 
     @abstractmethod

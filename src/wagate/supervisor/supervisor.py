@@ -161,7 +161,9 @@ class Supervisor:
         """Bring every session in line with what its tenant wants, taking this worker's share of those to run."""
         async with self._lock:
             # Listed under the lock: every runner was launched from a row committed before this listing, so a
-            # runner missing from it really is unwanted (not merely created a moment after the listing).
+            # runner missing from it really is unwanted (not merely created a moment after the listing). The
+            # listing can still be stale the other way (a runner may end meanwhile, after writing FAILED): the
+            # claims in ``_apply`` check each session's committed row again.
             sessions = await self.store.sessions.list_to_reconcile_all_tenants()
             wanted = {s.id for s in sessions}
             for session_id, runner in list(self.runners.items()):
@@ -272,13 +274,24 @@ class Supervisor:
             return
         self.rng.shuffle(to_run)  # workers claiming at once take different ones
         leases = {}
+        # Each claim checks the sessions' committed rows: a runner that ended since the listing (its last status
+        # written, its lease released, itself gone from ``runners``) leaves a listing that no longer holds.
         if to_settle:
             leases = await self.store.leases.acquire_many(
-                [s.id for s in to_settle], self.owner, self.settings.lease_ttl, takeover=self.takeover
+                [s.id for s in to_settle],
+                self.owner,
+                self.settings.lease_ttl,
+                takeover=self.takeover,
+                wanted=Desired.STOPPED,
             )
         if to_run:
             leases |= await self.store.leases.acquire_many(
-                [s.id for s in to_run], self.owner, self.settings.lease_ttl, takeover=self.takeover, limit=room
+                [s.id for s in to_run],
+                self.owner,
+                self.settings.lease_ttl,
+                takeover=self.takeover,
+                limit=room,
+                wanted=Desired.RUNNING,
             )
         to_claim = to_settle + to_run
         await self._preload([s for s in to_claim if s.id in leases and s.desired is Desired.RUNNING])

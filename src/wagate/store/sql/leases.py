@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from wagate.clock import Clock
+from wagate.domain.sessions import Desired
 from wagate.ids import SessionId
 from wagate.store.base import Lease, LeaseStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.sessions import to_reconcile
 
 L = schema.session_leases
+S = schema.sessions
 W = schema.workers
 _CHUNK = 500
 _WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting
@@ -36,6 +39,7 @@ class SqlLeaseStore(LeaseStore):
         *,
         takeover: str | None = None,
         limit: int | None = None,
+        wanted: Desired | None = None,
     ) -> dict[SessionId, Lease]:
         now = self._clock()
         taken: dict[SessionId, Lease] = {}
@@ -47,6 +51,12 @@ class SqlLeaseStore(LeaseStore):
                 if self._db.dialect == "postgresql":
                     query = query.with_for_update()
                 rows = {row.session_id: row for row in await conn.execute(query)}
+                if wanted is not None:
+                    # A statement of its own, after the locks: on PostgreSQL it sees every status committed before
+                    # the leases were released (a runner writes its last status, then releases its lease).
+                    still = select(S.c.id).where(S.c.id.in_(list(rows)), to_reconcile(wanted))
+                    keep = set((await conn.execute(still)).scalars())
+                    rows = {i: row for i, row in rows.items() if i in keep}
                 params = []
                 for row in (rows[i] for i in chunk if i in rows):
                     live = row.owner is not None and row.expires_at > now

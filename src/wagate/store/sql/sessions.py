@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -82,6 +82,14 @@ def _history_row(
         "reason": session.reason.value if session.reason else None,
         "detail": json.dumps(detail) if detail else None,
     }
+
+
+def to_reconcile(desired: Desired) -> ColumnElement[bool]:
+    """Sessions that want ``desired`` and do not have it yet: to run (and not FAILED), or to stop (and neither
+    STOPPED nor FAILED)."""
+    if desired is Desired.RUNNING:
+        return and_(S.c.desired == desired.value, S.c.status != Status.FAILED.value)
+    return and_(S.c.desired == desired.value, S.c.status.not_in((Status.STOPPED.value, Status.FAILED.value)))
 
 
 def status_event(before: Session, after: Session, actor: str) -> Event:
@@ -392,13 +400,7 @@ class SqlSessionStore(SessionStore):
         return [_entry(row) for row in rows]
 
     async def list_to_reconcile_all_tenants(self) -> list[Session]:
-        settled = (Status.STOPPED.value, Status.FAILED.value)
-        query = select(S).where(
-            or_(
-                and_(S.c.desired == Desired.RUNNING.value, S.c.status != Status.FAILED.value),
-                and_(S.c.desired == Desired.STOPPED.value, S.c.status.not_in(settled)),
-            )
-        )
+        query = select(S).where(or_(to_reconcile(Desired.RUNNING), to_reconcile(Desired.STOPPED)))
         async with self._db.read() as conn:
             rows = (await conn.execute(query.order_by(S.c.id))).all()
         return [_session(row) for row in rows]
