@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
 from tests.conftest import ADMIN_KEY
+from wagate.domain.sessions import Status
+from wagate.gateway import Gateway
+from wagate.store.base import StatusChange
 
 ADMIN = {"X-Api-Key": ADMIN_KEY}
 
@@ -198,3 +202,38 @@ async def test_bad_put_and_query_values_are_4xx(client: AsyncClient) -> None:
     assert_error(await client.get("/api/sessions/" + "x" * 300, headers=a), 422)
     assert_error(await client.patch("/api/sessions/s", json={}, headers=a), 405)
     assert_error(await client.get("/api/nothing-here", headers=a), 404)
+
+
+async def test_a_session_whose_worker_no_longer_holds_its_lease_is_not_shown_working(
+    client: AsyncClient, gateway: Gateway
+) -> None:
+    """The row says WORKING as its worker last wrote it; once that worker's lease lapses (it died), or another
+    worker took the lease and has not said anything yet, the API says STARTING (lease_lost), not WORKING."""
+    key = await make_tenant(client, "t")
+    created = await client.post("/api/sessions", json={"name": "main", "engine": "sim"}, headers=key)
+    assert created.status_code == 201, created.text
+    store = gateway.store
+    (tenant,) = await store.tenants.list_all()
+    (session,) = await store.sessions.list_sessions(tenant.id)
+
+    async def seen() -> tuple[str, str | None]:
+        listed = (await client.get("/api/sessions", headers=key)).json()
+        one = (await client.get("/api/sessions/main", headers=key)).json()
+        assert [one] == listed
+        return one["status"], one["reason"]
+
+    first = await store.leases.acquire(session.id, "dead#1", ttl=0.5)
+    assert first is not None
+    await store.sessions.set_status_many([StatusChange(session.tenant_id, session.id, "dead#1", 1, Status.WORKING)])
+    assert await seen() == ("WORKING", None)
+    await asyncio.sleep(0.6)  # no renewal: the lease lapses
+    assert await seen() == ("STARTING", "lease_lost")
+    one = (await client.get("/api/sessions/main", headers=key)).json()
+    assert "stopped renewing its lease" in one["note"]
+    second = await store.leases.acquire(session.id, "alive#1", ttl=30)
+    assert second is not None
+    assert await seen() == ("STARTING", "lease_lost")  # its new owner has not said how it is yet
+    await store.sessions.set_status_many(
+        [StatusChange(session.tenant_id, session.id, "alive#1", second.epoch, Status.WORKING)]
+    )
+    assert await seen() == ("WORKING", None)

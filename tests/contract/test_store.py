@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -346,6 +347,33 @@ async def test_live_workers_and_their_leases(store: Store) -> None:
     assert await store.leases.recent_workers(0.1, besides="a#") == 0
     assert await store.leases.release_all("a#1") == 3
     assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
+
+
+async def test_a_worker_lives_as_long_as_its_leases(store: Store) -> None:
+    """A worker that stops renewing leaves the live workers when its leases lapse (not later: the others would
+    count it, and hand sessions over toward a dead worker's share), and the earliest lapse of others' leases is
+    known to the ones that take them over."""
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(3)]
+    started = time.time()
+    assert await store.leases.beat("a#1", ttl=0.5) == {"a#1": 0}
+    await store.leases.acquire_many(ids[:2], "a#1", ttl=0.5)
+    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 2}  # a beat is no renewal: it names the live ones
+    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 0}
+    third = await store.leases.acquire(ids[2], "b#1", ttl=30)
+    assert third is not None
+    lapse = await store.leases.next_lapse(besides="b#1", after=started)
+    assert lapse is not None
+    assert started < lapse <= time.time() + 0.5  # a#1's leases, not b#1's own
+    assert await store.leases.next_lapse(besides="b#1", after=lapse) is None
+    await asyncio.sleep(0.6)  # a#1 stops renewing
+    assert await store.leases.beat("b#1", ttl=30) == {"b#1": 1}  # gone with its leases
+    assert await store.leases.renew_all("a#1", ttl=30) == set(ids[:2])  # back (it was only paused): alive again
+    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 1}
+    held = await store.leases.held([*ids, SessionId("ses_none")])
+    assert set(held) == set(ids)
+    assert {held[i].owner for i in ids} == {"a#1", "b#1"}
+    assert all(started <= held[i].acquired_at <= time.time() and held[i].live(time.time()) for i in ids)
 
 
 async def test_connected_at_marks_the_last_time_a_session_became_working(store: Store) -> None:

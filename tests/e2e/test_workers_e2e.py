@@ -145,13 +145,19 @@ def first_worker(stack_factory: Callable[..., Stack], pg_schema: str, **env: str
     return stack
 
 
+def start_worker(stack: Stack, worker_id: str) -> Served:
+    """Another worker on the stack's database, with its own data directory, once it answers."""
+    (stack.tmp / worker_id).mkdir()
+    env = {**stack.env, "WAGATE_WORKER_ID": worker_id, "WAGATE_DATA_DIR": str(stack.tmp / worker_id)}
+    worker = serve(stack.tmp / worker_id, env)
+    stack.started.append(worker)
+    worker.wait_healthy()
+    return worker
+
+
 def start_second(stack: Stack) -> Served:
-    """A second worker ("b") on the stack's database, with its own data directory, once it answers."""
-    (stack.tmp / "b").mkdir()
-    second = serve(stack.tmp / "b", {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")})
-    stack.started.append(second)
-    second.wait_healthy()
-    return second
+    """A second worker ("b")."""
+    return start_worker(stack, "b")
 
 
 def test_a_worker_just_started_hears_the_others_events_at_once(

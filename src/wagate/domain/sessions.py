@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -100,3 +100,19 @@ class Quotas:
 
     per_tenant: int
     total: int
+
+
+UNOWNED_NOTE = "the worker that ran this session stopped renewing its lease; another worker takes it over"
+
+
+def as_seen(session: Session, *, held_since: float | None) -> Session:
+    """``session`` as the API shows it. A row that says ``WORKING`` or ``SCAN_QR_CODE`` speaks for the worker that
+    wrote it, which must still hold the session's lease: ``held_since`` is when the live lease's holder took it
+    (None when no worker holds it: released, or lapsed because its worker died). A row written before that, or
+    with no holder, is ``STARTING`` (reason ``lease_lost``) until a worker takes the session over and says how it
+    is."""
+    if session.status not in (Status.WORKING, Status.SCAN_QR_CODE):
+        return session
+    if held_since is not None and held_since <= session.updated_at:
+        return session
+    return replace(session, status=Status.STARTING, reason=Reason.LEASE_LOST, note=UNOWNED_NOTE)

@@ -174,6 +174,11 @@ class Lease:
     owner: str | None
     epoch: int
     expires_at: float
+    acquired_at: float = 0.0  # when its owner took it
+
+    def live(self, now: float) -> bool:
+        """Held by a worker that renews it (not released, not lapsed)."""
+        return self.owner is not None and self.expires_at > now
 
 
 class LeaseStore(ABC):
@@ -210,8 +215,10 @@ class LeaseStore(ABC):
 
     @abstractmethod
     async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
-        """Record that the worker ``owner`` (reached at ``url``, if it says) is alive for ``ttl`` seconds more; the
-        answer maps every live worker (this one included) to the number of live session leases it holds."""
+        """List the worker ``owner`` (reached at ``url``, if it says), alive for ``ttl`` seconds when it is new; from
+        then on ``renew_all`` keeps it alive exactly as long as its leases, so that a worker that dies leaves the
+        live ones when its leases lapse, not later. The answer maps every live worker (this one included) to the
+        number of live session leases it holds."""
 
     @abstractmethod
     async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
@@ -231,7 +238,17 @@ class LeaseStore(ABC):
 
     @abstractmethod
     async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
-        """Extend every lease ``owner`` holds; the answer is the set still held."""
+        """Extend every lease ``owner`` holds, and the worker's own life with them (one transaction); the answer is
+        the set still held."""
+
+    @abstractmethod
+    async def next_lapse(self, *, besides: str, after: float) -> float | None:
+        """The earliest expiry later than ``after`` of a lease held by another owner than ``besides``, or None: when
+        the sessions of a worker that stopped renewing become free to take over."""
+
+    @abstractmethod
+    async def held(self, session_ids: Sequence[SessionId]) -> dict[SessionId, Lease]:
+        """The leases of these sessions (free or lapsed ones too)."""
 
     @abstractmethod
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None: ...

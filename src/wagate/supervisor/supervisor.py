@@ -2,7 +2,8 @@
 
 At start, and every ``reconcile_interval`` (and at once for a session the API just changed), it lists the sessions
 that should run and claims their leases in one transaction; each claimed session gets a runner. Leases are renewed
-in one statement for all of this worker's sessions; a runner whose lease is gone is stopped without writing.
+in one statement for all of this worker's sessions, and the worker's own life with them; a runner whose lease is
+gone is stopped without writing. When another worker's lease lapses (that worker died), a reconcile runs at once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ REBALANCE_PAUSE = 2.0  # seconds between reconciles of a worker that is waiting 
 REBALANCE_COOLDOWN = 10.0  # seconds at least that a worker which handed sessions over claims no free ones
 RECENT_WORKERS = 3600.0  # other workers alive within this many seconds: several may be starting together
 START_SETTLE = 3.0  # seconds a worker of several waits at start for the others to say they are alive
+LAPSE_MARGIN = 0.1  # seconds after another worker's lease expires before this one looks (timers are not exact)
 
 
 class Supervisor:
@@ -81,6 +83,8 @@ class Supervisor:
         self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
         self._peer_heard_at = -math.inf  # when another process was last heard (events.peers), by self.clock
         self._total = 0  # sessions to run, as of the last reconcile
+        self._reconciled_at = 0.0  # when the last reconcile began, by self.clock
+        self._next_lapse: float | None = None  # the earliest expiry of another worker's lease, as last seen
         self._waiting_since: float | None = None  # since when others are about to hand sessions over to this one
         self._handed_over_at: float | None = None
         self.corruption_policy = CorruptionPolicy(
@@ -104,12 +108,13 @@ class Supervisor:
         if await self.store.leases.recent_workers(RECENT_WORKERS, besides=self.takeover):
             # Others ran lately: they may be starting too (a whole installation restarted). Say we are alive and
             # give them a moment to say so, so that the first to look does not claim every session.
-            self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
+            self.workers = await self.store.leases.beat(self.owner, self.settings.lease_ttl, self.settings.worker_url)
             await asyncio.sleep(min(START_SETTLE, self.settings.reconcile_interval))
         await self.reconcile()
         loops: list[tuple[Awaitable[None], str]] = [
             (every(self._reconcile_pause, self.reconcile, what="reconcile"), "reconcile"),
             (every(self.settings.lease_ttl / 3, self._renew_leases, what="lease renewal"), "lease-renewal"),
+            (every(self._lapse_pause, self._watch_lapses, what="lease watch"), "lease-watch"),
             (every(self.settings.health_interval, self.check_health, what="health check"), "health-monitor"),
             (every(self.settings.send_poll_interval, self.wake_senders, what="outbound poll"), "outbound-poll"),
             (every(3600.0, self.prune_messages, what="message retention"), "message-retention"),
@@ -160,6 +165,7 @@ class Supervisor:
     async def reconcile(self) -> None:
         """Bring every session in line with what its tenant wants, taking this worker's share of those to run."""
         async with self._lock:
+            self._reconciled_at = self.clock()
             # Listed under the lock: every runner was launched from a row committed before this listing, so a
             # runner missing from it really is unwanted (not merely created a moment after the listing). The
             # listing can still be stale the other way (a runner may end meanwhile, after writing FAILED): the
@@ -169,8 +175,8 @@ class Supervisor:
             for session_id, runner in list(self.runners.items()):
                 if session_id not in wanted:  # deleted, or failed/stopped by another owner
                     runner.command(Command.LEASE_LOST)
-            # Beaten here, not with the lease renewals: a worker counts as alive while it is able to claim.
-            self.workers = await self.store.leases.beat(self.owner, self._worker_ttl, self.settings.worker_url)
+            # The live workers (each alive as long as its leases: a dead one is no longer counted once they lapse).
+            self.workers = await self.store.leases.beat(self.owner, self.settings.lease_ttl, self.settings.worker_url)
             # Alone, a worker's events reach every WebSocket client from its own bus; with others, they are
             # announced to the others' (events.peers), also to one heard of lately that this beat does not show yet.
             lately = self.clock() - self._peer_heard_at < 2 * self.settings.reconcile_interval
@@ -233,11 +239,6 @@ class Supervisor:
     def _cooldown(self) -> float:
         """How long a worker that handed sessions over leaves them to the others."""
         return max(2 * self.settings.reconcile_interval, REBALANCE_COOLDOWN)
-
-    @property
-    def _worker_ttl(self) -> float:
-        """How long this worker counts as alive after a reconcile: past the next one, and a lease's length more."""
-        return 2 * self.settings.reconcile_interval + self.settings.lease_ttl
 
     async def reconcile_one(self, tenant_id: TenantId, session_id: SessionId) -> None:
         """Apply one session's wishes at once (the API calls this after a change)."""
@@ -367,6 +368,25 @@ class Supervisor:
         for session_id, runner in list(self.runners.items()):
             if session_id not in held:
                 runner.command(Command.LEASE_LOST)
+
+    async def _watch_lapses(self) -> None:
+        """Reconcile as soon as another worker's lease lapses (that worker stopped renewing: it died, or hangs):
+        its sessions are taken over at the lease's expiry, not at the next reconcile."""
+        while True:
+            lapse = await self.store.leases.next_lapse(besides=self.owner, after=self._reconciled_at)
+            if lapse is None or lapse > self.clock():
+                break
+            log.info("a lease of another worker lapsed %.1fs ago; reconciling", self.clock() - lapse)
+            await self.reconcile()  # it begins after the lapse: the next look is for later ones
+        self._next_lapse = lapse
+
+    def _lapse_pause(self) -> float:
+        """Until the next look at the other workers' leases: just past the earliest expiry seen, and at least
+        every third of a lease (renewals move the expiries on; new leases come)."""
+        longest = self.settings.lease_ttl / 3
+        if self._next_lapse is None:
+            return longest
+        return min(longest, max(LAPSE_MARGIN, self._next_lapse - self.clock() + LAPSE_MARGIN))
 
     # what runners and the API use ------------------------------------------------------------------------------
 

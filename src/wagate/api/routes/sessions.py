@@ -6,13 +6,14 @@ a 404, exactly like a missing one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.schemas import SQL_INT_MAX, HistoryOut, SessionCreate, SessionOut, SessionUpdate, error_answers
-from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status
+from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status, as_seen
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
 from wagate.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, Unprocessable
@@ -37,6 +38,24 @@ async def find_session(gateway: Gateway, tenant_id: TenantId, name: str) -> Sess
     return session
 
 
+async def shown(gateway: Gateway, sessions: Sequence[Session]) -> list[SessionOut]:
+    """The sessions as they are, not as their rows last said: a row that speaks for a worker which no longer
+    holds the session's lease (it died, or hangs) does not show the session as WORKING."""
+    leases = await gateway.store.leases.held([s.id for s in sessions])
+    now = gateway.clock()
+    seen = []
+    for session in sessions:
+        lease = leases.get(session.id)
+        held_since = lease.acquired_at if lease is not None and lease.live(now) else None
+        seen.append(SessionOut.of(as_seen(session, held_since=held_since)))
+    return seen
+
+
+async def shown_one(gateway: Gateway, session: Session) -> SessionOut:
+    (seen,) = await shown(gateway, [session])
+    return seen
+
+
 def _found(session: Session | None, name: str) -> Session:
     if session is None:  # deleted between the lookup and the change
         raise NotFound(f"no session named {name!r}", code="session_not_found")
@@ -50,7 +69,8 @@ async def list_sessions(
     all: Annotated[bool, Query(description="include STOPPED sessions (as WAHA's ?all=true)")] = False,
 ) -> list[SessionOut]:
     sessions = await gateway.store.sessions.list_sessions(tenant_id)
-    return [SessionOut.of(s) for s in sessions if all or s.status is not Status.STOPPED or s.desired is Desired.RUNNING]
+    listed = [s for s in sessions if all or s.status is not Status.STOPPED or s.desired is Desired.RUNNING]
+    return await shown(gateway, listed)
 
 
 @router.post(
@@ -85,7 +105,7 @@ async def create_session(
 
 @router.get("/{name}", summary="Get a session", responses=error_answers(404))
 async def get_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
-    return SessionOut.of(await find_session(gateway, tenant_id, name))
+    return await shown_one(gateway, await find_session(gateway, tenant_id, name))
 
 
 @router.put(
@@ -99,7 +119,7 @@ async def update_session(
     await find_session(gateway, tenant_id, name)
     config = body.config.model_dump(exclude_none=True)
     updated = await gateway.store.sessions.update_config(tenant_id, name, config, actor=ACTOR)
-    return SessionOut.of(_found(updated, name))
+    return await shown_one(gateway, _found(updated, name))
 
 
 @router.delete(
@@ -144,7 +164,7 @@ async def _set_desired(
     changed = await gateway.store.sessions.set_desired(tenant_id, name, desired, actor=ACTOR, restart=restart)
     session = _found(changed, name)
     await _reconcile(supervisor, session)
-    return SessionOut.of(session)
+    return await shown_one(gateway, session)
 
 
 @router.post("/{name}/start", summary="Ask for the session to run (also after it FAILED)", responses=error_answers(404))
@@ -185,7 +205,7 @@ async def logout_session(
         await require_supervisor(supervisor).logout(session)
     except EngineUnavailable as exc:
         raise Conflict(str(exc), code="not_here") from None
-    return SessionOut.of(await find_session(gateway, tenant_id, name))
+    return await shown_one(gateway, await find_session(gateway, tenant_id, name))
 
 
 @router.get("/{name}/me", summary="Who the session is logged in as (null until linked)", responses=error_answers(404))

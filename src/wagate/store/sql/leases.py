@@ -7,6 +7,7 @@ Writes that must be fenced by a lease (auth records, statuses) check it in their
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
@@ -29,7 +30,7 @@ class SqlLeaseStore(LeaseStore):
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self._beat = db.upsert(W, keys=("owner",), update=("expires_at", "url"))
+        self._beat = db.upsert(W, keys=("owner",), update=("url",))
 
     async def acquire_many(
         self,
@@ -69,7 +70,7 @@ class SqlLeaseStore(LeaseStore):
                             continue
                         room -= 1
                     epoch = row.epoch if live and ours else row.epoch + 1
-                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl)
+                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl, acquired_at=now)
                     taken[lease.session_id] = lease
                     params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
                 if params:
@@ -131,10 +132,29 @@ class SqlLeaseStore(LeaseStore):
         return result.rowcount == 1
 
     async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
+        until = self._clock() + ttl
         async with self._db.write() as conn:
-            await conn.execute(update(L).where(L.c.owner == owner).values(expires_at=self._clock() + ttl))
+            await conn.execute(update(L).where(L.c.owner == owner).values(expires_at=until))
+            await conn.execute(update(W).where(W.c.owner == owner).values(expires_at=until))
             rows = await conn.execute(select(L.c.session_id).where(L.c.owner == owner))
             return {SessionId(row.session_id) for row in rows}
+
+    async def next_lapse(self, *, besides: str, after: float) -> float | None:
+        query = select(func.min(L.c.expires_at)).where(
+            L.c.owner.is_not(None), L.c.owner != besides, L.c.expires_at > after
+        )
+        async with self._db.read() as conn:
+            found = (await conn.execute(query)).scalar_one()
+        return float(found) if found is not None else None
+
+    async def held(self, session_ids: Sequence[SessionId]) -> dict[SessionId, Lease]:
+        ids = sorted(set(session_ids))
+        found: dict[SessionId, Lease] = {}
+        async with self._db.read() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                rows = await conn.execute(select(L).where(L.c.session_id.in_(ids[start : start + _CHUNK])))
+                found.update((SessionId(row.session_id), _lease(row)) for row in rows)
+        return found
 
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
         async with self._db.write() as conn:
@@ -152,4 +172,8 @@ class SqlLeaseStore(LeaseStore):
     async def get(self, session_id: SessionId) -> Lease | None:
         async with self._db.read() as conn:
             row = (await conn.execute(select(L).where(L.c.session_id == session_id))).first()
-        return Lease(SessionId(row.session_id), row.owner, row.epoch, row.expires_at) if row else None
+        return _lease(row) if row else None
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(SessionId(row.session_id), row.owner, row.epoch, row.expires_at, acquired_at=row.acquired_at)
