@@ -16,7 +16,6 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from wagate.domain.events import Event, EventType
-from wagate.domain.messages import MessageKind, MessageStatus, kind_of
 from wagate.domain.sessions import Reason, Session, Status
 from wagate.engines.base import (
     Connected,
@@ -46,10 +45,11 @@ from wagate.engines.base import (
 )
 from wagate.errors import LeaseLost
 from wagate.logs import session_var, tenant_var
-from wagate.store.base import InboundMessage, Lease, StatusChange, StatusUpdate
+from wagate.store.base import Lease, StatusChange
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.corruption import CorruptionGuard, Verdict
 from wagate.supervisor.damage import restore_from_backup
+from wagate.supervisor.inbound import Inbound
 from wagate.supervisor.outbound import OutboundSender
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class SessionRunner:
         self._connected_at: float | None = None
         self._qr_rounds = 0
         self.guard = CorruptionGuard(supervisor.corruption_policy)
+        self._inbound = Inbound(supervisor, self)
         self._reset_cause = "api"  # why a RESET command came: "api", "corruption" or "damaged_record"
         self._restored = False  # damaged credentials were put back from a backup since the last connection
         self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
@@ -427,7 +428,7 @@ class SessionRunner:
     # events ----------------------------------------------------------------------------------------------------
 
     def _event(self, kind: EventType, payload: dict[str, Any]) -> Event:
-        return Event.new(kind, self.session.tenant_id, self.session.id, self.session.name, self._sup.clock(), payload)
+        return self._inbound.event(kind, payload)
 
     async def _on_events(self, events: Sequence[EngineEvent], state: StateChanges | None = None) -> None:
         """Several events at once (a batch of messages): what they report, and the auth-state changes that go with
@@ -435,79 +436,13 @@ class SessionRunner:
         received = [e for e in events if isinstance(e, MessageReceived)]
         notices = [e for e in events if isinstance(e, EngineNotice)]
         if received or notices or state:
-            await self._record_messages(received, notices, state)
+            await self._inbound.messages(received, notices, state)
         acks = [e for e in events if isinstance(e, MessageAck)]
         if acks:
-            await self._record_acks(acks)
+            await self._inbound.receipts(acks)
         for event in events:
             if not isinstance(event, MessageReceived | EngineNotice | MessageAck):
                 await self._on_event(event)
-
-    async def _record_messages(
-        self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice], state: StateChanges | None = None
-    ) -> None:
-        """Store received messages (sealed) with their events and the engine's ``state`` (fenced), in one
-        transaction, before the engine acks them."""
-        session = self.session
-        inbound = []
-        for event in received:
-            body = {"text": event.text, "media": event.media, "extra": event.extra or None}
-            sealed = await self._sup.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
-            media_type = (event.media or {}).get("mimetype")
-            inbound.append(
-                InboundMessage(
-                    tenant_id=session.tenant_id,
-                    session_id=session.id,
-                    id=event.message_id,
-                    chat_id=event.chat,
-                    sender=event.sender,
-                    push_name=event.push_name,
-                    kind=kind_of(media_type) if media_type else MessageKind.TEXT,
-                    timestamp=event.timestamp,
-                    body=sealed,
-                    event=self._received_event(event),
-                )
-            )
-        notes = [self._event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
-        auth = await self._sup.vault(self).sealed_write(state) if state else None
-        await self._sup.recorder.append(notes, inbound, auth)
-        for event in received:
-            self.last_activity = self._sup.clock()
-            await self._sup.on_message(self, event)
-
-    def _received_event(self, event: MessageReceived) -> Event:
-        payload: dict[str, Any] = {
-            "id": event.message_id,
-            "chat": event.chat,
-            "from": event.sender,
-            "fromMe": False,
-            "pushName": event.push_name,
-            "text": event.text,
-            "timestamp": event.timestamp,
-        }
-        if event.media:
-            payload["media"] = event.media
-        if event.extra:
-            payload["extra"] = event.extra
-        return self._event(EventType.MESSAGE_RECEIVED, payload)
-
-    async def _record_acks(self, acks: Sequence[MessageAck]) -> None:
-        """Receipts move this session's sent messages forward (each change with its ``message.ack`` event)."""
-        session = self.session
-        updates = []
-        for ack in acks:
-            try:
-                status = MessageStatus(ack.status)
-            except ValueError:
-                self.log.debug("ignored a receipt with status %r", ack.status)
-                continue
-            updates.append(
-                StatusUpdate(session.tenant_id, session.id, session.name, ack.message_id, status, timestamp=None)
-            )
-        await self._sup.store.messages.update_status(updates)
-        self.last_activity = self._sup.clock()
-        for ack in acks:
-            await self._sup.on_message(self, ack)
 
     def _start_sender(self) -> None:
         if self.sender is None and self.conn is not None:

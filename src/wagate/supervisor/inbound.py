@@ -1,0 +1,101 @@
+"""What a session receives, stored before the engine acknowledges it.
+
+Received messages are sealed and committed with their events and the auth-state changes they brought (a ratchet
+advanced), in one transaction fenced by the session's lease, through the status recorder (group commit); receipts
+move the session's sent messages forward. The engine acknowledges only what these calls returned from, so nothing
+acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wagate.domain.events import Event, EventType
+from wagate.domain.messages import MessageKind, MessageStatus, kind_of
+from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
+from wagate.store.base import InboundMessage, StatusUpdate
+
+if TYPE_CHECKING:
+    from wagate.supervisor.runner import SessionRunner
+    from wagate.supervisor.supervisor import Supervisor
+
+
+class Inbound:
+    """One session's inbound recording, for its runner."""
+
+    def __init__(self, supervisor: Supervisor, runner: SessionRunner) -> None:
+        self._sup = supervisor
+        self._runner = runner
+
+    def event(self, kind: EventType, payload: dict[str, Any]) -> Event:
+        session = self._runner.session
+        return Event.new(kind, session.tenant_id, session.id, session.name, self._sup.clock(), payload)
+
+    async def messages(
+        self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice], state: StateChanges | None = None
+    ) -> None:
+        """Store received messages (sealed) with their events and the engine's ``state`` (fenced), in one
+        transaction, before the engine acks them."""
+        runner = self._runner
+        session = runner.session
+        inbound = []
+        for event in received:
+            body = {"text": event.text, "media": event.media, "extra": event.extra or None}
+            sealed = await self._sup.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
+            media_type = (event.media or {}).get("mimetype")
+            inbound.append(
+                InboundMessage(
+                    tenant_id=session.tenant_id,
+                    session_id=session.id,
+                    id=event.message_id,
+                    chat_id=event.chat,
+                    sender=event.sender,
+                    push_name=event.push_name,
+                    kind=kind_of(media_type) if media_type else MessageKind.TEXT,
+                    timestamp=event.timestamp,
+                    body=sealed,
+                    event=self._received_event(event),
+                )
+            )
+        notes = [self.event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
+        auth = await self._sup.vault(runner).sealed_write(state) if state else None
+        await self._sup.recorder.append(notes, inbound, auth)
+        for event in received:
+            runner.last_activity = self._sup.clock()
+            await self._sup.on_message(runner, event)
+
+    def _received_event(self, event: MessageReceived) -> Event:
+        payload: dict[str, Any] = {
+            "id": event.message_id,
+            "chat": event.chat,
+            "from": event.sender,
+            "fromMe": False,
+            "pushName": event.push_name,
+            "text": event.text,
+            "timestamp": event.timestamp,
+        }
+        if event.media:
+            payload["media"] = event.media
+        if event.extra:
+            payload["extra"] = event.extra
+        return self.event(EventType.MESSAGE_RECEIVED, payload)
+
+    async def receipts(self, acks: Sequence[MessageAck]) -> None:
+        """Receipts move this session's sent messages forward (each change with its ``message.ack`` event)."""
+        runner = self._runner
+        session = runner.session
+        updates = []
+        for ack in acks:
+            try:
+                status = MessageStatus(ack.status)
+            except ValueError:
+                runner.log.debug("ignored a receipt with status %r", ack.status)
+                continue
+            updates.append(
+                StatusUpdate(session.tenant_id, session.id, session.name, ack.message_id, status, timestamp=None)
+            )
+        await self._sup.store.messages.update_status(updates)
+        runner.last_activity = self._sup.clock()
+        for ack in acks:
+            await self._sup.on_message(runner, ack)
