@@ -8,7 +8,8 @@
     │   ├── UnknownKeyError          a key-encryption key id that is not configured
     │   └── DamagedRecord            stored auth records that no longer open (changed at rest); names them
     ├── StoreError                   the store failed or refused
-    │   ├── StoreUnavailable         the database cannot be reached
+    │   ├── StoreUnavailable         the database cannot be reached, or refuses writes for now (read-only)
+    │   │   └── StorageFull          its disk, or its size limit, is full
     │   ├── AlreadyExists            a unique name is taken
     │   └── LeaseLost                the caller's lease epoch is stale: another owner took the session
     └── ApiError                     maps to an HTTP answer (status, code)
@@ -72,7 +73,16 @@ class StoreError(WagateError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached."""
+    """The database cannot be reached, or refuses writes for now (read-only, its disk failing). The message says
+    which, without secrets; ``code`` is the API's."""
+
+    code = "store_unavailable"
+
+
+class StorageFull(StoreUnavailable):
+    """The database's disk, or its size limit, is full: writes fail until room is made."""
+
+    code = "storage_full"
 
 
 class AlreadyExists(StoreError):

@@ -44,7 +44,7 @@ class GatewayCollector(Collector):
         sessions = GaugeMetricFamily("wagate_sessions", "sessions this worker runs, by status", labels=["status"])
         by_status: Counter[str] = Counter()
         if supervisor is not None:
-            by_status.update(runner.status.value for runner in list(supervisor.runners.values()))
+            by_status.update(runner.observed()[0].value for runner in list(supervisor.runners.values()))
         for status in Status:
             sessions.add_metric([status.value], by_status[status.value])
         yield sessions
@@ -62,6 +62,7 @@ class GatewayCollector(Collector):
             "wagate_stuck_restarts": ("reconnects ordered by the health monitor for stuck sessions", "stuck_restarts"),
             "wagate_idle_stops": ("sessions stopped by the health monitor for inactivity", "idle_stops"),
             "wagate_session_handovers": ("sessions handed over to other workers to spread the load", "handovers"),
+            "wagate_runner_restarts": ("session runs started again after they failed", "runner_restarts"),
         }
         for name, (documentation, attribute) in counters.items():
             value = getattr(supervisor, attribute) if supervisor is not None else 0

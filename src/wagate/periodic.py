@@ -13,6 +13,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from wagate.errors import StoreUnavailable
+
 log = logging.getLogger("wagate")
 
 
@@ -24,6 +26,8 @@ async def every(pause: float | Callable[[], float], job: Callable[[], Awaitable[
         await asyncio.sleep(seconds)
         try:
             await to_end(job)
+        except StoreUnavailable as exc:  # the database refuses for now: said once a round, without a traceback
+            log.warning("%s failed: %s; retrying in %.0fs", what, exc, seconds)
         except Exception:  # the loop must survive anything; it tries again next round
             log.exception("%s failed; retrying in %.0fs", what, seconds)
 

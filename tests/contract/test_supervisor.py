@@ -24,11 +24,11 @@ from wagate.domain.tenants import Tenant
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import create_sim_app
 from wagate.engines.sim.server import SimOptions, SimServer
-from wagate.errors import LeaseLost
+from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.gateway import Gateway
 from wagate.periodic import to_end
 from wagate.server import GatewayServer
-from wagate.store.base import NewOutbound, NewSession
+from wagate.store.base import NewOutbound, NewSession, StatusChange
 from wagate.supervisor.supervisor import Supervisor
 
 PHONE = "+15550001"
@@ -675,5 +675,86 @@ async def test_a_session_that_fails_while_a_reconcile_runs_is_not_started_again(
         assert (current.status, current.reason) == (Status.FAILED, Reason.LOGGED_OUT)
         history = await gateway.store.sessions.history(session.tenant_id, session.id, limit=5)
         assert history[0].to_status is Status.FAILED  # nothing after the failure
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_runner_that_fails_runs_again_and_gives_up_after_max_attempts(
+    gateway: Gateway, sim: Sim, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails (here a bug: its status write raises) does not end the session: the supervisor runs it
+    again after a backoff, and only after ``max_attempts`` failures in a row records FAILED (engine_error)."""
+    supervisor = monitored(gateway, sim, backoff_base=0.05, backoff_cap=0.1, max_attempts=3)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        runner = supervisor.runners[session.id]
+        record = supervisor.recorder.record
+        bugs: list[int] = [1]
+
+        async def buggy(change: StatusChange) -> Session | None:
+            if change.status is Status.STARTING and bugs:
+                bugs.pop()
+                raise RuntimeError("a bug")
+            return await record(change)
+
+        monkeypatch.setattr(supervisor.recorder, "record", buggy)
+        connected = (await status_of(gateway, session, Status.WORKING)).connected_at
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "drop"})
+
+        async def back() -> bool:
+            current = await gateway.store.sessions.get(session.tenant_id, session.name)
+            return current is not None and current.status is Status.WORKING and current.connected_at != connected
+
+        await eventually(back, "the session WORKING again after the failed run")
+        assert supervisor.runner_restarts == 1
+        assert supervisor.runners[session.id] is runner
+
+        bugs.extend([1] * 10)  # it fails every time now
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "drop"})
+        failed = await status_of(gateway, session, Status.FAILED)
+        assert failed.reason is Reason.ENGINE_ERROR
+        assert failed.note is not None
+        assert "3 times in a row" in failed.note
+        assert supervisor.runner_restarts == 1 + 2  # the first failure's, then two before it gave up
+        await eventually(lambda: _true(session.id not in supervisor.runners), "the runner to end")
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_sender_that_the_database_refuses_sends_once_it_takes_writes(
+    gateway: Gateway, sim: Sim, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the sender's write: it waits and tries again (it used to end, and what was queued
+    stayed pending until the session's next connection); the message goes out once."""
+    supervisor = monitored(gateway, sim, send_poll_interval=3600.0)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        mark_sending = gateway.store.messages.mark_sending
+        refusals = [StoreUnavailable("the database is read-only: it refuses writes")]
+
+        async def refusing(*args: Any, **kwargs: Any) -> list[str]:
+            if refusals:
+                raise refusals.pop()
+            return await mark_sending(*args, **kwargs)
+
+        monkeypatch.setattr(gateway.store.messages, "mark_sending", refusing)
+        message_id = new_message_id()
+        body = await supervisor.bodies.seal_body(session.tenant_id, session.id, message_id, {"text": "once"})
+        new = NewOutbound(
+            session.tenant_id, session.id, message_id, "15550009@s.whatsapp.net", "", MessageKind.TEXT, body
+        )
+        await gateway.store.messages.enqueue(new, max_queued=100)
+        supervisor.nudge(session.id)
+
+        def sent() -> list[str]:
+            return [str(m.get("text")) for m in sim.server.device(PHONE).sent]
+
+        await eventually(lambda: _true(sent() == ["once"]), "the message sent", timeout=5)
+        assert refusals == []
+        await asyncio.sleep(0.5)
+        assert sent() == ["once"]
+        assert (await status_of(gateway, session, Status.WORKING)).status is Status.WORKING
     finally:
         await supervisor.stop()

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wagate.errors import ApiError, StoreUnavailable, WagateError
 
 log = logging.getLogger("wagate.api")
+STORE_RETRY_AFTER = 5  # seconds a client is asked to wait after a 503 for the store
 
 
 def error_response(
@@ -88,9 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(StoreUnavailable)
-    async def _unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.warning("store unavailable: %s", exc)
-        return error_response(503, "store_unavailable", "the database cannot be reached; try again shortly")
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # storage_full or store_unavailable; nothing was done, the same request can be sent again
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        headers = {"Retry-After": str(STORE_RETRY_AFTER)}
+        return error_response(503, exc.code, f"{exc}; nothing was done, try again shortly", headers)
 
     @app.exception_handler(WagateError)
     async def _internal(request: Request, exc: WagateError) -> JSONResponse:

@@ -18,7 +18,7 @@ from wagate.domain.messages import Chat, Contact, Group, Message, MessageKind, M
 from wagate.domain.sessions import Desired, HistoryEntry, Quotas, Reason, Session, Status
 from wagate.domain.tenants import ApiKey, Role, Tenant
 from wagate.domain.webhooks import Headers
-from wagate.errors import LeaseLost
+from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.ids import ApiKeyId, BackupId, EventId, SessionId, TenantId, WebhookId
 
 
@@ -892,6 +892,12 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> float:
         """Round-trip time in seconds; raises ``StoreUnavailable`` when the database cannot answer."""
+
+    @abstractmethod
+    async def write_refusal(self) -> StoreUnavailable | None:
+        """None while writes go through; otherwise why one was refused (read-only, disk full). Once a write was
+        refused, each call first tries a probe write (one that needs some room), and only its success clears the
+        refusal: a small write that finds room is no sign that the database takes a batch of messages again."""
 
     @abstractmethod
     def set_observer(self, observe: Callable[[str, float], None] | None) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from wagate.domain.messages import Message, MessageStatus
 from wagate.domain.ratelimit import TokenBucket
 from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
-from wagate.errors import CryptoError, LeaseLost
+from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
 from wagate.store.base import StatusUpdate
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("wagate.session")
 
 BATCH = 50
+STORE_PAUSE = 0.5  # seconds the sender waits after the database refused it, doubling up to...
+STORE_PAUSE_LONGEST = 4.0
 
 
 class OutboundSender:
@@ -74,17 +76,28 @@ class OutboundSender:
                 await task
 
     async def _run(self) -> None:
-        try:
-            await self._loop()
-        except EngineUnavailable:
-            pass  # the connection ended: what was handed over is settled at the next connection
-        except LeaseLost:
-            # Another worker owns the session now and sends its queue; the runner learns it at its next write.
-            self._runner.log.warning("lease lost: queued messages are left to the session's new owner")
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the session keeps running; queued messages wait for the next connection
-            self._runner.log.exception("sending queued messages failed")
+        pause = STORE_PAUSE
+        while not self._stopping:
+            try:
+                await self._loop()
+                return
+            except EngineUnavailable:
+                return  # the connection ended: what was handed over is settled at the next connection
+            except LeaseLost:
+                # Another worker owns the session now and sends its queue; the runner learns it at its next write.
+                self._runner.log.warning("lease lost: queued messages are left to the session's new owner")
+                return
+            except StoreUnavailable as exc:
+                # Sending goes on once the database takes writes; what was handed to the engine meanwhile is in
+                # doubt until then, and settled first (asked of the engine, not sent twice).
+                self._runner.log.warning("sending paused for %.1fs: %s", pause, exc)
+                await self._pause(pause)
+                pause = min(STORE_PAUSE_LONGEST, pause * 2)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the session keeps running; queued messages wait for the next connection
+                self._runner.log.exception("sending queued messages failed")
+                return
 
     async def _loop(self) -> None:
         settled = False

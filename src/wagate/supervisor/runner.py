@@ -2,7 +2,9 @@
 
 The runner owns the session's lease (given by the supervisor) and writes its observed status through the status
 recorder, fenced by that lease: when a write comes back refused, the lease has moved and the runner ends without
-writing anything more.
+writing anything more. When the database refuses a write (read-only, disk full), the run ends with the connection
+closed (nothing it cannot record is acknowledged) and ``run`` says so; the supervisor runs it again once the
+database takes writes. Meanwhile ``observed`` tells how the session really is, which its row may not.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from wagate.engines.base import (
     StateChanges,
     TemporarilyBanned,
 )
-from wagate.errors import LeaseLost
+from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.logs import session_var, tenant_var
 from wagate.store.base import Lease, StatusChange
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
@@ -61,6 +63,7 @@ log = logging.getLogger("wagate.session")
 # loop (a flapping network, a server that accepts and closes) still backs off and trips the breaker.
 STABLE_AFTER = 10.0
 SHUTDOWN_NOTE = "the gateway stopped; the session reconnects when it runs again"
+STORE_NOTE = "disconnected while the database refuses writes ({}); it reconnects once they go through again"
 HAND_OVER_NOTE = "handed over to another worker, to spread the sessions; it reconnects there"
 
 
@@ -126,6 +129,10 @@ class SessionRunner:
         self._kicked = ""
         self._pausing = False
         self._awaiting_slot = False
+        self._ending = False  # told to end (stop, shut down, hand over...): ends even when its last write fails
+        self.fault: StoreUnavailable | None = None  # the database refused a write: disconnected until it takes one
+        self._said = False  # a status of this runner's is recorded (until then its row is an earlier owner's)
+        self.worked = False  # the current run got the session WORKING
         self._engine_reconnecting = False  # the engine lost its socket and reconnects by itself
         self.progress_at = supervisor.clock()
         interval = supervisor.settings.backup_interval
@@ -164,24 +171,62 @@ class SessionRunner:
 
     # the loop --------------------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self) -> bool:
+        """Run the session until it ends; True when it ended as it should (told to, or for good: FAILED, lease
+        lost), False when it failed and is to run again (``fault`` says whether the database refused a write)."""
         tenant_var.set(self.session.tenant_id)
         session_var.set(self.session.id)
+        self.fault = None
+        self.worked = False
         try:
             await self._loop()
+            return True
         except LeaseLost:
             self.log.warning("lease lost: another owner has this session now; stopping without further writes")
+            return True
+        except StoreUnavailable as exc:
+            self.fault = exc
+            self.log.warning("the database refuses writes (%s): disconnected until it takes them again", exc)
+            return self._ending
         except asyncio.CancelledError:
             raise
         except Exception:
             self.log.exception("session runner failed")
-            with contextlib.suppress(Exception):  # best effort: the store itself may be what failed
-                await self._set(Status.FAILED, Reason.ENGINE_ERROR, note="internal error; see the gateway's log")
+            return self._ending
         finally:
             await self._stop_sender()
-            if self.conn is not None:
+            conn, self.conn = self.conn, None
+            self.qr = None
+            if conn is not None:
                 with contextlib.suppress(Exception):
-                    await self.conn.disconnect()
+                    await conn.disconnect()
+
+    def observed(self) -> tuple[Status, Reason | None, str | None]:
+        """How the session is now, as its row may not say: a status the database refused to record is not the
+        session's status (it is disconnected, waiting for the database)."""
+        if self.fault is not None:
+            return Status.STARTING, None, STORE_NOTE.format(self.fault)
+        if not self._said:
+            return Status.STARTING, None, None
+        return self.status, self._reason, self._note
+
+    async def until(self, done: asyncio.Future[None]) -> None:
+        """Wait for ``done`` (the database taking writes again), or for a command."""
+        done.add_done_callback(self._wake)
+        try:
+            await self._wait_until(done.done)
+        finally:
+            done.remove_done_callback(self._wake)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (before running again), or for a command."""
+        await self._pause(seconds)
+
+    async def give_up(self, failures: int) -> None:
+        """Record FAILED after ``failures`` failed runs in a row (best effort: the store may be what fails)."""
+        note = f"internal error, {failures} times in a row; see the gateway's log"
+        with contextlib.suppress(Exception):
+            await self._set(Status.FAILED, Reason.ENGINE_ERROR, note=note)
 
     async def _loop(self) -> None:
         while True:
@@ -259,6 +304,7 @@ class SessionRunner:
 
     async def _obey(self, command: Command) -> bool:
         """Carry out a command; False when the runner must end."""
+        self._ending = command >= Command.STOP or command is Command.HAND_OVER
         await self._stop_sender()
         conn, self.conn = self.conn, None
         self.qr = None
@@ -344,6 +390,8 @@ class SessionRunner:
     def stuck(self, now: float, limit: float) -> str | None:
         """Why the session looks stuck, or None: WORKING on a connection that is no longer alive, STARTING (not
         backing off) or SCAN_QR_CODE without a valid QR code for longer than ``limit`` seconds."""
+        if self.fault is not None:
+            return None  # waiting for the database, not stuck
         if self.status is Status.WORKING and self.conn is not None and not self.conn.alive():
             return "the engine's connection stopped working"
         if self._awaiting_slot or self._engine_reconnecting:
@@ -359,7 +407,7 @@ class SessionRunner:
 
     def idle(self, now: float, limit: float) -> bool:
         return bool(self.session.config.get("idle_stop")) and (
-            self.status is Status.WORKING and now - self.last_activity > limit
+            self.observed()[0] is Status.WORKING and now - self.last_activity > limit
         )
 
     async def _after(self, outcome: _Ended | _Failed) -> bool:
@@ -370,8 +418,8 @@ class SessionRunner:
             return await self._retry(outcome.error)
         event = outcome.event
         if isinstance(event, Disconnected):
-            if isinstance(event.error, LeaseLost):
-                raise event.error
+            if isinstance(event.error, LeaseLost | StoreUnavailable):
+                raise event.error  # not the connection's failure: no attempt counted
             if event.reason == "qr_timeout":
                 self._qr_rounds += 1
                 if self._qr_rounds >= self._sup.settings.qr_rounds:
@@ -481,6 +529,7 @@ class SessionRunner:
             self._engine_reconnecting = False
             self._restored = False
             await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
+            self.worked = True
             self._start_sender()
         elif isinstance(event, Reconnecting):
             await self._stop_sender()
@@ -553,6 +602,7 @@ class SessionRunner:
         when refused."""
         unchanged = (status, reason, note) == (self.status, self._reason, self._note)
         if unchanged and me is None and not clear_me and not events and detail is None:
+            self._said = True  # the row says so already
             return
         change = StatusChange(
             tenant_id=self.session.tenant_id,
@@ -585,3 +635,4 @@ class SessionRunner:
                 f": {note}" if failed and note else "",
             )
         self.session, self.status, self._reason, self._note = session, status, reason, note
+        self._said = True

@@ -30,6 +30,7 @@ from wagate.store.base import Backup, Lease, StatusChange
 from wagate.store.vault import Vault
 from wagate.supervisor.balance import Spread
 from wagate.supervisor.corruption import CorruptionPolicy
+from wagate.supervisor.keeper import RunnerKeeper
 from wagate.supervisor.notify import Notifier
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import Command, SessionRunner
@@ -68,6 +69,7 @@ class Supervisor:
         # worker (``nudge``); what another worker queues reaches the sender through ``wake_senders``, as always.
         self._outbox_empty: set[SessionId] = set()
         self._stopping = False
+        self.keeper = RunnerKeeper(self.settings, gateway.store, self.clock, self.rng, lambda: self._stopping)
         self.message_hooks: list[MessageHook] = []
         self.reconnects = 0
         self.breaker_opens = 0
@@ -144,6 +146,7 @@ class Supervisor:
                 for task in late:
                     task.cancel()
                 await asyncio.wait(late, timeout=1.0)
+        await self.keeper.watch.close()
         await self.recorder.stop()
         await self.notifier.drain()
         with contextlib.suppress(StoreError):
@@ -200,7 +203,7 @@ class Supervisor:
         """Hand over this worker's part of what workers below the floor lack: WORKING sessions only, which
         reconnect on the worker that claims them without a new scan (one being linked keeps its QR code here)."""
         count = spread.to_hand_over(self.settings.rebalance_step)
-        movable = [r for r in self.runners.values() if r.status is Status.WORKING and not r.handing_over]
+        movable = [r for r in self.runners.values() if r.observed()[0] is Status.WORKING and not r.handing_over]
         chosen = self.rng.sample(movable, min(count, len(movable)))
         for runner in chosen:
             runner.handing_over = True
@@ -346,7 +349,9 @@ class Supervisor:
 
     async def _run(self, runner: SessionRunner) -> None:
         try:
-            await runner.run()
+            await self.keeper.keep(runner)  # until it ends as it should: a failed run runs again
+        except Exception:  # not expected: said, and the session's lease released for the next reconcile to claim
+            runner.log.exception("the session's runner failed")
         finally:
             # Release before forgetting the runner: while it is still listed no reconcile can claim the session
             # again under the epoch that is being released.
@@ -430,7 +435,7 @@ class Supervisor:
                 runner.stop_idle()
             elif (
                 settings.backup_interval
-                and runner.status is Status.WORKING
+                and runner.observed()[0] is Status.WORKING
                 and now - runner.last_backup_at >= settings.backup_interval
             ):
                 runner.last_backup_at = now
@@ -585,6 +590,11 @@ class Supervisor:
     async def on_message(self, runner: SessionRunner, event: MessageReceived | MessageAck) -> None:
         for hook in self.message_hooks:
             await hook(runner, event)
+
+    @property
+    def runner_restarts(self) -> int:
+        """Runs of sessions started again after they failed (the database refusing writes, or a bug)."""
+        return self.keeper.restarts
 
     def count_reconnect(self, breaker_opened: bool) -> None:
         self.reconnects += 1

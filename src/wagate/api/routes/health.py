@@ -1,4 +1,4 @@
-"""``/health`` (the process is up), ``/ready`` (the store answers and is migrated) and ``/metrics``."""
+"""``/health`` (the process is up), ``/ready`` (the store answers, is migrated and takes writes) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def health() -> dict[str, str]:
 
 @router.get(
     "/ready",
-    summary="Readiness: the store is reachable and migrated",
+    summary="Readiness: the store is reachable, migrated and takes writes",
     response_model=None,
     responses=_READY | error_answers(503),
 )
@@ -42,10 +42,13 @@ async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
     try:
         latency = await gateway.store.ping()
         migrated = await gateway.store.is_migrated()
+        refused = await gateway.store.write_refusal()
     except StoreError:
         return error_response(503, "store_unavailable", "the store cannot be reached")
     if not migrated:
         return error_response(503, "not_migrated", "the store's schema is behind this version")
+    if refused is not None:
+        return error_response(503, refused.code, f"the store refuses writes: {refused}")
     return {"status": "ready", "store": gateway.store.backend, "store_latency_ms": round(latency * 1000, 2)}
 
 

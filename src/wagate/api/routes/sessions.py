@@ -7,6 +7,7 @@ a 404, exactly like a missing one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -38,21 +39,27 @@ async def find_session(gateway: Gateway, tenant_id: TenantId, name: str) -> Sess
     return session
 
 
-async def shown(gateway: Gateway, sessions: Sequence[Session]) -> list[SessionOut]:
-    """The sessions as they are, not as their rows last said: a row that speaks for a worker which no longer
-    holds the session's lease (it died, or hangs) does not show the session as WORKING."""
+async def shown(gateway: Gateway, supervisor: Supervisor | None, sessions: Sequence[Session]) -> list[SessionOut]:
+    """The sessions as they are, not as their rows last said: one this worker runs as its runner knows it (the
+    database may have refused to record it), and a row that speaks for a worker which no longer holds the session's
+    lease (it died, or hangs) does not show the session as WORKING."""
     leases = await gateway.store.leases.held([s.id for s in sessions])
     now = gateway.clock()
     seen = []
     for session in sessions:
+        runner = supervisor.runners.get(session.id) if supervisor is not None else None
+        if runner is not None:
+            status, reason, note = runner.observed()
+            seen.append(SessionOut.of(replace(session, status=status, reason=reason, note=note)))
+            continue
         lease = leases.get(session.id)
         held_since = lease.acquired_at if lease is not None and lease.live(now) else None
         seen.append(SessionOut.of(as_seen(session, held_since=held_since)))
     return seen
 
 
-async def shown_one(gateway: Gateway, session: Session) -> SessionOut:
-    (seen,) = await shown(gateway, [session])
+async def shown_one(gateway: Gateway, supervisor: Supervisor | None, session: Session) -> SessionOut:
+    (seen,) = await shown(gateway, supervisor, [session])
     return seen
 
 
@@ -65,12 +72,13 @@ def _found(session: Session | None, name: str) -> Session:
 @router.get("", summary="List the tenant's sessions")
 async def list_sessions(
     gateway: GatewayDep,
+    supervisor: SupervisorDep,
     tenant_id: TenantDep,
     all: Annotated[bool, Query(description="include STOPPED sessions (as WAHA's ?all=true)")] = False,
 ) -> list[SessionOut]:
     sessions = await gateway.store.sessions.list_sessions(tenant_id)
     listed = [s for s in sessions if all or s.status is not Status.STOPPED or s.desired is Desired.RUNNING]
-    return await shown(gateway, listed)
+    return await shown(gateway, supervisor, listed)
 
 
 @router.post(
@@ -104,8 +112,10 @@ async def create_session(
 
 
 @router.get("/{name}", summary="Get a session", responses=error_answers(404))
-async def get_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> SessionOut:
-    return await shown_one(gateway, await find_session(gateway, tenant_id, name))
+async def get_session(
+    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
+) -> SessionOut:
+    return await shown_one(gateway, supervisor, await find_session(gateway, tenant_id, name))
 
 
 @router.put(
@@ -114,12 +124,12 @@ async def get_session(name: SessionName, gateway: GatewayDep, tenant_id: TenantD
     responses=error_answers(400, 404, 413, 422),
 )
 async def update_session(
-    name: SessionName, body: SessionUpdate, gateway: GatewayDep, tenant_id: TenantDep
+    name: SessionName, body: SessionUpdate, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
 ) -> SessionOut:
     await find_session(gateway, tenant_id, name)
     config = body.config.model_dump(exclude_none=True)
     updated = await gateway.store.sessions.update_config(tenant_id, name, config, actor=ACTOR)
-    return await shown_one(gateway, _found(updated, name))
+    return await shown_one(gateway, supervisor, _found(updated, name))
 
 
 @router.delete(
@@ -164,7 +174,7 @@ async def _set_desired(
     changed = await gateway.store.sessions.set_desired(tenant_id, name, desired, actor=ACTOR, restart=restart)
     session = _found(changed, name)
     await _reconcile(supervisor, session)
-    return await shown_one(gateway, session)
+    return await shown_one(gateway, supervisor, session)
 
 
 @router.post("/{name}/start", summary="Ask for the session to run (also after it FAILED)", responses=error_answers(404))
@@ -205,7 +215,7 @@ async def logout_session(
         await require_supervisor(supervisor).logout(session)
     except EngineUnavailable as exc:
         raise Conflict(str(exc), code="not_here") from None
-    return await shown_one(gateway, await find_session(gateway, tenant_id, name))
+    return await shown_one(gateway, supervisor, await find_session(gateway, tenant_id, name))
 
 
 @router.get("/{name}/me", summary="Who the session is logged in as (null until linked)", responses=error_answers(404))

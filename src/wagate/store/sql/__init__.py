@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wagate.clock import Clock, system_clock
+from wagate.errors import StoreUnavailable
 from wagate.store.base import Sealer, Store
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.backups import SqlBackupStore
@@ -42,6 +43,15 @@ class SqlStore(Store):
 
     async def ping(self) -> float:
         return await self.db.ping()
+
+    async def write_refusal(self) -> StoreUnavailable | None:
+        if self.db.refused is None:
+            return None
+        try:
+            await self.db.probe_write()
+        except StoreUnavailable as refused:
+            return refused
+        return None
 
     def set_observer(self, observe: Callable[[str, float], None] | None) -> None:
         self.db.observe = observe

@@ -25,16 +25,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Delete, Engine, Table, create_engine, delete, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wagate.errors import ConfigError, StoreUnavailable
+from wagate.store.sql import schema
+from wagate.store.sql.refusals import refusal
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PROBE_BYTES = 64 * 1024  # what a write probe adds (and removes): room for a batch of messages, not for one row only
 _T = TypeVar("_T")
 
 # Inside a read() or write() block on SQLite: the cancellations its statements held back (see _FinishingConnection).
@@ -149,6 +152,9 @@ class Database:
         self._thread = ThreadPoolExecutor(1, "wagate-sqlite-writer") if sync_writer is not None else None
         self._sync_conn: Connection | None = None  # the sync writer's, used on its thread only
         self.observe: Callable[[str, float], None] | None = None  # (read|write, seconds): for metrics
+        # Why a write was refused, until a probe (``probe_write``) goes through: not until any write does, as a small
+        # one may find room that a batch of messages does not.
+        self.refused: StoreUnavailable | None = None
         self.schema: str | None = None  # PostgreSQL: the schema the connections are confined to, if any
 
     @classmethod
@@ -178,14 +184,20 @@ class Database:
 
     @contextmanager
     def _observed(self, operation: str) -> Iterator[None]:
-        """Around every transaction: a lost database becomes StoreUnavailable, and the time goes to the metrics."""
+        """Around every transaction: a database that refuses service (unreachable, read-only, full) raises
+        StoreUnavailable, a refused write is remembered in ``refused``, and the time goes to the metrics."""
         started = time.perf_counter()
         try:
             yield
-        except (OperationalError, DBAPIError, OSError) as exc:
-            if _is_connectivity(exc):
-                raise StoreUnavailable("the database cannot be reached") from exc
-            raise
+        except Exception as exc:  # the driver's own errors too (the hot paths run on its cursor)
+            refused = refusal(exc)
+            if refused is None:
+                raise
+            if operation == "write":
+                # A copy without the driver's error: its traceback holds the failed statement's cursor, which keeps
+                # the connection from closing (its file stays open) for as long as the refusal is remembered.
+                self.refused = refusal(exc)
+            raise refused from exc
         finally:
             if self.observe is not None:
                 self.observe(operation, time.perf_counter() - started)
@@ -275,6 +287,16 @@ class Database:
             index_elements=list(keys), set_={**{col: stmt.excluded[col] for col in update}, **(extra or {})}
         )
 
+    async def probe_write(self) -> None:
+        """A real write that leaves nothing behind: a row of ``PROBE_BYTES`` added to the migrations table and removed
+        in one transaction, so that the database needs room to grow and the disk must take the commit. Raises
+        StoreUnavailable when refused; when it goes through, ``refused`` is cleared."""
+        table = schema.migrations
+        async with self.write() as conn:
+            await conn.execute(insert(table).values(version=-1, name="x" * PROBE_BYTES, applied_at=0.0))
+            await conn.execute(delete(table).where(table.c.version == -1))
+        self.refused = None
+
     async def ping(self) -> float:
         start = time.perf_counter()
         try:
@@ -312,15 +334,3 @@ class Database:
             async with self._write_lock or asyncio.Lock():
                 await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
             self._thread.shutdown(wait=True)
-
-
-def _is_connectivity(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in ("connection refused", "could not connect", "connection was closed", "unable to open")
-    )
