@@ -34,6 +34,7 @@ from wagate.config import Settings
 from wagate.domain.sessions import Desired, Quotas, Session
 from wagate.engines.base import EngineConnectError, EngineContext, EngineEvent, StateChanges
 from wagate.engines.neonize.engine import NeonizeEngine
+from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import DB_KEY, META_KEY, NAMESPACE
 from wagate.gateway import Gateway
 from wagate.store.base import NewSession
@@ -127,7 +128,7 @@ async def run(contacts: int, rounds: int) -> dict[str, object]:
         gateway = await Gateway.open(settings)
         try:
             session, ctx = await linked_session(gateway)
-            engine = NeonizeEngine(settings)
+            engine = NeonizeEngine(NeonizeOptions.from_settings(settings, sessions=1))
             creating = engine.open(ctx)
             with contextlib.suppress(EngineConnectError):
                 await creating.connect()  # offline: neonize creates its tables, then fails to dial

@@ -22,6 +22,7 @@ from wagate.domain.events import EventType
 from wagate.domain.sessions import Session
 from wagate.engines.base import ContactStateDamaged, DeviceStateDamaged, EngineConnectError
 from wagate.engines.neonize.engine import NeonizeEngine
+from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, DEVICE_RECORDS, META_KEY, NAMESPACE
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
@@ -67,7 +68,7 @@ def table(path: Path, name: str) -> list[tuple[object, ...]]:
 async def snapshotted(gateway: Gateway, session: Session) -> tuple[NeonizeEngine, Vault, Path]:
     """A linked session's database, snapshotted into the vault; the local file is then gone (a redeploy)."""
     vault = await vault_for(gateway, session)
-    engine = NeonizeEngine(gateway.settings.with_overrides(neonize_probe=""))
+    engine = NeonizeEngine(NeonizeOptions.from_settings(gateway.settings.with_overrides(neonize_probe=""), sessions=1))
     connection = engine.open(Recorder().context(session, vault))
     await whatsmeow_database(engine, connection)
     linked(connection.file.path)
@@ -116,7 +117,7 @@ async def test_a_damaged_contact_part_drops_that_contact_only(gateway: Gateway) 
     path.unlink()
 
     recorder = Recorder()
-    offline = NeonizeEngine(gateway.settings)  # the probe host does not resolve
+    offline = NeonizeEngine(NeonizeOptions.from_settings(gateway.settings, sessions=1))  # the probe does not resolve
     connection = offline.open(recorder.context(session, vault))
     with pytest.raises(EngineConnectError):
         await connection.connect()
@@ -146,14 +147,14 @@ async def test_a_damaged_device_part_ends_the_connection_before_anything_starts(
     await flip_auth_record(gateway.store, session.id, NAMESPACE, damaged)
     if damaged == DB_KEY:  # the local file, in step with the vault, is whatsmeow's own: nothing to read, all well
         recorder = Recorder()
-        offline = NeonizeEngine(gateway.settings)
+        offline = NeonizeEngine(NeonizeOptions.from_settings(gateway.settings, sessions=1))
         with pytest.raises(EngineConnectError):
             await offline.open(recorder.context(session, vault)).connect()
         assert recorder.events == []
     path.unlink()
 
     recorder = Recorder()
-    offline = NeonizeEngine(gateway.settings)
+    offline = NeonizeEngine(NeonizeOptions.from_settings(gateway.settings, sessions=1))
     connection = offline.open(recorder.context(session, vault))
     await connection.connect()  # ends at once, with the event the supervisor acts on
     assert recorder.events == [DeviceStateDamaged(DEVICE_RECORDS)]

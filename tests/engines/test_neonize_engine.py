@@ -20,6 +20,7 @@ from neonize.proto import Neonize_pb2 as nz
 
 from tests.conftest import make_settings
 from wagate.clock import system_clock
+from wagate.config import Settings
 from wagate.domain.sessions import Desired, HistoryKind, Quotas, Session, Status
 from wagate.engines.base import (
     Connected,
@@ -35,6 +36,7 @@ from wagate.engines.base import (
 )
 from wagate.engines.neonize import engine as neonize_engine
 from wagate.engines.neonize.engine import SENT_NS, NeonizeConnection, NeonizeEngine
+from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, NAMESPACE
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
@@ -49,6 +51,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     gw = await Gateway.open(make_settings(tmp_path))
     yield gw
     await gw.close()
+
+
+def neonize(settings: Settings) -> NeonizeEngine:
+    """The engine in this process, as the registry builds it when neonize does not run in engine hosts."""
+    return NeonizeEngine(NeonizeOptions.from_settings(settings, sessions=settings.max_sessions_total))
 
 
 async def new_session(gateway: Gateway, name: str = "phone") -> Session:
@@ -173,7 +180,7 @@ async def test_whatsmeows_database_is_sealed_into_the_vault_and_materialised_aga
 ) -> None:
     session = await new_session(gateway)
     vault = await vault_for(gateway, session)
-    engine = NeonizeEngine(gateway.settings.with_overrides(neonize_probe=""))
+    engine = neonize(gateway.settings.with_overrides(neonize_probe=""))
     connection = engine.open(Recorder().context(session, vault))
     await whatsmeow_database(engine, connection)
     before = fill_every_table(connection.file.path)
@@ -266,7 +273,7 @@ async def test_two_hundred_offline_attempts_back_off_and_leak_nothing(gateway: G
 async def test_neonizes_own_dial_failure_reads_network_unreachable(gateway: Gateway) -> None:
     session = await new_session(gateway)
     vault = await vault_for(gateway, session)
-    engine = NeonizeEngine(gateway.settings.with_overrides(neonize_probe=""))  # straight to whatsmeow's dial
+    engine = neonize(gateway.settings.with_overrides(neonize_probe=""))  # straight to whatsmeow's dial
     connection = engine.open(Recorder().context(session, vault))
     with pytest.raises(EngineConnectError) as failure:
         await connection.connect()
@@ -298,7 +305,7 @@ async def test_receipts_reach_the_gateways_ids_and_drops_become_reconnecting(gat
     session = await new_session(gateway)
     vault = await vault_for(gateway, session)
     recorder = Recorder()
-    engine = NeonizeEngine(gateway.settings)
+    engine = neonize(gateway.settings)
     connection = engine.open(recorder.context(session, vault))
     await vault.put_many({(SENT_NS, "WA-1"): b"3EB0OURS1", (SENT_NS, "WA-2"): b"3EB0OURS2"})
     await reading(connection)
@@ -335,7 +342,7 @@ async def test_qr_codes_expire_by_the_engines_own_timer(gateway: Gateway, monkey
     monkeypatch.setattr(neonize_engine, "QR_GRACE", 0.05)
     session = await new_session(gateway)
     recorder = Recorder()
-    engine = NeonizeEngine(gateway.settings)
+    engine = neonize(gateway.settings)
     connection = engine.open(recorder.context(session, await vault_for(gateway, session)))
     await reading(connection)
     connection._queue.put_nowait(("qr", b"2@first"))
@@ -356,7 +363,7 @@ async def test_pairing_and_connecting_snapshot_before_anyone_hears_of_them(gatew
     session = await new_session(gateway)
     vault = await vault_for(gateway, session)
     recorder = Recorder()
-    engine = NeonizeEngine(gateway.settings.with_overrides(neonize_probe=""))
+    engine = neonize(gateway.settings.with_overrides(neonize_probe=""))
     connection = engine.open(recorder.context(session, vault))
     await whatsmeow_database(engine, connection)
     fill_every_table(connection.file.path)
@@ -427,7 +434,7 @@ async def test_live_link_by_qr_and_send(gateway: Gateway, tmp_path: Path) -> Non
 
 async def test_resetting_one_contact_drops_only_its_encryption_sessions(gateway: Gateway) -> None:
     session = await new_session(gateway)
-    engine = NeonizeEngine(gateway.settings.with_overrides(neonize_probe=""))
+    engine = neonize(gateway.settings.with_overrides(neonize_probe=""))
     connection = engine.open(Recorder().context(session, await vault_for(gateway, session)))
     await whatsmeow_database(engine, connection)
     addresses = ["15550002:0", "15550002:3", "15550002_1:2", "155500021:0", "15550003:0"]
@@ -450,7 +457,7 @@ async def test_a_session_not_running_leaves_no_credentials_file_after_delete_log
     session that is not running here (whose connection would otherwise have removed it)."""
     supervisor = Supervisor(gateway, EngineRegistry(gateway.settings))
     supervisor.recorder.start()  # what records the logout and the reset (the rest of the supervisor is not needed)
-    directory = NeonizeEngine(gateway.settings).directory
+    directory = NeonizeOptions.from_settings(gateway.settings, sessions=1).directory
     directory.mkdir(parents=True, exist_ok=True)
 
     async def parked(name: str) -> tuple[Session, list[Path]]:
@@ -494,12 +501,13 @@ async def test_the_supervisor_removes_local_files_of_sessions_deleted_elsewhere(
     kept = await new_session(gateway)  # not started: the supervisor runs no reconcile here
     engine = registry.get("neonize")  # built as the first neonize session runs here
     assert isinstance(engine, NeonizeEngine)
-    engine.directory.mkdir(parents=True, exist_ok=True)
+    directory = NeonizeOptions.from_settings(settings, sessions=1).directory
+    directory.mkdir(parents=True, exist_ok=True)
     gone = "ses_01JDELETEDELSEWHERE000000"
     for name in (f"{gone}.db", f"{gone}.db-wal", f"{gone}.db-shm", f"{gone}.synced", f"{kept.id}.db", "notes.txt"):
-        (engine.directory / name).write_bytes(b"x")
+        (directory / name).write_bytes(b"x")
     assert sorted(await engine.local_sessions()) == sorted([gone, kept.id])
     assert await supervisor.sweep_local() == 1
-    assert sorted(p.name for p in engine.directory.iterdir()) == sorted([f"{kept.id}.db", "notes.txt"])
+    assert sorted(p.name for p in directory.iterdir()) == sorted([f"{kept.id}.db", "notes.txt"])
     assert await supervisor.sweep_local() == 0  # nothing left to remove
     await registry.close()

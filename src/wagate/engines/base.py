@@ -14,13 +14,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from wagate.clock import Clock
 from wagate.domain.messages import Contact, Group
 from wagate.errors import WagateError
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthState
+
+if TYPE_CHECKING:  # the store's module brings the settings and pydantic, which an engine host has no use for
+    from wagate.store.base import AuthState
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +282,9 @@ class Connection(ABC):
 class Engine(ABC):
     """A kind of connection (``sim``, ``neonize``...)."""
 
-    name: ClassVar[str]
+    name: str
     # The auth-state namespace a connection reads first; restoring many sessions loads it for all in one query.
-    connect_namespace: ClassVar[str | None] = None
+    connect_namespace: str | None = None
 
     @abstractmethod
     def open(self, ctx: EngineContext) -> Connection: ...
@@ -298,3 +300,7 @@ class Engine(ABC):
         """The sessions this engine keeps something of outside the vault on this machine (local files of
         credentials), by id: the supervisor forgets those of sessions deleted elsewhere."""
         return []
+
+    def counters(self) -> dict[str, int]:
+        """What the engine has counted (starts, failures...), for operators and tests."""
+        return {}

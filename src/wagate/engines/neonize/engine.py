@@ -22,7 +22,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import neonize.aioze.events as neonize_events
@@ -31,7 +30,6 @@ from neonize.events import UndecryptableMessageEv
 from neonize.proto import Neonize_pb2 as nz
 from neonize.utils.enum import ClientName, MediaType
 
-from wagate.config import Settings
 from wagate.engines.base import (
     Connected,
     Connection,
@@ -55,7 +53,8 @@ from wagate.engines.base import (
 )
 from wagate.engines.neonize import mapping
 from wagate.engines.neonize.ffi import FfiGate, connect_error_reason, reachable, size_executor
-from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowFile, stored_sessions
+from wagate.engines.neonize.options import NeonizeOptions
+from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowDirectory, WhatsmeowFile
 from wagate.errors import DamagedRecord, LeaseLost
 
 # whatsmeow's QR codes: the first is valid 60 s, each next one 20 s; when none follows, the login has timed out.
@@ -85,13 +84,14 @@ def _quiet_neonize() -> None:
 class NeonizeEngine(Engine):
     name = "neonize"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, options: NeonizeOptions) -> None:
         _quiet_neonize()
-        self.directory = Path(settings.neonize_dir or settings.data_dir / "neonize")
-        self.snapshot_interval = settings.neonize_snapshot_interval
-        self.threads = settings.neonize_threads or settings.max_sessions_total + 32
-        self.probe = settings.neonize_probe
-        self.probe_timeout = settings.neonize_probe_timeout
+        self.directory = options.directory
+        self.files = WhatsmeowDirectory(options.directory)
+        self.snapshot_interval = options.snapshot_interval
+        self.threads = options.threads
+        self.probe = options.probe
+        self.probe_timeout = options.probe_timeout
         self.gate = FfiGate()
         self._executor: ThreadPoolExecutor | None = None
         self.starts = 0  # Go-side starts of a session
@@ -113,10 +113,13 @@ class NeonizeEngine(Engine):
         return await reachable(host, int(port), self.probe_timeout)
 
     async def forget(self, session_id: str) -> None:
-        await asyncio.to_thread(WhatsmeowFile(self.directory, session_id).remove)
+        await self.files.forget(session_id)
 
     async def local_sessions(self) -> list[str]:
-        return await asyncio.to_thread(stored_sessions, self.directory)
+        return await self.files.local_sessions()
+
+    def counters(self) -> dict[str, int]:
+        return {"starts": self.starts, "failed_starts": self.failed_starts, "unreachable": self.unreachable}
 
     async def close(self) -> None:
         # The executor stays the loop's default until the loop ends (asyncio shuts it down then): calls still in

@@ -60,6 +60,20 @@ def stored_sessions(directory: Path) -> list[str]:
     return sorted(found)
 
 
+class WhatsmeowDirectory:
+    """The runtime directory's files, by session: what the gateway removes of a session that is gone (also where
+    the engine itself runs in an engine host: these are files only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def forget(self, session_id: str) -> None:
+        await asyncio.to_thread(WhatsmeowFile(self.path, session_id).remove)
+
+    async def local_sessions(self) -> list[str]:
+        return await asyncio.to_thread(stored_sessions, self.path)
+
+
 class WhatsmeowFile:
     """One session's whatsmeow SQLite file in the runtime directory (readable by the gateway's user only)."""
 
