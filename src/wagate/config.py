@@ -170,12 +170,37 @@ class Settings(BaseSettings):
         60.0, ge=0, description="seconds between looks for changes to snapshot into the vault (0: only at events)"
     )
     neonize_threads: int = Field(
-        0, ge=0, description="threads for neonize's calls (each live session holds one); 0: MAX_SESSIONS_TOTAL + 32"
+        0,
+        ge=0,
+        description="threads for neonize's calls (each live session holds one); 0: the sessions it may run + 32 "
+        "(HOST_SESSIONS in an engine host, MAX_SESSIONS_TOTAL in the gateway's process)",
     )
     neonize_probe: str = Field(
         "web.whatsapp.com:443", description="host:port reached before each neonize start; empty: no check"
     )
     neonize_probe_timeout: float = Field(5.0, gt=0, description="seconds allowed for the reachability check")
+    hosted_engines: str = Field(
+        "neonize",
+        description="engines whose sessions run in engine host child processes, comma-separated (neonize, sim): a "
+        "crash in one ends only its own sessions, which reconnect on another; empty: every engine in the gateway's "
+        "process",
+    )
+    host_sessions: int = Field(50, ge=1, description="sessions one engine host runs at most; more start another")
+    host_recycle_starts: int = Field(
+        500, ge=0, description="connections an engine host opens before it takes no new session (0: no limit)"
+    )
+    host_recycle_rss: int = Field(
+        2048, ge=0, description="MiB of resident memory past which an engine host takes no new session (0: no limit)"
+    )
+    host_recycle_age: float = Field(
+        0.0, ge=0, description="seconds after its start when an engine host takes no new session (0: no limit)"
+    )
+    host_drain_after: float = Field(
+        600.0,
+        ge=0,
+        description="seconds a retired engine host keeps its sessions before they are moved to another host, one a "
+        "second (0: it keeps them until they end)",
+    )
     redis_url: SecretStr | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0 (reported in the status)"
     )
@@ -211,6 +236,11 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("hosted_engines")
+    @classmethod
+    def _hosted(cls, value: str) -> str:
+        return ",".join(sorted({name.strip().lower() for name in value.split(",") if name.strip()}))
+
     @field_validator("worker_url")
     @classmethod
     def _worker_url(cls, value: str | None) -> str | None:
@@ -220,6 +250,10 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
             raise ValueError("the worker URL must be http(s)://host[:port], without a path")
         return value.rstrip("/")
+
+    @property
+    def hosted_engine_names(self) -> frozenset[str]:
+        return frozenset(name for name in self.hosted_engines.split(",") if name)
 
     @property
     def production(self) -> bool:

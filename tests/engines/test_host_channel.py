@@ -15,10 +15,13 @@ import pytest
 from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
+    Connection,
     ContactsUpdated,
     DecryptFailed,
     Disconnected,
+    Engine,
     EngineConnectError,
+    EngineContext,
     EngineNotice,
     EngineUnavailable,
     GroupsUpdated,
@@ -38,6 +41,7 @@ from wagate.engines.base import (
 )
 from wagate.engines.host import codec
 from wagate.engines.host.channel import Channel, ChannelClosed
+from wagate.engines.host.child import HostServer
 from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
 
 ME = Me("15550001@s.whatsapp.net", "+15550001", "Shop")
@@ -262,3 +266,81 @@ async def test_a_broken_message_closes_the_channel() -> None:
     assert gateway.lost == [None]
     assert gateway.channel.closed
     theirs.close()
+
+
+# -- the host's side, around one connection --------------------------------------------------------------------
+
+
+class StubConnection(Connection):
+    """A connection whose liveness the test sets (the host's side is what is tested, not an engine)."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.working = True
+        self.closed = False
+
+    async def connect(self) -> None:
+        await self.ctx.emit(Connected(ME))
+
+    async def disconnect(self) -> None:
+        self.closed = True
+
+    async def logout(self) -> None:
+        self.closed = True
+
+    async def request_pairing_code(self, phone: str) -> str:
+        raise EngineUnavailable("linked")
+
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        return SentMessage(message.id, 1.0)
+
+    def alive(self) -> bool:
+        return self.working
+
+
+class StubEngine(Engine):
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.opened: list[StubConnection] = []
+
+    def open(self, ctx: EngineContext) -> StubConnection:
+        self.opened.append(StubConnection(ctx))
+        return self.opened[-1]
+
+
+async def test_the_host_says_when_a_connection_stops_working_and_forgets_closed_ones() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    gateway = End("gateway")
+    server = HostServer()
+    server.engine = engine = StubEngine()
+    server.channel = host = Channel("host", server.handle, server.on_note, lambda _: None)
+    await loop.create_unix_connection(lambda: gateway.channel, sock=ours)
+    await loop.create_unix_connection(lambda: host, sock=theirs)
+    watching = asyncio.create_task(server.watch())
+    emitted: list[Any] = []
+
+    async def emit(conn: int, event: Any) -> None:
+        emitted.append((conn, event))
+
+    gateway.handlers["emit"] = emit
+    fields = {"tenant": "ten_1", "session": "ses_1", "name": "main", "config": {}, "epoch": 3}
+    await gateway.channel.request("connect", 7, fields)
+    assert emitted == [(7, Connected(ME))]
+    (connection,) = engine.opened
+    assert (connection.ctx.session_id, connection.ctx.epoch) == ("ses_1", 3)
+    assert await gateway.channel.request("send", 7, OutgoingMessage("m1", "c", "x")) == SentMessage("m1", 1.0)
+
+    connection.working = False  # its reader ended without a word: the gateway hears of it within a second
+    async with asyncio.timeout(3):
+        while ("alive", 7, [False]) not in gateway.notes:
+            await asyncio.sleep(0.05)
+    await gateway.channel.request("disconnect", 7)
+    assert connection.closed
+    assert (await gateway.channel.request("stats", 0))["connections"] == 0
+    with pytest.raises(EngineUnavailable):
+        await gateway.channel.request("send", 7, OutgoingMessage("m2", "c", "x"))
+    watching.cancel()
+    gateway.channel.close()
+    host.close()

@@ -219,6 +219,7 @@ async def test_whatsmeows_database_is_sealed_into_the_vault_and_materialised_aga
 
 async def test_two_hundred_offline_attempts_back_off_and_leak_nothing(gateway: Gateway) -> None:
     settings = gateway.settings.with_overrides(
+        hosted_engines="",  # in this process (tests/engines/test_hosted_engine.py has the same in an engine host)
         worker_id="w1",
         backoff_base=0.002,
         backoff_cap=0.05,
@@ -490,17 +491,19 @@ async def test_a_session_not_running_leaves_no_credentials_file_after_delete_log
     await supervisor.engines.close()
 
 
-async def test_the_supervisor_removes_local_files_of_sessions_deleted_elsewhere(gateway: Gateway) -> None:
+@pytest.mark.parametrize("hosted", ["", "neonize"], ids=["in-process", "hosted"])
+async def test_the_supervisor_removes_local_files_of_sessions_deleted_elsewhere(gateway: Gateway, hosted: str) -> None:
     """whatsmeow's file holds a session's keys in the clear: one whose session was deleted through another worker
-    (or while this one was down) goes; one of a session that exists stays, as do files that are no session's."""
-    settings = gateway.settings.with_overrides(worker_id="w1")
+    (or while this one was down) goes; one of a session that exists stays, as do files that are no session's. The
+    same when neonize runs in engine hosts: the files are the gateway's to look after (no host is started)."""
+    settings = gateway.settings.with_overrides(worker_id="w1", hosted_engines=hosted)
     registry = EngineRegistry(settings)
     supervisor = Supervisor(
         Gateway(settings, gateway.store, gateway.keyring, gateway.vaults, gateway.clock), registry, rng=random.Random(5)
     )
     kept = await new_session(gateway)  # not started: the supervisor runs no reconcile here
     engine = registry.get("neonize")  # built as the first neonize session runs here
-    assert isinstance(engine, NeonizeEngine)
+    assert type(engine).__name__ == ("HostedEngine" if hosted else "NeonizeEngine")
     directory = NeonizeOptions.from_settings(settings, sessions=1).directory
     directory.mkdir(parents=True, exist_ok=True)
     gone = "ses_01JDELETEDELSEWHERE000000"

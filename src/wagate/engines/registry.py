@@ -1,7 +1,9 @@
-"""Engines by name, built from the settings when first needed.
+"""Engines by name, built from the settings when first needed: in the gateway's process, or in engine hosts.
 
-An engine is built from its name and plain options (:func:`engine_options`, :func:`build_engine`): what it needs of
-the settings, and nothing else of them.
+``WAGATE_HOSTED_ENGINES`` names the engines whose sessions run in engine host processes (neonize by default: it
+brings Go code, whose panic or crash would otherwise end every session of the gateway). An engine is built from its
+name and plain options (:func:`engine_options`, :func:`build_engine`) in either place: an engine host builds its
+engine the same way, from the options the gateway sends it, without the settings.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from wagate.errors import ConfigError
 
 if TYPE_CHECKING:
     from wagate.config import Settings
+    from wagate.engines.host.engine import HostedEngine
+    from wagate.engines.host.pool import HostPool
 
 # The engines this build knows. Each name is what a session records and what ``POST /api/sessions`` accepts.
 ENGINE_NAMES: tuple[str, ...] = ("sim", "neonize")
@@ -58,6 +62,12 @@ class EngineRegistry:
         self._settings = settings
         self._sim_url = sim_url or settings.sim_url
         self._engines: dict[str, Engine] = {}
+        self.hosted = settings.hosted_engine_names
+        unknown = sorted(self.hosted - set(ENGINE_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"WAGATE_HOSTED_ENGINES names unknown engines ({', '.join(unknown)}); known: {', '.join(ENGINE_NAMES)}"
+            )
 
     def get(self, name: str) -> Engine:
         engine = self._engines.get(name)
@@ -68,12 +78,52 @@ class EngineRegistry:
 
     def _build(self, name: str) -> Engine:
         settings = self._settings
-        options = engine_options(name, settings, sim_url=self._sim_url, sessions=settings.max_sessions_total)
-        return build_engine(name, options)
+        if name not in self.hosted:
+            options = engine_options(name, settings, sim_url=self._sim_url, sessions=settings.max_sessions_total)
+            return build_engine(name, options)
+        options = engine_options(name, settings, sim_url=self._sim_url, sessions=settings.host_sessions)
+        return self._hosted(name, options)
+
+    def _hosted(self, name: str, options: dict[str, Any]) -> HostedEngine:
+        from wagate.engines.host.engine import HostedEngine
+        from wagate.engines.host.pool import HostPolicy, HostPool
+        from wagate.engines.host.process import HostSpec
+
+        settings = self._settings
+        spec = HostSpec(name, options, log_level=settings.log_level, log_format=settings.log_format.value)
+        policy = HostPolicy(
+            sessions=settings.host_sessions,
+            recycle_starts=settings.host_recycle_starts,
+            recycle_rss_kib=settings.host_recycle_rss * 1024,
+            recycle_age=settings.host_recycle_age,
+            drain_after=settings.host_drain_after,
+            start_timeout=settings.connect_timeout,
+        )
+        if name == "neonize":
+            from wagate.engines.neonize.options import NeonizeOptions
+            from wagate.engines.neonize.snapshot import WhatsmeowDirectory
+
+            files = WhatsmeowDirectory(NeonizeOptions.from_dict(options).directory)
+            # NeonizeEngine's namespace is the contract's default (none); its module is not imported here: it
+            # loads the Go library, which the gateway's process never needs when neonize runs in hosts.
+            return HostedEngine(name, HostPool(spec, policy), connect_namespace=None, files=files)
+        from wagate.engines.sim.engine import SimEngine
+
+        return HostedEngine(name, HostPool(spec, policy), connect_namespace=SimEngine.connect_namespace)
 
     def loaded(self) -> list[Engine]:
         """The engines built so far (those this process has run sessions on)."""
         return list(self._engines.values())
+
+    def pools(self) -> dict[str, HostPool]:
+        """The pools of engine hosts built so far, by engine."""
+        from wagate.engines.host.engine import HostedEngine
+
+        return {name: e.pool for name, e in self._engines.items() if isinstance(e, HostedEngine)}
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """The engine hosts of this process, each with its sessions (for the server's status)."""
+        return [host for pool in self.pools().values() for host in pool.describe()]
 
     async def close(self) -> None:
         for engine in self._engines.values():

@@ -88,6 +88,7 @@ async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep)
             "healthy_percent": round(100.0 * working / wanted, 1) if wanted else 100.0,
         },
         "workers": workers,  # as of this worker's last reconcile: each live worker and the sessions it runs
+        "engine_hosts": supervisor.engines.hosts() if supervisor is not None else [],
         "memory_rss_bytes": rss_bytes(),
         "cpu_seconds": round(cpu, 2),
         "cpu_percent": round(100.0 * cpu / uptime, 1) if uptime > 0 else 0.0,

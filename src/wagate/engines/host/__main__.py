@@ -1,0 +1,3 @@
+from wagate.engines.host.child import main
+
+main()
