@@ -80,6 +80,7 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("wagate_session_share", "sessions to run per live worker (rounded up)", value=share)
         backlog = self.dispatcher.backlog if self.dispatcher is not None else 0
         yield GaugeMetricFamily("wagate_webhook_backlog", "webhook deliveries held by this worker", value=backlog)
+        yield from self._engine_hosts()
         peers = self.peers
         yield GaugeMetricFamily(
             "wagate_peer_listening",
@@ -91,6 +92,21 @@ class GatewayCollector(Collector):
             "other workers' events handed to this worker's WebSocket clients",
             value=peers.relayed if peers is not None else 0,
         )
+
+    def _engine_hosts(self) -> Iterator[Metric]:
+        pools = self.supervisor.engines.pools() if self.supervisor is not None else {}
+        hosts = GaugeMetricFamily("wagate_engine_hosts", "engine host processes running", labels=["engine"])
+        crashes = CounterMetricFamily(
+            "wagate_engine_host_crashes", "engine hosts that ended without being told to", labels=["engine"]
+        )
+        recycles = CounterMetricFamily(
+            "wagate_engine_host_recycles", "engine hosts retired past a limit and stopped", labels=["engine"]
+        )
+        for engine, pool in sorted(pools.items()):
+            hosts.add_metric([engine], len(pool.hosts))
+            crashes.add_metric([engine], pool.crashed)
+            recycles.add_metric([engine], pool.recycled)
+        yield from (hosts, crashes, recycles)
 
 
 class Metrics:

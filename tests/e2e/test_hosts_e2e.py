@@ -160,6 +160,10 @@ def test_a_host_killed_during_traffic_takes_only_its_own_sessions(
     signal_name = how.name
     assert stack.gateway is not None
     assert f"was killed by {signal_name}" in stack.gateway.log()
+    metrics = httpx.get(stack.gateway.base_url + "/metrics", timeout=15).text.splitlines()
+    assert 'wagate_engine_hosts{engine="sim"} 2.0' in metrics
+    assert 'wagate_engine_host_crashes_total{engine="sim"} 1.0' in metrics
+    assert 'wagate_engine_host_recycles_total{engine="sim"} 0.0' in metrics
 
     # Every message stored exactly once, with one event each, and none failed to decrypt.
     events = Counter((e["session"], e["payload"]["id"]) for e in all_events(stack, "message.received"))
