@@ -164,6 +164,23 @@ def test_a_host_is_retired_past_any_of_its_limits() -> None:
     assert retire_reason(HostPolicy(), opened=10**6, rss_kib=10**9, age=10**9) is None  # no limit set
 
 
+async def test_sessions_that_start_together_start_their_hosts_together(
+    gateway: Gateway, sim: Sim, supervisors: list[Supervisor]
+) -> None:
+    """After a restart, many sessions want a host at once: hosts start side by side, not one after the other."""
+    supervisor = hosted(gateway, supervisors, sim.url, host_sessions=1)
+    sessions = [await new_session(gateway, name) for name in ("a", "b", "c")]
+    await supervisor.start()
+    for session in sessions:
+        await status_of(gateway, session, Status.SCAN_QR_CODE)
+    hosts = pool_of(supervisor).hosts
+    assert len(hosts) == 3
+    assert sorted(len(host) for host in hosts) == [1, 1, 1]
+    ready = [host.ready_at for host in hosts]
+    assert None not in ready
+    assert max(host.started_at for host in hosts) < min(t for t in ready if t is not None)
+
+
 async def test_a_retired_host_keeps_its_sessions_and_stops_when_the_last_one_ends(
     gateway: Gateway, sim: Sim, supervisors: list[Supervisor]
 ) -> None:

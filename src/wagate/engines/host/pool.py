@@ -1,7 +1,8 @@
 """A pool of engine hosts for one engine: where each new connection runs, and when a host is replaced.
 
 A connection goes to the live host with the fewest sessions that has room (``sessions`` per host); when none has,
-one more host is started (one start at a time; connections that arrive meanwhile wait for it).
+hosts are started for the connections that wait (as many as they fill, up to :data:`PARALLEL_STARTS` at once: after
+a restart, thousands of sessions may wait), and each waits for the first start to end.
 
 Recycling costs no session a reconnect it would not have had otherwise, until a host has been past its limit for a
 while: a host that has opened ``recycle_starts`` connections (each failed neonize start leaks memory in it), uses
@@ -34,6 +35,7 @@ CHECK_INTERVAL = 1.0
 PING_AFTER = 5.0  # seconds of silence after which a host is asked whether it is alive
 HUNG_AFTER = 30.0  # seconds of silence after which a host is taken as hung and killed
 STOP_GRACE = 5.0
+PARALLEL_STARTS = 4  # hosts started at once when many sessions start together (a restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ class HostPool:
         self.hosts: list[EngineHost] = []
         self._numbers = itertools.count(1)
         self._ids = itertools.count(1)
-        self._starting: asyncio.Task[EngineHost] | None = None
+        self._starting: set[asyncio.Task[EngineHost]] = set()  # hosts being started
+        self._waiting = 0  # connections waiting for a host with room
         self.tasks = TaskSet()
         self._checking: asyncio.Task[None] | None = None
         self._closed = False
@@ -78,24 +81,34 @@ class HostPool:
     # placing connections ---------------------------------------------------------------------------------------
 
     async def acquire(self, client: HostClient, conn: int) -> EngineHost:
-        """The host ``client`` runs on from now (registered there as ``conn``); starts one when none has room.
+        """The host ``client`` runs on from now (registered there as ``conn``); starts hosts when none has room.
         Raises ``HostStartError``."""
-        while True:
-            if self._closed:
-                raise HostStartError(f"the {self.spec.engine} engine hosts are stopping")
-            candidates = [h for h in self.hosts if h.accepting and len(h) < self.policy.sessions]
-            if candidates:
-                host = min(candidates, key=len)
-                host.connections[conn] = client
-                host.opened += 1
-                if (why := retire_reason(self.policy, opened=host.opened, rss_kib=None, age=0.0)) is not None:
-                    self._retire(host, why)
-                return host
-            if self._starting is None:
-                self._starting = self.tasks.spawn(self._start(), f"{self.spec.engine} engine host start")
-            await asyncio.shield(self._starting)
+        self._waiting += 1
+        try:
+            while True:
+                if self._closed:
+                    raise HostStartError(f"the {self.spec.engine} engine hosts are stopping")
+                candidates = [h for h in self.hosts if h.accepting and len(h) < self.policy.sessions]
+                if candidates:
+                    host = min(candidates, key=len)
+                    host.connections[conn] = client
+                    host.opened += 1
+                    if (why := retire_reason(self.policy, opened=host.opened, rss_kib=None, age=0.0)) is not None:
+                        self._retire(host, why)
+                    return host
+                starting = len(self._starting)
+                if starting < PARALLEL_STARTS and starting * self.policy.sessions < self._waiting:
+                    task = self.tasks.spawn(self._start(), f"{self.spec.engine} engine host start")
+                    self._starting.add(task)
+                done, _ = await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and (failure := task.exception()) is not None:
+                        raise failure
+        finally:
+            self._waiting -= 1
 
     async def _start(self) -> EngineHost:
+        task = asyncio.current_task()
         try:
             host = EngineHost(self.spec, next(self._numbers), self._gone)
             await host.start(within=self.policy.start_timeout)
@@ -108,7 +121,8 @@ class HostPool:
                 )
             return host
         finally:
-            self._starting = None
+            if task is not None:
+                self._starting.discard(task)
 
     def released(self, host: EngineHost, conn: int) -> None:
         """A connection on ``host`` ended; a retired host with none left stops."""

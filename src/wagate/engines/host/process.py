@@ -100,6 +100,7 @@ class EngineHost:
         self.connections: dict[int, HostClient] = {}
         self.opened = 0  # connections opened on it so far
         self.started_at = time.monotonic()
+        self.ready_at: float | None = None  # when its engine was ready (monotonic)
         self.retiring_since: float | None = None  # takes no new sessions since (monotonic)
         self.retire_reason: str | None = None
         self.stopping = False  # told to stop: its end is no crash
@@ -151,7 +152,8 @@ class EngineHost:
         except BaseException:  # cancelled (the gateway stops): no half-started host is left behind
             self.kill()
             raise
-        log.info("%s started (pid %s)", self.name, self.pid)
+        self.ready_at = time.monotonic()
+        log.info("%s started (pid %s) in %.2fs", self.name, self.pid, self.ready_at - self.started_at)
 
     async def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
