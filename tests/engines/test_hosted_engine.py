@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.conftest import TEST_KEK
 from tests.contract.test_supervisor import Sim, eventually, sim, status_of
 from tests.engines.test_neonize_engine import fds, rss_kib, whatsapp_resolves
 from wagate.domain.sessions import Desired, HistoryKind, Quotas, Session, Status
+from wagate.engines.host import pool as host_pool
 from wagate.engines.host.pool import HostPolicy, HostPool, retire_reason
 from wagate.engines.host.process import EngineHost
 from wagate.engines.registry import EngineRegistry
@@ -179,6 +181,36 @@ async def test_sessions_that_start_together_start_their_hosts_together(
     ready = [host.ready_at for host in hosts]
     assert None not in ready
     assert max(host.started_at for host in hosts) < min(t for t in ready if t is not None)
+
+
+async def test_a_host_that_stops_answering_is_killed_and_its_sessions_move(
+    gateway: Gateway, sim: Sim, supervisors: list[Supervisor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host frozen (SIGSTOP here; a deadlock in native code alike) answers no ping: it is killed after
+    ``HUNG_AFTER`` seconds of silence, and its session reconnects on a new host; an idle host that answers stays."""
+    monkeypatch.setattr(host_pool, "PING_AFTER", 0.3)
+    monkeypatch.setattr(host_pool, "HUNG_AFTER", 2.0)
+    supervisor = hosted(gateway, supervisors, sim.url, host_sessions=1)
+    first, second = await new_session(gateway, "a"), await new_session(gateway, "b")
+    await supervisor.start()
+    await link(gateway, sim, supervisor, first, "+15550001")
+    await link(gateway, sim, supervisor, second, "+15550002")
+    frozen, idle = host_of(supervisor, first), host_of(supervisor, second)
+    assert frozen.pid is not None
+    os.kill(frozen.pid, signal.SIGSTOP)
+    assert await asyncio.wait_for(frozen.gone(), 10) == "was killed by SIGKILL"
+    await eventually(lambda: _on_a_new_host(supervisor, first, frozen), "the session on a new host")
+    await status_of(gateway, first, Status.WORKING)
+    assert idle.live  # silent as long, but it answered every ping
+    assert host_of(supervisor, second) is idle
+    assert pool_of(supervisor).crashed == 1
+
+
+async def _on_a_new_host(supervisor: Supervisor, session: Session, old: EngineHost) -> bool:
+    try:
+        return host_of(supervisor, session) is not old
+    except AssertionError:
+        return False
 
 
 async def test_a_retired_host_keeps_its_sessions_and_stops_when_the_last_one_ends(
