@@ -16,8 +16,10 @@ from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
     Connection,
+    ContactStateDamaged,
     ContactsUpdated,
     DecryptFailed,
+    DeviceStateDamaged,
     Disconnected,
     Engine,
     EngineConnectError,
@@ -42,7 +44,7 @@ from wagate.engines.base import (
 from wagate.engines.host import codec
 from wagate.engines.host.channel import Channel, ChannelClosed
 from wagate.engines.host.child import HostServer
-from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
+from wagate.errors import CryptoError, DamagedRecord, LeaseLost, StorageFull, StoreUnavailable
 
 ME = Me("15550001@s.whatsapp.net", "+15550001", "Shop")
 MEDIA = os.urandom(16 * 1024 * 1024)  # the largest media a message may carry by default
@@ -106,6 +108,26 @@ def test_errors_keep_their_class_and_others_arrive_named() -> None:
     assert decoded[0].retryable is False
     assert isinstance(decoded[-1], codec.RemoteError)
     assert str(decoded[-1]) == "ZeroDivisionError: division by zero"
+
+
+def test_damaged_state_crosses_with_what_the_engine_needs_of_it() -> None:
+    """A vault read that found damaged records raises in the gateway and must reach the hosted engine as itself,
+    with the records that did open; the events that report damage keep their (namespace, key) pairs."""
+    damaged = DamagedRecord([("chain", "+15550002")], {"+15550003": b"\x00state"})
+    values: list[Any] = [
+        damaged,
+        StorageFull("the disk is full"),
+        DeviceStateDamaged((("creds", "device"), ("creds", "identity"))),
+        ContactStateDamaged("15550002@s.whatsapp.net"),
+    ]
+    error, full, device, contact = codec.unpack(codec.pack(values))
+    assert isinstance(error, DamagedRecord)
+    assert (error.records, error.readable) == (damaged.records, damaged.readable)
+    assert type(full) is StorageFull
+    assert str(full) == "the disk is full"
+    assert device == values[2]
+    assert device.records[0] == ("creds", "device")
+    assert contact == values[3]
 
 
 def test_only_the_allowlisted_records_are_built() -> None:
