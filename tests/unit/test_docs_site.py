@@ -15,6 +15,8 @@ import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
+from wagate.config import Settings, env_name
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PACKAGE = ROOT / "src" / "wagate"
@@ -102,6 +104,21 @@ def test_the_site_loads_nothing_from_another_host(site: Path) -> None:
     assert found == []
     # Material draws a Mermaid diagram with a script it fetches from a CDN: no page may hold one.
     assert [p.name for p in pages if "mermaid" in parse(p).classes] == []
+
+
+def test_the_configuration_page_shows_every_setting_as_the_code_has_it(site: Path) -> None:
+    rows = {row[0]: row for row in parse(site / "configuration.html").rows if row and row[0].startswith("WAGATE_")}
+    fields = Settings.model_fields
+    assert sorted(rows) == sorted(env_name(name) for name in fields)
+    for name, field in fields.items():
+        assert field.description is not None
+        assert " ".join(field.description.split()) in rows[env_name(name)][3], name
+    assert rows["WAGATE_PORT"][1:3] == ["integer, ≥ 0, ≤ 65535", "8080"]
+    assert rows["WAGATE_WEBHOOK_SENDER"][1:3] == ["one of process, inline", "process"]
+    assert rows["WAGATE_ADMIN_KEY"][1:3] == ["secret string", "none"]
+    assert rows["WAGATE_DATA_DIR"][1:3] == ["path", "./data"]
+    assert rows["WAGATE_WORKER_ID"][2] == "computed at start"
+    assert rows["WAGATE_HOST"][3].endswith("(wagate serve --host)")
 
 
 def code_spans(markdown: str) -> list[str]:
