@@ -6,16 +6,22 @@ The site is built once here, as ``make docs`` builds it (``mkdocs.yml``, strict)
 from __future__ import annotations
 
 import ast
+import asyncio
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
+from tests.conftest import make_settings
+from wagate.api.app import create_app
 from wagate.config import Settings, env_name
+from wagate.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -119,6 +125,29 @@ def test_the_configuration_page_shows_every_setting_as_the_code_has_it(site: Pat
     assert rows["WAGATE_DATA_DIR"][1:3] == ["path", "./data"]
     assert rows["WAGATE_WORKER_ID"][2] == "computed at start"
     assert rows["WAGATE_HOST"][3].endswith("(wagate serve --host)")
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    settings = make_settings(tmp_path_factory.mktemp("openapi"))
+
+    async def describe() -> dict[str, Any]:
+        gateway = await Gateway.open(settings)
+        try:
+            return create_app(settings, gateway=gateway, supervise=False).openapi()
+        finally:
+            await gateway.close()
+
+    return asyncio.run(describe())
+
+
+def test_the_api_reference_is_the_applications_document(site: Path, document: dict[str, Any]) -> None:
+    assert json.loads((site / "openapi.json").read_text(encoding="utf-8")) == document
+    headings = parse(site / "api.html").headings
+    operations = [f"{method.upper()} {path}" for path, ops in document["paths"].items() for method in ops]
+    assert [h for h in headings if h.split(" ")[0] in ("GET", "POST", "PUT", "PATCH", "DELETE")] == operations
+    schemas = document["components"]["schemas"]
+    assert headings[-len(schemas) :] == sorted(schemas)
 
 
 def code_spans(markdown: str) -> list[str]:
