@@ -26,11 +26,10 @@ from harness import fresh_schema
 from wagate.crypto.keyring import Keyring
 from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.events import Event, EventType
-from wagate.domain.messages import MessageKind
-from wagate.domain.sessions import Desired, Quotas
+from wagate.domain.messages import Append, InboundMessage, MessageKind
+from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.ids import SessionId, new_session_id
 from wagate.store import open_store
-from wagate.store.base import Append, InboundMessage, NewSession
 from wagate.store.vault import Vault, Vaults
 
 CONTACT = "15550100@s.whatsapp.net"

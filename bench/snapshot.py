@@ -31,13 +31,12 @@ from pathlib import Path
 
 from wagate.clock import system_clock
 from wagate.config import Settings
-from wagate.domain.sessions import Desired, Quotas, Session
+from wagate.domain.sessions import Desired, NewSession, Quotas, Session
 from wagate.engines.base import EngineConnectError, EngineContext, EngineEvent, StateChanges
 from wagate.engines.neonize.engine import NeonizeEngine
 from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import DB_KEY, META_KEY, NAMESPACE
 from wagate.gateway import Gateway
-from wagate.store.base import NewSession
 from wagate.store.vault import Vault
 
 OUR = "15550001:7@s.whatsapp.net"

@@ -15,9 +15,8 @@ import json
 import tempfile
 import time
 
-from wagate.domain.sessions import Desired, Quotas, Status
+from wagate.domain.sessions import Desired, NewSession, Quotas, Status, StatusChange
 from wagate.store import open_store
-from wagate.store.base import NewSession, StatusChange
 
 
 async def run(n: int) -> dict[str, float | int]:

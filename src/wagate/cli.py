@@ -105,7 +105,7 @@ def serve(
     """Run the gateway: the REST API, the dashboard and the session supervisor."""
     from wagate.crypto.keyring import load_keyring
     from wagate.logs import configure_logging
-    from wagate.server import bind, lock_data_dir, prepare_data_dir, run_server
+    from wagate.runtime.server import bind, lock_data_dir, prepare_data_dir, run_server
 
     settings = _settings(
         host=host,
@@ -258,7 +258,7 @@ def tenants_create(
     ] = None,
 ) -> None:
     """Create a tenant and print its first API key (shown only once)."""
-    from wagate.accounts import create_tenant
+    from wagate.services.accounts import create_tenant
 
     async def create() -> tuple[str, str]:
         gateway = await _open_gateway()
@@ -297,7 +297,7 @@ def admin_key_new(
 ) -> None:
     """Issue a new admin API key, printed once and stored as a hash: for when the key shown at the first start is
     lost. WAGATE_ADMIN_KEY, if set, stays valid."""
-    from wagate.accounts import new_admin_key
+    from wagate.services.accounts import new_admin_key
 
     async def issue() -> tuple[str, int]:
         gateway = await _open_gateway()
@@ -327,7 +327,7 @@ def backup_export(
     out: Annotated[Path, typer.Option(help="file to write (created, mode 0600)")],
 ) -> None:
     """Write a linked session's settings and credentials, sealed under the active key, to a file."""
-    from wagate.transfer import export_session
+    from wagate.services.transfer import export_session
 
     async def export() -> bytes:
         gateway = await _open_gateway()
@@ -353,7 +353,7 @@ def backup_import(
     start: Annotated[bool, typer.Option(help="ask for the session to run once imported")] = True,
 ) -> None:
     """Create a session from an export file; a running gateway connects it without a new QR scan."""
-    from wagate.transfer import import_session
+    from wagate.services.transfer import import_session
 
     try:
         data = file.read_bytes()

@@ -11,8 +11,8 @@ from wagate.crypto.keyring import Keyring, load_keyring
 from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.sessions import Quotas
 from wagate.domain.tenants import Tenant
-from wagate.events.bus import LocalBus
-from wagate.messaging.media import MediaFetcher
+from wagate.fanout.bus import LocalBus
+from wagate.net.media import MediaFetcher
 from wagate.store import open_store
 from wagate.store.base import Store
 from wagate.store.vault import Vaults

@@ -16,7 +16,7 @@ from wagate.crypto.tokens import hash_api_key
 from wagate.domain.messages import Contact, Group
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.messaging.media import MediaFetcher
+from wagate.net.media import MediaFetcher
 
 TOO_BIG = 2**63  # one past the largest BIGINT
 BIGGEST = 2**63 - 1

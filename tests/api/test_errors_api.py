@@ -15,7 +15,7 @@ import uvicorn
 from tests.e2e.procs import free_port
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
-from wagate.server import GatewayServer
+from wagate.runtime.server import GatewayServer
 
 
 @pytest.fixture

@@ -351,7 +351,7 @@ async def test_tickets_are_for_tenants(client: AsyncClient) -> None:
 
 
 async def _tenant_of(gateway: Gateway, key: dict[str, str]) -> TenantId:
-    from wagate.accounts import authenticate
+    from wagate.services.accounts import authenticate
 
     principal = await authenticate(gateway.store, gateway.settings, key["X-Api-Key"])
     assert principal is not None

@@ -19,11 +19,10 @@ from tests.conftest import make_settings
 from tests.damage import flip_message_body
 from wagate.api.app import create_app
 from wagate.crypto.tokens import hash_api_key
-from wagate.domain.sessions import Status
+from wagate.domain.sessions import Status, StatusChange
 from wagate.gateway import Gateway
 from wagate.ids import SessionId, TenantId
-from wagate.messaging.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
-from wagate.store.base import StatusChange
+from wagate.net.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
 
 TENANT = TenantId("ten_test")
 

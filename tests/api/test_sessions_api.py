@@ -9,9 +9,8 @@ import pytest
 from httpx import AsyncClient
 
 from tests.conftest import ADMIN_KEY
-from wagate.domain.sessions import Status
+from wagate.domain.sessions import Status, StatusChange
 from wagate.gateway import Gateway
-from wagate.store.base import StatusChange
 
 ADMIN = {"X-Api-Key": ADMIN_KEY}
 

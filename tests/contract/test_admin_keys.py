@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import make_settings
-from wagate.accounts import authenticate, create_tenant, issue_key, new_admin_key
 from wagate.domain.tenants import Role
+from wagate.services.accounts import authenticate, create_tenant, issue_key, new_admin_key
 from wagate.store.base import Store
 
 

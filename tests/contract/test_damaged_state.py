@@ -10,12 +10,11 @@ from __future__ import annotations
 from tests.contract import test_supervisor
 from tests.contract.test_supervisor import PHONE, Sim, eventually, link, status_of, supervisor_for
 from tests.damage import flip_auth_record, flip_message_body
-from wagate.domain.messages import QUEUED, MessageKind, MessageStatus, new_message_id
+from wagate.domain.messages import QUEUED, MessageKind, MessageStatus, NewOutbound, new_message_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import HistoryKind, Reason, Session, Status
 from wagate.engines.sim.engine import CHAIN_NS
 from wagate.gateway import Gateway
-from wagate.store.base import NewOutbound
 
 sim = test_supervisor.sim  # the fixtures: a simulator on loopback, a session to link
 session = test_supervisor.session

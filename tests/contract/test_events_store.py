@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Desired, Quotas, Session, Status
+from wagate.domain.events import Committed, Event, EventType
+from wagate.domain.sessions import Desired, NewSession, Quotas, Session, Status, StatusChange
 from wagate.domain.tenants import Role
+from wagate.domain.webhooks import DeliveryState, WebhookChange
 from wagate.errors import QuotaExceeded
 from wagate.ids import ApiKeyId, TenantId, WebhookId
-from wagate.store.base import Committed, DeliveryState, NewSession, StatusChange, Store, WebhookChange
+from wagate.store.base import Store
 from wagate.store.sql.db import Database
 from wagate.store.sql.webhooks import list_query, pending_before_query, scan_query
 

@@ -8,10 +8,19 @@ import pytest
 from tests.contract.test_events_store import tenant_with_session
 from wagate.crypto.keyring import Keyring
 from wagate.domain.events import Event, EventType
-from wagate.domain.messages import Contact, Group, MessageKind, MessageStatus
+from wagate.domain.messages import (
+    Append,
+    Contact,
+    Group,
+    InboundMessage,
+    MessageKind,
+    MessageStatus,
+    NewOutbound,
+    StatusUpdate,
+)
 from wagate.domain.sessions import Session
 from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
-from wagate.store.base import Append, InboundMessage, NewOutbound, StatusUpdate, Store
+from wagate.store.base import Store
 from wagate.store.vault import Vaults
 
 FROM = "15550100@s.whatsapp.net"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from wagate.domain.sessions import Desired, HistoryKind, Quotas, Reason, Status
+from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Reason, Status, StatusChange
 from wagate.domain.tenants import Role
 from wagate.errors import AlreadyExists, Conflict, QuotaExceeded
 from wagate.ids import SessionId, TenantId
 from wagate.store import open_store
-from wagate.store.base import NewSession, StatusChange, Store
+from wagate.store.base import Store
 from wagate.store.sql import SqlStore
 
 QUOTAS = Quotas(per_tenant=5, total=100)

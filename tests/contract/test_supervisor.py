@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import make_settings
 from tests.e2e.procs import free_port
 from wagate.clock import Clock
-from wagate.domain.messages import MessageKind, new_message_id
-from wagate.domain.sessions import Desired, Quotas, Reason, Session, Status
+from wagate.domain.messages import MessageKind, NewOutbound, new_message_id
+from wagate.domain.sessions import Desired, NewSession, Quotas, Reason, Session, Status, StatusChange
 from wagate.domain.tenants import Tenant
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import create_sim_app
@@ -27,8 +27,7 @@ from wagate.engines.sim.server import SimOptions, SimServer
 from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.gateway import Gateway
 from wagate.periodic import to_end
-from wagate.server import GatewayServer
-from wagate.store.base import NewOutbound, NewSession, StatusChange
+from wagate.runtime.server import GatewayServer
 from wagate.supervisor.supervisor import Supervisor
 
 PHONE = "+15550001"
@@ -560,8 +559,8 @@ async def test_the_monitor_leaves_alone_a_session_that_progresses_or_waits_its_t
 ) -> None:
     """Found at 10,000 sessions: a session paired while its status write was queued, and sessions queued for a
     connection slot, were taken for stuck."""
+    from wagate.domain.sessions import Lease
     from wagate.engines.base import Me, Paired
-    from wagate.store.base import Lease
     from wagate.supervisor.runner import SessionRunner
 
     clock = StepClock()

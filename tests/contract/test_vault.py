@@ -9,10 +9,10 @@ import pytest
 
 from tests.damage import flip_auth_record
 from wagate.crypto.keyring import Keyring
-from wagate.domain.sessions import Desired, Quotas
+from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.domain.tenants import Tenant
 from wagate.errors import CryptoError, DamagedRecord, LeaseLost
-from wagate.store.base import NewSession, Store
+from wagate.store.base import Store
 from wagate.store.vault import Vault, Vaults
 
 KEYRING = Keyring({"k1": bytes(32)}, "k1")
@@ -144,7 +144,7 @@ async def test_combined_writes_share_transactions_and_stay_fenced_one_by_one(sto
 
 
 async def test_one_batch_keeps_each_sessions_writes_in_order(store: Store) -> None:
-    from wagate.store.base import AuthWrite
+    from wagate.domain.auth import AuthWrite
 
     t = await store.tenants.create("t", contact_email=None, max_sessions=None)
     s = await store.sessions.create(

@@ -21,14 +21,14 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.conftest import make_settings, pg_url
 from tests.receiver import Receiver
-from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Desired, Quotas, Session
-from wagate.events.client import parse_retry_after
-from wagate.events.delivery import JITTER, RETRY_SCHEDULE, WebhookDispatcher
+from wagate.domain.events import Announced, Event, EventType
+from wagate.domain.sessions import Desired, NewSession, Quotas, Session
+from wagate.domain.webhooks import DeliveryState, Webhook, WebhookChange
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
-from wagate.metrics import Metrics
-from wagate.store.base import Announced, DeliveryState, NewSession, Webhook, WebhookChange
+from wagate.runtime.metrics import Metrics
+from wagate.webhooks.client import parse_retry_after
+from wagate.webhooks.dispatcher import JITTER, RETRY_SCHEDULE, WebhookDispatcher
 
 
 class FakeClock:

@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from tests.receiver import Receiver
-from wagate.events.client import Attempt
-from wagate.events.sender import PROTOCOL, ProcessSender, frame
 from wagate.logs import LogFormat
+from wagate.webhooks.client import Attempt
+from wagate.webhooks.process import PROTOCOL, WebhookProcess, frame
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -34,8 +34,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def sender() -> AsyncIterator[ProcessSender]:
-    made = ProcessSender(timeout=2.0, allow_private=True, concurrency=10)
+async def sender() -> AsyncIterator[WebhookProcess]:
+    made = WebhookProcess(timeout=2.0, allow_private=True, concurrency=10)
     yield made
     await made.close()
 
@@ -44,7 +44,7 @@ def deliveries(count: int, start: int = 0) -> list[tuple[str, bytes]]:
     return [(f"evt_{n:04d}", b'{"n": %d}' % n) for n in range(start, start + count)]
 
 
-async def running_child(sender: ProcessSender, receiver: Receiver) -> int:
+async def running_child(sender: WebhookProcess, receiver: Receiver) -> int:
     """Deliver one so that a child runs: its pid."""
     (attempt,) = await sender.run(receiver.url(), (SECRET,), deliveries(1, start=900), time.time())
     assert attempt is not None
@@ -54,7 +54,7 @@ async def running_child(sender: ProcessSender, receiver: Receiver) -> int:
 
 
 async def assert_failed_then_replaced(
-    attempts: list[Attempt | None], lost: int, sender: ProcessSender, receiver: Receiver
+    attempts: list[Attempt | None], lost: int, sender: WebhookProcess, receiver: Receiver
 ) -> None:
     """The run the lost child held failed at its head (the rest not attempted); the next run starts another child."""
     failed, *rest = attempts
@@ -80,7 +80,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
-    receiver: Receiver, sender: ProcessSender
+    receiver: Receiver, sender: WebhookProcess
 ) -> None:
     attempts = await sender.run(receiver.url(), (SECRET,), deliveries(5), time.time())
     assert [(a.ok, a.status) if a else None for a in attempts] == [(True, 204)] * 5
@@ -103,7 +103,7 @@ async def test_a_run_is_sent_in_order_signed_and_stops_at_its_first_failure(
 
 
 async def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(
-    receiver: Receiver, sender: ProcessSender
+    receiver: Receiver, sender: WebhookProcess
 ) -> None:
     first = await running_child(sender, receiver)
     receiver.delay = 5.0  # the next request hangs in the receiver while the child is killed
@@ -116,7 +116,7 @@ async def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(
 
 
 async def test_the_child_exits_when_its_gateway_goes_and_ignores_sigterm(
-    receiver: Receiver, sender: ProcessSender
+    receiver: Receiver, sender: WebhookProcess
 ) -> None:
     pid = await running_child(sender, receiver)
     os.kill(pid, signal.SIGTERM)  # a terminal's or a service manager's signal to the group: the gateway stops it
@@ -136,7 +136,7 @@ async def test_the_guard_runs_in_the_child_and_no_connection_is_made() -> None:
         listener.listen()
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        guarded = ProcessSender(timeout=2.0, allow_private=False, concurrency=10)
+        guarded = WebhookProcess(timeout=2.0, allow_private=False, concurrency=10)
         try:
             for url in (f"http://127.0.0.1:{port}/hook", f"http://localhost:{port}/hook", f"http://2130706433:{port}/"):
                 # A refused delivery does not stop its run: each is tried (and refused) on its own.
@@ -154,9 +154,9 @@ async def test_the_guard_runs_in_the_child_and_no_connection_is_made() -> None:
 
 
 async def test_a_run_keeps_its_endpoint_when_the_index_is_given_to_another(
-    receiver: Receiver, sender: ProcessSender, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, sender: WebhookProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("wagate.events.sender._MAX_ENDPOINTS", 1)  # every new endpoint takes index 0 again
+    monkeypatch.setattr("wagate.webhooks.process._MAX_ENDPOINTS", 1)  # every new endpoint takes index 0 again
     other = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
     receiver.secrets.update({"/a": SECRET, "/b": other})
     receiver.delay = 0.2  # run a is still sending when b's endpoint takes its index
@@ -173,8 +173,8 @@ async def test_a_run_keeps_its_endpoint_when_the_index_is_given_to_another(
 async def test_a_frozen_child_is_replaced_and_a_slow_run_is_not(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("wagate.events.sender._GRACE", 0.5)  # silent for timeout + 0.5 s: taken as stuck
-    sender = ProcessSender(timeout=1.0, allow_private=True, concurrency=10)
+    monkeypatch.setattr("wagate.webhooks.process._GRACE", 0.5)  # silent for timeout + 0.5 s: taken as stuck
+    sender = WebhookProcess(timeout=1.0, allow_private=True, concurrency=10)
     try:
         receiver.delay = 0.8  # each request just within the timeout: a run of 3 takes twice timeout + grace
         started = time.monotonic()
@@ -200,7 +200,7 @@ async def test_a_child_of_another_frame_layout_refuses_to_start() -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "wagate.events.sender",
+        "wagate.webhooks.process",
         "--protocol",
         str(PROTOCOL - 1),
         "--timeout",
@@ -216,7 +216,7 @@ async def test_a_child_of_another_frame_layout_refuses_to_start() -> None:
 
 
 async def test_a_run_carries_the_endpoints_headers_and_a_new_set_is_a_new_endpoint(
-    sender: ProcessSender, receiver: Receiver
+    sender: WebhookProcess, receiver: Receiver
 ) -> None:
     url = receiver.url("/hook")
     first = (("authorization", "Bearer a"),)
@@ -234,7 +234,9 @@ async def test_a_run_carries_the_endpoints_headers_and_a_new_set_is_a_new_endpoi
 
 async def test_the_child_logs_in_the_gateways_format(receiver: Receiver) -> None:
     """The child writes to the gateway's stderr: with JSON logs, its lines are JSON too (a log pipeline parses both)."""
-    sender = ProcessSender(timeout=2.0, allow_private=True, concurrency=10, log_level="INFO", log_format=LogFormat.JSON)
+    sender = WebhookProcess(
+        timeout=2.0, allow_private=True, concurrency=10, log_level="INFO", log_format=LogFormat.JSON
+    )
     try:
         assert all(
             a is not None and a.ok for a in await sender.run(receiver.url(), (SECRET,), deliveries(1), time.time())
@@ -246,7 +248,7 @@ async def test_the_child_logs_in_the_gateways_format(receiver: Receiver) -> None
     finally:
         await sender.close()
     child = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "wagate.events.sender", "--protocol", str(PROTOCOL), "--timeout", "1"),
+        *(sys.executable, "-m", "wagate.webhooks.process", "--protocol", str(PROTOCOL), "--timeout", "1"),
         *("--concurrency", "1", "--log-format", "json"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

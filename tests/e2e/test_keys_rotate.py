@@ -11,10 +11,10 @@ from pathlib import Path
 
 from wagate.config import Settings
 from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Desired, Quotas
+from wagate.domain.sessions import Desired, NewSession, Quotas
+from wagate.domain.webhooks import WebhookChange
 from wagate.gateway import Gateway
 from wagate.ids import SessionId
-from wagate.store.base import NewSession, WebhookChange
 
 WAGATE = [sys.executable, "-m", "wagate"]
 

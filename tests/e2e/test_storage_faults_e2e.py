@@ -38,7 +38,7 @@ from tests.e2e.procs import Served, free_port, sim_server
 from wagate.api.app import create_app
 from wagate.config import Settings
 from wagate.gateway import Gateway
-from wagate.server import GatewayServer
+from wagate.runtime.server import GatewayServer
 from wagate.store.sql import SqlStore
 from wagate.store.sql.db import Database
 from wagate.supervisor.supervisor import Supervisor

@@ -18,14 +18,13 @@ import pytest
 from tests.conftest import TEST_KEK
 from tests.contract.test_supervisor import Sim, eventually, sim, status_of
 from tests.engines.test_neonize_engine import fds, rss_kib, whatsapp_resolves
-from wagate.domain.sessions import Desired, HistoryKind, Quotas, Session, Status
+from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Session, Status
 from wagate.engines.host import pool as host_pool
 from wagate.engines.host.pool import HostPolicy, HostPool, retire_reason
 from wagate.engines.host.process import EngineHost
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
 from wagate.ids import SessionId
-from wagate.store.base import NewSession
 from wagate.supervisor.supervisor import Supervisor
 
 __all__ = ["sim"]  # the simulator fixture, served on loopback

@@ -19,14 +19,13 @@ from tests.contract.test_supervisor import eventually
 from tests.damage import flip_auth_record
 from tests.engines.test_neonize_engine import Recorder, new_session, vault_for, whatsmeow_database
 from wagate.domain.events import EventType
-from wagate.domain.sessions import Session
+from wagate.domain.sessions import Session, StatusChange
 from wagate.engines.base import ContactStateDamaged, DeviceStateDamaged, EngineConnectError
 from wagate.engines.neonize.engine import NeonizeEngine
 from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, DEVICE_RECORDS, META_KEY, NAMESPACE
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
-from wagate.store.base import StatusChange
 from wagate.store.vault import Vault
 from wagate.supervisor.supervisor import Supervisor
 

@@ -21,7 +21,7 @@ from neonize.proto import Neonize_pb2 as nz
 from tests.conftest import make_settings
 from wagate.clock import system_clock
 from wagate.config import Settings
-from wagate.domain.sessions import Desired, HistoryKind, Quotas, Session, Status
+from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Session, Status
 from wagate.engines.base import (
     Connected,
     Disconnected,
@@ -40,7 +40,6 @@ from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, NAMESPACE
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
-from wagate.store.base import NewSession
 from wagate.store.vault import Vault
 from wagate.supervisor.backoff import Backoff
 from wagate.supervisor.supervisor import Supervisor

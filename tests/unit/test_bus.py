@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from wagate.domain.events import Event, EventFilter, EventType
-from wagate.events.bus import HARD_LIMIT_FACTOR, LocalBus, Revoked, SlowConsumer
+from wagate.domain.events import Committed, Event, EventFilter, EventType
+from wagate.fanout.bus import HARD_LIMIT_FACTOR, LocalBus, Revoked, SlowConsumer
 from wagate.ids import ApiKeyId, SessionId, TenantId
-from wagate.store.base import Committed
 
 A, B = TenantId("ten_a"), TenantId("ten_b")
 

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from wagate.events import http1
-from wagate.events.http1 import Http1Client, HttpError
-from wagate.events.ssrf import BlockedAddress
+from wagate.net.ssrf import BlockedAddress
+from wagate.webhooks import http1
+from wagate.webhooks.http1 import Http1Client, HttpError
 
 Answerer = Callable[[int, bytes], bytes | None]  # (request number, raw request) -> raw answer, None: close
 

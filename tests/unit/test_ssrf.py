@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from wagate.events.client import WebhookClient
-from wagate.events.http1 import Http1Client
-from wagate.events.ssrf import BlockedAddress, check_url, literal_address, refusal
+from wagate.net.ssrf import BlockedAddress, check_url, literal_address, refusal
+from wagate.webhooks.client import WebhookClient
+from wagate.webhooks.http1 import Http1Client
 
 
 class Listener:

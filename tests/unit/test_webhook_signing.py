@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from wagate.events.client import signed_headers
+from wagate.webhooks.client import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 BODY = '{"id":"evt_1","type":"message.received"}'

@@ -32,12 +32,12 @@ from wagate.api.routes import (
 from wagate.config import Settings
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import CONTROL_MAX_BODY
-from wagate.events.delivery import WebhookDispatcher
-from wagate.events.peers import PeerEvents
+from wagate.fanout.peers import PeerEvents
 from wagate.gateway import Gateway
-from wagate.metrics import Metrics
+from wagate.runtime.metrics import Metrics
 from wagate.supervisor.supervisor import Supervisor
 from wagate.web import STATIC_DIR
+from wagate.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("wagate.api")
 

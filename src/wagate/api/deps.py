@@ -7,12 +7,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from wagate.accounts import authenticate
 from wagate.api.intake import PRINCIPAL
 from wagate.domain.tenants import Principal
 from wagate.errors import Forbidden, Unauthorized
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
+from wagate.services.accounts import authenticate
 from wagate.supervisor.supervisor import Supervisor
 
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="API key of a tenant or the admin")

@@ -7,12 +7,13 @@ that did not happen, and no committed change goes unreported. Ids sort by time (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from wagate.ids import EventId, SessionId, TenantId, new_event_id
+from wagate.domain.webhooks import Outgoing
+from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId, new_event_id
 
 
 class EventType(StrEnum):
@@ -122,3 +123,31 @@ def parse_types(raw: Iterable[str]) -> list[str]:
 def expand_types(patterns: Iterable[str]) -> list[str] | None:
     """The exact types that validated patterns cover; None when they cover every type."""
     return EventFilter(patterns).exact_types()
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one transaction committed: its events and the deliveries queued for them."""
+
+    events: list[Event]
+    deliveries: list[Outgoing]
+
+
+CommitListener = Callable[[Committed], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """Events another process committed, as it announced them: by tenant, their sequence numbers in order; or
+    webhook endpoints it changed (read them again); or API keys it revoked and tenants it deleted (close their
+    WebSocket streams). None of these: the process has just begun to listen (a hello), so it is alive and has
+    WebSocket clients to serve."""
+
+    process: str
+    seqs: dict[TenantId, list[int]]
+    webhooks: tuple[WebhookId, ...] = ()
+    revoked_keys: tuple[ApiKeyId, ...] = ()
+    deleted_tenants: tuple[TenantId, ...] = ()
+
+
+AnnounceListener = Callable[[Announced], None]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wagate.domain.auth import AuthWrite
+from wagate.domain.events import Event
 from wagate.ids import SessionId, TenantId
 
 
@@ -140,3 +143,59 @@ class Group:
     subject: str | None
     participants: list[str]
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A received message to store, with the ``message.received`` event that reports it (committed only if the
+    message is new: inbound processing is idempotent by message id)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    id: str
+    chat_id: str
+    sender: str
+    push_name: str | None
+    kind: MessageKind
+    timestamp: float
+    body: bytes  # sealed
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one session reports together: events, received messages (each stored with its event only if new),
+    and the auth-state changes that go with them (a ratchet advanced by those messages)."""
+
+    events: Sequence[Event] = ()
+    inbound: Sequence[InboundMessage] = ()
+    auth: AuthWrite | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbound:
+    """A message to send, queued before anything else happens to it."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    id: str
+    chat_id: str
+    sender: str
+    kind: MessageKind
+    body: bytes  # sealed
+    media: bytes | None = None  # sealed, kept until sent
+    idem_key: str | None = None
+    idem_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A status an outbound message may take (applied only when it moves forward, see ``domain.messages``)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    session_name: str
+    message_id: str
+    status: MessageStatus
+    error: str | None = None
+    timestamp: float | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from wagate.domain.events import Event
 from wagate.ids import SessionId, TenantId
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -116,3 +117,43 @@ def as_seen(session: Session, *, held_since: float | None) -> Session:
     if held_since is not None and held_since <= session.updated_at:
         return session
     return replace(session, status=Status.STARTING, reason=Reason.LEASE_LOST, note=UNOWNED_NOTE)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """An observed status to record, by the lease holder (owner, epoch)."""
+
+    tenant_id: TenantId
+    session_id: SessionId
+    owner: str
+    epoch: int
+    status: Status
+    reason: Reason | None = None
+    actor: str = "supervisor"
+    me: dict[str, Any] | None = None
+    clear_me: bool = False
+    note: str | None = None
+    detail: dict[str, Any] | None = None
+    events: tuple[Event, ...] = ()  # committed with the change, and only if it applies
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    tenant_id: TenantId
+    name: str
+    engine: str
+    config: dict[str, Any]
+    desired: Desired
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    session_id: SessionId
+    owner: str | None
+    epoch: int
+    expires_at: float
+    acquired_at: float = 0.0  # when its owner took it
+
+    def live(self, now: float) -> bool:
+        """Held by a worker that renews it (not released, not lapsed)."""
+        return self.owner is not None and self.expires_at > now

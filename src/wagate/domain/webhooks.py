@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wagate.ids import EventId, SessionId, TenantId, WebhookId
 
 Headers = tuple[tuple[str, str], ...]  # (lower-case name, value), sorted by name
 
@@ -70,3 +74,96 @@ def custom_headers(given: Mapping[str, str]) -> Headers:
     if total > MAX_TOTAL:
         raise ValueError(f"the headers take {total} characters; at most {MAX_TOTAL}")
     return tuple(sorted(found.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: WebhookId
+    tenant_id: TenantId
+    url: str
+    events: list[str]
+    session: str | None
+    disabled_reason: str | None
+    created_at: float
+    header_names: tuple[str, ...] = ()  # the endpoint's own headers (their values are sealed, never shown)
+    updated_at: float = 0.0
+    previous_until: float | None = None  # after a rotation: until when the previous secret signs too
+    blocked_reason: str | None = None  # why the SSRF guard refused its address at the latest attempt
+    blocked_at: float | None = None  # since when
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What the delivery worker needs of an endpoint: the webhook, its signing secret and its own headers."""
+
+    webhook: Webhook
+    secret: str
+    headers: Headers = ()
+    previous_secret: str | None = None
+
+    def secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets a delivery at ``now`` is signed with: the current one, and the one before the last rotation
+        while it is still valid (a receiver holding either verifies)."""
+        until = self.webhook.previous_until
+        if self.previous_secret is not None and until is not None and now < until:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+
+_UNCHANGED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChange:
+    """A change to an endpoint: each field left ``UNCHANGED`` stays as it is (``session=None`` is a change: every
+    session's events)."""
+
+    url: str = _UNCHANGED
+    events: list[str] = _UNCHANGED
+    session: str | None = _UNCHANGED
+    headers: Headers = _UNCHANGED
+
+    @staticmethod
+    def given(value: object) -> bool:
+        return value is not _UNCHANGED
+
+
+class DeliveryState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one webhook endpoint: an outbox row."""
+
+    seq: int
+    webhook_id: WebhookId
+    tenant_id: TenantId
+    session_id: SessionId
+    event_id: EventId
+    event_type: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A delivery ready to send: the row, and the exact body every attempt carries."""
+
+    delivery: Delivery
+    body: str
+
+    @property
+    def group(self) -> tuple[WebhookId, SessionId]:
+        return (self.delivery.webhook_id, self.delivery.session_id)

@@ -22,7 +22,7 @@ from wagate.errors import WagateError
 from wagate.ids import SessionId, TenantId
 
 if TYPE_CHECKING:  # the store's module brings the settings and pydantic, which an engine host has no use for
-    from wagate.store.base import AuthState
+    from wagate.store.contracts.auth import AuthState
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from wagate.clock import Clock, system_clock
 from wagate.errors import ConfigError, StoreUnavailable
-from wagate.store.base import Sealer, Store
+from wagate.store.base import Store
+from wagate.store.contracts.auth import Sealer
 
 # Each scheme an operator may write, and the driver wagate uses for it: PostgreSQL's own tools and hosting services
 # write postgresql:// or postgres://.

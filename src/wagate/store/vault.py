@@ -17,9 +17,10 @@ from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
 from wagate.crypto.envelope import forget as forget_cipher
 from wagate.crypto.keyring import Keyring
+from wagate.domain.auth import AuthWrite, SealedRecord
 from wagate.errors import CryptoError, DamagedRecord, StoreUnavailable
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore, AuthWrite, SealedRecord
+from wagate.store.contracts.auth import AuthRecordStore
 
 BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"
 BUNDLE_FORMAT = 1

@@ -18,9 +18,10 @@ import logging
 from collections.abc import Sequence
 
 from wagate.crypto.keyring import Keyring
+from wagate.domain.backups import Backup
 from wagate.domain.sessions import Session
 from wagate.errors import CryptoError
-from wagate.store.base import Backup, BackupStore
+from wagate.store.contracts.backups import BackupStore
 from wagate.store.vault import Vault, open_bundle
 
 log = logging.getLogger("wagate.session")

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from wagate.domain.events import Event, EventType
-from wagate.domain.messages import MessageKind, MessageStatus, kind_of
+from wagate.domain.messages import InboundMessage, MessageKind, MessageStatus, StatusUpdate, kind_of
 from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
-from wagate.store.base import InboundMessage, StatusUpdate
 
 if TYPE_CHECKING:
     from wagate.supervisor.runner import SessionRunner

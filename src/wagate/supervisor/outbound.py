@@ -16,11 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from wagate.domain.messages import Message, MessageStatus
+from wagate.domain.messages import Message, MessageStatus, StatusUpdate
 from wagate.domain.ratelimit import TokenBucket
 from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
 from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
-from wagate.store.base import StatusUpdate
 
 if TYPE_CHECKING:
     from wagate.supervisor.runner import SessionRunner

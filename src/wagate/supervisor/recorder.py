@@ -15,9 +15,11 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from wagate.domain.auth import AuthWrite
 from wagate.domain.events import Event
-from wagate.domain.sessions import Session
-from wagate.store.base import Append, AuthWrite, InboundMessage, SessionStore, StatusChange
+from wagate.domain.messages import Append, InboundMessage
+from wagate.domain.sessions import Session, StatusChange
+from wagate.store.contracts.sessions import SessionStore
 
 log = logging.getLogger("wagate.supervisor")
 

@@ -18,7 +18,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Reason, Session, Status
+from wagate.domain.sessions import Lease, Reason, Session, Status, StatusChange
 from wagate.engines.base import (
     Connected,
     Connection,
@@ -47,7 +47,6 @@ from wagate.engines.base import (
 )
 from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.logs import session_var, tenant_var
-from wagate.store.base import Lease, StatusChange
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.corruption import CorruptionGuard, Verdict
 from wagate.supervisor.damage import restore_from_backup

@@ -17,16 +17,16 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from wagate.domain.backups import Backup
 from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Desired, Reason, Session, Status
+from wagate.domain.sessions import Desired, Lease, Reason, Session, Status, StatusChange
 from wagate.engines.base import EngineUnavailable, MessageAck, MessageReceived, QrCode
 from wagate.engines.registry import EngineRegistry
 from wagate.errors import ConfigError, StoreError
 from wagate.gateway import Gateway
 from wagate.ids import BackupId, SessionId, TenantId
-from wagate.messaging.bodies import BodySealer
 from wagate.periodic import every, once
-from wagate.store.base import Backup, Lease, StatusChange
+from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vault
 from wagate.supervisor.balance import Spread
 from wagate.supervisor.corruption import CorruptionPolicy

@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session, require_supervisor
 from wagate.api.schemas import SessionOut, error_answers
+from wagate.domain.backups import Backup
 from wagate.engines.base import EngineUnavailable
 from wagate.errors import Conflict, NotFound
 from wagate.ids import BACKUP_ID_PATTERN, BackupId
-from wagate.store.base import Backup
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 404, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]

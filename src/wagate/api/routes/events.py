@@ -31,17 +31,17 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketState
 
-from wagate.accounts import authenticate
 from wagate.api.deps import GatewayDep, PrincipalDep, TenantDep, get_gateway
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import error_answers
 from wagate.domain.events import Event, EventFilter, expand_types, parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
-from wagate.events.bus import Revoked, SlowConsumer, Subscription
-from wagate.events.peers import PeerEvents
+from wagate.fanout.bus import Revoked, SlowConsumer, Subscription
+from wagate.fanout.peers import PeerEvents
 from wagate.gateway import Gateway
 from wagate.ids import EVENT_ID_PATTERN, ApiKeyId, EventId, TenantId
+from wagate.services.accounts import authenticate
 
 log = logging.getLogger("wagate.ws")
 router = APIRouter(tags=["events"], responses=error_answers(401, 403, 503))

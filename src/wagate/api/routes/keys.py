@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from wagate.accounts import issue_key
 from wagate.api.deps import GatewayDep, PrincipalDep
 from wagate.api.routes.events import end_streams
 from wagate.api.schemas import KeyCreate, KeyCreated, KeyOut, error_answers
 from wagate.domain.tenants import Role
 from wagate.errors import Forbidden, NotFound, Unprocessable
 from wagate.ids import API_KEY_ID_PATTERN, TENANT_ID_PATTERN, ApiKeyId, TenantId
+from wagate.services.accounts import issue_key
 
 router = APIRouter(prefix="/api/keys", tags=["keys"], responses=error_answers(401, 503))
 

@@ -29,8 +29,8 @@ from wagate.domain.messages import CHAT_ID_PATTERN, Message, MessageKind, normal
 from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.messaging.bodies import BodySealer
-from wagate.messaging.sending import MediaSource, Sender, SendRequest, fingerprint
+from wagate.services.sending import MediaSource, SendingService, SendRequest, fingerprint
+from wagate.store.bodies import BodySealer
 from wagate.supervisor.supervisor import Supervisor
 
 router = APIRouter(tags=["messages"], responses=error_answers(401, 403, 404, 422, 503))
@@ -156,7 +156,7 @@ async def _queue(
 ) -> MessageOut:
     session = await find_session(gateway, tenant_id, body.session)
     digest = fingerprint(request.url.path, body.model_dump(mode="json"))
-    message, created = await Sender(gateway, gateway.media).queue(
+    message, created = await SendingService(gateway, gateway.media).queue(
         session, send, idempotency_key=idempotency_key, fingerprint=digest
     )
     if supervisor is not None and created:

@@ -16,7 +16,7 @@ from wagate.api.schemas import error_answers
 from wagate.config import Settings
 from wagate.domain.sessions import Desired, Status
 from wagate.errors import StoreError
-from wagate.metrics import Metrics
+from wagate.runtime.metrics import Metrics
 
 router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
 

@@ -14,13 +14,12 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.schemas import SQL_INT_MAX, HistoryOut, SessionCreate, SessionOut, SessionUpdate, error_answers
-from wagate.domain.sessions import NAME_PATTERN, Desired, Session, Status, as_seen
+from wagate.domain.sessions import NAME_PATTERN, Desired, NewSession, Session, Status, as_seen
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
 from wagate.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.store.base import NewSession
 from wagate.supervisor.supervisor import Supervisor
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 503))

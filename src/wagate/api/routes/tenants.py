@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from wagate.accounts import create_tenant
 from wagate.api.deps import AdminDep, GatewayDep
 from wagate.api.routes.events import end_streams
 from wagate.api.schemas import TenantCreate, TenantCreated, TenantOut, TenantUpdate, error_answers
 from wagate.errors import AlreadyExists, Conflict, NotFound
 from wagate.ids import TENANT_ID_PATTERN, TenantId
+from wagate.services.accounts import create_tenant
 
 router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"], responses=error_answers(401, 403, 503))
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="the tenant's id")]

@@ -27,14 +27,17 @@ from wagate.domain.webhooks import (
     MAX_TOTAL,
     MAX_VALUE,
     RESERVED,
+    Delivery,
+    DeliveryState,
     Headers,
+    Webhook,
+    WebhookChange,
     custom_headers,
 )
 from wagate.errors import NotFound, Unprocessable
-from wagate.events.ssrf import BlockedAddress, check_url
 from wagate.gateway import Gateway
 from wagate.ids import WEBHOOK_ID_PATTERN, TenantId, WebhookId
-from wagate.store.base import Delivery, DeliveryState, Webhook, WebhookChange
+from wagate.net.ssrf import BlockedAddress, check_url
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=error_answers(401, 403, 503))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from wagate.clock import Clock
 from wagate.engines.neonize import rows
 from wagate.errors import DamagedRecord
-from wagate.store.base import AuthState
+from wagate.store.contracts.auth import AuthState
 
 NAMESPACE = "whatsmeow"
 CONTACT_NS = "whatsmeow.contact"  # one record per contact: its encryption rows (rows.CONTACT_TABLES)

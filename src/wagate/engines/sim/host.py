@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message
 
 from wagate.engines.sim.app import CONTROL_MAX_BODY, create_sim_app, key_access
 from wagate.engines.sim.server import Link, LinkClosed, SimServer
-from wagate.server import tune_gc
+from wagate.tuning import tune_gc
 
 log = logging.getLogger("wagate.sim")
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from wagate.clock import Clock, system_clock
 from wagate.errors import StoreUnavailable
-from wagate.store.base import Sealer, Store
+from wagate.store.base import Store
+from wagate.store.contracts.auth import Sealer
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.backups import SqlBackupStore
 from wagate.store.sql.db import Database

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
 from wagate.crypto.keyring import WrappedKey
+from wagate.domain.auth import AuthWrite, SealedRecord
 from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import AuthRecordStore, AuthWrite, SealedRecord
+from wagate.store.contracts.auth import AuthRecordStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in

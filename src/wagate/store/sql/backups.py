@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from wagate.clock import Clock
+from wagate.domain.backups import Backup
 from wagate.ids import BackupId, SessionId, TenantId, new_backup_id
-from wagate.store.base import Backup, BackupStore
+from wagate.store.contracts.backups import BackupStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 

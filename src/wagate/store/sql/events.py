@@ -15,20 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, not_, or_, select, text, update
 
 from wagate.clock import Clock
-from wagate.domain.events import Event, EventFilter, EventType
+from wagate.domain.events import Announced, AnnounceListener, CommitListener, Committed, Event, EventFilter, EventType
+from wagate.domain.webhooks import Delivery, DeliveryState, Outgoing
 from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
-from wagate.store.base import (
-    Announced,
-    AnnounceListener,
-    CommitListener,
-    Committed,
-    Delivery,
-    DeliveryState,
-    EventStore,
-    Outgoing,
-    Sealer,
-    TicketStore,
-)
+from wagate.store.contracts.accounts import TicketStore
+from wagate.store.contracts.auth import Sealer
+from wagate.store.contracts.events import EventStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in

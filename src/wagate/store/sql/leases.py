@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from wagate.clock import Clock
-from wagate.domain.sessions import Desired
+from wagate.domain.sessions import Desired, Lease
 from wagate.ids import SessionId
-from wagate.store.base import Lease, LeaseStore
+from wagate.store.contracts.leases import LeaseStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.sessions import to_reconcile

@@ -17,22 +17,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
-from wagate.domain.events import Event, EventType
+from wagate.domain.events import Committed, Event, EventType
 from wagate.domain.messages import (
     QUEUED,
     Chat,
     Contact,
     Group,
+    InboundMessage,
     Message,
     MessageKind,
     MessageStatus,
+    NewOutbound,
+    StatusUpdate,
     is_group,
     moves,
     reported,
 )
 from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
 from wagate.ids import SessionId, TenantId
-from wagate.store.base import Committed, InboundMessage, MessageStore, NewOutbound, StatusUpdate
+from wagate.store.contracts.messages import MessageStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import EventWriter

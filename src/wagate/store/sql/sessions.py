@@ -11,11 +11,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
-from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Desired, HistoryEntry, HistoryKind, Quotas, Reason, Session, Status
+from wagate.domain.events import Committed, Event, EventType
+from wagate.domain.messages import Append
+from wagate.domain.sessions import (
+    Desired,
+    HistoryEntry,
+    HistoryKind,
+    NewSession,
+    Quotas,
+    Reason,
+    Session,
+    Status,
+    StatusChange,
+)
 from wagate.errors import AlreadyExists, LeaseLost, QuotaExceeded
 from wagate.ids import SessionId, TenantId, new_session_id
-from wagate.store.base import Append, Committed, NewSession, SessionStore, StatusChange
+from wagate.store.contracts.sessions import SessionStore
 from wagate.store.sql import schema
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.db import Database

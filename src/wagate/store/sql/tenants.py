@@ -11,7 +11,7 @@ from wagate.clock import Clock
 from wagate.domain.tenants import ApiKey, Role, Tenant
 from wagate.errors import AlreadyExists, Conflict
 from wagate.ids import ApiKeyId, TenantId, new_api_key_id, new_tenant_id
-from wagate.store.base import ApiKeyStore, TenantStore
+from wagate.store.contracts.accounts import ApiKeyStore, TenantStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 

@@ -11,20 +11,11 @@ from sqlalchemy import Select, bindparam, delete, func, insert, literal_column, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
-from wagate.domain.webhooks import Headers
+from wagate.domain.webhooks import Delivery, DeliveryState, Endpoint, Headers, Outgoing, Webhook, WebhookChange
 from wagate.errors import QuotaExceeded
 from wagate.ids import SessionId, TenantId, WebhookId, new_webhook_id
-from wagate.store.base import (
-    Delivery,
-    DeliveryState,
-    Endpoint,
-    OutboxStore,
-    Outgoing,
-    Sealer,
-    Webhook,
-    WebhookChange,
-    WebhookStore,
-)
+from wagate.store.contracts.auth import Sealer
+from wagate.store.contracts.webhooks import OutboxStore, WebhookStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.events import claimable, delivery_from

@@ -10,9 +10,9 @@ letter at once (and marks the endpoint until an attempt gets through), anything 
 :data:`RETRY_SCHEDULE` (or when ``Retry-After`` says) until the schedule runs out and the delivery becomes a dead
 letter.
 
-The requests themselves are signed and sent by :class:`~wagate.events.sender.ProcessSender`'s child process (a
+The requests themselves are signed and sent by :class:`~wagate.webhooks.process.WebhookProcess`'s child process (a
 group's due deliveries as one run, in order, stopped at the first failure), or, with ``webhook_sender="inline"``, by
-a :class:`~wagate.events.client.WebhookClient` in this process, one at a time.
+a :class:`~wagate.webhooks.client.WebhookClient` in this process, one at a time.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from standardwebhooks import Webhook as Signer
 
 from wagate.clock import Clock
 from wagate.config import Settings
-from wagate.domain.webhooks import Headers
+from wagate.domain.events import Committed
+from wagate.domain.webhooks import Endpoint, Headers, Outgoing, Webhook
 from wagate.errors import StoreError
-from wagate.events.client import Attempt, WebhookClient, signed_headers
-from wagate.events.sender import MAX_RUN, ProcessSender
 from wagate.ids import SessionId, WebhookId
 from wagate.periodic import every
-from wagate.store.base import Committed, Endpoint, Outgoing, Store, Webhook
+from wagate.store.base import Store
+from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
+from wagate.webhooks.process import MAX_RUN, WebhookProcess
 
 STOP_WAIT = 5.0  # seconds a stop waits for the periodic jobs in hand to end
 
@@ -156,7 +157,7 @@ class WebhookDispatcher:
         self._done: list[tuple[int, int]] = []
         self._loops: set[asyncio.Task[None]] = set()
         self._client: WebhookClient | None = None
-        self._sender: ProcessSender | None = None
+        self._sender: WebhookProcess | None = None
         self._wake = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ class WebhookDispatcher:
         timeout, private = self.settings.webhook_timeout, self.settings.webhook_allow_private
         concurrency = self.settings.webhook_concurrency
         if self.settings.webhook_sender == "process":  # started with the first attempt
-            self._sender = ProcessSender(
+            self._sender = WebhookProcess(
                 timeout=timeout,
                 allow_private=private,
                 concurrency=concurrency,

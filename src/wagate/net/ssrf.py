@@ -1,7 +1,7 @@
 """The SSRF guard: a webhook (or a media URL) may reach the public internet only.
 
 Checked at delivery time, on the addresses actually connected to: the URL's host is resolved by the client that
-connects (:class:`wagate.events.http1.Http1Client` for webhooks, :class:`GuardedResolver` in aiohttp for media) and
+connects (:class:`wagate.webhooks.http1.Http1Client` for webhooks, :class:`GuardedResolver` in aiohttp for media) and
 refused when any address it resolves to is loopback, private, link-local, multicast,
 reserved, unspecified, shared (CGNAT) or a cloud metadata address, including IPv4 embedded in IPv6 (mapped, NAT64,
 6to4, Teredo). IP literals never reach a resolver, so :func:`check_url` refuses them itself, in every spelling

@@ -13,15 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from wagate.domain.messages import Message, MessageKind, new_message_id, normal_chat_id
+from wagate.domain.messages import Message, MessageKind, NewOutbound, new_message_id, normal_chat_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import Session, Status
 from wagate.errors import Conflict, QueueFull, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.messaging.bodies import BodySealer
-from wagate.messaging.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
-from wagate.store.base import NewOutbound
+from wagate.net.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
+from wagate.store.bodies import BodySealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class SendRequest:
     media: MediaSource | None = None
 
 
-class Sender:
+class SendingService:
     """What ``POST /api/send*`` does once the caller's session is known."""
 
     def __init__(self, gateway: Gateway, fetcher: MediaFetcher) -> None:

@@ -14,12 +14,11 @@ import secrets
 from typing import Any
 
 from wagate.crypto.envelope import associated_data
-from wagate.domain.sessions import Desired, Session
+from wagate.domain.sessions import Desired, NewSession, Session
 from wagate.domain.tenants import Tenant
 from wagate.errors import AlreadyExists, CryptoError, WagateError
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.store.base import NewSession
 from wagate.store.vault import open_bundle
 
 EXPORT_MAGIC = b"WAGATE-SESSION-EXPORT\x01"

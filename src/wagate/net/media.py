@@ -25,8 +25,8 @@ import aiohttp
 
 from wagate import __version__
 from wagate.errors import QuotaExceeded, Unprocessable
-from wagate.events.ssrf import BlockedAddress, check_url, connector_options
 from wagate.ids import TenantId
+from wagate.net.ssrf import BlockedAddress, check_url, connector_options
 
 MAX_REDIRECTS = 3
 

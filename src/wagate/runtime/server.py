@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import gc
 import logging
 import os
 import signal
@@ -23,10 +22,10 @@ from starlette.types import ASGIApp
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.errors import ConfigError
+from wagate.tuning import tune_gc
 
 log = logging.getLogger("wagate.server")
 
-GC_THRESHOLD = (70_000, 20, 20)
 GRACEFUL_SHUTDOWN_SECONDS = 8  # under the 10 s that orchestrators commonly wait before SIGKILL
 BACKLOG = 2048  # uvicorn's
 
@@ -83,19 +82,6 @@ def lock_data_dir(path: Path) -> bool:
     return True
 
 
-def tune_gc() -> None:
-    """Make the cyclic garbage collector fit a long-running server holding thousands of sessions.
-
-    By default a young-generation pass runs every 700 allocations and the older generations follow; with ten
-    thousand sessions' objects alive each older pass walks all of them, and a mass restart spent about an eighth of
-    its CPU there. What exists once the server is loaded (modules, the app) is frozen out of collection for good,
-    and passes run a hundred times less often; garbage cycles are still collected, later.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 def bind(host: str, port: int) -> socket.socket:
     """The server's listening socket, taken before anything else starts: a port in use ends start-up before the
     database is opened or an admin key made (one made then would be shown for a server that never ran)."""
@@ -140,9 +126,9 @@ def run_server(settings: Settings, keyring: Keyring, sock: socket.socket) -> boo
 
 async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket) -> bool:
     # Here, not at the top: the simulator's process uses this module too, and needs none of the gateway.
-    from wagate.accounts import announce_admin_key, bootstrap_admin
     from wagate.api.app import create_app
     from wagate.gateway import Gateway
+    from wagate.services.accounts import announce_admin_key, bootstrap_admin
 
     gateway = await Gateway.open(settings, keyring=keyring)
     try:

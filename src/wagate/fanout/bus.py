@@ -19,9 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from wagate.domain.events import Event, EventFilter
+from wagate.domain.events import Committed, Event, EventFilter
 from wagate.ids import ApiKeyId, TenantId
-from wagate.store.base import Committed
 
 HARD_LIMIT_FACTOR = 10
 REVOKED_MEMORY = 60.0  # seconds a revocation is remembered for those who authenticated just before it

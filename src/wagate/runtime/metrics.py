@@ -20,9 +20,9 @@ from starlette.responses import Response
 from wagate.domain.sessions import Status
 
 if TYPE_CHECKING:
-    from wagate.events.delivery import WebhookDispatcher
-    from wagate.events.peers import PeerEvents
+    from wagate.fanout.peers import PeerEvents
     from wagate.supervisor.supervisor import Supervisor
+    from wagate.webhooks.dispatcher import WebhookDispatcher
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # A webhook delivery's lag: from a receiver that keeps up to one a day of retries behind.

@@ -20,10 +20,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from wagate.domain.events import Announced, Committed
 from wagate.errors import StoreError
-from wagate.events.bus import LocalBus
+from wagate.fanout.bus import LocalBus
 from wagate.ids import ApiKeyId, TenantId, WebhookId
-from wagate.store.base import Announced, Committed, Store
+from wagate.store.base import Store
 
 log = logging.getLogger("wagate.events")
 

@@ -1,6 +1,6 @@
 """The HTTP side of a webhook delivery: the request signed (Standard Webhooks), the SSRF guard, one attempt's outcome.
 
-Used by the dispatcher in its own process, or by the sender process it starts (:mod:`wagate.events.sender`).
+Used by the dispatcher in its own process, or by the sender process it starts (:mod:`wagate.webhooks.process`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from email.utils import parsedate_to_datetime
 from standardwebhooks import Webhook as Signer
 
 from wagate import __version__
-from wagate.events.http1 import Http1Client, HttpError, Target
-from wagate.events.ssrf import BlockedAddress, check_url
+from wagate.net.ssrf import BlockedAddress, check_url
+from wagate.webhooks.http1 import Http1Client, HttpError, Target
 
 RETRY_AFTER_CAP = 86400.0
 

@@ -6,7 +6,7 @@ per request, responses framed by ``Content-Length``, chunked encoding or the end
 connections per origin, TLS with the system's trust store, no redirects, no cookies, no proxies.
 
 The SSRF guard sits where the connection is made: the host is resolved here, every address it resolves to is checked
-(:func:`wagate.events.ssrf.refused`) and the connection goes to those checked addresses, so a DNS answer cannot
+(:func:`wagate.net.ssrf.refused`) and the connection goes to those checked addresses, so a DNS answer cannot
 change between the check and the connect.
 """
 
@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, urlsplit
 
-from wagate.events.ssrf import BlockedAddress, literal_address, refused
+from wagate.net.ssrf import BlockedAddress, literal_address, refused
 
 IDLE_TIMEOUT = 30.0  # a kept connection unused this long is closed rather than reused (servers drop them)
 MAX_HEAD = 64 * 1024  # status line and headers

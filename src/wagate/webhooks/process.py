@@ -2,15 +2,15 @@
 
 The webhook side (the signature, the request and its answer, and the kernel's share of every round trip) was about
 half of the gateway's CPU per event: a burst of 60,000 received messages took 4.7-4.8 s of its CPU with no webhook
-and 9.5-10.3 s with one, all of it under the one GIL that SQLite's writer thread needs too. :class:`ProcessSender`
-hands the child (``python -m wagate.events.sender``) *runs*: the due deliveries of one group (endpoint, session),
+and 9.5-10.3 s with one, all of it under the one GIL that SQLite's writer thread needs too. :class:`WebhookProcess`
+hands the child (``python -m wagate.webhooks.process``) *runs*: the due deliveries of one group (endpoint, session),
 oldest first. The child sends them one after the other and stops at the first that fails, so the order of a
 session's events holds without a round trip between the processes per request; the answer says, for each, delivered,
 failed (with the status, ``Retry-After`` and error), refused by the SSRF guard or not attempted. A refused one does
 not stop the run: it never reached the receiver, and the dispatcher makes it a dead letter at once, so the next one
 is tried on its own. Everything that decides stays with the dispatcher in the gateway: what is due, retries, 410,
 dead letters, what is recorded. The child signs with the
-endpoint's secret and sends through :class:`~wagate.events.client.WebhookClient`, SSRF guard included.
+endpoint's secret and sends through :class:`~wagate.webhooks.client.WebhookClient`, SSRF guard included.
 
 Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
 
@@ -52,8 +52,8 @@ from typing import Any, cast
 from standardwebhooks import Webhook as Signer
 
 from wagate.domain.webhooks import Headers
-from wagate.events.client import Attempt, WebhookClient, signed_headers
 from wagate.logs import LOG_LEVELS, LogFormat, configure_logging
+from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
 
 log = logging.getLogger("wagate.webhooks")
 
@@ -162,7 +162,7 @@ def decode_answer(payload: bytes) -> tuple[int, list[Attempt | None]]:
 
 
 class _ChildPipes(asyncio.SubprocessProtocol):
-    def __init__(self, sender: ProcessSender) -> None:
+    def __init__(self, sender: WebhookProcess) -> None:
         self._sender = sender
         self._reader = FrameReader(sender._answered)
 
@@ -187,7 +187,7 @@ class _Run:
         self.size = size
 
 
-class ProcessSender:
+class WebhookProcess:
     """The gateway's handle on its webhook sender process. :meth:`run` sends a group's deliveries in order."""
 
     def __init__(
@@ -225,7 +225,7 @@ class ProcessSender:
         async with self._starting:
             if self._transport is not None or self._closed:
                 return
-            args = [sys.executable, "-m", "wagate.events.sender", "--protocol", str(PROTOCOL)]
+            args = [sys.executable, "-m", "wagate.webhooks.process", "--protocol", str(PROTOCOL)]
             args += ["--timeout", repr(self.timeout)]
             args += ["--concurrency", str(self.concurrency)] + (["--allow-private"] if self.allow_private else [])
             args += ["--log-level", self.log_level, "--log-format", self.log_format.value]

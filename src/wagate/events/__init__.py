@@ -1,1 +1,0 @@
-"""Events after they commit: the in-process bus, the WebSocket hub, webhook delivery and its SSRF guard."""

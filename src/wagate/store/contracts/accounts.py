@@ -1,0 +1,63 @@
+"""Tenants, their API keys and the WebSocket tickets minted under them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.ids import ApiKeyId, TenantId
+
+
+class TenantStore(ABC):
+    @abstractmethod
+    async def create(self, name: str, *, contact_email: str | None, max_sessions: int | None) -> Tenant:
+        """Raises ``AlreadyExists`` when the name is taken."""
+
+    @abstractmethod
+    async def get(self, tenant_id: TenantId) -> Tenant | None: ...
+
+    @abstractmethod
+    async def list_all(self) -> list[Tenant]: ...
+
+    @abstractmethod
+    async def update(self, tenant_id: TenantId, changes: dict[str, Any]) -> Tenant | None:
+        """Change ``max_sessions``, ``message_retention_days`` or ``contact_email``; None when unknown."""
+
+    @abstractmethod
+    async def delete(self, tenant_id: TenantId) -> bool:
+        """Delete a tenant with no sessions, and its keys. False when unknown."""
+
+
+class ApiKeyStore(ABC):
+    @abstractmethod
+    async def create(
+        self, *, tenant_id: TenantId | None, role: Role, name: str, key_hash: str, prefix: str
+    ) -> ApiKey: ...
+
+    @abstractmethod
+    async def find_active(self, key_hash: str) -> ApiKey | None:
+        """The unrevoked key with this hash."""
+
+    @abstractmethod
+    async def list_keys(self, tenant_id: TenantId | None) -> list[ApiKey]:
+        """Keys of one tenant, or every key (admin keys included) when ``tenant_id`` is None."""
+
+    @abstractmethod
+    async def revoke(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> bool:
+        """Revoke a key; restricted to one tenant's keys unless ``tenant_id`` is None."""
+
+    @abstractmethod
+    async def has_admin(self) -> bool: ...
+
+
+class TicketStore(ABC):
+    """Short-lived single-use tickets that let a browser open the WebSocket without its API key in the URL."""
+
+    @abstractmethod
+    async def issue(self, tenant_id: TenantId, key_id: ApiKeyId, ticket_hash: str, expires_at: float) -> None:
+        """A ticket issued under one of the tenant's keys: it works only while that key does."""
+
+    @abstractmethod
+    async def redeem(self, ticket_hash: str) -> tuple[TenantId, ApiKeyId] | None:
+        """Consume a ticket; its tenant and key when it existed, had not expired and its key is still valid."""

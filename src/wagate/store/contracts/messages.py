@@ -1,0 +1,102 @@
+"""Messages both ways, the outbound queue, and the chat/contact/group directory."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from wagate.domain.messages import (
+    Chat,
+    Contact,
+    Group,
+    Message,
+    NewOutbound,
+    StatusUpdate,
+)
+from wagate.ids import SessionId, TenantId
+
+
+class MessageStore(ABC):
+    """Messages (inbound and the outbound queue), chats, contacts and groups of each session."""
+
+    @abstractmethod
+    async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
+        """Queue an outbound message; (message, False) when the tenant's idempotency key was used before with the
+        same request. Raises ``QueueFull`` when the session has ``max_queued`` messages waiting and
+        ``IdempotencyConflict`` when the key was used for another request."""
+
+    @abstractmethod
+    async def get(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        tenant_id: TenantId,
+        session_id: SessionId,
+        *,
+        chat_id: str | None,
+        sender: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        cursor: int | None = None,
+        newest_first: bool = True,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Pages by ``seq`` (the order of arrival): ``cursor`` is the last seq of the previous page."""
+
+    @abstractmethod
+    async def queued(self, tenant_id: TenantId, session_id: SessionId, limit: int) -> list[Message]:
+        """Outbound messages waiting (pending or sending), oldest first."""
+
+    @abstractmethod
+    async def media(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> bytes | None:
+        """The sealed media of a queued message."""
+
+    @abstractmethod
+    async def mark_sending(
+        self, tenant_id: TenantId, session_id: SessionId, ids: Sequence[str], *, owner: str, epoch: int
+    ) -> list[str]:
+        """pending -> sending, one more attempt each: committed before the messages go to the engine, and only while
+        ``(owner, epoch)`` holds the session's lease. The ids it moved: only those may be sent (a message another
+        sender moved first is left out). Raises ``LeaseLost`` when the lease has moved on."""
+
+    @abstractmethod
+    async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
+        """Apply the updates that move a message forward, with a ``message.ack`` event for each one a tenant
+        hears of, in one transaction; the messages changed. Media of a message that left the queue is dropped."""
+
+    @abstractmethod
+    async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:
+        """Fail every queued message of a session (logged out, wiped): they must not go out from another link."""
+
+    @abstractmethod
+    async def put_contacts(self, tenant_id: TenantId, session_id: SessionId, contacts: Sequence[Contact]) -> None: ...
+
+    @abstractmethod
+    async def put_groups(self, tenant_id: TenantId, session_id: SessionId, groups: Sequence[Group]) -> None: ...
+
+    @abstractmethod
+    async def list_chats(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: tuple[float, str] | None = None
+    ) -> list[Chat]:
+        """Most recent first; ``cursor`` is (last_message_at, id) of the previous page's last chat."""
+
+    @abstractmethod
+    async def list_contacts(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
+    ) -> list[Contact]:
+        """By id; ``cursor`` is the previous page's last id."""
+
+    @abstractmethod
+    async def list_groups(
+        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
+    ) -> list[Group]: ...
+
+    @abstractmethod
+    async def prune_all_tenants(self, now: float, chunk: int = 5000) -> int:
+        """System-wide: delete messages older than their tenant's retention (never queued ones), at most ``chunk``
+        per transaction; how many."""
+
+    @abstractmethod
+    async def queued_sessions_all_tenants(self) -> set[SessionId]:
+        """System-wide: the sessions with outbound messages waiting (for a worker to wake their senders)."""
