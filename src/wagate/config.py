@@ -20,6 +20,10 @@ ENV_PREFIX = "WAGATE_"
 MIN_PRODUCTION_ADMIN_KEY = 32  # characters: a key typed by a person is short; one of 32 random characters is not
 
 
+# The engines this build knows: what a session records, what ``POST /api/sessions`` accepts, what settings name.
+ENGINE_NAMES: tuple[str, ...] = ("sim", "neonize")
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -239,7 +243,18 @@ class Settings(BaseSettings):
     @field_validator("hosted_engines")
     @classmethod
     def _hosted(cls, value: str) -> str:
-        return ",".join(sorted({name.strip().lower() for name in value.split(",") if name.strip()}))
+        names = {name.strip().lower() for name in value.split(",") if name.strip()}
+        unknown = sorted(names - set(ENGINE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINE_NAMES)}")
+        return ",".join(sorted(names))
+
+    @field_validator("default_engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {value!r}; known: {', '.join(ENGINE_NAMES)}")
+        return value
 
     @field_validator("worker_url")
     @classmethod

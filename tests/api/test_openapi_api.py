@@ -14,10 +14,10 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from tests.conftest import make_settings
 from wagate.api.app import create_app
 from wagate.api.cursors import ID_CURSOR, SEQ_CURSOR, TIME_ID_CURSOR
+from wagate.config import ENGINE_NAMES
 from wagate.domain.events import parse_types
 from wagate.domain.messages import CHAT_ID_PATTERN
 from wagate.domain.webhooks import custom_headers
-from wagate.engines.registry import ENGINE_NAMES
 from wagate.gateway import Gateway
 from wagate.ids import API_KEY_ID_PATTERN, BACKUP_ID_PATTERN, TENANT_ID_PATTERN, WEBHOOK_ID_PATTERN
 

@@ -60,3 +60,13 @@ def test_a_refused_setting_is_named_by_its_environment_variable_never_by_its_val
     assert "eighty" not in line
     assert "secret-but-short" not in line
     assert describe_invalid(refused.value, {"port": "--port"}).startswith("--port (WAGATE_PORT): ")
+
+
+def test_engines_named_in_settings_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make_settings(tmp_path, hosted_engines="neonize,bogus", default_engine="baileys")
+    line = describe_invalid(refused.value)
+    assert "WAGATE_HOSTED_ENGINES: unknown engine(s) bogus; known: sim, neonize" in line
+    assert "WAGATE_DEFAULT_ENGINE: unknown engine 'baileys'" in line
+    assert make_settings(tmp_path, hosted_engines=" SIM, neonize ").hosted_engine_names == {"sim", "neonize"}
+    assert make_settings(tmp_path, hosted_engines="").hosted_engine_names == frozenset()

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
 
+from wagate.config import ENGINE_NAMES
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
-from wagate.engines.registry import ENGINE_NAMES
 from wagate.ids import TENANT_ID_PATTERN
 
 SQL_INT_MAX = 2**63 - 1  # the largest BIGINT: a number past it cannot even be looked up
