@@ -39,6 +39,7 @@ from wagate.api.app import create_app
 from wagate.config import Settings
 from wagate.gateway import Gateway
 from wagate.runtime.server import GatewayServer
+from wagate.services.accounts import create_tenant
 from wagate.store.sql import SqlStore
 from wagate.store.sql.db import Database
 from wagate.supervisor.supervisor import Supervisor
@@ -463,3 +464,28 @@ async def test_sessions_outlive_postgresql_refusing_writes(
     url = make_url(pg_url()).set(username=pg_role).render_as_string(hide_password=False)
     async with running(gateway_settings(tmp_path / "data", sim, url, database_schema=pg_schema)) as gw:
         await scenario(gw, sim, PostgresReadOnly(pg_role))
+
+
+async def test_a_body_refused_while_the_database_is_unreachable_answers_the_shared_503(
+    tmp_path: Path, sim: Served, pg_schema: str, pg_role: str
+) -> None:
+    """A request with a body is checked for its key before the body is read; when the key cannot be looked up (the
+    database unreachable), the answer is the same 503 as anywhere else: its code, a Retry-After, the JSON shape."""
+    url = make_url(pg_url()).set(username=pg_role).render_as_string(hide_password=False)
+    async with running(gateway_settings(tmp_path / "data", sim, url, database_schema=pg_schema)) as gw:
+        _, issued = await create_tenant(gw.gateway.store, "t")
+        cut = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{pg_role}'"  # noqa: S608
+        await _as_postgres(f"ALTER ROLE {pg_role} NOLOGIN", cut)
+        try:
+            async with httpx.AsyncClient(base_url=gw.base_url, timeout=15) as http:
+                answer = await http.post(
+                    "/api/sendText",
+                    json={"session": "s", "chatId": "+15550002", "text": "hi"},
+                    headers={"X-Api-Key": issued.secret},
+                )
+        finally:
+            await _as_postgres(f"ALTER ROLE {pg_role} LOGIN")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert answer.headers["retry-after"] == "5"
+        assert answer.headers["connection"] == "close"

@@ -21,6 +21,13 @@ log = logging.getLogger("wagate.api")
 STORE_RETRY_AFTER = 5  # seconds a client is asked to wait after a 503 for the store
 
 
+def unavailable_response(exc: StoreUnavailable, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer while the store cannot be used (``storage_full`` or ``store_unavailable``): nothing was done, the
+    same request can be sent again after ``Retry-After``."""
+    headers = {"Retry-After": str(STORE_RETRY_AFTER), **(headers or {})}
+    return error_response(503, exc.code, f"{exc}; nothing was done, try again shortly", headers)
+
+
 def error_response(
     status: int,
     code: str,
@@ -90,10 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        # storage_full or store_unavailable; nothing was done, the same request can be sent again
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-        headers = {"Retry-After": str(STORE_RETRY_AFTER)}
-        return error_response(503, exc.code, f"{exc}; nothing was done, try again shortly", headers)
+        return unavailable_response(exc)
 
     @app.exception_handler(WagateError)
     async def _internal(request: Request, exc: WagateError) -> JSONResponse:

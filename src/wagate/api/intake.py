@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wagate.api.errors import error_response
+from wagate.api.errors import error_response, unavailable_response
 from wagate.config import Settings
 from wagate.domain.tenants import Principal
 from wagate.errors import ApiError, StoreUnavailable
@@ -50,8 +51,14 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than the {limit} bytes this route accepts")
 
 
+CLOSE = {"Connection": "close"}  # the body the client still sends is not read
+
+
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    answer = error_response(status, code, message, headers={"Connection": "close"})
+    await _answer(send, error_response(status, code, message, headers=CLOSE))
+
+
+async def _answer(send: Send, answer: JSONResponse) -> None:
     await send({"type": "http.response.start", "status": answer.status_code, "headers": answer.raw_headers})
     await send({"type": "http.response.body", "body": answer.body})
 
@@ -102,8 +109,8 @@ class BodyGate:
                 await _refuse(send, exc.status_code, exc.code, exc.message)
                 return
             except StoreUnavailable as exc:
-                log.warning("store unavailable: %s", exc)
-                await _refuse(send, 503, "store_unavailable", "the database cannot be reached; try again shortly")
+                log.warning("%s %s: %s", scope.get("method"), path, exc)
+                await _answer(send, unavailable_response(exc, CLOSE))
                 return
             scope.setdefault("state", {})[PRINCIPAL] = principal
         counted = _Counted(receive, send, limit)

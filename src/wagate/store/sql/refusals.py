@@ -28,6 +28,7 @@ _POSTGRES: dict[str, tuple[type[StoreUnavailable], str]] = {
 }
 _POSTGRES_CLASSES = {
     "08": UNREACHABLE,  # connection exceptions
+    "28": "the database refuses the gateway's login",  # invalid authorization: a role disabled, a password changed
     "53": "the database server is out of resources",  # insufficient resources (memory, connections)
     "57P": "the database server is shutting down or starting",  # admin or crash shutdown, cannot connect now
 }
