@@ -366,3 +366,21 @@ async def test_the_host_says_when_a_connection_stops_working_and_forgets_closed_
     watching.cancel()
     gateway.channel.close()
     host.close()
+
+
+def test_every_event_of_the_engine_contract_is_on_the_allowlist() -> None:
+    """A new engine event must cross to the gateway: one left off the codec's allowlist would fail only at run time,
+    in the host that first reports it."""
+    import dataclasses
+
+    from wagate.engines import base
+
+    def events(cls: type[base.EngineEvent]) -> set[type[Any]]:
+        # as the module names them: a slotted dataclass replaces the class it was declared as
+        found = {
+            sub for sub in cls.__subclasses__() if dataclasses.is_dataclass(sub) and vars(base).get(sub.__name__) is sub
+        }
+        return found.union(*(events(sub) for sub in cls.__subclasses__()))
+
+    contract = events(base.EngineEvent) | {base.Me, base.OutgoingMessage, base.SentMessage}
+    assert sorted(cls.__name__ for cls in contract - set(codec._RECORDS)) == []
