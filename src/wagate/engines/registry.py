@@ -110,6 +110,8 @@ class EngineRegistry:
 
     def pools(self) -> dict[str, HostPool]:
         """The pools of engine hosts built so far, by engine."""
+        if not self.hosted:
+            return {}  # nothing runs in hosts: their modules need not even be loaded
         from wagate.engines.host.engine import HostedEngine
 
         return {name: e.pool for name, e in self._engines.items() if isinstance(e, HostedEngine)}
