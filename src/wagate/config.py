@@ -53,39 +53,61 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    env: Mode = Field(Mode.DEVELOPMENT, description="development or production")
+    env: Mode = Field(
+        Mode.DEVELOPMENT,
+        description="development or production: production refuses to start without WAGATE_KEYS and generates no"
+        " key (neither an encryption key nor an admin key)",
+    )
     host: str = Field("127.0.0.1", description="address the HTTP server listens on")
     port: int = Field(8080, ge=0, le=65535, description="port the HTTP server listens on")
-    data_dir: Path = Field(Path("./data"), description="directory for the SQLite file, dev keys and runtime files")
+    data_dir: Path = Field(
+        Path("./data"),
+        description="directory for the SQLite file, the development key and runtime files; made 0700 at every start,"
+        " and every file wagate creates is 0600",
+    )
     database_url: str | None = Field(
         None,
-        description="sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (postgres:// too); default: SQLite"
-        " in the data dir",
+        description="sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (postgres:// too; ?sslmode= as"
+        " libpq takes it; the +aiosqlite and +asyncpg forms are the same); default: SQLite in the data dir",
     )
     database_schema: str | None = Field(None, description="PostgreSQL schema to use (default: the search path)")
     keys: SecretStr | None = Field(None, description="key-encryption keys: id:base64key[,id:base64key...]")
     active_key: str | None = Field(None, description="id of the key in WAGATE_KEYS that wraps new data keys")
     admin_key: SecretStr | None = Field(
-        None, description=f"API key with admin rights; in production at least {MIN_PRODUCTION_ADMIN_KEY} characters"
+        None,
+        description=f"API key with admin rights; in production at least {MIN_PRODUCTION_ADMIN_KEY} characters (openssl"
+        " rand -base64 33), or none and one issued by wagate admin-key new; in development, when none is set, the"
+        " first start generates one and prints it once",
     )
-    max_sessions_per_tenant: int = Field(5, ge=0, description="default session quota of a tenant")
+    max_sessions_per_tenant: int = Field(
+        5, ge=0, description="default session quota of a tenant (a tenant's own max_sessions wins)"
+    )
     max_sessions_total: int = Field(100, ge=0, description="session quota of the whole installation")
     default_engine: str = Field(
         "neonize", description="engine of a session created without one (neonize; sim with --demo)"
     )
     sim_url: str | None = Field(None, description="simulator for the sim engine, e.g. http://127.0.0.1:9000")
-    demo: bool = Field(False, description="run a simulator inside the gateway and use it by default")
+    demo: bool = Field(
+        False, description="run a simulator inside the gateway, at /sim, and make sim the default engine"
+    )
     worker_id: str = Field(
         default_factory=lambda: socket.gethostname() or "wagate",
-        description="this worker's name in session leases; unique among live workers",
+        description="this worker's name in session leases; unique among live workers (default: the host name)",
     )
     worker_url: str | None = Field(
         None,
         description="this worker's address as the other workers reach it (http://host:port): they forward it the "
         "QR code and pairing code requests of the sessions it runs",
     )
-    lease_ttl: float = Field(30.0, gt=0, description="seconds a session lease lasts without renewal")
-    reconcile_interval: float = Field(15.0, gt=0, description="seconds between full reconciliations")
+    lease_ttl: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a session lease lasts without renewal (renewed every third of it): a dead worker's"
+        " sessions are taken over at most this long after its last renewal",
+    )
+    reconcile_interval: float = Field(
+        15.0, gt=0, description="seconds between full reconciliations (API changes apply at once)"
+    )
     rebalance_step: int = Field(
         100,
         ge=0,
@@ -104,7 +126,9 @@ class Settings(BaseSettings):
     max_webhooks_per_tenant: int = Field(10, ge=0, description="webhook endpoints a tenant may register")
     webhook_timeout: float = Field(15.0, gt=0, description="seconds a webhook receiver has to answer")
     webhook_allow_private: bool = Field(
-        False, description="let webhooks reach loopback and private addresses (development and tests only)"
+        False,
+        description="lift the SSRF guard: let webhooks and media URLs reach loopback and private addresses"
+        " (development and tests only)",
     )
     webhook_concurrency: int = Field(100, ge=1, description="webhook requests in flight at once")
     webhook_sender: Literal["process", "inline"] = Field(
@@ -118,10 +142,12 @@ class Settings(BaseSettings):
     webhook_claim_ttl: float = Field(60.0, gt=0, description="seconds a worker's claim on a delivery lasts unrenewed")
     event_retention_days: float = Field(7.0, gt=0, description="days events and finished deliveries are kept")
     ws_max_pending: int = Field(
-        1000, ge=1, description="events a WebSocket client may fall behind before it is cut off"
+        1000, ge=1, description="events a WebSocket client may fall behind before it is cut off (close code 4408)"
     )
     ws_ticket_ttl: float = Field(30.0, gt=0, description="seconds a WebSocket ticket stays valid (it is single-use)")
-    corruption_window: float = Field(60.0, gt=0, description="seconds over which decryption failures are counted")
+    corruption_window: float = Field(
+        60.0, gt=0, description='seconds over which decryption failures ("Bad MAC") are counted'
+    )
     corruption_threshold: int = Field(
         5, ge=1, description="decryption failures within the window, across enough contacts, that quarantine a session"
     )
@@ -137,15 +163,25 @@ class Settings(BaseSettings):
     )
     health_interval: float = Field(30.0, gt=0, description="seconds between health checks of the running sessions")
     stuck_timeout: float = Field(
-        120.0, gt=0, description="seconds in STARTING, or SCAN_QR_CODE without a QR code, before a reconnect"
+        120.0,
+        gt=0,
+        description="seconds in STARTING (not backing off), or SCAN_QR_CODE without a QR code, before the health"
+        " monitor reconnects the session",
     )
     idle_timeout: float = Field(
-        86400.0, gt=0, description="seconds without activity before a session with idle_stop is stopped"
+        86400.0,
+        gt=0,
+        description="seconds without a message received or sent before a WORKING session whose config sets idle_stop"
+        " is stopped (reason idle)",
     )
     send_rate: float = Field(
         20.0, gt=0, description="messages a minute one session sends at most (a session's config may lower or raise it)"
     )
-    send_burst: int = Field(5, ge=1, description="messages a session may send at once before the rate applies")
+    send_burst: int = Field(
+        5,
+        ge=1,
+        description="messages a session may send at once before the rate applies (a session's config may set its own)",
+    )
     send_queue_max: int = Field(
         1000, ge=1, description="messages waiting in a session's outbound queue before sends answer 429"
     )
@@ -165,22 +201,31 @@ class Settings(BaseSettings):
         4, ge=1, description="media URLs one tenant's sends fetch at once (per worker); more wait their turn"
     )
     media_fetch_wait: float = Field(
-        5.0, ge=0, description="seconds a send waits for its tenant's turn to fetch a media URL before it answers 429"
+        5.0,
+        ge=0,
+        description="seconds a send waits for its tenant's turn to fetch a media URL before it answers 429"
+        " (media_fetch_busy, with Retry-After)",
     )
     neonize_dir: Path | None = Field(
-        None, description="runtime directory of the neonize engine's whatsmeow files; default: DATA_DIR/neonize"
+        None,
+        description="runtime directory of the neonize engine's whatsmeow files (mode 0700; rebuilt from the vault when"
+        " lost); default: DATA_DIR/neonize",
     )
     neonize_snapshot_interval: float = Field(
-        60.0, ge=0, description="seconds between looks for changes to snapshot into the vault (0: only at events)"
+        60.0,
+        ge=0,
+        description="seconds between looks for whatsmeow changes to snapshot into the vault (0: only at pairing,"
+        " connect and stop)",
     )
     neonize_threads: int = Field(
         0,
         ge=0,
         description="threads for neonize's calls (each live session holds one); 0: the sessions it may run + 32 "
-        "(HOST_SESSIONS in an engine host, MAX_SESSIONS_TOTAL in the gateway's process)",
+        "(WAGATE_HOST_SESSIONS in an engine host, WAGATE_MAX_SESSIONS_TOTAL in the gateway's process)",
     )
     neonize_probe: str = Field(
-        "web.whatsapp.com:443", description="host:port reached before each neonize start; empty: no check"
+        "web.whatsapp.com:443",
+        description="host:port reached before each neonize start (offline, no start is attempted); empty: no check",
     )
     neonize_probe_timeout: float = Field(5.0, gt=0, description="seconds allowed for the reachability check")
     hosted_engines: str = Field(
@@ -206,7 +251,9 @@ class Settings(BaseSettings):
         "second (0: it keeps them until they end)",
     )
     redis_url: SecretStr | None = Field(
-        None, description="Redis, e.g. redis://127.0.0.1:6379/0 (reported in the status)"
+        None,
+        description="Redis, e.g. redis://127.0.0.1:6379/0; nothing uses it yet but the server status, which reports"
+        " whether it is reachable",
     )
     smtp_host: str | None = Field(None, description="SMTP server for operator notifications; none: no email")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
@@ -218,8 +265,8 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="seconds during which a session's failures send at most one email"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
-    log_format: LogFormat = Field(LogFormat.TEXT, description="text or json")
-    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size")
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text, or json: one object per line")
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections per process (its pool's size)")
 
     @field_validator("log_level")
     @classmethod
