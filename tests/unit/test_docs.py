@@ -1,11 +1,12 @@
-"""The README gives the two set-up commands and the services the tests use; the docs site tells what every
-setting is for (the configuration page's table, generated from the settings class, is checked in
+"""The README gives the two set-up commands and the services the tests use, and links into the docs site; the site
+tells what every setting is for (the configuration page's table, generated from the settings class, is checked in
 ``test_docs_site``)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from wagate.config import Settings, env_name
 
@@ -55,3 +56,25 @@ def test_getting_started_names_every_service_the_tests_use() -> None:
     section = page[page.index("## Running the tests\n") :]
     end = section.find("\n## ", 1)
     assert unnamed_services(section if end == -1 else section[:end]) == []
+
+
+def headings(markdown: str) -> set[str]:
+    """The anchors of a page's headings, as MkDocs and GitHub make them of a plain heading: lower case, words joined
+    by hyphens, punctuation dropped."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    titles = re.findall(r"^#{1,6} (.+?)\s*$", prose, flags=re.MULTILINE)
+    return {re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower()) for title in titles}
+
+
+def test_the_readme_links_only_to_what_exists() -> None:
+    targets = re.findall(r"\]\(([^)\s]+)\)", README)
+    assert any(target.startswith("docs/") and target.endswith(".md") for target in targets)
+    broken = []
+    for target in targets:
+        if urlsplit(target).scheme:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = ROOT / path if path else ROOT / "README.md"
+        if not linked.is_file() or (anchor and anchor not in headings(linked.read_text(encoding="utf-8"))):
+            broken.append(target)
+    assert broken == []
