@@ -49,7 +49,7 @@ def describe_invalid(exc: ValidationError, options: dict[str, str] | None = None
 
 
 class Settings(BaseSettings):
-    """Everything an operator can set. See the README's configuration table."""
+    """Everything an operator can set; the docs site's configuration page is generated from it."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
