@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
-from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
+from tests.support.api import ADMIN, assert_error, make_tenant
 
 
 async def test_create_tenant_returns_key_once(client: AsyncClient) -> None:

@@ -10,8 +10,7 @@ import pytest
 from aiohttp import web
 from httpx import AsyncClient
 
-from tests.api.test_messages_api import text, working_session
-from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
+from tests.support.api import ADMIN, assert_error, make_tenant, text, working_session
 from wagate.crypto.tokens import hash_api_key
 from wagate.domain.messages import Contact, Group
 from wagate.gateway import Gateway

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.e2e.procs import free_port
+from tests.support.procs import free_port
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
 from wagate.runtime.server import GatewayServer

@@ -7,7 +7,7 @@ import time
 
 from httpx import AsyncClient
 
-from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
+from tests.support.api import ADMIN, assert_error, make_tenant
 from wagate.domain.events import Event, EventType
 from wagate.gateway import Gateway
 from wagate.ids import TenantId

@@ -14,12 +14,10 @@ import pytest
 from aiohttp import web
 from httpx import ASGITransport, AsyncClient
 
-from tests.api.test_sessions_api import assert_error, make_tenant
-from tests.conftest import make_settings
-from tests.damage import flip_message_body
+from tests.support.api import assert_error, key_hash, make_tenant, text, working_session
+from tests.support.builders import make_settings
+from tests.support.damage import flip_message_body
 from wagate.api.app import create_app
-from wagate.crypto.tokens import hash_api_key
-from wagate.domain.sessions import Status, StatusChange
 from wagate.gateway import Gateway
 from wagate.ids import SessionId, TenantId
 from wagate.net.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
@@ -75,30 +73,6 @@ async def trickle(request: web.Request) -> web.StreamResponse:
             break
         await asyncio.sleep(0.05)
     return response
-
-
-async def working_session(client: AsyncClient, gateway: Gateway, key: dict[str, str], name: str = "main") -> None:
-    """A session recorded as WORKING (no engine runs in these tests: only the API is under test)."""
-    made = await client.post("/api/sessions", json={"name": name}, headers=key)
-    assert made.status_code == 201
-    tenant = await gateway.store.api_keys.find_active(_hash(key))
-    assert tenant is not None
-    assert tenant.tenant_id is not None
-    session = await gateway.store.sessions.get(tenant.tenant_id, name)
-    assert session is not None
-    lease = await gateway.store.leases.acquire(session.id, "test#1", 60)
-    assert lease is not None
-    me = {"phone": "+15550009"}
-    change = StatusChange(tenant.tenant_id, session.id, "test#1", lease.epoch, Status.WORKING, me=me)
-    await gateway.store.sessions.set_status_many([change])
-
-
-def _hash(key: dict[str, str]) -> str:
-    return hash_api_key(key["X-Api-Key"])
-
-
-def text(chat: str = "+15550100", **extra: Any) -> dict[str, Any]:
-    return {"session": "main", "chatId": chat, "text": "hi", **extra}
 
 
 async def test_bad_requests_get_clear_4xx_answers_and_queue_nothing(client: AsyncClient, gateway: Gateway) -> None:
@@ -316,7 +290,7 @@ async def test_a_damaged_body_is_listed_as_unreadable_and_logged_once(
 
 
 async def _session_of(gateway: Gateway, key: dict[str, str], name: str = "main") -> tuple[TenantId, SessionId]:
-    found = await gateway.store.api_keys.find_active(_hash(key))
+    found = await gateway.store.api_keys.find_active(key_hash(key))
     assert found is not None
     assert found.tenant_id is not None
     session = await gateway.store.sessions.get(found.tenant_id, name)

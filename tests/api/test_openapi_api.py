@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from tests.conftest import make_settings
+from tests.support.builders import make_settings
 from wagate.api.app import create_app
 from wagate.api.cursors import ID_CURSOR, SEQ_CURSOR, TIME_ID_CURSOR
 from wagate.config import ENGINE_NAMES

@@ -5,9 +5,9 @@ from __future__ import annotations
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
-from tests.api.test_sessions_api import ADMIN, assert_error, make_tenant
-from tests.conftest import REDIS_URL, require_redis
-from tests.e2e.procs import free_port
+from tests.support.api import ADMIN, assert_error, make_tenant
+from tests.support.procs import free_port
+from tests.support.services import REDIS_URL, require_redis
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
 

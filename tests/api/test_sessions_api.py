@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import ADMIN_KEY
+from tests.support.api import ADMIN, assert_error, make_tenant
 from wagate.domain.sessions import Status, StatusChange
 from wagate.gateway import Gateway
-
-ADMIN = {"X-Api-Key": ADMIN_KEY}
-
-
-async def make_tenant(client: AsyncClient, name: str, **extra: Any) -> dict[str, str]:
-    response = await client.post("/api/tenants", json={"name": name, **extra}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return {"X-Api-Key": response.json()["api_key"]}
-
-
-def assert_error(response: Any, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 async def test_create_get_list_shape(client: AsyncClient) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,22 +10,14 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import REQUIRE_SERVICES, TEST_KEK
-from tests.e2e.procs import Served, clean_env, serve
+from tests.support.browser import CHROMIUM, require_chromium
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, serve
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("WAGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 ADMIN = "dashboard-admin-key-0123456789abcdef"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
-
-
-def require_chromium() -> None:
-    if shutil.which(CHROMIUM) is None:
-        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{problem}; WAGATE_REQUIRE_SERVICES=1 forbids skipping")
-        pytest.skip(problem)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Route, expect, sync_playwright
 
-from tests.browser.test_dashboard import CHROMIUM, require_chromium
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, serve
+from tests.support.browser import CHROMIUM, require_chromium
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, serve
 
 pytestmark = pytest.mark.e2e
 

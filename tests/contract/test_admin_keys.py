@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import make_settings
+from tests.support.builders import make_settings
 from wagate.domain.tenants import Role
 from wagate.services.accounts import authenticate, create_tenant, issue_key, new_admin_key
 from wagate.store.base import Store

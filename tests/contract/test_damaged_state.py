@@ -7,17 +7,14 @@ device's own credentials are restored from a backup of the same link, or the ses
 
 from __future__ import annotations
 
-from tests.contract import test_supervisor
-from tests.contract.test_supervisor import PHONE, Sim, eventually, link, status_of, supervisor_for
-from tests.damage import flip_auth_record, flip_message_body
+from tests.support.damage import flip_auth_record, flip_message_body
+from tests.support.supervision import PHONE, Sim, eventually, link, status_of, supervisor_for
 from wagate.domain.messages import QUEUED, MessageKind, MessageStatus, NewOutbound, new_message_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import HistoryKind, Reason, Session, Status
 from wagate.engines.sim.engine import CHAIN_NS
 from wagate.gateway import Gateway
 
-sim = test_supervisor.sim  # the fixtures: a simulator on loopback, a session to link
-session = test_supervisor.session
 DAMAGED = "+15550003"
 OTHER = "+15550002"
 

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from tests.support.builders import tenant_with_session
 from wagate.domain.events import Committed, Event, EventType
-from wagate.domain.sessions import Desired, NewSession, Quotas, Session, Status, StatusChange
+from wagate.domain.sessions import Session, Status, StatusChange
 from wagate.domain.tenants import Role
 from wagate.domain.webhooks import DeliveryState, WebhookChange
 from wagate.errors import QuotaExceeded
@@ -16,18 +17,6 @@ from wagate.ids import ApiKeyId, TenantId, WebhookId
 from wagate.store.base import Store
 from wagate.store.sql.db import Database
 from wagate.store.sql.webhooks import list_query, pending_before_query, scan_query
-
-QUOTAS = Quotas(per_tenant=10, total=100)
-
-
-async def tenant_with_session(store: Store, name: str, session: str = "s") -> tuple[TenantId, Session]:
-    tenant = await store.tenants.create(name, contact_email=None, max_sessions=None)
-    made = await store.sessions.create(
-        NewSession(tenant.id, session, "sim", {}, desired=Desired.RUNNING),
-        quotas=QUOTAS,
-        actor="test",
-    )
-    return tenant.id, made
 
 
 def message(session: Session, n: int, at: float = 1000.0) -> Event:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.test_events_store import tenant_with_session
+from tests.support.builders import tenant_with_session
 from wagate.crypto.keyring import Keyring
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import (

@@ -21,7 +21,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.conftest import PG_DSN, pg_url
+from tests.support.services import PG_DSN, pg_url
 from wagate.store import open_store
 from wagate.store.sql.schema import metadata
 

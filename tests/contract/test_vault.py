@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.damage import flip_auth_record
+from tests.support.damage import flip_auth_record
 from wagate.crypto.keyring import Keyring
 from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.domain.tenants import Tenant

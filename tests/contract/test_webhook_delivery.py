@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Signer
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.conftest import make_settings, pg_url
-from tests.receiver import Receiver
+from tests.support.builders import make_settings
+from tests.support.receiver import Receiver
+from tests.support.services import pg_url
 from wagate.domain.events import Announced, Event, EventType
 from wagate.domain.sessions import Desired, NewSession, Quotas, Session
 from wagate.domain.webhooks import DeliveryState, Webhook, WebhookChange

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 from wagate.logs import LogFormat
 from wagate.webhooks.client import Attempt
 from wagate.webhooks.process import PROTOCOL, WebhookProcess, frame

@@ -17,8 +17,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, serve
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, serve
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, free_port, serve
-from tests.e2e.stack import wait_for
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, free_port, serve
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ refusals and its slow-client cut-off, and a SIGKILL while events are being produ
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,39 +13,17 @@ from aiohttp import web
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.stack import Stack, wait_for
-from tests.e2e.test_repair_e2e import scrape
-from tests.receiver import Receiver, ThreadedReceiver
+from tests.support.probes import HOOKS, add_webhook, read_until, scrape, ws_url
+from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-HOOKS = {"WAGATE_WEBHOOK_ALLOW_PRIVATE": "1", "WAGATE_WEBHOOK_POLL_INTERVAL": "0.2"}
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with ThreadedReceiver(Receiver()) as running:
         yield running
-
-
-def ws_url(stack: Stack, query: str = "") -> str:
-    assert stack.gateway is not None
-    return stack.gateway.base_url.replace("http://", "ws://") + "/ws" + (f"?{query}" if query else "")
-
-
-def add_webhook(stack: Stack, key: dict[str, str], url: str, **extra: Any) -> dict[str, Any]:
-    assert stack.gateway is not None
-    made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": url, **extra}, headers=key)
-    assert made.status_code == 201, made.text
-    body: dict[str, Any] = made.json()
-    return body
-
-
-def read_until(ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> list[Any]:
-    got: list[dict[str, Any]] = []
-    while not done(got):
-        got.append(json.loads(ws.recv(timeout=timeout)))
-    return got
 
 
 def close_code(ws: ClientConnection) -> int | None:

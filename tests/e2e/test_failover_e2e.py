@@ -16,10 +16,10 @@ import httpx
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-from tests.conftest import make_settings, pg_url
-from tests.e2e.procs import Served
-from tests.e2e.stack import Stack, wait_for
-from tests.e2e.test_workers_e2e import first_worker, start_worker
+from tests.support.builders import make_settings
+from tests.support.procs import Served
+from tests.support.services import pg_url
+from tests.support.stack import Stack, first_worker, start_worker, wait_for
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
 

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, serve
-from tests.e2e.stack import ADMIN, Stack, wait_for
-from tests.e2e.test_messaging_e2e import all_events, pages
+from tests.support.builders import TEST_KEK
+from tests.support.probes import all_events, pages
+from tests.support.procs import Served, clean_env, serve
+from tests.support.stack import ADMIN, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import httpx
 import zxingcpp
 from PIL import Image
 
-from tests.e2e.stack import Stack
+from tests.support.stack import Stack
 
 
 def decode_qr(png: bytes) -> str:

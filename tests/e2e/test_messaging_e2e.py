@@ -16,9 +16,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.stack import Stack, wait_for
-from tests.e2e.test_events_e2e import HOOKS, add_webhook, read_until, ws_url
-from tests.receiver import Receiver, ThreadedReceiver
+from tests.support.probes import HOOKS, add_webhook, all_events, pages, read_until, ws_url
+from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,21 +50,6 @@ def message(stack: Stack, message_id: str, session: str = "main") -> dict[str, A
 def sim_sent(stack: Stack, phone: str = PHONE) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = httpx.get(f"{stack.sim.base_url}/devices/{phone}/sent", timeout=15).json()
     return sent
-
-
-def pages(stack: Stack, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
-    """Every item of a paged list, following ``next`` to the end."""
-    items: list[dict[str, Any]] = []
-    cursor = None
-    with stack.http as http:
-        while True:
-            response = http.get(path, params={"limit": limit, **params, **({"cursor": cursor} if cursor else {})})
-            assert response.status_code == 200, response.text
-            page = response.json()
-            items.extend(page["items"])
-            cursor = page["next"]
-            if cursor is None:
-                return items
 
 
 def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[..., Stack]) -> None:
@@ -112,21 +97,6 @@ def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[
     assert by_id[media_id]["media"]["size"] == len(b"\x89PNG fake image bytes")
     assert by_id[media_id]["media"]["mimetype"] == "image/png"
     assert message(stack, media_id)["media"]["filename"] == "a.png"
-
-
-def all_events(stack: Stack, types: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    after = None
-    with stack.http as http:
-        while True:
-            params: dict[str, str | int] = {"types": types, "limit": 1000}
-            if after:
-                params["after"] = after
-            page = http.get("/api/events", params=params).json()
-            events.extend(page)
-            if len(page) < 1000:
-                return events
-            after = page[-1]["id"]
 
 
 def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:

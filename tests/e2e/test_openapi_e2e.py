@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, serve
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, serve
 
 pytestmark = pytest.mark.e2e
 

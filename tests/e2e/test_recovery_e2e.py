@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
 
-from tests.conftest import TEST_KEK
-from tests.e2e.stack import Stack, wait_for
-from wagate.config import Settings
+from tests.support.probes import stored_records
+from tests.support.stack import Stack, wait_for
 from wagate.domain.sessions import Desired
-from wagate.gateway import Gateway
 
 PHONE = "+15550001"
-
-
-def stored_records(tmp: Path, name: str) -> list[tuple[str, str, bytes]]:
-    """The decrypted auth state of a session, read straight from the gateway's database."""
-
-    async def read() -> list[tuple[str, str, bytes]]:
-        settings = Settings.model_validate({"data_dir": tmp / "data", "keys": TEST_KEK})
-        gateway = await Gateway.open(settings)
-        try:
-            for tenant in await gateway.store.tenants.list_all():
-                session = await gateway.store.sessions.get(tenant.id, name)
-                if session is not None:
-                    return await gateway.vaults.open(tenant.id, session.id, owner="reader", epoch=0).get_all()
-            raise AssertionError(f"no session named {name}")
-        finally:
-            await gateway.close()
-
-    return asyncio.run(read())
 
 
 def test_sigkill_mid_stream_loses_nothing(stack: Stack) -> None:

@@ -12,13 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import TEST_KEK
-from tests.contract.test_supervisor import Mailbox
-from tests.e2e.procs import free_port
-from tests.e2e.stack import ADMIN, Stack, wait_for
-from tests.e2e.test_recovery_e2e import stored_records
+from tests.support.builders import TEST_KEK
+from tests.support.mailbox import Mailbox
+from tests.support.probes import scrape, stored_records
+from tests.support.procs import free_port
+from tests.support.stack import ADMIN, Stack, wait_for
 from wagate.config import Settings
 from wagate.gateway import Gateway
 
@@ -39,19 +38,6 @@ def backups(stack: Stack, name: str) -> list[dict[str, Any]]:
         assert response.status_code == 200, response.text
         found: list[dict[str, Any]] = response.json()
         return found
-
-
-def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """``/metrics``, parsed by prometheus-client's own parser: (sample name, labels) -> value."""
-    assert stack.gateway is not None
-    response = httpx.get(stack.gateway.base_url + "/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def test_a_contacts_bad_mac_burst_resets_only_that_contact(stack: Stack) -> None:

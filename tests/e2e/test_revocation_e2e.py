@@ -13,8 +13,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import TEST_KEK, pg_url
-from tests.e2e.procs import Served, clean_env, serve
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, serve
+from tests.support.services import pg_url
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_DSN, TEST_KEK, require_postgres
-from tests.e2e.procs import Served, clean_env, free_port, serve
-from tests.e2e.stack import Stack, wait_for
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, free_port, serve
+from tests.support.services import PG_DSN, require_postgres
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

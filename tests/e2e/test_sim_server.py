@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.procs import clean_env, sim_server
+from tests.support.procs import clean_env, sim_server
 from wagate.engines.sim.protocol import frame
 from wagate.engines.sim.wire import SocketClosed, open_socket
 

@@ -33,8 +33,9 @@ import pytest
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from tests.conftest import ADMIN_KEY, PG_DSN, make_settings, pg_url
-from tests.e2e.procs import Served, free_port, sim_server
+from tests.support.builders import ADMIN_KEY, make_settings
+from tests.support.procs import Served, free_port, sim_server
+from tests.support.services import PG_DSN, pg_url
 from wagate.api.app import create_app
 from wagate.config import Settings
 from wagate.gateway import Gateway

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.procs import Served, clean_env, serve
-from tests.e2e.stack import wait_for
+from tests.support.procs import Served, clean_env, serve
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 

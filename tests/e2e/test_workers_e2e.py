@@ -14,10 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from tests.conftest import pg_url
-from tests.e2e.procs import Served, free_port, serve
-from tests.e2e.stack import ADMIN, Stack, wait_for
-from tests.receiver import Receiver, ThreadedReceiver
+from tests.support.procs import Served, free_port, serve
+from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.services import pg_url
+from tests.support.stack import ADMIN, Stack, first_worker, start_worker, wait_for
 
 PHONES = [f"+1555020{n}" for n in range(5)]
 
@@ -136,23 +136,6 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     expected = [f"{PHONES[0]} #{n}" for n in range(1, 21)]
     expected += [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]
     assert texts == expected  # once each, in order
-
-
-def first_worker(stack_factory: Callable[..., Stack], pg_schema: str, **env: str) -> Stack:
-    """A stack whose gateway is worker "a" on PostgreSQL (a schema of its own), started."""
-    stack = stack_factory(WAGATE_DATABASE_URL=pg_url(), WAGATE_DATABASE_SCHEMA=pg_schema, WAGATE_WORKER_ID="a", **env)
-    stack.start()
-    return stack
-
-
-def start_worker(stack: Stack, worker_id: str) -> Served:
-    """Another worker on the stack's database, with its own data directory, once it answers."""
-    (stack.tmp / worker_id).mkdir()
-    env = {**stack.env, "WAGATE_WORKER_ID": worker_id, "WAGATE_DATA_DIR": str(stack.tmp / worker_id)}
-    worker = serve(stack.tmp / worker_id, env)
-    stack.started.append(worker)
-    worker.wait_healthy()
-    return worker
 
 
 def start_second(stack: Stack) -> Served:

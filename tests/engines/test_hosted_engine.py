@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_KEK
-from tests.contract.test_supervisor import Sim, eventually, sim, status_of
-from tests.engines.test_neonize_engine import fds, rss_kib, whatsapp_resolves
+from tests.support.builders import TEST_KEK
+from tests.support.engines import fds, rss_kib, whatsapp_resolves
+from tests.support.supervision import Sim, eventually, sim, status_of
 from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Session, Status
 from wagate.engines.host import pool as host_pool
 from wagate.engines.host.pool import HostPolicy, HostPool, retire_reason

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.test_supervisor import eventually
-from tests.damage import flip_auth_record
-from tests.engines.test_neonize_engine import Recorder, new_session, vault_for, whatsmeow_database
+from tests.support.damage import flip_auth_record
+from tests.support.engines import Recorder, new_session, vault_for, whatsmeow_database
+from tests.support.supervision import eventually
 from wagate.domain.events import EventType
 from wagate.domain.sessions import Session, StatusChange
 from wagate.engines.base import ContactStateDamaged, DeviceStateDamaged, EngineConnectError

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tests.conftest import make_settings
+from tests.support.builders import make_settings
 from wagate.config import describe_invalid
 
 

@@ -18,7 +18,7 @@ import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
-from tests.conftest import make_settings
+from tests.support.builders import make_settings
 from wagate.api.app import create_app
 from wagate.config import Settings, env_name
 from wagate.gateway import Gateway

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_KEK
-from tests.e2e.procs import Served, clean_env, free_port, serve, sim_server
+from tests.support.builders import TEST_KEK
+from tests.support.procs import Served, clean_env, free_port, serve, sim_server
+from tests.support.services import pg_url
 
 ADMIN = "stack-admin-key-0123456789abcdef"
 FAST = {
@@ -117,6 +118,23 @@ class Stack:
         for served in self.started:
             served.kill()
         self.sim.kill()
+
+
+def first_worker(stack_factory: Callable[..., Stack], pg_schema: str, **env: str) -> Stack:
+    """A stack whose gateway is worker "a" on PostgreSQL (a schema of its own), started."""
+    stack = stack_factory(WAGATE_DATABASE_URL=pg_url(), WAGATE_DATABASE_SCHEMA=pg_schema, WAGATE_WORKER_ID="a", **env)
+    stack.start()
+    return stack
+
+
+def start_worker(stack: Stack, worker_id: str) -> Served:
+    """Another worker on the stack's database, with its own data directory, once it answers."""
+    (stack.tmp / worker_id).mkdir()
+    env = {**stack.env, "WAGATE_WORKER_ID": worker_id, "WAGATE_DATA_DIR": str(stack.tmp / worker_id)}
+    worker = serve(stack.tmp / worker_id, env)
+    stack.started.append(worker)
+    worker.wait_healthy()
+    return worker
 
 
 @pytest.fixture

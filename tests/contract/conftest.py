@@ -1,0 +1,3 @@
+from tests.support.supervision import session, sim
+
+__all__ = ["session", "sim"]

@@ -1,0 +1,3 @@
+from tests.support.supervision import sim
+
+__all__ = ["sim"]
