@@ -7,6 +7,7 @@
     ├── CryptoError                  a sealed value failed to open (wrong key, tampered, moved)
     │   ├── UnknownKeyError          a key-encryption key id that is not configured
     │   └── DamagedRecord            stored auth records that no longer open (changed at rest); names them
+    │       └── DamagedKey           a session's data key that no longer unwraps: none of its records open
     ├── StoreError                   the store failed or refused
     │   ├── StoreUnavailable         the database cannot be reached, or refuses writes for now (read-only)
     │   │   └── StorageFull          its disk, or its size limit, is full
@@ -66,6 +67,15 @@ class DamagedRecord(CryptoError):
     @property
     def keys(self) -> list[str]:
         return [key for _, key in self.records]
+
+
+class DamagedKey(DamagedRecord):
+    """A session's wrapped data key that no longer unwraps although its key-encryption key is configured (its bytes
+    changed at rest): nothing sealed with it opens again. ``records`` names those a read asked for, as damaged."""
+
+    def __init__(self, records: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(records)
+        self.args = ("the session's stored data key failed authentication",)
 
 
 class StoreError(WagateError):

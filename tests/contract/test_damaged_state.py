@@ -2,18 +2,24 @@
 flipped in one stored record, straight in the database, then a restart.
 
 A contact's record takes the Bad MAC path for that contact alone (the session runs on, every other contact too); the
-device's own credentials are restored from a backup of the same link, or the session is quarantined.
+device's own credentials are restored from a backup of the same link, or the session is quarantined; a session whose
+data key itself is damaged is quarantined alone, and the others run.
 """
 
 from __future__ import annotations
 
-from tests.support.damage import flip_auth_record, flip_message_body
+import logging
+
+import pytest
+
+from tests.support.damage import flip_auth_record, flip_data_key, flip_message_body
 from tests.support.supervision import PHONE, Sim, eventually, link, status_of, supervisor_for
 from wagate.domain.messages import QUEUED, MessageKind, MessageStatus, NewOutbound, new_message_id
 from wagate.domain.phones import user_jid
-from wagate.domain.sessions import HistoryKind, Reason, Session, Status
+from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Reason, Session, Status
 from wagate.engines.sim.engine import CHAIN_NS
 from wagate.gateway import Gateway
+from wagate.store.vault import Vaults
 
 DAMAGED = "+15550003"
 OTHER = "+15550002"
@@ -207,5 +213,61 @@ async def test_a_damaged_queued_message_fails_alone_and_the_queue_goes_on(
         assert runner.sender is not None
         assert runner.sender.task is not None
         assert not runner.sender.task.done()  # the sender goes on for what comes next
+    finally:
+        await second.stop()
+
+
+async def test_a_damaged_data_key_quarantines_its_session_and_the_others_run(
+    gateway: Gateway, sim: Sim, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_phone = "+15550009"
+    other = await gateway.store.sessions.create(
+        NewSession(session.tenant_id, "other", "sim", {}, Desired.RUNNING), quotas=Quotas(5, 100), actor="test"
+    )
+    first = supervisor_for(gateway, sim)
+    await first.start()
+    await link(gateway, sim, first, session)
+    await link(gateway, sim, first, other, phone=other_phone)
+    await first.stop()
+    await flip_data_key(gateway.store, session.id)
+
+    # A restarted process: no data key cached, both sessions claimed together and their keys loaded in bulk.
+    vaults = Vaults(gateway.store.auth, gateway.keyring, gateway.clock, combine=gateway.store.backend == "sqlite")
+    restarted = Gateway(gateway.settings, gateway.store, gateway.keyring, vaults, gateway.clock)
+    second = supervisor_for(restarted, sim)
+    await second.start()  # one damaged key does not stop the others
+    try:
+        await sim.post(f"/devices/{other_phone}/messages", {"from": OTHER, "text": "still here", "count": 3})
+
+        async def arrived() -> bool:
+            events = await gateway.store.events.list_events(session.tenant_id, types=["message.received"], limit=100)
+            return {f"still here #{n}" for n in range(1, 4)} <= {str(e.payload["text"]) for e in events}
+
+        await eventually(arrived, "the other session's messages")
+        await status_of(gateway, other, Status.WORKING)
+
+        quarantined = await status_of(gateway, session, Status.SCAN_QR_CODE)
+        assert (quarantined.reason, quarantined.me) == (Reason.CORRUPTED, None)
+        assert quarantined.note is not None
+        assert "data key is damaged" in quarantined.note
+        assert await corrupted_events(gateway, session) == [
+            {"cause": "damaged_record", "action": "quarantined", "record": "data_key", "backup": None}
+        ]
+        assert (second.damaged_records, second.quarantines) == (1, 1)
+        said = [r.getMessage() for r in caplog.records if r.name == "wagate.vault" and r.levelno >= logging.ERROR]
+        assert said == [
+            f"session {session.id}: its data key does not unwrap "
+            "(the session's stored data key failed authentication); not preloaded"
+        ]
+
+        # The quarantine gave it a new data key: the phone links again and its messages are stored and read.
+        await link(gateway, sim, second, session)
+        await sim.post(f"/devices/{PHONE}/messages", {"from": OTHER, "text": "linked again", "count": 2})
+
+        async def relinked() -> bool:
+            return {"linked again #1", "linked again #2"} <= set(await received_texts(gateway, session))
+
+        await eventually(relinked, "the relinked session's messages")
+        assert not await vaults.key_damaged(session.tenant_id, session.id)
     finally:
         await second.stop()

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from tests.support.damage import flip_auth_record
+from tests.support.damage import flip_auth_record, flip_data_key
 from wagate.crypto.keyring import Keyring
 from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.domain.tenants import Tenant
-from wagate.errors import CryptoError, DamagedRecord, LeaseLost
+from wagate.errors import CryptoError, DamagedKey, DamagedRecord, LeaseLost, UnknownKeyError
 from wagate.store.base import Store
 from wagate.store.vault import Vault, Vaults
 
@@ -202,3 +202,63 @@ async def test_a_damaged_record_is_named_and_does_not_hide_the_others(store: Sto
 
     await vault.put_many({("chain", contacts[1]): b"started over"})  # a damaged record is replaced like any other
     assert (await vault.get_many("chain", contacts))[contacts[1]] == b"started over"
+
+
+async def test_a_damaged_data_key_is_named_per_session_and_replaced_at_the_wipe(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    damaged = await _session_vault(store, t, "damaged")
+    sound = await _session_vault(store, t, "sound")
+    for vault in (damaged, sound):
+        await vault.put_many({("creds", "device"): b"keys", ("chain", "c1"): b"chain"})
+    await flip_data_key(store, damaged.session_id)
+
+    # A restart loads every key in bulk: the damaged one is said (once, without key material) and skipped.
+    vaults = Vaults(store.auth, KEYRING)
+    await vaults.preload([(t.id, damaged.session_id), (t.id, sound.session_id)], "creds")
+    assert [r.getMessage() for r in caplog.records if r.name == "wagate.vault"] == [
+        f"session {damaged.session_id}: its data key does not unwrap "
+        "(the session's stored data key failed authentication); not preloaded"
+    ]
+    fresh = vaults.open(t.id, sound.session_id, owner="w1", epoch=sound.epoch)
+    assert await fresh.get_many("creds", ["device"]) == {"device": b"keys"}
+
+    # Read on its own, the damaged key reports the records asked for as damaged: the device's, for an engine.
+    broken = vaults.open(t.id, damaged.session_id, owner="w1", epoch=damaged.epoch)
+    with pytest.raises(DamagedKey) as raised:
+        await broken.get_many("creds", ["device", "absent"])
+    assert isinstance(raised.value, DamagedRecord)
+    assert raised.value.records == (("creds", "device"),)
+    assert await vaults.key_damaged(t.id, damaged.session_id)
+    assert not await vaults.key_damaged(t.id, sound.session_id)
+    assert await broken.get_readable() == ([], [("chain", "c1"), ("creds", "device")])
+
+    # A wipe gives it a new key: the session can be linked again, and the other session's key is untouched.
+    await broken.wipe()
+    assert not await vaults.key_damaged(t.id, damaged.session_id)
+    await broken.put_many({("creds", "device"): b"new keys"})
+    again = Vaults(store.auth, KEYRING).open(t.id, damaged.session_id, owner="w1", epoch=damaged.epoch)
+    assert await again.get_many("creds", ["device"]) == {"device": b"new keys"}
+    assert await Vaults(store.auth, KEYRING).open(t.id, sound.session_id, owner="w1", epoch=sound.epoch).get_many(
+        "chain", ["c1"]
+    ) == {"c1": b"chain"}
+
+
+async def test_a_data_key_under_a_missing_kek_is_not_damage(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    await vault.put_many({("creds", "device"): b"keys"})
+    elsewhere = Vaults(store.auth, Keyring({"k2": bytes(range(32))}, "k2"))  # k1 not configured here
+    await elsewhere.preload([(t.id, vault.session_id)], "creds")  # said and skipped, not raised
+    opened = elsewhere.open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
+    with pytest.raises(UnknownKeyError):
+        await opened.get_many("creds", ["device"])
+    with pytest.raises(UnknownKeyError):
+        await elsewhere.key_damaged(t.id, vault.session_id)
+    before = await store.auth.get_data_key(t.id, vault.session_id)
+    await opened.wipe()  # the operator's to fix: the key is kept as it is, not replaced
+    assert await store.auth.get_data_key(t.id, vault.session_id) == before
+    restored = Vaults(store.auth, KEYRING).open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
+    await restored.put_many({("creds", "device"): b"again"})
+    assert await restored.get_many("creds", ["device"]) == {"device": b"again"}

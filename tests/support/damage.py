@@ -39,3 +39,9 @@ async def flip_message_body(store: Store, session_id: SessionId, message_id: str
     """Flip one bit of one stored message's sealed body."""
     table = schema.messages
     await _flip(store, table, table.c.body, [table.c.session_id == session_id, table.c.id == message_id], bit)
+
+
+async def flip_data_key(store: Store, session_id: SessionId, bit: int = BIT) -> None:
+    """Flip one bit of a session's wrapped data key (its KEK id left as it is)."""
+    table = schema.session_keys
+    await _flip(store, table, table.c.wrapped, [table.c.session_id == session_id], bit)

@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from wagate.clock import Clock, system_clock
 from wagate.crypto.envelope import associated_data, new_key, open_sealed, record_aad, seal
 from wagate.crypto.envelope import forget as forget_cipher
-from wagate.crypto.keyring import Keyring
+from wagate.crypto.keyring import Keyring, WrappedKey
 from wagate.domain.auth import AuthWrite, SealedRecord
-from wagate.errors import CryptoError, DamagedRecord, StoreUnavailable
+from wagate.errors import CryptoError, DamagedKey, DamagedRecord, StoreUnavailable, UnknownKeyError
 from wagate.ids import SessionId, TenantId
 from wagate.store.contracts.auth import AuthRecordStore
+
+log = logging.getLogger("wagate.vault")
 
 BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"
 BUNDLE_FORMAT = 1
@@ -149,8 +152,15 @@ class Vaults:
         tenants = {session_id: tenant_id for tenant_id, session_id in sessions}
         wrapped, records = await self._store.bulk_load(list(tenants), namespace)
         for session_id, key in wrapped.items():
-            if session_id not in self._keys:
-                self._keys[session_id] = self.keyring.unwrap(key, tenants[session_id], session_id)
+            if session_id in self._keys:
+                continue
+            try:
+                self._keys[session_id] = self._unwrap(key, tenants[session_id], session_id)
+            except CryptoError as exc:
+                # One session's key must not stop the others: that session meets the error on its own path (a
+                # damaged key is quarantined, a missing KEK fails it), when it first reads its state.
+                log.error("session %s: its data key does not unwrap (%s); not preloaded", session_id, exc)
+                del tenants[session_id]
         for session_id in tenants:
             found = records.get(session_id, [])
             self._preloaded[(session_id, namespace)] = {r.key: r for r in found}
@@ -183,9 +193,54 @@ class Vaults:
             wrapped = await self._store.put_data_key_if_absent(
                 tenant_id, session_id, self.keyring.wrap(new_key(), tenant_id, session_id)
             )
-        key = self.keyring.unwrap(wrapped, tenant_id, session_id)
+        key = self._unwrap(wrapped, tenant_id, session_id)
         self._keys[session_id] = key
         return key
+
+    def _unwrap(self, wrapped: WrappedKey, tenant_id: TenantId, session_id: SessionId) -> bytes:
+        """The data key; ``DamagedKey`` when its stored bytes no longer open under a configured KEK (a KEK that is
+        not configured is the operator's to fix, ``UnknownKeyError``: nothing is damaged)."""
+        try:
+            return self.keyring.unwrap(wrapped, tenant_id, session_id)
+        except UnknownKeyError:
+            raise
+        except CryptoError:
+            raise DamagedKey() from None
+
+    async def key_damaged(self, tenant_id: TenantId, session_id: SessionId) -> bool:
+        """Whether the session's stored data key no longer unwraps (``DamagedKey``)."""
+        try:
+            await self.data_key(tenant_id, session_id, create=False)
+        except DamagedKey:
+            return True
+        return False
+
+    async def replace_damaged_key(self, tenant_id: TenantId, session_id: SessionId) -> bool:
+        """Give the session a new data key when its stored one is damaged (after a wipe: nothing the old one sealed
+        can be read again, and nothing new can be sealed without a key); True when it was replaced. Only the damaged
+        bytes as read are replaced, so a key another worker replaced meanwhile stays."""
+        if session_id in self._keys:
+            return False  # it unwrapped: not damaged
+        wrapped = await self._store.get_data_key(tenant_id, session_id)
+        if wrapped is None:
+            return False
+        try:
+            self._unwrap(wrapped, tenant_id, session_id)
+        except DamagedKey:
+            pass
+        except UnknownKeyError:
+            return False  # its KEK is not configured here: the operator's to fix, nothing is damaged
+        else:
+            return False
+        fresh = self.keyring.wrap(new_key(), tenant_id, session_id)
+
+        def swap(tenant: TenantId, session: SessionId, stored: WrappedKey) -> WrappedKey | None:
+            return fresh if (tenant, session, stored) == (tenant_id, session_id, wrapped) else None
+
+        replaced = await self._store.rewrap_all_data_keys_all_tenants(swap) > 0
+        if replaced:
+            log.warning("session %s: its damaged data key was replaced by a new one", session_id)
+        return replaced
 
 
 class Vault:
@@ -212,7 +267,10 @@ class Vault:
             sealed = await self._store.read(self.tenant_id, self.session_id, namespace, keys)
         if not sealed:
             return {}
-        data_key = await self._data_key()
+        try:
+            data_key = await self._data_key()
+        except DamagedKey:
+            raise DamagedKey([(namespace, key) for key in sealed]) from None
         opened: dict[str, bytes] = {}
         damaged: list[tuple[str, str]] = []
         for key, record in sealed.items():
@@ -236,7 +294,10 @@ class Vault:
         sealed = await self._store.read_all(self.tenant_id, self.session_id)
         if not sealed:
             return [], []
-        data_key = await self._data_key()
+        try:
+            data_key = await self._data_key()
+        except DamagedKey:
+            return [], [(record.namespace, record.key) for record in sealed]
         records: list[tuple[str, str, bytes]] = []
         damaged: list[tuple[str, str]] = []
         for record in sealed:
@@ -297,11 +358,13 @@ class Vault:
         )
 
     async def wipe(self) -> None:
-        """Delete every record (logout, quarantine). The data key stays: backups made with it still open."""
+        """Delete every record (logout, quarantine). The data key stays (message bodies sealed with it still open),
+        unless it is damaged itself: then a new one replaces it, so that the session can be linked again."""
         self._vaults.drop_preloaded(self.session_id)
         await self._store.write(
             self.tenant_id, self.session_id, owner=self.owner, epoch=self.epoch, upserts={}, replace_all=True
         )
+        await self._vaults.replace_damaged_key(self.tenant_id, self.session_id)
 
     async def export(self) -> bytes:
         return self.bundle(await self.get_all())

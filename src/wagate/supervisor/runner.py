@@ -121,7 +121,7 @@ class SessionRunner:
         self._qr_rounds = 0
         self.guard = CorruptionGuard(supervisor.corruption_policy)
         self._inbound = Inbound(supervisor, self)
-        self._reset_cause = "api"  # why a RESET command came: "api", "corruption" or "damaged_record"
+        self._reset_cause = "api"  # why a RESET command came: "api", "corruption", "damaged_record", "damaged_key"
         self._restored = False  # damaged credentials were put back from a backup since the last connection
         self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
         self._stop_reason = Reason.USER
@@ -353,7 +353,10 @@ class SessionRunner:
         payload: dict[str, Any] = {"cause": cause, "backup": backup.id if backup else None}
         if quarantine:
             self._sup.quarantines += 1
-            if cause == "damaged_record":
+            if cause == "damaged_key":
+                payload.update(cause="damaged_record", action="quarantined", record="data_key")
+                note = "quarantined: its stored data key is damaged, so none of its credentials open; link again"
+            elif cause == "damaged_record":
                 payload["action"] = "quarantined"
                 note = (
                     "quarantined: its stored credentials are damaged and no backup of this link holds them; "
@@ -565,6 +568,11 @@ class SessionRunner:
         sup = self._sup
         sup.damaged_records += 1
         restored = None
+        if await sup.gateway.vaults.key_damaged(self.session.tenant_id, self.session.id):
+            # Its data key itself does not open: no record of it can be read or written back, so no backup helps.
+            self.log.warning("the session's stored data key is damaged: none of its stored credentials open")
+            self.reset("damaged_key")
+            return True
         if not self._restored:
             restored = await restore_from_backup(
                 sup.store.backups, sup.gateway.keyring, sup.vault(self), self.session, event.records
