@@ -628,6 +628,39 @@ async def test_a_runner_that_fails_runs_again_and_gives_up_after_max_attempts(
         await supervisor.stop()
 
 
+async def test_a_runner_that_cannot_record_giving_up_says_why(
+    gateway: Gateway, sim: Sim, session: Session, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Giving up records FAILED; when that write fails too, the log says so, with the reason (it used to be
+    swallowed without a word)."""
+    supervisor = monitored(gateway, sim, backoff_base=0.05, backoff_cap=0.1, max_attempts=2)
+    await supervisor.start()
+    try:
+        await link(gateway, sim, supervisor, session)
+        record = supervisor.recorder.record
+
+        async def buggy(change: StatusChange) -> Session | None:
+            if change.status in (Status.STARTING, Status.FAILED):
+                raise RuntimeError(f"a bug writing {change.status.value}")
+            return await record(change)
+
+        monkeypatch.setattr(supervisor.recorder, "record", buggy)
+        await sim.post(f"/devices/{PHONE}/faults", {"kind": "drop"})
+
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "wagate.session" and r.levelname == "ERROR"]
+
+        await eventually(lambda: _true(any("could not record FAILED" in m for m in said())), "the give-up said")
+        assert [m for m in said() if "could not record FAILED" in m] == [
+            "could not record FAILED after 2 failed runs: RuntimeError: a bug writing FAILED"
+        ]
+        current = await gateway.store.sessions.get(session.tenant_id, session.name)
+        assert current is not None
+        assert current.status is not Status.FAILED  # it could not be written, and was not
+    finally:
+        await supervisor.stop()
+
+
 async def test_a_sender_that_the_database_refuses_sends_once_it_takes_writes(
     gateway: Gateway, sim: Sim, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:

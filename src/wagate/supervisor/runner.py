@@ -224,8 +224,10 @@ class SessionRunner:
     async def give_up(self, failures: int) -> None:
         """Record FAILED after ``failures`` failed runs in a row (best effort: the store may be what fails)."""
         note = f"internal error, {failures} times in a row; see the gateway's log"
-        with contextlib.suppress(Exception):
+        try:
             await self._set(Status.FAILED, Reason.ENGINE_ERROR, note=note)
+        except Exception as exc:  # said, not raised: the lease goes back, and a later reconcile runs it again
+            self.log.error("could not record FAILED after %d failed runs: %s: %s", failures, type(exc).__name__, exc)
 
     async def _loop(self) -> None:
         while True:
