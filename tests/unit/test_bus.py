@@ -97,3 +97,15 @@ async def test_a_subscriber_authenticated_just_before_a_revocation_is_cut_off_wh
         with pytest.raises(Revoked):
             await late.next()
     assert bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_2")).revoked is None
+
+
+def test_the_keys_of_open_subscriptions_are_known_until_cut_off() -> None:
+    bus = LocalBus()
+    first = bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_1"))
+    bus.subscribe(A, EventFilter(), key_id=ApiKeyId("key_2"))
+    bus.subscribe(B, EventFilter())  # no key: nothing to check
+    assert bus.key_ids() == {ApiKeyId("key_1"), ApiKeyId("key_2")}
+    bus.revoke(keys=[ApiKeyId("key_2")])
+    assert bus.key_ids() == {ApiKeyId("key_1")}
+    first.close()
+    assert bus.key_ids() == set()

@@ -147,6 +147,15 @@ class LocalBus:
             if not group:
                 del self._subscribers[subscription.tenant_id]
 
+    def key_ids(self) -> set[ApiKeyId]:
+        """The API keys the open subscriptions came with (those not cut off already)."""
+        return {
+            subscription.key_id
+            for group in self._subscribers.values()
+            for subscription in group
+            if subscription.key_id is not None and subscription.revoked is None
+        }
+
     def listens_to(self, tenant_id: TenantId) -> bool:
         """Whether a subscriber of this tenant is connected."""
         return tenant_id in self._subscribers

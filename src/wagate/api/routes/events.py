@@ -38,7 +38,6 @@ from wagate.domain.events import Event, EventFilter, expand_types, parse_types, 
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
 from wagate.fanout.bus import Revoked, SlowConsumer, Subscription
-from wagate.fanout.peers import PeerEvents
 from wagate.gateway import Gateway
 from wagate.ids import EVENT_ID_PATTERN, ApiKeyId, EventId, TenantId
 from wagate.services.accounts import authenticate
@@ -156,13 +155,11 @@ async def _holder(gateway: Gateway, websocket: WebSocket, ticket: str | None) ->
     raise _Refused(CLOSE_UNAUTHORIZED, "send the X-Api-Key header or a ?ticket= from POST /api/events/ticket")
 
 
-async def end_streams(request: Request, *, keys: Sequence[ApiKeyId] = (), tenants: Sequence[TenantId] = ()) -> None:
-    """Keys were revoked or tenants deleted: this process's streams that use them close now (with 4401), the other
-    workers' as soon as they hear of it; tickets issued under them stop working with the keys."""
+def end_streams(request: Request, *, keys: Sequence[ApiKeyId] = (), tenants: Sequence[TenantId] = ()) -> None:
+    """Keys were revoked or tenants deleted: this process's streams that use them close now (with 4401); the other
+    workers' as soon as they hear of it (the store told them with the commit); tickets issued under them stop
+    working with the keys."""
     get_gateway(request).bus.revoke(keys=keys, tenants=tenants)
-    peers: PeerEvents | None = getattr(request.app.state, "peers", None)
-    if peers is not None:
-        await peers.tell_revoked(keys, tenants)
 
 
 def _filter(session: str | None, events: str | None) -> EventFilter:

@@ -66,5 +66,5 @@ async def revoke_key(
     scope = None if principal.is_admin else principal.tenant_id
     if not await gateway.store.api_keys.revoke(ApiKeyId(key_id), tenant_id=scope):
         raise NotFound("no such key", code="key_not_found")
-    await end_streams(request, keys=[ApiKeyId(key_id)])
+    end_streams(request, keys=[ApiKeyId(key_id)])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -73,5 +73,5 @@ async def patch_tenant(tenant_id: TenantPath, body: TenantUpdate, gateway: Gatew
 async def delete_tenant(request: Request, tenant_id: TenantPath, gateway: GatewayDep, _admin: AdminDep) -> Response:
     if not await gateway.store.tenants.delete(TenantId(tenant_id)):
         raise NotFound("no such tenant", code="tenant_not_found")
-    await end_streams(request, tenants=[TenantId(tenant_id)])
+    end_streams(request, tenants=[TenantId(tenant_id)])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from typing import Any
 
 from wagate.domain.tenants import ApiKey, Role, Tenant
@@ -46,6 +47,11 @@ class ApiKeyStore(ABC):
     @abstractmethod
     async def revoke(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> bool:
         """Revoke a key; restricted to one tenant's keys unless ``tenant_id`` is None."""
+
+    @abstractmethod
+    async def valid_among(self, key_ids: Collection[ApiKeyId]) -> set[ApiKeyId]:
+        """Those of these keys that still work (not revoked, their tenant not deleted): open streams are checked
+        against it, in case a revocation's notice did not reach this process."""
 
     @abstractmethod
     async def has_admin(self) -> bool: ...

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from wagate.domain.events import AnnounceListener, CommitListener, Event
-from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
+from wagate.ids import EventId, SessionId, TenantId, WebhookId
 
 
 class EventStore(ABC):
@@ -34,17 +34,10 @@ class EventStore(ABC):
         the listening connection still stands, or is None where the database cannot announce (SQLite)."""
 
     @abstractmethod
-    async def tell_peers(
-        self,
-        process: str,
-        changed_webhooks: Sequence[WebhookId] = (),
-        *,
-        revoked_keys: Sequence[ApiKeyId] = (),
-        deleted_tenants: Sequence[TenantId] = (),
-    ) -> None:
+    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
         """Tell the other processes that ``process`` listens now (an announcement of no events), or that it changed
-        these webhook endpoints, revoked these keys or deleted these tenants; nothing where the database cannot
-        announce."""
+        these webhook endpoints; nothing where the database cannot announce. (Revoked keys and deleted tenants are
+        announced by the store itself, in the transaction that revokes or deletes.)"""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, not_, or_, select, text, update
+from sqlalchemy import Connection, delete, insert, not_, or_, select, update
 
 from wagate.clock import Clock
-from wagate.domain.events import Announced, AnnounceListener, CommitListener, Committed, Event, EventFilter, EventType
+from wagate.domain.events import AnnounceListener, CommitListener, Committed, Event, EventFilter, EventType
 from wagate.domain.webhooks import Delivery, DeliveryState, Outgoing
 from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId
 from wagate.store.contracts.accounts import TicketStore
@@ -23,6 +23,7 @@ from wagate.store.contracts.auth import Sealer
 from wagate.store.contracts.events import EventStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.peers import NOTIFY, announcements, channel, notice, parse_announcement
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
 E = schema.events
@@ -109,80 +110,6 @@ def delivery_from(row: Any) -> Delivery:
     )
 
 
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
-_ANNOUNCE_BYTES = 7_900  # a PostgreSQL notification carries at most 8,000 bytes
-
-
-def channel(schema: str | None) -> str:
-    """The notification channel of one installation (one schema) on a PostgreSQL database."""
-    return f"wagate_{schema or 'public'}"[:63]
-
-
-def announcements(process: str, events: Sequence[Event], seqs: Sequence[int]) -> list[str]:
-    """Payloads announcing committed events: ``process``, then ``tenant:seq,seq...`` groups, tab-separated, each
-    payload under the size PostgreSQL allows (a large batch takes several)."""
-    by_tenant: dict[str, list[str]] = {}
-    for event, seq in zip(events, seqs, strict=True):
-        by_tenant.setdefault(event.tenant_id, []).append(str(seq))
-    payloads: list[str] = []
-    current = process
-    for tenant, numbers in by_tenant.items():
-        for start in range(0, len(numbers), 500):
-            group = f"\t{tenant}:{','.join(numbers[start : start + 500])}"
-            if len(current) + len(group) > _ANNOUNCE_BYTES:
-                payloads.append(current)
-                current = process
-            current += group
-    if current != process:
-        payloads.append(current)
-    return payloads
-
-
-_REVOKED_KEY = "-key:"
-_DELETED_TENANT = "-tenant:"
-
-
-def notice(
-    process: str,
-    webhooks: Sequence[WebhookId] = (),
-    revoked_keys: Sequence[ApiKeyId] = (),
-    deleted_tenants: Sequence[TenantId] = (),
-) -> str:
-    """A payload of changes other than events: ``@`` and a changed endpoint's id, ``-key:`` and a revoked key's,
-    ``-tenant:`` and a deleted tenant's; tab-separated after the process's name (alone: a hello)."""
-    groups = [f"@{w}" for w in webhooks]
-    groups += [_REVOKED_KEY + k for k in revoked_keys] + [_DELETED_TENANT + t for t in deleted_tenants]
-    return "\t".join([process, *groups])
-
-
-def parse_announcement(payload: str) -> Announced | None:
-    """The other side of :func:`announcements` and of :func:`notice`; a process's name alone is its hello. None for
-    a payload that is not one."""
-    process, *groups = payload.split("\t")
-    if not process:
-        return None
-    seqs: dict[TenantId, list[int]] = {}
-    webhooks: list[WebhookId] = []
-    keys: list[ApiKeyId] = []
-    tenants: list[TenantId] = []
-    try:
-        for group in groups:
-            if group.startswith("@") and len(group) > 1:
-                webhooks.append(WebhookId(group[1:]))
-            elif group.startswith(_REVOKED_KEY) and len(group) > len(_REVOKED_KEY):
-                keys.append(ApiKeyId(group[len(_REVOKED_KEY) :]))
-            elif group.startswith(_DELETED_TENANT) and len(group) > len(_DELETED_TENANT):
-                tenants.append(TenantId(group[len(_DELETED_TENANT) :]))
-            else:
-                tenant, _, numbers = group.partition(":")
-                seqs.setdefault(TenantId(tenant), []).extend(int(n) for n in numbers.split(","))
-    except ValueError:
-        return None
-    if not (seqs or webhooks or keys or tenants or not groups):
-        return None
-    return Announced(process, seqs, tuple(webhooks), tuple(keys), tuple(tenants))
-
-
 class EventWriter:
     """Writes events and their deliveries inside a transaction; tells listeners after it commits.
 
@@ -224,7 +151,7 @@ class EventWriter:
         seqs = _INSERT_EVENTS.seqs(tx, rows, key=(0,))
         if self.announcer is not None and self._db.dialect == "postgresql":
             for payload in announcements(self.announcer, events, seqs):
-                conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
+                conn.execute(NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
         return Committed(list(events), self._queue(tx, events, seqs, bodies))
 
     def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
@@ -326,19 +253,12 @@ class SqlEventStore(EventStore):
         async with self._db.listening(channel(self._db.schema), on_payload) as alive:
             yield alive
 
-    async def tell_peers(
-        self,
-        process: str,
-        changed_webhooks: Sequence[WebhookId] = (),
-        *,
-        revoked_keys: Sequence[ApiKeyId] = (),
-        deleted_tenants: Sequence[TenantId] = (),
-    ) -> None:
+    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
         if self._db.dialect != "postgresql":
             return
-        payload = notice(process, changed_webhooks, revoked_keys, deleted_tenants)
+        payload = notice(process, changed_webhooks)
         async with self._db.write() as conn:
-            await conn.execute(_NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
+            await conn.execute(NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
 
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
         if not seqs:

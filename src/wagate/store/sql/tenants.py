@@ -1,7 +1,12 @@
-"""Tenants and API keys in SQL."""
+"""Tenants and API keys in SQL.
+
+On PostgreSQL, revoking a key or deleting a tenant tells every process in the same transaction (a notification
+delivered at the commit), so that their WebSocket streams of it close: no crash between the commit and the notice
+can lose it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -14,6 +19,7 @@ from wagate.ids import ApiKeyId, TenantId, new_api_key_id, new_tenant_id
 from wagate.store.contracts.accounts import ApiKeyStore, TenantStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.peers import tell_revoked
 
 T = schema.tenants
 K = schema.api_keys
@@ -91,6 +97,8 @@ class SqlTenantStore(TenantStore):
                 )
             await conn.execute(delete(K).where(K.c.tenant_id == tenant_id))
             result = await conn.execute(delete(T).where(T.c.id == tenant_id))
+            if result.rowcount and self._db.dialect == "postgresql":
+                await tell_revoked(conn, self._db.schema, tenants=[tenant_id])
         return bool(result.rowcount)
 
 
@@ -135,7 +143,19 @@ class SqlApiKeyStore(ApiKeyStore):
             query = query.where(K.c.tenant_id == tenant_id)
         async with self._db.write() as conn:
             result = await conn.execute(query)
+            if result.rowcount and self._db.dialect == "postgresql":
+                await tell_revoked(conn, self._db.schema, keys=[key_id])
         return bool(result.rowcount)
+
+    async def valid_among(self, key_ids: Collection[ApiKeyId]) -> set[ApiKeyId]:
+        wanted = sorted(set(key_ids))
+        valid: set[ApiKeyId] = set()
+        async with self._db.read() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = select(K.c.id).where(K.c.id.in_(chunk), K.c.revoked_at.is_(None))
+                valid.update(ApiKeyId(row.id) for row in await conn.execute(query))
+        return valid
 
     async def has_admin(self) -> bool:
         async with self._db.read() as conn:
