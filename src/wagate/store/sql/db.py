@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -135,6 +137,11 @@ def _sqlite_setup(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def probe_row() -> dict[str, Any]:
+    """A row of the write probe: an id of its own, ``PROBE_BYTES`` of incompressible filler."""
+    return {"id": secrets.token_hex(8), "filler": os.urandom(PROBE_BYTES)}
 
 
 class Database:
@@ -288,13 +295,15 @@ class Database:
         )
 
     async def probe_write(self) -> None:
-        """A real write that leaves nothing behind: a row of ``PROBE_BYTES`` added to the migrations table and removed
-        in one transaction, so that the database needs room to grow and the disk must take the commit. Raises
-        StoreUnavailable when refused; when it goes through, ``refused`` is cleared."""
-        table = schema.migrations
+        """A real write that leaves nothing behind: ``PROBE_BYTES`` random bytes (which PostgreSQL's TOAST cannot
+        compress to a few hundred) added to the probe table and removed in one transaction, so that the database
+        needs room to grow and the disk must take the commit. Raises StoreUnavailable when refused; when it goes
+        through, ``refused`` is cleared."""
+        table = schema.write_probe
+        row = probe_row()
         async with self.write() as conn:
-            await conn.execute(insert(table).values(version=-1, name="x" * PROBE_BYTES, applied_at=0.0))
-            await conn.execute(delete(table).where(table.c.version == -1))
+            await conn.execute(insert(table).values(row))
+            await conn.execute(delete(table).where(table.c.id == row["id"]))
         self.refused = None
 
     async def ping(self) -> float:

@@ -314,3 +314,11 @@ migrations = Table(
     Column("name", Text, nullable=False),
     Column("applied_at", Double, nullable=False),
 )
+
+# What the write probe adds and removes in one transaction (random bytes: nothing to compress); never holds a row.
+write_probe = Table(
+    "wagate_write_probe",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("filler", LargeBinary, nullable=False),
+)

@@ -27,6 +27,7 @@ from wagate.store.sql.migrations import (
     m0008_webhook_endpoints,
     m0009_webhook_blocked,
     m0010_ticket_key,
+    m0011_write_probe,
 )
 
 log = logging.getLogger("wagate.store")
@@ -56,6 +57,7 @@ MIGRATIONS = (
     Migration(8, "webhook_endpoints", m0008_webhook_endpoints.STATEMENTS),
     Migration(9, "webhook_blocked", m0009_webhook_blocked.STATEMENTS),
     Migration(10, "ticket_key", m0010_ticket_key.STATEMENTS),
+    Migration(11, "write_probe", m0011_write_probe.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
