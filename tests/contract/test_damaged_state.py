@@ -80,7 +80,7 @@ async def test_a_damaged_contact_record_resets_that_contact_and_the_session_runs
         assert device["decrypt_failures"] == 0  # nothing was lost: what was in flight came again
         assert device["contact_resets"] == 1
         assert device["pending"] == 0
-        assert second.damaged_records == 1
+        assert second.stats.damaged_records == 1
 
         current = await status_of(gateway, session, Status.WORKING)
         assert current.reason is None
@@ -128,8 +128,8 @@ async def test_damaged_credentials_come_back_from_a_backup_of_the_same_link(
         assert sim.server.describe(PHONE)["decrypt_failures"] == 0  # the chains were not taken from the backup
         vault = second.vault(second.runners[session.id])
         assert "device" in await vault.get_many("creds", ["device"])
-        assert second.damaged_records == 1
-        assert second.quarantines == 0
+        assert second.stats.damaged_records == 1
+        assert second.stats.quarantines == 0
     finally:
         await second.stop()
 
@@ -168,7 +168,7 @@ async def test_damaged_credentials_without_a_backup_of_this_link_quarantine(
             {"cause": "damaged_record", "action": "quarantined", "backup": made.id}
         ]
         assert await gateway.store.auth.read_all(session.tenant_id, session.id) == []  # wiped
-        assert (second.damaged_records, second.quarantines) == (1, 1)
+        assert (second.stats.damaged_records, second.stats.quarantines) == (1, 1)
     finally:
         await second.stop()
 
@@ -253,7 +253,7 @@ async def test_a_damaged_data_key_quarantines_its_session_and_the_others_run(
         assert await corrupted_events(gateway, session) == [
             {"cause": "damaged_record", "action": "quarantined", "record": "data_key", "backup": None}
         ]
-        assert (second.damaged_records, second.quarantines) == (1, 1)
+        assert (second.stats.damaged_records, second.stats.quarantines) == (1, 1)
         said = [r.getMessage() for r in caplog.records if r.name == "wagate.vault" and r.levelno >= logging.ERROR]
         assert said == [
             f"session {session.id}: its data key does not unwrap "

@@ -157,17 +157,17 @@ async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim)
     await eventually(lambda: spread((4, 3), first, second), "four and three sessions", timeout=15)
     for session in sessions:
         await status_of(gateway, session, Status.WORKING)  # moved ones reconnected without a new scan
-    assert (first.handovers, second.handovers) == (3, 0)
+    assert (first.stats.handovers, second.stats.handovers) == (3, 0)
     assert (first.share, second.share) == (4, 4)
     await asyncio.sleep(1.0)  # several reconcile rounds: nothing moves back and forth
     assert await spread((4, 3), first, second)
-    assert (first.handovers, second.handovers) == (3, 0)
+    assert (first.stats.handovers, second.stats.handovers) == (3, 0)
 
     third = supervisor_for(gateway, sim, "w3")
     await third.start()
     await eventually(lambda: spread((3, 2, 2), first, second, third), "three, two and two", timeout=15)
-    assert first.handovers + second.handovers == 5  # the two the third lacked, from the two above the floor
-    assert third.handovers == 0
+    assert first.stats.handovers + second.stats.handovers == 5  # the two the third lacked, from the two above the floor
+    assert third.stats.handovers == 0
 
     await second.stop()  # its sessions are released; the two left take them, each up to its share
     await eventually(lambda: spread((4, 3), first, third), "four and three again", timeout=15)
@@ -200,7 +200,7 @@ async def test_workers_starting_together_share_without_handing_over(gateway: Gat
     for session in sessions:
         await status_of(gateway, session, Status.WORKING)
     await asyncio.sleep(0.5)
-    assert (second.handovers, third.handovers) == (0, 0)
+    assert (second.stats.handovers, third.stats.handovers) == (0, 0)
     await second.stop()
     await third.stop()
 
@@ -213,7 +213,7 @@ async def test_a_worker_that_stops_claiming_loses_its_share(gateway: Gateway, si
     await second.start()
     assert len(first.runners) == 4  # the first to start took them all
     await asyncio.sleep(1.0)  # several rounds: sessions waiting for a scan keep their QR codes where they are
-    assert (len(first.runners), len(second.runners), first.handovers) == (4, 0, 0)
+    assert (len(first.runners), len(second.runners), first.stats.handovers) == (4, 0, 0)
     assert second.share == 2
     # The first worker's reconciles stop (its leases too): it is no longer counted, and the second takes all.
     for task in list(first._loops):
@@ -354,7 +354,7 @@ async def test_the_monitor_reconnects_a_session_stuck_in_starting(gateway: Gatew
             return current is not None and "stuck in STARTING" in (current.note or "")
 
         await eventually(kicked, "the monitor to reconnect the stuck session", timeout=10)
-        assert supervisor.stuck_restarts >= 1
+        assert supervisor.stats.stuck_restarts >= 1
         await status_of(gateway, session, Status.WORKING)  # the slow spell over, it connects
     finally:
         await supervisor.stop()
@@ -376,7 +376,7 @@ async def test_idle_stop_on_an_injected_clock_only_for_sessions_that_opt_in(gate
         await supervisor.check_health()
         stopped = await status_of(gateway, lazy, Status.STOPPED)
         assert (stopped.reason, stopped.desired) == (Reason.IDLE, Desired.STOPPED)
-        assert supervisor.idle_stops == 1
+        assert supervisor.stats.idle_stops == 1
     finally:
         await supervisor.stop()
 
@@ -388,7 +388,7 @@ async def test_scheduled_backups_rotate(gateway: Gateway, sim: Sim, session: Ses
         await link(gateway, sim, supervisor, session)
 
         async def rotated() -> bool:
-            return supervisor.backups_taken >= 5
+            return supervisor.stats.backups_taken >= 5
 
         await eventually(rotated, "five scheduled backups", timeout=10)
         kept = await gateway.store.backups.list_backups(session.tenant_id, session.id)
@@ -458,7 +458,7 @@ async def test_the_monitor_reconnects_a_working_session_whose_engine_died(
 
 
 async def _stuck_restarted(supervisor: Supervisor) -> bool:
-    return supervisor.stuck_restarts >= 1
+    return supervisor.stats.stuck_restarts >= 1
 
 
 async def test_the_monitor_leaves_alone_a_session_that_progresses_or_waits_its_turn(
@@ -613,7 +613,7 @@ async def test_a_runner_that_fails_runs_again_and_gives_up_after_max_attempts(
             return current is not None and current.status is Status.WORKING and current.connected_at != connected
 
         await eventually(back, "the session WORKING again after the failed run")
-        assert supervisor.runner_restarts == 1
+        assert supervisor.stats.runner_restarts == 1
         assert supervisor.runners[session.id] is runner
 
         bugs.extend([1] * 10)  # it fails every time now
@@ -622,7 +622,7 @@ async def test_a_runner_that_fails_runs_again_and_gives_up_after_max_attempts(
         assert failed.reason is Reason.ENGINE_ERROR
         assert failed.note is not None
         assert "3 times in a row" in failed.note
-        assert supervisor.runner_restarts == 1 + 2  # the first failure's, then two before it gave up
+        assert supervisor.stats.runner_restarts == 1 + 2  # the first failure's, then two before it gave up
         await eventually(lambda: _true(session.id not in supervisor.runners), "the runner to end")
     finally:
         await supervisor.stop()

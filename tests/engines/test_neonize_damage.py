@@ -200,7 +200,7 @@ async def test_the_supervisor_puts_a_damaged_device_part_back_from_a_backup_of_t
         assert table(path, "whatsmeow_device")[0][0] == OUR  # materialised from the parts put back
         _, damaged = await vault.get_readable()
         assert damaged == []
-        assert (supervisor.damaged_records, supervisor.quarantines) == (1, 0)
+        assert (supervisor.stats.damaged_records, supervisor.stats.quarantines) == (1, 0)
     finally:
         await supervisor.stop()
     await engine.close()

@@ -1,7 +1,8 @@
 """Prometheus metrics: one registry per app, read at scrape time from the parts that count things.
 
-Counters kept by the supervisor and the webhook dispatcher are exported as they are (they start at zero with the
-process, as Prometheus counters do); HTTP and store latencies are histograms observed as requests and operations end.
+Counters kept by the sessions (``SessionStats``) and the webhook dispatcher are exported as they are (they start at
+zero with the process, as Prometheus counters do); HTTP and store latencies are histograms observed as requests and
+operations end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wagate.domain.sessions import Status
+from wagate.supervisor.stats import SessionStats
 
 if TYPE_CHECKING:
     from wagate.fanout.peers import PeerEvents
@@ -48,25 +50,8 @@ class GatewayCollector(Collector):
         for status in Status:
             sessions.add_metric([status.value], by_status[status.value])
         yield sessions
-        counters = {
-            "wagate_reconnect_attempts": ("failed connection attempts that were retried", "reconnects"),
-            "wagate_breaker_opens": ("times a session's circuit breaker opened", "breaker_opens"),
-            "wagate_decrypt_failures": ("messages that failed to decrypt (Bad MAC)", "decrypt_failures"),
-            "wagate_contact_resets": ("contacts' encryption sessions reset after repeated failures", "contact_resets"),
-            "wagate_quarantines": ("sessions quarantined for corruption", "quarantines"),
-            "wagate_damaged_records": (
-                "stored auth state found damaged at rest (a contact's or the device's)",
-                "damaged_records",
-            ),
-            "wagate_backups": ("sealed backups of sessions' auth state taken", "backups_taken"),
-            "wagate_stuck_restarts": ("reconnects ordered by the health monitor for stuck sessions", "stuck_restarts"),
-            "wagate_idle_stops": ("sessions stopped by the health monitor for inactivity", "idle_stops"),
-            "wagate_session_handovers": ("sessions handed over to other workers to spread the load", "handovers"),
-            "wagate_runner_restarts": ("session runs started again after they failed", "runner_restarts"),
-        }
-        for name, (documentation, attribute) in counters.items():
-            value = getattr(supervisor, attribute) if supervisor is not None else 0
-            yield CounterMetricFamily(name, documentation, value=value)
+        stats = supervisor.stats if supervisor is not None else SessionStats()
+        yield from _session_counters(stats)
         deliveries = CounterMetricFamily(
             "wagate_webhook_deliveries", "webhook delivery attempts by outcome", labels=["outcome"]
         )
@@ -107,6 +92,40 @@ class GatewayCollector(Collector):
             crashes.add_metric([engine], pool.crashed)
             recycles.add_metric([engine], pool.recycled)
         yield from (hosts, crashes, recycles)
+
+
+def _session_counters(stats: SessionStats) -> Iterator[Metric]:
+    counters = (
+        ("wagate_reconnect_attempts", "failed connection attempts that were retried", stats.reconnects),
+        ("wagate_breaker_opens", "times a session's circuit breaker opened", stats.breaker_opens),
+        ("wagate_decrypt_failures", "messages that failed to decrypt (Bad MAC)", stats.decrypt_failures),
+        (
+            "wagate_contact_resets",
+            "contacts' encryption sessions reset after repeated failures",
+            stats.contact_resets,
+        ),
+        ("wagate_quarantines", "sessions quarantined for corruption", stats.quarantines),
+        (
+            "wagate_damaged_records",
+            "stored auth state found damaged at rest (a contact's or the device's)",
+            stats.damaged_records,
+        ),
+        ("wagate_backups", "sealed backups of sessions' auth state taken", stats.backups_taken),
+        (
+            "wagate_stuck_restarts",
+            "reconnects ordered by the health monitor for stuck sessions",
+            stats.stuck_restarts,
+        ),
+        ("wagate_idle_stops", "sessions stopped by the health monitor for inactivity", stats.idle_stops),
+        (
+            "wagate_session_handovers",
+            "sessions handed over to other workers to spread the load",
+            stats.handovers,
+        ),
+        ("wagate_runner_restarts", "session runs started again after they failed", stats.runner_restarts),
+    )
+    for name, documentation, value in counters:
+        yield CounterMetricFamily(name, documentation, value=value)
 
 
 class Metrics:

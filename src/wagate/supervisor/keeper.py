@@ -21,6 +21,7 @@ from wagate.config import Settings
 from wagate.store.base import Store
 from wagate.supervisor.backoff import Backoff
 from wagate.supervisor.runner import STABLE_AFTER, SessionRunner
+from wagate.supervisor.stats import SessionStats
 
 log = logging.getLogger("wagate.supervisor")
 
@@ -76,14 +77,20 @@ class RunnerKeeper:
     """Runs a session's runner until it ends as it should, running it again each time it fails."""
 
     def __init__(
-        self, settings: Settings, store: Store, clock: Clock, rng: random.Random, stopping: Callable[[], bool]
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        rng: random.Random,
+        stats: SessionStats,
+        stopping: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.watch = StoreWatch(store)
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, rng)
+        self._stats = stats
         self._stopping = stopping
-        self.restarts = 0  # runs started again after a failure
 
     async def keep(self, runner: SessionRunner) -> None:
         failures = refusals = 0
@@ -106,5 +113,5 @@ class RunnerKeeper:
                 await runner.pause(self._backoff.delay(failures))
             if self._stopping():
                 return
-            self.restarts += 1
+            self._stats.runner_restarts += 1
             runner.log.info("running the session again after a failure")

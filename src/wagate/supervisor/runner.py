@@ -354,7 +354,7 @@ class SessionRunner:
         await self._sup.fail_outbound(self.session, "the session was reset and must be linked again")
         payload: dict[str, Any] = {"cause": cause, "backup": backup.id if backup else None}
         if quarantine:
-            self._sup.quarantines += 1
+            self._sup.stats.quarantines += 1
             if cause == "damaged_key":
                 payload.update(cause="damaged_record", action="quarantined", record="data_key")
                 note = "quarantined: its stored data key is damaged, so none of its credentials open; link again"
@@ -452,7 +452,7 @@ class SessionRunner:
     async def _retry(self, error: str) -> bool:
         self.attempt += 1
         opened = self._breaker.record_failure()
-        self._sup.count_reconnect(opened)
+        self._sup.stats.count_reconnect(opened)
         if self.attempt >= self._sup.settings.max_attempts:
             await self._set(Status.FAILED, Reason.MAX_RETRIES, note=error)
             return False
@@ -551,7 +551,7 @@ class SessionRunner:
             await self._contact_damaged(event)
 
     async def _decrypt_failed(self, event: DecryptFailed) -> None:
-        self._sup.decrypt_failures += 1
+        self._sup.stats.decrypt_failures += 1
         verdict = self.guard.record(event.contact, self._sup.clock())
         if verdict is Verdict.QUARANTINE:
             self.log.warning("decryption failures across many contacts: quarantining the session")
@@ -560,7 +560,7 @@ class SessionRunner:
             self.log.info("repeated decryption failures from one contact: resetting that contact's session")
             try:
                 await self.conn.reset_contact(event.contact)
-                self._sup.contact_resets += 1
+                self._sup.stats.contact_resets += 1
             except EngineUnavailable as exc:
                 self.log.warning("cannot reset the contact's session: %s", exc)
 
@@ -568,7 +568,7 @@ class SessionRunner:
         """The session's own credentials do not open: put them back from a backup of this link and connect again
         (no new scan), or, when none holds them (or they fail again at once), quarantine. True: the loop goes on."""
         sup = self._sup
-        sup.damaged_records += 1
+        sup.stats.damaged_records += 1
         restored = None
         if await sup.gateway.vaults.key_damaged(self.session.tenant_id, self.session.id):
             # Its data key itself does not open: no record of it can be read or written back, so no backup helps.
@@ -591,7 +591,7 @@ class SessionRunner:
 
     async def _contact_damaged(self, event: ContactStateDamaged) -> None:
         """The engine found a contact's stored state damaged and started that contact over: the session runs on."""
-        self._sup.damaged_records += 1
+        self._sup.stats.damaged_records += 1
         self.log.warning("a contact's stored encryption state was damaged; that contact's session starts over")
         payload = {"cause": "damaged_record", "contact": event.contact, "action": "contact_reset"}
         await self._sup.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])

@@ -34,6 +34,7 @@ from wagate.supervisor.keeper import RunnerKeeper
 from wagate.supervisor.notify import Notifier
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import Command, SessionRunner
+from wagate.supervisor.stats import SessionStats
 
 log = logging.getLogger("wagate.supervisor")
 
@@ -47,7 +48,14 @@ LAPSE_MARGIN = 0.1  # seconds after another worker's lease expires before this o
 
 
 class Supervisor:
-    def __init__(self, gateway: Gateway, engines: EngineRegistry, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        engines: EngineRegistry,
+        *,
+        rng: random.Random | None = None,
+        stats: SessionStats | None = None,
+    ) -> None:
         self.gateway = gateway
         self.settings = gateway.settings
         self.clock = gateway.clock
@@ -69,19 +77,13 @@ class Supervisor:
         # worker (``nudge``); what another worker queues reaches the sender through ``wake_senders``, as always.
         self._outbox_empty: set[SessionId] = set()
         self._stopping = False
-        self.keeper = RunnerKeeper(self.settings, gateway.store, self.clock, self.rng, lambda: self._stopping)
+        # What the sessions count, handed to whoever counts (and to the metrics, which read it at scrape time).
+        self.stats = stats if stats is not None else SessionStats()
+        self.keeper = RunnerKeeper(
+            self.settings, gateway.store, self.clock, self.rng, self.stats, lambda: self._stopping
+        )
         self.message_hooks: list[MessageHook] = []
-        self.reconnects = 0
-        self.breaker_opens = 0
-        self.decrypt_failures = 0
-        self.contact_resets = 0
-        self.quarantines = 0
-        self.damaged_records = 0  # stored auth state found damaged: a contact's, or the device's
-        self.backups_taken = 0
-        self.stuck_restarts = 0
         self.notifier = Notifier(self.settings, gateway.store, self.clock)
-        self.idle_stops = 0
-        self.handovers = 0
         self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
         self._peer_heard_at = -math.inf  # when another process was last heard (events.peers), by self.clock
         self._total = 0  # sessions to run, as of the last reconcile
@@ -209,7 +211,7 @@ class Supervisor:
             runner.handing_over = True
             runner.command(Command.HAND_OVER)
         if chosen:
-            self.handovers += len(chosen)
+            self.stats.handovers += len(chosen)
             self._handed_over_at = self.clock()
             log.info(
                 "handing %d session(s) over: %d run here, %d workers share %d",
@@ -425,11 +427,11 @@ class Supervisor:
             problem = runner.stuck(now, settings.stuck_timeout)
             if problem is not None:
                 runner.log.warning("health monitor: %s; reconnecting", problem)
-                self.stuck_restarts += 1
+                self.stats.stuck_restarts += 1
                 runner.kick(problem)
             elif runner.idle(now, settings.idle_timeout):
                 runner.log.info("health monitor: no activity for %.0fs; stopping (idle)", now - runner.last_activity)
-                self.idle_stops += 1
+                self.stats.idle_stops += 1
                 session = runner.session
                 await self.store.sessions.set_desired(session.tenant_id, session.name, Desired.STOPPED, actor="monitor")
                 runner.stop_idle()
@@ -460,7 +462,7 @@ class Supervisor:
             payload=bundle,
             keep=self.settings.backups_keep,
         )
-        self.backups_taken += 1
+        self.stats.backups_taken += 1
         return made
 
     async def reset(self, session: Session) -> None:
@@ -590,13 +592,3 @@ class Supervisor:
     async def on_message(self, runner: SessionRunner, event: MessageReceived | MessageAck) -> None:
         for hook in self.message_hooks:
             await hook(runner, event)
-
-    @property
-    def runner_restarts(self) -> int:
-        """Runs of sessions started again after they failed (the database refusing writes, or a bug)."""
-        return self.keeper.restarts
-
-    def count_reconnect(self, breaker_opened: bool) -> None:
-        self.reconnects += 1
-        if breaker_opened:
-            self.breaker_opens += 1
