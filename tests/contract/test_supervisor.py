@@ -473,7 +473,7 @@ async def test_the_monitor_leaves_alone_a_session_that_progresses_or_waits_its_t
     clock = StepClock()
     supervisor = monitored(gateway, sim, clock, stuck_timeout=120, connect_concurrency=1)
     engine = supervisor.engines.get("sim")
-    runner = SessionRunner(supervisor, session, Lease(session.id, "w1#x", 1, clock() + 60), engine)
+    runner = SessionRunner(supervisor.context, session, Lease(session.id, "w1#x", 1, clock() + 60), engine)
     runner.status = Status.SCAN_QR_CODE
     clock.offset += 200
     assert runner.stuck(clock(), 120) is not None  # no QR code for 200 s: stuck

@@ -9,27 +9,24 @@ acknowledged is lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import InboundMessage, MessageKind, MessageStatus, StatusUpdate, kind_of
 from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
-
-if TYPE_CHECKING:
-    from wagate.supervisor.runner import SessionRunner
-    from wagate.supervisor.supervisor import Supervisor
+from wagate.supervisor.context import RunnerContext, RunnerView
 
 
 class Inbound:
     """One session's inbound recording, for its runner."""
 
-    def __init__(self, supervisor: Supervisor, runner: SessionRunner) -> None:
-        self._sup = supervisor
+    def __init__(self, ctx: RunnerContext, runner: RunnerView) -> None:
+        self._ctx = ctx
         self._runner = runner
 
     def event(self, kind: EventType, payload: dict[str, Any]) -> Event:
         session = self._runner.session
-        return Event.new(kind, session.tenant_id, session.id, session.name, self._sup.clock(), payload)
+        return Event.new(kind, session.tenant_id, session.id, session.name, self._ctx.clock(), payload)
 
     async def messages(
         self, received: Sequence[MessageReceived], notices: Sequence[EngineNotice], state: StateChanges | None = None
@@ -41,7 +38,7 @@ class Inbound:
         inbound = []
         for event in received:
             body = {"text": event.text, "media": event.media, "extra": event.extra or None}
-            sealed = await self._sup.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
+            sealed = await self._ctx.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
             media_type = (event.media or {}).get("mimetype")
             inbound.append(
                 InboundMessage(
@@ -58,11 +55,10 @@ class Inbound:
                 )
             )
         notes = [self.event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
-        auth = await self._sup.vault(runner).sealed_write(state) if state else None
-        await self._sup.recorder.append(notes, inbound, auth)
-        for event in received:
-            runner.last_activity = self._sup.clock()
-            await self._sup.on_message(runner, event)
+        auth = await self._ctx.vault(session, runner.lease.epoch).sealed_write(state) if state else None
+        await self._ctx.recorder.append(notes, inbound, auth)
+        if received:
+            runner.last_activity = self._ctx.clock()
 
     def _received_event(self, event: MessageReceived) -> Event:
         payload: dict[str, Any] = {
@@ -94,7 +90,5 @@ class Inbound:
             updates.append(
                 StatusUpdate(session.tenant_id, session.id, session.name, ack.message_id, status, timestamp=None)
             )
-        await self._sup.store.messages.update_status(updates)
-        runner.last_activity = self._sup.clock()
-        for ack in acks:
-            await self._sup.on_message(runner, ack)
+        await self._ctx.messages.update_status(updates)
+        runner.last_activity = self._ctx.clock()

@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 
-from wagate.clock import Clock
-from wagate.config import Settings
 from wagate.store.base import Store
 from wagate.supervisor.backoff import Backoff
+from wagate.supervisor.context import RunnerContext
 from wagate.supervisor.runner import STABLE_AFTER, SessionRunner
-from wagate.supervisor.stats import SessionStats
 
 log = logging.getLogger("wagate.supervisor")
 
@@ -76,20 +73,12 @@ class StoreWatch:
 class RunnerKeeper:
     """Runs a session's runner until it ends as it should, running it again each time it fails."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        clock: Clock,
-        rng: random.Random,
-        stats: SessionStats,
-        stopping: Callable[[], bool],
-    ) -> None:
-        self.settings = settings
-        self.clock = clock
+    def __init__(self, ctx: RunnerContext, store: Store, stopping: Callable[[], bool]) -> None:
+        self.settings = ctx.settings
+        self.clock = ctx.clock
         self.watch = StoreWatch(store)
-        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, rng)
-        self._stats = stats
+        self._backoff = Backoff(ctx.settings.backoff_base, ctx.settings.backoff_cap, ctx.rng)
+        self._stats = ctx.stats
         self._stopping = stopping
 
     async def keep(self, runner: SessionRunner) -> None:

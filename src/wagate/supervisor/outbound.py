@@ -14,16 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from wagate.domain.messages import Message, MessageStatus, StatusUpdate
 from wagate.domain.ratelimit import TokenBucket
+from wagate.domain.sessions import Session
 from wagate.engines.base import Connection, EngineUnavailable, OutgoingMessage, SendRejected
 from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
+from wagate.store.contracts.messages import MessageStore
+from wagate.supervisor.context import RunnerContext, RunnerView
 
-if TYPE_CHECKING:
-    from wagate.supervisor.runner import SessionRunner
-    from wagate.supervisor.supervisor import Supervisor
+__all__ = ["OutboundSender", "fail_queued"]
 
 log = logging.getLogger("wagate.session")
 
@@ -32,13 +32,20 @@ STORE_PAUSE = 0.5  # seconds the sender waits after the database refused it, dou
 STORE_PAUSE_LONGEST = 4.0
 
 
+async def fail_queued(messages: MessageStore, session: Session, why: str) -> None:
+    """The session's link is gone: its queued messages fail rather than go out from a later link."""
+    failed = await messages.fail_queued(session.tenant_id, session.id, session.name, why)
+    if failed:
+        log.info("%d queued message(s) of %s failed: %s", failed, session.id, why)
+
+
 class OutboundSender:
-    def __init__(self, supervisor: Supervisor, runner: SessionRunner, conn: Connection) -> None:
+    def __init__(self, ctx: RunnerContext, runner: RunnerView, conn: Connection) -> None:
         self._runner = runner
-        self._sup = supervisor
+        self._ctx = ctx
         self._conn = conn
         config = runner.session.config
-        settings = self._sup.settings
+        settings = ctx.settings
         rate = float(config.get("send_rate") or settings.send_rate) / 60.0
         self.bucket = TokenBucket(rate, int(config.get("send_burst") or settings.send_burst))
         self._wake = asyncio.Event()
@@ -103,7 +110,7 @@ class OutboundSender:
         while not self._stopping:
             self._wake.clear()
             session = self._runner.session
-            queued = await self._sup.store.messages.queued(session.tenant_id, session.id, BATCH)
+            queued = await self._ctx.messages.queued(session.tenant_id, session.id, BATCH)
             in_doubt = [m for m in queued if m.status is MessageStatus.SENDING]
             if in_doubt and not settled:
                 await self._settle(in_doubt)
@@ -113,7 +120,7 @@ class OutboundSender:
             if not pending:
                 await self._wake.wait()
                 continue
-            now = self._sup.clock()
+            now = self._ctx.clock()
             allowed = min(self.bucket.available(now), len(pending))
             if allowed == 0:
                 await self._pause(self.bucket.wait(now))
@@ -132,7 +139,7 @@ class OutboundSender:
     async def _settle(self, in_doubt: Sequence[Message]) -> None:
         """Decide what became of messages handed to the engine when the gateway stopped or the connection broke."""
         known = await self._conn.confirm_sent([m.id for m in in_doubt])
-        limit = self._sup.settings.send_max_attempts
+        limit = self._ctx.settings.send_max_attempts
         updates = []
         for message in in_doubt:
             if known is not None and message.id in known:
@@ -143,17 +150,17 @@ class OutboundSender:
                 updates.append(self._update(message, MessageStatus.PENDING))
         confirmed = sum(1 for u in updates if u.status is MessageStatus.SENT)
         self._runner.log.info("%d message(s) in doubt: %d had reached the server", len(in_doubt), confirmed)
-        await self._sup.store.messages.update_status(updates)
+        await self._ctx.messages.update_status(updates)
 
     async def _send(self, batch: Sequence[Message]) -> None:
         session, lease = self._runner.session, self._runner.lease
         moved = set(
-            await self._sup.store.messages.mark_sending(
+            await self._ctx.messages.mark_sending(
                 session.tenant_id, session.id, [m.id for m in batch], owner=lease.owner or "", epoch=lease.epoch
             )
         )
         batch = [m for m in batch if m.id in moved]  # what another sender took first is not sent twice
-        self.bucket.take(self._sup.clock(), len(batch))
+        self.bucket.take(self._ctx.clock(), len(batch))
         results: list[StatusUpdate] = []
         try:
             for message in batch:
@@ -163,21 +170,21 @@ class OutboundSender:
                     results.append(self._update(message, MessageStatus.FAILED, error=str(exc)[:300]))
                 else:
                     results.append(self._update(message, MessageStatus.SENT, timestamp=sent.timestamp))
-                self._runner.last_activity = self._sup.clock()
+                self._runner.last_activity = self._ctx.clock()
         finally:  # what the server has is recorded even when the connection broke in the middle
-            await self._sup.store.messages.update_status(results)
+            await self._ctx.messages.update_status(results)
 
     async def _outgoing(self, message: Message) -> OutgoingMessage:
         """What the engine sends; ``SendRejected`` (the message fails, alone) when its stored body or media is
         missing or damaged."""
         session = self._runner.session
-        bodies = self._sup.bodies
+        bodies = self._ctx.bodies
         body = await bodies.readable_body(session.tenant_id, session.id, message.id, message.body)
         if body is None:
             raise SendRejected("the message's stored body is damaged and cannot be read")
         media = None
         if "media" in body:
-            sealed = await self._sup.store.messages.media(session.tenant_id, session.id, message.id)
+            sealed = await self._ctx.messages.media(session.tenant_id, session.id, message.id)
             if sealed is None:
                 raise SendRejected("the message's media is missing")
             try:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Lease, Reason, Session, Status, StatusChange
@@ -47,14 +47,14 @@ from wagate.engines.base import (
 )
 from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.logs import session_var, tenant_var
+from wagate.store.vault import Vault
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
+from wagate.supervisor.backups import take_backup
+from wagate.supervisor.context import RunnerContext
 from wagate.supervisor.corruption import CorruptionGuard, Verdict
 from wagate.supervisor.damage import restore_from_backup
 from wagate.supervisor.inbound import Inbound
-from wagate.supervisor.outbound import OutboundSender
-
-if TYPE_CHECKING:
-    from wagate.supervisor.supervisor import Supervisor
+from wagate.supervisor.outbound import OutboundSender, fail_queued
 
 log = logging.getLogger("wagate.session")
 
@@ -95,8 +95,8 @@ class _Interrupted:
 
 
 class SessionRunner:
-    def __init__(self, supervisor: Supervisor, session: Session, lease: Lease, engine: Engine) -> None:
-        self._sup = supervisor
+    def __init__(self, ctx: RunnerContext, session: Session, lease: Lease, engine: Engine) -> None:
+        self._ctx = ctx
         self.session = session
         self.lease = lease
         self.engine = engine
@@ -109,18 +109,18 @@ class SessionRunner:
         self.conn: Connection | None = None
         self.sender: OutboundSender | None = None
         self.attempt = 0
-        self.last_activity = supervisor.clock()
-        settings = supervisor.settings
-        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, supervisor.rng)
-        self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, supervisor.clock)
+        self.last_activity = ctx.clock()
+        settings = ctx.settings
+        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, ctx.rng)
+        self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, ctx.clock)
         self._command: Command | None = None
         self.handing_over = False  # told to end here so that another worker takes the session
         self._ended: EngineEvent | None = None  # the closing event of the current connection
         self._wakeup: asyncio.Future[None] | None = None  # resolved by a command, a closing event, a connect's end
         self._connected_at: float | None = None
         self._qr_rounds = 0
-        self.guard = CorruptionGuard(supervisor.corruption_policy)
-        self._inbound = Inbound(supervisor, self)
+        self.guard = CorruptionGuard(ctx.corruption)
+        self._inbound = Inbound(ctx, self)
         self._reset_cause = "api"  # why a RESET command came: "api", "corruption", "damaged_record", "damaged_key"
         self._restored = False  # damaged credentials were put back from a backup since the last connection
         self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
@@ -133,12 +133,16 @@ class SessionRunner:
         self._said = False  # a status of this runner's is recorded (until then its row is an earlier owner's)
         self.worked = False  # the current run got the session WORKING
         self._engine_reconnecting = False  # the engine lost its socket and reconnects by itself
-        self.progress_at = supervisor.clock()
-        interval = supervisor.settings.backup_interval
+        self.progress_at = ctx.clock()
+        interval = settings.backup_interval
         # Scheduled backups start spread over one interval, so that a restart does not back up everything at once.
-        self.last_backup_at = supervisor.clock() - supervisor.rng.uniform(0, interval) if interval else 0.0
+        self.last_backup_at = ctx.clock() - ctx.rng.uniform(0, interval) if interval else 0.0
         self.log = logging.LoggerAdapter(log, {"session_name": session.name})
         self.task: asyncio.Task[None] | None = None
+
+    def vault(self) -> Vault:
+        """The session's auth state, fenced by this runner's lease."""
+        return self._ctx.vault(self.session, self.lease.epoch)
 
     # control ---------------------------------------------------------------------------------------------------
 
@@ -247,19 +251,19 @@ class SessionRunner:
     async def _connect_once(self) -> _Ended | _Failed | _Interrupted:
         self._connected_at = None
         self._engine_reconnecting = False
-        self.progress_at = self._sup.clock()  # a new attempt: the stuck clock starts over
+        self.progress_at = self._ctx.clock()  # a new attempt: the stuck clock starts over
         self._ended = None
         ctx = EngineContext(
             tenant_id=self.session.tenant_id,
             session_id=self.session.id,
             session_name=self.session.name,
-            auth=self._sup.vault(self),
+            auth=self.vault(),
             emit=self._on_event,
             emit_many=self._on_events,
             log=self.log,
             config=self.session.config,
             epoch=self.lease.epoch,
-            clock=self._sup.clock,
+            clock=self._ctx.clock,
         )
         conn = self.engine.open(ctx)
         self.conn = conn
@@ -289,10 +293,10 @@ class SessionRunner:
         """Connect within the timeout, taking a connection slot; the failure, or None once connected."""
         try:
             self._awaiting_slot = True
-            async with self._sup.connect_slots:
+            async with self._ctx.connect_slots:
                 self._awaiting_slot = False
-                self.progress_at = self._sup.clock()  # waiting for a slot is not being stuck
-                async with asyncio.timeout(self._sup.settings.connect_timeout):
+                self.progress_at = self._ctx.clock()  # waiting for a slot is not being stuck
+                async with asyncio.timeout(self._ctx.settings.connect_timeout):
                     await conn.connect()
         except EngineConnectError as exc:
             return _Failed(exc.reason)
@@ -323,9 +327,9 @@ class SessionRunner:
                 await conn.logout()
             if command is Command.DELETE:
                 return False
-            await self._sup.backup(self.session, self.lease.epoch, "logout")
-            await self._sup.vault(self).wipe()
-            await self._sup.fail_outbound(self.session, "the session logged out")
+            await take_backup(self._ctx, self.session, self.lease.epoch, "logout")
+            await self.vault().wipe()
+            await fail_queued(self._ctx.messages, self.session, "the session logged out")
             await self._set(Status.STARTING, None, clear_me=True, note="logged out; waiting for a new link")
             self.attempt = 0
             return True
@@ -349,12 +353,12 @@ class SessionRunner:
         """Quarantine (or reset by hand): keep a sealed backup, wipe the state, link again from a new QR code."""
         cause, self._reset_cause = self._reset_cause, "api"
         quarantine = cause != "api"
-        backup = await self._sup.backup(self.session, self.lease.epoch, "corrupted" if quarantine else "reset")
-        await self._sup.vault(self).wipe()
-        await self._sup.fail_outbound(self.session, "the session was reset and must be linked again")
+        backup = await take_backup(self._ctx, self.session, self.lease.epoch, "corrupted" if quarantine else "reset")
+        await self.vault().wipe()
+        await fail_queued(self._ctx.messages, self.session, "the session was reset and must be linked again")
         payload: dict[str, Any] = {"cause": cause, "backup": backup.id if backup else None}
         if quarantine:
-            self._sup.stats.quarantines += 1
+            self._ctx.stats.quarantines += 1
             if cause == "damaged_key":
                 payload.update(cause="damaged_record", action="quarantined", record="data_key")
                 note = "quarantined: its stored data key is damaged, so none of its credentials open; link again"
@@ -377,7 +381,7 @@ class SessionRunner:
         self._breaker.record_success()
         await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=note, events=(event,))
         if quarantine:
-            self._sup.notifier.session_failed(self.session, Reason.CORRUPTED, note)
+            self._ctx.notifier.session_failed(self.session, Reason.CORRUPTED, note)
 
     def reset(self, cause: str) -> None:
         self._reset_cause = cause
@@ -426,22 +430,22 @@ class SessionRunner:
                 raise event.error  # not the connection's failure: no attempt counted
             if event.reason == "qr_timeout":
                 self._qr_rounds += 1
-                if self._qr_rounds >= self._sup.settings.qr_rounds:
+                if self._qr_rounds >= self._ctx.settings.qr_rounds:
                     await self._set(Status.FAILED, Reason.QR_TIMEOUT, note="no phone linked in time; start again")
                     return False
                 return True
             if not event.retryable:
                 await self._set(Status.FAILED, Reason.ENGINE_ERROR, note=event.reason)
                 return False
-            if self._connected_at is not None and self._sup.clock() - self._connected_at >= STABLE_AFTER:
+            if self._connected_at is not None and self._ctx.clock() - self._connected_at >= STABLE_AFTER:
                 self.attempt = 0  # it had been working: start over from the first, short delay
                 self._breaker.record_success()
             return await self._retry(event.reason)
         if isinstance(event, DeviceStateDamaged):
             return await self._device_damaged(event)
         if isinstance(event, LoggedOut):
-            await self._sup.vault(self).wipe()
-            await self._sup.fail_outbound(self.session, f"the session logged out ({event.reason})")
+            await self.vault().wipe()
+            await fail_queued(self._ctx.messages, self.session, f"the session logged out ({event.reason})")
             await self._set(Status.FAILED, Reason.LOGGED_OUT, clear_me=True, note=f"logged out ({event.reason})")
         elif isinstance(event, Replaced):
             await self._set(Status.FAILED, Reason.CONFLICT, note="another connection took over this device")
@@ -452,8 +456,8 @@ class SessionRunner:
     async def _retry(self, error: str) -> bool:
         self.attempt += 1
         opened = self._breaker.record_failure()
-        self._sup.stats.count_reconnect(opened)
-        if self.attempt >= self._sup.settings.max_attempts:
+        self._ctx.stats.count_reconnect(opened)
+        if self.attempt >= self._ctx.settings.max_attempts:
             await self._set(Status.FAILED, Reason.MAX_RETRIES, note=error)
             return False
         delay = max(self._backoff.delay(self.attempt), self._breaker.remaining())
@@ -498,8 +502,8 @@ class SessionRunner:
 
     def _start_sender(self) -> None:
         if self.sender is None and self.conn is not None:
-            self.sender = OutboundSender(self._sup, self, self.conn)
-            self.sender.start(idle=self._sup.outbox_known_empty(self.session.id))
+            self.sender = OutboundSender(self._ctx, self, self.conn)
+            self.sender.start(idle=self._ctx.outbox.known_empty(self.session.id))
 
     async def _stop_sender(self) -> None:
         sender, self.sender = self.sender, None
@@ -507,7 +511,7 @@ class SessionRunner:
             await sender.stop()
 
     async def _on_event(self, event: EngineEvent) -> None:
-        self.progress_at = self._sup.clock()  # the engine is doing something: not stuck
+        self.progress_at = self._ctx.clock()  # the engine is doing something: not stuck
         if event.closing:
             self._ended = event
             self._wake()
@@ -515,7 +519,7 @@ class SessionRunner:
             self.qr = event
             qr_event = self._event(EventType.SESSION_QR, {"expiresAt": event.expires_at})
             if self.status is Status.SCAN_QR_CODE:
-                await self._sup.recorder.append([qr_event])
+                await self._ctx.recorder.append([qr_event])
             else:
                 note = self._note if self._scan_reason else None
                 await self._set(Status.SCAN_QR_CODE, self._scan_reason, note=note, events=(qr_event,))
@@ -527,7 +531,7 @@ class SessionRunner:
             await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting", events=(paired,))
         elif isinstance(event, Connected):
             self.qr = None
-            self._connected_at = self.last_activity = self._sup.clock()
+            self._connected_at = self.last_activity = self._ctx.clock()
             self._qr_rounds = 0
             self._scan_reason = None
             self._engine_reconnecting = False
@@ -542,17 +546,17 @@ class SessionRunner:
         elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
             await self._on_events([event])
         elif isinstance(event, ContactsUpdated):
-            await self._sup.store.messages.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
+            await self._ctx.messages.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
         elif isinstance(event, GroupsUpdated):
-            await self._sup.store.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
+            await self._ctx.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
         elif isinstance(event, DecryptFailed):
             await self._decrypt_failed(event)
         elif isinstance(event, ContactStateDamaged):
             await self._contact_damaged(event)
 
     async def _decrypt_failed(self, event: DecryptFailed) -> None:
-        self._sup.stats.decrypt_failures += 1
-        verdict = self.guard.record(event.contact, self._sup.clock())
+        self._ctx.stats.decrypt_failures += 1
+        verdict = self.guard.record(event.contact, self._ctx.clock())
         if verdict is Verdict.QUARANTINE:
             self.log.warning("decryption failures across many contacts: quarantining the session")
             self.reset("corruption")
@@ -560,24 +564,24 @@ class SessionRunner:
             self.log.info("repeated decryption failures from one contact: resetting that contact's session")
             try:
                 await self.conn.reset_contact(event.contact)
-                self._sup.stats.contact_resets += 1
+                self._ctx.stats.contact_resets += 1
             except EngineUnavailable as exc:
                 self.log.warning("cannot reset the contact's session: %s", exc)
 
     async def _device_damaged(self, event: DeviceStateDamaged) -> bool:
         """The session's own credentials do not open: put them back from a backup of this link and connect again
         (no new scan), or, when none holds them (or they fail again at once), quarantine. True: the loop goes on."""
-        sup = self._sup
-        sup.stats.damaged_records += 1
+        ctx = self._ctx
+        ctx.stats.damaged_records += 1
         restored = None
-        if await sup.gateway.vaults.key_damaged(self.session.tenant_id, self.session.id):
+        if await ctx.vaults.key_damaged(self.session.tenant_id, self.session.id):
             # Its data key itself does not open: no record of it can be read or written back, so no backup helps.
             self.log.warning("the session's stored data key is damaged: none of its stored credentials open")
             self.reset("damaged_key")
             return True
         if not self._restored:
             restored = await restore_from_backup(
-                sup.store.backups, sup.gateway.keyring, sup.vault(self), self.session, event.records
+                ctx.backups, ctx.vaults.keyring, self.vault(), self.session, event.records
             )
         if restored is None:
             self.log.warning("the session's stored credentials are damaged and no backup of this link holds them")
@@ -586,15 +590,15 @@ class SessionRunner:
         self._restored = True
         self.log.warning("the session's stored credentials were damaged; put back from backup %s", restored.id)
         payload = {"cause": "damaged_record", "action": "restored", "backup": restored.id}
-        await sup.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
+        await ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
         return True
 
     async def _contact_damaged(self, event: ContactStateDamaged) -> None:
         """The engine found a contact's stored state damaged and started that contact over: the session runs on."""
-        self._sup.stats.damaged_records += 1
+        self._ctx.stats.damaged_records += 1
         self.log.warning("a contact's stored encryption state was damaged; that contact's session starts over")
         payload = {"cause": "damaged_record", "contact": event.contact, "action": "contact_reset"}
-        await self._sup.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
+        await self._ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
 
     async def _set(
         self,
@@ -626,13 +630,13 @@ class SessionRunner:
             detail=detail,
             events=events,
         )
-        session = await self._sup.recorder.record(change)
+        session = await self._ctx.recorder.record(change)
         if session is None:
             raise LeaseLost(f"session {self.session.id}: status write refused")
         if status is not self.status:
-            self.progress_at = self._sup.clock()
+            self.progress_at = self._ctx.clock()
             if status is Status.FAILED:
-                self._sup.notifier.session_failed(session, reason, note)
+                self._ctx.notifier.session_failed(session, reason, note)
         if status is not self.status or reason is not self._reason:
             failed = status is Status.FAILED  # the session stops trying: said at WARNING, with why
             self.log.log(

@@ -14,13 +14,13 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from wagate.domain.backups import Backup
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Lease, Reason, Session, Status, StatusChange
-from wagate.engines.base import EngineUnavailable, MessageAck, MessageReceived, QrCode
+from wagate.engines.base import EngineUnavailable, QrCode
 from wagate.engines.registry import EngineRegistry
 from wagate.errors import ConfigError, StoreError
 from wagate.gateway import Gateway
@@ -28,17 +28,19 @@ from wagate.ids import BackupId, SessionId, TenantId
 from wagate.periodic import every, once
 from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vault
+from wagate.supervisor.backups import take_backup
 from wagate.supervisor.balance import Spread
+from wagate.supervisor.context import OutboxHints, RunnerContext, RunnerSettings
 from wagate.supervisor.corruption import CorruptionPolicy
 from wagate.supervisor.keeper import RunnerKeeper
 from wagate.supervisor.notify import Notifier
+from wagate.supervisor.outbound import fail_queued
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import Command, SessionRunner
 from wagate.supervisor.stats import SessionStats
 
 log = logging.getLogger("wagate.supervisor")
 
-MessageHook = Callable[[SessionRunner, MessageReceived | MessageAck], Awaitable[None]]
 STOP_TIMEOUT = 6.0
 REBALANCE_PAUSE = 2.0  # seconds between reconciles of a worker that is waiting for sessions handed over to it
 REBALANCE_COOLDOWN = 10.0  # seconds at least that a worker which handed sessions over claims no free ones
@@ -62,8 +64,6 @@ class Supervisor:
         self.rng = rng or random.Random()
         self.engines = engines
         self.store = gateway.store
-        self.recorder = StatusRecorder(gateway.store.sessions)
-        self.bodies = BodySealer(gateway.vaults)
         # "<worker>#<boot>": a later run of the same worker may take over leases of an earlier, dead one at once.
         self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
         self.takeover = f"{self.settings.worker_id}#"
@@ -71,19 +71,30 @@ class Supervisor:
         self._loops: set[asyncio.Task[None]] = set()  # reconcile and lease renewal: cancelled at stop
         self._runner_tasks: set[asyncio.Task[None]] = set()  # commanded to stop, never cancelled first
         self._lock = asyncio.Lock()
-        self.connect_slots = asyncio.Semaphore(self.settings.connect_concurrency)
-        # Sessions known to have nothing queued to send, from one query when many start together: their senders
-        # skip the first look at the queue. An entry goes when used, or when something is queued through this
-        # worker (``nudge``); what another worker queues reaches the sender through ``wake_senders``, as always.
-        self._outbox_empty: set[SessionId] = set()
         self._stopping = False
-        # What the sessions count, handed to whoever counts (and to the metrics, which read it at scrape time).
-        self.stats = stats if stats is not None else SessionStats()
-        self.keeper = RunnerKeeper(
-            self.settings, gateway.store, self.clock, self.rng, self.stats, lambda: self._stopping
+        # What every runner is handed; the stats may come from the caller (the metrics read them).
+        self.context = RunnerContext(
+            settings=RunnerSettings.of(self.settings),
+            clock=self.clock,
+            rng=self.rng,
+            owner=self.owner,
+            vaults=gateway.vaults,
+            bodies=BodySealer(gateway.vaults),
+            recorder=StatusRecorder(gateway.store.sessions),
+            messages=gateway.store.messages,
+            backups=gateway.store.backups,
+            notifier=Notifier(self.settings, gateway.store, self.clock),
+            connect_slots=asyncio.Semaphore(self.settings.connect_concurrency),
+            corruption=CorruptionPolicy(
+                window=self.settings.corruption_window,
+                session_failures=self.settings.corruption_threshold,
+                min_contacts=self.settings.corruption_min_contacts,
+                contact_failures=self.settings.contact_reset_threshold,
+            ),
+            outbox=OutboxHints(),
+            stats=stats if stats is not None else SessionStats(),
         )
-        self.message_hooks: list[MessageHook] = []
-        self.notifier = Notifier(self.settings, gateway.store, self.clock)
+        self.keeper = RunnerKeeper(self.context, gateway.store, lambda: self._stopping)
         self.workers: dict[str, int] = {}  # live workers and the leases each holds, as of the last reconcile
         self._peer_heard_at = -math.inf  # when another process was last heard (events.peers), by self.clock
         self._total = 0  # sessions to run, as of the last reconcile
@@ -91,12 +102,23 @@ class Supervisor:
         self._next_lapse: float | None = None  # the earliest expiry of another worker's lease, as last seen
         self._waiting_since: float | None = None  # since when others are about to hand sessions over to this one
         self._handed_over_at: float | None = None
-        self.corruption_policy = CorruptionPolicy(
-            window=self.settings.corruption_window,
-            session_failures=self.settings.corruption_threshold,
-            min_contacts=self.settings.corruption_min_contacts,
-            contact_failures=self.settings.contact_reset_threshold,
-        )
+
+    @property
+    def stats(self) -> SessionStats:
+        """What this supervisor's sessions have counted (held by the runners' context, not here)."""
+        return self.context.stats
+
+    @property
+    def recorder(self) -> StatusRecorder:
+        return self.context.recorder
+
+    @property
+    def bodies(self) -> BodySealer:
+        return self.context.bodies
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.context.notifier
 
     def peer_heard(self, process: str) -> None:
         """Another process on the database is alive and listening (its hello, or events it announced): its
@@ -334,7 +356,7 @@ class Supervisor:
         for namespace, pairs in by_namespace.items():
             await self.gateway.vaults.preload(pairs, namespace)
         queued = await self.store.messages.queued_sessions_all_tenants()
-        self._outbox_empty.update(s.id for s in sessions if s.id not in queued)
+        self.context.outbox.mark_empty({s.id for s in sessions if s.id not in queued})
 
     async def _launch(self, session: Session, lease: Lease) -> None:
         try:
@@ -344,7 +366,7 @@ class Supervisor:
             await self._record(session, lease, Status.FAILED, Reason.ENGINE_ERROR, note=str(exc))
             await self.store.leases.release(session.id, self.owner, lease.epoch)
             return
-        runner = SessionRunner(self, session, lease, engine)
+        runner = SessionRunner(self.context, session, lease, engine)
         self.runners[session.id] = runner
         self._waiting_since = None  # a claim: sessions are still coming
         runner.task = self._spawn(self._runner_tasks, self._run(runner), f"session-{session.id}")
@@ -362,7 +384,7 @@ class Supervisor:
                     await self.store.leases.release(runner.session.id, self.owner, runner.lease.epoch)
             if self.runners.get(runner.session.id) is runner:
                 del self.runners[runner.session.id]
-            self._outbox_empty.discard(runner.session.id)
+            self.context.outbox.forget(runner.session.id)
             self.gateway.vaults.drop_preloaded(runner.session.id)
 
     async def _settle(self, settled: list[tuple[Session, Lease]]) -> None:
@@ -398,9 +420,7 @@ class Supervisor:
     # what runners and the API use ------------------------------------------------------------------------------
 
     def vault(self, runner: SessionRunner) -> Vault:
-        return self.gateway.vaults.open(
-            runner.session.tenant_id, runner.session.id, owner=self.owner, epoch=runner.lease.epoch
-        )
+        return runner.vault()
 
     def runs(self, session_id: SessionId) -> bool:
         """Whether this worker runs the session."""
@@ -444,26 +464,8 @@ class Supervisor:
                 await self.backup(runner.session, runner.lease.epoch, "scheduled")
 
     async def backup(self, session: Session, epoch: int, reason: str) -> Backup | None:
-        """Keep a sealed copy of the session's auth state (the newest ``backups_keep``); None when there is none.
-        Records that no longer open are left out (a quarantine for damaged state backs up what can be kept); the
-        bundle names the linked device, so that a damaged record is restored only from a backup of the same link."""
-        vault = self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=epoch)
-        records, damaged = await vault.get_readable()
-        if damaged:
-            log.warning("backup of %s leaves out %d damaged record(s)", session.id, len(damaged))
-        if not records:
-            return None
-        bundle = vault.bundle(records, device=(session.me or {}).get("id"))
-        made = await self.store.backups.add(
-            session.tenant_id,
-            session.id,
-            reason=reason,
-            records=len(records),
-            payload=bundle,
-            keep=self.settings.backups_keep,
-        )
-        self.stats.backups_taken += 1
-        return made
+        """Keep a sealed copy of the session's auth state, under this supervisor's lease at ``epoch``."""
+        return await take_backup(self.context, session, epoch, reason)
 
     async def reset(self, session: Session) -> None:
         """By hand, what a quarantine does: back up, wipe, and (when it runs) link again from a new QR code."""
@@ -473,7 +475,7 @@ class Supervisor:
             return
         async with self._held(session) as lease:
             backup = await self.backup(session, lease.epoch, "reset")
-            await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            await self.context.vault(session, lease.epoch).wipe()
             await self.fail_outbound(session, "the session was reset and must be linked again")
             await self._forget_local(session)
             event = Event.new(
@@ -494,7 +496,7 @@ class Supervisor:
         if payload is None:
             raise LookupError(backup_id)
         async with self._held(session) as lease:
-            vault = self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch)
+            vault = self.context.vault(session, lease.epoch)
             return await vault.import_bundle(payload)
 
     @contextlib.asynccontextmanager
@@ -516,7 +518,7 @@ class Supervisor:
             return
         async with self._held(session) as lease:
             await self.backup(session, lease.epoch, "logout")
-            await self.gateway.vaults.open(session.tenant_id, session.id, owner=self.owner, epoch=lease.epoch).wipe()
+            await self.context.vault(session, lease.epoch).wipe()
             await self.fail_outbound(session, "the session logged out")
             await self._forget_local(session)
             await self._record(session, lease, session.status, session.reason, clear_me=True)
@@ -539,16 +541,9 @@ class Supervisor:
             return  # an engine this build cannot load kept nothing here
         await engine.forget(session.id)
 
-    def outbox_known_empty(self, session_id: SessionId) -> bool:
-        """True (once) when the session had nothing queued as it was started with many others."""
-        if session_id in self._outbox_empty:
-            self._outbox_empty.discard(session_id)
-            return True
-        return False
-
     def nudge(self, session_id: SessionId) -> None:
         """A message was queued for this session: its sender (when it runs here) looks at once."""
-        self._outbox_empty.discard(session_id)
+        self.context.outbox.forget(session_id)
         runner = self.runners.get(session_id)
         if runner is not None and runner.sender is not None:
             runner.sender.wake()
@@ -585,10 +580,4 @@ class Supervisor:
 
     async def fail_outbound(self, session: Session, why: str) -> None:
         """The session's link is gone: its queued messages fail rather than go out from a later link."""
-        failed = await self.store.messages.fail_queued(session.tenant_id, session.id, session.name, why)
-        if failed:
-            log.info("%d queued message(s) of %s failed: %s", failed, session.id, why)
-
-    async def on_message(self, runner: SessionRunner, event: MessageReceived | MessageAck) -> None:
-        for hook in self.message_hooks:
-            await hook(runner, event)
+        await fail_queued(self.store.messages, session, why)
