@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from wagate.domain import payloads
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import InboundMessage, MessageKind, MessageStatus, StatusUpdate, kind_of
 from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
@@ -54,26 +55,23 @@ class Inbound:
                     event=self._received_event(event),
                 )
             )
-        notes = [self.event(EventType.ENGINE_EVENT, {"kind": e.kind, "data": e.data}) for e in notices]
+        notes = [self.event(EventType.ENGINE_EVENT, payloads.engine_event(e.kind, e.data)) for e in notices]
         auth = await self._ctx.vault(session, runner.lease.epoch).sealed_write(state) if state else None
         await self._ctx.recorder.append(notes, inbound, auth)
         if received:
             runner.last_activity = self._ctx.clock()
 
     def _received_event(self, event: MessageReceived) -> Event:
-        payload: dict[str, Any] = {
-            "id": event.message_id,
-            "chat": event.chat,
-            "from": event.sender,
-            "fromMe": False,
-            "pushName": event.push_name,
-            "text": event.text,
-            "timestamp": event.timestamp,
-        }
-        if event.media:
-            payload["media"] = event.media
-        if event.extra:
-            payload["extra"] = event.extra
+        payload = payloads.message_received(
+            message_id=event.message_id,
+            chat=event.chat,
+            sender=event.sender,
+            push_name=event.push_name,
+            text=event.text,
+            timestamp=event.timestamp,
+            media=event.media,
+            extra=event.extra,
+        )
         return self.event(EventType.MESSAGE_RECEIVED, payload)
 
     async def receipts(self, acks: Sequence[MessageAck]) -> None:

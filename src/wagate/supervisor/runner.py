@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from wagate.domain import payloads
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Lease, Reason, Session, Status, StatusChange
 from wagate.engines.base import (
@@ -64,6 +65,13 @@ STABLE_AFTER = 10.0
 SHUTDOWN_NOTE = "the gateway stopped; the session reconnects when it runs again"
 STORE_NOTE = "disconnected while the database refuses writes ({}); it reconnects once they go through again"
 HAND_OVER_NOTE = "handed over to another worker, to spread the sessions; it reconnects there"
+QUARANTINE_NOTES = {  # by the cause of a quarantine
+    "corruption": "quarantined: messages from many contacts failed to decrypt; link the phone again",
+    "damaged_record": (
+        "quarantined: its stored credentials are damaged and no backup of this link holds them; link the phone again"
+    ),
+    "damaged_key": "quarantined: its stored data key is damaged, so none of its credentials open; link again",
+}
 
 
 class Command(IntEnum):
@@ -356,25 +364,17 @@ class SessionRunner:
         backup = await take_backup(self._ctx, self.session, self.lease.epoch, "corrupted" if quarantine else "reset")
         await self.vault().wipe()
         await fail_queued(self._ctx.messages, self.session, "the session was reset and must be linked again")
-        payload: dict[str, Any] = {"cause": cause, "backup": backup.id if backup else None}
+        kept = backup.id if backup else None
         if quarantine:
             self._ctx.stats.quarantines += 1
-            if cause == "damaged_key":
-                payload.update(cause="damaged_record", action="quarantined", record="data_key")
-                note = "quarantined: its stored data key is damaged, so none of its credentials open; link again"
-            elif cause == "damaged_record":
-                payload["action"] = "quarantined"
-                note = (
-                    "quarantined: its stored credentials are damaged and no backup of this link holds them; "
-                    "link the phone again"
-                )
-            else:
-                note = "quarantined: messages from many contacts failed to decrypt; link the phone again"
+            why = payloads.Cause.CORRUPTION if cause == "corruption" else payloads.Cause.DAMAGED_RECORD
+            payload = payloads.quarantined(why, kept, data_key=cause == "damaged_key")
             event = self._event(EventType.SESSION_CORRUPTED, payload)
+            note = QUARANTINE_NOTES[cause]
         else:
-            event = self._event(EventType.SESSION_RESET, payload)
+            event = self._event(EventType.SESSION_RESET, payloads.session_reset(kept))
             note = "reset by request; link the phone again"
-        self.log.warning("session state wiped (%s); backup %s kept", cause, payload["backup"])
+        self.log.warning("session state wiped (%s); backup %s kept", cause, kept)
         self._scan_reason = Reason.CORRUPTED
         self.guard.clear()
         self.attempt = 0
@@ -517,7 +517,7 @@ class SessionRunner:
             self._wake()
         elif isinstance(event, QrCode):
             self.qr = event
-            qr_event = self._event(EventType.SESSION_QR, {"expiresAt": event.expires_at})
+            qr_event = self._event(EventType.SESSION_QR, payloads.session_qr(event.expires_at))
             if self.status is Status.SCAN_QR_CODE:
                 await self._ctx.recorder.append([qr_event])
             else:
@@ -527,7 +527,7 @@ class SessionRunner:
             self.pairing_code = event.code
         elif isinstance(event, Paired):
             self.qr = None
-            paired = self._event(EventType.SESSION_PAIRED, {"me": event.me.as_dict()})
+            paired = self._event(EventType.SESSION_PAIRED, payloads.session_paired(event.me.as_dict()))
             await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting", events=(paired,))
         elif isinstance(event, Connected):
             self.qr = None
@@ -589,16 +589,15 @@ class SessionRunner:
             return True
         self._restored = True
         self.log.warning("the session's stored credentials were damaged; put back from backup %s", restored.id)
-        payload = {"cause": "damaged_record", "action": "restored", "backup": restored.id}
-        await ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
+        await ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payloads.restored(restored.id))])
         return True
 
     async def _contact_damaged(self, event: ContactStateDamaged) -> None:
         """The engine found a contact's stored state damaged and started that contact over: the session runs on."""
         self._ctx.stats.damaged_records += 1
         self.log.warning("a contact's stored encryption state was damaged; that contact's session starts over")
-        payload = {"cause": "damaged_record", "contact": event.contact, "action": "contact_reset"}
-        await self._ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payload)])
+        corrupted = self._event(EventType.SESSION_CORRUPTED, payloads.contact_reset(event.contact))
+        await self._ctx.recorder.append([corrupted])
 
     async def _set(
         self,

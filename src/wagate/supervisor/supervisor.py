@@ -17,6 +17,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
+from wagate.domain import payloads
 from wagate.domain.backups import Backup
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, Lease, Reason, Session, Status, StatusChange
@@ -484,7 +485,7 @@ class Supervisor:
                 session.id,
                 session.name,
                 self.clock(),
-                {"cause": "api", "backup": backup.id if backup else None},
+                payloads.session_reset(backup.id if backup else None),
             )
             await self._record(session, lease, session.status, session.reason, clear_me=True, events=(event,))
 
