@@ -1,4 +1,5 @@
-"""One session's life: connect, follow the engine's events, reconnect with backoff, stop when told.
+"""One session's life: connect, reconnect with backoff, carry out commands, stop when told (what a connection
+reports is followed by its base, ``wagate.supervisor.follow``).
 
 The runner owns the session's lease (given by the supervisor) and writes its observed status through the status
 recorder, fenced by that lease: when a write comes back refused, the lease has moved and the runner ends without
@@ -12,50 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any
 
-from wagate.domain import payloads
-from wagate.domain.events import Event, EventType
-from wagate.domain.sessions import Lease, Reason, Session, Status, StatusChange
+from wagate.domain.sessions import Lease, Reason, Session, Status
 from wagate.engines.base import (
-    Connected,
     Connection,
-    ContactStateDamaged,
-    ContactsUpdated,
-    DecryptFailed,
     DeviceStateDamaged,
     Disconnected,
     Engine,
     EngineConnectError,
     EngineContext,
     EngineEvent,
-    EngineNotice,
-    EngineUnavailable,
-    GroupsUpdated,
     LoggedOut,
-    MessageAck,
-    MessageReceived,
-    Paired,
-    PairingCode,
-    QrCode,
-    Reconnecting,
     Replaced,
-    StateChanges,
     TemporarilyBanned,
 )
 from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.logs import session_var, tenant_var
-from wagate.store.vault import Vault
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.backups import take_backup
+from wagate.supervisor.commands import Command
 from wagate.supervisor.context import RunnerContext
-from wagate.supervisor.corruption import CorruptionGuard, Verdict
-from wagate.supervisor.damage import restore_from_backup
-from wagate.supervisor.inbound import Inbound
-from wagate.supervisor.outbound import OutboundSender, fail_queued
+from wagate.supervisor.follow import ConnectionFollower
+from wagate.supervisor.outbound import fail_queued
+from wagate.supervisor.repair import API, Repair
+
+__all__ = ["STABLE_AFTER", "SessionRunner"]
 
 log = logging.getLogger("wagate.session")
 
@@ -65,27 +48,6 @@ STABLE_AFTER = 10.0
 SHUTDOWN_NOTE = "the gateway stopped; the session reconnects when it runs again"
 STORE_NOTE = "disconnected while the database refuses writes ({}); it reconnects once they go through again"
 HAND_OVER_NOTE = "handed over to another worker, to spread the sessions; it reconnects there"
-QUARANTINE_NOTES = {  # by the cause of a quarantine
-    "corruption": "quarantined: messages from many contacts failed to decrypt; link the phone again",
-    "damaged_record": (
-        "quarantined: its stored credentials are damaged and no backup of this link holds them; link the phone again"
-    ),
-    "damaged_key": "quarantined: its stored data key is damaged, so none of its credentials open; link again",
-}
-
-
-class Command(IntEnum):
-    """What the runner is asked to do; a stronger command wins over a weaker pending one."""
-
-    KICK = 0  # the health monitor found the session stuck: reconnect through the normal backoff
-    RESTART = 1
-    HAND_OVER = 2  # this worker runs more than its share: end here, another worker takes the session
-    RESET = 3
-    LOGOUT = 4
-    STOP = 5
-    DELETE = 6
-    SHUTDOWN = 7
-    LEASE_LOST = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,83 +64,37 @@ class _Interrupted:
     pass
 
 
-class SessionRunner:
+class SessionRunner(ConnectionFollower):
+    """Drives one session toward running, under its lease, until it is told to end or ends for good."""
+
     def __init__(self, ctx: RunnerContext, session: Session, lease: Lease, engine: Engine) -> None:
-        self._ctx = ctx
-        self.session = session
-        self.lease = lease
+        super().__init__(ctx, session, lease)
         self.engine = engine
         self.generation = session.generation
-        self.status = session.status
-        self._reason = session.reason
-        self._note = session.note
-        self.qr: QrCode | None = None
-        self.pairing_code: str | None = None
-        self.conn: Connection | None = None
-        self.sender: OutboundSender | None = None
         self.attempt = 0
-        self.last_activity = ctx.clock()
         settings = ctx.settings
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, ctx.rng)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, ctx.clock)
-        self._command: Command | None = None
         self.handing_over = False  # told to end here so that another worker takes the session
-        self._ended: EngineEvent | None = None  # the closing event of the current connection
-        self._wakeup: asyncio.Future[None] | None = None  # resolved by a command, a closing event, a connect's end
-        self._connected_at: float | None = None
-        self._qr_rounds = 0
-        self.guard = CorruptionGuard(ctx.corruption)
-        self._inbound = Inbound(ctx, self)
-        self._reset_cause = "api"  # why a RESET command came: "api", "corruption", "damaged_record", "damaged_key"
-        self._restored = False  # damaged credentials were put back from a backup since the last connection
-        self._scan_reason: Reason | None = None  # shown with SCAN_QR_CODE after a quarantine
+        self._repair = Repair(ctx, self)
+        self._reset_cause = API  # why a RESET command came: by hand, or the cause of a quarantine
         self._stop_reason = Reason.USER
         self._kicked = ""
-        self._pausing = False
         self._awaiting_slot = False
         self._ending = False  # told to end (stop, shut down, hand over...): ends even when its last write fails
         self.fault: StoreUnavailable | None = None  # the database refused a write: disconnected until it takes one
-        self._said = False  # a status of this runner's is recorded (until then its row is an earlier owner's)
-        self.worked = False  # the current run got the session WORKING
-        self._engine_reconnecting = False  # the engine lost its socket and reconnects by itself
-        self.progress_at = ctx.clock()
         interval = settings.backup_interval
         # Scheduled backups start spread over one interval, so that a restart does not back up everything at once.
         self.last_backup_at = ctx.clock() - ctx.rng.uniform(0, interval) if interval else 0.0
-        self.log = logging.LoggerAdapter(log, {"session_name": session.name})
         self.task: asyncio.Task[None] | None = None
-
-    def vault(self) -> Vault:
-        """The session's auth state, fenced by this runner's lease."""
-        return self._ctx.vault(self.session, self.lease.epoch)
 
     # control ---------------------------------------------------------------------------------------------------
 
     def command(self, command: Command, session: Session | None = None) -> None:
         if session is not None:
-            self.session = session
+            self._status.session = session
             self.generation = session.generation
-        if self._command is None or command > self._command:
-            self._command = command
-        self._wake()
-
-    def _wake(self, _: object = None) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    async def _wait_until(self, done: Callable[[], bool]) -> None:
-        """Until ``done()`` or a command; woken by ``_wake`` (one future per wait rather than a task per thing
-        waited for: ten thousand sessions wait at once)."""
-        while not done() and self._command is None:
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
-
-    def _take_command(self) -> Command | None:
-        command, self._command = self._command, None
-        return command
+        self._orders.give(command)
 
     # the loop --------------------------------------------------------------------------------------------------
 
@@ -217,21 +133,17 @@ class SessionRunner:
         session's status (it is disconnected, waiting for the database)."""
         if self.fault is not None:
             return Status.STARTING, None, STORE_NOTE.format(self.fault)
-        if not self._said:
+        if not self._status.said:
             return Status.STARTING, None, None
-        return self.status, self._reason, self._note
+        return self.status, self._status.reason, self._status.note
 
     async def until(self, done: asyncio.Future[None]) -> None:
         """Wait for ``done`` (the database taking writes again), or for a command."""
-        done.add_done_callback(self._wake)
-        try:
-            await self._wait_until(done.done)
-        finally:
-            done.remove_done_callback(self._wake)
+        await self._orders.until(done)
 
     async def pause(self, seconds: float) -> None:
         """Wait ``seconds`` (before running again), or for a command."""
-        await self._pause(seconds)
+        await self._orders.sleep(seconds)
 
     async def give_up(self, failures: int) -> None:
         """Record FAILED after ``failures`` failed runs in a row (best effort: the store may be what fails)."""
@@ -243,13 +155,13 @@ class SessionRunner:
 
     async def _loop(self) -> None:
         while True:
-            command = self._take_command()
+            command = self._orders.take()
             if command is not None and not await self._obey(command):
                 return
             wait = self._breaker.remaining()
-            if wait > 0 and not await self._pause(wait):
+            if wait > 0 and not await self._orders.sleep(wait):
                 continue  # interrupted: the command is taken at the top
-            await self._set(Status.STARTING, None, note=self._note)
+            await self._set(Status.STARTING, None, note=self._status.note)
             outcome = await self._connect_once()
             if isinstance(outcome, _Interrupted):
                 continue  # the command is taken at the top of the loop
@@ -276,9 +188,9 @@ class SessionRunner:
         conn = self.engine.open(ctx)
         self.conn = conn
         connecting = asyncio.ensure_future(self._connect(conn))
-        connecting.add_done_callback(self._wake)
+        connecting.add_done_callback(self._orders.wake)
         try:
-            await self._wait_until(connecting.done)
+            await self._orders.wait_until(connecting.done)
         finally:
             if not connecting.done():  # a command (stop, shutdown...) arrived while connecting: give up at once
                 connecting.cancel()
@@ -290,7 +202,7 @@ class SessionRunner:
         if failure is not None:
             self.conn = None
             return failure
-        await self._wait_until(lambda: self._ended is not None)
+        await self._orders.wait_until(lambda: self._ended is not None)
         await self._stop_sender()
         if self._ended is not None:
             self.conn = None
@@ -359,29 +271,14 @@ class SessionRunner:
 
     async def _reset(self) -> None:
         """Quarantine (or reset by hand): keep a sealed backup, wipe the state, link again from a new QR code."""
-        cause, self._reset_cause = self._reset_cause, "api"
-        quarantine = cause != "api"
-        backup = await take_backup(self._ctx, self.session, self.lease.epoch, "corrupted" if quarantine else "reset")
-        await self.vault().wipe()
-        await fail_queued(self._ctx.messages, self.session, "the session was reset and must be linked again")
-        kept = backup.id if backup else None
-        if quarantine:
-            self._ctx.stats.quarantines += 1
-            why = payloads.Cause.CORRUPTION if cause == "corruption" else payloads.Cause.DAMAGED_RECORD
-            payload = payloads.quarantined(why, kept, data_key=cause == "damaged_key")
-            event = self._event(EventType.SESSION_CORRUPTED, payload)
-            note = QUARANTINE_NOTES[cause]
-        else:
-            event = self._event(EventType.SESSION_RESET, payloads.session_reset(kept))
-            note = "reset by request; link the phone again"
-        self.log.warning("session state wiped (%s); backup %s kept", cause, kept)
+        cause, self._reset_cause = self._reset_cause, API
+        wiped = await self._repair.wipe(cause)
         self._scan_reason = Reason.CORRUPTED
-        self.guard.clear()
         self.attempt = 0
         self._breaker.record_success()
-        await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=note, events=(event,))
-        if quarantine:
-            self._ctx.notifier.session_failed(self.session, Reason.CORRUPTED, note)
+        await self._set(Status.STARTING, Reason.CORRUPTED, clear_me=True, note=wiped.note, events=(wiped.event,))
+        if wiped.quarantine:
+            self._ctx.notifier.session_failed(self.session, Reason.CORRUPTED, wiped.note)
 
     def reset(self, cause: str) -> None:
         self._reset_cause = cause
@@ -405,7 +302,7 @@ class SessionRunner:
         if self._awaiting_slot or self._engine_reconnecting:
             # queued behind other sessions' connections (a mass restart), or the engine reconnects by itself
             return None
-        if self.status is Status.STARTING and not self._pausing and now - self.progress_at > limit:
+        if self.status is Status.STARTING and not self._orders.pausing and now - self.progress_at > limit:
             return f"stuck in STARTING for {now - self.progress_at:.1f}s"
         if self.status is Status.SCAN_QR_CODE:
             since = max(self.qr.expires_at if self.qr is not None else 0.0, self.progress_at)
@@ -442,7 +339,8 @@ class SessionRunner:
                 self._breaker.record_success()
             return await self._retry(event.reason)
         if isinstance(event, DeviceStateDamaged):
-            return await self._device_damaged(event)
+            await self._repair.device_damaged(event)
+            return True  # connect again, or the quarantine it ordered
         if isinstance(event, LoggedOut):
             await self.vault().wipe()
             await fail_queued(self._ctx.messages, self.session, f"the session logged out ({event.reason})")
@@ -466,185 +364,5 @@ class SessionRunner:
         await self._set(
             Status.STARTING, reason, note=error, detail={"attempt": self.attempt, "retry_in": round(delay, 3)}
         )
-        await self._pause(delay)
+        await self._orders.sleep(delay)
         return True
-
-    async def _pause(self, seconds: float) -> bool:
-        """Sleep unless a command arrives; True when the sleep ran its course."""
-        self._pausing = True
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await self._wait_until(lambda: False)  # returns only when a command comes
-                return False
-            return True
-        finally:
-            self._pausing = False
-
-    # events ----------------------------------------------------------------------------------------------------
-
-    def _event(self, kind: EventType, payload: dict[str, Any]) -> Event:
-        return self._inbound.event(kind, payload)
-
-    async def _on_events(self, events: Sequence[EngineEvent], state: StateChanges | None = None) -> None:
-        """Several events at once (a batch of messages): what they report, and the auth-state changes that go with
-        them, commit in one transaction."""
-        received = [e for e in events if isinstance(e, MessageReceived)]
-        notices = [e for e in events if isinstance(e, EngineNotice)]
-        if received or notices or state:
-            await self._inbound.messages(received, notices, state)
-        acks = [e for e in events if isinstance(e, MessageAck)]
-        if acks:
-            await self._inbound.receipts(acks)
-        for event in events:
-            if not isinstance(event, MessageReceived | EngineNotice | MessageAck):
-                await self._on_event(event)
-
-    def _start_sender(self) -> None:
-        if self.sender is None and self.conn is not None:
-            self.sender = OutboundSender(self._ctx, self, self.conn)
-            self.sender.start(idle=self._ctx.outbox.known_empty(self.session.id))
-
-    async def _stop_sender(self) -> None:
-        sender, self.sender = self.sender, None
-        if sender is not None:
-            await sender.stop()
-
-    async def _on_event(self, event: EngineEvent) -> None:
-        self.progress_at = self._ctx.clock()  # the engine is doing something: not stuck
-        if event.closing:
-            self._ended = event
-            self._wake()
-        elif isinstance(event, QrCode):
-            self.qr = event
-            qr_event = self._event(EventType.SESSION_QR, payloads.session_qr(event.expires_at))
-            if self.status is Status.SCAN_QR_CODE:
-                await self._ctx.recorder.append([qr_event])
-            else:
-                note = self._note if self._scan_reason else None
-                await self._set(Status.SCAN_QR_CODE, self._scan_reason, note=note, events=(qr_event,))
-        elif isinstance(event, PairingCode):
-            self.pairing_code = event.code
-        elif isinstance(event, Paired):
-            self.qr = None
-            paired = self._event(EventType.SESSION_PAIRED, payloads.session_paired(event.me.as_dict()))
-            await self._set(Status.STARTING, None, me=event.me.as_dict(), note="linked; connecting", events=(paired,))
-        elif isinstance(event, Connected):
-            self.qr = None
-            self._connected_at = self.last_activity = self._ctx.clock()
-            self._qr_rounds = 0
-            self._scan_reason = None
-            self._engine_reconnecting = False
-            self._restored = False
-            await self._set(Status.WORKING, None, me=event.me.as_dict(), note=None)
-            self.worked = True
-            self._start_sender()
-        elif isinstance(event, Reconnecting):
-            await self._stop_sender()
-            self._engine_reconnecting = True
-            await self._set(Status.STARTING, None, note=event.reason)
-        elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
-            await self._on_events([event])
-        elif isinstance(event, ContactsUpdated):
-            await self._ctx.messages.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
-        elif isinstance(event, GroupsUpdated):
-            await self._ctx.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
-        elif isinstance(event, DecryptFailed):
-            await self._decrypt_failed(event)
-        elif isinstance(event, ContactStateDamaged):
-            await self._contact_damaged(event)
-
-    async def _decrypt_failed(self, event: DecryptFailed) -> None:
-        self._ctx.stats.decrypt_failures += 1
-        verdict = self.guard.record(event.contact, self._ctx.clock())
-        if verdict is Verdict.QUARANTINE:
-            self.log.warning("decryption failures across many contacts: quarantining the session")
-            self.reset("corruption")
-        elif verdict is Verdict.RESET_CONTACT and self.conn is not None:
-            self.log.info("repeated decryption failures from one contact: resetting that contact's session")
-            try:
-                await self.conn.reset_contact(event.contact)
-                self._ctx.stats.contact_resets += 1
-            except EngineUnavailable as exc:
-                self.log.warning("cannot reset the contact's session: %s", exc)
-
-    async def _device_damaged(self, event: DeviceStateDamaged) -> bool:
-        """The session's own credentials do not open: put them back from a backup of this link and connect again
-        (no new scan), or, when none holds them (or they fail again at once), quarantine. True: the loop goes on."""
-        ctx = self._ctx
-        ctx.stats.damaged_records += 1
-        restored = None
-        if await ctx.vaults.key_damaged(self.session.tenant_id, self.session.id):
-            # Its data key itself does not open: no record of it can be read or written back, so no backup helps.
-            self.log.warning("the session's stored data key is damaged: none of its stored credentials open")
-            self.reset("damaged_key")
-            return True
-        if not self._restored:
-            restored = await restore_from_backup(
-                ctx.backups, ctx.vaults.keyring, self.vault(), self.session, event.records
-            )
-        if restored is None:
-            self.log.warning("the session's stored credentials are damaged and no backup of this link holds them")
-            self.reset("damaged_record")
-            return True
-        self._restored = True
-        self.log.warning("the session's stored credentials were damaged; put back from backup %s", restored.id)
-        await ctx.recorder.append([self._event(EventType.SESSION_CORRUPTED, payloads.restored(restored.id))])
-        return True
-
-    async def _contact_damaged(self, event: ContactStateDamaged) -> None:
-        """The engine found a contact's stored state damaged and started that contact over: the session runs on."""
-        self._ctx.stats.damaged_records += 1
-        self.log.warning("a contact's stored encryption state was damaged; that contact's session starts over")
-        corrupted = self._event(EventType.SESSION_CORRUPTED, payloads.contact_reset(event.contact))
-        await self._ctx.recorder.append([corrupted])
-
-    async def _set(
-        self,
-        status: Status,
-        reason: Reason | None,
-        *,
-        me: dict[str, Any] | None = None,
-        clear_me: bool = False,
-        note: str | None = None,
-        detail: dict[str, Any] | None = None,
-        events: tuple[Event, ...] = (),
-    ) -> None:
-        """Record a status change (a real change, or a new attempt's detail), fenced by the lease; raises LeaseLost
-        when refused."""
-        unchanged = (status, reason, note) == (self.status, self._reason, self._note)
-        if unchanged and me is None and not clear_me and not events and detail is None:
-            self._said = True  # the row says so already
-            return
-        change = StatusChange(
-            tenant_id=self.session.tenant_id,
-            session_id=self.session.id,
-            owner=self.lease.owner or "",
-            epoch=self.lease.epoch,
-            status=status,
-            reason=reason,
-            me=me,
-            clear_me=clear_me,
-            note=note,
-            detail=detail,
-            events=events,
-        )
-        session = await self._ctx.recorder.record(change)
-        if session is None:
-            raise LeaseLost(f"session {self.session.id}: status write refused")
-        if status is not self.status:
-            self.progress_at = self._ctx.clock()
-            if status is Status.FAILED:
-                self._ctx.notifier.session_failed(session, reason, note)
-        if status is not self.status or reason is not self._reason:
-            failed = status is Status.FAILED  # the session stops trying: said at WARNING, with why
-            self.log.log(
-                logging.WARNING if failed else logging.INFO,
-                "%s -> %s%s%s",
-                self.status.value,
-                status.value,
-                f" ({reason.value})" if reason else "",
-                f": {note}" if failed and note else "",
-            )
-        self.session, self.status, self._reason, self._note = session, status, reason, note
-        self._said = True

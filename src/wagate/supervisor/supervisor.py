@@ -31,13 +31,14 @@ from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vault
 from wagate.supervisor.backups import take_backup
 from wagate.supervisor.balance import Spread
+from wagate.supervisor.commands import Command
 from wagate.supervisor.context import OutboxHints, RunnerContext, RunnerSettings
 from wagate.supervisor.corruption import CorruptionPolicy
 from wagate.supervisor.keeper import RunnerKeeper
 from wagate.supervisor.notify import Notifier
 from wagate.supervisor.outbound import fail_queued
 from wagate.supervisor.recorder import StatusRecorder
-from wagate.supervisor.runner import Command, SessionRunner
+from wagate.supervisor.runner import SessionRunner
 from wagate.supervisor.stats import SessionStats
 
 log = logging.getLogger("wagate.supervisor")
