@@ -13,6 +13,7 @@ from typing import Protocol
 from wagate.clock import Clock
 from wagate.config import Settings
 from wagate.domain.sessions import Lease, Session
+from wagate.gateway import Gateway
 from wagate.ids import SessionId
 from wagate.store.bodies import BodySealer
 from wagate.store.contracts.backups import BackupStore
@@ -116,6 +117,34 @@ class RunnerContext:
     corruption: CorruptionPolicy
     outbox: OutboxHints
     stats: SessionStats
+
+    @classmethod
+    def build(
+        cls, gateway: Gateway, *, rng: random.Random, owner: str, stats: SessionStats | None = None
+    ) -> RunnerContext:
+        """The context of one supervisor (lease owner ``owner``) of this process; fresh stats unless given."""
+        settings = gateway.settings
+        return cls(
+            settings=RunnerSettings.of(settings),
+            clock=gateway.clock,
+            rng=rng,
+            owner=owner,
+            vaults=gateway.vaults,
+            bodies=BodySealer(gateway.vaults),
+            recorder=StatusRecorder(gateway.store.sessions),
+            messages=gateway.store.messages,
+            backups=gateway.store.backups,
+            notifier=Notifier(settings, gateway.store, gateway.clock),
+            connect_slots=asyncio.Semaphore(settings.connect_concurrency),
+            corruption=CorruptionPolicy(
+                window=settings.corruption_window,
+                session_failures=settings.corruption_threshold,
+                min_contacts=settings.corruption_min_contacts,
+                contact_failures=settings.contact_reset_threshold,
+            ),
+            outbox=OutboxHints(),
+            stats=stats if stats is not None else SessionStats(),
+        )
 
     def vault(self, session: Session, epoch: int) -> Vault:
         """The session's auth state, fenced by this supervisor's lease of it at ``epoch``."""
