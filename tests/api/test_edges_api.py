@@ -145,9 +145,9 @@ async def test_cursors_page_every_list_and_any_cursor_the_document_allows_is_a_p
             assert sent.status_code == 201, sent.text
     now = gateway.clock()
     contacts = [Contact(f"1555020{n}@s.whatsapp.net", f"c{n}", None, now) for n in range(5)]
-    await gateway.store.messages.put_contacts(session.tenant_id, session.id, contacts)
+    await gateway.store.directory.put_contacts(session.tenant_id, session.id, contacts)
     groups = [Group(f"12036300000000{n}@g.us", f"g{n}", [], now) for n in range(5)]
-    await gateway.store.messages.put_groups(session.tenant_id, session.id, groups)
+    await gateway.store.directory.put_groups(session.tenant_id, session.id, groups)
     for path in ("/api/main/chats", "/api/main/contacts", "/api/main/groups", "/api/main/chats/+15550100/messages"):
         everything = (await client.get(path, params={"limit": 500}, headers=a)).json()["items"]
         assert len(everything) in (2, 5), path

@@ -16,7 +16,7 @@ from wagate.errors import QuotaExceeded
 from wagate.ids import ApiKeyId, TenantId, WebhookId
 from wagate.store.base import Store
 from wagate.store.sql.db import Database
-from wagate.store.sql.webhooks import list_query, pending_before_query, scan_query
+from wagate.store.sql.deliveries import list_query, pending_before_query, scan_query
 
 
 def message(session: Session, n: int, at: float = 1000.0) -> Event:

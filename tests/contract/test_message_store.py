@@ -60,7 +60,7 @@ async def test_inbound_messages_are_stored_once_with_one_event_each(store: Store
     assert all(m.status is MessageStatus.RECEIVED and not m.from_me for m in stored)
     events = await store.events.list_events(tenant, types=[EventType.MESSAGE_RECEIVED.value])
     assert [e.payload["id"] for e in events] == ["M0", "M1", "M2", "M3"]
-    chats = await store.messages.list_chats(tenant, session.id, limit=10)
+    chats = await store.directory.list_chats(tenant, session.id, limit=10)
     assert [(c.id, c.messages, c.last_message_id, c.name) for c in chats] == [(FROM, 4, "M3", "Ann")]
 
 
@@ -202,18 +202,18 @@ async def test_pages_have_no_gaps_or_duplicates_and_tenants_are_apart(store: Sto
 async def test_contacts_groups_and_chat_names(store: Store) -> None:
     tenant, session = await tenant_with_session(store, "a")
     group = "120363000000000001@g.us"
-    await store.messages.put_contacts(tenant, session.id, [Contact(FROM, "Ann B.", None, 1.0)])
-    await store.messages.put_groups(tenant, session.id, [Group(group, "Team", [FROM], 1.0)])
+    await store.directory.put_contacts(tenant, session.id, [Contact(FROM, "Ann B.", None, 1.0)])
+    await store.directory.put_groups(tenant, session.id, [Group(group, "Team", [FROM], 1.0)])
     await store.sessions.set_status_many(
         [], [], [inbound(session, "G1", chat=group, at=1001.0), inbound(session, "U1")]
     )
-    chats = await store.messages.list_chats(tenant, session.id, limit=10)
+    chats = await store.directory.list_chats(tenant, session.id, limit=10)
     assert [(c.id, c.name, c.is_group) for c in chats] == [(group, "Team", True), (FROM, "Ann B.", False)]
-    page = await store.messages.list_chats(tenant, session.id, limit=1, cursor=(chats[0].last_message_at, group))
+    page = await store.directory.list_chats(tenant, session.id, limit=1, cursor=(chats[0].last_message_at, group))
     assert [c.id for c in page] == [FROM]
-    contacts = await store.messages.list_contacts(tenant, session.id, limit=10)
+    contacts = await store.directory.list_contacts(tenant, session.id, limit=10)
     assert [(c.id, c.name, c.push_name) for c in contacts] == [(FROM, "Ann B.", "Ann")]
-    groups = await store.messages.list_groups(tenant, session.id, limit=10)
+    groups = await store.directory.list_groups(tenant, session.id, limit=10)
     assert [(g.id, g.subject, g.participants) for g in groups] == [(group, "Team", [FROM])]
 
 
@@ -231,4 +231,4 @@ async def test_retention_prunes_old_messages_and_deletion_removes_everything(sto
     assert [m.id for m in left] == ["QUEUED"]
     assert await store.sessions.delete(tenant, session.name)
     assert await store.messages.list_messages(tenant, session.id, chat_id=None) == []
-    assert await store.messages.list_chats(tenant, session.id, limit=10) == []
+    assert await store.directory.list_chats(tenant, session.id, limit=10) == []

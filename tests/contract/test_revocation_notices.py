@@ -23,7 +23,7 @@ from wagate.ids import ApiKeyId, TenantId
 from wagate.store import open_store
 from wagate.store.base import Store
 from wagate.store.sql import SqlStore, schema
-from wagate.store.sql.peers import channel
+from wagate.store.sql.announcements import channel
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ async def test_a_revocation_is_announced_with_its_commit_whoever_revokes(pg_stor
     a = (await pg_store.tenants.create("a", contact_email=None, max_sessions=None)).id
     key = await _key(pg_store, a, "k")
     heard: list[Announced] = []
-    async with pg_store.events.listen(heard.append) as alive:
+    async with pg_store.peers.listen(heard.append) as alive:
         assert alive is not None
         assert await other.api_keys.revoke(key, tenant_id=a)
         await _until(lambda: any(key in n.revoked_keys for n in heard), 5, "no notice of the revoked key")

@@ -331,22 +331,22 @@ async def test_lease_limit_takes_ours_whatever_it_says(store: Store) -> None:
 async def test_live_workers_and_their_leases(store: Store) -> None:
     t = await store.tenants.create("t", contact_email=None, max_sessions=None)
     ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(4)]
-    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
+    assert await store.workers.beat("a#1", ttl=30) == {"a#1": 0}
     await store.leases.acquire_many(ids[:3], "a#1", ttl=30)
     await store.leases.acquire_many(ids[3:], "gone#1", ttl=30)  # a lease whose worker never said it was alive
-    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 3, "b#1": 0}
-    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 3, "b#1": 0}  # a second beat is no second worker
+    assert await store.workers.beat("b#1", ttl=30) == {"a#1": 3, "b#1": 0}
+    assert await store.workers.beat("a#1", ttl=30) == {"a#1": 3, "b#1": 0}  # a second beat is no second worker
     await store.leases.acquire_many(ids[2:3], "a#1", ttl=-1)  # renewed into the past: expired
-    assert await store.leases.beat("c#1", ttl=0.2) == {"a#1": 2, "b#1": 0, "c#1": 0}
-    await store.leases.leave("b#1")
+    assert await store.workers.beat("c#1", ttl=0.2) == {"a#1": 2, "b#1": 0, "c#1": 0}
+    await store.workers.leave("b#1")
     await asyncio.sleep(0.3)  # c#1 stops beating
-    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 2}
+    assert await store.workers.beat("a#1", ttl=30) == {"a#1": 2}
     # Gone, but seen lately: a sign that this installation runs several workers.
-    assert await store.leases.recent_workers(3600, besides="a#") == 2
-    assert await store.leases.recent_workers(3600, besides="x#") == 3
-    assert await store.leases.recent_workers(0.1, besides="a#") == 0
+    assert await store.workers.recent_workers(3600, besides="a#") == 2
+    assert await store.workers.recent_workers(3600, besides="x#") == 3
+    assert await store.workers.recent_workers(0.1, besides="a#") == 0
     assert await store.leases.release_all("a#1") == 3
-    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 0}
+    assert await store.workers.beat("a#1", ttl=30) == {"a#1": 0}
 
 
 async def test_a_worker_lives_as_long_as_its_leases(store: Store) -> None:
@@ -356,10 +356,10 @@ async def test_a_worker_lives_as_long_as_its_leases(store: Store) -> None:
     t = await store.tenants.create("t", contact_email=None, max_sessions=None)
     ids = [(await store.sessions.create(new(t.id, f"s{i}"), quotas=Quotas(10, 100), actor="api")).id for i in range(3)]
     started = time.time()
-    assert await store.leases.beat("a#1", ttl=0.5) == {"a#1": 0}
+    assert await store.workers.beat("a#1", ttl=0.5) == {"a#1": 0}
     await store.leases.acquire_many(ids[:2], "a#1", ttl=0.5)
-    assert await store.leases.beat("a#1", ttl=30) == {"a#1": 2}  # a beat is no renewal: it names the live ones
-    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 0}
+    assert await store.workers.beat("a#1", ttl=30) == {"a#1": 2}  # a beat is no renewal: it names the live ones
+    assert await store.workers.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 0}
     third = await store.leases.acquire(ids[2], "b#1", ttl=30)
     assert third is not None
     lapse = await store.leases.next_lapse(besides="b#1", after=started)
@@ -367,9 +367,9 @@ async def test_a_worker_lives_as_long_as_its_leases(store: Store) -> None:
     assert started < lapse <= time.time() + 0.5  # a#1's leases, not b#1's own
     assert await store.leases.next_lapse(besides="b#1", after=lapse) is None
     await asyncio.sleep(0.6)  # a#1 stops renewing
-    assert await store.leases.beat("b#1", ttl=30) == {"b#1": 1}  # gone with its leases
+    assert await store.workers.beat("b#1", ttl=30) == {"b#1": 1}  # gone with its leases
     assert await store.leases.renew_all("a#1", ttl=30) == set(ids[:2])  # back (it was only paused): alive again
-    assert await store.leases.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 1}
+    assert await store.workers.beat("b#1", ttl=30) == {"a#1": 2, "b#1": 1}
     held = await store.leases.held([*ids, SessionId("ses_none")])
     assert set(held) == set(ids)
     assert {held[i].owner for i in ids} == {"a#1", "b#1"}

@@ -283,12 +283,12 @@ async def test_a_loop_cancelled_in_a_write_lets_it_end(gateway: Gateway) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await loop
         async with asyncio.timeout(5):
-            assert "after#1" in await gateway.store.leases.beat("after#1", 30)
+            assert "after#1" in await gateway.store.workers.beat("after#1", 30)
 
 
 async def _beat_forever(gateway: Gateway) -> None:
     while True:
-        await to_end(lambda: gateway.store.leases.beat("loop#1", 30))
+        await to_end(lambda: gateway.store.workers.beat("loop#1", 30))
 
 
 async def test_a_session_launched_during_a_reconcile_keeps_its_runner(gateway: Gateway, sim: Sim) -> None:
@@ -558,7 +558,7 @@ async def test_a_session_that_fails_while_a_reconcile_runs_is_not_started_again(
         await link(gateway, sim, supervisor, session)
         runner = supervisor.runners[session.id]
         listed, go_on = asyncio.Event(), asyncio.Event()
-        beat = gateway.store.leases.beat
+        beat = gateway.store.workers.beat
 
         async def held_after_listing(owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
             if not go_on.is_set():  # the reconcile has listed its sessions and waits here, its lock held

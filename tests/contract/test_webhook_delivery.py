@@ -462,7 +462,7 @@ async def test_a_410_tells_the_other_workers_on_postgresql(pg_schema: str, rig_f
     gone, _ = await rig.webhook("/gone")
     rig.receiver.answer = lambda r: web.Response(status=410)
     heard: list[Announced] = []
-    async with rig.gateway.store.events.listen(heard.append) as alive:
+    async with rig.gateway.store.peers.listen(heard.append) as alive:
         assert alive is not None
         await rig.emit(1)
         await rig.receiver.wait_for(1)

@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
 from tests.support.services import PG_DSN, pg_url
-from wagate.store.sql.peers import channel
+from wagate.store.sql.announcements import channel
 
 pytestmark = pytest.mark.e2e
 

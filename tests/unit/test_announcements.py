@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wagate.domain.events import Event, EventType
 from wagate.ids import ApiKeyId, SessionId, TenantId, WebhookId
-from wagate.store.sql.peers import announcements, channel, notice, parse_announcement
+from wagate.store.sql.announcements import announcements, channel, notice, parse_announcement
 
 
 def event(tenant: str) -> Event:

@@ -26,7 +26,7 @@ async def to_owner(request: Request, gateway: Gateway, supervisor: Supervisor, s
     forwarded here already (the caller then answers as for a session that is not ready)."""
     if request.headers.get(FORWARDED):
         return None
-    holder = await gateway.store.leases.runs_on(session.id)
+    holder = await gateway.store.workers.runs_on(session.id)
     if holder is None or holder[0] == supervisor.owner:
         return None
     owner, url = holder

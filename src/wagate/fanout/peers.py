@@ -109,11 +109,11 @@ class PeerEvents:
     async def _run(self) -> None:
         while True:
             try:
-                async with self._store.events.listen(self._on_announced) as alive:
+                async with self._store.peers.listen(self._on_announced) as alive:
                     if alive is None:  # this database does not announce (SQLite: one process): only the checks
                         await self._check_forever()
                         return
-                    await self._store.events.tell_peers(self._process)  # hello: we listen now
+                    await self._store.peers.tell_peers(self._process)  # hello: we listen now
                     self.listening = True
                     await self._relay(alive)
                 log.warning("lost the connection that hears other workers' events; listening again")

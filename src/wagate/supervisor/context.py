@@ -17,6 +17,7 @@ from wagate.gateway import Gateway
 from wagate.ids import SessionId
 from wagate.store.bodies import BodySealer
 from wagate.store.contracts.backups import BackupStore
+from wagate.store.contracts.directory import DirectoryStore
 from wagate.store.contracts.messages import MessageStore
 from wagate.store.vault import Vault, Vaults
 from wagate.supervisor.corruption import CorruptionPolicy
@@ -111,6 +112,7 @@ class RunnerContext:
     bodies: BodySealer
     recorder: StatusRecorder
     messages: MessageStore
+    directory: DirectoryStore
     backups: BackupStore
     notifier: Notifier
     connect_slots: asyncio.Semaphore  # connections being opened at once, across this worker's sessions
@@ -133,6 +135,7 @@ class RunnerContext:
             bodies=BodySealer(gateway.vaults),
             recorder=StatusRecorder(gateway.store.sessions),
             messages=gateway.store.messages,
+            directory=gateway.store.directory,
             backups=gateway.store.backups,
             notifier=Notifier(settings, gateway.store, gateway.clock),
             connect_slots=asyncio.Semaphore(settings.connect_concurrency),

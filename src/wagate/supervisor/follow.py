@@ -154,9 +154,9 @@ class ConnectionFollower:
         elif isinstance(event, MessageReceived | MessageAck | EngineNotice):
             await self._on_events([event])
         elif isinstance(event, ContactsUpdated):
-            await self._ctx.messages.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
+            await self._ctx.directory.put_contacts(self.session.tenant_id, self.session.id, event.contacts)
         elif isinstance(event, GroupsUpdated):
-            await self._ctx.messages.put_groups(self.session.tenant_id, self.session.id, event.groups)
+            await self._ctx.directory.put_groups(self.session.tenant_id, self.session.id, event.groups)
         elif isinstance(event, DecryptFailed):
             await self._repair.decrypt_failed(event)
         elif isinstance(event, ContactStateDamaged):

@@ -347,7 +347,7 @@ async def list_chats(
 ) -> Page[ChatOut]:
     session = await find_session(gateway, tenant_id, name)
     after = read_time_id(cursor)
-    chats = await gateway.store.messages.list_chats(tenant_id, session.id, limit=limit, cursor=after)
+    chats = await gateway.store.directory.list_chats(tenant_id, session.id, limit=limit, cursor=after)
     return Page[ChatOut](
         items=[
             ChatOut(
@@ -369,7 +369,7 @@ async def list_contacts(
     name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: IdCursor = None
 ) -> Page[ContactOut]:
     session = await find_session(gateway, tenant_id, name)
-    found = await gateway.store.messages.list_contacts(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
+    found = await gateway.store.directory.list_contacts(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
     items = [ContactOut(id=c.id, name=c.name, pushName=c.push_name) for c in found]
     return Page[ContactOut](items=items, next=next_cursor(found, limit, lambda c: c.id))
 
@@ -379,6 +379,6 @@ async def list_groups(
     name: SessionName, gateway: GatewayDep, tenant_id: TenantDep, limit: Limit = 100, cursor: IdCursor = None
 ) -> Page[GroupOut]:
     session = await find_session(gateway, tenant_id, name)
-    found = await gateway.store.messages.list_groups(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
+    found = await gateway.store.directory.list_groups(tenant_id, session.id, limit=limit, cursor=read_id(cursor))
     items = [GroupOut(id=g.id, subject=g.subject, participants=g.participants) for g in found]
     return Page[GroupOut](items=items, next=next_cursor(found, limit, lambda g: g.id))

@@ -1,13 +1,12 @@
-"""The event history, the outbox rows committed with it, and the peer channel."""
+"""The event history, and the webhook outbox rows committed with it."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
 
-from wagate.domain.events import AnnounceListener, CommitListener, Event
-from wagate.ids import EventId, SessionId, TenantId, WebhookId
+from wagate.domain.events import CommitListener, Event
+from wagate.ids import EventId, SessionId, TenantId
 
 
 class EventStore(ABC):
@@ -22,22 +21,6 @@ class EventStore(ABC):
     def set_claimer(self, owner: str | None, ttl: float) -> None:
         """Deliveries queued from now on are claimed for ``owner`` (this process's dispatcher) in their own
         transaction, so it sends them at once; None leaves them for any worker's poll."""
-
-    @abstractmethod
-    def announce(self, process: str | None) -> None:
-        """Events committed from now on are announced to the other processes on the database as ``process``'s, in
-        their transactions (None: not announced). Where the database cannot (SQLite, one process), nothing."""
-
-    @abstractmethod
-    def listen(self, heard: AnnounceListener) -> AbstractAsyncContextManager[Callable[[], bool] | None]:
-        """While the block runs, ``heard`` gets what other processes announce; the block's value tells whether
-        the listening connection still stands, or is None where the database cannot announce (SQLite)."""
-
-    @abstractmethod
-    async def tell_peers(self, process: str, changed_webhooks: Sequence[WebhookId] = ()) -> None:
-        """Tell the other processes that ``process`` listens now (an announcement of no events), or that it changed
-        these webhook endpoints; nothing where the database cannot announce. (Revoked keys and deleted tenants are
-        announced by the store itself, in the transaction that revokes or deletes.)"""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:

@@ -1,4 +1,4 @@
-"""Session leases (one owner at a time, fenced by an epoch) and the live workers."""
+"""Session leases: one owner at a time, fenced by an epoch."""
 
 from __future__ import annotations
 
@@ -45,32 +45,12 @@ class LeaseStore(ABC):
         """
 
     @abstractmethod
-    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
-        """List the worker ``owner`` (reached at ``url``, if it says), alive for ``ttl`` seconds when it is new; from
-        then on ``renew_all`` keeps it alive exactly as long as its leases, so that a worker that dies leaves the
-        live ones when its leases lapse, not later. The answer maps every live worker (this one included) to the
-        number of live session leases it holds."""
-
-    @abstractmethod
-    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
-        """The live worker holding the session's lease and the address it gave, or None when none holds it."""
-
-    @abstractmethod
-    async def leave(self, owner: str) -> None:
-        """The worker ``owner`` stops: it no longer counts among the live ones."""
-
-    @abstractmethod
-    async def recent_workers(self, within: float, *, besides: str) -> int:
-        """How many workers other than those whose owner starts with ``besides`` were alive in the last ``within``
-        seconds (up to an hour), stopped ones included: whether this is an installation of several workers."""
-
-    @abstractmethod
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool: ...
 
     @abstractmethod
     async def renew_all(self, owner: str, ttl: float) -> set[SessionId]:
-        """Extend every lease ``owner`` holds, and the worker's own life with them (one transaction); the answer is
-        the set still held."""
+        """Extend every lease ``owner`` holds, and the worker's own life with them (one transaction: see
+        ``WorkerStore.beat``); the answer is the set still held."""
 
     @abstractmethod
     async def next_lapse(self, *, besides: str, after: float) -> float | None:

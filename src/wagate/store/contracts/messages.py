@@ -1,4 +1,4 @@
-"""Messages both ways, the outbound queue, and the chat/contact/group directory."""
+"""Messages both ways and the outbound queue."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from wagate.domain.messages import (
-    Chat,
-    Contact,
-    Group,
     Message,
     NewOutbound,
     StatusUpdate,
@@ -17,7 +14,7 @@ from wagate.ids import SessionId, TenantId
 
 
 class MessageStore(ABC):
-    """Messages (inbound and the outbound queue), chats, contacts and groups of each session."""
+    """Each session's messages: those received, and those queued to send as they move on to sent, delivered, read."""
 
     @abstractmethod
     async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
@@ -68,29 +65,6 @@ class MessageStore(ABC):
     @abstractmethod
     async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:
         """Fail every queued message of a session (logged out, wiped): they must not go out from another link."""
-
-    @abstractmethod
-    async def put_contacts(self, tenant_id: TenantId, session_id: SessionId, contacts: Sequence[Contact]) -> None: ...
-
-    @abstractmethod
-    async def put_groups(self, tenant_id: TenantId, session_id: SessionId, groups: Sequence[Group]) -> None: ...
-
-    @abstractmethod
-    async def list_chats(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: tuple[float, str] | None = None
-    ) -> list[Chat]:
-        """Most recent first; ``cursor`` is (last_message_at, id) of the previous page's last chat."""
-
-    @abstractmethod
-    async def list_contacts(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
-    ) -> list[Contact]:
-        """By id; ``cursor`` is the previous page's last id."""
-
-    @abstractmethod
-    async def list_groups(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
-    ) -> list[Group]: ...
 
     @abstractmethod
     async def prune_all_tenants(self, now: float, chunk: int = 5000) -> int:

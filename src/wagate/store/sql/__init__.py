@@ -11,13 +11,20 @@ from wagate.store.contracts.auth import Sealer
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.backups import SqlBackupStore
 from wagate.store.sql.db import Database
-from wagate.store.sql.events import EventWriter, PlainSealer, SqlEventStore, SqlTicketStore
+from wagate.store.sql.deliveries import SqlOutboxStore
+from wagate.store.sql.directory import SqlDirectoryStore
+from wagate.store.sql.events import SqlEventStore
+from wagate.store.sql.inbound import InboundWriter
 from wagate.store.sql.leases import SqlLeaseStore
 from wagate.store.sql.messages import SqlMessageStore
 from wagate.store.sql.migrations import LATEST_VERSION, current_version, migrate
+from wagate.store.sql.peers import SqlPeerChannel
 from wagate.store.sql.sessions import SqlSessionStore
 from wagate.store.sql.tenants import SqlApiKeyStore, SqlTenantStore
-from wagate.store.sql.webhooks import SqlOutboxStore, SqlWebhookStore
+from wagate.store.sql.tickets import SqlTicketStore
+from wagate.store.sql.webhooks import SqlWebhookStore
+from wagate.store.sql.workers import SqlWorkerStore
+from wagate.store.sql.writer import EventWriter, PlainSealer
 
 
 class SqlStore(Store):
@@ -29,14 +36,17 @@ class SqlStore(Store):
         writer = EventWriter(db, clock, sealer)
         self.tenants = SqlTenantStore(db, clock)
         self.api_keys = SqlApiKeyStore(db, clock)
+        self.tickets = SqlTicketStore(db, clock)
+        self.directory = SqlDirectoryStore(db)
         self.messages = SqlMessageStore(db, clock, writer)
         self.auth = SqlAuthRecordStore(db, clock)
-        self.sessions = SqlSessionStore(db, clock, writer, self.messages, self.auth)
-        self.leases = SqlLeaseStore(db, clock)
-        self.events = SqlEventStore(db, clock, writer)
+        self.sessions = SqlSessionStore(db, clock, writer, InboundWriter(clock), self.auth)
+        self.workers = SqlWorkerStore(db, clock)
+        self.leases = SqlLeaseStore(db, clock, self.workers)
+        self.peers = SqlPeerChannel(db, writer)
+        self.events = SqlEventStore(db, clock, writer, self.peers)
         self.webhooks = SqlWebhookStore(db, clock, sealer)
         self.outbox = SqlOutboxStore(db, clock, sealer)
-        self.tickets = SqlTicketStore(db, clock)
         self.backups = SqlBackupStore(db, clock)
 
     async def close(self) -> None:

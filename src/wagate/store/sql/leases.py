@@ -1,7 +1,7 @@
-"""Session leases and the live workers in SQL: who runs each session (owner, epoch, expiry), and who is alive.
+"""Session leases in SQL: who runs each session (owner, epoch, expiry).
 
 Writes that must be fenced by a lease (auth records, statuses) check it in their own transactions (``auth``,
-``sessions``); this module takes, renews and releases leases, and keeps the workers' heartbeats.
+``commit``); this module takes, renews and releases leases. Renewing them keeps their worker alive too (``workers``).
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Lease
 from wagate.ids import SessionId
-from wagate.store.contracts.leases import LeaseStore
+from wagate.store.contracts.moved import LeasesWithWorkers
+from wagate.store.contracts.workers import WorkerStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.sessions import to_reconcile
@@ -23,14 +24,13 @@ L = schema.session_leases
 S = schema.sessions
 W = schema.workers
 _CHUNK = 500
-_WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting
 
 
-class SqlLeaseStore(LeaseStore):
-    def __init__(self, db: Database, clock: Clock) -> None:
+class SqlLeaseStore(LeasesWithWorkers):
+    def __init__(self, db: Database, clock: Clock, workers: WorkerStore) -> None:
         self._db = db
         self._clock = clock
-        self._beat = db.upsert(W, keys=("owner",), update=("url",))
+        self.workers = workers
 
     async def acquire_many(
         self,
@@ -86,41 +86,6 @@ class SqlLeaseStore(LeaseStore):
                         params,
                     )
         return taken
-
-    async def beat(self, owner: str, ttl: float, url: str | None = None) -> dict[str, int]:
-        now = self._clock()
-        async with self._db.write() as conn:
-            await conn.execute(self._beat, [{"owner": owner, "started_at": now, "expires_at": now + ttl, "url": url}])
-            await conn.execute(delete(W).where(W.c.expires_at <= now - _WORKERS_KEPT))
-            held = (
-                select(W.c.owner, func.count(L.c.session_id).label("leases"))
-                .select_from(W.outerjoin(L, and_(L.c.owner == W.c.owner, L.c.expires_at > now)))
-                .where(W.c.expires_at > now)
-                .group_by(W.c.owner)
-            )
-            return {row.owner: int(row.leases) for row in await conn.execute(held)}
-
-    async def runs_on(self, session_id: SessionId) -> tuple[str, str | None] | None:
-        now = self._clock()
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(W.c.owner, W.c.url)
-                    .select_from(L.join(W, W.c.owner == L.c.owner))
-                    .where(L.c.session_id == session_id, L.c.expires_at > now, W.c.expires_at > now)
-                )
-            ).first()
-        return (row.owner, row.url) if row else None
-
-    async def leave(self, owner: str) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(update(W).where(W.c.owner == owner).values(expires_at=self._clock()))
-
-    async def recent_workers(self, within: float, *, besides: str) -> int:
-        since = self._clock() - min(within, _WORKERS_KEPT)
-        async with self._db.read() as conn:
-            query = select(func.count()).select_from(W).where(W.c.expires_at > since, ~W.c.owner.startswith(besides))
-            return int((await conn.execute(query)).scalar_one())
 
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
         async with self._db.write() as conn:

@@ -1,18 +1,17 @@
-"""Messages, chats, contacts and groups in SQL.
+"""Messages in SQL: the outbound queue, each message's status as it moves on, and reading them back.
 
-Inbound messages are written inside the status recorder's transaction (``write_inbound``), so a message, its chat's
-counters and its ``message.received`` event commit together, and only for a message id not stored before. Outbound
-messages are queued in one transaction with their media; each status they reach commits with its event.
+Outbound messages are queued in one transaction with their media and their chat's counters; each status they reach
+commits with its event. Received messages are written by ``inbound`` inside a session's commit; chats, contacts and
+groups are read and kept by ``directory``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,16 +19,11 @@ from wagate.clock import Clock
 from wagate.domain.events import Committed, Event, EventType
 from wagate.domain.messages import (
     QUEUED,
-    Chat,
-    Contact,
-    Group,
-    InboundMessage,
     Message,
     MessageKind,
     MessageStatus,
     NewOutbound,
     StatusUpdate,
-    is_group,
     moves,
     reported,
 )
@@ -38,8 +32,9 @@ from wagate.ids import SessionId, TenantId
 from wagate.store.contracts.messages import MessageStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.events import EventWriter
-from wagate.store.sql.prepared import InsertMany, Tx
+from wagate.store.sql.inbound import count_into_chats
+from wagate.store.sql.prepared import Tx
+from wagate.store.sql.writer import EventWriter
 
 M = schema.messages
 MM = schema.message_media
@@ -74,122 +69,11 @@ def _message(row: Any) -> Message:
     )
 
 
-def _count_into_chat(insert: Any) -> Any:
-    """Count messages into their chat: more messages, and the newer of the two last messages."""
-    newer = insert.excluded.last_message_at >= C.c.last_message_at
-    return insert.on_conflict_do_update(
-        index_elements=["session_id", "id"],
-        set_={
-            "messages": C.c.messages + insert.excluded.messages,
-            "last_message_at": case((newer, insert.excluded.last_message_at), else_=C.c.last_message_at),
-            "last_message_id": case((newer, insert.excluded.last_message_id), else_=C.c.last_message_id),
-        },
-    )
-
-
-def _take_push_name(insert: Any) -> Any:
-    return insert.on_conflict_do_update(
-        index_elements=["session_id", "id"],
-        set_={"push_name": insert.excluded.push_name, "updated_at": insert.excluded.updated_at},
-    )
-
-
-_CHAT_COUNT = InsertMany(
-    C, ("session_id", "id", "tenant_id", "last_message_id", "last_message_at", "messages"), conflict=_count_into_chat
-)
-_PUSH_NAME = InsertMany(
-    K, ("session_id", "id", "tenant_id", "name", "push_name", "updated_at"), conflict=_take_push_name
-)
-_INSERT_RECEIVED = InsertMany(
-    M,
-    (
-        "tenant_id",
-        "session_id",
-        "id",
-        "chat_id",
-        "sender",
-        "from_me",
-        "kind",
-        "status",
-        "timestamp",
-        "created_at",
-        "updated_at",
-        "attempts",
-        "body",
-    ),
-    conflict=lambda insert: insert.on_conflict_do_nothing(index_elements=["session_id", "id"]),
-    returning=("session_id", "id"),
-)
-
-
 class SqlMessageStore(MessageStore):
     def __init__(self, db: Database, clock: Clock, events: EventWriter) -> None:
         self._db = db
         self._clock = clock
         self._events = events
-        self._contact_upsert = db.upsert(K, ["session_id", "id"], ["name", "push_name", "updated_at"])
-        self._group_upsert = db.upsert(G, ["session_id", "id"], ["subject", "participants", "updated_at"])
-
-    # inbound ---------------------------------------------------------------------------------------------------
-
-    def write_inbound(self, conn: Connection, items: Sequence[InboundMessage]) -> list[InboundMessage]:
-        """Store the messages not stored before, inside the caller's transaction; the new ones."""
-        unique: dict[tuple[str, str], InboundMessage] = {}
-        for item in items:
-            unique.setdefault((item.session_id, item.id), item)
-        if not unique:
-            return []
-        now = self._clock()
-        tx = Tx(conn)
-        # One statement: the rows it did insert come back (a message stored before, redelivered after a lost ack,
-        # conflicts and does not), matched by key since a multi-row insert does not promise their order.
-        received = MessageStatus.RECEIVED.value
-        inserted = _INSERT_RECEIVED.returned(
-            tx,
-            [
-                (
-                    m.tenant_id,
-                    m.session_id,
-                    m.id,
-                    m.chat_id,
-                    m.sender,
-                    0,
-                    m.kind.value,
-                    received,
-                    m.timestamp,
-                    now,
-                    now,
-                    0,
-                    m.body,
-                )
-                for m in unique.values()
-            ],
-        )
-        new_keys = set(inserted)
-        fresh = [m for key, m in unique.items() if key in new_keys]
-        if not fresh:
-            return []
-        self._count_into_chats(tx, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
-        names = {(m.session_id, m.sender): m for m in fresh if m.push_name}
-        _PUSH_NAME.run(tx, [(m.session_id, m.sender, m.tenant_id, None, m.push_name, now) for m in names.values()])
-        return fresh
-
-    def _touch_chats(self, conn: Connection, items: Sequence[tuple[str, str, str, str, float]]) -> None:
-        self._count_into_chats(Tx(conn), items)
-
-    @staticmethod
-    def _count_into_chats(tx: Tx, items: Sequence[tuple[str, str, str, str, float]]) -> None:
-        """Count messages into their chats: (tenant, session, chat, message id, timestamp) each."""
-        chats: dict[tuple[str, str], list[Any]] = {}
-        for tenant_id, session_id, chat_id, message_id, timestamp in items:
-            row = chats.get((session_id, chat_id))
-            if row is None:
-                chats[(session_id, chat_id)] = [session_id, chat_id, tenant_id, message_id, timestamp, 1]
-                continue
-            row[5] += 1
-            if timestamp >= row[4]:
-                row[4], row[3] = timestamp, message_id
-        _CHAT_COUNT.run(tx, [tuple(row) for row in chats.values()])
 
     # outbound --------------------------------------------------------------------------------------------------
 
@@ -254,7 +138,8 @@ class SqlMessageStore(MessageStore):
                         session_id=new.session_id, message_id=new.id, tenant_id=new.tenant_id, data=new.media
                     )
                 )
-            await conn.run_sync(self._touch_chats, [(new.tenant_id, new.session_id, new.chat_id, new.id, now)])
+            chat = [(new.tenant_id, new.session_id, new.chat_id, new.id, now)]
+            await conn.run_sync(lambda sync: count_into_chats(Tx(sync), chat))
         message = Message(
             seq=seq,
             tenant_id=new.tenant_id,
@@ -440,89 +325,6 @@ class SqlMessageStore(MessageStore):
         async with self._db.read() as conn:
             return [_message(row) for row in await conn.execute(query)]
 
-    async def list_chats(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: tuple[float, str] | None = None
-    ) -> list[Chat]:
-        query = (
-            select(C, K.c.name, K.c.push_name, G.c.subject)
-            .select_from(
-                C.outerjoin(K, and_(K.c.session_id == C.c.session_id, K.c.id == C.c.id)).outerjoin(
-                    G, and_(G.c.session_id == C.c.session_id, G.c.id == C.c.id)
-                )
-            )
-            .where(C.c.session_id == session_id, C.c.tenant_id == tenant_id)
-        )
-        if cursor is not None:
-            query = query.where(tuple_(C.c.last_message_at, C.c.id) < tuple_(cursor[0], cursor[1]))
-        query = query.order_by(C.c.last_message_at.desc(), C.c.id.desc()).limit(limit)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            Chat(
-                id=row.id,
-                name=row.subject or row.name or row.push_name,
-                is_group=is_group(row.id),
-                last_message_id=row.last_message_id,
-                last_message_at=row.last_message_at,
-                messages=row.messages,
-            )
-            for row in rows
-        ]
-
-    async def list_contacts(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
-    ) -> list[Contact]:
-        query = select(K).where(K.c.session_id == session_id, K.c.tenant_id == tenant_id)
-        if cursor is not None:
-            query = query.where(K.c.id > cursor)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query.order_by(K.c.id).limit(limit))).all()
-        return [Contact(row.id, row.name, row.push_name, row.updated_at) for row in rows]
-
-    async def list_groups(
-        self, tenant_id: TenantId, session_id: SessionId, *, limit: int, cursor: str | None = None
-    ) -> list[Group]:
-        query = select(G).where(G.c.session_id == session_id, G.c.tenant_id == tenant_id)
-        if cursor is not None:
-            query = query.where(G.c.id > cursor)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query.order_by(G.c.id).limit(limit))).all()
-        return [Group(row.id, row.subject, json.loads(row.participants), row.updated_at) for row in rows]
-
-    async def put_contacts(self, tenant_id: TenantId, session_id: SessionId, contacts: Sequence[Contact]) -> None:
-        if not contacts:
-            return
-        rows = [
-            {
-                "session_id": session_id,
-                "id": c.id,
-                "tenant_id": tenant_id,
-                "name": c.name,
-                "push_name": c.push_name,
-                "updated_at": c.updated_at,
-            }
-            for c in contacts
-        ]
-        async with self._db.write() as conn:
-            await conn.execute(self._contact_upsert, rows)
-
-    async def put_groups(self, tenant_id: TenantId, session_id: SessionId, groups: Sequence[Group]) -> None:
-        if not groups:
-            return
-        rows = [
-            {
-                "session_id": session_id,
-                "id": g.id,
-                "tenant_id": tenant_id,
-                "subject": g.subject,
-                "participants": json.dumps(g.participants),
-                "updated_at": g.updated_at,
-            }
-            for g in groups
-        ]
-        async with self._db.write() as conn:
-            await conn.execute(self._group_upsert, rows)
-
     async def prune_all_tenants(self, now: float, chunk: int = 5000) -> int:
         """Delete each tenant's messages older than its retention (queued ones stay), ``chunk`` per transaction."""
         tenants = schema.tenants
@@ -549,11 +351,6 @@ class SqlMessageStore(MessageStore):
         async with self._db.read() as conn:
             return {SessionId(row.session_id) for row in await conn.execute(query)}
 
-    async def forget_session(self, conn: AsyncConnection, session_id: SessionId) -> None:
-        """Inside the session's deletion: everything stored for it."""
-        for table in (M, MM, C, K, G):
-            await conn.execute(delete(table).where(table.c.session_id == session_id))
-
 
 def _ack_event(update: StatusUpdate, before: Message, after: Message, now: float) -> Event:
     payload: dict[str, Any] = {
@@ -567,3 +364,9 @@ def _ack_event(update: StatusUpdate, before: Message, after: Message, now: float
     if after.status is MessageStatus.FAILED:
         payload["error"] = after.error
     return Event.new(EventType.MESSAGE_ACK, update.tenant_id, update.session_id, update.session_name, now, payload)
+
+
+async def forget_messages(conn: AsyncConnection, session_id: SessionId) -> None:
+    """Inside a session's deletion: its messages, their media, and its directory."""
+    for table in (M, MM, schema.chats, schema.contacts, schema.chat_groups):
+        await conn.execute(delete(table).where(table.c.session_id == session_id))

@@ -30,8 +30,9 @@ from wagate.store.contracts.sessions import SessionStore
 from wagate.store.sql import schema
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.db import Database
-from wagate.store.sql.events import EventWriter
-from wagate.store.sql.messages import SqlMessageStore
+from wagate.store.sql.inbound import InboundWriter
+from wagate.store.sql.messages import forget_messages
+from wagate.store.sql.writer import EventWriter
 
 S = schema.sessions
 H = schema.session_history
@@ -124,12 +125,12 @@ def status_event(before: Session, after: Session, actor: str) -> Event:
 
 class SqlSessionStore(SessionStore):
     def __init__(
-        self, db: Database, clock: Clock, events: EventWriter, messages: SqlMessageStore, auth: SqlAuthRecordStore
+        self, db: Database, clock: Clock, events: EventWriter, inbound: InboundWriter, auth: SqlAuthRecordStore
     ) -> None:
         self._db = db
         self._clock = clock
         self._events = events
-        self._messages = messages
+        self._inbound = inbound
         self._auth = auth
 
     async def _record(
@@ -302,7 +303,7 @@ class SqlSessionStore(SessionStore):
         events.extend(e for a in kept for e in a.events)
         inbound = [m for a in kept for m in a.inbound]
         if inbound:
-            events.extend(m.event for m in self._messages.write_inbound(conn, inbound))
+            events.extend(m.event for m in self._inbound.write(conn, inbound))
         return applied, refused, self._events.write(conn, events)
 
     def _apply_changes(
@@ -396,7 +397,7 @@ class SqlSessionStore(SessionStore):
                 schema.events,
             ):
                 await conn.execute(delete(table).where(table.c.session_id == row.id))
-            await self._messages.forget_session(conn, SessionId(row.id))
+            await forget_messages(conn, SessionId(row.id))
             await conn.execute(delete(S).where(S.c.id == row.id))
         return True
 

@@ -18,8 +18,8 @@ from wagate.errors import AlreadyExists, Conflict
 from wagate.ids import ApiKeyId, TenantId, new_api_key_id, new_tenant_id
 from wagate.store.contracts.accounts import ApiKeyStore, TenantStore
 from wagate.store.sql import schema
+from wagate.store.sql.announcements import tell_revoked
 from wagate.store.sql.db import Database
-from wagate.store.sql.peers import tell_revoked
 
 T = schema.tenants
 K = schema.api_keys

@@ -1,0 +1,198 @@
+"""Events and their webhook outbox rows, written inside the caller's transaction.
+
+``EventWriter.write`` runs inside the transaction of the change the events report: the events rows (sealed
+envelopes), one delivery row per matching enabled webhook, and on PostgreSQL the announcement to the other processes
+(delivered at the commit) commit together with that change. Listeners hear of them after the commit (``notify``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from wagate.clock import Clock
+from wagate.domain.events import CommitListener, Committed, Event, EventFilter, EventType
+from wagate.domain.webhooks import Delivery, DeliveryState, Outgoing
+from wagate.ids import EventId, SessionId, TenantId, WebhookId
+from wagate.store.contracts.auth import Sealer
+from wagate.store.sql import schema
+from wagate.store.sql.announcements import NOTIFY, announcements, channel
+from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
+
+E = schema.events
+W = schema.webhooks
+D = schema.webhook_deliveries
+
+log = logging.getLogger("wagate.events")
+
+_INSERT_EVENTS = InsertMany(
+    E, ("id", "tenant_id", "session_id", "session_name", "type", "at", "kek_id", "sealed"), returning=("id", "seq")
+)
+_INSERT_DELIVERIES = InsertMany(
+    D,
+    (
+        "webhook_id",
+        "tenant_id",
+        "session_id",
+        "event_seq",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "claim_until",
+        "created_at",
+        "updated_at",
+    ),
+    returning=("webhook_id", "event_seq", "seq"),
+)
+_SUBSCRIBED = InList(
+    lambda _, tenants: select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
+        rows_in([W.c.tenant_id], tenants), W.c.disabled_reason.is_(None)
+    ),
+    width=1,
+)
+
+
+class PlainSealer:
+    """Keeps values as they are: for a store opened without keys (tools, tests of the store alone)."""
+
+    def seal(self, plaintext: bytes, purpose: str, *parts: str) -> tuple[str, bytes]:
+        return "plain", plaintext
+
+    def open(self, key_id: str, sealed: bytes, purpose: str, *parts: str) -> bytes:
+        return sealed
+
+
+def event_parts(event: Event) -> tuple[str, str, str]:
+    return (event.tenant_id, event.session_id, event.id)
+
+
+def open_event(sealer: Sealer, row: Any) -> tuple[Event, str]:
+    """The event of an events row, and its exact body."""
+    body = sealer.open(row.kek_id, row.sealed, "event", row.tenant_id, row.session_id, row.id).decode()
+    envelope = json.loads(body)
+    event = Event(
+        id=EventId(row.id),
+        type=EventType(row.type),
+        tenant_id=TenantId(row.tenant_id),
+        session_id=SessionId(row.session_id),
+        session=row.session_name,
+        timestamp=row.at,
+        payload=envelope["payload"],
+    )
+    return event, body
+
+
+class EventWriter:
+    """Writes events and their deliveries inside a transaction; tells listeners after it commits.
+
+    ``write`` is synchronous: it runs inside :meth:`Database.run_write` transactions (on SQLite's writer thread),
+    and inside async transactions through ``await conn.run_sync(writer.write, events)``."""
+
+    def __init__(self, db: Database, clock: Clock, sealer: Sealer) -> None:
+        self._db = db
+        self._clock = clock
+        self.sealer = sealer
+        self.listeners: list[CommitListener] = []
+        self.claimer: str | None = None
+        self.claim_ttl = 60.0
+        self.announcer: str | None = None  # PostgreSQL: the process named in announcements, when they are made
+
+    def write(self, conn: Connection, events: Sequence[Event]) -> Committed:
+        if not events:
+            return Committed([], [])
+        tx = Tx(conn)
+        rows = []
+        bodies = []
+        seal = self.sealer.seal
+        for event in events:
+            body = event.body()
+            kek_id, sealed = seal(body.encode(), "event", event.tenant_id, event.session_id, event.id)
+            bodies.append(body)
+            rows.append(
+                (
+                    event.id,
+                    event.tenant_id,
+                    event.session_id,
+                    event.session,
+                    event.type.value,
+                    event.timestamp,
+                    kek_id,
+                    sealed,
+                )
+            )
+        seqs = _INSERT_EVENTS.seqs(tx, rows, key=(0,))
+        if self.announcer is not None and self._db.dialect == "postgresql":
+            for payload in announcements(self.announcer, events, seqs):
+                conn.execute(NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
+        return Committed(list(events), self._queue(tx, events, seqs, bodies))
+
+    def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
+        tenants = sorted({e.tenant_id for e in events})
+        hooks = _SUBSCRIBED.fetch(tx, [(t,) for t in tenants])
+        if not hooks:
+            return []
+        filters = [
+            (hook_id, tenant_id, EventFilter(json.loads(types), session))
+            for hook_id, tenant_id, types, session in hooks
+        ]
+        now = self._clock()
+        claimed_by, claim_until = (self.claimer, now + self.claim_ttl) if self.claimer else (None, 0.0)
+        rows: list[tuple[Any, ...]] = []
+        made: list[tuple[Event, str, str, int]] = []
+        for event, seq, body in zip(events, seqs, bodies, strict=True):
+            for hook_id, tenant_id, wanted in filters:
+                if tenant_id != event.tenant_id or not wanted.matches(event):
+                    continue
+                rows.append(
+                    (
+                        hook_id,
+                        event.tenant_id,
+                        event.session_id,
+                        seq,
+                        DeliveryState.PENDING,
+                        0,
+                        now,
+                        claimed_by,
+                        claim_until,
+                        now,
+                        now,
+                    )
+                )
+                made.append((event, hook_id, body, seq))
+        if not rows:
+            return []
+        out = []
+        for (event, hook_id, body, _), seq in zip(made, _INSERT_DELIVERIES.seqs(tx, rows, key=(0, 3)), strict=True):
+            delivery = Delivery(
+                seq=seq,
+                webhook_id=WebhookId(hook_id),
+                tenant_id=event.tenant_id,
+                session_id=event.session_id,
+                event_id=event.id,
+                event_type=event.type.value,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                last_status=None,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+            )
+            out.append(Outgoing(delivery, body))
+        return out
+
+    def notify(self, committed: Committed) -> None:
+        """After the commit: hand the events to the bus and the deliveries to the worker."""
+        if not committed.events:
+            return
+        for listener in self.listeners:
+            try:
+                listener(committed)
+            except Exception:  # a listener's bug must not undo or hide a committed change
+                log.exception("event listener failed")
