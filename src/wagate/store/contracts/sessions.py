@@ -80,10 +80,11 @@ class SessionStore(ABC):
     async def commit(
         self, changes: Sequence[StatusChange], appends: Sequence[Append]
     ) -> tuple[list[Session | None], list[LeaseLost | None]]:
-        """``set_status_many`` for many sessions' writes at once (the group commit of the supervisor): the changes
-        as there, and each append whole or not at all, all in one transaction. An append with an ``auth`` write
-        is fenced by it: ``LeaseLost`` in its place when the write's (owner, epoch) no longer holds the lease, and
-        nothing of it is written."""
+        """The unit of work of sessions' reports (the SQL store's ``SessionCommit``): ``set_status_many`` for many
+        sessions' writes at once (the group commit of the supervisor), the changes as there, and each append whole
+        or not at all (its auth records, messages, events and their outbox rows), all in one transaction. An append
+        with an ``auth`` write is fenced by it: ``LeaseLost`` in its place when the write's (owner, epoch) no longer
+        holds the lease, and nothing of it is written."""
 
     @abstractmethod
     async def delete(self, tenant_id: TenantId, name: str) -> bool:

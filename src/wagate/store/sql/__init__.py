@@ -10,6 +10,7 @@ from wagate.store.base import Store
 from wagate.store.contracts.auth import Sealer
 from wagate.store.sql.auth import SqlAuthRecordStore
 from wagate.store.sql.backups import SqlBackupStore
+from wagate.store.sql.commit import SessionCommit
 from wagate.store.sql.db import Database
 from wagate.store.sql.deliveries import SqlOutboxStore
 from wagate.store.sql.directory import SqlDirectoryStore
@@ -40,7 +41,9 @@ class SqlStore(Store):
         self.directory = SqlDirectoryStore(db)
         self.messages = SqlMessageStore(db, clock, writer)
         self.auth = SqlAuthRecordStore(db, clock)
-        self.sessions = SqlSessionStore(db, clock, writer, InboundWriter(clock), self.auth)
+        self.sessions = SqlSessionStore(
+            db, clock, writer, SessionCommit(clock, self.auth, InboundWriter(clock), writer)
+        )
         self.workers = SqlWorkerStore(db, clock)
         self.leases = SqlLeaseStore(db, clock, self.workers)
         self.peers = SqlPeerChannel(db, writer)

@@ -18,7 +18,7 @@ from wagate.store.contracts.moved import LeasesWithWorkers
 from wagate.store.contracts.workers import WorkerStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.sessions import to_reconcile
+from wagate.store.sql.status import to_reconcile
 
 L = schema.session_leases
 S = schema.sessions
