@@ -1,4 +1,5 @@
-"""The fixtures every test directory shares (defined in tests.support.fixtures), and neonize imported once."""
+"""The fixtures every test directory shares (defined in tests.support.fixtures), the check of the test tiers
+(tests.support.tiers), and neonize imported once."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import subprocess
 import time
 import warnings
 
-from tests.support.fixtures import backend, client, gateway, pg_schema, store
+import pytest
+
+# The support package's asserts explain themselves as a test module's do.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.fixtures import backend, client, gateway, pg_schema, store  # noqa: E402
 
 __all__ = ["backend", "client", "gateway", "pg_schema", "store"]
+pytest_plugins = ["tests.support.tiers"]
 
 # neonize's import runs `os.popen("uname -a")` and never closes it: the pipe stays with an unreaped process that
 # subprocess reaps at the next Popen, warning then, in whichever test starts a process. Import it once, here, and

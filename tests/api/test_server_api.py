@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
@@ -28,6 +29,7 @@ async def status_with(gateway: Gateway, redis_url: str | None) -> dict[str, obje
         return body
 
 
+@pytest.mark.services
 async def test_status_reports_store_redis_sessions_and_the_process(gateway: Gateway) -> None:
     require_redis()
     body = await status_with(gateway, REDIS_URL)

@@ -78,7 +78,7 @@ class Rig:
         return found[0]
 
 
-@pytest.fixture(params=["process", "inline"])
+@pytest.fixture(params=[pytest.param("process", marks=pytest.mark.e2e), "inline"])
 async def rig_factory(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
     """Rigs whose dispatcher sends through the sender process, then the same tests sending inline."""
     made: list[Rig] = []

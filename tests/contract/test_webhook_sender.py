@@ -21,6 +21,8 @@ from wagate.logs import LogFormat
 from wagate.webhooks.client import Attempt
 from wagate.webhooks.process import PROTOCOL, WebhookProcess, frame
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 

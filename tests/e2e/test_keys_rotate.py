@@ -9,12 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from wagate.config import Settings
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.domain.webhooks import WebhookChange
 from wagate.gateway import Gateway
 from wagate.ids import SessionId
+
+pytestmark = pytest.mark.e2e
 
 WAGATE = [sys.executable, "-m", "wagate"]
 

@@ -7,10 +7,13 @@ import io
 import time
 
 import httpx
+import pytest
 import zxingcpp
 from PIL import Image
 
 from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e
 
 
 def decode_qr(png: bytes) -> str:

@@ -8,11 +8,14 @@ import threading
 from collections.abc import Callable
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 from tests.support.probes import stored_records
 from tests.support.stack import Stack, wait_for
 from wagate.domain.sessions import Desired
+
+pytestmark = pytest.mark.e2e
 
 PHONE = "+15550001"
 

@@ -16,6 +16,8 @@ from tests.support.procs import clean_env, sim_server
 from wagate.engines.sim.protocol import frame
 from wagate.engines.sim.wire import SocketClosed, open_socket
 
+pytestmark = pytest.mark.e2e
+
 
 def test_the_control_api_answers_and_refuses_as_the_app_does(tmp_path: Path) -> None:
     sim = sim_server(tmp_path)

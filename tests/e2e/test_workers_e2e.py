@@ -19,6 +19,8 @@ from tests.support.receiver import Receiver, ThreadedReceiver
 from tests.support.services import pg_url
 from tests.support.stack import ADMIN, Stack, first_worker, start_worker, wait_for
 
+pytestmark = pytest.mark.e2e
+
 PHONES = [f"+1555020{n}" for n in range(5)]
 
 

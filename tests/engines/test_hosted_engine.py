@@ -20,7 +20,7 @@ from tests.support.engines import fds, rss_kib, whatsapp_resolves
 from tests.support.supervision import Sim, eventually, sim, status_of
 from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Session, Status
 from wagate.engines.host import pool as host_pool
-from wagate.engines.host.pool import HostPolicy, HostPool, retire_reason
+from wagate.engines.host.pool import HostPool
 from wagate.engines.host.process import EngineHost
 from wagate.engines.registry import EngineRegistry
 from wagate.gateway import Gateway
@@ -28,6 +28,8 @@ from wagate.ids import SessionId
 from wagate.supervisor.supervisor import Supervisor
 
 __all__ = ["sim"]  # the simulator fixture, served on loopback
+
+pytestmark = pytest.mark.e2e
 
 FAST = {
     "worker_id": "w1",
@@ -154,15 +156,6 @@ def acked(sim: Sim, phone: str, count: int) -> Any:
         return bool(device["messages_acked"] >= count and device["pending"] == 0)
 
     return check
-
-
-def test_a_host_is_retired_past_any_of_its_limits() -> None:
-    policy = HostPolicy(recycle_starts=500, recycle_rss_kib=2048 * 1024, recycle_age=3600.0)
-    assert retire_reason(policy, opened=499, rss_kib=2047 * 1024, age=3599.0) is None
-    assert retire_reason(policy, opened=500, rss_kib=None, age=0.0) == "500 sessions opened"
-    assert retire_reason(policy, opened=1, rss_kib=2048 * 1024, age=0.0) == "2048 MiB resident"
-    assert retire_reason(policy, opened=1, rss_kib=None, age=3600.0) == "3600s old"
-    assert retire_reason(HostPolicy(), opened=10**6, rss_kib=10**9, age=10**9) is None  # no limit set
 
 
 async def test_sessions_that_start_together_start_their_hosts_together(

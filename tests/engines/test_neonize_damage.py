@@ -165,6 +165,7 @@ async def test_a_damaged_device_part_ends_the_connection_before_anything_starts(
     await engine.close()
 
 
+@pytest.mark.e2e  # the supervisor runs neonize in an engine host
 async def test_the_supervisor_puts_a_damaged_device_part_back_from_a_backup_of_the_same_link(
     gateway: Gateway,
 ) -> None:

@@ -38,7 +38,7 @@ def pg_schema() -> Iterator[str]:
     asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
     """(database URL, schema) for each backend the contract suites run over."""
     if request.param == "sqlite":

@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from tests.support.tiers import SERVICES, needs
+
 PG_DSN = os.environ.get("WAGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WAGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("WAGATE_REQUIRE_SERVICES") == "1"
@@ -33,6 +35,7 @@ _PG_PROBLEM: list[str | None] = []
 
 def require_redis() -> None:
     """Skip (or, with WAGATE_REQUIRE_SERVICES=1, fail) when Redis is unreachable."""
+    needs(SERVICES, f"needs Redis at {REDIS_URL}")
     import redis
     from redis.exceptions import RedisError
 
@@ -49,6 +52,7 @@ def require_redis() -> None:
 
 def require_postgres() -> None:
     """Skip (or, with WAGATE_REQUIRE_SERVICES=1, fail) when PostgreSQL is unreachable."""
+    needs(SERVICES, "needs PostgreSQL")
     if not _PG_PROBLEM:
         _PG_PROBLEM.append(_pg_reachable())
     problem = _PG_PROBLEM[0]

@@ -140,6 +140,7 @@ def test_public_random_hands_out_each_byte_once_across_blocks() -> None:
     assert len(public_random(BLOCK)) == BLOCK  # larger than a share of the block: straight from the OS
 
 
+@pytest.mark.e2e
 def test_a_forked_child_never_hands_out_the_parents_bytes() -> None:
     public_random(12)  # the parent holds a block with bytes left in it
     read, write = os.pipe()

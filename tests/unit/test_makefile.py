@@ -7,6 +7,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # make runs as a process, if only a dry run
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -1,3 +1,0 @@
-from tests.support.supervision import sim
-
-__all__ = ["sim"]
