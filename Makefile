@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 RUN_STAMP = $(VENV)/.installed-run
 STAMP     = $(VENV)/.installed
 
-.PHONY: run test lint typecheck docs pytest clean
+.PHONY: run test test-fast lint typecheck docs pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck docs pytest
+
+# The fast tier: no process started, no PostgreSQL or Redis (the markers that tests.support.tiers checks).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -m "not e2e and not services"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

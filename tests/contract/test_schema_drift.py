@@ -143,7 +143,7 @@ def _differences(migrated: Shape, declared: Shape) -> list[str]:
 Place = tuple[str, str | None]  # a database URL, and the PostgreSQL schema in it
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def two_empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Place, Place]]:
     """Two empty databases of one kind: SQLite files, or PostgreSQL schemas (dropped afterwards)."""
     if request.param == "sqlite":

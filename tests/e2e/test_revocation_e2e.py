@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 ADMIN = "revocation-admin-key-0123456789abcdef"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
     """(the worker that revokes, the worker that holds the streams): one process on SQLite, two on PostgreSQL."""
     env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "a"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
