@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.builders import TEST_KEK
-from tests.support.engines import fds, rss_kib, whatsapp_resolves
+from tests.support.engines import fds, fill_pools, rss_kib, whatsapp_resolves
 from tests.support.supervision import Sim, eventually, sim, status_of
 from wagate.domain.sessions import Desired, HistoryKind, NewSession, Quotas, Session, Status
 from wagate.engines.host import pool as host_pool
@@ -352,6 +352,7 @@ async def test_neonize_in_a_host_offline_fails_cleanly_and_the_host_survives(
     session = await new_session(gateway, "phone", engine="neonize")
     await supervisor.start()
     await attempts(supervisor, session.id, 20)  # warmed up: the host started, caches and threads in place
+    await fill_pools(gateway)
     pool = pool_of(supervisor, "neonize")
     (host,) = pool.hosts
     fds_before, rss_before = await fds(), rss_kib()

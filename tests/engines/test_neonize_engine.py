@@ -16,7 +16,16 @@ import pytest
 from neonize.proto import Neonize_pb2 as nz
 
 from tests.support.builders import make_settings
-from tests.support.engines import Recorder, fds, new_session, rss_kib, vault_for, whatsapp_resolves, whatsmeow_database
+from tests.support.engines import (
+    Recorder,
+    fds,
+    fill_pools,
+    new_session,
+    rss_kib,
+    vault_for,
+    whatsapp_resolves,
+    whatsmeow_database,
+)
 from wagate.config import Settings
 from wagate.domain.sessions import Desired, HistoryKind, Session, Status
 from wagate.engines.base import (
@@ -152,6 +161,7 @@ async def test_two_hundred_offline_attempts_back_off_and_leak_nothing(gateway: G
                     await asyncio.sleep(0.01)
 
         await attempts(20)  # warmed up: threads, caches, the executor
+        await fill_pools(gateway)
         fds_before, rss_before = await fds(), rss_kib()
         await attempts(220)
         fds_after, rss_after = await fds(), rss_kib()

@@ -11,11 +11,14 @@ import os
 import socket
 from typing import Any
 
+from sqlalchemy import text
+
 from wagate.clock import system_clock
 from wagate.domain.sessions import Desired, NewSession, Quotas, Session
 from wagate.engines.base import EngineConnectError, EngineContext, EngineEvent
 from wagate.engines.neonize.engine import NeonizeConnection, NeonizeEngine
 from wagate.gateway import Gateway
+from wagate.store.sql import SqlStore
 from wagate.store.vault import Vault
 
 
@@ -63,6 +66,19 @@ async def vault_for(gateway: Gateway, session: Session) -> Vault:
     lease = await gateway.store.leases.acquire(session.id, "w-test", ttl=600)
     assert lease is not None
     return gateway.vaults.open(session.tenant_id, session.id, owner="w-test", epoch=lease.epoch)
+
+
+async def fill_pools(gateway: Gateway) -> None:
+    """Open every connection the store's read pool may keep. The pool opens one whenever reads overlap, more often
+    the busier the machine, and keeps it (on SQLite, two descriptors: the database and its log): filled first, it
+    holds still while a test counts the descriptors and memory that something else may leak."""
+    store = gateway.store
+    assert isinstance(store, SqlStore)
+    probe = text("SELECT count(*) FROM sqlite_master" if store.db.dialect == "sqlite" else "SELECT 1")
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(gateway.settings.db_pool_size):
+            connection = await held.enter_async_context(store.db.read())
+            await connection.execute(probe)
 
 
 async def fds() -> int:
