@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.support.builders import TEST_KEK
-from tests.support.probes import all_events, pages
+from tests.support.probes import all_events, pages, read_until, ws_url
 from tests.support.procs import Served, clean_env, serve
 from tests.support.stack import ADMIN, Stack, wait_for
 
@@ -61,6 +62,12 @@ def acked(stack: Stack, phone: str, count: int) -> Callable[[], bool]:
         return bool(device["messages_acked"] == count and device["pending"] == 0)
 
     return check
+
+
+def restarted(events: list[dict[str, Any]], name: str) -> bool:
+    """Whether ``events`` show session ``name`` STARTING and then WORKING again."""
+    statuses = [e["payload"]["status"] for e in events if e["session"] == name]
+    return "STARTING" in statuses and "WORKING" in statuses[statuses.index("STARTING") :]
 
 
 class Traffic(threading.Thread):
@@ -127,16 +134,17 @@ def test_a_host_killed_during_traffic_takes_only_its_own_sessions(
 
     traffic = Traffic(stack, phones)
     traffic.start()
-    wait_for(lambda: stack.device(phones[hit[0]])["messages_acked"] >= 50, 10, "traffic on the victim's sessions")
+    wait_for(lambda: stack.device(phones[hit[0]])["messages_acked"] >= 50, 30, "traffic on the victim's sessions")
     watch = Watch(stack, sorted(phones))
     watch.start()
-    killed_at = time.monotonic()
-    os.kill(victim, how)
-    sent_at_kill = {name: len(ids) for name, ids in traffic.sent.items()}
-    for name in hit:
-        stack.wait_status(name, "STARTING", timeout=5)
-    for name in hit:
-        stack.wait_status(name, "WORKING", timeout=10)
+    # The statuses as they commit, pushed over a WebSocket that resumes after the last one already seen: polling for
+    # the transient STARTING could miss it (the first session's wait could outlast the second's STARTING).
+    last_status = all_events(stack, "session.status")[-1]["id"]
+    with connect(ws_url(stack, f"events=session.status&after={last_status}"), additional_headers=stack.key) as ws:
+        killed_at = time.monotonic()
+        os.kill(victim, how)
+        sent_at_kill = {name: len(ids) for name, ids in traffic.sent.items()}
+        read_until(ws, lambda got: all(restarted(got, name) for name in hit), timeout=15)
     back_after = time.monotonic() - killed_at
     time.sleep(0.3)  # traffic goes on a while on the new host
     sent = traffic.stop()
