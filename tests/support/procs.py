@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 
+# How long a process may take to answer after its start: a second or two on an idle machine, and far more when the
+# whole suite runs in parallel beside other work. A bound on starting, not a measure of it.
+STARTUP_TIMEOUT = 60.0
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -38,7 +42,9 @@ class Served:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 20) -> None:
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until ``/ready`` answers 200; a process that exits or does not answer in time is killed (not left to
+        warn, collected in some later test) and fails the test with its log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -49,6 +55,7 @@ class Served:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.kill()
         raise AssertionError(f"wagate did not become ready in {timeout}s:\n{self.log()}")
 
     def terminate(self, timeout: float = 10) -> int:
@@ -101,7 +108,7 @@ def sim_server(tmp: Path, *args: str, port: int | None = None) -> Served:
             stderr=subprocess.STDOUT,
         )
     served = Served(proc, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"sim-server exited with {proc.returncode}:\n{served.log()}")
@@ -111,4 +118,5 @@ def sim_server(tmp: Path, *args: str, port: int | None = None) -> Served:
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise AssertionError(f"sim-server did not start:\n{served.log()}")
+    served.kill()
+    raise AssertionError(f"sim-server did not start in {STARTUP_TIMEOUT}s:\n{served.log()}")

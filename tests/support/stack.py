@@ -74,7 +74,7 @@ class Stack:
             body: dict[str, Any] = response.json()
             return body
 
-    def wait_status(self, name: str, status: str, timeout: float = 10, reason: str | None = None) -> dict[str, Any]:
+    def wait_status(self, name: str, status: str, timeout: float = 30, reason: str | None = None) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             session = self.session(name)
             if session["status"] == status and (reason is None or session["reason"] == reason):
