@@ -149,8 +149,8 @@ class Comparer:
             return [Disagreement(place, Problem.UNTYPED, f"{place} is a free object, WAHA's has fields {listed}")]
         for name, theirs_field in their_props.items():
             at = _field(place, name)
-            if flow is Flow.ANSWER and theirs_field.get("deprecated") is True:
-                continue
+            if flow is Flow.ANSWER and theirs_field.get("deprecated") is True and name not in their_required:
+                continue  # a field WAHA's clients are told to stop reading, and may not get
             if name not in our_props:
                 if flow is Flow.ANSWER or not open_object(ours):
                     found.append(Disagreement(at, Problem.MISSING, f"{at} missing"))

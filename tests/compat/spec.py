@@ -68,7 +68,12 @@ class Report:
 
     @property
     def agreeing(self) -> frozenset[str]:
-        """WAHA's operations (`POST /api/sendText`) that wagate offers with no disagreement."""
+        """WAHA's operations (`POST /api/sendText`) that wagate offers with no disagreement.
+
+        None while a general disagreement stands (the API key's header): then no WAHA client gets through at all.
+        """
+        if self.general:
+            return frozenset()
         return frozenset(str(pair.waha) for pair in self.pairs if pair.agrees)
 
     def kinds(self) -> Counter[str]:

@@ -271,3 +271,53 @@ def test_the_report_lists_what_one_side_only_offers_and_counts_kinds() -> None:
     assert report.agreeing == frozenset()
     assert report.kinds() == {f"answer field: {Problem.MISSING.value}": 1}
     assert "answer field `id` missing" in report.render()
+
+
+def test_each_of_waha_s_alternatives_must_be_taken() -> None:
+    """WAHA's `file` is a URL or base64 data (`oneOf`): wagate's one schema must take both."""
+
+    def send_image(file: dict[str, Any], **schemas: Any) -> dict[str, Any]:
+        body = {"type": "object", "properties": {"file": file}, "required": ["file"]}
+        operation = {
+            "requestBody": {"content": {"application/json": {"schema": body}}},
+            "responses": {"201": {"content": {"application/json": {"schema": {"type": "object"}}}}},
+        }
+        return document("/api/sendImage", "post", operation, **schemas)
+
+    url, data = {"url": {"type": "string"}}, {"data": {"type": "string"}}
+    remote: dict[str, Any] = {"type": "object", "properties": url, "required": ["url"]}
+    binary: dict[str, Any] = {"type": "object", "properties": data, "required": ["data"]}
+    waha = send_image(
+        {"oneOf": [{"$ref": "#/components/schemas/R"}, {"$ref": "#/components/schemas/B"}]}, R=remote, B=binary
+    )
+    either = {"type": "object", "additionalProperties": False, "properties": url | data}
+    assert found(waha, send_image(either)) == []
+    assert found(waha, send_image(remote | {"additionalProperties": False})) == [
+        "request field `file.data` missing",
+        "request field `file.url` required, WAHA has no such field",
+    ]
+
+
+def test_a_waha_type_its_own_default_contradicts_gives_way_to_the_default() -> None:
+    """WAHA's generator writes `type: object` for some strings; their default says what clients send."""
+
+    def voice(mimetype: dict[str, Any]) -> dict[str, Any]:
+        body = {"type": "object", "properties": {"mimetype": mimetype}}
+        operation = {"requestBody": {"content": {"application/json": {"schema": body}}}, "responses": {}}
+        return document("/api/sendVoice", "post", operation)
+
+    waha = voice({"type": "object", "default": "audio/ogg; codecs=opus"})
+    assert found(waha, voice({"type": "string"})) == []
+    assert found(waha, voice({"type": "integer"})) == ["request field `mimetype` is integer, WAHA's string"]
+
+
+def test_no_operation_agrees_while_wagate_reads_another_key_header() -> None:
+    waha, wagate = waha_send(), wagate_send()
+    key = {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+    waha["components"]["securitySchemes"] = {"api_key": key}
+    wagate["components"]["securitySchemes"] = {"key": key | {"name": "x-api-key"}}
+    assert compare_documents(waha, wagate).agreeing == {"POST /api/sendText"}
+    wagate["components"]["securitySchemes"] = {"key": key | {"name": "Authorization"}}
+    report = compare_documents(waha, wagate)
+    assert report.general == ("API key header `x-api-key` not read by wagate",)
+    assert report.agreeing == frozenset()
