@@ -5,6 +5,10 @@ Operations are paired by method and path, a path parameter matched by its positi
 path and query parameters, the JSON request body, and the success answer: its status, its media types and its JSON
 schema (see `tests.compat.compare` for what agreeing means in each direction). `compare_documents` gives a `Report`
 that lists what only one side offers and every disagreement of what both offer.
+
+WAHA's document also declares its webhook events (OpenAPI 3.1 `webhooks`, one per event name): an event wagate's
+document declares under the same name is compared as an answer is, since wagate writes it and a WAHA handler reads
+it. Those that agree are named `WEBHOOK <event>`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Report:
     waha_only: tuple[Operation, ...]
     wagate_only: tuple[Operation, ...]
     general: tuple[str, ...] = field(default=())
+    events: tuple[Pair, ...] = field(default=())
+    waha_only_events: tuple[str, ...] = field(default=())
 
     @property
     def waha_count(self) -> int:
@@ -76,15 +82,24 @@ class Report:
             return frozenset()
         return frozenset(str(pair.waha) for pair in self.pairs if pair.agrees)
 
+    @property
+    def agreeing_events(self) -> frozenset[str]:
+        """WAHA's webhook events (`WEBHOOK message`) that wagate declares with WAHA's envelope and payload."""
+        if self.general:
+            return frozenset()
+        return frozenset(f"WEBHOOK {pair.waha.path}" for pair in self.events if pair.agrees)
+
     def kinds(self) -> Counter[str]:
-        """How often each kind of disagreement occurs, over every pair."""
-        return Counter(d.kind for pair in self.pairs for d in pair.disagreements)
+        """How often each kind of disagreement occurs, over every pair of operations and of events."""
+        return Counter(d.kind for pair in (*self.pairs, *self.events) for d in pair.disagreements)
 
     def render(self) -> str:
         """The report for a reader: the counts, then each pair's disagreements, then what one side only offers."""
         lines = [
             f"WAHA {self.waha_version}: {self.waha_count} operations; wagate offers {len(self.pairs)} at the same"
             f" method and path; {len(self.agreeing)} fully agree; {len(self.wagate_only)} are wagate's own.",
+            f"WAHA's webhooks: {len(self.events) + len(self.waha_only_events)} events; wagate declares"
+            f" {len(self.events)} of them; {len(self.agreeing_events)} agree.",
             *(f"general: {text}" for text in self.general),
             "",
             "Kinds of disagreement:",
@@ -98,6 +113,12 @@ class Report:
             lines.extend(f"    - {d}" for d in pair.disagreements)
         lines += ["", "Only WAHA:", *(f"  {op}" for op in self.waha_only)]
         lines += ["", "Only wagate:", *(f"  {op}" for op in self.wagate_only)]
+        lines += ["", "Webhook events declared by both:"]
+        for pair in self.events:
+            mark = "agrees" if pair.agrees else f"{len(pair.disagreements)} disagreements"
+            lines.append(f"  {pair.waha.path}: {mark}")
+            lines.extend(f"    - {d}" for d in pair.disagreements)
+        lines += ["", f"Webhook events only WAHA declares: {', '.join(self.waha_only_events) or 'none'}"]
         return "\n".join(lines)
 
 
@@ -114,8 +135,14 @@ def operations(document: Schema) -> list[Operation]:
     return found
 
 
+def webhooks(document: Schema) -> dict[str, Operation]:
+    """The webhook events a document declares, by name: each the `post` that delivers it."""
+    declared = document.get("webhooks", {})
+    return {name: Operation("post", name, item["post"]) for name, item in declared.items() if "post" in item}
+
+
 def compare_documents(waha: Schema, wagate: Schema) -> Report:
-    """Pair the two documents' operations and compare each pair."""
+    """Pair the two documents' operations, and their webhook events, and compare each pair."""
     comparer = Comparer(Schemas(waha), Schemas(wagate))
     ours = _by_key(operations(wagate))
     pairs, waha_only = [], []
@@ -125,13 +152,28 @@ def compare_documents(waha: Schema, wagate: Schema) -> Report:
             waha_only.append(theirs)
         else:
             pairs.append(Pair(theirs, mine, tuple(compare_operations(comparer, mine, theirs))))
+    events, waha_only_events = compare_events(comparer, waha, wagate)
     return Report(
         waha_version=str(waha.get("info", {}).get("version", "?")),
         pairs=tuple(pairs),
         waha_only=tuple(waha_only),
         wagate_only=tuple(ours.values()),
         general=tuple(_security(waha, wagate)),
+        events=tuple(events),
+        waha_only_events=tuple(waha_only_events),
     )
+
+
+def compare_events(comparer: Comparer, waha: Schema, wagate: Schema) -> tuple[list[Pair], list[str]]:
+    """The webhook events both documents declare, compared; and the names of those only WAHA's declares."""
+    ours = webhooks(wagate)
+    pairs, waha_only = [], []
+    for name, theirs in webhooks(waha).items():
+        if name in ours:
+            pairs.append(Pair(theirs, ours[name], tuple(_event(comparer, ours[name], theirs))))
+        else:
+            waha_only.append(name)
+    return pairs, waha_only
 
 
 def compare_operations(comparer: Comparer, ours: Operation, theirs: Operation) -> list[Disagreement]:
@@ -226,6 +268,15 @@ def _answer(comparer: Comparer, ours: Operation, theirs: Operation) -> list[Disa
         if media_type == JSON:
             found += comparer.compare(ours_schema, their_media.get("schema", {}), Flow.ANSWER, "answer")
     return found
+
+
+def _event(comparer: Comparer, ours: Operation, theirs: Operation) -> list[Disagreement]:
+    """An event's body is wagate's to write and a WAHA handler's to read: compared as an answer is."""
+    their_schema = theirs.spec.get("requestBody", {}).get("content", {}).get(JSON, {}).get("schema", {})
+    our_content = ours.spec.get("requestBody", {}).get("content", {})
+    if JSON not in our_content:
+        return [Disagreement("event", Problem.MEDIA_TYPE, f"event `{JSON}` not declared")]
+    return comparer.compare(our_content[JSON].get("schema", {}), their_schema, Flow.ANSWER, "event")
 
 
 def _by_key(found: list[Operation]) -> dict[tuple[str, str], Operation]:

@@ -1,8 +1,9 @@
 """wagate's OpenAPI document beside WAHA's, operation by operation: the report, and a ratchet on what agrees.
 
 The report (run with `-s` to read it) counts WAHA's operations, those wagate offers at the same method and path, and
-those that fully agree, then lists every disagreement. The operations recorded in
-`tests/data/waha/agreeing.txt` must keep agreeing: the list grows as wagate takes WAHA's shapes, never shrinks.
+those that fully agree, likewise WAHA's webhook events, then lists every disagreement. The operations (and events,
+as `WEBHOOK <event>`) recorded in `tests/data/waha/agreeing.txt` must keep agreeing: the list grows as wagate takes
+WAHA's shapes, never shrinks.
 The tests after it show on small hand-made documents that the comparison finds what it claims to find.
 """
 
@@ -37,9 +38,14 @@ def wagate_document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def report(wagate_document: dict[str, Any]) -> Report:
-    waha: dict[str, Any] = json.loads((DATA / f"openapi-{WAHA_VERSION}.json").read_text(encoding="utf-8"))
-    return compare_documents(waha, wagate_document)
+def waha_document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((DATA / f"openapi-{WAHA_VERSION}.json").read_text(encoding="utf-8"))
+    return document
+
+
+@pytest.fixture(scope="module")
+def report(waha_document: dict[str, Any], wagate_document: dict[str, Any]) -> Report:
+    return compare_documents(waha_document, wagate_document)
 
 
 def recorded() -> set[str]:
@@ -52,9 +58,11 @@ def test_the_operations_that_agreed_with_waha_still_do(report: Report) -> None:
     print(report.render())
     assert report.waha_version == WAHA_VERSION
     assert report.waha_count == 164
-    lost = recorded() - report.agreeing
+    assert len(report.events) + len(report.waha_only_events) == 29
+    agreeing = report.agreeing | report.agreeing_events
+    lost = recorded() - agreeing
     assert not lost, f"no longer agree with WAHA {WAHA_VERSION}: {sorted(lost)}"
-    gained = report.agreeing - recorded()
+    gained = agreeing - recorded()
     if gained:
         print(f"\nagree now, to record in {DATA / 'agreeing.txt'}: {sorted(gained)}")
 
@@ -62,7 +70,8 @@ def test_the_operations_that_agreed_with_waha_still_do(report: Report) -> None:
 def test_the_recorded_operations_are_waha_s(report: Report) -> None:
     """A recorded line that names no WAHA operation would hold nothing up."""
     waha = {str(pair.waha) for pair in report.pairs} | {str(op) for op in report.waha_only}
-    assert recorded() <= waha
+    events = {pair.waha.path for pair in report.events} | set(report.waha_only_events)
+    assert recorded() <= waha | {f"WEBHOOK {event}" for event in events}
 
 
 # The comparison itself, on documents small enough to read.
@@ -321,3 +330,34 @@ def test_no_operation_agrees_while_wagate_reads_another_key_header() -> None:
     report = compare_documents(waha, wagate)
     assert report.general == ("API key header `x-api-key` not read by wagate",)
     assert report.agreeing == frozenset()
+
+
+def test_a_webhook_event_is_compared_as_an_answer() -> None:
+    """wagate writes the event, a WAHA handler reads `event`, `payload.body`, `payload.from`."""
+
+    def declaring(payload: dict[str, Any] | None) -> dict[str, Any]:
+        doc = waha_send()
+        if payload is not None:
+            envelope = {"type": "object", "properties": {"event": {"type": "string"}, "payload": payload}}
+            body = {"content": {"application/json": {"schema": envelope}}}
+            doc["webhooks"] = {"message": {"post": {"requestBody": body, "responses": {"200": {}}}}}
+        return doc
+
+    text = {"type": "string"}
+    waha = declaring({"type": "object", "properties": {"body": text, "from": text}, "required": ["body"]})
+    report = compare_documents(waha, declaring(None))
+    assert report.waha_only_events == ("message",)
+    assert report.agreeing_events == frozenset()
+    report = compare_documents(waha, declaring({"type": "object", "properties": {"text": text}}))
+    assert [str(d) for p in report.events for d in p.disagreements] == [
+        "event field `payload.body` missing",
+        "event field `payload.from` missing",
+    ]
+    assert report.kinds()[f"event field: {Problem.MISSING.value}"] == 2
+    report = compare_documents(waha, declaring({"type": "object", "properties": {"body": text, "from": text}}))
+    assert [str(d) for p in report.events for d in p.disagreements] == [
+        "event field `payload.body` may be absent, WAHA always gives it"
+    ]
+    report = compare_documents(waha, waha)
+    assert report.agreeing_events == {"WEBHOOK message"}
+    assert "Webhook events only WAHA declares: none" in report.render()
