@@ -70,7 +70,7 @@ class Comparer:
     def compare(
         self, ours: Schema, theirs: Schema, flow: Flow, place: str, *, optional: bool = False
     ) -> list[Disagreement]:
-        """Disagreements of wagate's schema `ours` with WAHA's `theirs` at `place` (`request field `x``, `answer`).
+        """Disagreements of wagate's schema `ours` with WAHA's `theirs` at `place` ("request body", "answer").
 
         `optional`: WAHA's schema is of an object field it does not require, so an answer may leave it null.
         """
@@ -98,7 +98,7 @@ class Comparer:
 
     def _variant(self, written: Schema, read: Schema, flow: Flow, place: str, depth: int) -> list[Disagreement]:
         ours, theirs = (read, written) if flow is Flow.REQUEST else (written, read)
-        our_types, their_types = types(ours), _trusted_types(theirs)
+        our_types, their_types = _trusted_types(ours), _trusted_types(theirs)
         if their_types is None:
             return []
         if our_types is None:
@@ -170,11 +170,11 @@ class Comparer:
         return found
 
 
-def _trusted_types(theirs: Schema) -> frozenset[str] | None:
-    """WAHA's types, unless its own default contradicts them (`type: object, default: "audio/ogg"`): a slip of its
-    generator, where the default says what clients really send."""
-    declared = types(theirs)
-    default = theirs.get("default")
+def _trusted_types(schema: Schema) -> frozenset[str] | None:
+    """A schema's types, unless its own default contradicts them (`type: object, default: "audio/ogg"`): WAHA's
+    generator writes such slips, and the default says what is really sent."""
+    declared = types(schema)
+    default = schema.get("default")
     if declared is None or default is None or isinstance(default, dict | list):
         return declared
     actual = frozenset({JSON_TYPES[type(default)]})

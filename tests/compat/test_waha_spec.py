@@ -74,6 +74,21 @@ def test_the_recorded_operations_are_waha_s(report: Report) -> None:
     assert recorded() <= waha | {f"WEBHOOK {event}" for event in events}
 
 
+def test_waha_s_document_agrees_with_itself_in_full(waha_document: dict[str, Any]) -> None:
+    """Every construct WAHA's document uses is read the same on both sides: nothing is found where nothing differs."""
+    report = compare_documents(waha_document, waha_document)
+    assert [f"{pair.waha}: {d}" for pair in (*report.pairs, *report.events) for d in pair.disagreements] == []
+    assert len(report.agreeing) == 164
+    assert len(report.agreeing_events) == 29
+
+
+def test_wagate_s_document_agrees_with_itself_in_full(wagate_document: dict[str, Any]) -> None:
+    report = compare_documents(wagate_document, wagate_document)
+    assert [f"{pair.waha}: {d}" for pair in report.pairs for d in pair.disagreements] == []
+    assert not report.waha_only
+    assert not report.wagate_only
+
+
 # The comparison itself, on documents small enough to read.
 
 ITEM = {"type": "object", "properties": {"id": {"type": "string"}}}
