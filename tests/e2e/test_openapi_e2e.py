@@ -226,8 +226,8 @@ def test_the_document_holds_for_the_tenant_and_the_admin(gateway: Served, receiv
         assert any(200 <= status < 300 for status in answered[route]), (route, sorted(answered[route]))
     assert 404 in answered[REDELIVER_ONE]  # a webhook that exists, a dead letter that does not (see above)
     # No webhook was set to a URL but the receiver's, and each endpoint still points at it: nothing left the machine.
-    for (method, route), bodies in set_urls(har).items():
-        assert bodies <= {receiver.url("/fuzzed")}, (method, route, sorted(bodies)[:5])
+    for (method, target), bodies in set_urls(har).items():
+        assert bodies <= {receiver.url("/fuzzed")}, (method, target, sorted(bodies)[:5])
     listed = httpx.get(gateway.base_url + "/api/webhooks", headers=tenant_key)
     assert listed.status_code == 200, listed.text
     assert {w["url"] for w in listed.json()} <= {receiver.url(path) for path in ("/kept", "/deleted", "/fuzzed")}
