@@ -25,117 +25,38 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from standardwebhooks import Webhook as Signer
-
 from wagate.clock import Clock
 from wagate.config import Settings
 from wagate.domain.events import Committed
-from wagate.domain.webhooks import Endpoint, Headers, Outgoing, Webhook
+from wagate.domain.webhooks import Outgoing
 from wagate.errors import StoreError
-from wagate.ids import SessionId, WebhookId
+from wagate.ids import WebhookId
 from wagate.periodic import every
 from wagate.store.base import Store
 from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
+from wagate.webhooks.groups import (
+    JITTER,
+    RETRY_SCHEDULE,
+    UNSAID,
+    CachedEndpoint,
+    Endpoints,
+    Group,
+    GroupKey,
+    Unsaid,
+    retry_delay,
+)
 from wagate.webhooks.process import MAX_RUN, WebhookProcess
 
 STOP_WAIT = 5.0  # seconds a stop waits for the periodic jobs in hand to end
 
+__all__ = ["JITTER", "RETRY_SCHEDULE", "WebhookDispatcher"]
+
 log = logging.getLogger("wagate.webhooks")
 
-# Seconds to wait after the 1st, 2nd, ... failed attempt (each +-20% jitter): 11 attempts over about 24 hours.
-RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
-JITTER = 0.2
 IDLE_GROUP_TTL = 60.0
 # How often sent deliveries are recorded as delivered, all in one transaction. A crash in between sends those again
 # (with the same webhook-id); more often would take the database's single writer from the events' own commits.
 COMPLETIONS_INTERVAL = 0.1
-
-GroupKey = tuple[WebhookId, SessionId]
-
-
-class _Unsaid:
-    """No attempt of a run told whether the guard lets the endpoint's address through (none was answered)."""
-
-
-_UNSAID = _Unsaid()
-
-
-def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
-    """Delay before the next attempt after ``failed_attempts`` failures; None when the schedule is used up."""
-    if failed_attempts > len(RETRY_SCHEDULE):
-        return None
-    return RETRY_SCHEDULE[failed_attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
-
-
-class _Endpoint:
-    """An endpoint as the dispatcher last read it, with a signer per secret."""
-
-    __slots__ = ("found", "loaded_at", "signers")
-
-    def __init__(self, found: Endpoint, loaded_at: float) -> None:
-        self.found = found
-        self.loaded_at = loaded_at
-        self.signers = {secret: Signer(secret) for secret in (found.secret, found.previous_secret) if secret}
-
-    @property
-    def webhook(self) -> Webhook:
-        return self.found.webhook
-
-    @property
-    def headers(self) -> Headers:
-        return self.found.headers
-
-    def secrets(self, now: float) -> tuple[str, ...]:
-        return self.found.secrets(now)
-
-
-class _Group:
-    """The deliveries of one (endpoint, session) this worker holds, oldest first; ``held`` is the worker's set of
-    every held delivery, shared by its groups."""
-
-    def __init__(self, key: GroupKey, held: set[int], *, checked: bool) -> None:
-        self.key = key
-        self.items: list[Outgoing] = []
-        self.seqs = held
-        self.checked = checked
-        self.task: asyncio.Task[None] | None = None
-        self.idle_since = 0.0
-
-    def add(self, item: Outgoing) -> None:
-        if item.delivery.seq in self.seqs:
-            return
-        self.seqs.add(item.delivery.seq)
-        self.items.append(item)
-        if len(self.items) > 1 and self.items[-2].delivery.seq > item.delivery.seq:
-            self.items.sort(key=lambda o: o.delivery.seq)
-
-    def remove(self, item: Outgoing, *, recorded: bool = True) -> None:
-        """Drop ``item`` (the head, unless an older delivery came in while it was being sent); unless ``recorded``,
-        its seq stays held until its outcome is in the table."""
-        if self.items[0] is item:
-            del self.items[0]
-        else:
-            self.items.remove(item)
-        if recorded:
-            self.seqs.discard(item.delivery.seq)
-
-    def replace(self, item: Outgoing, by: Outgoing) -> None:
-        self.items[self.items.index(item)] = by
-
-    def due(self, now: float, most: int) -> list[Outgoing]:
-        """The head and the deliveries after it that are due too, in order, up to ``most``."""
-        run: list[Outgoing] = []
-        for item in self.items:
-            if len(run) == most or (run and item.delivery.next_attempt_at > now):
-                break
-            run.append(item)
-        return run
-
-    def clear(self) -> list[int]:
-        seqs = [item.delivery.seq for item in self.items]
-        self.seqs.difference_update(seqs)
-        self.items.clear()
-        return seqs
 
 
 class WebhookDispatcher:
@@ -151,9 +72,9 @@ class WebhookDispatcher:
         self.outcomes: Counter[str] = Counter()
         # (seconds from a delivery's commit until its successful answer is back here, retries included): metrics
         self.observe_lag: Callable[[float], None] | None = None
-        self._groups: dict[GroupKey, _Group] = {}
+        self._groups: dict[GroupKey, Group] = {}
         self._held: set[int] = set()
-        self._endpoints: dict[WebhookId, _Endpoint] = {}
+        self._endpoints = Endpoints(store, clock, ttl=settings.webhook_poll_interval * 30)
         self._done: list[tuple[int, int]] = []
         self._loops: set[asyncio.Task[None]] = set()
         self._client: WebhookClient | None = None
@@ -244,7 +165,7 @@ class WebhookDispatcher:
     def _enqueue(self, item: Outgoing, *, checked: bool) -> None:
         group = self._groups.get(item.group)
         if group is None:
-            group = self._groups[item.group] = _Group(item.group, self._held, checked=checked)
+            group = self._groups[item.group] = Group(item.group, self._held, checked=checked)
         group.add(item)
         if group.task is None or group.task.done():
             group.task = asyncio.ensure_future(self._run(group))
@@ -252,7 +173,7 @@ class WebhookDispatcher:
 
     def forget_endpoint(self, webhook_id: WebhookId) -> None:
         """The endpoint changed (disabled, deleted): read it again before its next delivery."""
-        self._endpoints.pop(webhook_id, None)
+        self._endpoints.forget(webhook_id)
 
     async def endpoint_changed(self, webhook_id: WebhookId) -> None:
         """The endpoint changed here (through the API): this dispatcher and the other workers' read it again."""
@@ -261,7 +182,7 @@ class WebhookDispatcher:
 
     # one group -------------------------------------------------------------------------------------------------
 
-    async def _run(self, group: _Group) -> None:
+    async def _run(self, group: Group) -> None:
         try:
             if not group.checked:
                 first = group.items[0].delivery
@@ -282,7 +203,7 @@ class WebhookDispatcher:
         finally:
             group.idle_since = self.clock()
 
-    async def _deliver_head(self, group: _Group) -> bool:
+    async def _deliver_head(self, group: Group) -> bool:
         """Try the group's oldest delivery once it is due; False when the group was given up."""
         item = group.items[0]
         wait = item.delivery.next_attempt_at - self.clock()
@@ -297,7 +218,8 @@ class WebhookDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(wait, self.settings.webhook_poll_interval))
             return True
-        endpoint = self._cached_endpoint(item.delivery.webhook_id) or await self._endpoint(item.delivery.webhook_id)
+        webhook_id = item.delivery.webhook_id
+        endpoint = self._endpoints.cached(webhook_id) or await self._endpoints.get(webhook_id)
         if endpoint is None or not endpoint.webhook.enabled:
             await self._drop(group)
             return False
@@ -313,7 +235,7 @@ class WebhookDispatcher:
             attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers)
         answered = self.clock()
         refused: dict[str, list[Outgoing]] = {}  # by the refusal's reason
-        blocked: str | _Unsaid | None = _UNSAID  # the guard's last word on the endpoint's address in this run
+        blocked: str | Unsaid | None = UNSAID  # the guard's last word on the endpoint's address in this run
         failure: tuple[Outgoing, Attempt] | None = None
         for item, attempt in zip(sent, attempts, strict=True):
             if attempt is None:  # not attempted (one before it failed): still the group's, for the next round
@@ -332,7 +254,7 @@ class WebhookDispatcher:
                 self.observe_lag(max(answered - item.delivery.created_at, 0.0))
             group.remove(item, recorded=False)
             self._done.append((item.delivery.seq, attempt.status or 200))
-        if not isinstance(blocked, _Unsaid):  # first: a reader who finds the dead letters finds the endpoint's mark
+        if not isinstance(blocked, Unsaid):  # first: a reader who finds the dead letters finds the endpoint's mark
             await self._mark_blocked(endpoint, blocked)
         for reason, items in refused.items():
             await self._refused(group, endpoint, items, reason)
@@ -351,7 +273,7 @@ class WebhookDispatcher:
         await self._failed(group, item, attempt)
         return True
 
-    async def _refused(self, group: _Group, endpoint: _Endpoint, items: list[Outgoing], reason: str) -> None:
+    async def _refused(self, group: Group, endpoint: CachedEndpoint, items: list[Outgoing], reason: str) -> None:
         """The SSRF guard refused the endpoint's address: no retry on the schedule would mend that (the address
         has to change, or the guard be lifted), so these deliveries are dead letters at once, and the group's next
         deliveries do not wait behind them (each is tried on its own)."""
@@ -361,7 +283,7 @@ class WebhookDispatcher:
         for item in items:
             group.remove(item)
 
-    async def _mark_blocked(self, endpoint: _Endpoint, reason: str | None) -> None:
+    async def _mark_blocked(self, endpoint: CachedEndpoint, reason: str | None) -> None:
         """Show on the endpoint that the guard refuses its address (``reason``), or no longer does (None), when
         that changed; the other workers read the endpoint again."""
         webhook = endpoint.webhook
@@ -384,7 +306,7 @@ class WebhookDispatcher:
         except StoreError as exc:  # the change is committed; the others' copies expire on their own
             log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
 
-    async def _failed(self, group: _Group, item: Outgoing, attempt: Attempt) -> None:
+    async def _failed(self, group: Group, item: Outgoing, attempt: Attempt) -> None:
         failures = item.delivery.attempts + 1
         delay = attempt.retry_after if attempt.retry_after is not None else retry_delay(failures, self.rng)
         if attempt.retry_after is not None and failures > len(RETRY_SCHEDULE):
@@ -414,32 +336,14 @@ class WebhookDispatcher:
         delivery = replace(item.delivery, attempts=failures, next_attempt_at=now + delay, last_error=error)
         group.replace(item, Outgoing(delivery, item.body))
 
-    async def _drop(self, group: _Group) -> None:
+    async def _drop(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
             del self._groups[group.key]
         held = group.clear()
         if held:
             await self.store.outbox.release(self.owner, held)
 
-    def _cached_endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
-        cached = self._endpoints.get(webhook_id)
-        if cached is not None and self.clock() - cached.loaded_at < self.settings.webhook_poll_interval * 30:
-            return cached
-        return None
-
-    async def _endpoint(self, webhook_id: WebhookId) -> _Endpoint | None:
-        cached = self._cached_endpoint(webhook_id)
-        if cached is not None:
-            return cached
-        found = await self.store.webhooks.secret_all_tenants(webhook_id)
-        if found is None:
-            self._endpoints.pop(webhook_id, None)
-            return None
-        endpoint = _Endpoint(found, self.clock())
-        self._endpoints[webhook_id] = endpoint
-        return endpoint
-
-    async def _send(self, endpoint: _Endpoint, item: Outgoing) -> Attempt:
+    async def _send(self, endpoint: CachedEndpoint, item: Outgoing) -> Attempt:
         assert self._client is not None
         now = self.clock()
         signers = [endpoint.signers[secret] for secret in endpoint.secrets(now)]
