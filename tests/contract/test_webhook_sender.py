@@ -256,7 +256,7 @@ async def test_the_child_logs_in_the_gateways_format(receiver: Receiver) -> None
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(child.communicate(frame(b"E", b"\0\0\0\1\0\x05short")), 30)  # a broken frame
+    _, err = await asyncio.wait_for(child.communicate(frame("E", 1, "short")), 30)  # a broken frame
     lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
     assert lines, err
     assert lines[0]["level"] == "ERROR"

@@ -12,16 +12,16 @@ is tried on its own. Everything that decides stays with the dispatcher in the ga
 dead letters, what is recorded. The child signs with the
 endpoint's secret and sends through :class:`~wagate.webhooks.client.WebhookClient`, SSRF guard included.
 
-Both directions carry frames ``kind (1 byte) | payload length (4 bytes, big-endian) | payload``:
+Both directions carry msgpack arrays, one after another on the pipe (msgpack frames itself, so the stream needs no
+length prefix), the first item naming the kind:
 
-- to the child, ``E``: endpoint index (u32), URL length (u16), URL, then JSON ``{"secrets": [...], "headers":
-  [[name, value], ...]}`` (the secrets it signs with, the endpoint's own headers); ``R``: token (u64), endpoint
-  index (u32), the dispatcher's time (f64), count (u16), then per delivery: event id length (u16), event id, body
-  length (u32), body;
-- from the child, ``A``: token (u64), count (u16), then per delivery: outcome (u8: 0 not attempted, 1 delivered,
-  2 failed, 3 refused by the SSRF guard), HTTP status (u16, 0 for none), Retry-After in seconds (f64, NaN for
-  none), error length (u16), error; ``H`` (empty) every second while it holds runs: a child silent for the request
-  timeout and ten seconds more is taken as stuck and replaced.
+- to the child, ``["E", index, url, secrets, headers]``: an endpoint (the secrets it signs with, its own headers as
+  ``[name, value]`` pairs) under an index that runs refer to; ``["R", token, index, now, [[event_id, body], ...]]``:
+  a run, with the dispatcher's time;
+- from the child, ``["A", token, [[outcome, status, retry_after, error], ...]]``: the run's answer, per delivery
+  (outcome 0 not attempted, 1 delivered, 2 failed, 3 refused by the SSRF guard; status and Retry-After in seconds
+  or nil); ``["H"]`` every second while it holds runs: a child silent for the request timeout and ten seconds more
+  is taken as stuck and replaced.
 
 The child is started with ``--protocol`` naming this layout (:data:`PROTOCOL`): a child of another version of the
 package (one installed over the running gateway) refuses to start rather than misread the frames.
@@ -38,17 +38,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import os
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import msgpack
 from standardwebhooks import Webhook as Signer
 
 from wagate.domain.webhooks import Headers
@@ -57,14 +55,7 @@ from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
 
 log = logging.getLogger("wagate.webhooks")
 
-_FRAME = struct.Struct("!cI")
-PROTOCOL = 3  # the frames' layout; 2: endpoints carry their secrets and headers as JSON; 3: the refused outcome
-_ENDPOINT = struct.Struct("!IH")
-_RUN = struct.Struct("!QIdH")
-_ID = struct.Struct("!H")
-_BODY = struct.Struct("!I")
-_ANSWER = struct.Struct("!QH")
-_OUTCOME = struct.Struct("!BHdH")
+PROTOCOL = 4  # the frames' layout; 3: the refused outcome; 4: msgpack arrays
 MAX_FRAME = 256 * 1024 * 1024
 MAX_RUN = 256
 _MAX_ENDPOINTS = 10_000
@@ -75,32 +66,23 @@ HEARTBEAT = 1.0
 _GRACE = 10.0
 
 
-def frame(kind: bytes, payload: bytes) -> bytes:
-    return _FRAME.pack(kind, len(payload)) + payload
+def frame(*items: Any) -> bytes:
+    return msgpack.packb(items, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 class FrameReader:
-    """Splits a byte stream into (kind, payload) frames and hands each to ``on_frame``."""
+    """Splits a byte stream into msgpack arrays and hands each to ``on_frame``."""
 
-    def __init__(self, on_frame: Callable[[bytes, bytes], None]) -> None:
-        self._buffer = bytearray()
+    def __init__(self, on_frame: Callable[[list[Any]], None]) -> None:
+        self._unpacker = msgpack.Unpacker(max_buffer_size=MAX_FRAME, raw=False)
         self._on_frame = on_frame
 
     def feed(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        at, size, head = 0, len(buffer), _FRAME.size
-        while size - at >= head:
-            kind, length = _FRAME.unpack_from(buffer, at)
-            if length > MAX_FRAME:
-                raise ValueError(f"a frame of {length} bytes")
-            if size - at - head < length:
-                break
-            start = at + head
-            self._on_frame(kind, bytes(buffer[start : start + length]))
-            at = start + length
-        if at:
-            del buffer[:at]
+        self._unpacker.feed(data)
+        for message in self._unpacker:
+            if not isinstance(message, list) or not message:
+                raise ValueError("a frame that is not an array")
+            self._on_frame(message)
 
 
 class TurnWriter:
@@ -129,33 +111,27 @@ class TurnWriter:
 
 
 def encode_answer(token: int, attempts: Sequence[Attempt | None]) -> bytes:
-    parts = [_ANSWER.pack(token, len(attempts))]
+    outcomes: list[tuple[int, int | None, float | None, str]] = []
     for attempt in attempts:
         if attempt is None:
-            parts.append(_OUTCOME.pack(_NOT_ATTEMPTED, 0, math.nan, 0))
+            outcomes.append((_NOT_ATTEMPTED, None, None, ""))
             continue
-        error = attempt.error.encode()[:4000]
-        retry_after = math.nan if attempt.retry_after is None else attempt.retry_after
         outcome = _DELIVERED if attempt.ok else _REFUSED if attempt.refused else _FAILED
-        parts.append(_OUTCOME.pack(outcome, attempt.status or 0, retry_after, len(error)) + error)
-    return frame(b"A", b"".join(parts))
+        outcomes.append((outcome, attempt.status, attempt.retry_after, attempt.error[:4000]))
+    return frame("A", token, outcomes)
 
 
-def decode_answer(payload: bytes) -> tuple[int, list[Attempt | None]]:
-    token, count = _ANSWER.unpack_from(payload)
-    at = _ANSWER.size
+def decode_answer(message: list[Any]) -> tuple[int, list[Attempt | None]]:
+    _, token, outcomes = message
     attempts: list[Attempt | None] = []
-    for _ in range(count):
-        outcome, status, retry_after, error_length = _OUTCOME.unpack_from(payload, at)
-        at += _OUTCOME.size
-        error = payload[at : at + error_length].decode(errors="replace")
-        at += error_length
+    for outcome, status, retry_after, error in outcomes:
         if outcome == _NOT_ATTEMPTED:
             attempts.append(None)
         else:
-            after = None if math.isnan(retry_after) else retry_after
-            attempts.append(Attempt(outcome == _DELIVERED, status or None, error, after, outcome == _REFUSED))
-    return token, attempts
+            attempts.append(
+                Attempt(outcome == _DELIVERED, status or None, str(error), retry_after, outcome == _REFUSED)
+            )
+    return int(token), attempts
 
 
 # the gateway's side --------------------------------------------------------------------------------------------
@@ -171,7 +147,7 @@ class _ChildPipes(asyncio.SubprocessProtocol):
             self._sender.heard = time.monotonic()
             try:
                 self._reader.feed(data)
-            except (ValueError, struct.error, IndexError):
+            except (ValueError, TypeError, IndexError, msgpack.UnpackException):
                 log.exception("the webhook sender process sent a broken frame; replacing it")
                 self._sender._kill()
 
@@ -264,30 +240,24 @@ class WebhookProcess:
             if len(self._endpoints) >= _MAX_ENDPOINTS:
                 self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
             index = self._endpoints[key] = len(self._endpoints)
-            raw_url = url.encode()
-            tail = json.dumps({"secrets": secrets, "headers": headers}).encode()
-            self._writer.send(frame(b"E", _ENDPOINT.pack(index, len(raw_url)) + raw_url + tail))
+            self._writer.send(frame("E", index, url, secrets, headers))
         self._token += 1
         token = self._token
-        parts = [_RUN.pack(token, index, now, len(deliveries))]
-        for event_id, body in deliveries:
-            raw_id = event_id.encode()
-            parts += (_ID.pack(len(raw_id)), raw_id, _BODY.pack(len(body)), body)
         future: asyncio.Future[list[Attempt | None]] = asyncio.get_running_loop().create_future()
         if not self._runs:
             self.heard = time.monotonic()  # silence while it had nothing to do does not count
         self._runs[token] = _Run(future, len(deliveries))
-        self._writer.send(frame(b"R", b"".join(parts)))
+        self._writer.send(frame("R", token, index, now, deliveries))
         return await future
 
     @staticmethod
     def _failed(size: int, why: str) -> list[Attempt | None]:
         return [Attempt(False, error=why), *([None] * (size - 1))]
 
-    def _answered(self, kind: bytes, payload: bytes) -> None:
-        if kind != b"A":
+    def _answered(self, message: list[Any]) -> None:
+        if message[0] != "A":
             return
-        token, attempts = decode_answer(payload)
+        token, attempts = decode_answer(message)
         run = self._runs.pop(token, None)
         if run is not None and not run.future.done():
             run.future.set_result((attempts + [None] * run.size)[: run.size])
@@ -358,31 +328,19 @@ class _Child:
         self.stopping = False
         self.writer = TurnWriter(lambda: output)
 
-    def on_frame(self, kind: bytes, payload: bytes) -> None:
-        if kind == b"E":
-            index, url_length = _ENDPOINT.unpack_from(payload)
-            at = _ENDPOINT.size
-            url = payload[at : at + url_length].decode()
-            tail = json.loads(payload[at + url_length :])
-            signers = [Signer(str(secret)) for secret in tail["secrets"]]
-            headers = tuple((str(name), str(value)) for name, value in tail["headers"])
-            self.endpoints[index] = (url, signers, headers)
-        elif kind == b"R":
-            token, index, now, count = _RUN.unpack_from(payload)
-            at = _RUN.size
-            deliveries = []
-            for _ in range(count):
-                (id_length,) = _ID.unpack_from(payload, at)
-                at += _ID.size
-                event_id = payload[at : at + id_length].decode()
-                at += id_length
-                (body_length,) = _BODY.unpack_from(payload, at)
-                at += _BODY.size
-                deliveries.append((event_id, payload[at : at + body_length]))
-                at += body_length
+    def on_frame(self, message: list[Any]) -> None:
+        kind = message[0]
+        if kind == "E":
+            _, index, url, secrets, headers = message
+            signers = [Signer(str(secret)) for secret in secrets]
+            own = tuple((str(name), str(value)) for name, value in headers)
+            self.endpoints[int(index)] = (str(url), signers, own)
+        elif kind == "R":
+            _, token, index, now, runs = message
+            deliveries = [(str(event_id), bytes(body)) for event_id, body in runs]
             # The endpoint as it is now: a later E frame may give its index to another endpoint meanwhile.
-            endpoint = self.endpoints.get(index)
-            task = asyncio.ensure_future(self._run(token, endpoint, now, deliveries))
+            endpoint = self.endpoints.get(int(index))
+            task = asyncio.ensure_future(self._run(int(token), endpoint, float(now), deliveries))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
@@ -422,7 +380,7 @@ class _Input(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._reader.feed(data)
-        except (ValueError, struct.error, IndexError, TypeError, KeyError):  # UnicodeDecodeError, JSONDecodeError too
+        except (ValueError, IndexError, TypeError, KeyError, msgpack.UnpackException):  # UnicodeDecodeError too
             log.exception("a broken frame from the gateway; stopping")
             self.connection_lost(None)
 
@@ -460,7 +418,7 @@ async def _beat(child: _Child) -> None:
     while True:
         await asyncio.sleep(HEARTBEAT)
         if child.tasks:
-            child.writer.send(frame(b"H", b""))
+            child.writer.send(frame("H"))
 
 
 async def _prune_every(client: WebhookClient, seconds: float) -> None:
