@@ -9,22 +9,9 @@ session's events holds without a round trip between the processes per request; t
 failed (with the status, ``Retry-After`` and error), refused by the SSRF guard or not attempted. A refused one does
 not stop the run: it never reached the receiver, and the dispatcher makes it a dead letter at once, so the next one
 is tried on its own. Everything that decides stays with the dispatcher in the gateway: what is due, retries, 410,
-dead letters, what is recorded. The child signs with the
-endpoint's secret and sends through :class:`~wagate.webhooks.client.WebhookClient`, SSRF guard included.
-
-Both directions carry msgpack arrays, one after another on the pipe (msgpack frames itself, so the stream needs no
-length prefix), the first item naming the kind:
-
-- to the child, ``["E", index, url, secrets, headers]``: an endpoint (the secrets it signs with, its own headers as
-  ``[name, value]`` pairs) under an index that runs refer to; ``["R", token, index, now, [[event_id, body], ...]]``:
-  a run, with the dispatcher's time;
-- from the child, ``["A", token, [[outcome, status, retry_after, error], ...]]``: the run's answer, per delivery
-  (outcome 0 not attempted, 1 delivered, 2 failed, 3 refused by the SSRF guard; status and Retry-After in seconds
-  or nil); ``["H"]`` every second while it holds runs: a child silent for the request timeout and ten seconds more
-  is taken as stuck and replaced.
-
-The child is started with ``--protocol`` naming this layout (:data:`PROTOCOL`): a child of another version of the
-package (one installed over the running gateway) refuses to start rather than misread the frames.
+dead letters, what is recorded. The child (:mod:`wagate.webhooks.child`) signs with the endpoint's secret and
+sends through :class:`~wagate.webhooks.client.WebhookClient`, SSRF guard included; what crosses the pipes is
+laid out in :mod:`wagate.webhooks.frames`.
 
 Each request is signed at the dispatcher's time plus what the child's monotonic clock has run since the run arrived
 (tests drive the dispatcher's clock). The child ignores SIGINT and SIGTERM: the gateway stops it, after its own
@@ -35,106 +22,27 @@ retried on the schedule like any failure), and the next run starts a new child.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
-import msgpack
-from standardwebhooks import Webhook as Signer
-
 from wagate.domain.webhooks import Headers
-from wagate.logs import LOG_LEVELS, LogFormat, configure_logging
-from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
+from wagate.logs import LogFormat
+from wagate.webhooks.client import Attempt
+from wagate.webhooks.frames import BROKEN, HEARTBEAT, MAX_RUN, PROTOCOL, FrameReader, TurnWriter, decode_answer, frame
+
+__all__ = ["MAX_RUN", "PROTOCOL", "WebhookProcess", "frame"]
 
 log = logging.getLogger("wagate.webhooks")
 
-PROTOCOL = 4  # the frames' layout; 3: the refused outcome; 4: msgpack arrays
-MAX_FRAME = 256 * 1024 * 1024
-MAX_RUN = 256
 _MAX_ENDPOINTS = 10_000
-_NOT_ATTEMPTED, _DELIVERED, _FAILED, _REFUSED = 0, 1, 2, 3
-# While it holds runs the child says it is alive every HEARTBEAT seconds; silent for the request timeout and GRACE
-# more, it is taken as stuck and replaced. (A run may take long: up to MAX_RUN requests to a slow endpoint.)
-HEARTBEAT = 1.0
+# A child silent (no answer, no heartbeat) for the request timeout and _GRACE more while it holds runs is taken as
+# stuck and replaced. (A run may take long: up to MAX_RUN requests to a slow endpoint.)
 _GRACE = 10.0
-
-
-def frame(*items: Any) -> bytes:
-    return msgpack.packb(items, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-class FrameReader:
-    """Splits a byte stream into msgpack arrays and hands each to ``on_frame``."""
-
-    def __init__(self, on_frame: Callable[[list[Any]], None]) -> None:
-        self._unpacker = msgpack.Unpacker(max_buffer_size=MAX_FRAME, raw=False)
-        self._on_frame = on_frame
-
-    def feed(self, data: bytes) -> None:
-        self._unpacker.feed(data)
-        for message in self._unpacker:
-            if not isinstance(message, list) or not message:
-                raise ValueError("a frame that is not an array")
-            self._on_frame(message)
-
-
-class TurnWriter:
-    """Frames written during one turn of the loop, sent to ``target()`` in one write once the turn is over."""
-
-    def __init__(self, target: Callable[[], asyncio.WriteTransport | None]) -> None:
-        self._target = target
-        self._out: list[bytes] = []
-        self._scheduled = False
-
-    def send(self, data: bytes) -> None:
-        self._out.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        out, self._out = self._out, []
-        transport = self._target()
-        if out and transport is not None and not transport.is_closing():
-            transport.write(b"".join(out))
-
-    def clear(self) -> None:
-        self._out.clear()
-
-
-def encode_answer(token: int, attempts: Sequence[Attempt | None]) -> bytes:
-    outcomes: list[tuple[int, int | None, float | None, str]] = []
-    for attempt in attempts:
-        if attempt is None:
-            outcomes.append((_NOT_ATTEMPTED, None, None, ""))
-            continue
-        outcome = _DELIVERED if attempt.ok else _REFUSED if attempt.refused else _FAILED
-        outcomes.append((outcome, attempt.status, attempt.retry_after, attempt.error[:4000]))
-    return frame("A", token, outcomes)
-
-
-def decode_answer(message: list[Any]) -> tuple[int, list[Attempt | None]]:
-    _, token, outcomes = message
-    attempts: list[Attempt | None] = []
-    for outcome, status, retry_after, error in outcomes:
-        if outcome == _NOT_ATTEMPTED:
-            attempts.append(None)
-        else:
-            attempts.append(
-                Attempt(outcome == _DELIVERED, status or None, str(error), retry_after, outcome == _REFUSED)
-            )
-    return int(token), attempts
-
-
-# the gateway's side --------------------------------------------------------------------------------------------
 
 
 class _ChildPipes(asyncio.SubprocessProtocol):
@@ -147,7 +55,7 @@ class _ChildPipes(asyncio.SubprocessProtocol):
             self._sender.heard = time.monotonic()
             try:
                 self._reader.feed(data)
-            except (ValueError, TypeError, IndexError, msgpack.UnpackException):
+            except BROKEN:
                 log.exception("the webhook sender process sent a broken frame; replacing it")
                 self._sender._kill()
 
@@ -317,135 +225,7 @@ class WebhookProcess:
         self._fail_all("the webhook sender stopped")
 
 
-# the child's side ----------------------------------------------------------------------------------------------
-
-
-class _Child:
-    def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
-        self.client = client
-        self.endpoints: dict[int, tuple[str, list[Signer], Headers]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.stopping = False
-        self.writer = TurnWriter(lambda: output)
-
-    def on_frame(self, message: list[Any]) -> None:
-        kind = message[0]
-        if kind == "E":
-            _, index, url, secrets, headers = message
-            signers = [Signer(str(secret)) for secret in secrets]
-            own = tuple((str(name), str(value)) for name, value in headers)
-            self.endpoints[int(index)] = (str(url), signers, own)
-        elif kind == "R":
-            _, token, index, now, runs = message
-            deliveries = [(str(event_id), bytes(body)) for event_id, body in runs]
-            # The endpoint as it is now: a later E frame may give its index to another endpoint meanwhile.
-            endpoint = self.endpoints.get(int(index))
-            task = asyncio.ensure_future(self._run(int(token), endpoint, float(now), deliveries))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def _run(
-        self,
-        token: int,
-        endpoint: tuple[str, list[Signer], Headers] | None,
-        now: float,
-        deliveries: list[tuple[str, bytes]],
-    ) -> None:
-        arrived = time.monotonic()
-        attempts: list[Attempt | None] = []
-        for event_id, body in deliveries:
-            if self.stopping:
-                break
-            at = now + (time.monotonic() - arrived)
-            try:
-                if endpoint is None:
-                    raise LookupError("a run for an endpoint the sender was never told of")
-                url, signers, own = endpoint
-                headers = dict(own)
-                headers.update(signed_headers(signers, event_id, at, body.decode()))
-                attempt = await self.client.post(url, body, headers, at)
-            except Exception as exc:  # this delivery fails; the child goes on
-                attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])
-            attempts.append(attempt)
-            if not attempt.ok and not attempt.refused:  # a refused one reached nobody: the next goes on its own
-                break
-        self.writer.send(encode_answer(token, attempts + [None] * (len(deliveries) - len(attempts))))
-
-
-class _Input(asyncio.Protocol):
-    def __init__(self, child: _Child, done: asyncio.Future[None]) -> None:
-        self._reader = FrameReader(child.on_frame)
-        self._done = done
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._reader.feed(data)
-        except (ValueError, IndexError, TypeError, KeyError, msgpack.UnpackException):  # UnicodeDecodeError too
-            log.exception("a broken frame from the gateway; stopping")
-            self.connection_lost(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._done.done():
-            self._done.set_result(None)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    client = WebhookClient(timeout=args.timeout, allow_private=args.allow_private, concurrency=args.concurrency)
-    output, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
-    child = _Child(client, output)
-    done: asyncio.Future[None] = loop.create_future()
-    stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
-    reading, _ = await loop.connect_read_pipe(lambda: _Input(child, done), stdin)
-    pruning = asyncio.ensure_future(_prune_every(client, 30.0))
-    beating = asyncio.ensure_future(_beat(child))
-    try:
-        await done
-        child.stopping = True  # runs finish the request they are in and answer the rest as not attempted
-        if child.tasks:
-            await asyncio.wait(set(child.tasks), timeout=args.timeout + 1)
-        child.writer.flush()
-    finally:
-        pruning.cancel()
-        beating.cancel()
-        reading.close()
-        await client.close()
-        output.close()
-
-
-async def _beat(child: _Child) -> None:
-    """Tell the gateway this loop is alive while it holds runs (a run to a slow endpoint answers only at its end)."""
-    while True:
-        await asyncio.sleep(HEARTBEAT)
-        if child.tasks:
-            child.writer.send(frame("H"))
-
-
-async def _prune_every(client: WebhookClient, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        client.prune()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="wagate's webhook sender (started by the gateway)")
-    parser.add_argument("--protocol", type=int, choices=[PROTOCOL], required=True, help="the frames' layout")
-    parser.add_argument("--timeout", type=float, required=True)
-    parser.add_argument("--concurrency", type=int, required=True)
-    parser.add_argument("--allow-private", action="store_true")
-    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS)
-    parser.add_argument("--log-format", type=LogFormat, default=LogFormat.TEXT, choices=list(LogFormat))
-    args = parser.parse_args(argv)
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
-    configure_logging(args.log_level, args.log_format)
-    runner: Any = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        runner = uvloop.run
-    runner(_serve(args))
-
-
 if __name__ == "__main__":
+    from wagate.webhooks.child import main
+
     main()
