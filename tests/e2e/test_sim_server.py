@@ -79,7 +79,8 @@ async def test_the_device_socket_logs_in_links_and_survives_a_restart(tmp_path: 
     await sock.send(frame("paired_ack"))
     assert json.loads(await sock.recv())["type"] == "connected"
     await sock.send("[1, 2]")  # not an object: ignored
-    sock._p.write(0x2, b"\x00")  # a binary frame, which the protocol forbids: no public way to send one
+    sock._p._ws.send_binary(b"\x00")  # a binary frame, which the protocol forbids: no public way to send one
+    sock._p._flush()
 
     async def drain() -> None:  # what the server sent before (its address book), then the close
         async with asyncio.timeout(5):

@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from wagate.engines.sim import wire
 from wagate.engines.sim.wire import HandshakeError, SocketClosed, open_socket
 
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, for the raw server's half of the handshake
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
@@ -102,7 +103,7 @@ async def test_our_close_reaches_the_server_with_its_code() -> None:
 
 def _accept(request: bytes) -> bytes:
     key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-"))
-    return base64.b64encode(hashlib.sha1(key + wire.GUID).digest())  # noqa: S324 - RFC 6455
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())  # noqa: S324 - RFC 6455
 
 
 @asynccontextmanager

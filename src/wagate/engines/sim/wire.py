@@ -1,29 +1,27 @@
-"""A lean WebSocket client (RFC 6455) for the sim engine's link to the simulator.
+"""The sim engine's WebSocket client: the ``websockets`` library's protocol (RFC 6455) on an ``asyncio.Protocol``.
 
-Thousands of sessions open their sockets at once after a restart, and the general-purpose client spent more CPU on
-its handshake (header objects, a sans-I/O state machine per connection) than the rest of a session's start. This
-one is an ``asyncio.Protocol``: the handshake is one pre-built request and one response check, frames are parsed from
-a byte buffer. It speaks what the simulator needs and nothing more: text frames (fragmented or not), ping/pong both
-ways, the close handshake; no extensions, no subprotocols, no proxies, ``ws://`` only.
+The handshake, framing, masking, the checks on what the server sends and the close handshake are the library's
+sans-I/O ``ClientProtocol``; this module moves its bytes, joins fragmented messages, pings the server and offers
+the engine what it needs: ``send``, ``recv``, ``recv_nowait`` (the frames already here, joined into one batch),
+``close``. Text frames only, no extensions, no subprotocols, no proxies, ``ws://`` only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
-import hashlib
 import os
-import struct
 from typing import cast
 from urllib.parse import urlsplit
 
-from wagate.crypto.entropy import public_random
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidUpgrade
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-MAX_HEADERS = 16 * 1024
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 
@@ -41,48 +39,29 @@ class SocketClosed(Exception):
         self.reason = reason
 
 
-def _mask(payload: bytes, key: bytes) -> bytes:
-    if not payload:
-        return payload
-    n = len(payload)
-    repeated = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
-
-
-def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame."""
-    n = len(payload)
-    key = public_random(4)  # a masking key travels in the clear: no secret, and no GIL release per frame
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + key + _mask(payload, key)
-
-
-def _close_payload(code: int, reason: str) -> bytes:
-    return struct.pack("!H", code) + reason.encode()[:120]
+def _refusal(exc: Exception) -> HandshakeError:
+    if isinstance(exc, InvalidStatus):
+        line = f"{exc.response.status_code} {exc.response.reason_phrase}"
+        return HandshakeError(f"the server answered {line!r}, not 101 Switching Protocols")
+    if isinstance(exc, InvalidUpgrade):
+        return HandshakeError(f"the server did not upgrade the connection to a WebSocket ({exc})")
+    return HandshakeError(str(exc) or type(exc).__name__)
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, key: bytes, max_size: int) -> None:
-        self._accept = base64.b64encode(hashlib.sha1(key + GUID).digest())  # noqa: S324 - RFC 6455 mandates SHA-1
-        self._max_size = max_size
-        self._buffer = bytearray()
-        self._upgraded = False
-        self._fragments: list[bytes] = []
-        self._fragment_size = 0
+    def __init__(self, ws: ClientProtocol) -> None:
+        self._ws = ws
+        self._fragments: list[bytes | bytearray | memoryview] = []
+        self._failed = False
         self.transport: asyncio.Transport | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
         self.messages: collections.deque[str] = collections.deque()
         self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
-        self._close_sent = False
-        self.lost = asyncio.get_running_loop().create_future()
-        self._writable: asyncio.Future[None] | None = None
         self._pong_due: asyncio.TimerHandle | None = None
         self._pinger: asyncio.TimerHandle | None = None
 
@@ -90,21 +69,35 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a TCP transport (uvloop's is not a subclass)
+        self._ws.send_request(self._ws.connect())
+        self._flush()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        try:
-            if not self._upgraded and not self._handshake():
-                return
-            self._frames()
-        except HandshakeError as exc:
-            if not self.opened.done():
-                self.opened.set_exception(exc)
-            self._abort(1002, str(exc))
-        except SocketClosed as exc:  # a protocol violation by the server
-            self.fail(exc.code, exc.reason)
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if self._failed:  # nothing after a violation is read
+                break
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Response) and not self.opened.done():
+                if ws.handshake_exc is None:
+                    self._pinger = asyncio.get_running_loop().call_later(PING_INTERVAL, self._ping)
+                    self.opened.set_result(None)
+                else:
+                    self.opened.set_exception(_refusal(ws.handshake_exc))
+        if ws.handshake_exc is not None and not self.opened.done():
+            self.opened.set_exception(_refusal(ws.handshake_exc))
+        if ws.parser_exc is not None and self.close_code is None:  # the server broke the protocol: the library
+            sent = ws.close_sent  # answered with a close frame, its code the violation's
+            self._closed(sent.code if sent is not None else 1006, sent.reason if sent is not None else "")
+        self._flush()
+        if (ws.close_rcvd is not None or ws.parser_exc is not None) and self.transport is not None:
+            self.transport.close()  # the server closes TCP first, per the RFC; closing here too is harmless
 
     def connection_lost(self, exc: Exception | None) -> None:
+        with contextlib.suppress(EOFError):
+            self._ws.receive_eof()
         if self.close_code is None:
             self.close_code, self.close_reason = 1006, "connection lost"
         if not self.opened.done():
@@ -126,149 +119,88 @@ class _Protocol(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
-    # handshake -------------------------------------------------------------------------------------------------
-
-    def _handshake(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEADERS:
-                raise HandshakeError("the upgrade response's headers are too large")
-            return False
-        head = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
-        del self._buffer[: end + 4]
-        status = head[0].split(" ", 2)
-        if len(status) < 2 or status[1] != "101":
-            raise HandshakeError(f"the server answered {head[0]!r}, not 101 Switching Protocols")
-        headers: dict[str, str] = {}
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in headers.get("connection", "").lower():
-            raise HandshakeError("the server did not upgrade the connection to a WebSocket")
-        if headers.get("sec-websocket-accept", "").encode() != self._accept:
-            raise HandshakeError("the server's Sec-WebSocket-Accept does not match the key")
-        if headers.get("sec-websocket-extensions"):
-            raise HandshakeError("the server chose an extension that was not offered")
-        self._upgraded = True
-        self._schedule_ping()
-        self.opened.set_result(None)
-        return True
-
     # frames ----------------------------------------------------------------------------------------------------
 
-    def _frames(self) -> None:
-        buffer = self._buffer
-        while len(buffer) >= 2:
-            first, second = buffer[0], buffer[1]
-            if second & 0x80:
-                raise SocketClosed(1002, "the server masked a frame")
-            if first & 0x70:
-                raise SocketClosed(1002, "reserved bits set without an extension")
-            n, offset = second & 0x7F, 2
-            if n == 126:
-                if len(buffer) < 4:
-                    return
-                n, offset = struct.unpack_from("!H", buffer, 2)[0], 4
-            elif n == 127:
-                if len(buffer) < 10:
-                    return
-                n, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
-            if n > self._max_size:
-                raise SocketClosed(1009, "message too big")
-            if len(buffer) < offset + n:
-                return
-            payload = bytes(buffer[offset : offset + n])
-            del buffer[: offset + n]
-            self._frame(first & 0x80 != 0, first & 0x0F, payload)
-
-    def _frame(self, fin: bool, opcode: int, payload: bytes) -> None:
-        if opcode in (OP_TEXT, OP_BINARY, OP_CONT):
-            if opcode == OP_CONT and not self._fragments:
-                raise SocketClosed(1002, "a continuation frame without a message to continue")
-            if opcode != OP_CONT and self._fragments:
-                raise SocketClosed(1002, "a new message inside a fragmented one")
-            if opcode == OP_BINARY:
-                raise SocketClosed(1003, "binary frames are not part of the simulator's protocol")
-            self._fragment_size += len(payload)
-            if self._fragment_size > self._max_size:
-                raise SocketClosed(1009, "message too big")
-            self._fragments.append(payload)
-            if fin:
-                data = b"".join(self._fragments)
-                self._fragments, self._fragment_size = [], 0
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+            self._fragments.append(frame.data)
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
                 try:
                     self.messages.append(data.decode())
                 except UnicodeDecodeError:
-                    raise SocketClosed(1007, "invalid UTF-8 in a text frame") from None
+                    self.fail(1007, "invalid UTF-8 in a text frame")
+                    return
                 self._wake()
-            return
-        if not fin or len(payload) > 125:
-            raise SocketClosed(1002, "invalid control frame")
-        if opcode == OP_PING:
-            self.write(OP_PONG, payload)
-        elif opcode == OP_PONG:
+        elif opcode is Opcode.BINARY:
+            self.fail(1003, "binary frames are not part of the simulator's protocol")
+        elif opcode is Opcode.PONG:
             if self._pong_due is not None:
                 self._pong_due.cancel()
                 self._pong_due = None
-        elif opcode == OP_CLOSE:
-            code, reason = 1005, ""
-            if len(payload) >= 2:
-                code, reason = struct.unpack_from("!H", payload)[0], payload[2:].decode("utf-8", "replace")
-            if self.close_code is None:
-                self.close_code, self.close_reason = code, reason
-            if not self._close_sent:
-                self._close_sent = True
-                self.write(OP_CLOSE, payload[:2])
-            assert self.transport is not None
-            self.transport.close()  # the server closes TCP first, per the RFC; closing here too is harmless
-            self._wake()
-        else:
-            raise SocketClosed(1002, f"unknown opcode {opcode}")
+        elif opcode is Opcode.CLOSE:
+            received = self._ws.close_rcvd
+            if self.close_code is None and received is not None:
+                self._closed(received.code, received.reason)
+        # a ping: the library has queued its pong
 
     # keep-alive ------------------------------------------------------------------------------------------------
-
-    def _schedule_ping(self) -> None:
-        self._pinger = asyncio.get_running_loop().call_later(PING_INTERVAL, self._ping)
 
     def _ping(self) -> None:
         if self.close_code is not None:
             return
-        self.write(OP_PING, os.urandom(4))
+        self._ws.send_ping(os.urandom(4))
+        self._flush()
         if self._pong_due is None:
-            self._pong_due = asyncio.get_running_loop().call_later(
-                PING_TIMEOUT, self._abort, 1011, "ping timeout", True
-            )
-        self._schedule_ping()
+            self._pong_due = asyncio.get_running_loop().call_later(PING_TIMEOUT, self._abort, 1011, "ping timeout")
+        self._pinger = asyncio.get_running_loop().call_later(PING_INTERVAL, self._ping)
 
     # helpers ---------------------------------------------------------------------------------------------------
 
-    def write(self, opcode: int, payload: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_frame(opcode, payload))
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for data in self._ws.data_to_send():
+            if data:
+                transport.write(data)
+            else:  # the library's end of stream: the connection is done
+                transport.close()
+                return
+
+    def _closed(self, code: int, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        self._wake()
+
+    def write_text(self, payload: bytes) -> None:
+        self._ws.send_text(payload)
+        self._flush()
 
     def fail(self, code: int, reason: str) -> None:
         """Close because of a protocol error: tell the server why, then drop the connection."""
-        if not self._close_sent:
-            self._close_sent = True
-            self.write(OP_CLOSE, _close_payload(code, reason))
-        self._abort(code, reason)
-
-    def _abort(self, code: int, reason: str, hard: bool = False) -> None:
+        self._failed = True
+        if self._ws.state is State.OPEN:
+            self._ws.fail(code, reason)
+            self._flush()
         if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
+            self._closed(code, reason)
         if self.transport is not None:
-            if hard:  # the peer does not answer: what is buffered for it will never leave
-                self.transport.abort()
-            else:
-                self.transport.close()
-        self._wake()
+            self.transport.close()
+
+    def _abort(self, code: int, reason: str) -> None:
+        """The server does not answer: what is buffered for it will never leave."""
+        if self.close_code is None:
+            self._closed(code, reason)
+        if self.transport is not None:
+            self.transport.abort()
 
     def send_close(self, code: int, reason: str) -> bool:
         """Start the close handshake; False when it was already started (by either side)."""
-        if self._close_sent:
+        if self._ws.state is not State.OPEN:
             return False
-        self._close_sent = True
-        self.write(OP_CLOSE, _close_payload(code, reason))
+        self._ws.send_close(code, reason)
+        self._flush()
         return True
 
     def _wake(self) -> None:
@@ -306,7 +238,7 @@ class WireSocket:
     async def send(self, text: str) -> None:
         if self._p.close_code is not None or self._p.transport is None or self._p.transport.is_closing():
             raise SocketClosed(self._p.close_code or 1006, self._p.close_reason or "connection closed")
-        self._p.write(OP_TEXT, text.encode())
+        self._p.write_text(text.encode())
         await self._p.drain()
 
     async def recv(self) -> str:
@@ -351,20 +283,16 @@ async def open_socket(url: str, *, max_size: int = 8 * 1024 * 1024) -> WireSocke
     parts = urlsplit(url)
     if parts.scheme != "ws" or not parts.hostname:
         raise ValueError(f"not a ws:// URL: {url!r}")
-    host, port = parts.hostname, parts.port or 80
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    key = base64.b64encode(os.urandom(16))
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(lambda: _Protocol(key, max_size), host, port)
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    transport.write(request.encode())
     try:
-        await protocol.opened
+        uri = parse_uri(url)
+    except InvalidHandshake as exc:  # InvalidURI
+        raise ValueError(str(exc)) from None
+    loop = asyncio.get_running_loop()
+    protocol = ClientProtocol(uri, max_size=max_size)
+    transport, wire = await loop.create_connection(lambda: _Protocol(protocol), uri.host, uri.port)
+    try:
+        await wire.opened
     except BaseException:
         transport.abort()
         raise
-    return WireSocket(protocol)
+    return WireSocket(wire)
