@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -96,6 +97,18 @@ async def test_our_close_reaches_the_server_with_its_code() -> None:
         await sock.close(4100, "done")
         assert await asyncio.wait_for(seen, 2) == (4100, "done")
         assert sock.closed
+
+
+async def test_frames_are_not_logged_even_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway may log at DEBUG; what crosses the wire (a device's secret, message bodies) never reaches a log."""
+    caplog.set_level(logging.DEBUG)
+    async with _serving(_echo) as url:
+        sock = await open_socket(url)
+        await sock.send("the device secret 0123456789abcdef")
+        assert await sock.recv() == "the device secret 0123456789abcdef"
+        await sock.close()
+    ours = [record.getMessage() for record in caplog.records if not record.name.startswith("websockets.server")]
+    assert not any("0123456789abcdef" in line for line in ours), ours
 
 
 # a raw server, for what a correct server never does --------------------------------------------------------------

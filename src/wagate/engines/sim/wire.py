@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 from typing import cast
 from urllib.parse import urlsplit
@@ -24,6 +25,11 @@ from websockets.uri import parse_uri
 
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
+
+# The library logs every frame at DEBUG, with its text: a device's secret in its hello, message bodies. Its protocol
+# gets a logger of its own that stays at INFO whatever level the process logs at.
+_PROTOCOL_LOG = logging.getLogger("wagate.sim.wire")
+_PROTOCOL_LOG.setLevel(logging.INFO)
 
 
 class HandshakeError(Exception):
@@ -288,7 +294,7 @@ async def open_socket(url: str, *, max_size: int = 8 * 1024 * 1024) -> WireSocke
     except InvalidHandshake as exc:  # InvalidURI
         raise ValueError(str(exc)) from None
     loop = asyncio.get_running_loop()
-    protocol = ClientProtocol(uri, max_size=max_size)
+    protocol = ClientProtocol(uri, max_size=max_size, logger=_PROTOCOL_LOG)
     transport, wire = await loop.create_connection(lambda: _Protocol(protocol), uri.host, uri.port)
     try:
         await wire.opened
