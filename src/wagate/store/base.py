@@ -14,8 +14,9 @@ from wagate.store.contracts.accounts import ApiKeyStore, TenantStore, TicketStor
 from wagate.store.contracts.auth import AuthRecordStore
 from wagate.store.contracts.backups import BackupStore
 from wagate.store.contracts.directory import DirectoryStore
+from wagate.store.contracts.events import EventStore
+from wagate.store.contracts.leases import LeaseStore
 from wagate.store.contracts.messages import MessageStore
-from wagate.store.contracts.moved import EventsWithPeers, LeasesWithWorkers
 from wagate.store.contracts.peers import PeerChannel
 from wagate.store.contracts.sessions import SessionStore
 from wagate.store.contracts.webhooks import OutboxStore, WebhookStore
@@ -23,20 +24,17 @@ from wagate.store.contracts.workers import WorkerStore
 
 
 class Store(ABC):
-    """The store, one part per concern, plus its lifecycle.
-
-    ``leases`` and ``events`` are typed with the old addresses they still answer for (see
-    ``wagate.store.contracts.moved``): they are the lease and event stores."""
+    """The store, one part per concern, plus its lifecycle."""
 
     backend: str
     tenants: TenantStore
     api_keys: ApiKeyStore
     tickets: TicketStore
     sessions: SessionStore
-    leases: LeasesWithWorkers
+    leases: LeaseStore
     workers: WorkerStore
     auth: AuthRecordStore
-    events: EventsWithPeers
+    events: EventStore
     peers: PeerChannel
     webhooks: WebhookStore
     outbox: OutboxStore

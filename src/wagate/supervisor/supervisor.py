@@ -110,16 +110,16 @@ class Supervisor:
         WebSocket clients hear this worker's events from now on, not only from this worker's next reconcile."""
         if process != self.owner:
             self._peer_heard_at = self.clock()
-            self.store.events.announce(self.owner)
+            self.store.peers.announce(self.owner)
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.recorder.start()
-        if await self.store.leases.recent_workers(RECENT_WORKERS, besides=self.takeover):
+        if await self.store.workers.recent_workers(RECENT_WORKERS, besides=self.takeover):
             # Others ran lately: they may be starting too (a whole installation restarted). Say we are alive and
             # give them a moment to say so, so that the first to look does not claim every session.
-            self.balancer.workers = await self.store.leases.beat(
+            self.balancer.workers = await self.store.workers.beat(
                 self.owner, self.settings.lease_ttl, self.settings.worker_url
             )
             await asyncio.sleep(min(START_SETTLE, self.settings.reconcile_interval))
@@ -162,7 +162,7 @@ class Supervisor:
         await self.notifier.drain()
         with contextlib.suppress(StoreError):
             await self.store.leases.release_all(self.owner)
-            await self.store.leases.leave(self.owner)
+            await self.store.workers.leave(self.owner)
         await self.engines.close()
         log.info("supervisor stopped (%d session(s) released)", len(runners))
 
@@ -190,12 +190,12 @@ class Supervisor:
                 if session_id not in wanted:  # deleted, or failed/stopped by another owner
                     runner.command(Command.LEASE_LOST)
             # The live workers (each alive as long as its leases: a dead one is no longer counted once they lapse).
-            workers = await self.store.leases.beat(self.owner, self.settings.lease_ttl, self.settings.worker_url)
+            workers = await self.store.workers.beat(self.owner, self.settings.lease_ttl, self.settings.worker_url)
             self.balancer.workers = workers
             # Alone, a worker's events reach every WebSocket client from its own bus; with others, they are
             # announced to the others' (events.peers), also to one heard of lately that this beat does not show yet.
             lately = self.clock() - self._peer_heard_at < 2 * self.settings.reconcile_interval
-            self.store.events.announce(self.owner if len(workers) > 1 or lately else None)
+            self.store.peers.announce(self.owner if len(workers) > 1 or lately else None)
             wanted_running = [s for s in sessions if s.desired is Desired.RUNNING and s.status is not Status.FAILED]
             self.balancer.total = len(wanted_running)
             await self._apply(sessions, room=self.balancer.claim_room())

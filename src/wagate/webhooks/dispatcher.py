@@ -302,7 +302,7 @@ class WebhookDispatcher:
 
     async def _tell_peers(self, webhook_id: WebhookId) -> None:
         try:
-            await self.store.events.tell_peers(self.owner, [webhook_id])
+            await self.store.peers.tell_peers(self.owner, [webhook_id])
         except StoreError as exc:  # the change is committed; the others' copies expire on their own
             log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
 

@@ -14,8 +14,7 @@ from wagate.clock import Clock
 from wagate.domain.events import CommitListener, Event
 from wagate.domain.webhooks import DeliveryState
 from wagate.ids import EventId, SessionId, TenantId
-from wagate.store.contracts.moved import EventsWithPeers
-from wagate.store.contracts.peers import PeerChannel
+from wagate.store.contracts.events import EventStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.writer import EventWriter, open_event
@@ -24,12 +23,11 @@ E = schema.events
 D = schema.webhook_deliveries
 
 
-class SqlEventStore(EventsWithPeers):
-    def __init__(self, db: Database, clock: Clock, writer: EventWriter, peers: PeerChannel) -> None:
+class SqlEventStore(EventStore):
+    def __init__(self, db: Database, clock: Clock, writer: EventWriter) -> None:
         self._db = db
         self._clock = clock
         self._writer = writer
-        self.peers = peers
 
     @property
     def listeners(self) -> list[CommitListener]:

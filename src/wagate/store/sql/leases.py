@@ -14,8 +14,7 @@ from sqlalchemy import bindparam, func, select, update
 from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Lease
 from wagate.ids import SessionId
-from wagate.store.contracts.moved import LeasesWithWorkers
-from wagate.store.contracts.workers import WorkerStore
+from wagate.store.contracts.leases import LeaseStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.status import to_reconcile
@@ -26,11 +25,10 @@ W = schema.workers
 _CHUNK = 500
 
 
-class SqlLeaseStore(LeasesWithWorkers):
-    def __init__(self, db: Database, clock: Clock, workers: WorkerStore) -> None:
+class SqlLeaseStore(LeaseStore):
+    def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self.workers = workers
 
     async def acquire_many(
         self,
