@@ -262,3 +262,21 @@ async def test_a_data_key_under_a_missing_kek_is_not_damage(store: Store) -> Non
     restored = Vaults(store.auth, KEYRING).open(t.id, vault.session_id, owner="w1", epoch=vault.epoch)
     await restored.put_many({("creds", "device"): b"again"})
     assert await restored.get_many("creds", ["device"]) == {"device": b"again"}
+
+
+async def test_a_data_key_is_replaced_only_while_it_is_what_was_read(store: Store) -> None:
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    other = await store.tenants.create("other", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    await vault.put_many({("creds", "device"): b"keys"})
+    read = await store.auth.get_data_key(t.id, vault.session_id)
+    assert read is not None
+    first = KEYRING.wrap(os.urandom(32), t.id, vault.session_id)
+    second = KEYRING.wrap(os.urandom(32), t.id, vault.session_id)
+
+    assert not await store.auth.replace_data_key(other.id, vault.session_id, read, first)  # another tenant's: no
+    assert await store.auth.get_data_key(t.id, vault.session_id) == read
+    assert await store.auth.replace_data_key(t.id, vault.session_id, read, first)
+    assert await store.auth.get_data_key(t.id, vault.session_id) == first
+    assert not await store.auth.replace_data_key(t.id, vault.session_id, read, second)  # replaced meanwhile: kept
+    assert await store.auth.get_data_key(t.id, vault.session_id) == first

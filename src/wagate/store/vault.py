@@ -233,11 +233,7 @@ class Vaults:
         else:
             return False
         fresh = self.keyring.wrap(new_key(), tenant_id, session_id)
-
-        def swap(tenant: TenantId, session: SessionId, stored: WrappedKey) -> WrappedKey | None:
-            return fresh if (tenant, session, stored) == (tenant_id, session_id, wrapped) else None
-
-        replaced = await self._store.rewrap_all_data_keys_all_tenants(swap) > 0
+        replaced = await self._store.replace_data_key(tenant_id, session_id, wrapped, fresh)
         if replaced:
             log.warning("session %s: its damaged data key was replaced by a new one", session_id)
         return replaced

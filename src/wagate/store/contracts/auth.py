@@ -25,6 +25,13 @@ class AuthRecordStore(ABC):
         """Store the wrapped key unless one exists; returns the stored one (so racing creators agree)."""
 
     @abstractmethod
+    async def replace_data_key(
+        self, tenant_id: TenantId, session_id: SessionId, old: WrappedKey, new: WrappedKey
+    ) -> bool:
+        """Replace the session's wrapped key by ``new`` only while it is still ``old`` (compare-and-swap: a key
+        another process replaced meanwhile stays); True when it was replaced."""
+
+    @abstractmethod
     async def rewrap_all_data_keys_all_tenants(
         self, rewrap: Callable[[TenantId, SessionId, WrappedKey], WrappedKey | None]
     ) -> int:

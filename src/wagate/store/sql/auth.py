@@ -124,6 +124,22 @@ class SqlAuthRecordStore(AuthRecordStore):
             return stored
         return wrapped
 
+    async def replace_data_key(
+        self, tenant_id: TenantId, session_id: SessionId, old: WrappedKey, new: WrappedKey
+    ) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(DK)
+                .where(
+                    DK.c.session_id == session_id,
+                    DK.c.tenant_id == tenant_id,
+                    DK.c.kek_id == old.kek_id,
+                    DK.c.wrapped == old.blob,
+                )
+                .values(kek_id=new.kek_id, wrapped=new.blob, updated_at=self._clock())
+            )
+        return bool(result.rowcount)
+
     async def rewrap_all_data_keys_all_tenants(
         self, rewrap: Callable[[TenantId, SessionId, WrappedKey], WrappedKey | None]
     ) -> int:
