@@ -566,7 +566,7 @@ async def test_a_session_that_fails_while_a_reconcile_runs_is_not_started_again(
                 await go_on.wait()
             return await beat(owner, ttl, url)
 
-        monkeypatch.setattr(gateway.store.leases, "beat", held_after_listing)
+        monkeypatch.setattr(gateway.store.workers, "beat", held_after_listing)
         await listed.wait()
         await sim.post(f"/devices/{PHONE}/faults", {"kind": "logout"})
         await status_of(gateway, session, Status.FAILED)
