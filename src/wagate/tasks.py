@@ -1,13 +1,17 @@
-"""Background tasks kept by their owner until they end, each failure logged."""
+"""Background tasks kept by their owner until they end, each failure logged: one way to start a task that nothing
+awaits, for every part of wagate (asyncio keeps only a weak reference to a task, so one held by nobody can vanish
+half-way, and its exception would be reported late or never)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-log = logging.getLogger("wagate.engine.host")
+__all__ = ["TaskSet"]
+
+log = logging.getLogger("wagate.tasks")
 
 T = TypeVar("T")
 
@@ -32,6 +36,17 @@ class TaskSet:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(list(self._tasks))
+
+    async def wait(self, within: float | None = None) -> set[asyncio.Task[Any]]:
+        """Wait for the tasks running now to end, at most ``within`` seconds; those still running then."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return set()
+        _, late = await asyncio.wait(tasks, timeout=within)
+        return late
 
     async def cancel(self) -> None:
         """Cancel every task still running and wait for them to end."""

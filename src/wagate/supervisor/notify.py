@@ -15,6 +15,7 @@ from wagate.config import Settings
 from wagate.domain.sessions import Reason, Session
 from wagate.ids import SessionId
 from wagate.store.base import Store
+from wagate.tasks import TaskSet
 
 log = logging.getLogger("wagate.notify")
 SMTP_TIMEOUT = 10.0  # per SMTP operation; bounds how long a shutdown can wait for a mail in flight
@@ -27,7 +28,7 @@ class Notifier:
         self.clock = clock
         self.sent = 0
         self._last: dict[SessionId, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     @property
     def enabled(self) -> bool:
@@ -42,14 +43,12 @@ class Notifier:
         if last is not None and now - last < self.settings.notify_interval:
             return
         self._last[session.id] = now
-        task = asyncio.create_task(self._send(session, reason, note), name=f"notify-{session.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._send(session, reason, note), f"notify-{session.id}")
 
     async def drain(self, grace: float = 3.0) -> None:
         """Wait a little for emails being sent (a shutdown must not hang on a slow mail server)."""
         if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=grace)
+            late = await self._tasks.wait(grace)
             for task in late:
                 task.cancel()
             if late:

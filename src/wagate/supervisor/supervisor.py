@@ -14,7 +14,8 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from wagate.domain.backups import Backup
 from wagate.domain.sessions import Desired, Lease, Reason, Session, Status
@@ -39,6 +40,7 @@ from wagate.supervisor.outbound import fail_queued
 from wagate.supervisor.recorder import StatusRecorder
 from wagate.supervisor.runner import SessionRunner
 from wagate.supervisor.stats import SessionStats
+from wagate.tasks import TaskSet
 
 log = logging.getLogger("wagate.supervisor")
 
@@ -65,8 +67,8 @@ class Supervisor:
         self.owner = f"{self.settings.worker_id}#{secrets.token_hex(4)}"
         self.takeover = f"{self.settings.worker_id}#"
         self.runners: dict[SessionId, SessionRunner] = {}
-        self._loops: set[asyncio.Task[None]] = set()  # reconcile and lease renewal: cancelled at stop
-        self._runner_tasks: set[asyncio.Task[None]] = set()  # commanded to stop, never cancelled first
+        self._loops = TaskSet()  # reconcile and lease renewal: cancelled at stop
+        self._runner_tasks = TaskSet()  # commanded to stop, never cancelled first
         self._lock = asyncio.Lock()
         self._stopping = False
         # What every runner is handed; the stats may come from the caller (the metrics read them).
@@ -124,7 +126,7 @@ class Supervisor:
             )
             await asyncio.sleep(min(START_SETTLE, self.settings.reconcile_interval))
         await self.reconcile()
-        loops: list[tuple[Awaitable[None], str]] = [
+        loops: list[tuple[Coroutine[Any, Any, None], str]] = [
             (every(self.balancer.reconcile_pause, self.reconcile, what="reconcile"), "reconcile"),
             (every(self.settings.lease_ttl / 3, self._renew_leases, what="lease renewal"), "lease-renewal"),
             (every(self.leases.lapse_pause, self._watch_lapses, what="lease watch"), "lease-watch"),
@@ -135,7 +137,7 @@ class Supervisor:
             (once(60.0, self.sweep_local, what="local sweep"), "local-sweep-at-start"),  # engines in use by then
         ]
         for loop, name in loops:
-            self._spawn(self._loops, loop, name)
+            self._loops.spawn(loop, name)
         log.info("supervisor %s running %d session(s)", self.owner, len(self.runners))
 
     async def stop(self) -> None:
@@ -165,14 +167,6 @@ class Supervisor:
             await self.store.workers.leave(self.owner)
         await self.engines.close()
         log.info("supervisor stopped (%d session(s) released)", len(runners))
-
-    @staticmethod
-    def _spawn(owner: set[asyncio.Task[None]], coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        owner.add(task)
-        task.add_done_callback(owner.discard)
-        return task
 
     # reconcile -------------------------------------------------------------------------------------------------
 
@@ -297,7 +291,7 @@ class Supervisor:
         runner = SessionRunner(self.context, session, lease, engine)
         self.runners[session.id] = runner
         self.balancer.claimed()
-        runner.task = self._spawn(self._runner_tasks, self._run(runner), f"session-{session.id}")
+        runner.task = self._runner_tasks.spawn(self._run(runner), f"session-{session.id}")
 
     async def _run(self, runner: SessionRunner) -> None:
         try:

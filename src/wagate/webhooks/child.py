@@ -20,6 +20,7 @@ from standardwebhooks import Webhook as Signer
 
 from wagate.domain.webhooks import Headers
 from wagate.logs import LOG_LEVELS, LogFormat, configure_logging
+from wagate.tasks import TaskSet
 from wagate.webhooks.client import Attempt, WebhookClient, signed_headers
 from wagate.webhooks.frames import BROKEN, HEARTBEAT, PROTOCOL, FrameReader, TurnWriter, encode_answer, frame
 
@@ -32,7 +33,7 @@ class _Child:
     def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
         self.client = client
         self.endpoints: dict[int, tuple[str, list[Signer], Headers]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet()
         self.stopping = False
         self.writer = TurnWriter(lambda: output)
 
@@ -48,9 +49,7 @@ class _Child:
             deliveries = [(str(event_id), bytes(body)) for event_id, body in runs]
             # The endpoint as it is now: a later E frame may give its index to another endpoint meanwhile.
             endpoint = self.endpoints.get(int(index))
-            task = asyncio.ensure_future(self._run(int(token), endpoint, float(now), deliveries))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.tasks.spawn(self._run(int(token), endpoint, float(now), deliveries), f"run-{token}")
 
     async def _run(
         self,
@@ -110,8 +109,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await done
         child.stopping = True  # runs finish the request they are in and answer the rest as not attempted
-        if child.tasks:
-            await asyncio.wait(set(child.tasks), timeout=args.timeout + 1)
+        await child.tasks.wait(args.timeout + 1)
         child.writer.flush()
     finally:
         pruning.cancel()

@@ -36,9 +36,9 @@ from wagate.engines.base import (
 )
 from wagate.engines.host.channel import Channel
 from wagate.engines.host.process import PROTOCOL
-from wagate.engines.host.tasks import TaskSet
 from wagate.ids import SessionId, TenantId
 from wagate.logs import LOG_LEVELS, LogFormat, configure_logging, session_var, tenant_var
+from wagate.tasks import TaskSet
 
 log = logging.getLogger("wagate.engine.host")
 session_log = logging.getLogger("wagate.session")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wagate.engines.host.process import EngineHost, HostClient, HostSpec, HostStartError
-from wagate.engines.host.tasks import TaskSet
 from wagate.periodic import every
+from wagate.tasks import TaskSet
 
 log = logging.getLogger("wagate.engine.host")
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.host.channel import Channel, ChannelClosed
-from wagate.engines.host.tasks import TaskSet
 from wagate.errors import WagateError
+from wagate.tasks import TaskSet
 
 log = logging.getLogger("wagate.engine.host")
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from wagate.domain.phones import phone_digits
 from wagate.engines.sim.state import Device
+from wagate.tasks import TaskSet
 
 __all__ = [
     "CLOSE_BANNED",
@@ -79,7 +80,7 @@ class Link:
         self.inflight: set[str] = set()
         self.wake = asyncio.Event()
         self.registration: Registration | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet()
 
     async def send(self, text: str) -> None:
         if self.closed:
@@ -95,10 +96,8 @@ class Link:
         with contextlib.suppress(Exception):  # the peer may already be gone; closing is best effort
             await self._close(code, reason)
 
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.spawn(coro, name)
 
 
 @dataclass(slots=True)

@@ -82,7 +82,7 @@ class SimServer(Pairing, Traffic):
             owner = hello.get("owner")
             registration = Registration(link, owner if isinstance(owner, str) and owner else None)
             link.registration = registration
-            link.spawn(self._rotate_qr(registration))
+            link.spawn(self._rotate_qr(registration), "sim-qr")
 
     async def on_frame(self, link: Link, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -161,7 +161,7 @@ class SimServer(Pairing, Traffic):
         await link.send(frame("groups", items=[{"id": j, **g} for j, g in device.groups.items()]))
         if device.receipts:
             await link.send(frame("receipts", items=device.receipts))
-        link.spawn(self._deliver(link, device))
+        link.spawn(self._deliver(link, device), "sim-deliver")
 
     # outbound -------------------------------------------------------------------------------------------------------
 
