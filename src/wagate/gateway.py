@@ -15,6 +15,7 @@ from wagate.fanout.bus import LocalBus
 from wagate.net.media import MediaFetcher
 from wagate.store import open_store
 from wagate.store.base import Store
+from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vaults
 
 log = logging.getLogger("wagate")
@@ -29,9 +30,11 @@ class Gateway:
     clock: Clock
     bus: LocalBus = field(default_factory=LocalBus)
     media: MediaFetcher = field(init=False)
+    bodies: BodySealer = field(init=False)  # one per gateway: what it has reported damaged is its own
 
     def __post_init__(self) -> None:
         self.store.events.listeners.append(self.bus.publish)
+        self.bodies = BodySealer(self.vaults)
         self.media = MediaFetcher(
             max_bytes=self.settings.media_max_bytes,
             timeout=self.settings.media_fetch_timeout,

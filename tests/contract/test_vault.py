@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 import pytest
@@ -13,6 +14,7 @@ from wagate.domain.sessions import Desired, NewSession, Quotas
 from wagate.domain.tenants import Tenant
 from wagate.errors import CryptoError, DamagedKey, DamagedRecord, LeaseLost, UnknownKeyError
 from wagate.store.base import Store
+from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vault, Vaults
 
 KEYRING = Keyring({"k1": bytes(32)}, "k1")
@@ -280,3 +282,25 @@ async def test_a_data_key_is_replaced_only_while_it_is_what_was_read(store: Stor
     assert await store.auth.get_data_key(t.id, vault.session_id) == first
     assert not await store.auth.replace_data_key(t.id, vault.session_id, read, second)  # replaced meanwhile: kept
     assert await store.auth.get_data_key(t.id, vault.session_id) == first
+
+
+async def test_each_body_sealer_reports_a_damaged_body_once_of_its_own(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged body is logged once per gateway (its sealer), not at every read, and not hidden from a second
+    gateway in the same process by what the first has already reported."""
+    t = await store.tenants.create("t", contact_email=None, max_sessions=None)
+    vault = await _session_vault(store, t, "s")
+    vaults = Vaults(store.auth, KEYRING)
+    first, second = BodySealer(vaults), BodySealer(vaults)
+    sealed = await first.seal_body(t.id, vault.session_id, "m1", {"text": "private words"})
+    assert await second.readable_body(t.id, vault.session_id, "m1", sealed) == {"text": "private words"}
+    damaged = sealed[:-1] + bytes([sealed[-1] ^ 1])
+
+    caplog.set_level(logging.ERROR, logger="wagate")
+    for _ in range(3):
+        assert await first.readable_body(t.id, vault.session_id, "m1", damaged) is None
+    assert await second.readable_body(t.id, vault.session_id, "m1", damaged) is None
+    reports = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert reports == [f"message m1 of session {vault.session_id}: its stored body is damaged and cannot be read"] * 2
+    assert "private words" not in caplog.text

@@ -20,7 +20,6 @@ from wagate.errors import Conflict, QueueFull, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.net.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
-from wagate.store.bodies import BodySealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,7 @@ class SendingService:
 
     def __init__(self, gateway: Gateway, fetcher: MediaFetcher) -> None:
         self._gateway = gateway
-        self._bodies = BodySealer(gateway.vaults)
+        self._bodies = gateway.bodies
         self._fetcher = fetcher
 
     async def queue(

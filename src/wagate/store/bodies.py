@@ -18,23 +18,24 @@ from wagate.store.vault import Vaults
 
 log = logging.getLogger("wagate.messages")
 
-# Damaged bodies already logged by this process, oldest first: each is logged once, not at every read of its chat.
-_REPORTED: dict[tuple[SessionId, str], None] = {}
-_REPORTED_MAX = 10_000
-
-
-def _report_damaged(session_id: SessionId, message_id: str) -> None:
-    if (session_id, message_id) in _REPORTED:
-        return
-    if len(_REPORTED) >= _REPORTED_MAX:
-        del _REPORTED[next(iter(_REPORTED))]
-    _REPORTED[(session_id, message_id)] = None
-    log.error("message %s of session %s: its stored body is damaged and cannot be read", message_id, session_id)
+REPORTED_MAX = 10_000  # damaged bodies remembered as logged, the oldest forgotten first
 
 
 class BodySealer:
+    """Seals and opens the bodies of one gateway's messages; one per gateway, shared by everything that reads them,
+    so that a damaged body is logged once by that gateway, not at every read of its chat."""
+
     def __init__(self, vaults: Vaults) -> None:
         self._vaults = vaults
+        self._reported: dict[tuple[SessionId, str], None] = {}  # insertion-ordered: the oldest first
+
+    def _report_damaged(self, session_id: SessionId, message_id: str) -> None:
+        if (session_id, message_id) in self._reported:
+            return
+        if len(self._reported) >= REPORTED_MAX:
+            del self._reported[next(iter(self._reported))]
+        self._reported[(session_id, message_id)] = None
+        log.error("message %s of session %s: its stored body is damaged and cannot be read", message_id, session_id)
 
     async def _key(self, tenant_id: TenantId, session_id: SessionId) -> bytes:
         key = await self._vaults.data_key(tenant_id, session_id, create=True)
@@ -57,11 +58,11 @@ class BodySealer:
         self, tenant_id: TenantId, session_id: SessionId, message_id: str, sealed: bytes
     ) -> dict[str, Any] | None:
         """The body, or None when its stored bytes no longer open; that is logged at ERROR once per message in this
-        process, with the session and the message id (never anything of the contents)."""
+        gateway, with the session and the message id (never anything of the contents)."""
         try:
             body: dict[str, Any] = await self.open_body(tenant_id, session_id, message_id, sealed)
         except CryptoError:
-            _report_damaged(session_id, message_id)
+            self._report_damaged(session_id, message_id)
             return None
         return body
 

@@ -132,7 +132,7 @@ class RunnerContext:
             rng=rng,
             owner=owner,
             vaults=gateway.vaults,
-            bodies=BodySealer(gateway.vaults),
+            bodies=gateway.bodies,  # one per gateway: what it reported damaged is its own
             recorder=StatusRecorder(gateway.store.sessions),
             messages=gateway.store.messages,
             directory=gateway.store.directory,

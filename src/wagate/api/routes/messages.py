@@ -30,7 +30,6 @@ from wagate.errors import NotFound, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.services.sending import MediaSource, SendingService, SendRequest, fingerprint
-from wagate.store.bodies import BodySealer
 from wagate.supervisor.supervisor import Supervisor
 
 router = APIRouter(tags=["messages"], responses=error_answers(401, 403, 404, 422, 503))
@@ -246,8 +245,7 @@ async def send_voice(
 
 async def _out(gateway: Gateway, session_name: str, message: Message) -> MessageOut:
     """The message as the API shows it; one whose stored body does not open is marked ``unreadable``, without it."""
-    sealer = BodySealer(gateway.vaults)
-    body = await sealer.readable_body(message.tenant_id, message.session_id, message.id, message.body)
+    body = await gateway.bodies.readable_body(message.tenant_id, message.session_id, message.id, message.body)
     opened = body if body is not None else {}
     return MessageOut(
         id=message.id,
