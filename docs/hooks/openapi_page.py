@@ -26,6 +26,7 @@ from wagate.api.app import create_app
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 
 PAGE = "api.md"
 DOCUMENT = "openapi.json"
@@ -42,7 +43,7 @@ async def _open_and_describe(data_dir: Path) -> Schema:
     keyring = Keyring({"docs": secrets.token_bytes(32)}, "docs")
     gateway = await Gateway.open(settings, keyring=keyring)
     try:
-        return create_app(settings, gateway=gateway, supervise=False).openapi()
+        return create_app(Node(gateway, supervise=False)).openapi()
     finally:
         await gateway.close()
 

@@ -15,13 +15,14 @@ import uvicorn
 from tests.support.procs import free_port
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 from wagate.runtime.server import GatewayServer
 
 
 @pytest.fixture
 async def served(gateway: Gateway) -> AsyncIterator[str]:
     """The real app with one more route that fails as a bug would, served by uvicorn on loopback."""
-    app = create_app(gateway.settings, gateway=gateway, supervise=False)
+    app = create_app(Node(gateway, supervise=False))
 
     @app.get("/fails")
     async def fails() -> None:

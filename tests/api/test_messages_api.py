@@ -21,6 +21,7 @@ from wagate.api.app import create_app
 from wagate.gateway import Gateway
 from wagate.ids import SessionId, TenantId
 from wagate.net.media import MediaBusy, MediaError, MediaFetcher, TenantFetches
+from wagate.runtime.node import Node
 
 TENANT = TenantId("ten_test")
 
@@ -190,7 +191,7 @@ async def test_a_tenants_slow_media_host_neither_delays_another_tenant_nor_takes
         media_fetch_wait=0.5,
     )
     gateway = await Gateway.open(settings)
-    app = create_app(gateway.settings, gateway=gateway, supervise=False)
+    app = create_app(Node(gateway, supervise=False))
     try:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as client:
             a, b = await make_tenant(client, "a"), await make_tenant(client, "b")

@@ -20,6 +20,7 @@ from wagate.domain.messages import CHAT_ID_PATTERN
 from wagate.domain.webhooks import custom_headers
 from wagate.gateway import Gateway
 from wagate.ids import API_KEY_ID_PATTERN, BACKUP_ID_PATTERN, TENANT_ID_PATTERN, WEBHOOK_ID_PATTERN
+from wagate.runtime.node import Node
 
 ERROR = {"$ref": "#/components/schemas/ErrorOut"}
 OPEN = {"/health", "/ready", "/metrics", "/api/dashboard/config"}  # no key needed
@@ -31,7 +32,7 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = make_settings(tmp)
     gateway = asyncio.run(Gateway.open(settings))
     try:
-        doc: dict[str, Any] = create_app(settings, gateway=gateway).openapi()
+        doc: dict[str, Any] = create_app(Node(gateway)).openapi()
     finally:
         asyncio.run(gateway.close())
     return doc

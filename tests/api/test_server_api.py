@@ -11,11 +11,12 @@ from tests.support.procs import free_port
 from tests.support.services import REDIS_URL, require_redis
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 
 
 async def status_with(gateway: Gateway, redis_url: str | None) -> dict[str, object]:
     settings = gateway.settings.with_overrides(redis_url=SecretStr(redis_url) if redis_url else None)
-    app = create_app(settings, gateway=Gateway(settings, gateway.store, gateway.keyring, gateway.vaults, gateway.clock))
+    app = create_app(Node(Gateway(settings, gateway.store, gateway.keyring, gateway.vaults, gateway.clock)))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as http:
         a = await make_tenant(http, "a")
         for name in ("one", "two"):

@@ -21,6 +21,7 @@ from tests.compat.spec import Report, compare_documents
 from tests.support.builders import make_settings
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 
 DATA = Path(__file__).parent.parent / "data" / "waha"
 WAHA_VERSION = "2026.7.2"
@@ -31,7 +32,7 @@ def wagate_document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = make_settings(tmp_path_factory.mktemp("openapi"))
     gateway = asyncio.run(Gateway.open(settings))
     try:
-        document: dict[str, Any] = create_app(settings, gateway=gateway).openapi()
+        document: dict[str, Any] = create_app(Node(gateway)).openapi()
     finally:
         asyncio.run(gateway.close())
     return document

@@ -22,6 +22,7 @@ from tests.support.services import pg_url
 from tests.support.stack import Stack, first_worker, start_worker, wait_for
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +128,7 @@ async def test_a_hung_worker_s_sessions_are_not_shown_working_until_it_renews(
     stack.link("s0", "+15550501")
     connected_at = stack.session("s0")["connected_at"]
     gateway = await Gateway.open(make_settings(tmp_path, pg_url()), schema=pg_schema)
-    app = create_app(gateway.settings, gateway=gateway, supervise=False)
+    app = create_app(Node(gateway, supervise=False))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://api.test", headers=stack.key) as api:
 
         async def status() -> tuple[str, str | None]:

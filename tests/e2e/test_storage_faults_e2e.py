@@ -39,6 +39,7 @@ from tests.support.services import PG_DSN, pg_url
 from wagate.api.app import create_app
 from wagate.config import Settings
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 from wagate.runtime.server import GatewayServer
 from wagate.services.accounts import create_tenant
 from wagate.store.sql import SqlStore
@@ -195,7 +196,8 @@ class Running:
 
     @property
     def supervisor(self) -> Supervisor:
-        supervisor: Supervisor = self.app.state.supervisor
+        supervisor = self.app.state.node.supervisor
+        assert isinstance(supervisor, Supervisor)
         return supervisor
 
     @property
@@ -210,7 +212,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
     port = free_port()
     settings = settings.with_overrides(port=port)
     gateway = await Gateway.open(settings)
-    app = create_app(settings, gateway=gateway)
+    app = create_app(Node(gateway))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = GatewayServer(config)
     task = asyncio.create_task(server.serve())

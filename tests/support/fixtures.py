@@ -14,6 +14,7 @@ from tests.support.builders import make_settings
 from tests.support.services import PG_DSN, pg_url, require_postgres
 from wagate.api.app import create_app
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 from wagate.store import open_store
 from wagate.store.base import Store
 
@@ -65,6 +66,6 @@ async def gateway(backend: tuple[str, str | None], tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[AsyncClient]:
-    app = create_app(gateway.settings, gateway=gateway, supervise=False)
+    app = create_app(Node(gateway, supervise=False))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://wagate.test") as http:
         yield http

@@ -22,6 +22,7 @@ from tests.support.builders import make_settings
 from wagate.api.app import create_app
 from wagate.config import Settings, env_name
 from wagate.gateway import Gateway
+from wagate.runtime.node import Node
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -134,7 +135,7 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     async def describe() -> dict[str, Any]:
         gateway = await Gateway.open(settings)
         try:
-            return create_app(settings, gateway=gateway, supervise=False).openapi()
+            return create_app(Node(gateway, supervise=False)).openapi()
         finally:
             await gateway.close()
 

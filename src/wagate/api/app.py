@@ -1,8 +1,7 @@
-"""The application factory: the API, the supervisor, and in demo mode a simulator inside the process."""
+"""The application factory: the API's routes over a node, and in demo mode the simulator's control API."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +10,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from wagate import __version__
-from wagate.api.demo import key_access, refuse_in_production
+from wagate.api.demo import key_access
 from wagate.api.deps import identify
 from wagate.api.errors import install_error_handlers
 from wagate.api.intake import BodyGate, body_limit
+from wagate.api.metrics import HttpMetrics
+from wagate.api.node import ServedNode
 from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
     auth,
@@ -29,77 +30,28 @@ from wagate.api.routes import (
     tenants,
     webhooks,
 )
-from wagate.config import Settings
-from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.app import CONTROL_MAX_BODY
-from wagate.fanout.peers import PeerEvents
-from wagate.gateway import Gateway
-from wagate.runtime.metrics import Metrics
-from wagate.supervisor.supervisor import Supervisor
 from wagate.web import STATIC_DIR
-from wagate.webhooks.dispatcher import WebhookDispatcher
 
-log = logging.getLogger("wagate.api")
+__all__ = ["DEMO_SIM_PATH", "DOCS_ASSETS_PATH", "create_app"]
 
 DEMO_SIM_PATH = "/sim"
 DOCS_ASSETS_PATH = "/docs/assets"
 
 
-def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) -> FastAPI:
-    """The ASGI app over an open gateway, which its caller closes after the app has stopped.
-
-    ``supervise`` runs the sessions in this process; without it the API only records what tenants want.
-    """
-    sim = None
-    if settings.demo:
-        refuse_in_production(settings)
-        from wagate.engines.sim.server import SimServer
-
-        sim = SimServer(state_path=settings.data_dir / "sim-state.json")
-    metrics = Metrics()
+def create_app(node: ServedNode) -> FastAPI:
+    """The ASGI app serving ``node``: it mounts the routes, and its lifespan starts and stops the node (the gateway
+    under the node is its caller's, which closes it after the app has stopped)."""
+    settings = node.gateway.settings
+    sim = node.sim
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway.store.set_observer(metrics.observe_store)
-        supervisor = None
-        dispatcher = None
-        peers = None
+        await node.start()
         try:
-            if sim is not None:
-                await sim.start()
-            if supervise:
-                sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if sim is not None else None
-                supervisor = Supervisor(gateway, EngineRegistry(settings, sim_url=sim_url))
-                dispatcher = WebhookDispatcher(
-                    gateway.store, settings, gateway.clock, owner=supervisor.owner, takeover=supervisor.takeover
-                )
-                app.state.supervisor = supervisor
-                app.state.dispatcher = dispatcher
-                metrics.gateway.supervisor, metrics.gateway.dispatcher = supervisor, dispatcher
-                dispatcher.observe_lag = metrics.webhook_lag.observe
-                await dispatcher.start()  # first: the deliveries of the sessions' first events are claimed for it
-                peers = PeerEvents(
-                    gateway.store,
-                    gateway.bus,
-                    supervisor.owner,
-                    on_peer=supervisor.peer_heard,
-                    on_webhook=dispatcher.forget_endpoint,
-                )
-                metrics.gateway.peers = app.state.peers = peers
-                peers.start()
-                await supervisor.start()
             yield
         finally:
-            if peers is not None:
-                await peers.stop()
-            if supervisor is not None:
-                await supervisor.stop()
-            if dispatcher is not None:
-                await dispatcher.stop()
-            if sim is not None:
-                await sim.stop()
-            gateway.store.set_observer(None)
-            log.info("stopped")
+            await node.stop()
 
     # /docs from Swagger UI's files as fastapi-offline ships them, not from a CDN: the reference works offline.
     app = FastAPIOffline(
@@ -112,8 +64,9 @@ def create_app(settings: Settings, *, gateway: Gateway, supervise: bool = True) 
         static_url=DOCS_ASSETS_PATH,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
-    app.state.gateway = gateway
-    app.state.metrics = metrics
+    app.state.node = node
+    app.state.gateway = node.gateway
+    app.state.metrics = metrics = HttpMetrics(node.registry)
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     api_limit = body_limit(settings)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from wagate.api.intake import PRINCIPAL
+from wagate.api.node import ServedNode
 from wagate.domain.tenants import Principal
 from wagate.errors import Forbidden, Unauthorized
 from wagate.gateway import Gateway
@@ -18,13 +19,17 @@ from wagate.supervisor.supervisor import Supervisor
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="API key of a tenant or the admin")
 
 
+def get_node(request: Request) -> ServedNode:
+    return cast(ServedNode, request.app.state.node)
+
+
 def get_gateway(request: Request) -> Gateway:
     return cast(Gateway, request.app.state.gateway)
 
 
 def get_supervisor(request: Request) -> Supervisor | None:
     """None when this process serves the API without running sessions."""
-    return cast(Supervisor | None, getattr(request.app.state, "supervisor", None))
+    return get_node(request).supervisor
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -1,23 +1,22 @@
-"""Prometheus metrics: one registry per app, read at scrape time from the parts that count things.
+"""Prometheus metrics: one registry per node, read at scrape time from the parts that count things.
 
 Counters kept by the sessions (``SessionStats``) and the webhook dispatcher are exported as they are (they start at
-zero with the process, as Prometheus counters do); HTTP and store latencies are histograms observed as requests and
-operations end.
+zero with the process, as Prometheus counters do); store latencies and webhook lags are histograms observed as they
+end. The HTTP app adds its own (``wagate.api.metrics``) to the same registry.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
+from wagate.api.metrics import LATENCY_BUCKETS
 from wagate.domain.sessions import Status
 from wagate.supervisor.stats import SessionStats
 
@@ -26,7 +25,8 @@ if TYPE_CHECKING:
     from wagate.supervisor.supervisor import Supervisor
     from wagate.webhooks.dispatcher import WebhookDispatcher
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+__all__ = ["GatewayCollector", "Metrics"]
+
 # A webhook delivery's lag: from a receiver that keeps up to one a day of retries behind.
 LAG_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400,
@@ -129,17 +129,12 @@ def _session_counters(stats: SessionStats) -> Iterator[Metric]:
 
 
 class Metrics:
+    """The node's registry: what its parts counted, its store's latencies, its webhooks' lags."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.gateway = GatewayCollector()
         self.registry.register(self.gateway)
-        self.http = Histogram(
-            "wagate_http_request_duration_seconds",
-            "HTTP request latency by route",
-            ["method", "route", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
         self.store = Histogram(
             "wagate_store_operation_duration_seconds",
             "store transaction latency (read or write)",
@@ -153,27 +148,7 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-
         self.started = time.time()
-        self.requests = 0
-        self.errors = 0  # answers >= 500
-        self.request_seconds = 0.0
 
     def observe_store(self, operation: str, seconds: float) -> None:
         self.store.labels(operation).observe(seconds)
-
-    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"  # the template: no ids in label values
-            self.http.labels(request.method, template, str(status)).observe(elapsed)
-            self.requests += 1
-            self.errors += status >= 500
-            self.request_seconds += elapsed

@@ -128,6 +128,7 @@ async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket) -> b
     # Here, not at the top: the simulator's process uses this module too, and needs none of the gateway.
     from wagate.api.app import create_app
     from wagate.gateway import Gateway
+    from wagate.runtime.node import Node
     from wagate.services.accounts import announce_admin_key, bootstrap_admin
 
     gateway = await Gateway.open(settings, keyring=keyring)
@@ -135,7 +136,7 @@ async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket) -> b
         secret = await bootstrap_admin(gateway.store, settings)
         if secret is not None:
             announce_admin_key(secret)  # the port is held and the store open: this start will serve it
-        server = GatewayServer(_config(create_app(settings, gateway=gateway)))
+        server = GatewayServer(_config(create_app(Node(gateway))))
         tune_gc()
         await server.serve(sockets=[sock])
         return server.started

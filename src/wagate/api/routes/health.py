@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from wagate import __version__
-from wagate.api.deps import GatewayDep
+from wagate.api.deps import GatewayDep, get_node
 from wagate.api.errors import error_response
 from wagate.api.schemas import error_answers
 from wagate.errors import StoreError
@@ -61,4 +61,4 @@ async def ready(gateway: GatewayDep) -> JSONResponse | dict[str, object]:
     },
 )
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(get_node(request).registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from wagate import __version__
-from wagate.api.deps import AdminDep, GatewayDep
+from wagate.api.deps import AdminDep, GatewayDep, get_node
+from wagate.api.metrics import HttpMetrics
 from wagate.api.schemas import error_answers
 from wagate.config import Settings
 from wagate.domain.sessions import Desired, Status
 from wagate.errors import StoreError
-from wagate.runtime.metrics import Metrics
 
 router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
 
@@ -50,7 +50,8 @@ async def redis_status(settings: Settings) -> dict[str, Any]:
 
 @router.get("/status", summary="Store and Redis reachability, sessions, resources, errors, uptime, version")
 async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep) -> dict[str, Any]:
-    metrics: Metrics = request.app.state.metrics
+    node = get_node(request)
+    metrics: HttpMetrics = request.app.state.metrics
     try:
         latency = await gateway.store.ping()
         store: dict[str, Any] = {
@@ -67,9 +68,9 @@ async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep)
     by_status: dict[str, int] = {}
     for (status, _), n in counts.items():
         by_status[status] = by_status.get(status, 0) + n
-    uptime = time.time() - metrics.started
+    uptime = time.time() - node.started
     cpu = time.process_time()
-    supervisor = getattr(request.app.state, "supervisor", None)
+    supervisor = node.supervisor
     workers = (
         {"this": supervisor.owner, "share": supervisor.share, "live": dict(sorted(supervisor.workers.items()))}
         if supervisor is not None

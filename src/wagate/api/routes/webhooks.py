@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from wagate.api.deps import GatewayDep, TenantDep
+from wagate.api.deps import GatewayDep, TenantDep, get_node
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, SQL_INT_MAX, NulFree, any_case, error_answers
 from wagate.domain.events import parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
@@ -247,9 +247,7 @@ async def find_webhook(gateway: Gateway, tenant_id: TenantId, webhook_id: str) -
 async def _endpoint_changed(request: Request, webhook_id: WebhookId) -> None:
     """The endpoint changed: this process's dispatcher, and those of the other workers, read it again before their
     next delivery to it (otherwise the others would go on with their copy for up to 30 poll intervals)."""
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        await dispatcher.endpoint_changed(webhook_id)
+    await get_node(request).endpoint_changed(webhook_id)
 
 
 async def _out(gateway: Gateway, webhook: Webhook) -> WebhookOut:

@@ -1,0 +1,138 @@
+"""The node: one process's running parts, built from its gateway and started and stopped in one declared order.
+
+A node owns the gateway's context (it does not open or close the gateway: its caller does), the metrics wiring,
+the simulator of demo mode and, when it runs sessions, the webhook dispatcher, the peer channel and the supervisor.
+Its parts start in the order they are declared and stop in the reverse order; a part that fails to start stops
+with the parts started before it, and the failure goes on to the caller. An HTTP app (``wagate.api.app``) serves
+a node; its lifespan starts and stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from wagate.api.app import DEMO_SIM_PATH
+from wagate.api.demo import refuse_in_production
+from wagate.engines.registry import EngineRegistry
+from wagate.engines.sim.server import SimServer
+from wagate.fanout.peers import PeerEvents
+from wagate.gateway import Gateway
+from wagate.ids import WebhookId
+from wagate.runtime.metrics import Metrics
+from wagate.supervisor.supervisor import Supervisor
+from wagate.webhooks.dispatcher import WebhookDispatcher
+
+__all__ = ["Node", "Part"]
+
+log = logging.getLogger("wagate.node")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One running part: how it starts, and how it stops (also after a start cut short by a failure)."""
+
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+class Node:
+    """Everything one process runs over its gateway. ``supervise`` runs the sessions and their webhook deliveries
+    here; without it the node serves what tenants want to the store only (an API-only process)."""
+
+    def __init__(self, gateway: Gateway, *, supervise: bool = True) -> None:
+        settings = gateway.settings
+        refuse_in_production(settings)
+        self.gateway = gateway
+        self.metrics = Metrics()
+        self.sim = SimServer(state_path=settings.data_dir / "sim-state.json") if settings.demo else None
+        self.supervisor: Supervisor | None = None
+        self.dispatcher: WebhookDispatcher | None = None
+        self.peers: PeerEvents | None = None
+        if supervise:
+            sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if self.sim is not None else None
+            supervisor = Supervisor(gateway, EngineRegistry(settings, sim_url=sim_url))
+            dispatcher = WebhookDispatcher(
+                gateway.store, settings, gateway.clock, owner=supervisor.owner, takeover=supervisor.takeover
+            )
+            dispatcher.observe_lag = self.metrics.webhook_lag.observe
+            self.peers = PeerEvents(
+                gateway.store,
+                gateway.bus,
+                supervisor.owner,
+                on_peer=supervisor.peer_heard,
+                on_webhook=dispatcher.forget_endpoint,
+            )
+            self.supervisor, self.dispatcher = supervisor, dispatcher
+        self.metrics.gateway.supervisor = self.supervisor
+        self.metrics.gateway.dispatcher = self.dispatcher
+        self.metrics.gateway.peers = self.peers
+        self.parts: tuple[Part, ...] = tuple(self._declare())
+        self._running: list[Part] = []
+
+    def _declare(self) -> list[Part]:
+        """The parts in the order they start."""
+        parts = [Part("store metrics", self._observe_store, self._unobserve_store)]
+        if self.sim is not None:
+            parts.append(Part("simulator", self.sim.start, self.sim.stop))
+        if self.dispatcher is not None:
+            # Before the supervisor: the deliveries of the sessions' first events are claimed for it.
+            parts.append(Part("webhook dispatcher", self.dispatcher.start, self.dispatcher.stop))
+        if self.peers is not None:
+            parts.append(Part("peer channel", self._listen, self.peers.stop))
+        if self.supervisor is not None:
+            parts.append(Part("supervisor", self.supervisor.start, self.supervisor.stop))
+        return parts
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    @property
+    def started(self) -> float:
+        return self.metrics.started
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        """The names of the parts started and not yet stopped, in their order."""
+        return tuple(part.name for part in self._running)
+
+    async def start(self) -> None:
+        """Start every part in order; if one fails, stop it and those before it, and raise its failure."""
+        for part in self.parts:
+            self._running.append(part)  # stopped even if its start is cut short: it may hold what it began
+            try:
+                await part.start()
+            except BaseException:
+                log.error("%s failed to start; stopping what started", part.name)
+                await self.stop()
+                raise
+        log.info("started: %s", ", ".join(self.running))
+
+    async def stop(self) -> None:
+        """Stop the started parts in reverse order; one that fails to stop is logged and the others still stop."""
+        while self._running:
+            part = self._running.pop()
+            try:
+                await part.stop()
+            except Exception:  # the next parts must stop all the same
+                log.exception("%s failed to stop cleanly", part.name)
+        log.info("stopped")
+
+    async def endpoint_changed(self, webhook_id: WebhookId) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.endpoint_changed(webhook_id)
+
+    async def _observe_store(self) -> None:
+        self.gateway.store.set_observer(self.metrics.observe_store)
+
+    async def _unobserve_store(self) -> None:
+        self.gateway.store.set_observer(None)
+
+    async def _listen(self) -> None:
+        if self.peers is not None:
+            self.peers.start()
