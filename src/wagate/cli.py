@@ -102,11 +102,8 @@ def serve(
     ] = False,
     sim_url: Annotated[str | None, typer.Option(help="simulator for the sim engine [env WAGATE_SIM_URL]")] = None,
 ) -> None:
-    """Run the gateway: the REST API, the dashboard and the session supervisor."""
-    from wagate.crypto.keyring import load_keyring
-    from wagate.logs import configure_logging
-    from wagate.runtime.server import bind, lock_data_dir, prepare_data_dir, run_server
-
+    """Run the gateway: the REST API, the dashboard and the session supervisor (WAGATE_SUPERVISE=false: the API
+    only, beside workers)."""
     settings = _settings(
         host=host,
         port=port,
@@ -125,6 +122,35 @@ def serve(
         except ConfigError as exc:
             _fail(str(exc))
         settings = settings.with_overrides(default_engine="sim")
+    _run_process(settings, settings.port)
+
+
+@app.command()
+def worker(
+    host: Annotated[str | None, typer.Option(help="address to listen on [env WAGATE_HOST, default 127.0.0.1]")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port for health, metrics and forwarded requests [env WAGATE_WORKER_PORT]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="directory for runtime files [env WAGATE_DATA_DIR, default ./data]")
+    ] = None,
+    log_format: Annotated[LogFormat | None, typer.Option(help="text or json [env WAGATE_LOG_FORMAT]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING [env WAGATE_LOG_LEVEL]")] = None,
+) -> None:
+    """Run sessions and webhook deliveries without the API: only /health, /ready, /metrics, and the QR code and
+    pairing code requests that API processes forward (WAGATE_WORKER_URL)."""
+    settings = _settings(
+        host=host, worker_port=port, data_dir=data_dir, log_format=log_format, log_level=log_level, demo=False
+    )
+    _run_process(settings, settings.worker_port, worker=True)
+
+
+def _run_process(settings: Settings, port: int, *, worker: bool = False) -> None:
+    """Serve a gateway or a worker on ``port`` until it is told to stop; exit 1 if it could not start."""
+    from wagate.crypto.keyring import load_keyring
+    from wagate.logs import configure_logging
+    from wagate.runtime.server import bind, lock_data_dir, prepare_data_dir, run_server
+
     configure_logging(settings.log_level, settings.log_format)
     try:
         prepare_data_dir(settings.data_dir)
@@ -135,11 +161,12 @@ def serve(
     _check_database_url(settings)
     try:
         keyring = load_keyring(settings)  # fail fast, before the server binds, with the operator's instructions
-        sock = bind(settings.host, settings.port)  # before the admin key is made: a taken port must not burn it
+        # Before the admin key is made: a taken port must not burn it.
+        sock = bind(settings.host, port, "WAGATE_WORKER_PORT" if worker else "WAGATE_PORT")
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        started = run_server(settings, keyring, sock)
+        started = run_server(settings, keyring, sock, worker=worker)
     except StoreUnavailable as exc:
         _database_failed(exc)
     except ConfigError as exc:

@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         default_factory=lambda: socket.gethostname() or "wagate",
         description="this worker's name in session leases; unique among live workers (default: the host name)",
     )
+    supervise: bool = Field(
+        True,
+        description="wagate serve runs the sessions and their webhook deliveries too; false: an API-only process,"
+        " beside workers (wagate worker) on the same PostgreSQL database",
+    )
+    worker_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="port wagate worker listens on (on WAGATE_HOST) for /health, /ready, /metrics and the QR code and"
+        " pairing code requests other processes forward to it",
+    )
     worker_url: str | None = Field(
         None,
         description="this worker's address as the other workers reach it (http://host:port): they forward it the "

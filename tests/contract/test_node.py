@@ -10,6 +10,7 @@ from wagate.gateway import Gateway
 from wagate.runtime.node import Node, Part
 
 EVERY_PART = ("store metrics", "webhook dispatcher", "peer channel", "supervisor")
+API_ONLY = ("store metrics", "peer channel", "peer hello")
 
 
 def store_operations(node: Node) -> float:
@@ -25,7 +26,7 @@ async def test_parts_start_in_their_order_and_stop_in_reverse(gateway: Gateway) 
     node = Node(gateway)
     assert tuple(part.name for part in node.parts) == EVERY_PART
     assert not Node(gateway, supervise=False).running
-    assert tuple(part.name for part in Node(gateway, supervise=False).parts) == ("store metrics",)
+    assert tuple(part.name for part in Node(gateway, supervise=False).parts) == API_ONLY
 
     await node.start()
     try:
@@ -41,6 +42,19 @@ async def test_parts_start_in_their_order_and_stop_in_reverse(gateway: Gateway) 
     seen = store_operations(node)
     await gateway.store.tenants.list_all()
     assert store_operations(node) == seen  # a stopped node's metrics hear nothing more
+
+
+async def test_an_api_only_node_runs_no_session_and_hears_the_workers(gateway: Gateway) -> None:
+    node = Node(gateway, supervise=False)
+    await node.start()
+    try:
+        assert node.running == API_ONLY
+        assert (node.supervisor, node.dispatcher) == (None, None)
+        assert node.process.startswith(f"{gateway.settings.worker_id}#api-")
+        assert b'wagate_sessions{status="WORKING"} 0.0' in generate_latest(node.registry)
+    finally:
+        await node.stop()
+    assert not node.running
 
 
 async def test_a_part_that_fails_to_start_stops_what_started(gateway: Gateway) -> None:
@@ -59,7 +73,7 @@ async def test_a_part_that_fails_to_start_stops_what_started(gateway: Gateway) -
 async def test_stopping_goes_on_past_a_part_that_fails_to_stop(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    node = Node(gateway, supervise=False)
+    node = Node(gateway)
     calls: list[str] = []
 
     def part(name: str, *, start_fails: bool = False, stop_fails: bool = False) -> Part:

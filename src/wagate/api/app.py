@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -33,18 +33,13 @@ from wagate.api.routes import (
 from wagate.engines.sim.app import CONTROL_MAX_BODY
 from wagate.web import STATIC_DIR
 
-__all__ = ["DEMO_SIM_PATH", "DOCS_ASSETS_PATH", "create_app"]
+__all__ = ["DEMO_SIM_PATH", "DOCS_ASSETS_PATH", "create_app", "create_worker_app"]
 
 DEMO_SIM_PATH = "/sim"
 DOCS_ASSETS_PATH = "/docs/assets"
 
 
-def create_app(node: ServedNode) -> FastAPI:
-    """The ASGI app serving ``node``: it mounts the routes, and its lifespan starts and stops the node (the gateway
-    under the node is its caller's, which closes it after the app has stopped)."""
-    settings = node.gateway.settings
-    sim = node.sim
-
+def _lifespan(node: ServedNode) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.start()
@@ -53,31 +48,44 @@ def create_app(node: ServedNode) -> FastAPI:
         finally:
             await node.stop()
 
+    return lifespan
+
+
+def _serve_node(app: FastAPI, node: ServedNode, *, sim_path: str | None) -> None:
+    """What every app of a node has: the node in its state, the body gate, the HTTP metrics, the error shape."""
+    app.state.node = node
+    app.state.gateway = node.gateway
+    app.state.metrics = metrics = HttpMetrics(node.registry)
+    api_limit = body_limit(node.gateway.settings)
+    sim_prefix = None if sim_path is None else sim_path + "/"
+    app.add_middleware(
+        BodyGate,
+        limit=lambda path: CONTROL_MAX_BODY if sim_prefix and path.startswith(sim_prefix) else api_limit,
+        needs_key=lambda path: path.startswith("/api/") or bool(sim_prefix and path.startswith(sim_prefix)),
+        identify=lambda api_key: identify(node.gateway, api_key),
+    )
+    app.middleware("http")(metrics.middleware)  # outside the gate: its refusals are counted too
+    install_error_handlers(app)
+
+
+def create_app(node: ServedNode) -> FastAPI:
+    """The ASGI app serving ``node``: it mounts the routes, and its lifespan starts and stops the node (the gateway
+    under the node is its caller's, which closes it after the app has stopped)."""
+    sim = node.sim
     # /docs from Swagger UI's files as fastapi-offline ships them, not from a CDN: the reference works offline.
     app = FastAPIOffline(
         title="wagate",
         version=__version__,
         summary="Self-hosted WhatsApp session gateway",
-        lifespan=lifespan,
+        lifespan=_lifespan(node),
         docs_url="/docs",
         redoc_url=None,
         static_url=DOCS_ASSETS_PATH,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
-    app.state.node = node
-    app.state.gateway = node.gateway
-    app.state.metrics = metrics = HttpMetrics(node.registry)
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    api_limit = body_limit(settings)
-    app.add_middleware(
-        BodyGate,
-        limit=lambda path: CONTROL_MAX_BODY if path.startswith(DEMO_SIM_PATH + "/") else api_limit,
-        needs_key=lambda path: path.startswith("/api/") or (sim is not None and path.startswith(DEMO_SIM_PATH + "/")),
-        identify=lambda api_key: identify(app.state.gateway, api_key),
-    )
-    app.middleware("http")(metrics.middleware)  # outside the gate: its refusals are counted too
-    install_error_handlers(app)
+    _serve_node(app, node, sim_path=DEMO_SIM_PATH if sim is not None else None)
     for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events, messages):
         app.include_router(module.router)
     install_openapi(app)
@@ -85,4 +93,15 @@ def create_app(node: ServedNode) -> FastAPI:
         from wagate.engines.sim.app import create_sim_app
 
         app.mount(DEMO_SIM_PATH, create_sim_app(sim, manage_lifecycle=False, access=key_access(app)))
+    return app
+
+
+def create_worker_app(node: ServedNode) -> FastAPI:
+    """The app of a worker-only process (``wagate worker``): no tenant API, only health, readiness and metrics, and
+    the requests only the worker running a session can answer (its QR code, a pairing code), which the API
+    processes forward to it with the caller's key (checked here again)."""
+    app = FastAPI(title="wagate worker", version=__version__, lifespan=_lifespan(node), openapi_url=None)
+    _serve_node(app, node, sim_path=None)
+    for module in (health, auth):
+        app.include_router(module.router)
     return app

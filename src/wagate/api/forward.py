@@ -13,7 +13,6 @@ from fastapi import Request, Response
 from wagate.domain.sessions import Session
 from wagate.errors import ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
-from wagate.supervisor.supervisor import Supervisor
 
 FORWARDED = "X-Wagate-Forwarded"  # the worker that forwarded the request; such a request is never forwarded again
 FORWARD_TIMEOUT = 20.0  # a pairing code takes the engine a round trip to WhatsApp
@@ -21,13 +20,13 @@ _PASSED = ("x-api-key", "accept", "content-type")
 _KEPT = ("content-type", "cache-control")
 
 
-async def to_owner(request: Request, gateway: Gateway, supervisor: Supervisor, session: Session) -> Response | None:
-    """The answer of the worker that runs ``session``; None when it runs here or nowhere, or when the request was
-    forwarded here already (the caller then answers as for a session that is not ready)."""
+async def to_owner(request: Request, gateway: Gateway, here: str, session: Session) -> Response | None:
+    """The answer of the worker that runs ``session``; None when it runs here (the process ``here``) or nowhere, or
+    when the request was forwarded here already (the caller then answers as for a session that is not ready)."""
     if request.headers.get(FORWARDED):
         return None
     holder = await gateway.store.workers.runs_on(session.id)
-    if holder is None or holder[0] == supervisor.owner:
+    if holder is None or holder[0] == here:
         return None
     owner, url = holder
     if url is None:
@@ -36,7 +35,7 @@ async def to_owner(request: Request, gateway: Gateway, supervisor: Supervisor, s
             code="runs_elsewhere",
         )
     headers = {name: value for name in _PASSED if (value := request.headers.get(name)) is not None}
-    headers[FORWARDED] = supervisor.owner
+    headers[FORWARDED] = here
     target = url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
         async with (

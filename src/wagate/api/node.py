@@ -39,6 +39,10 @@ class ServedNode(Protocol):
     def registry(self) -> CollectorRegistry: ...
 
     @property
+    def process(self) -> str:
+        """This process among those on the database: its supervisor's lease owner, when it runs sessions."""
+
+    @property
     def started(self) -> float:
         """When the node was made (epoch seconds): the process's uptime."""
 

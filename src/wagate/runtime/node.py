@@ -9,7 +9,9 @@ a node; its lifespan starts and stops it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,9 +21,11 @@ from wagate.api.app import DEMO_SIM_PATH
 from wagate.api.demo import refuse_in_production
 from wagate.engines.registry import EngineRegistry
 from wagate.engines.sim.server import SimServer
+from wagate.errors import StoreError
 from wagate.fanout.peers import PeerEvents
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
+from wagate.periodic import every
 from wagate.runtime.metrics import Metrics
 from wagate.supervisor.supervisor import Supervisor
 from wagate.webhooks.dispatcher import WebhookDispatcher
@@ -42,7 +46,8 @@ class Part:
 
 class Node:
     """Everything one process runs over its gateway. ``supervise`` runs the sessions and their webhook deliveries
-    here; without it the node serves what tenants want to the store only (an API-only process)."""
+    here; without it the node records what tenants want in the store and hears the workers' events for its
+    WebSocket clients (an API-only process, beside ``wagate worker`` processes)."""
 
     def __init__(self, gateway: Gateway, *, supervise: bool = True) -> None:
         settings = gateway.settings
@@ -53,6 +58,7 @@ class Node:
         self.supervisor: Supervisor | None = None
         self.dispatcher: WebhookDispatcher | None = None
         self.peers: PeerEvents | None = None
+        self._hello: asyncio.Task[None] | None = None
         if supervise:
             sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if self.sim is not None else None
             supervisor = Supervisor(gateway, EngineRegistry(settings, sim_url=sim_url))
@@ -68,6 +74,13 @@ class Node:
                 on_webhook=dispatcher.forget_endpoint,
             )
             self.supervisor, self.dispatcher = supervisor, dispatcher
+            self.process = supervisor.owner
+        else:
+            # Named as a supervisor names its leases' owner, so that a request forwarded here is never sent on.
+            self.process = f"{settings.worker_id}#api-{secrets.token_hex(4)}"
+            # The workers' events reach this process's WebSocket clients too: it listens, and says hello as often
+            # as the workers reconcile, for it holds no lease by which they would know it is there.
+            self.peers = PeerEvents(gateway.store, gateway.bus, self.process)
         self.metrics.gateway.supervisor = self.supervisor
         self.metrics.gateway.dispatcher = self.dispatcher
         self.metrics.gateway.peers = self.peers
@@ -86,6 +99,8 @@ class Node:
             parts.append(Part("peer channel", self._listen, self.peers.stop))
         if self.supervisor is not None:
             parts.append(Part("supervisor", self.supervisor.start, self.supervisor.stop))
+        elif self.peers is not None:
+            parts.append(Part("peer hello", self._start_hello, self._stop_hello))
         return parts
 
     @property
@@ -126,6 +141,11 @@ class Node:
     async def endpoint_changed(self, webhook_id: WebhookId) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.endpoint_changed(webhook_id)
+            return
+        try:  # no dispatcher here: the workers' read it again before their next delivery to it
+            await self.gateway.store.peers.tell_peers(self.process, [webhook_id])
+        except StoreError as exc:  # the change is committed; the workers' copies expire on their own
+            log.warning("could not tell the workers that webhook %s changed: %s", webhook_id, exc)
 
     async def _observe_store(self) -> None:
         self.gateway.store.set_observer(self.metrics.observe_store)
@@ -136,3 +156,16 @@ class Node:
     async def _listen(self) -> None:
         if self.peers is not None:
             self.peers.start()
+
+    async def _start_hello(self) -> None:
+        pause = self.gateway.settings.reconcile_interval
+        self._hello = asyncio.create_task(every(pause, self._say_hello, what="peer hello"), name="peer-hello")
+
+    async def _stop_hello(self) -> None:
+        if self._hello is not None:
+            self._hello.cancel()
+            await asyncio.gather(self._hello, return_exceptions=True)
+            self._hello = None
+
+    async def _say_hello(self) -> None:
+        await self.gateway.store.peers.tell_peers(self.process)

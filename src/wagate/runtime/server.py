@@ -82,7 +82,7 @@ def lock_data_dir(path: Path) -> bool:
     return True
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, port_setting: str = "WAGATE_PORT") -> socket.socket:
     """The server's listening socket, taken before anything else starts: a port in use ends start-up before the
     database is opened or an admin key made (one made then would be shown for a server that never ran)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
@@ -96,9 +96,9 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
                 f"cannot listen on {host}:{port}: the port is in use; stop what holds it or choose another port"
-                " (WAGATE_PORT, --port)"
+                f" ({port_setting}, --port)"
             ) from None
-        raise ConfigError(f"cannot listen on {host}:{port} (WAGATE_HOST, WAGATE_PORT): {exc.strerror}") from None
+        raise ConfigError(f"cannot listen on {host}:{port} (WAGATE_HOST, {port_setting}): {exc.strerror}") from None
     return sock
 
 
@@ -116,27 +116,32 @@ def _config(app: ASGIApp) -> uvicorn.Config:
     )
 
 
-def run_server(settings: Settings, keyring: Keyring, sock: socket.socket) -> bool:
+def run_server(settings: Settings, keyring: Keyring, sock: socket.socket, *, worker: bool = False) -> bool:
     """Open the gateway, then serve it on ``sock`` until SIGTERM/SIGINT; False if the app could not start.
+    ``worker``: a worker-only process (sessions and deliveries, health and metrics, no tenant API).
 
     A database that cannot be opened raises (ConfigError, StoreUnavailable) before anything is served."""
     with sock, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(settings, keyring, sock))
+        return runner.run(_serve(settings, keyring, sock, worker=worker))
 
 
-async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket) -> bool:
+async def _serve(settings: Settings, keyring: Keyring, sock: socket.socket, *, worker: bool) -> bool:
     # Here, not at the top: the simulator's process uses this module too, and needs none of the gateway.
-    from wagate.api.app import create_app
+    from wagate.api.app import create_app, create_worker_app
     from wagate.gateway import Gateway
     from wagate.runtime.node import Node
     from wagate.services.accounts import announce_admin_key, bootstrap_admin
 
     gateway = await Gateway.open(settings, keyring=keyring)
     try:
-        secret = await bootstrap_admin(gateway.store, settings)
-        if secret is not None:
-            announce_admin_key(secret)  # the port is held and the store open: this start will serve it
-        server = GatewayServer(_config(create_app(Node(gateway))))
+        if worker:
+            app = create_worker_app(Node(gateway))
+        else:
+            secret = await bootstrap_admin(gateway.store, settings)
+            if secret is not None:
+                announce_admin_key(secret)  # the port is held and the store open: this start will serve it
+            app = create_app(Node(gateway, supervise=settings.supervise))
+        server = GatewayServer(_config(app))
         tune_gc()
         await server.serve(sockets=[sock])
         return server.started

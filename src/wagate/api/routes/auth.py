@@ -10,7 +10,7 @@ import segno
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
+from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep, get_node
 from wagate.api.forward import to_owner
 from wagate.api.routes.sessions import find_session, require_supervisor
 from wagate.api.schemas import error_answers
@@ -80,11 +80,11 @@ async def get_qr(
     session = await find_session(gateway, tenant_id, name)
     if session.status is not Status.SCAN_QR_CODE:
         raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
-    running = require_supervisor(supervisor)
-    qr = running.qr(session.id)
+    qr = supervisor.qr(session.id) if supervisor is not None else None
     if qr is None:
-        if (forwarded := await to_owner(request, gateway, running, session)) is not None:
+        if (forwarded := await to_owner(request, gateway, get_node(request).process, session)) is not None:
             return forwarded
+        require_supervisor(supervisor)
         raise Unprocessable("no QR code is showing right now; try again in a moment", code="qr_not_ready")
     if format == "raw":
         return {"value": qr.code}
@@ -111,11 +111,12 @@ async def request_code(
     session = await find_session(gateway, tenant_id, name)
     if session.status is not Status.SCAN_QR_CODE:
         raise Unprocessable(f"the session is {session.status.value}, not SCAN_QR_CODE", code="not_scanning")
+    here = supervisor is not None and supervisor.runs(session.id)
+    if not here and (forwarded := await to_owner(request, gateway, get_node(request).process, session)) is not None:
+        return forwarded
     running = require_supervisor(supervisor)
     try:
         code = await running.request_pairing_code(session.id, body.phone_number)
     except EngineUnavailable as exc:
-        if not running.runs(session.id) and (forwarded := await to_owner(request, gateway, running, session)):
-            return forwarded
         raise Unprocessable(str(exc), code="pairing_unavailable") from None
     return {"code": code}
