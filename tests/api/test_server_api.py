@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
@@ -10,6 +12,7 @@ from tests.support.api import ADMIN, assert_error, make_tenant
 from tests.support.procs import free_port
 from tests.support.services import REDIS_URL, require_redis
 from wagate.api.app import create_app
+from wagate.domain.sessions import Status, StatusChange
 from wagate.gateway import Gateway
 from wagate.runtime.node import Node
 
@@ -61,3 +64,40 @@ async def test_status_says_when_redis_is_unreachable(gateway: Gateway) -> None:
     body = await status_with(gateway, f"redis://127.0.0.1:{free_port()}/0")
     assert body["redis"] == {"configured": True, "reachable": False, "error": "ConnectionError"}
     assert "127.0.0.1" not in str(body)  # the URL (which may hold a password) is not echoed
+
+
+async def test_status_counts_sessions_as_they_are_not_as_stale_rows_say(client: AsyncClient, gateway: Gateway) -> None:
+    """A row that says WORKING for a worker whose lease lapsed counts as STARTING, as the sessions routes show it."""
+    key = await make_tenant(client, "a")
+    for name in ("gone", "alive"):
+        assert (await client.post("/api/sessions", json={"name": name}, headers=key)).status_code == 201
+    store = gateway.store
+    (tenant,) = await store.tenants.list_all()
+    by_name = {s.name: s for s in await store.sessions.list_sessions(tenant.id)}
+    for name, owner, ttl in (("gone", "dead#1", 2.0), ("alive", "alive#1", 60.0)):
+        lease = await store.leases.acquire(by_name[name].id, owner, ttl=ttl)
+        assert lease is not None
+        change = StatusChange(tenant.id, by_name[name].id, owner, lease.epoch, Status.WORKING)
+        assert await store.sessions.set_status_many([change]) != [None]
+
+    async def sessions() -> object:
+        response = await client.get("/api/server/status", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        return response.json()["sessions"]
+
+    assert await sessions() == {
+        "total": 2,
+        "by_status": {"WORKING": 2},
+        "should_run": 2,
+        "healthy_percent": 100.0,
+    }
+    await asyncio.sleep(2.1)  # no renewal: the first lease lapses, its row still says WORKING
+    assert await store.sessions.count_by_status_all_tenants() == {("WORKING", "running"): 2}
+    assert await sessions() == {
+        "total": 2,
+        "by_status": {"WORKING": 1, "STARTING": 1},
+        "should_run": 2,
+        "healthy_percent": 50.0,
+    }
+    listed = (await client.get("/api/sessions", headers=key)).json()
+    assert sorted((s["name"], s["status"]) for s in listed) == [("alive", "WORKING"), ("gone", "STARTING")]

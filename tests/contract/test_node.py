@@ -28,6 +28,7 @@ async def test_parts_start_in_their_order_and_stop_in_reverse(gateway: Gateway) 
     assert not Node(gateway, supervise=False).running
     assert tuple(part.name for part in Node(gateway, supervise=False).parts) == API_ONLY
 
+    assert node.supervisor is None  # not before it runs: the API acts on none that has not started
     await node.start()
     try:
         assert node.running == EVERY_PART
@@ -39,6 +40,7 @@ async def test_parts_start_in_their_order_and_stop_in_reverse(gateway: Gateway) 
     finally:
         await node.stop()
     assert not node.running
+    assert node.supervisor is None
     seen = store_operations(node)
     await gateway.store.tenants.list_all()
     assert store_operations(node) == seen  # a stopped node's metrics hear nothing more

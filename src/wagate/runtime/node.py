@@ -55,7 +55,7 @@ class Node:
         self.gateway = gateway
         self.metrics = Metrics()
         self.sim = SimServer(state_path=settings.data_dir / "sim-state.json") if settings.demo else None
-        self.supervisor: Supervisor | None = None
+        self._supervisor: Supervisor | None = None
         self.dispatcher: WebhookDispatcher | None = None
         self.peers: PeerEvents | None = None
         self._hello: asyncio.Task[None] | None = None
@@ -73,7 +73,7 @@ class Node:
                 on_peer=supervisor.peer_heard,
                 on_webhook=dispatcher.forget_endpoint,
             )
-            self.supervisor, self.dispatcher = supervisor, dispatcher
+            self._supervisor, self.dispatcher = supervisor, dispatcher
             self.process = supervisor.owner
         else:
             # Named as a supervisor names its leases' owner, so that a request forwarded here is never sent on.
@@ -81,7 +81,7 @@ class Node:
             # The workers' events reach this process's WebSocket clients too: it listens, and says hello as often
             # as the workers reconcile, for it holds no lease by which they would know it is there.
             self.peers = PeerEvents(gateway.store, gateway.bus, self.process)
-        self.metrics.gateway.supervisor = self.supervisor
+        self.metrics.gateway.supervisor = self._supervisor
         self.metrics.gateway.dispatcher = self.dispatcher
         self.metrics.gateway.peers = self.peers
         self.parts: tuple[Part, ...] = tuple(self._declare())
@@ -97,11 +97,16 @@ class Node:
             parts.append(Part("webhook dispatcher", self.dispatcher.start, self.dispatcher.stop))
         if self.peers is not None:
             parts.append(Part("peer channel", self._listen, self.peers.stop))
-        if self.supervisor is not None:
-            parts.append(Part("supervisor", self.supervisor.start, self.supervisor.stop))
+        if self._supervisor is not None:
+            parts.append(Part("supervisor", self._supervisor.start, self._supervisor.stop))
         elif self.peers is not None:
             parts.append(Part("peer hello", self._start_hello, self._stop_hello))
         return parts
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The supervisor while it runs: the API acts on no supervisor that has not started or has stopped."""
+        return self._supervisor if any(part.name == "supervisor" for part in self._running) else None
 
     @property
     def registry(self) -> CollectorRegistry:

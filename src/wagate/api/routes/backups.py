@@ -11,12 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
-from wagate.api.routes.sessions import find_session, require_supervisor
+from wagate.api.deps import GatewayDep, TenantDep
+from wagate.api.routes.sessions import SessionsDep, find_session
 from wagate.api.schemas import SessionOut, error_answers
 from wagate.domain.backups import Backup
-from wagate.engines.base import EngineUnavailable
-from wagate.errors import Conflict, NotFound
 from wagate.ids import BACKUP_ID_PATTERN, BackupId
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 404, 503))
@@ -47,15 +45,8 @@ class Restored(BaseModel):
     summary="Back up and wipe a corrupted session; a running one shows a new QR code",
     responses=error_answers(409),
 )
-async def reset_session(
-    name: SessionName, gateway: GatewayDep, supervisor: SupervisorDep, tenant_id: TenantDep
-) -> SessionOut:
-    session = await find_session(gateway, tenant_id, name)
-    try:
-        await require_supervisor(supervisor).reset(session)
-    except EngineUnavailable as exc:
-        raise Conflict(str(exc), code="not_here") from None
-    return SessionOut.of(await find_session(gateway, tenant_id, name))
+async def reset_session(name: SessionName, sessions: SessionsDep, tenant_id: TenantDep) -> SessionOut:
+    return SessionOut.of(await sessions.reset(tenant_id, name))
 
 
 @router.get("/{name}/backups", summary="The session's sealed backups, newest first")
@@ -72,15 +63,8 @@ async def list_backups(name: SessionName, gateway: GatewayDep, tenant_id: Tenant
 async def restore_backup(
     name: SessionName,
     backup_id: Annotated[str, Path(pattern=BACKUP_ID_PATTERN, description="the backup's id")],
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
+    sessions: SessionsDep,
     tenant_id: TenantDep,
 ) -> Restored:
-    session = await find_session(gateway, tenant_id, name)
-    try:
-        count = await require_supervisor(supervisor).restore(session, BackupId(backup_id))
-    except LookupError:
-        raise NotFound(f"no backup {backup_id!r} of this session", code="backup_not_found") from None
-    except EngineUnavailable as exc:
-        raise Conflict(str(exc), code="session_running") from None
-    return Restored(restored=count, session=SessionOut.of(await find_session(gateway, tenant_id, name)))
+    count, session = await sessions.restore(tenant_id, name, BackupId(backup_id))
+    return Restored(restored=count, session=SessionOut.of(session))

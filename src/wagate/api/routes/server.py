@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from wagate.api.schemas import error_answers
 from wagate.config import Settings
 from wagate.domain.sessions import Desired, Status
 from wagate.errors import StoreError
+from wagate.services.sessions import SessionService
 
 router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
 
@@ -59,15 +61,16 @@ async def server_status(request: Request, gateway: GatewayDep, _admin: AdminDep)
             "reachable": True,
             "latency_ms": round(latency * 1000, 2),
         }
-        counts = await gateway.store.sessions.count_by_status_all_tenants()
+        # As the sessions are, not as their rows last said: a row that speaks for a dead worker is not WORKING.
+        counts = await SessionService(gateway, node.supervisor, actor="api").count_by_status()
     except StoreError as exc:
         store = {"backend": gateway.store.backend, "reachable": False, "error": type(exc).__name__}
-        counts = {}
-    wanted = sum(n for (_, desired), n in counts.items() if desired == Desired.RUNNING.value)
-    working = sum(n for (status, desired), n in counts.items() if status == Status.WORKING.value)
+        counts = Counter()
+    wanted = sum(n for (_, desired), n in counts.items() if desired is Desired.RUNNING)
+    working = sum(n for (status, _), n in counts.items() if status is Status.WORKING)
     by_status: dict[str, int] = {}
     for (status, _), n in counts.items():
-        by_status[status] = by_status.get(status, 0) + n
+        by_status[status.value] = by_status.get(status.value, 0) + n
     uptime = time.time() - node.started
     cpu = time.process_time()
     supervisor = node.supervisor
