@@ -8,12 +8,14 @@ from wagate.cli import serve as serve  # its commands: serve, worker, sim-server
 from wagate.cli.backup import backup_app
 from wagate.cli.base import app
 from wagate.cli.keys import admin_app, keys_app
+from wagate.cli.sessions import sessions_app
 from wagate.cli.tenants import tenants_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(sessions_app, name="sessions")
 app.add_typer(backup_app, name="backup")
 app.add_typer(admin_app, name="admin-key")
 
