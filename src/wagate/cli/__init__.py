@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from wagate.cli import doctor as doctor  # its command: doctor
 from wagate.cli import serve as serve  # its commands: serve, worker, sim-server, version
 from wagate.cli.backup import backup_app
 from wagate.cli.base import app
