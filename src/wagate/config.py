@@ -265,7 +265,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None,
         description="Redis, e.g. redis://127.0.0.1:6379/0; nothing uses it yet but the server status, which reports"
-        " whether it is reachable",
+        " whether it is reachable; needs the redis extra (pip install 'wagate[redis]')",
     )
     smtp_host: str | None = Field(None, description="SMTP server for operator notifications; none: no email")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")

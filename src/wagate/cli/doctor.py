@@ -144,6 +144,23 @@ def check_engines(settings: Settings, in_use: frozenset[str]) -> list[Check]:
     return checks
 
 
+async def check_redis(settings: Settings) -> list[Check]:
+    """Only when it is configured: its client is installed, and it answers."""
+    from wagate.net.redis import redis_status, require_redis_client
+
+    if settings.redis_url is None:
+        return []
+    try:
+        require_redis_client(settings)
+    except ConfigError:
+        found = "WAGATE_REDIS_URL is set but the Redis client is not installed"
+        return [_fail("redis", found, "pip install 'wagate[redis]', or unset WAGATE_REDIS_URL")]
+    status = await redis_status(settings)
+    if status["reachable"]:
+        return [_ok("redis", f"answers in {status['latency_ms']} ms")]
+    return [Check("redis", Outcome.WARN, f"does not answer ({status['error']})", "only the server status uses it")]
+
+
 def diagnose() -> list[Check]:
     try:
         settings = Settings()
@@ -157,6 +174,7 @@ def diagnose() -> list[Check]:
     database, engines = asyncio.run(check_database(settings, keyring))
     checks += database
     checks += check_engines(settings, engines)
+    checks += asyncio.run(check_redis(settings))
     return checks
 
 

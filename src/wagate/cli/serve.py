@@ -13,6 +13,7 @@ from wagate.cli.base import app, check_database_url, database_failed, fail, sett
 from wagate.config import Settings
 from wagate.errors import ConfigError, StoreUnavailable
 from wagate.logs import LogFormat
+from wagate.net.redis import require_redis_client
 
 __all__ = ["run_process", "serve", "sim_server", "version", "worker"]
 
@@ -96,6 +97,10 @@ def run_process(settings: Settings, port: int, *, worker: bool = False) -> None:
     from wagate.logs import configure_logging
     from wagate.runtime.server import bind, lock_data_dir, prepare_data_dir, run_server
 
+    try:
+        require_redis_client(settings)
+    except ConfigError as exc:
+        fail(str(exc))
     configure_logging(settings.log_level, settings.log_format)
     try:
         prepare_data_dir(settings.data_dir)

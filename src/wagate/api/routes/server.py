@@ -15,9 +15,9 @@ from wagate import __version__
 from wagate.api.deps import AdminDep, GatewayDep, get_node
 from wagate.api.metrics import HttpMetrics
 from wagate.api.schemas import error_answers
-from wagate.config import Settings
 from wagate.domain.sessions import Desired, Status
 from wagate.errors import StoreError
+from wagate.net.redis import redis_status
 from wagate.services.sessions import SessionService
 
 router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
@@ -31,23 +31,6 @@ def rss_bytes() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the peak, where /proc is missing
-
-
-async def redis_status(settings: Settings) -> dict[str, Any]:
-    if settings.redis_url is None:
-        return {"configured": False}
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    client = aioredis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2)
-    started = time.perf_counter()
-    try:
-        await client.ping()
-        return {"configured": True, "reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-    except (RedisError, OSError) as exc:
-        return {"configured": True, "reachable": False, "error": type(exc).__name__}
-    finally:
-        await client.aclose()
 
 
 @router.get("/status", summary="Store and Redis reachability, sessions, resources, errors, uptime, version")
