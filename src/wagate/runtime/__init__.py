@@ -1,1 +1,1 @@
-"""The process: its HTTP server, its metrics, and (soon) the node that builds, starts and stops everything."""
+"""The process: the node that builds, starts and stops its parts, its HTTP server, and its metrics."""
