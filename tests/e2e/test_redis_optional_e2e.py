@@ -70,6 +70,7 @@ def test_a_redis_url_without_the_client_stops_the_start_in_one_line(
     assert not (tmp_path / "data").exists()  # nothing was started
 
 
+@pytest.mark.services
 def test_doctor_names_the_missing_client_and_checks_a_configured_redis(without_redis: dict[str, str]) -> None:
     missing = wagate({**without_redis, "WAGATE_REDIS_URL": REDIS_URL}, "doctor")
     assert missing.returncode == 1
