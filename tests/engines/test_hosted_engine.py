@@ -283,13 +283,14 @@ async def test_a_connect_cut_off_by_its_timeout_is_cancelled_inside_the_host(
 ) -> None:
     """The runner's connect timeout cancels the call in the host too (nothing of the attempt stays there), and the
     next attempt connects."""
-    supervisor = hosted(gateway, supervisors, sim.url, connect_timeout=0.5)
+    # The timeout bounds a host's start too: 4 s lets one start on a busy machine, and the fault outlasts it.
+    supervisor = hosted(gateway, supervisors, sim.url, connect_timeout=4.0)
     session = await new_session(gateway, "a")
     await supervisor.start()
     await link(gateway, sim, supervisor, session, "+15550001")
-    await sim.post("/devices/+15550001/faults", {"kind": "slow", "delay": 3, "duration": 2})
+    await sim.post("/devices/+15550001/faults", {"kind": "slow", "delay": 6, "duration": 4})
     await sim.post("/devices/+15550001/faults", {"kind": "drop"})
-    await eventually(lambda: _note_has(gateway, session, "timed out"), "a connect to time out", timeout=5)
+    await eventually(lambda: _note_has(gateway, session, "timed out"), "a connect to time out", timeout=15)
     host = pool_of(supervisor).hosts[0]
     await status_of(gateway, session, Status.WORKING)
     assert (await host.stats())["connections"] == 1  # the live one: nothing left of the attempts cut off
