@@ -346,6 +346,7 @@ def test_a_database_that_cannot_be_opened_is_told_in_one_line(tmp_path: Path, ur
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.services
 def test_a_database_that_does_not_exist_is_named(tmp_path: Path) -> None:
     require_postgres()
     url = PG_DSN.rsplit("/", 1)[0] + "/no_such_database_here"
