@@ -36,8 +36,12 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# Every test, in parallel (pytest-xdist): each uses its own ports, files and PostgreSQL schema. More workers than
+# cores, as most end-to-end tests wait on their processes; `worksteal` hands the tail of a worker's queue to an idle
+# one, so a few long tests do not leave the others waiting.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test: lint typecheck docs pytest
 
