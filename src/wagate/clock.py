@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+__all__ = ["Clock", "system_clock"]
+
 Clock = Callable[[], float]
 """Returns the current time in seconds since the epoch."""
 

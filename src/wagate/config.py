@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wagate.logs import LOG_LEVELS, LogFormat
 
+__all__ = ["ENGINE_NAMES", "ENV_PREFIX", "MIN_PRODUCTION_ADMIN_KEY", "Mode", "Settings", "describe_invalid", "env_name"]
+
 ENV_PREFIX = "WAGATE_"
 MIN_PRODUCTION_ADMIN_KEY = 32  # characters: a key typed by a person is short; one of 32 random characters is not
 

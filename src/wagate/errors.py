@@ -33,6 +33,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+__all__ = [
+    "AlreadyExists",
+    "ApiError",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "CryptoError",
+    "DamagedKey",
+    "DamagedRecord",
+    "Forbidden",
+    "IdempotencyConflict",
+    "LeaseLost",
+    "NotFound",
+    "QueueFull",
+    "QuotaExceeded",
+    "ServiceUnavailable",
+    "StorageFull",
+    "StoreError",
+    "StoreUnavailable",
+    "Unauthorized",
+    "UnknownKeyError",
+    "Unprocessable",
+    "WagateError",
+]
+
 
 class WagateError(Exception):
     """Root of every error wagate raises on purpose."""

@@ -18,6 +18,8 @@ from wagate.store.base import Store
 from wagate.store.bodies import BodySealer
 from wagate.store.vault import Vaults
 
+__all__ = ["Gateway"]
+
 log = logging.getLogger("wagate")
 
 

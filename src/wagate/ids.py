@@ -14,6 +14,29 @@ from ulid import ULID
 
 from wagate.crypto.entropy import public_random
 
+__all__ = [
+    "API_KEY_ID_PATTERN",
+    "BACKUP_ID_PATTERN",
+    "EVENT_ID_PATTERN",
+    "TENANT_ID_PATTERN",
+    "ULID_PATTERN",
+    "WEBHOOK_ID_PATTERN",
+    "ApiKeyId",
+    "BackupId",
+    "EventId",
+    "SessionId",
+    "TenantId",
+    "WebhookId",
+    "encode_ulid",
+    "id_pattern",
+    "new_api_key_id",
+    "new_backup_id",
+    "new_event_id",
+    "new_session_id",
+    "new_tenant_id",
+    "new_webhook_id",
+]
+
 TenantId = NewType("TenantId", str)
 SessionId = NewType("SessionId", str)
 ApiKeyId = NewType("ApiKeyId", str)

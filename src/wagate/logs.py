@@ -12,6 +12,18 @@ import time
 from contextvars import ContextVar
 from enum import StrEnum
 
+__all__ = [
+    "LOG_LEVELS",
+    "ContextFilter",
+    "JsonFormatter",
+    "LogFormat",
+    "QuietWebSockets",
+    "TextFormatter",
+    "configure_logging",
+    "session_var",
+    "tenant_var",
+]
+
 
 class LogFormat(StrEnum):
     TEXT = "text"

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 
 from wagate.errors import StoreUnavailable
 
+__all__ = ["every", "once", "to_end"]
+
 log = logging.getLogger("wagate")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+__all__ = ["GC_THRESHOLD", "tune_gc"]
+
 GC_THRESHOLD = (70_000, 20, 20)
 
 

@@ -24,6 +24,21 @@ from fastapi import Query
 
 from wagate.errors import Unprocessable
 
+__all__ = [
+    "ID_CURSOR",
+    "SEQ_CURSOR",
+    "TIME_ID_CURSOR",
+    "IdCursor",
+    "SeqCursor",
+    "TimeIdCursor",
+    "cursor_query",
+    "next_cursor",
+    "read_id",
+    "read_seq",
+    "read_time_id",
+    "time_id_cursor",
+]
+
 SEQ_CURSOR = r"^[0-9]{1,18}$"
 ID_CURSOR = r"^[^\x00]{1,500}$"
 # A time as Python's repr writes it (at most 17 digits each side of the point, a two-digit exponent: always finite).

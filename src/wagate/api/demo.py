@@ -18,6 +18,8 @@ from wagate.engines.sim.app import Access
 from wagate.engines.sim.server import SimError
 from wagate.errors import ConfigError, Unauthorized
 
+__all__ = ["DEMO_IN_PRODUCTION", "key_access", "refuse_in_production"]
+
 DEMO_IN_PRODUCTION = "--demo runs a fake WhatsApp for trying wagate out; it is refused with WAGATE_ENV=production"
 
 

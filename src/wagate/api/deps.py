@@ -16,6 +16,22 @@ from wagate.ids import TenantId
 from wagate.services.accounts import authenticate
 from wagate.supervisor.supervisor import Supervisor
 
+__all__ = [
+    "AdminDep",
+    "GatewayDep",
+    "PrincipalDep",
+    "SupervisorDep",
+    "TenantDep",
+    "api_key_header",
+    "get_gateway",
+    "get_node",
+    "get_principal",
+    "get_supervisor",
+    "get_tenant_id",
+    "identify",
+    "require_admin",
+]
+
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="API key of a tenant or the admin")
 
 

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wagate.errors import ApiError, StoreUnavailable, WagateError
 
+__all__ = ["STORE_RETRY_AFTER", "CatchAll", "error_response", "install_error_handlers", "unavailable_response"]
+
 log = logging.getLogger("wagate.api")
 STORE_RETRY_AFTER = 5  # seconds a client is asked to wait after a 503 for the store
 

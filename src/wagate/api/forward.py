@@ -14,6 +14,8 @@ from wagate.domain.sessions import Session
 from wagate.errors import ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
 
+__all__ = ["FORWARDED", "FORWARD_TIMEOUT", "to_owner"]
+
 FORWARDED = "X-Wagate-Forwarded"  # the worker that forwarded the request; such a request is never forwarded again
 FORWARD_TIMEOUT = 20.0  # a pairing code takes the engine a round trip to WhatsApp
 _PASSED = ("x-api-key", "accept", "content-type")

@@ -28,6 +28,8 @@ from wagate.config import Settings
 from wagate.domain.tenants import Principal
 from wagate.errors import ApiError, StoreUnavailable
 
+__all__ = ["BODY_SLACK", "CLOSE", "PRINCIPAL", "BodyGate", "BodyTooLarge", "Identify", "body_limit"]
+
 log = logging.getLogger("wagate.api")
 
 BODY_SLACK = 64 * 1024  # a message's other fields beside its base64 media (caption, chat id, mentions...)

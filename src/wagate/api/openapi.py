@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+__all__ = ["install_openapi"]
+
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 _ERROR = {"$ref": "#/components/schemas/ErrorOut"}
 _INVALID = "the request is malformed or cannot be done as asked"

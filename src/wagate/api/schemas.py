@@ -12,6 +12,32 @@ from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
 from wagate.ids import TENANT_ID_PATTERN
 
+__all__ = [
+    "EMAIL_DOC",
+    "HTTP_URL",
+    "NUL_CHECK",
+    "NUL_FREE",
+    "SQL_INT_MAX",
+    "ErrorDetail",
+    "ErrorOut",
+    "HistoryOut",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyOut",
+    "NulFree",
+    "SessionConfig",
+    "SessionCreate",
+    "SessionOut",
+    "SessionUpdate",
+    "TenantCreate",
+    "TenantCreated",
+    "TenantOut",
+    "TenantUpdate",
+    "any_case",
+    "error_answers",
+    "refuse_nul",
+]
+
 SQL_INT_MAX = 2**63 - 1  # the largest BIGINT: a number past it cannot even be looked up
 NUL_FREE = r"^[^\x00]*$"
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import threading
 
+__all__ = ["BLOCK", "public_random"]
+
 BLOCK = 4096
 
 

@@ -16,6 +16,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wagate.crypto.entropy import public_random
 from wagate.errors import CryptoError
 
+__all__ = [
+    "FORMAT_VERSION",
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "associated_data",
+    "forget",
+    "new_key",
+    "open_sealed",
+    "record_aad",
+    "seal",
+]
+
 FORMAT_VERSION = 1
 NONCE_SIZE = 12
 KEY_SIZE = 32

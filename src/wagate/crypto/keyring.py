@@ -20,6 +20,17 @@ from wagate.config import Settings
 from wagate.crypto.envelope import KEY_SIZE, associated_data, new_key, open_sealed, seal
 from wagate.errors import ConfigError, UnknownKeyError
 
+__all__ = [
+    "DEV_KEY_FILE",
+    "HOW_TO_MAKE_A_KEY",
+    "KEY_ID_PATTERN",
+    "Keyring",
+    "WrappedKey",
+    "generate_key_spec",
+    "load_keyring",
+    "parse_keys",
+]
+
 log = logging.getLogger("wagate.crypto")
 
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")

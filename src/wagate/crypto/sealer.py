@@ -9,6 +9,8 @@ from __future__ import annotations
 from wagate.crypto.envelope import associated_data
 from wagate.crypto.keyring import Keyring
 
+__all__ = ["KeyringSealer"]
+
 
 class KeyringSealer:
     def __init__(self, keyring: Keyring) -> None:

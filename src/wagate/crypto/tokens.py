@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import secrets
 
+__all__ = ["API_KEY_PREFIX", "DISPLAY_PREFIX_LEN", "display_prefix", "hash_api_key", "new_api_key", "same_key"]
+
 API_KEY_PREFIX = "wag_"
 DISPLAY_PREFIX_LEN = 12
 

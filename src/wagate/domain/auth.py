@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from wagate.ids import SessionId, TenantId
 
+__all__ = ["AuthWrite", "SealedRecord"]
+
 
 @dataclass(frozen=True, slots=True)
 class SealedRecord:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from wagate.ids import BackupId, SessionId, TenantId
 
+__all__ = ["Backup"]
+
 
 @dataclass(frozen=True, slots=True)
 class Backup:

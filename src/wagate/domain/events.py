@@ -15,6 +15,20 @@ from typing import Any
 from wagate.domain.webhooks import Outgoing
 from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId, new_event_id
 
+__all__ = [
+    "ALL_TYPES",
+    "AnnounceListener",
+    "Announced",
+    "CommitListener",
+    "Committed",
+    "Event",
+    "EventFilter",
+    "EventType",
+    "expand_types",
+    "parse_types",
+    "type_choices",
+]
+
 
 class EventType(StrEnum):
     SESSION_STATUS = "session.status"

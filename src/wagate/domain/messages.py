@@ -18,6 +18,27 @@ from wagate.domain.auth import AuthWrite
 from wagate.domain.events import Event
 from wagate.ids import SessionId, TenantId
 
+__all__ = [
+    "CHAT_ID_PATTERN",
+    "QUEUED",
+    "Append",
+    "Chat",
+    "Contact",
+    "Group",
+    "InboundMessage",
+    "Message",
+    "MessageKind",
+    "MessageStatus",
+    "NewOutbound",
+    "StatusUpdate",
+    "is_group",
+    "kind_of",
+    "moves",
+    "new_message_id",
+    "normal_chat_id",
+    "reported",
+]
+
 
 class MessageStatus(StrEnum):
     RECEIVED = "received"  # inbound

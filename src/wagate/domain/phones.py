@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["PHONE", "phone_digits", "user_jid"]
+
 PHONE = re.compile(r"^\+?[1-9][0-9]{5,14}$")
 
 

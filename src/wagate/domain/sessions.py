@@ -10,6 +10,23 @@ from typing import Any
 from wagate.domain.events import Event
 from wagate.ids import SessionId, TenantId
 
+__all__ = [
+    "NAME_PATTERN",
+    "UNOWNED_NOTE",
+    "Desired",
+    "HistoryEntry",
+    "HistoryKind",
+    "Lease",
+    "NewSession",
+    "Quotas",
+    "Reason",
+    "Session",
+    "Status",
+    "StatusChange",
+    "as_seen",
+    "valid_session_name",
+]
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

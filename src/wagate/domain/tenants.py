@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from wagate.ids import ApiKeyId, TenantId
 
+__all__ = ["ApiKey", "Principal", "Role", "Tenant"]
+
 
 class Role(StrEnum):
     ADMIN = "admin"

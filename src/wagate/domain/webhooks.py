@@ -16,6 +16,24 @@ from typing import Any
 
 from wagate.ids import EventId, SessionId, TenantId, WebhookId
 
+__all__ = [
+    "HEADER_NAME",
+    "HEADER_VALUE",
+    "MAX_HEADERS",
+    "MAX_NAME",
+    "MAX_TOTAL",
+    "MAX_VALUE",
+    "RESERVED",
+    "Delivery",
+    "DeliveryState",
+    "Endpoint",
+    "Headers",
+    "Outgoing",
+    "Webhook",
+    "WebhookChange",
+    "custom_headers",
+]
+
 Headers = tuple[tuple[str, str], ...]  # (lower-case name, value), sorted by name
 
 MAX_HEADERS = 20

@@ -24,6 +24,39 @@ from wagate.ids import SessionId, TenantId
 if TYPE_CHECKING:  # the store's module brings the settings and pydantic, which an engine host has no use for
     from wagate.store.contracts.auth import AuthState
 
+__all__ = [
+    "BatchSink",
+    "Connected",
+    "Connection",
+    "ContactStateDamaged",
+    "ContactsUpdated",
+    "DecryptFailed",
+    "DeviceStateDamaged",
+    "Disconnected",
+    "Engine",
+    "EngineConnectError",
+    "EngineContext",
+    "EngineEvent",
+    "EngineNotice",
+    "EngineUnavailable",
+    "EventSink",
+    "GroupsUpdated",
+    "LoggedOut",
+    "Me",
+    "MessageAck",
+    "MessageReceived",
+    "OutgoingMessage",
+    "Paired",
+    "PairingCode",
+    "QrCode",
+    "Reconnecting",
+    "Replaced",
+    "SendRejected",
+    "SentMessage",
+    "StateChanges",
+    "TemporarilyBanned",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Me:

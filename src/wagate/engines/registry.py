@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from wagate.engines.host.engine import HostedEngine
     from wagate.engines.host.pool import HostPool
 
+__all__ = ["EngineRegistry", "build_engine", "engine_names", "engine_options"]
+
 
 def engine_names() -> tuple[str, ...]:
     return ENGINE_NAMES

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from wagate.domain.events import Committed, Event, EventFilter
 from wagate.ids import ApiKeyId, TenantId
 
+__all__ = ["HARD_LIMIT_FACTOR", "REVOKED_MEMORY", "LocalBus", "Revoked", "SlowConsumer", "Subscription"]
+
 HARD_LIMIT_FACTOR = 10
 REVOKED_MEMORY = 60.0  # seconds a revocation is remembered for those who authenticated just before it
 

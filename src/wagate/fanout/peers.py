@@ -31,6 +31,8 @@ from wagate.fanout.bus import LocalBus
 from wagate.ids import WebhookId
 from wagate.store.base import Store
 
+__all__ = ["ALIVE_CHECK", "RECHECK_INTERVAL", "RELISTEN_PAUSE", "PeerEvents"]
+
 log = logging.getLogger("wagate.events")
 
 RELISTEN_PAUSE = 2.0  # seconds before listening again after the connection was lost

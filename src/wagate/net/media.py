@@ -28,6 +28,17 @@ from wagate.errors import QuotaExceeded, Unprocessable
 from wagate.ids import TenantId
 from wagate.net.ssrf import BlockedAddress, check_url, connector_options
 
+__all__ = [
+    "MAX_REDIRECTS",
+    "Media",
+    "MediaBusy",
+    "MediaError",
+    "MediaFetcher",
+    "TenantFetches",
+    "decode_base64",
+    "guess_mimetype",
+]
+
 MAX_REDIRECTS = 3
 
 

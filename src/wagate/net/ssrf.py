@@ -20,6 +20,17 @@ from aiohttp.resolver import ThreadedResolver
 
 from wagate.errors import WagateError
 
+__all__ = [
+    "BlockedAddress",
+    "GuardedResolver",
+    "IPAddress",
+    "check_url",
+    "connector_options",
+    "literal_address",
+    "refusal",
+    "refused",
+]
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -24,6 +24,16 @@ from wagate.crypto.keyring import Keyring
 from wagate.errors import ConfigError
 from wagate.tuning import tune_gc
 
+__all__ = [
+    "BACKLOG",
+    "GRACEFUL_SHUTDOWN_SECONDS",
+    "GatewayServer",
+    "bind",
+    "lock_data_dir",
+    "prepare_data_dir",
+    "run_server",
+]
+
 log = logging.getLogger("wagate.server")
 
 GRACEFUL_SHUTDOWN_SECONDS = 8  # under the 10 s that orchestrators commonly wait before SIGKILL

@@ -12,6 +12,16 @@ from wagate.domain.tenants import ApiKey, Principal, Role, Tenant
 from wagate.ids import TenantId
 from wagate.store.base import Store
 
+__all__ = [
+    "IssuedKey",
+    "announce_admin_key",
+    "authenticate",
+    "bootstrap_admin",
+    "create_tenant",
+    "issue_key",
+    "new_admin_key",
+]
+
 log = logging.getLogger("wagate.accounts")
 
 

@@ -21,6 +21,8 @@ from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.net.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
 
+__all__ = ["MediaSource", "SendRequest", "SendingService", "fingerprint"]
+
 
 @dataclass(frozen=True, slots=True)
 class MediaSource:

@@ -21,6 +21,8 @@ from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.store.vault import open_bundle
 
+__all__ = ["EXPORT_FORMAT", "EXPORT_MAGIC", "TransferError", "export_session", "find_tenant", "import_session"]
+
 EXPORT_MAGIC = b"WAGATE-SESSION-EXPORT\x01"
 EXPORT_FORMAT = 1
 _AAD = associated_data("session-export")

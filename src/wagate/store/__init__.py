@@ -13,6 +13,8 @@ from wagate.errors import ConfigError, StoreUnavailable
 from wagate.store.base import Store
 from wagate.store.contracts.auth import Sealer
 
+__all__ = ["DRIVERS", "URL_FORMS", "describe_failure", "driver_url", "open_store", "shown_url"]
+
 # Each scheme an operator may write, and the driver wagate uses for it: PostgreSQL's own tools and hosting services
 # write postgresql:// or postgres://.
 DRIVERS = {

@@ -22,6 +22,8 @@ from wagate.store.contracts.sessions import SessionStore
 from wagate.store.contracts.webhooks import OutboxStore, WebhookStore
 from wagate.store.contracts.workers import WorkerStore
 
+__all__ = ["Store"]
+
 
 class Store(ABC):
     """The store, one part per concern, plus its lifecycle."""

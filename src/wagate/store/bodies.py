@@ -16,6 +16,8 @@ from wagate.errors import CryptoError
 from wagate.ids import SessionId, TenantId
 from wagate.store.vault import Vaults
 
+__all__ = ["REPORTED_MAX", "BodySealer"]
+
 log = logging.getLogger("wagate.messages")
 
 REPORTED_MAX = 10_000  # damaged bodies remembered as logged, the oldest forgotten first

@@ -23,6 +23,18 @@ from wagate.errors import CryptoError, DamagedKey, DamagedRecord, StoreUnavailab
 from wagate.ids import SessionId, TenantId
 from wagate.store.contracts.auth import AuthRecordStore
 
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_MAGIC",
+    "BundleHeader",
+    "Vault",
+    "Vaults",
+    "WriteCombiner",
+    "open_bundle",
+    "reseal_bundle",
+    "seal_bundle",
+]
+
 log = logging.getLogger("wagate.vault")
 
 BUNDLE_MAGIC = b"WAGATE-AUTH-BUNDLE\x01"

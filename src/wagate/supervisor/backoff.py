@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from wagate.clock import Clock
 
+__all__ = ["Backoff", "BreakerState", "CircuitBreaker"]
+
 
 class Backoff:
     """Delay before attempt ``n`` (1-based): uniform in [0, min(cap, base * 2**(n-1))] ("full jitter")."""

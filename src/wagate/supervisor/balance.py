@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["Spread"]
+
 
 @dataclass(frozen=True, slots=True)
 class Spread:

@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+__all__ = ["CorruptionGuard", "CorruptionPolicy", "Verdict"]
+
 
 class Verdict(Enum):
     NONE = "none"

@@ -24,6 +24,8 @@ from wagate.errors import CryptoError
 from wagate.store.contracts.backups import BackupStore
 from wagate.store.vault import Vault, open_bundle
 
+__all__ = ["restore_from_backup"]
+
 log = logging.getLogger("wagate.session")
 
 

@@ -17,6 +17,8 @@ from wagate.domain.messages import InboundMessage, MessageKind, MessageStatus, S
 from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
 from wagate.supervisor.context import RunnerContext, RunnerView
 
+__all__ = ["Inbound"]
+
 
 class Inbound:
     """One session's inbound recording, for its runner."""

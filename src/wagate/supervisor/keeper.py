@@ -20,6 +20,8 @@ from wagate.supervisor.backoff import Backoff
 from wagate.supervisor.context import RunnerContext
 from wagate.supervisor.runner import STABLE_AFTER, SessionRunner
 
+__all__ = ["PROBE_FIRST", "PROBE_LONGEST", "STORE_PAUSE", "STORE_PAUSE_LONGEST", "RunnerKeeper", "StoreWatch"]
+
 log = logging.getLogger("wagate.supervisor")
 
 PROBE_FIRST = 0.25  # seconds before the second look at whether the database takes writes

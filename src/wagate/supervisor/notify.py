@@ -17,6 +17,8 @@ from wagate.ids import SessionId
 from wagate.store.base import Store
 from wagate.tasks import TaskSet
 
+__all__ = ["SMTP_TIMEOUT", "Notifier"]
+
 log = logging.getLogger("wagate.notify")
 SMTP_TIMEOUT = 10.0  # per SMTP operation; bounds how long a shutdown can wait for a mail in flight
 

@@ -21,6 +21,8 @@ from wagate.domain.messages import Append, InboundMessage
 from wagate.domain.sessions import Session, StatusChange
 from wagate.store.contracts.sessions import SessionStore
 
+__all__ = ["StatusRecorder"]
+
 log = logging.getLogger("wagate.supervisor")
 
 

@@ -42,6 +42,8 @@ from wagate.supervisor.runner import SessionRunner
 from wagate.supervisor.stats import SessionStats
 from wagate.tasks import TaskSet
 
+__all__ = ["RECENT_WORKERS", "START_SETTLE", "Supervisor"]
+
 log = logging.getLogger("wagate.supervisor")
 
 RECENT_WORKERS = 3600.0  # other workers alive within this many seconds: several may be starting together

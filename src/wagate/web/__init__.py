@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["STATIC_DIR"]
+
 STATIC_DIR = Path(__file__).parent / "static"

@@ -17,6 +17,16 @@ from wagate import __version__
 from wagate.net.ssrf import BlockedAddress, check_url
 from wagate.webhooks.http1 import Http1Client, HttpError, Target
 
+__all__ = [
+    "REFUSED",
+    "RETRY_AFTER_CAP",
+    "Attempt",
+    "WebhookClient",
+    "parse_retry_after",
+    "refused_attempt",
+    "signed_headers",
+]
+
 RETRY_AFTER_CAP = 86400.0
 
 

@@ -23,6 +23,8 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from wagate.net.ssrf import BlockedAddress, literal_address, refused
 
+__all__ = ["IDLE_TIMEOUT", "KEPT_BODY", "MAX_BODY", "MAX_HEAD", "Answer", "Http1Client", "HttpError", "Target"]
+
 IDLE_TIMEOUT = 30.0  # a kept connection unused this long is closed rather than reused (servers drop them)
 MAX_HEAD = 64 * 1024  # status line and headers
 MAX_BODY = 1024 * 1024  # a longer answer is not read to its end: the connection is closed instead

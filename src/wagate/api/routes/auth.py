@@ -19,6 +19,18 @@ from wagate.domain.sessions import Status
 from wagate.engines.base import EngineUnavailable
 from wagate.errors import Unprocessable
 
+__all__ = [
+    "CodeRequest",
+    "PairingCode",
+    "QrImage",
+    "QrValue",
+    "SessionName",
+    "get_qr",
+    "qr_png",
+    "request_code",
+    "router",
+]
+
 router = APIRouter(prefix="/api/{name}/auth", tags=["auth"], responses=error_answers(401, 403, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 

@@ -17,6 +17,8 @@ from wagate.api.schemas import SessionOut, error_answers
 from wagate.domain.backups import Backup
 from wagate.ids import BACKUP_ID_PATTERN, BackupId
 
+__all__ = ["BackupOut", "Restored", "SessionName", "list_backups", "reset_session", "restore_backup", "router"]
+
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 404, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 

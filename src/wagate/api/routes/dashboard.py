@@ -8,6 +8,8 @@ from fastapi.responses import FileResponse
 from wagate import __version__
 from wagate.web import STATIC_DIR
 
+__all__ = ["dashboard_config", "index", "router"]
+
 router = APIRouter(tags=["dashboard"])
 
 

@@ -42,6 +42,25 @@ from wagate.gateway import Gateway
 from wagate.ids import EVENT_ID_PATTERN, ApiKeyId, EventId, TenantId
 from wagate.services.accounts import authenticate
 
+__all__ = [
+    "CATCH_UP_LIMIT",
+    "CLIENT_MESSAGE_MAX",
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHORIZED",
+    "SEND_TIMEOUT",
+    "EventOut",
+    "Ticket",
+    "end_streams",
+    "issue_ticket",
+    "list_events",
+    "router",
+    "stream",
+    "ticket_hash",
+]
+
 log = logging.getLogger("wagate.ws")
 router = APIRouter(tags=["events"], responses=error_answers(401, 403, 503))
 

@@ -15,6 +15,8 @@ from wagate.api.errors import error_response
 from wagate.api.schemas import error_answers
 from wagate.errors import StoreError
 
+__all__ = ["Ready", "health", "metrics", "ready", "router"]
+
 router = APIRouter(tags=["health"])
 
 

@@ -14,6 +14,8 @@ from wagate.errors import Forbidden, NotFound, Unprocessable
 from wagate.ids import API_KEY_ID_PATTERN, TENANT_ID_PATTERN, ApiKeyId, TenantId
 from wagate.services.accounts import issue_key
 
+__all__ = ["create_key", "list_keys", "revoke_key", "router"]
+
 router = APIRouter(prefix="/api/keys", tags=["keys"], responses=error_answers(401, 503))
 
 

@@ -32,6 +32,31 @@ from wagate.ids import TenantId
 from wagate.services.sending import MediaSource, SendingService, SendRequest, fingerprint
 from wagate.supervisor.supervisor import Supervisor
 
+__all__ = [
+    "BASE64",
+    "MESSAGE_ID",
+    "ChatOut",
+    "ContactOut",
+    "FileIn",
+    "GroupOut",
+    "IdempotencyKey",
+    "Limit",
+    "MessageOut",
+    "Page",
+    "SendMedia",
+    "SendText",
+    "SendVoice",
+    "SessionName",
+    "chat_messages",
+    "get_message",
+    "list_chats",
+    "list_contacts",
+    "list_groups",
+    "router",
+    "send_text",
+    "send_voice",
+]
+
 router = APIRouter(tags=["messages"], responses=error_answers(401, 403, 404, 422, 503))
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]

@@ -20,6 +20,8 @@ from wagate.errors import StoreError
 from wagate.net.redis import redis_status
 from wagate.services.sessions import SessionService
 
+__all__ = ["router", "rss_bytes", "server_status"]
+
 router = APIRouter(prefix="/api/server", tags=["server"], responses=error_answers(401, 403, 503))
 
 

@@ -19,6 +19,27 @@ from wagate.ids import TenantId
 from wagate.services.sessions import SessionService
 from wagate.supervisor.supervisor import Supervisor
 
+__all__ = [
+    "ACTOR",
+    "SessionName",
+    "SessionsDep",
+    "create_session",
+    "delete_session",
+    "find_session",
+    "get_session",
+    "get_sessions",
+    "list_sessions",
+    "logout_session",
+    "require_supervisor",
+    "restart_session",
+    "router",
+    "session_history",
+    "session_me",
+    "start_session",
+    "stop_session",
+    "update_session",
+]
+
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], responses=error_answers(401, 403, 503))
 
 SessionName = Annotated[str, Path(description="the session's name", max_length=64)]

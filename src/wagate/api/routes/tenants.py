@@ -13,6 +13,8 @@ from wagate.errors import AlreadyExists, Conflict, NotFound
 from wagate.ids import TENANT_ID_PATTERN, TenantId
 from wagate.services.accounts import create_tenant
 
+__all__ = ["TenantPath", "delete_tenant", "get_tenant", "list_tenants", "patch_tenant", "post_tenant", "router"]
+
 router = APIRouter(prefix="/api/tenants", tags=["tenants (admin)"], responses=error_answers(401, 403, 503))
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="the tenant's id")]
 

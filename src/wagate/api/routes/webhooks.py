@@ -39,6 +39,32 @@ from wagate.gateway import Gateway
 from wagate.ids import WEBHOOK_ID_PATTERN, TenantId, WebhookId
 from wagate.net.ssrf import BlockedAddress, check_url
 
+__all__ = [
+    "MAX_OVERLAP",
+    "SECRET_PREFIX",
+    "DeliveryOut",
+    "Redelivered",
+    "SecretRotation",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookOut",
+    "WebhookPath",
+    "WebhookUpdate",
+    "create_webhook",
+    "delete_webhook",
+    "enable_webhook",
+    "find_webhook",
+    "get_webhook",
+    "list_deliveries",
+    "list_webhooks",
+    "new_secret",
+    "redeliver_all",
+    "redeliver_one",
+    "rotate_secret",
+    "router",
+    "update_webhook",
+]
+
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=error_answers(401, 403, 503))
 
 WebhookPath = Annotated[str, Path(pattern=WEBHOOK_ID_PATTERN, description="the webhook's id")]

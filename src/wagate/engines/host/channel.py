@@ -24,6 +24,8 @@ from typing import Any, cast
 from wagate.engines.host import codec
 from wagate.errors import WagateError
 
+__all__ = ["CANCEL_GRACE", "Channel", "ChannelClosed", "Handler", "NoteHandler"]
+
 log = logging.getLogger("wagate.engine.host")
 
 REQUEST, RESULT, FAILURE, CANCEL, NOTE = range(5)

@@ -40,6 +40,8 @@ from wagate.ids import SessionId, TenantId
 from wagate.logs import LOG_LEVELS, LogFormat, configure_logging, session_var, tenant_var
 from wagate.tasks import TaskSet
 
+__all__ = ["ALIVE_INTERVAL", "HostServer", "RemoteAuth", "RemoteEvents", "main", "serve", "session_log", "triples"]
+
 log = logging.getLogger("wagate.engine.host")
 session_log = logging.getLogger("wagate.session")
 

@@ -52,6 +52,8 @@ from wagate.errors import (
     WagateError,
 )
 
+__all__ = ["MAX_FRAME", "RemoteError", "decode_error", "pack", "unpack", "unpacker"]
+
 MAX_FRAME = 512 * 1024 * 1024  # one message at most: a media file or a whatsmeow snapshot, with room to spare
 
 _RECORD = 1

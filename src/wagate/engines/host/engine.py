@@ -32,6 +32,8 @@ from wagate.engines.host.codec import RemoteError
 from wagate.engines.host.pool import HostPool
 from wagate.engines.host.process import EngineHost, HostStartError
 
+__all__ = ["RECYCLED_NOTE", "HostedConnection", "HostedEngine", "LocalFiles"]
+
 log = logging.getLogger("wagate.engine.host")
 
 RECYCLED_NOTE = "the engine host is being recycled; reconnecting on another"

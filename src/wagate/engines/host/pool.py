@@ -29,6 +29,17 @@ from wagate.engines.host.process import EngineHost, HostClient, HostSpec, HostSt
 from wagate.periodic import every
 from wagate.tasks import TaskSet
 
+__all__ = [
+    "CHECK_INTERVAL",
+    "HUNG_AFTER",
+    "PARALLEL_STARTS",
+    "PING_AFTER",
+    "STOP_GRACE",
+    "HostPolicy",
+    "HostPool",
+    "retire_reason",
+]
+
 log = logging.getLogger("wagate.engine.host")
 
 CHECK_INTERVAL = 1.0

@@ -27,6 +27,17 @@ from wagate.engines.host.channel import Channel, ChannelClosed
 from wagate.errors import WagateError
 from wagate.tasks import TaskSet
 
+__all__ = [
+    "PROTOCOL",
+    "REAP_WAIT",
+    "EngineHost",
+    "HostClient",
+    "HostSpec",
+    "HostStartError",
+    "child_environment",
+    "describe_exit",
+]
+
 log = logging.getLogger("wagate.engine.host")
 
 PROTOCOL = 1  # the requests' names and arguments; a host of another version of the package refuses to start

@@ -17,6 +17,8 @@ import socket
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+__all__ = ["WHATSAPP_HOST", "WHATSAPP_PORT", "FfiGate", "connect_error_reason", "reachable", "size_executor"]
+
 WHATSAPP_HOST = "web.whatsapp.com"
 WHATSAPP_PORT = 443
 

@@ -26,6 +26,28 @@ from wagate.engines.base import (
     TemporarilyBanned,
 )
 
+__all__ = [
+    "NOTICE_EVENTS",
+    "RECEIPT_STATUS",
+    "Receipts",
+    "closing",
+    "connect_failure",
+    "jid",
+    "logged_out",
+    "me_from",
+    "media_reference",
+    "media_type",
+    "message_text",
+    "notice",
+    "outgoing",
+    "receipts",
+    "received",
+    "temporary_ban",
+    "to_jid",
+    "undecryptable",
+    "unwrap",
+]
+
 # ConnectFailureReason values that end the link for good (the phone removed this device, or WhatsApp did).
 _LOGOUT_REASONS = {
     nz.ConnectFailureReason.LOGGED_OUT: "logged_out",

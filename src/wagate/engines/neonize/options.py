@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from wagate.config import Settings
 
+__all__ = ["NeonizeOptions"]
+
 
 @dataclass(frozen=True, slots=True)
 class NeonizeOptions:

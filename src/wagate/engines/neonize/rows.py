@@ -19,6 +19,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["CONTACT_TABLES", "Split", "contact_jid", "contact_of", "put_back", "split"]
+
 # Each per-contact table, with the column that holds the contact's Signal address (``user[_agent]:device``).
 CONTACT_TABLES = {
     "whatsmeow_sessions": "their_id",

@@ -33,6 +33,20 @@ from wagate.engines.neonize import rows
 from wagate.errors import DamagedRecord
 from wagate.store.contracts.auth import AuthState
 
+__all__ = [
+    "CONTACT_NS",
+    "DB_KEY",
+    "DEVICE_RECORDS",
+    "META_KEY",
+    "NAMESPACE",
+    "SNAPSHOT_FORMAT",
+    "SnapshotInfo",
+    "Snapshots",
+    "WhatsmeowDirectory",
+    "WhatsmeowFile",
+    "stored_sessions",
+]
+
 NAMESPACE = "whatsmeow"
 CONTACT_NS = "whatsmeow.contact"  # one record per contact: its encryption rows (rows.CONTACT_TABLES)
 DB_KEY = "db"

@@ -23,6 +23,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from wagate.domain.phones import PHONE
 from wagate.engines.sim.server import Link, LinkClosed, SimError, SimServer
 
+__all__ = [
+    "CONTROL_MAX_BODY",
+    "Access",
+    "ContactEntry",
+    "Contacts",
+    "Fault",
+    "Inbound",
+    "MediaRef",
+    "NewGroup",
+    "Owner",
+    "Pair",
+    "Phone",
+    "PhonePath",
+    "Read",
+    "Scan",
+    "create_sim_app",
+    "key_access",
+]
+
 CONTROL_MAX_BODY = 16 * 1024 * 1024  # the control API's largest request (10,000 contacts take about 1.5 MB)
 
 Access = Callable[[Request], Awaitable[str | None]]

@@ -20,6 +20,8 @@ from wagate.engines.sim.app import CONTROL_MAX_BODY, create_sim_app, key_access
 from wagate.engines.sim.server import Link, LinkClosed, SimServer
 from wagate.tuning import tune_gc
 
+__all__ = ["MAX_FRAME", "run_sim_server", "sim_web_app"]
+
 log = logging.getLogger("wagate.sim")
 
 MAX_FRAME = 8 * 1024 * 1024

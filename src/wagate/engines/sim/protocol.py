@@ -13,6 +13,8 @@ import hmac
 import json
 from typing import Any
 
+__all__ = ["PAIRING_ALPHABET", "decode_chain", "encode_chain", "frame", "initial_chain", "message_mac", "step_chain"]
+
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ23456789"
 
 

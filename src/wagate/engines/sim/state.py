@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = ["SENT_KEPT", "Chain", "Device", "Queued", "StateFile"]
+
 SENT_KEPT = 10_000
 
 

@@ -23,6 +23,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+__all__ = ["PING_INTERVAL", "PING_TIMEOUT", "HandshakeError", "SocketClosed", "WireSocket", "open_socket"]
+
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 

@@ -9,6 +9,8 @@ from typing import Any
 from wagate.domain.tenants import ApiKey, Role, Tenant
 from wagate.ids import ApiKeyId, TenantId
 
+__all__ = ["ApiKeyStore", "TenantStore", "TicketStore"]
+
 
 class TenantStore(ABC):
     @abstractmethod

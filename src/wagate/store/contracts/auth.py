@@ -11,6 +11,8 @@ from wagate.domain.auth import AuthWrite, SealedRecord
 from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
 
+__all__ = ["AuthRecordStore", "AuthState", "Sealer"]
+
 
 class AuthRecordStore(ABC):
     """Sealed auth-state records and the wrapped data key of each session. Writes are fenced by lease epoch."""

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from wagate.domain.backups import Backup
 from wagate.ids import BackupId, SessionId, TenantId
 
+__all__ = ["BackupStore"]
+
 
 class BackupStore(ABC):
     @abstractmethod

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from wagate.domain.messages import Chat, Contact, Group
 from wagate.ids import SessionId, TenantId
 
+__all__ = ["DirectoryStore"]
+
 
 class DirectoryStore(ABC):
     """What a session knows of the people and groups it talks to. Chats are kept by the messages themselves (a

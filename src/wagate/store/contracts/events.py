@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from wagate.domain.events import CommitListener, Event
 from wagate.ids import EventId, SessionId, TenantId
 
+__all__ = ["EventStore"]
+
 
 class EventStore(ABC):
     """The event history and the webhook outbox it feeds (rows made in the transaction of the change)."""

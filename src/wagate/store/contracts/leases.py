@@ -11,6 +11,8 @@ from wagate.domain.sessions import (
 )
 from wagate.ids import SessionId
 
+__all__ = ["LeaseStore"]
+
 
 class LeaseStore(ABC):
     """One lease row per session (made with the session): (owner, epoch, expiry)."""

@@ -12,6 +12,8 @@ from wagate.domain.messages import (
 )
 from wagate.ids import SessionId, TenantId
 
+__all__ = ["MessageStore"]
+
 
 class MessageStore(ABC):
     """Each session's messages: those received, and those queued to send as they move on to sent, delivered, read."""

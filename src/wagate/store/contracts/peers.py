@@ -9,6 +9,8 @@ from contextlib import AbstractAsyncContextManager
 from wagate.domain.events import AnnounceListener
 from wagate.ids import WebhookId
 
+__all__ = ["PeerChannel"]
+
 
 class PeerChannel(ABC):
     """Announcements between the processes of one installation: events they committed (by sequence number, read

@@ -22,6 +22,8 @@ from wagate.domain.sessions import (
 from wagate.errors import LeaseLost
 from wagate.ids import SessionId, TenantId
 
+__all__ = ["SessionStore"]
+
 
 class SessionStore(ABC):
     @abstractmethod

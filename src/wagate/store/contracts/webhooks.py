@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from wagate.domain.webhooks import Delivery, Endpoint, Headers, Outgoing, Webhook, WebhookChange
 from wagate.ids import SessionId, TenantId, WebhookId
 
+__all__ = ["OutboxStore", "WebhookStore"]
+
 
 class WebhookStore(ABC):
     @abstractmethod

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 
 from wagate.ids import SessionId
 
+__all__ = ["WorkerStore"]
+
 
 class WorkerStore(ABC):
     """One row per worker, kept alive by its beats and, from then on, by the renewal of its leases."""

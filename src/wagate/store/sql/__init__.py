@@ -27,6 +27,8 @@ from wagate.store.sql.webhooks import SqlWebhookStore
 from wagate.store.sql.workers import SqlWorkerStore
 from wagate.store.sql.writer import EventWriter, PlainSealer
 
+__all__ = ["SqlStore", "open_sql_store"]
+
 
 class SqlStore(Store):
     """The store on SQLite or PostgreSQL."""

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wagate.domain.events import Announced, Event
 from wagate.ids import ApiKeyId, TenantId, WebhookId
 
+__all__ = ["NOTIFY", "STORE", "announcements", "channel", "notice", "parse_announcement", "tell_revoked"]
+
 STORE = "-"  # the sender named in notices the store sends on behalf of whoever made the change
 
 NOTIFY = text("SELECT pg_notify(:channel, :payload)")

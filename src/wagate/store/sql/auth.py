@@ -25,6 +25,8 @@ from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
+__all__ = ["DK", "L", "R", "SqlAuthRecordStore", "check_fence"]
+
 R = schema.auth_records
 DK = schema.session_keys
 L = schema.session_leases

@@ -14,6 +14,8 @@ from wagate.store.contracts.backups import BackupStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
+__all__ = ["B", "SqlBackupStore"]
+
 B = schema.backups
 _META = (B.c.id, B.c.tenant_id, B.c.session_id, B.c.created_at, B.c.reason, B.c.records, B.c.size)
 

@@ -17,6 +17,8 @@ from wagate.store.sql.inbound import InboundWriter
 from wagate.store.sql.status import apply_changes
 from wagate.store.sql.writer import EventWriter
 
+__all__ = ["CommitOutcome", "SessionCommit"]
+
 
 @dataclass(frozen=True, slots=True)
 class CommitOutcome:

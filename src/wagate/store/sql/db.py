@@ -38,6 +38,8 @@ from wagate.errors import ConfigError, StoreUnavailable
 from wagate.store.sql import schema
 from wagate.store.sql.refusals import refusal
 
+__all__ = ["PROBE_BYTES", "SCHEMA_NAME", "Database", "probe_row"]
+
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PROBE_BYTES = 64 * 1024  # what a write probe adds (and removes): room for a batch of messages, not for one row only
 _T = TypeVar("_T")

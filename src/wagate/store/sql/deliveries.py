@@ -21,6 +21,20 @@ from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, Tx, rows_in
 
+__all__ = [
+    "DEAD",
+    "PENDING",
+    "D",
+    "E",
+    "SqlOutboxStore",
+    "W",
+    "claimable",
+    "delivery_from",
+    "list_query",
+    "pending_before_query",
+    "scan_query",
+]
+
 E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries

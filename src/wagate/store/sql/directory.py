@@ -13,6 +13,8 @@ from wagate.store.contracts.directory import DirectoryStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
+__all__ = ["C", "G", "K", "SqlDirectoryStore"]
+
 C = schema.chats
 K = schema.contacts
 G = schema.chat_groups

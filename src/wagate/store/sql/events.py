@@ -19,6 +19,8 @@ from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.writer import EventWriter, open_event
 
+__all__ = ["D", "E", "SqlEventStore"]
+
 E = schema.events
 D = schema.webhook_deliveries
 

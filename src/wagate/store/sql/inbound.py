@@ -16,6 +16,8 @@ from wagate.domain.messages import InboundMessage, MessageStatus
 from wagate.store.sql import schema
 from wagate.store.sql.prepared import InsertMany, Tx
 
+__all__ = ["C", "InboundWriter", "K", "M", "count_into_chats"]
+
 M = schema.messages
 C = schema.chats
 K = schema.contacts

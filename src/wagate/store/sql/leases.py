@@ -19,6 +19,8 @@ from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.status import to_reconcile
 
+__all__ = ["L", "S", "SqlLeaseStore", "W"]
+
 L = schema.session_leases
 S = schema.sessions
 W = schema.workers

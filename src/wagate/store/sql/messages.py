@@ -36,6 +36,8 @@ from wagate.store.sql.inbound import count_into_chats
 from wagate.store.sql.prepared import Tx
 from wagate.store.sql.writer import EventWriter
 
+__all__ = ["MM", "C", "G", "K", "L", "M", "SqlMessageStore", "forget_messages"]
+
 M = schema.messages
 MM = schema.message_media
 C = schema.chats

@@ -18,6 +18,8 @@ from wagate.store.sql.announcements import NOTIFY, channel, notice, parse_announ
 from wagate.store.sql.db import Database
 from wagate.store.sql.writer import EventWriter
 
+__all__ = ["SqlPeerChannel"]
+
 log = logging.getLogger("wagate.events")
 
 

@@ -19,6 +19,20 @@ from sqlalchemy import Connection, Table, bindparam, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ClauseElement
 
+__all__ = [
+    "MAX_IN",
+    "MAX_ROWS",
+    "Builder",
+    "InList",
+    "InsertMany",
+    "Prepared",
+    "Row",
+    "Sized",
+    "Tx",
+    "dialect_insert",
+    "rows_in",
+]
+
 Row = tuple[Any, ...]
 Builder = Callable[[Dialect], ClauseElement]
 # Rows of the largest multi-row INSERT and items of the longest IN list (SQLite allows 32,766 bound values, asyncpg

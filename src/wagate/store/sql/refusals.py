@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from wagate.errors import StorageFull, StoreUnavailable
 
+__all__ = ["READ_ONLY", "UNREACHABLE", "refusal"]
+
 UNREACHABLE = "the database cannot be reached"
 READ_ONLY = "the database is read-only: it refuses writes"
 

@@ -24,6 +24,33 @@ from sqlalchemy import (
     text,
 )
 
+__all__ = [
+    "SERIAL_TABLE",
+    "Serial",
+    "api_keys",
+    "auth_records",
+    "backups",
+    "chat_groups",
+    "chats",
+    "contacts",
+    "events",
+    "message_media",
+    "messages",
+    "metadata",
+    "migrations",
+    "session_history",
+    "session_keys",
+    "session_leases",
+    "sessions",
+    "tenants",
+    "webhook_deliveries",
+    "webhooks",
+    "where",
+    "workers",
+    "write_probe",
+    "ws_tickets",
+]
+
 metadata = MetaData()
 
 # A sequence number: BIGSERIAL on PostgreSQL, SQLite's rowid (INTEGER PRIMARY KEY AUTOINCREMENT, 64 bits anyway).

@@ -34,6 +34,8 @@ from wagate.store.sql.messages import forget_messages
 from wagate.store.sql.status import history_row, session_from, status_event, to_reconcile
 from wagate.store.sql.writer import EventWriter
 
+__all__ = ["H", "L", "S", "SqlSessionStore"]
+
 S = schema.sessions
 H = schema.session_history
 L = schema.session_leases

@@ -16,6 +16,8 @@ from wagate.domain.sessions import Desired, HistoryKind, Reason, Session, Status
 from wagate.ids import SessionId, TenantId
 from wagate.store.sql import schema
 
+__all__ = ["H", "L", "S", "apply_changes", "history_row", "session_from", "status_event", "to_reconcile"]
+
 S = schema.sessions
 H = schema.session_history
 L = schema.session_leases

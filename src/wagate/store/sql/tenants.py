@@ -21,6 +21,8 @@ from wagate.store.sql import schema
 from wagate.store.sql.announcements import tell_revoked
 from wagate.store.sql.db import Database
 
+__all__ = ["K", "SqlApiKeyStore", "SqlTenantStore", "T"]
+
 T = schema.tenants
 K = schema.api_keys
 

@@ -10,6 +10,8 @@ from wagate.store.contracts.accounts import TicketStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
+__all__ = ["K", "SqlTicketStore", "T"]
+
 T = schema.ws_tickets
 K = schema.api_keys
 

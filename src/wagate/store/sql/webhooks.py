@@ -20,6 +20,8 @@ from wagate.store.contracts.webhooks import WebhookStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
+__all__ = ["D", "SqlWebhookStore", "W"]
+
 W = schema.webhooks
 D = schema.webhook_deliveries
 

@@ -10,6 +10,8 @@ from wagate.store.contracts.workers import WorkerStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 
+__all__ = ["L", "SqlWorkerStore", "W"]
+
 L = schema.session_leases
 W = schema.workers
 _WORKERS_KEPT = 3600.0  # seconds a worker's row is kept after it expired: a sign that others may be starting

@@ -24,6 +24,8 @@ from wagate.store.sql.announcements import NOTIFY, announcements, channel
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
+__all__ = ["D", "E", "EventWriter", "PlainSealer", "W", "event_parts", "open_event"]
+
 E = schema.events
 W = schema.webhooks
 D = schema.webhook_deliveries
