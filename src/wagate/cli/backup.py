@@ -10,7 +10,7 @@ import typer
 
 from wagate.cli.base import fail, make_typer, open_gateway, run
 
-__all__ = ["backup_app"]
+__all__ = ["backup_app", "backup_export", "backup_import"]
 
 backup_app = make_typer("Move a session between installations (same keys) as one sealed file.")
 

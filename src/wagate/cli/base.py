@@ -24,6 +24,7 @@ __all__ = [
     "fail",
     "make_typer",
     "open_gateway",
+    "option_name",
     "run",
     "settings_from_env",
 ]

@@ -23,7 +23,17 @@ from wagate.config import Settings, describe_invalid
 from wagate.crypto.keyring import DEV_KEY_FILE, Keyring, load_keyring
 from wagate.errors import ConfigError, StoreUnavailable
 
-__all__ = ["Check", "Outcome", "doctor"]
+__all__ = [
+    "Check",
+    "Outcome",
+    "check_data_dir",
+    "check_database",
+    "check_engines",
+    "check_keys",
+    "check_redis",
+    "diagnose",
+    "doctor",
+]
 
 
 class Outcome(StrEnum):

@@ -9,7 +9,7 @@ import typer
 from wagate.cli.base import fail, make_typer, open_gateway, run
 from wagate.errors import ConfigError
 
-__all__ = ["admin_app", "keys_app"]
+__all__ = ["admin_app", "admin_key_new", "keys_app", "keys_generate", "keys_rotate"]
 
 keys_app = make_typer("Encryption keys.")
 admin_app = make_typer("The admin API key.")

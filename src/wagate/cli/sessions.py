@@ -21,7 +21,18 @@ from wagate.ids import TenantId
 from wagate.services.sessions import SessionService
 from wagate.services.transfer import find_tenant
 
-__all__ = ["sessions_app"]
+__all__ = [
+    "ACTOR",
+    "HEADER",
+    "NameArgument",
+    "TenantOption",
+    "line",
+    "sessions_app",
+    "sessions_create",
+    "sessions_delete",
+    "sessions_list",
+    "sessions_logout",
+]
 
 sessions_app = make_typer("A tenant's sessions: list, create, start, stop, restart, log out, delete.")
 ACTOR = "cli"

@@ -8,7 +8,7 @@ import typer
 
 from wagate.cli.base import make_typer, open_gateway, run
 
-__all__ = ["tenants_app"]
+__all__ = ["tenants_app", "tenants_create", "tenants_list"]
 
 tenants_app = make_typer("Tenants and their API keys.")
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from wagate.supervisor.supervisor import Supervisor
     from wagate.webhooks.dispatcher import WebhookDispatcher
 
-__all__ = ["GatewayCollector", "Metrics"]
+__all__ = ["LAG_BUCKETS", "GatewayCollector", "Metrics"]
 
 # A webhook delivery's lag: from a receiver that keeps up to one a day of retries behind.
 LAG_BUCKETS = (

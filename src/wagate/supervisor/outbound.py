@@ -23,7 +23,7 @@ from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
 from wagate.store.contracts.messages import MessageStore
 from wagate.supervisor.context import RunnerContext, RunnerView
 
-__all__ = ["OutboundSender", "fail_queued"]
+__all__ = ["BATCH", "STORE_PAUSE", "STORE_PAUSE_LONGEST", "OutboundSender", "fail_queued"]
 
 log = logging.getLogger("wagate.session")
 

@@ -26,7 +26,7 @@ from wagate.supervisor.corruption import CorruptionGuard, Verdict
 from wagate.supervisor.damage import restore_from_backup
 from wagate.supervisor.outbound import fail_queued
 
-__all__ = ["API", "Repair", "Wiped"]
+__all__ = ["API", "QUARANTINE_NOTES", "Repair", "Repaired", "Wiped"]
 
 API = "api"  # a reset by hand; every other cause is a quarantine
 QUARANTINE_NOTES = {  # by the cause of a quarantine

@@ -38,7 +38,7 @@ from wagate.supervisor.follow import ConnectionFollower
 from wagate.supervisor.outbound import fail_queued
 from wagate.supervisor.repair import API, Repair
 
-__all__ = ["STABLE_AFTER", "SessionRunner"]
+__all__ = ["HAND_OVER_NOTE", "SHUTDOWN_NOTE", "STABLE_AFTER", "STORE_NOTE", "SessionRunner"]
 
 log = logging.getLogger("wagate.session")
 

@@ -49,7 +49,7 @@ from wagate.webhooks.process import MAX_RUN, WebhookProcess
 
 STOP_WAIT = 5.0  # seconds a stop waits for the periodic jobs in hand to end
 
-__all__ = ["JITTER", "RETRY_SCHEDULE", "WebhookDispatcher"]
+__all__ = ["COMPLETIONS_INTERVAL", "IDLE_GROUP_TTL", "JITTER", "RETRY_SCHEDULE", "STOP_WAIT", "WebhookDispatcher"]
 
 log = logging.getLogger("wagate.webhooks")
 

@@ -45,6 +45,7 @@ __all__ = [
     "CLOSE_QR_TIMEOUT",
     "CLOSE_REPLACED",
     "CLOSE_TRY_LATER",
+    "MESSAGE_ID",
     "Link",
     "LinkClosed",
     "SimError",

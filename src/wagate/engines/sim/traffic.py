@@ -14,7 +14,7 @@ from wagate.engines.sim.link import Link, SimError
 from wagate.engines.sim.protocol import frame, initial_chain, message_mac, step_chain
 from wagate.engines.sim.state import Chain, Device, Queued
 
-__all__ = ["Traffic"]
+__all__ = ["TICK", "Traffic"]
 
 TICK = 0.001  # the trickle's finest step
 
