@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from wagate.gateway import Gateway
 from wagate.runtime.node import Node, Part
 
-EVERY_PART = ("store metrics", "webhook dispatcher", "peer channel", "supervisor")
+EVERY_PART = ("store metrics", "webhook dispatcher", "peer channel", "supervisor", "retention")
 API_ONLY = ("store metrics", "peer channel", "peer hello")
 
 

@@ -1,7 +1,8 @@
 """The node: one process's running parts, built from its gateway and started and stopped in one declared order.
 
 A node owns the gateway's context (it does not open or close the gateway: its caller does), the metrics wiring,
-the simulator of demo mode and, when it runs sessions, the webhook dispatcher, the peer channel and the supervisor.
+the simulator of demo mode and, when it runs sessions, the webhook dispatcher, the peer channel, the supervisor and
+the retention of stored messages and events (``wagate.runtime.retention``).
 Its parts start in the order they are declared and stop in the reverse order; a part that fails to start stops
 with the parts started before it, and the failure goes on to the caller. An HTTP app (``wagate.api.app``) serves
 a node; its lifespan starts and stops it.
@@ -27,6 +28,7 @@ from wagate.gateway import Gateway
 from wagate.ids import WebhookId
 from wagate.periodic import every
 from wagate.runtime.metrics import Metrics
+from wagate.runtime.retention import Retention
 from wagate.supervisor.supervisor import Supervisor
 from wagate.webhooks.dispatcher import WebhookDispatcher
 
@@ -59,7 +61,9 @@ class Node:
         self.dispatcher: WebhookDispatcher | None = None
         self.peers: PeerEvents | None = None
         self._hello: asyncio.Task[None] | None = None
+        self.retention: Retention | None = None
         if supervise:
+            self.retention = Retention(gateway.store, settings, gateway.clock)
             sim_url = f"ws://127.0.0.1:{settings.port}{DEMO_SIM_PATH}/ws" if self.sim is not None else None
             supervisor = Supervisor(gateway, EngineRegistry(settings, sim_url=sim_url))
             dispatcher = WebhookDispatcher(
@@ -99,6 +103,8 @@ class Node:
             parts.append(Part("peer channel", self._listen, self.peers.stop))
         if self._supervisor is not None:
             parts.append(Part("supervisor", self._supervisor.start, self._supervisor.stop))
+        if self.retention is not None:
+            parts.append(Part("retention", self.retention.start, self.retention.stop))
         elif self.peers is not None:
             parts.append(Part("peer hello", self._start_hello, self._stop_hello))
         return parts

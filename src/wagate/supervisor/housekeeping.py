@@ -1,5 +1,6 @@
 """The supervisor's periodic jobs over this worker's sessions: the health monitor (stuck sessions reconnected, idle
-ones stopped, scheduled backups), the sweep of local files of deleted sessions, and message retention."""
+ones stopped, scheduled backups) and the sweep of local files of deleted sessions. Retention, which is not about
+this worker's sessions, is the node's (``wagate.runtime.retention``)."""
 
 from __future__ import annotations
 
@@ -82,9 +83,3 @@ class Housekeeping:
         if removed:
             log.info("removed the local files of %d deleted session(s)", removed)
         return removed
-
-    async def prune_messages(self) -> None:
-        """Message retention: delete what is past each tenant's retention."""
-        removed = await self._store.messages.prune_all_tenants(self._ctx.clock())
-        if removed:
-            log.info("message retention: %d message(s) deleted", removed)

@@ -134,7 +134,6 @@ class Supervisor:
             (every(self.leases.lapse_pause, self._watch_lapses, what="lease watch"), "lease-watch"),
             (every(self.settings.health_interval, self.check_health, what="health check"), "health-monitor"),
             (every(self.settings.send_poll_interval, self.wake_senders, what="outbound poll"), "outbound-poll"),
-            (every(3600.0, self.prune_messages, what="message retention"), "message-retention"),
             (every(3600.0, self.sweep_local, what="local sweep"), "local-sweep"),
             (once(60.0, self.sweep_local, what="local sweep"), "local-sweep-at-start"),  # engines in use by then
         ]
@@ -387,9 +386,6 @@ class Supervisor:
     async def sweep_local(self) -> int:
         """Forget what the engines keep on this machine of sessions that no longer exist; how many were."""
         return await self.housekeeping.sweep_local()
-
-    async def prune_messages(self) -> None:
-        await self.housekeeping.prune_messages()
 
     async def fail_outbound(self, session: Session, why: str) -> None:
         """The session's link is gone: its queued messages fail rather than go out from a later link."""

@@ -104,7 +104,6 @@ class WebhookDispatcher:
             (every(self.settings.webhook_claim_ttl / 3, self._renew, what="webhook claims"), "webhook-claims"),
             (every(0.1, self._flush, what="webhook completions"), "webhook-completions"),
             (every(interval, self._sweep, what="webhook sweep"), "webhook-sweep"),
-            (every(3600, self._prune, what="event retention"), "event-retention"),
         ):
             task = asyncio.ensure_future(coro)
             task.set_name(name)
@@ -383,11 +382,6 @@ class WebhookDispatcher:
                 and now - group.idle_since > IDLE_GROUP_TTL
             ):
                 del self._groups[key]
-
-    async def _prune(self) -> None:
-        removed = await self.store.events.prune_all_tenants(self.clock() - self.settings.event_retention_days * 86400)
-        if removed:
-            log.info("pruned %d event(s) older than %g days", removed, self.settings.event_retention_days)
 
     def _due(self) -> bool:
         now = self.clock()
