@@ -39,7 +39,7 @@ from wagate.engines.base import (
     Reconnecting,
     Replaced,
 )
-from wagate.engines.neonize import engine as neonize_engine
+from wagate.engines.neonize import events as neonize_events
 from wagate.engines.neonize.engine import SENT_NS, NeonizeConnection, NeonizeEngine
 from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import CONTACT_NS, DB_KEY, NAMESPACE
@@ -260,9 +260,9 @@ async def test_receipts_reach_the_gateways_ids_and_drops_become_reconnecting(gat
 
 
 async def test_qr_codes_expire_by_the_engines_own_timer(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(neonize_engine, "FIRST_QR_TTL", 0.2)
-    monkeypatch.setattr(neonize_engine, "NEXT_QR_TTL", 0.1)
-    monkeypatch.setattr(neonize_engine, "QR_GRACE", 0.05)
+    monkeypatch.setattr(neonize_events, "FIRST_QR_TTL", 0.2)
+    monkeypatch.setattr(neonize_events, "NEXT_QR_TTL", 0.1)
+    monkeypatch.setattr(neonize_events, "QR_GRACE", 0.05)
     session = await new_session(gateway)
     recorder = Recorder()
     engine = neonize(gateway.settings)

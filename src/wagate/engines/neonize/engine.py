@@ -20,18 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import neonize.aioze.events as neonize_events
 from neonize.aioze.client import NewAClient
-from neonize.events import UndecryptableMessageEv
-from neonize.proto import Neonize_pb2 as nz
 from neonize.utils.enum import ClientName, MediaType
 
 from wagate.engines.base import (
-    Connected,
     Connection,
     ContactStateDamaged,
     DeviceStateDamaged,
@@ -39,37 +34,35 @@ from wagate.engines.base import (
     Engine,
     EngineConnectError,
     EngineContext,
-    EngineEvent,
     EngineUnavailable,
-    Me,
-    MessageAck,
     OutgoingMessage,
-    Paired,
     PairingCode,
-    QrCode,
-    Reconnecting,
     SendRejected,
     SentMessage,
 )
 from wagate.engines.neonize import mapping
-from wagate.engines.neonize.ffi import FfiGate, connect_error_reason, reachable, size_executor
+from wagate.engines.neonize.events import FIRST_QR_TTL, NEXT_QR_TTL, QR_GRACE, SENT_NS, EventReader
+from wagate.engines.neonize.ffi import FfiGate, reachable, size_executor
 from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowDirectory, WhatsmeowFile
 from wagate.errors import DamagedRecord, LeaseLost
 
-# whatsmeow's QR codes: the first is valid 60 s, each next one 20 s; when none follows, the login has timed out.
-FIRST_QR_TTL = 60.0
-NEXT_QR_TTL = 20.0
-QR_GRACE = 5.0
+__all__ = [
+    "FIRST_QR_TTL",
+    "NEXT_QR_TTL",
+    "QR_GRACE",
+    "SENT_NS",
+    "START_WINDOW",
+    "STOP_TIMEOUT",
+    "NeonizeConnection",
+    "NeonizeEngine",
+]
+
 # How long a start keeps the Go library to itself: it adds the client to Go's maps within milliseconds.
 START_WINDOW = 0.25
 STOP_TIMEOUT = 10.0
-SENT_NS = "sent"  # WhatsApp's id of each message sent -> the gateway's id, for receipts
 
 log = logging.getLogger("wagate.engine.neonize")
-
-_QR = "qr"
-_ENDED = "ended"
 
 
 def _quiet_neonize() -> None:
@@ -127,24 +120,17 @@ class NeonizeEngine(Engine):
         self._executor = None
 
 
-class NeonizeConnection(Connection):
+class NeonizeConnection(EventReader, Connection):
+    """One neonize client: its start and stop, and what the gateway asks of it; what it reports is
+    :class:`~wagate.engines.neonize.events.EventReader`'s, the snapshots' upkeep the save loop's."""
+
     def __init__(self, engine: NeonizeEngine, ctx: EngineContext) -> None:
         self._engine = engine
-        self._ctx = ctx
         self.file = WhatsmeowFile(engine.directory, ctx.session_id)
-        self.snapshots = Snapshots(self.file, ctx.auth, ctx.clock)
-        self._client: Any = None  # neonize.aioze.client.NewAClient
+        super().__init__(ctx, Snapshots(self.file, ctx.auth, ctx.clock), engine.gate)
         self._task: asyncio.Task[None] | None = None  # the Go call that runs the session
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._qr_timer: asyncio.TimerHandle | None = None
-        self._qr_count = 0
-        self._registering = False
-        self._closing = False
-        self._ended = False
-        self._me: Me | None = None
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -190,37 +176,6 @@ class NeonizeConnection(Connection):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(START_WINDOW):
                 await asyncio.wait({self._task, self._ready}, return_when=asyncio.FIRST_COMPLETED)
-
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        error = None if task.cancelled() else task.exception()
-        self._queue.put_nowait((_ENDED, error))
-
-    def _subscribe(self, client: Any) -> None:
-        async def on_qr(_: Any, data: bytes) -> None:
-            self._queue.put_nowait((_QR, data))
-
-        async def on_event(_: Any, event: Any) -> None:
-            self._queue.put_nowait(("event", event))  # in the order Go reported them: handled one by one
-
-        client.event.qr(on_qr)
-        for kind in (
-            nz.PairStatus,
-            nz.Connected,
-            nz.Disconnected,
-            nz.LoggedOut,
-            nz.StreamReplaced,
-            nz.ConnectFailure,
-            nz.TemporaryBan,
-            nz.ClientOutdated,
-            nz.StreamError,
-            nz.KeepAliveTimeout,
-            nz.KeepAliveRestored,
-            nz.Message,
-            nz.Receipt,
-            *mapping.NOTICE_EVENTS,
-        ):
-            client.event(kind)(on_event)
-        client.event(UndecryptableMessageEv)(on_event)  # the per-message decryption failure
 
     async def disconnect(self) -> None:
         """Stop the client, then keep the latest state in the vault (a graceful stop)."""
@@ -315,151 +270,7 @@ class NeonizeConnection(Connection):
             return SendRejected(text[:300])
         return EngineUnavailable(f"sending failed: {text[:300]}")
 
-    # events ----------------------------------------------------------------------------------------------------
-
-    async def _read(self) -> None:
-        failure: Exception | None = None
-        try:
-            while not self._ended:
-                kind, item = await self._queue.get()
-                batch = [(kind, item)]
-                while not self._queue.empty() and len(batch) < 200:
-                    batch.append(self._queue.get_nowait())
-                await self._handle(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
-            failure = exc
-            log.warning("session %s: handling a neonize event failed: %r", self._ctx.session_id, exc)
-        if failure is not None and not self._ended and not self._closing:
-            await self._end(Disconnected(f"engine failure: {failure}", retryable=True, error=failure))
-
-    async def _handle(self, batch: Sequence[tuple[str, Any]]) -> None:
-        pending: list[EngineEvent] = []  # message-like events of this batch, reported together
-        receipts: list[mapping.Receipts] = []
-        for kind, item in batch:
-            if self._ended or self._closing:
-                return  # the connection ended, or we are closing it: nothing more is reported
-            if kind == _QR:
-                await self._flush(pending, receipts)
-                await self._on_qr(item)
-            elif kind == _ENDED:
-                await self._flush(pending, receipts)
-                await self._on_ended(item)
-            elif isinstance(item, nz.Message):
-                if (received := mapping.received(item)) is not None:
-                    pending.append(received)
-            elif isinstance(item, nz.UndecryptableMessage):
-                pending.append(mapping.undecryptable(item))
-            elif isinstance(item, nz.Receipt):
-                if (receipt := mapping.receipts(item)) is not None:
-                    receipts.append(receipt)
-            else:
-                await self._flush(pending, receipts)
-                await self._on_state(item)
-        await self._flush(pending, receipts)
-
-    async def _flush(self, pending: list[EngineEvent], receipts: list[mapping.Receipts]) -> None:
-        if receipts:
-            pending.extend(await self._acks(receipts))
-            receipts.clear()
-        if pending:
-            events, pending[:] = list(pending), []
-            await self._ctx.emit_many(events)
-
-    async def _acks(self, receipts: Sequence[mapping.Receipts]) -> list[MessageAck]:
-        """Receipts for messages sent through the gateway, under the gateway's ids."""
-        ids = sorted({i for r in receipts for i in r.whatsapp_ids})
-        try:
-            ours = await self._ctx.auth.get_many(SENT_NS, ids)
-        except DamagedRecord as exc:  # those messages' receipts cannot be told: dropped, the rest goes on
-            log.warning("session %s: %d damaged sent-message record(s) dropped", self._ctx.session_id, len(exc.keys))
-            await self._ctx.auth.delete_many(SENT_NS, exc.keys)
-            ours = exc.readable
-        acks = [
-            MessageAck(ours[i].decode(), r.status, r.timestamp) for r in receipts for i in r.whatsapp_ids if i in ours
-        ]
-        done = sorted({i for r in receipts if r.status == "read" for i in r.whatsapp_ids if i in ours})
-        if done:  # read is the last receipt a message gets
-            await self._ctx.auth.delete_many(SENT_NS, done)
-        return acks
-
-    async def _on_state(self, item: Any) -> None:
-        if isinstance(item, nz.PairStatus) and item.Status == nz.PairStatus.PStatus.SUCCESS:
-            self._cancel_qr_timer()
-            self._registering = False
-            await self.snapshots.take(force=True)  # the new link is in the vault before anyone hears of it
-            await self._ctx.emit(Paired(mapping.me_from(nz.Device(JID=item.ID, PushName=""))))
-        elif isinstance(item, nz.Connected):
-            self._cancel_qr_timer()
-            self._registering = False
-            await self.snapshots.take(force=True)
-            await self._ctx.emit(Connected(await self._whoami()))
-            self._resolve()
-        elif isinstance(item, nz.Disconnected):
-            if not self._closing and not self._registering:
-                await self._ctx.emit(Reconnecting("the connection to WhatsApp dropped; whatsmeow is reconnecting"))
-        elif (event := mapping.closing(item, self._ctx.clock())) is not None:
-            await self._end(event)
-        elif (notice := mapping.notice(item)) is not None:
-            await self._ctx.emit(notice)
-
-    async def _whoami(self) -> Me:
-        device = self._client.me
-        if device is None:
-            async with self._engine.gate.shared():
-                device = await self._client.get_me()
-        me = mapping.me_from(device if isinstance(device, nz.Device) else nz.Device())
-        self._me = me
-        return me
-
-    async def _on_qr(self, data: bytes) -> None:
-        self._registering = True
-        self._qr_count += 1
-        ttl = FIRST_QR_TTL if self._qr_count == 1 else NEXT_QR_TTL
-        self._cancel_qr_timer()
-        loop = asyncio.get_running_loop()
-        self._qr_timer = loop.call_later(ttl + QR_GRACE, self._qr_expired)
-        await self._ctx.emit(QrCode(data.decode(), self._ctx.clock() + ttl))
-        self._resolve()
-
-    def _qr_expired(self) -> None:
-        """No new code came after the last one expired: whatsmeow gave up the login without saying so."""
-        self._qr_timer = None
-        if self._registering and not self._ended and not self._closing:
-            self._queue.put_nowait((_ENDED, _QrTimeout()))
-
-    def _cancel_qr_timer(self) -> None:
-        if self._qr_timer is not None:
-            self._qr_timer.cancel()
-            self._qr_timer = None
-
-    async def _on_ended(self, error: BaseException | None) -> None:
-        """The Go call returned: a failed start, or the end of a session we did not stop."""
-        if self._closing:
-            return
-        if isinstance(error, _QrTimeout):
-            await self._end(Disconnected("qr_timeout", retryable=False))
-            return
-        reason = connect_error_reason(str(error)) if error is not None else "whatsmeow stopped the session"
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(EngineConnectError(reason))
-            self._ended = True
-            return
-        await self._end(Disconnected(reason, retryable=True))
-
-    def _resolve(self) -> None:
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_result(None)
-
-    async def _end(self, event: EngineEvent) -> None:
-        """Report the closing event (also before ``connect`` returned: the runner takes it right after)."""
-        if self._ended:
-            return
-        self._ended = True
-        self._cancel_qr_timer()
-        await self._ctx.emit(event)
-        self._resolve()
+    # the save loop ---------------------------------------------------------------------------------------------
 
     async def _save_periodically(self) -> None:
         """Keep the vault's snapshot at most ``snapshot_interval`` seconds behind whatsmeow's file."""
@@ -475,7 +286,3 @@ class NeonizeConnection(Connection):
                 return
             except Exception:
                 log.exception("session %s: snapshot failed; retrying at the next interval", self._ctx.session_id)
-
-
-class _QrTimeout(Exception):
-    pass
