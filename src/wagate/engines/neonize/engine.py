@@ -5,10 +5,11 @@ in, reconnects by itself after a dropped socket (reported as ``Reconnecting``), 
 events, which :mod:`wagate.engines.neonize.mapping` turns into engine events in the order they came.
 
 What whatsmeow keeps (keys, sessions, contacts) lives in a SQLite file per session, snapshotted into the vault
-(:mod:`wagate.engines.neonize.snapshot`). What neonize gets wrong is contained here and in
-:mod:`wagate.engines.neonize.ffi`: no start is attempted while WhatsApp is unreachable (each failed one leaks a
-database connection in Go), calls that change Go's client maps run alone, the loop's executor is sized for the
-sessions, QR codes expire by our own timer, and user-supplied URLs never reach neonize (media come as bytes).
+(:mod:`wagate.engines.neonize.snapshot`). What neonize gets wrong is contained here, in
+:mod:`wagate.engines.neonize.ffi` and in :mod:`wagate.engines.neonize.events`: no start is attempted while WhatsApp
+is unreachable (each failed one leaks a database connection in Go), calls that change Go's client maps run alone,
+the loop's executor is sized for the sessions, QR codes expire by our own timer (in ``events``), and user-supplied
+URLs never reach neonize (media come as bytes).
 
 Limits, from whatsmeow's design: messages are acknowledged to WhatsApp by whatsmeow as soon as they are decrypted,
 before the gateway has stored them (a crash in that instant loses them); WhatsApp's message ids are made by
