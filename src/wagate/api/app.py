@@ -21,6 +21,7 @@ from wagate.api.routes import (
     auth,
     backups,
     dashboard,
+    deliveries,
     events,
     health,
     keys,
@@ -86,7 +87,21 @@ def create_app(node: ServedNode) -> FastAPI:
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _serve_node(app, node, sim_path=DEMO_SIM_PATH if sim is not None else None)
-    for module in (dashboard, health, server, tenants, keys, sessions, backups, auth, webhooks, events, messages):
+    routers = (
+        dashboard,
+        health,
+        server,
+        tenants,
+        keys,
+        sessions,
+        backups,
+        auth,
+        webhooks,
+        deliveries,
+        events,
+        messages,
+    )
+    for module in routers:
         app.include_router(module.router)
     install_openapi(app)
     if sim is not None:

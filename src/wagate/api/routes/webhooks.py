@@ -1,4 +1,4 @@
-"""``/api/webhooks``: a tenant's webhook endpoints, their deliveries and dead letters.
+"""``/api/webhooks``: a tenant's webhook endpoints (their deliveries and dead letters: ``deliveries``).
 
 The signing secret (``whsec_`` + base64, Standard Webhooks) is shown once, in the answer to the creation; the store
 keeps it sealed, and the endpoint's own headers too (only their names are shown). Another tenant's endpoint is a 404,
@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from wagate.api.deps import GatewayDep, TenantDep, get_node
-from wagate.api.schemas import HTTP_URL, NUL_CHECK, SQL_INT_MAX, NulFree, any_case, error_answers
+from wagate.api.schemas import HTTP_URL, NUL_CHECK, NulFree, any_case, error_answers
 from wagate.domain.events import parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.domain.webhooks import (
@@ -27,8 +27,6 @@ from wagate.domain.webhooks import (
     MAX_TOTAL,
     MAX_VALUE,
     RESERVED,
-    Delivery,
-    DeliveryState,
     Headers,
     Webhook,
     WebhookChange,
@@ -42,8 +40,6 @@ from wagate.net.ssrf import BlockedAddress, check_url
 __all__ = [
     "MAX_OVERLAP",
     "SECRET_PREFIX",
-    "DeliveryOut",
-    "Redelivered",
     "SecretRotation",
     "WebhookCreate",
     "WebhookCreated",
@@ -55,11 +51,8 @@ __all__ = [
     "enable_webhook",
     "find_webhook",
     "get_webhook",
-    "list_deliveries",
     "list_webhooks",
     "new_secret",
-    "redeliver_all",
-    "redeliver_one",
     "rotate_secret",
     "router",
     "update_webhook",
@@ -227,38 +220,6 @@ class SecretRotation(BaseModel):
     )
 
 
-class DeliveryOut(BaseModel):
-    seq: int
-    event_id: str = Field(description="also the webhook-id header of every attempt")
-    event_type: str
-    state: str
-    attempts: int
-    next_attempt_at: float | None = Field(description="when the next attempt is due (pending only)")
-    last_status: int | None
-    last_error: str | None
-    created_at: float
-    updated_at: float
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> DeliveryOut:
-        return cls(
-            seq=delivery.seq,
-            event_id=delivery.event_id,
-            event_type=delivery.event_type,
-            state=delivery.state,
-            attempts=delivery.attempts,
-            next_attempt_at=delivery.next_attempt_at if delivery.state == DeliveryState.PENDING else None,
-            last_status=delivery.last_status,
-            last_error=delivery.last_error,
-            created_at=delivery.created_at,
-            updated_at=delivery.updated_at,
-        )
-
-
-class Redelivered(BaseModel):
-    redelivered: int = Field(description="dead letters queued again")
-
-
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -402,46 +363,3 @@ async def rotate_secret(
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")
     await _endpoint_changed(request, webhook.id)
     return WebhookCreated(**(await _out(gateway, webhook)).model_dump(), secret=secret)
-
-
-@router.get(
-    "/{webhook_id}/deliveries",
-    summary="A webhook's deliveries, newest first (state=dead: dead letters)",
-    responses=error_answers(404, 422),
-)
-async def list_deliveries(
-    webhook_id: WebhookPath,
-    gateway: GatewayDep,
-    tenant_id: TenantDep,
-    state: Annotated[Literal["pending", "delivered", "dead"] | None, Query(description="only this state")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[
-        int | None, Query(ge=1, le=SQL_INT_MAX, description="page on: deliveries with a smaller seq")
-    ] = None,
-) -> list[DeliveryOut]:
-    await find_webhook(gateway, tenant_id, webhook_id)
-    deliveries = await gateway.store.outbox.list_deliveries(
-        tenant_id, WebhookId(webhook_id), state=state, limit=limit, before=before
-    )
-    return [DeliveryOut.of(d) for d in deliveries]
-
-
-@router.post(
-    "/{webhook_id}/deliveries/{seq}/redeliver", summary="Queue one dead letter again", responses=error_answers(404, 422)
-)
-async def redeliver_one(
-    webhook_id: WebhookPath, seq: Annotated[int, Path(ge=1, le=SQL_INT_MAX)], gateway: GatewayDep, tenant_id: TenantDep
-) -> Redelivered:
-    await find_webhook(gateway, tenant_id, webhook_id)
-    count = await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), [seq])
-    if count == 0:
-        raise NotFound(f"no dead letter {seq} for this webhook", code="dead_letter_not_found")
-    return Redelivered(redelivered=count)
-
-
-@router.post(
-    "/{webhook_id}/redeliver", summary="Queue every dead letter of a webhook again", responses=error_answers(404, 422)
-)
-async def redeliver_all(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: TenantDep) -> Redelivered:
-    await find_webhook(gateway, tenant_id, webhook_id)
-    return Redelivered(redelivered=await gateway.store.outbox.redeliver(tenant_id, WebhookId(webhook_id), None))
