@@ -45,9 +45,10 @@ pytest: $(STAMP)
 
 test: lint typecheck docs pytest
 
-# The fast tier: no process started, no PostgreSQL or Redis (the markers that tests.support.tiers checks).
+# The fast tier: no process started, no PostgreSQL or Redis (the markers that tests.support.tiers checks). Its
+# supervisor tests wait on the simulator more than they compute: as many workers as the whole suite's.
 test-fast: $(STAMP)
-	$(BIN)/pytest -n 2 -m "not e2e and not services"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not e2e and not services"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site
