@@ -42,16 +42,13 @@ from wagate.engines.base import (
     SentMessage,
 )
 from wagate.engines.neonize import mapping
-from wagate.engines.neonize.events import FIRST_QR_TTL, NEXT_QR_TTL, QR_GRACE, SENT_NS, EventReader
+from wagate.engines.neonize.events import SENT_NS, EventReader
 from wagate.engines.neonize.ffi import FfiGate, reachable, size_executor
 from wagate.engines.neonize.options import NeonizeOptions
 from wagate.engines.neonize.snapshot import Snapshots, WhatsmeowDirectory, WhatsmeowFile
 from wagate.errors import DamagedRecord, LeaseLost
 
 __all__ = [
-    "FIRST_QR_TTL",
-    "NEXT_QR_TTL",
-    "QR_GRACE",
     "SENT_NS",
     "START_WINDOW",
     "STOP_TIMEOUT",
