@@ -1,3 +1,3 @@
-from tests.support.stack import stack, stack_factory
+from tests.support.stack import receiver, stack, stack_factory
 
-__all__ = ["stack", "stack_factory"]
+__all__ = ["receiver", "stack", "stack_factory"]

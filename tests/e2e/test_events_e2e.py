@@ -4,7 +4,7 @@ refusals and its slow-client cut-off, and a SIGKILL while events are being produ
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,16 +14,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.probes import HOOKS, add_webhook, read_until, scrape, ws_url
-from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.receiver import Receiver
 from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with ThreadedReceiver(Receiver()) as running:
-        yield running
 
 
 def close_code(ws: ClientConnection) -> int | None:

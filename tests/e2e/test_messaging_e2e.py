@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,19 +17,13 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.support.probes import HOOKS, add_webhook, all_events, pages, read_until, ws_url
-from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.receiver import Receiver
 from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PHONE = "+15550001"
 PEER = "15550100@s.whatsapp.net"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with ThreadedReceiver(Receiver()) as running:
-        yield running
 
 
 def send(stack: Stack, text: str, *, session: str = "main", key: str | None = None, **extra: Any) -> httpx.Response:

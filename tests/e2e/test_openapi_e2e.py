@@ -36,7 +36,7 @@ import pytest
 
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
-from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -68,12 +68,6 @@ WEBHOOK_ROUTES = [
     ("POST", "/api/webhooks/{id}/redeliver"),
 ]
 REDELIVER_ONE = ("POST", "/api/webhooks/{id}/deliveries/{seq}/redeliver")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with ThreadedReceiver(Receiver()) as running:
-        yield running
 
 
 @pytest.fixture

@@ -5,30 +5,23 @@ session, and still reaches the worker (a QR code is forwarded to it)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
 from tests.support.procs import Served, free_port
-from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.receiver import Receiver
 from tests.support.services import pg_url
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack, sessions_working, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PHONE = "+15550701"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with ThreadedReceiver(Receiver()) as running:
-        yield running
 
 
 def start_worker(stack: Stack, port: int) -> Served:
@@ -54,13 +47,6 @@ def start_worker(stack: Stack, port: int) -> Served:
     stack.started.append(served)
     served.wait_healthy()
     return served
-
-
-def sessions_working(served: Served) -> int:
-    text = httpx.get(served.base_url + "/metrics", timeout=5).text
-    found = re.search(r'^wagate_sessions\{status="WORKING"\} (\S+)$', text, re.MULTILINE)
-    assert found is not None, text
-    return int(float(found.group(1)))
 
 
 def test_a_worker_runs_what_an_api_only_process_records(

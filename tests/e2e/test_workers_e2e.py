@@ -5,8 +5,7 @@ it, and a worker killed with SIGKILL leaves its sessions to the others, which re
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,27 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from tests.support.procs import Served, free_port, serve
-from tests.support.receiver import Receiver, ThreadedReceiver
+from tests.support.receiver import Receiver
 from tests.support.services import pg_url
-from tests.support.stack import ADMIN, Stack, first_worker, start_worker, wait_for
+from tests.support.stack import ADMIN, Stack, first_worker, sessions_working, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PHONES = [f"+1555020{n}" for n in range(5)]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with ThreadedReceiver(Receiver()) as running:
-        yield running
-
-
-def working(worker: Served) -> int:
-    """The sessions a worker runs WORKING, from its own /metrics."""
-    text = httpx.get(worker.base_url + "/metrics", timeout=5).text
-    found = re.search(r'^wagate_sessions\{status="WORKING"\} (\S+)$', text, re.MULTILINE)
-    assert found is not None, text
-    return int(float(found.group(1)))
 
 
 def test_sessions_spread_over_workers_and_survive_one_killed(
@@ -54,7 +39,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     key = stack.tenant()
     for n, phone in enumerate(PHONES):
         stack.link(f"s{n}", phone)
-    assert working(first) == 5
+    assert sessions_working(first) == 5
 
     (stack.tmp / "b").mkdir()
     env = {**stack.env, "WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(stack.tmp / "b")}
@@ -62,7 +47,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     second = serve(stack.tmp / "b", env, port=free_port())
     stack.started.append(second)
     second.wait_healthy()
-    wait_for(lambda: (working(first), working(second)) == (3, 2), 30, "three and two sessions")
+    wait_for(lambda: (sessions_working(first), sessions_working(second)) == (3, 2), 30, "three and two sessions")
     for n in range(5):
         stack.wait_status(f"s{n}", "WORKING")  # the API of either worker shows every session
 
@@ -121,12 +106,12 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
         stack.wait_status("coded", "WORKING")
         unknown = on_second.post("/api/nosuch/auth/request-code", json={"phoneNumber": "+15550298"})
         assert unknown.status_code == 404
-    assert (working(first), working(second)) == (4, 3)
+    assert (sessions_working(first), sessions_working(second)) == (4, 3)
 
     stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "before", "count": 5})
     wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 25, 15, "the messages before the kill")
     second.kill()  # SIGKILL: its leases stay until they expire
-    wait_for(lambda: working(first) == 7, 30, "the first worker to run all seven")
+    wait_for(lambda: sessions_working(first) == 7, 30, "the first worker to run all seven")
     stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "after", "count": 5})
     wait_for(lambda: stack.device(PHONES[0])["messages_acked"] == 30, 15, "every message acknowledged")
     for phone in [*PHONES, "+15550299", "+15550298"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import pytest
 
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, free_port, serve, sim_server
+from tests.support.receiver import Receiver, ThreadedReceiver
 from tests.support.services import pg_url
 
 ADMIN = "stack-admin-key-0123456789abcdef"
@@ -167,3 +169,18 @@ def stack(stack_factory: Callable[..., Stack]) -> Stack:
     made.start()
     made.tenant()
     return made
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback, in a thread of its own (the processes under test post to it)."""
+    with ThreadedReceiver(Receiver()) as running:
+        yield running
+
+
+def sessions_working(served: Served) -> int:
+    """The sessions a process runs WORKING, from its own /metrics."""
+    text = httpx.get(served.base_url + "/metrics", timeout=5).text
+    found = re.search(r'^wagate_sessions\{status="WORKING"\} (\S+)$', text, re.MULTILINE)
+    assert found is not None, text
+    return int(float(found.group(1)))
