@@ -41,7 +41,7 @@ def run(tmp_path: Path, source: str, *args: str, pg_port: int = 9) -> subprocess
     env["PYTHONPATH"] = str(REPO)
     env["WAGATE_TEST_PG"] = f"postgresql://postgres@127.0.0.1:{pg_port}/test"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.support.tiers", "-p", "no:cacheprovider", "-q", *args],
+        [sys.executable, "-m", "pytest", "-p", "tests.support.tiers", "-p", "no:cacheprovider", "-q", "-rN", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
