@@ -24,8 +24,9 @@
         │   └── QueueFull            429 a session's outbound queue is full (with Retry-After)
         └── ServiceUnavailable       503 the operation needs what this process cannot reach now
 
-One exception handler (``wagate.api.errors``) turns ``ApiError`` into ``{"error": {"code", "message"}}``; any other
-``WagateError`` that reaches it is a 500 or 503 with a generic message, logged with its traceback.
+One exception handler (``wagate.api.errors``) turns ``ApiError`` into
+``{"statusCode", "message", "error": {"code", "message"}}``; any other ``WagateError`` that reaches it is a 500
+or 503 with a generic message, logged with its traceback.
 Messages never carry secrets.
 """
 

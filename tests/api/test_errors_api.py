@@ -61,7 +61,11 @@ async def test_unexpected_exception_is_json_500_and_keeps_the_connection(
             failed = await http.get("/fails")
         assert failed.status_code == 500
         assert failed.headers["content-type"] == "application/json"
-        assert failed.json() == {"error": {"code": "internal_error", "message": "internal error"}}
+        assert failed.json() == {
+            "statusCode": 500,
+            "message": "internal error",
+            "error": {"code": "internal_error", "message": "internal error"},
+        }
         assert "a bug" not in failed.text
         logged = [r for r in caplog.records if r.name == "wagate.api" and r.exc_info]
         assert [r.getMessage() for r in logged] == ["unhandled ZeroDivisionError on GET /fails"]

@@ -23,7 +23,9 @@ async def make_tenant(client: AsyncClient, name: str, **extra: Any) -> dict[str,
 def assert_error(response: Any, status: int, code: str | None = None) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"statusCode", "message", "error"}
+    assert body["statusCode"] == status
+    assert body["message"] == body["error"]["message"]
     assert set(body["error"]) == {"code", "message"}
     if code is not None:
         assert body["error"]["code"] == code

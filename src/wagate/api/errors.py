@@ -1,4 +1,6 @@
-"""One place that turns errors into ``{"error": {"code", "message"}}`` responses.
+"""One place that turns errors into responses: ``{"statusCode", "message", "error": {"code", "message"}}``.
+
+``statusCode`` and ``message`` are WAHA's (its SDKs show them); ``error.code`` is wagate's, for programs.
 
 Any other exception becomes a JSON ``500 internal_error`` too, in :class:`CatchAll`: an ``Exception`` handler given
 to Starlette would answer, then raise the exception again to the server, which closes the kept-alive connection.
@@ -37,9 +39,8 @@ def error_response(
     headers: dict[str, str] | None = None,
     details: dict[str, object] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, **(details or {})}}, status_code=status, headers=headers
-    )
+    body = {"statusCode": status, "message": message, "error": {"code": code, "message": message, **(details or {})}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(errors: list[Any]) -> str:

@@ -265,8 +265,10 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error answer of the API."""
+    """Every error answer of the API: WAHA's ``statusCode`` and ``message``, and wagate's ``error``."""
 
+    status_code: int = Field(alias="statusCode", description="the HTTP status, as WAHA repeats it in the body")
+    message: str = Field(description="what went wrong, for a person (the same as ``error.message``)")
     error: ErrorDetail
 
 
