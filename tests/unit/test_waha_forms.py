@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from wagate.domain.messages import MessageStatus
-from wagate.domain.waha import Ack, MessageRef, ack_of, parse_message_id, public_jid, serialize_message_id, wa_message
+from wagate.domain.waha import (
+    Ack,
+    MessageRef,
+    ack_of,
+    environment,
+    parse_message_id,
+    public_jid,
+    serialize_message_id,
+    wa_message,
+    waha_engine,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,3 +111,15 @@ def test_a_group_message_from_someone_else_names_its_participant() -> None:
     assert (message["body"], message["hasMedia"], message["ackName"]) == ("", True, "DEVICE")
     assert message["replyTo"] == {"id": "XYZ", "hasMedia": False}
     assert "source" not in message
+
+
+def test_the_environment_names_the_engine_as_waha_does() -> None:
+    assert environment("1.2.3", "neonize", "linux/x86_64", "w1") == {
+        "version": "1.2.3",
+        "engine": "GOWS",
+        "tier": "WAGATE",
+        "browser": None,
+        "platform": "linux/x86_64",
+        "worker": {"id": "w1"},
+    }
+    assert waha_engine("sim") == "GOWS"

@@ -17,13 +17,16 @@ from typing import Any
 from wagate.domain.messages import MessageStatus
 
 __all__ = [
+    "TIER",
     "Ack",
     "MessageRef",
     "ack_of",
+    "environment",
     "parse_message_id",
     "public_jid",
     "serialize_message_id",
     "wa_message",
+    "waha_engine",
 ]
 
 _USER_SERVER = "@s.whatsapp.net"
@@ -145,3 +148,27 @@ def wa_message(
     if extra:
         message["_data"].update(extra)
     return message
+
+
+TIER = "WAGATE"  # WAHA's tiers are its editions (CORE, PLUS): wagate is neither, and says so
+# wagate's engines by the WAHA engine they stand beside: neonize drives whatsmeow, as WAHA's GOWS does; the
+# simulator speaks the same multi-device protocol to its fake WhatsApp.
+_WAHA_ENGINES = {"neonize": "GOWS", "sim": "GOWS"}
+
+
+def waha_engine(engine: str) -> str:
+    """The name WAHA gives the kind of engine that ``engine`` (wagate's name) is."""
+    return _WAHA_ENGINES.get(engine, engine.upper())
+
+
+def environment(version: str, engine: str, platform: str, worker: str | None) -> dict[str, Any]:
+    """WAHA's ``WAHAEnvironment``: the gateway's version, its default engine (WAHA's name for it), the platform
+    (``linux/x86_64``) and the worker that answers; no browser runs (``browser`` is null)."""
+    return {
+        "version": version,
+        "engine": waha_engine(engine),
+        "tier": TIER,
+        "browser": None,
+        "platform": platform,
+        "worker": {"id": worker},
+    }
