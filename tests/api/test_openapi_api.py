@@ -23,7 +23,7 @@ from wagate.ids import API_KEY_ID_PATTERN, BACKUP_ID_PATTERN, TENANT_ID_PATTERN,
 from wagate.runtime.node import Node
 
 ERROR = {"$ref": "#/components/schemas/ErrorOut"}
-OPEN = {"/health", "/ready", "/metrics", "/api/dashboard/config"}  # no key needed
+OPEN = {"/health", "/ping", "/ready", "/metrics", "/api/dashboard/config"}  # no key needed
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""``/api/server/status`` over a real store (SQLite and PostgreSQL) and a real Redis, through the real app."""
+"""The server's routes over a real store (SQLite and PostgreSQL) and a real Redis, through the real app: the status
+(a tenant's own sessions; the admin's whole process), WAHA's ping, version and environment."""
 
 from __future__ import annotations
 
 import asyncio
+import platform
+import time
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -11,8 +14,10 @@ from pydantic import SecretStr
 from tests.support.api import ADMIN, assert_error, make_tenant
 from tests.support.procs import free_port
 from tests.support.services import REDIS_URL, require_redis
+from wagate import __version__
 from wagate.api.app import create_app
 from wagate.domain.sessions import Status, StatusChange
+from wagate.domain.waha import waha_engine
 from wagate.gateway import Gateway
 from wagate.runtime.node import Node
 
@@ -25,7 +30,6 @@ async def status_with(gateway: Gateway, redis_url: str | None) -> dict[str, obje
         for name in ("one", "two"):
             assert (await http.post("/api/sessions", json={"name": name}, headers=a)).status_code == 201
         await http.post("/api/sessions", json={"name": "idle", "start": False}, headers=a)
-        assert_error(await http.get("/api/server/status", headers=a), 403, "admin_key_required")
         assert_error(await http.get("/api/server/status"), 401)
         response = await http.get("/api/server/status", headers=ADMIN)
         assert response.status_code == 200
@@ -54,10 +58,11 @@ async def test_status_reports_store_redis_sessions_and_the_process(gateway: Gate
     assert isinstance(body["memory_rss_bytes"], int)
     assert body["memory_rss_bytes"] > 10 * 1024 * 1024
     assert isinstance(body["requests"], int)
-    assert body["requests"] >= 6
+    assert body["requests"] >= 5
     assert body["error_rate"] == 0.0
-    assert isinstance(body["uptime_s"], float | int)
-    assert {"version", "cpu_percent", "avg_response_ms"} <= set(body)
+    assert isinstance(body["uptime"], int)
+    assert isinstance(body["startTimestamp"], int)
+    assert {"version", "cpu_percent", "avg_response_ms", "worker", "engine_hosts", "workers"} <= set(body)
 
 
 async def test_status_says_when_redis_is_unreachable(gateway: Gateway) -> None:
@@ -101,3 +106,59 @@ async def test_status_counts_sessions_as_they_are_not_as_stale_rows_say(client: 
     }
     listed = (await client.get("/api/sessions", headers=key)).json()
     assert sorted((s["name"], s["status"]) for s in listed) == [("alive", "WORKING"), ("gone", "STARTING")]
+
+
+async def test_a_tenant_reads_the_status_of_its_own_sessions_only(client: AsyncClient) -> None:
+    a, b = await make_tenant(client, "a"), await make_tenant(client, "b")
+    for name in ("one", "two"):
+        assert (await client.post("/api/sessions", json={"name": name, "start": False}, headers=a)).status_code == 201
+    assert (await client.post("/api/sessions", json={"name": "three"}, headers=b)).status_code == 201
+    response = await client.get("/api/server/status", headers=a)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"startTimestamp", "uptime", "worker", "version", "sessions"}  # nothing of the process
+    assert body["sessions"] == {"total": 2, "by_status": {"STOPPED": 2}, "should_run": 0, "healthy_percent": 100.0}
+    assert 0 <= body["uptime"] < 600_000
+    assert abs(body["startTimestamp"] + body["uptime"] - time.time() * 1000) < 5_000
+    assert body["worker"]["id"]
+    admin = (await client.get("/api/server/status", headers=ADMIN)).json()
+    assert admin["sessions"]["total"] == 3
+    assert admin["worker"] == body["worker"]
+
+
+async def test_ping_answers_without_a_key(client: AsyncClient) -> None:
+    response = await client.get("/ping")
+    assert (response.status_code, response.json()) == (200, {"message": "pong"})
+
+
+async def test_the_version_is_waha_s_environment(client: AsyncClient, gateway: Gateway) -> None:
+    key = await make_tenant(client, "a")
+    assert_error(await client.get("/api/version"), 401)
+    for path in ("/api/version", "/api/server/version"):
+        response = await client.get(path, headers=key)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["version"] == __version__
+        assert body["engine"] == waha_engine(gateway.settings.default_engine)
+        assert (body["tier"], body["browser"]) == ("WAGATE", "")
+        assert body["platform"] == f"{platform.system().lower()}/{platform.machine()}"
+        assert body["worker"]["id"]
+
+
+async def test_the_environment_is_the_admin_s_and_never_shows_a_secret(client: AsyncClient, gateway: Gateway) -> None:
+    key = await make_tenant(client, "a")
+    assert_error(await client.get("/api/server/environment", headers=key), 403, "admin_key_required")
+    response = await client.get("/api/server/environment", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    given = response.json()
+    assert given["WAGATE_ADMIN_KEY"] == "***"
+    every = (await client.get("/api/server/environment", params={"all": "true"}, headers=ADMIN)).json()
+    assert set(given) < set(every)  # what was set, then every setting
+    assert all(every[name] == value for name, value in given.items())
+    assert every["WAGATE_DEFAULT_ENGINE"] == gateway.settings.default_engine
+    assert every["WAGATE_SMTP_PASSWORD"] is None  # not set: null, and set it would be masked
+    secrets = [gateway.settings.admin_key, gateway.settings.keys]
+    for secret in secrets:
+        assert secret is not None
+        assert secret.get_secret_value() not in response.text + str(every)
+    assert_error(await client.get("/api/server/environment", params={"all": "maybe"}, headers=ADMIN), 422)

@@ -118,7 +118,7 @@ def test_the_environment_names_the_engine_as_waha_does() -> None:
         "version": "1.2.3",
         "engine": "GOWS",
         "tier": "WAGATE",
-        "browser": None,
+        "browser": "",
         "platform": "linux/x86_64",
         "worker": {"id": "w1"},
     }

@@ -163,12 +163,12 @@ def waha_engine(engine: str) -> str:
 
 def environment(version: str, engine: str, platform: str, worker: str | None) -> dict[str, Any]:
     """WAHA's ``WAHAEnvironment``: the gateway's version, its default engine (WAHA's name for it), the platform
-    (``linux/x86_64``) and the worker that answers; no browser runs (``browser`` is null)."""
+    (``linux/x86_64``) and the worker that answers; no browser runs (``browser`` is empty)."""
     return {
         "version": version,
         "engine": waha_engine(engine),
         "tier": TIER,
-        "browser": None,
+        "browser": "",
         "platform": platform,
         "worker": {"id": worker},
     }

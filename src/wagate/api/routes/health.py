@@ -15,7 +15,7 @@ from wagate.api.errors import error_response
 from wagate.api.schemas import error_answers
 from wagate.errors import StoreError
 
-__all__ = ["Ready", "health", "metrics", "ready", "router"]
+__all__ = ["Health", "Indicator", "Ready", "health", "metrics", "ready", "router"]
 
 router = APIRouter(tags=["health"])
 
@@ -29,9 +29,24 @@ class Ready(BaseModel):
 _READY: dict[int | str, dict[str, Any]] = {200: {"model": Ready}}
 
 
+class Indicator(BaseModel):
+    status: str = Field(description="up")
+
+
+class Health(BaseModel):
+    """WAHA's health answer. Liveness only: the process answers (``/ready`` checks the store)."""
+
+    status: str = Field(description="ok")
+    info: dict[str, Indicator] | None = Field(description="what is up")
+    error: dict[str, Indicator] | None = Field(description="what is down: nothing, while the process answers")
+    details: dict[str, Indicator] = Field(description="every indicator")
+    version: str
+
+
 @router.get("/health", summary="Liveness: the process answers")
-async def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+async def health() -> Health:
+    up = {"process": Indicator(status="up")}
+    return Health(status="ok", info=up, error={}, details=up, version=__version__)
 
 
 @router.get(

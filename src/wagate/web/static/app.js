@@ -313,7 +313,7 @@ async function loadAdmin() {
   }));
   const facts = {
     Version: status.version,
-    Uptime: `${Math.round(status.uptime_s)} s`,
+    Uptime: `${Math.round(status.uptime / 1000)} s`,
     Store: `${status.store.backend}, ${status.store.reachable ? status.store.latency_ms + " ms" : "unreachable"}`,
     Redis: status.redis.configured ? (status.redis.reachable ? `${status.redis.latency_ms} ms` : "unreachable") : "not configured",
     Sessions: `${status.sessions.total} (${status.sessions.healthy_percent} % of those that should run are working)`,
