@@ -3,6 +3,8 @@ a retry schedule spans. Every request is checked with the ``standardwebhooks`` p
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 import re
 import time
@@ -24,7 +26,7 @@ from tests.support.receiver import Receiver
 from tests.support.services import pg_url
 from wagate.domain.events import Announced, Event, EventType
 from wagate.domain.sessions import Desired, NewSession, Quotas, Session
-from wagate.domain.webhooks import DeliveryState, Webhook, WebhookChange
+from wagate.domain.webhooks import DeliveryState, Retries, RetryPolicy, Webhook, WebhookChange
 from wagate.gateway import Gateway
 from wagate.ids import WebhookId
 from wagate.runtime.metrics import Metrics
@@ -537,3 +539,56 @@ async def test_a_refused_address_is_a_dead_letter_at_once_and_holds_nothing_back
         assert time.monotonic() < deadline, "the mark stayed after a delivery got through"
         await _sleep(0.02)
     assert all(w.blocked_at is None for w in await rig.gateway.store.webhooks.list_webhooks(tenant))
+
+
+async def test_an_hmac_key_signs_every_delivery_waha_s_way_beside_standard_webhooks(
+    rig_factory: Callable[..., Any],
+) -> None:
+    rig: Rig = await rig_factory()
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    key = "waha-hmac-key"
+    hook = await rig.gateway.store.webhooks.create(
+        rig.session.tenant_id, rig.receiver.url("/hook"), ["*"], None, secret, limit=10, hmac=key
+    )
+    rig.receiver.secrets["/hook"] = secret
+    await rig.emit(3)
+    got = await rig.receiver.wait_for(3)
+    assert rig.receiver.verified == 3  # the Standard Webhooks signature still verifies
+    for received in got:
+        expected = hmac.new(key.encode(), received.body, hashlib.sha512).hexdigest()
+        assert received.headers["x-webhook-hmac"] == expected
+        assert received.headers["x-webhook-hmac-algorithm"] == "sha512"
+    assert len({r.headers["x-webhook-hmac"] for r in got}) == 3  # of each body
+
+    assert await rig.gateway.store.webhooks.update(rig.session.tenant_id, hook.id, WebhookChange(hmac=None))
+    rig.dispatcher.forget_endpoint(hook.id)
+    await rig.emit(1, start=3)
+    (last,) = (await rig.receiver.wait_for(4))[3:]
+    assert "x-webhook-hmac" not in last.headers
+    assert rig.receiver.verified == 4
+
+
+async def test_an_endpoints_own_retries_set_the_waits_and_the_dead_letter(rig_factory: Callable[..., Any]) -> None:
+    rig: Rig = await rig_factory()
+    hook = await rig.gateway.store.webhooks.create(
+        rig.session.tenant_id,
+        rig.receiver.url("/hook"),
+        ["*"],
+        None,
+        "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        limit=10,
+        retries=Retries(10.0, 2, RetryPolicy.LINEAR),
+    )
+    rig.receiver.answer = lambda r: web.Response(status=500)
+    await rig.emit(1)
+    for attempt, nominal in ((1, 10.0), (2, 20.0)):  # linear: 10 s, then 20 s
+        await rig.receiver.wait_for(attempt)
+        row = await _settled(rig, hook, attempt)
+        delay = row.next_attempt_at - rig.clock.now
+        assert nominal * (1 - JITTER) - 0.01 <= delay <= nominal * (1 + JITTER) + 0.01, (attempt, delay)
+        assert row.state == DeliveryState.PENDING
+        rig.clock.now = row.next_attempt_at
+    await rig.receiver.wait_for(3)
+    row = await _settled(rig, hook, 3, state=DeliveryState.DEAD)  # two retries, then a dead letter
+    assert (row.state, row.attempts) == (DeliveryState.DEAD, 3)
+    await _quiet(rig, 3)

@@ -1,10 +1,11 @@
-"""A webhook endpoint's own request headers (an ``Authorization`` its receiver expects, a routing key), checked.
+"""A webhook endpoint: its own request headers (an ``Authorization`` its receiver expects, a routing key), checked;
+its WAHA-style HMAC key and retry policy.
 
-The gateway writes the request line, ``host``, ``user-agent``, ``content-type``, ``content-length`` and the three
-Standard Webhooks headers itself; an endpoint's headers may not name any of them, nor a header that changes how the
-connection or the body is read. Names are HTTP tokens, kept in lower case (HTTP's names are case-insensitive, so
-``Authorization`` and ``authorization`` are one header); values are one line of visible Latin-1 text. Values are
-kept sealed and never shown again: the API lists the names.
+The gateway writes the request line, ``host``, ``user-agent``, ``content-type``, ``content-length``, the three
+Standard Webhooks headers and WAHA's two HMAC headers itself; an endpoint's headers may not name any of them, nor a
+header that changes how the connection or the body is read. Names are HTTP tokens, kept in lower case (HTTP's names
+are case-insensitive, so ``Authorization`` and ``authorization`` are one header); values are one line of visible
+Latin-1 text. Values are kept sealed and never shown again: the API lists the names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from wagate.ids import EventId, SessionId, TenantId, WebhookId
@@ -20,7 +22,9 @@ __all__ = [
     "HEADER_NAME",
     "HEADER_VALUE",
     "MAX_HEADERS",
+    "MAX_HMAC_KEY",
     "MAX_NAME",
+    "MAX_RETRY_DELAY",
     "MAX_TOTAL",
     "MAX_VALUE",
     "RESERVED",
@@ -29,6 +33,8 @@ __all__ = [
     "Endpoint",
     "Headers",
     "Outgoing",
+    "Retries",
+    "RetryPolicy",
     "Webhook",
     "WebhookChange",
     "custom_headers",
@@ -64,6 +70,8 @@ RESERVED = frozenset(
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "x-webhook-hmac",
+        "x-webhook-hmac-algorithm",
     }
 )
 
@@ -94,6 +102,47 @@ def custom_headers(given: Mapping[str, str]) -> Headers:
     return tuple(sorted(found.items()))
 
 
+class RetryPolicy(StrEnum):
+    """How the wait between attempts grows (WAHA's ``retries.policy``)."""
+
+    CONSTANT = "constant"  # delaySeconds every time
+    LINEAR = "linear"  # delaySeconds times the number of failures so far
+    EXPONENTIAL = "exponential"  # delaySeconds doubled at each failure
+
+
+MAX_RETRY_DELAY = 86400.0  # no wait between two attempts is longer than a day
+MAX_HMAC_KEY = 1024  # characters of an HMAC key
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """An endpoint's own retry policy, in WAHA's terms: after a failed attempt, up to ``attempts`` more, waiting
+    ``delay_seconds`` grown by ``policy`` (each wait at most a day)."""
+
+    delay_seconds: float
+    attempts: int
+    policy: RetryPolicy
+
+    def delay(self, failures: int) -> float | None:
+        """The wait after the ``failures``-th failed attempt; None when no attempt is left."""
+        if failures > self.attempts:
+            return None
+        if self.policy is RetryPolicy.CONSTANT:
+            wait = self.delay_seconds
+        elif self.policy is RetryPolicy.LINEAR:
+            wait = self.delay_seconds * failures
+        else:
+            wait = self.delay_seconds * 2.0 ** min(failures - 1, 32)
+        return min(wait, MAX_RETRY_DELAY)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"delaySeconds": self.delay_seconds, "attempts": self.attempts, "policy": self.policy.value}
+
+    @classmethod
+    def of(cls, given: Mapping[str, Any]) -> Retries:
+        return cls(float(given["delaySeconds"]), int(given["attempts"]), RetryPolicy(given["policy"]))
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     id: WebhookId
@@ -108,6 +157,8 @@ class Webhook:
     previous_until: float | None = None  # after a rotation: until when the previous secret signs too
     blocked_reason: str | None = None  # why the SSRF guard refused its address at the latest attempt
     blocked_at: float | None = None  # since when
+    hmac: bool = False  # deliveries carry WAHA's X-Webhook-Hmac (the key is sealed, never shown)
+    retries: Retries | None = None  # the endpoint's own retry policy; None: the gateway's schedule
 
     @property
     def enabled(self) -> bool:
@@ -116,12 +167,14 @@ class Webhook:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """What the delivery worker needs of an endpoint: the webhook, its signing secret and its own headers."""
+    """What the delivery worker needs of an endpoint: the webhook, its signing secret, its own headers and its
+    HMAC key."""
 
     webhook: Webhook
     secret: str
     headers: Headers = ()
     previous_secret: str | None = None
+    hmac_key: str | None = None
 
     def secrets(self, now: float) -> tuple[str, ...]:
         """The secrets a delivery at ``now`` is signed with: the current one, and the one before the last rotation
@@ -144,6 +197,8 @@ class WebhookChange:
     events: list[str] = _UNCHANGED
     session: str | None = _UNCHANGED
     headers: Headers = _UNCHANGED
+    hmac: str | None = _UNCHANGED  # None: no HMAC any more
+    retries: Retries | None = _UNCHANGED  # None: the gateway's schedule again
 
     @staticmethod
     def given(value: object) -> bool:

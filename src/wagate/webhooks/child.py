@@ -32,7 +32,7 @@ log = logging.getLogger("wagate.webhooks")
 class _Child:
     def __init__(self, client: WebhookClient, output: asyncio.WriteTransport) -> None:
         self.client = client
-        self.endpoints: dict[int, tuple[str, list[Signer], Headers]] = {}
+        self.endpoints: dict[int, tuple[str, list[Signer], Headers, str | None]] = {}
         self.tasks = TaskSet()
         self.stopping = False
         self.writer = TurnWriter(lambda: output)
@@ -40,10 +40,10 @@ class _Child:
     def on_frame(self, message: list[Any]) -> None:
         kind = message[0]
         if kind == "E":
-            _, index, url, secrets, headers = message
+            _, index, url, secrets, headers, key = message
             signers = [Signer(str(secret)) for secret in secrets]
             own = tuple((str(name), str(value)) for name, value in headers)
-            self.endpoints[int(index)] = (str(url), signers, own)
+            self.endpoints[int(index)] = (str(url), signers, own, None if key is None else str(key))
         elif kind == "R":
             _, token, index, now, runs = message
             deliveries = [(str(event_id), bytes(body)) for event_id, body in runs]
@@ -54,7 +54,7 @@ class _Child:
     async def _run(
         self,
         token: int,
-        endpoint: tuple[str, list[Signer], Headers] | None,
+        endpoint: tuple[str, list[Signer], Headers, str | None] | None,
         now: float,
         deliveries: list[tuple[str, bytes]],
     ) -> None:
@@ -67,9 +67,9 @@ class _Child:
             try:
                 if endpoint is None:
                     raise LookupError("a run for an endpoint the sender was never told of")
-                url, signers, own = endpoint
+                url, signers, own, key = endpoint
                 headers = dict(own)
-                headers.update(signed_headers(signers, event_id, at, body.decode()))
+                headers.update(signed_headers(signers, event_id, at, body.decode(), key))
                 attempt = await self.client.post(url, body, headers, at)
             except Exception as exc:  # this delivery fails; the child goes on
                 attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}"[:300])

@@ -1,4 +1,5 @@
-"""The HTTP side of a webhook delivery: the request signed (Standard Webhooks), the SSRF guard, one attempt's outcome.
+"""The HTTP side of a webhook delivery: the request signed (Standard Webhooks, and WAHA's HMAC when the endpoint has a
+key), the SSRF guard, one attempt's outcome.
 
 Used by the dispatcher in its own process, or by the sender process it starts (:mod:`wagate.webhooks.process`).
 """
@@ -6,6 +7,8 @@ Used by the dispatcher in its own process, or by the sender process it starts (:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,19 +48,27 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
 
 
-def signed_headers(signers: Sequence[Signer], event_id: str, now: float, body: str) -> dict[str, str]:
+def signed_headers(
+    signers: Sequence[Signer], event_id: str, now: float, body: str, hmac_key: str | None = None
+) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt, signed with each of ``signers`` (during a secret's rotation the
     new and the previous one: the signatures space-separated, as the specification has it, so that a receiver
     holding either secret verifies). The timestamp is the whole second the header carries: signing ``now`` itself
     let a time within half a microsecond of the next second round up in the signature but not in the header, and
-    the receiver then rightly refused it."""
+    the receiver then rightly refused it. With ``hmac_key``, WAHA's headers too: ``x-webhook-hmac``, the hex
+    HMAC-SHA512 of the body under that key, and ``x-webhook-hmac-algorithm: sha512``."""
     second = int(now)
     at = datetime.fromtimestamp(second, UTC)
-    return {
+    headers = {
         "webhook-id": event_id,
         "webhook-timestamp": str(second),
         "webhook-signature": " ".join([signer.sign(event_id, at, body) for signer in signers]),
     }
+    if hmac_key is not None:
+        digest = hmac.new(hmac_key.encode(), body.encode(), hashlib.sha512).hexdigest()
+        headers["x-webhook-hmac"] = digest
+        headers["x-webhook-hmac-algorithm"] = "sha512"
+    return headers
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ transaction), and by claiming from the table every ``poll_interval`` (after a re
 retries, redeliveries). Every attempt carries the same ``webhook-id`` and body; only the timestamp and signature
 are new. A ``2xx`` delivers, ``410`` disables the endpoint, an address the SSRF guard refuses makes the delivery a dead
 letter at once (and marks the endpoint until an attempt gets through), anything else retries on
-:data:`RETRY_SCHEDULE` (or when ``Retry-After`` says) until the schedule runs out and the delivery becomes a dead
-letter.
+:data:`RETRY_SCHEDULE`, or the endpoint's own ``retries`` policy (or when ``Retry-After`` says), until the schedule
+runs out and the delivery becomes a dead letter.
 
 The requests themselves are signed and sent by :class:`~wagate.webhooks.process.WebhookProcess`'s child process (a
 group's due deliveries as one run, in order, stopped at the first failure), or, with ``webhook_sender="inline"``, by
@@ -28,7 +28,7 @@ from dataclasses import replace
 from wagate.clock import Clock
 from wagate.config import Settings
 from wagate.domain.events import Committed
-from wagate.domain.webhooks import Outgoing
+from wagate.domain.webhooks import Outgoing, Retries
 from wagate.errors import StoreError
 from wagate.ids import WebhookId
 from wagate.periodic import every
@@ -43,6 +43,7 @@ from wagate.webhooks.groups import (
     Group,
     GroupKey,
     Unsaid,
+    retries_left,
     retry_delay,
 )
 from wagate.webhooks.process import MAX_RUN, WebhookProcess
@@ -231,7 +232,7 @@ class WebhookDispatcher:
             sent = group.due(now, MAX_RUN)
             deliveries = [(o.delivery.event_id, o.body.encode()) for o in sent]
             url, secrets = endpoint.webhook.url, endpoint.secrets(now)
-            attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers)
+            attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers, endpoint.hmac_key)
         answered = self.clock()
         refused: dict[str, list[Outgoing]] = {}  # by the refusal's reason
         blocked: str | Unsaid | None = UNSAID  # the guard's last word on the endpoint's address in this run
@@ -269,7 +270,7 @@ class WebhookDispatcher:
             await self._drop(group)
             await self.endpoint_changed(endpoint.webhook.id)  # the other workers stop sending to it too
             return False
-        await self._failed(group, item, attempt)
+        await self._failed(group, item, attempt, endpoint.webhook.retries)
         return True
 
     async def _refused(self, group: Group, endpoint: CachedEndpoint, items: list[Outgoing], reason: str) -> None:
@@ -305,10 +306,10 @@ class WebhookDispatcher:
         except StoreError as exc:  # the change is committed; the others' copies expire on their own
             log.warning("could not tell the other workers that webhook %s changed: %s", webhook_id, exc)
 
-    async def _failed(self, group: Group, item: Outgoing, attempt: Attempt) -> None:
+    async def _failed(self, group: Group, item: Outgoing, attempt: Attempt, retries: Retries | None) -> None:
         failures = item.delivery.attempts + 1
-        delay = attempt.retry_after if attempt.retry_after is not None else retry_delay(failures, self.rng)
-        if attempt.retry_after is not None and failures > len(RETRY_SCHEDULE):
+        delay = attempt.retry_after if attempt.retry_after is not None else retry_delay(failures, self.rng, retries)
+        if not retries_left(failures, retries):
             delay = None  # Retry-After shapes the schedule; it does not extend it forever
         now = self.clock()
         error = attempt.error or f"HTTP {attempt.status}"
@@ -347,7 +348,7 @@ class WebhookDispatcher:
         now = self.clock()
         signers = [endpoint.signers[secret] for secret in endpoint.secrets(now)]
         headers = dict(endpoint.headers)
-        headers.update(signed_headers(signers, item.delivery.event_id, now, item.body))
+        headers.update(signed_headers(signers, item.delivery.event_id, now, item.body, endpoint.hmac_key))
         return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
 
     # housekeeping ----------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Both directions carry msgpack arrays, one after another on the pipe (msgpack frames itself, so the stream needs no
 length prefix), the first item naming the kind:
 
-- to the child, ``["E", index, url, secrets, headers]``: an endpoint (the secrets it signs with, its own headers as
-  ``[name, value]`` pairs) under an index that runs refer to; ``["R", token, index, now, [[event_id, body], ...]]``:
-  a run, with the dispatcher's time;
+- to the child, ``["E", index, url, secrets, headers, hmac]``: an endpoint (the secrets it signs with, its own
+  headers as ``[name, value]`` pairs, its WAHA HMAC key or nil) under an index that runs refer to;
+  ``["R", token, index, now, [[event_id, body], ...]]``: a run, with the dispatcher's time;
 - from the child, ``["A", token, [[outcome, status, retry_after, error], ...]]``: the run's answer, per delivery
   (outcome 0 not attempted, 1 delivered, 2 failed, 3 refused by the SSRF guard; status and Retry-After in seconds
   or nil); ``["H"]`` every second while it holds runs: a child silent for the request timeout and ten seconds more
@@ -38,7 +38,7 @@ __all__ = [
     "frame",
 ]
 
-PROTOCOL = 4  # the frames' layout; 3: the refused outcome; 4: msgpack arrays
+PROTOCOL = 5  # the frames' layout; 3: the refused outcome; 4: msgpack arrays; 5: the endpoint's HMAC key
 MAX_FRAME = 256 * 1024 * 1024
 MAX_RUN = 256
 _NOT_ATTEMPTED, _DELIVERED, _FAILED, _REFUSED = 0, 1, 2, 3

@@ -9,7 +9,7 @@ import random
 from standardwebhooks import Webhook as Signer
 
 from wagate.clock import Clock
-from wagate.domain.webhooks import Endpoint, Headers, Outgoing, Webhook
+from wagate.domain.webhooks import Endpoint, Headers, Outgoing, Retries, Webhook
 from wagate.ids import SessionId, WebhookId
 from wagate.store.base import Store
 
@@ -22,6 +22,7 @@ __all__ = [
     "Group",
     "GroupKey",
     "Unsaid",
+    "retries_left",
     "retry_delay",
 ]
 
@@ -38,11 +39,21 @@ class Unsaid:
 UNSAID = Unsaid()
 
 
-def retry_delay(failed_attempts: int, rng: random.Random) -> float | None:
-    """Delay before the next attempt after ``failed_attempts`` failures; None when the schedule is used up."""
-    if failed_attempts > len(RETRY_SCHEDULE):
+def retry_delay(failed_attempts: int, rng: random.Random, retries: Retries | None = None) -> float | None:
+    """Delay before the next attempt after ``failed_attempts`` failures, on the endpoint's own ``retries`` policy or
+    else :data:`RETRY_SCHEDULE`; None when it is used up."""
+    if retries is not None:
+        delay = retries.delay(failed_attempts)
+    elif failed_attempts > len(RETRY_SCHEDULE):
         return None
-    return RETRY_SCHEDULE[failed_attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+    else:
+        delay = RETRY_SCHEDULE[failed_attempts - 1]
+    return None if delay is None else delay * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def retries_left(failed_attempts: int, retries: Retries | None) -> bool:
+    """Whether another attempt follows ``failed_attempts`` failures."""
+    return failed_attempts <= (len(RETRY_SCHEDULE) if retries is None else retries.attempts)
 
 
 class CachedEndpoint:
@@ -62,6 +73,10 @@ class CachedEndpoint:
     @property
     def headers(self) -> Headers:
         return self.found.headers
+
+    @property
+    def hmac_key(self) -> str | None:
+        return self.found.hmac_key
 
     def secrets(self, now: float) -> tuple[str, ...]:
         return self.found.secrets(now)

@@ -92,7 +92,7 @@ class WebhookProcess:
         self._pipes: _ChildPipes | None = None
         self._stdin: asyncio.WriteTransport | None = None
         self._starting = asyncio.Lock()
-        self._endpoints: dict[tuple[str, tuple[str, ...], Headers], int] = {}
+        self._endpoints: dict[tuple[str, tuple[str, ...], Headers, str | None], int] = {}
         self._runs: dict[int, _Run] = {}
         self._token = 0
         self._writer = TurnWriter(lambda: self._stdin)
@@ -131,10 +131,12 @@ class WebhookProcess:
         deliveries: Sequence[tuple[str, bytes]],
         now: float,
         headers: Headers = (),
+        hmac_key: str | None = None,
     ) -> list[Attempt | None]:
         """Send ``deliveries`` ((event id, body), oldest first, at most :data:`MAX_RUN`) to ``url``, signed with each
-        of ``secrets`` and with the endpoint's own ``headers``, one after the other, stopping at the first that
-        fails (one the SSRF guard refuses does not stop it): an attempt for each one tried, None for the rest."""
+        of ``secrets`` (and ``hmac_key``, WAHA's way) and with the endpoint's own ``headers``, one after the other,
+        stopping at the first that fails (one the SSRF guard refuses does not stop it): an attempt for each one
+        tried, None for the rest."""
         if self._transport is None:
             try:
                 await self.start()
@@ -142,13 +144,13 @@ class WebhookProcess:
                 return self._failed(len(deliveries), f"the webhook sender process cannot start: {exc}"[:300])
             if self._transport is None:
                 return self._failed(len(deliveries), "the webhook sender is stopped")
-        key = (url, secrets, headers)
+        key = (url, secrets, headers, hmac_key)
         index = self._endpoints.get(key)
         if index is None:
             if len(self._endpoints) >= _MAX_ENDPOINTS:
                 self._endpoints.clear()  # indexes are reused from 0; the child replaces its entries as they come
             index = self._endpoints[key] = len(self._endpoints)
-            self._writer.send(frame("E", index, url, secrets, headers))
+            self._writer.send(frame("E", index, url, secrets, headers, hmac_key))
         self._token += 1
         token = self._token
         future: asyncio.Future[list[Attempt | None]] = asyncio.get_running_loop().create_future()

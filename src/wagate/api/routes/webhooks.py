@@ -1,8 +1,9 @@
 """``/api/webhooks``: a tenant's webhook endpoints (their deliveries and dead letters: ``deliveries``).
 
 The signing secret (``whsec_`` + base64, Standard Webhooks) is shown once, in the answer to the creation; the store
-keeps it sealed, and the endpoint's own headers too (only their names are shown). Another tenant's endpoint is a 404,
-exactly like a missing one.
+keeps it sealed, and the endpoint's own headers and WAHA-style HMAC key too (only the headers' names are shown, and
+whether there is a key). An endpoint may carry its own retry policy (WAHA's ``retries``). Another tenant's endpoint
+is a 404, exactly like a missing one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -23,11 +24,15 @@ from wagate.domain.webhooks import (
     HEADER_NAME,
     HEADER_VALUE,
     MAX_HEADERS,
+    MAX_HMAC_KEY,
     MAX_NAME,
+    MAX_RETRY_DELAY,
     MAX_TOTAL,
     MAX_VALUE,
     RESERVED,
     Headers,
+    Retries,
+    RetryPolicy,
     Webhook,
     WebhookChange,
     custom_headers,
@@ -38,8 +43,11 @@ from wagate.ids import WEBHOOK_ID_PATTERN, TenantId, WebhookId
 from wagate.net.ssrf import BlockedAddress, check_url
 
 __all__ = [
+    "MAX_ATTEMPTS",
     "MAX_OVERLAP",
     "SECRET_PREFIX",
+    "HmacConfig",
+    "RetriesConfig",
     "SecretRotation",
     "WebhookCreate",
     "WebhookCreated",
@@ -100,6 +108,44 @@ _HEADERS_HELP = (
 )
 
 
+MAX_ATTEMPTS = 100
+
+
+class HmacConfig(BaseModel):
+    """WAHA's ``HmacConfiguration``: deliveries carry ``X-Webhook-Hmac``, the hex HMAC-SHA512 of the body under
+    ``key`` (with ``X-Webhook-Hmac-Algorithm: sha512``). A null or empty key: none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: NulFree | None = Field(None, max_length=MAX_HMAC_KEY, description="the HMAC key (kept sealed, never shown)")
+
+    def given(self) -> str | None:
+        return self.key or None
+
+
+class RetriesConfig(BaseModel):
+    """WAHA's ``RetriesConfiguration``: after a failed attempt, up to ``attempts`` more, ``delaySeconds`` apart
+    (``constant``), growing by that much each time (``linear``) or doubling (``exponential``); each wait +-20%,
+    at most a day. A ``Retry-After`` answer sets the next wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delaySeconds: float = Field(2, ge=0, le=MAX_RETRY_DELAY, description="seconds before the first retry")
+    attempts: int = Field(15, ge=0, le=MAX_ATTEMPTS, description="retries after the first attempt")
+    policy: Literal["constant", "linear", "exponential"] = Field("constant", description="how the wait grows")
+
+    def retries(self) -> Retries:
+        return Retries(self.delaySeconds, self.attempts, RetryPolicy(self.policy))
+
+    @classmethod
+    def of(cls, retries: Retries) -> RetriesConfig:
+        return cls(delaySeconds=retries.delay_seconds, attempts=retries.attempts, policy=retries.policy.value)
+
+
+_HMAC_HELP = "WAHA's HMAC: deliveries also carry X-Webhook-Hmac (hex HMAC-SHA512 of the body under this key)"
+_RETRIES_HELP = "the endpoint's own retry policy (WAHA's); absent: the gateway's schedule (about a day)"
+
+
 def _types(value: list[str]) -> list[str]:
     return parse_types(value) or ["*"]  # ValueError -> 422 naming the unknown type
 
@@ -120,6 +166,8 @@ class WebhookCreate(BaseModel):
     )
     session: str | None = _SESSION
     headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_HELP, json_schema_extra=_HEADERS_DOC)
+    hmac: HmacConfig | None = Field(None, description=_HMAC_HELP)
+    retries: RetriesConfig | None = Field(None, description=_RETRIES_HELP)
 
     @field_validator("events")
     @classmethod
@@ -134,7 +182,8 @@ class WebhookCreate(BaseModel):
 
 class WebhookUpdate(BaseModel):
     """Only what is given changes; ``"session": null`` widens the endpoint to every session, ``"headers": {}`` drops
-    its headers (given headers replace all the old ones)."""
+    its headers (given headers replace all the old ones), ``"hmac": null`` its HMAC key, ``"retries": null`` its own
+    retry policy."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -148,6 +197,8 @@ class WebhookUpdate(BaseModel):
     )
     session: str | None = _SESSION
     headers: dict[str, str] | None = Field(None, description=_HEADERS_HELP, json_schema_extra=_given(_HEADERS_DOC))
+    hmac: HmacConfig | None = Field(None, description=_HMAC_HELP)
+    retries: RetriesConfig | None = Field(None, description=_RETRIES_HELP)
 
     @field_validator("events")
     @classmethod
@@ -166,6 +217,8 @@ class WebhookOut(BaseModel):
     events: list[str]
     session: str | None
     header_names: list[str] = Field(description="the names of the endpoint's own headers (never their values)")
+    hmac: bool = Field(description="whether deliveries carry X-Webhook-Hmac (the key is never shown)")
+    retries: RetriesConfig | None = Field(description="the endpoint's own retry policy; null: the gateway's schedule")
     enabled: bool
     disabled_reason: str | None
     blocked_reason: str | None = Field(
@@ -191,6 +244,8 @@ class WebhookOut(BaseModel):
             events=webhook.events,
             session=webhook.session,
             header_names=list(webhook.header_names),
+            hmac=webhook.hmac,
+            retries=RetriesConfig.of(webhook.retries) if webhook.retries else None,
             enabled=webhook.enabled,
             disabled_reason=webhook.disabled_reason,
             blocked_reason=webhook.blocked_reason,
@@ -279,6 +334,8 @@ async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: Te
         secret,
         limit=gateway.settings.max_webhooks_per_tenant,
         headers=_pairs(body.headers),
+        hmac=body.hmac.given() if body.hmac else None,
+        retries=body.retries.retries() if body.retries else None,
     )
     return WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=secret)
 
@@ -290,7 +347,7 @@ async def get_webhook(webhook_id: WebhookPath, gateway: GatewayDep, tenant_id: T
 
 @router.patch(
     "/{webhook_id}",
-    summary="Change a webhook's URL, events, session or headers; its queue is kept",
+    summary="Change a webhook's URL, events, session, headers, HMAC key or retries; its queue is kept",
     responses=error_answers(400, 404, 413, 422),
 )
 async def update_webhook(
@@ -304,6 +361,10 @@ async def update_webhook(
         _checked_url(gateway, changed["url"])
     if "headers" in changed:
         changed["headers"] = _pairs(changed["headers"])
+    if "hmac" in changed:
+        changed["hmac"] = body.hmac.given() if body.hmac else None
+    if "retries" in changed:
+        changed["retries"] = body.retries.retries() if body.retries else None
     webhook = await gateway.store.webhooks.update(tenant_id, WebhookId(webhook_id), WebhookChange(**changed))
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
-from wagate.domain.webhooks import Delivery, Endpoint, Headers, Outgoing, Webhook, WebhookChange
+from wagate.domain.webhooks import Delivery, Endpoint, Headers, Outgoing, Retries, Webhook, WebhookChange
 from wagate.ids import SessionId, TenantId, WebhookId
 
 __all__ = ["OutboxStore", "WebhookStore"]
@@ -23,8 +23,11 @@ class WebhookStore(ABC):
         *,
         limit: int,
         headers: Headers = (),
+        hmac: str | None = None,
+        retries: Retries | None = None,
     ) -> Webhook:
-        """Raises ``QuotaExceeded`` when the tenant already has ``limit`` endpoints."""
+        """Raises ``QuotaExceeded`` when the tenant already has ``limit`` endpoints. ``hmac``: WAHA's HMAC key (kept
+        sealed); ``retries``: the endpoint's own retry policy (None: the gateway's schedule)."""
 
     @abstractmethod
     async def rotate_secret(
@@ -59,12 +62,12 @@ class WebhookStore(ABC):
 
     @abstractmethod
     async def reseal_all_tenants(self, active_key: str) -> int:
-        """Seal again under the active key every secret (and headers) sealed under another (key rotation); how
+        """Seal again under the active key every secret (and headers, HMAC key) sealed under another (key rotation); how
         many endpoints."""
 
     @abstractmethod
     async def secret_all_tenants(self, webhook_id: WebhookId) -> Endpoint | None:
-        """System-wide, for the delivery worker: an endpoint with its signing secret and headers."""
+        """System-wide, for the delivery worker: an endpoint with its signing secret, headers and HMAC key."""
 
 
 class OutboxStore(ABC):

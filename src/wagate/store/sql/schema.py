@@ -226,6 +226,8 @@ webhooks = Table(
     Column("updated_at", Double, nullable=False),
     Column("blocked_reason", Text),  # why the SSRF guard refused its address at the latest attempt (0009)
     Column("blocked_at", Double),  # since when (0009)
+    Column("hmac", LargeBinary),  # WAHA's HMAC key, sealed under kek_id like the secret (0012); NULL: none
+    Column("retries", Text),  # JSON of the endpoint's own retry policy (0012); NULL: the gateway's schedule
     Index("ix_webhooks_tenant", "tenant_id"),
 )
 

@@ -1,4 +1,5 @@
-"""Webhook endpoints in SQL: their URL, filters, secrets and headers (sealed), and why one is disabled or blocked.
+"""Webhook endpoints in SQL: their URL, filters, secrets, headers and HMAC key (sealed), retry policy, and why one is
+disabled or blocked.
 
 Their deliveries (the outbox) are in ``deliveries``; the rows are made by ``writer.EventWriter`` with the events.
 """
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from wagate.clock import Clock
-from wagate.domain.webhooks import Endpoint, Headers, Webhook, WebhookChange
+from wagate.domain.webhooks import Endpoint, Headers, Retries, Webhook, WebhookChange
 from wagate.errors import QuotaExceeded
 from wagate.ids import TenantId, WebhookId, new_webhook_id
 from wagate.store.contracts.auth import Sealer
@@ -40,10 +41,13 @@ def _webhook(row: Any) -> Webhook:
         previous_until=row.previous_until if row.previous_secret is not None else None,
         blocked_reason=row.blocked_reason,
         blocked_at=row.blocked_at,
+        hmac=row.hmac is not None,
+        retries=Retries.of(json.loads(row.retries)) if row.retries else None,
     )
 
 
 _SECRET, _HEADERS, _PREVIOUS = "webhook-secret", "webhook-headers", "webhook-previous-secret"
+_HMAC = "webhook-hmac"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class _Opened:
     secret: bytes
     headers: bytes | None = None  # JSON
     previous: bytes | None = None
+    hmac: bytes | None = None
 
 
 def _header_columns(headers: Headers) -> tuple[str | None, bytes | None]:
@@ -60,6 +65,10 @@ def _header_columns(headers: Headers) -> tuple[str | None, bytes | None]:
     if not headers:
         return None, None
     return json.dumps([name for name, _ in headers]), json.dumps(headers).encode()
+
+
+def _retries_column(retries: Retries | None) -> str | None:
+    return json.dumps(retries.as_dict()) if retries is not None else None
 
 
 class SqlWebhookStore(WebhookStore):
@@ -71,10 +80,17 @@ class SqlWebhookStore(WebhookStore):
     def _seal(self, tenant_id: str, webhook_id: str, opened: _Opened) -> dict[str, Any]:
         """The sealed columns, all under the active key (the row's one ``kek_id``)."""
         kek_id, sealed = self._sealer.seal(opened.secret, _SECRET, tenant_id, webhook_id)
-        values: dict[str, Any] = {"kek_id": kek_id, "secret": sealed, "headers": None, "previous_secret": None}
+        values: dict[str, Any] = {
+            "kek_id": kek_id,
+            "secret": sealed,
+            "headers": None,
+            "previous_secret": None,
+            "hmac": None,
+        }
         for column, purpose, plain in (
             ("headers", _HEADERS, opened.headers),
             ("previous_secret", _PREVIOUS, opened.previous),
+            ("hmac", _HMAC, opened.hmac),
         ):
             if plain is not None:
                 key, values[column] = self._sealer.seal(plain, purpose, tenant_id, webhook_id)
@@ -87,7 +103,9 @@ class SqlWebhookStore(WebhookStore):
             return None if sealed is None else self._sealer.open(row.kek_id, sealed, purpose, row.tenant_id, row.id)
 
         secret = self._sealer.open(row.kek_id, row.secret, _SECRET, row.tenant_id, row.id)
-        return _Opened(secret, open_(row.headers, _HEADERS), open_(row.previous_secret, _PREVIOUS))
+        return _Opened(
+            secret, open_(row.headers, _HEADERS), open_(row.previous_secret, _PREVIOUS), open_(row.hmac, _HMAC)
+        )
 
     async def create(
         self,
@@ -99,11 +117,14 @@ class SqlWebhookStore(WebhookStore):
         *,
         limit: int,
         headers: Headers = (),
+        hmac: str | None = None,
+        retries: Retries | None = None,
     ) -> Webhook:
         webhook_id = new_webhook_id()
         now = self._clock()
         names, plain = _header_columns(headers)
-        sealed = self._seal(tenant_id, webhook_id, _Opened(secret.encode(), plain))
+        key = hmac.encode() if hmac is not None else None
+        sealed = self._seal(tenant_id, webhook_id, _Opened(secret.encode(), plain, hmac=key))
         async with self._db.write() as conn:
             count = (
                 await conn.execute(select(func.count()).select_from(W).where(W.c.tenant_id == tenant_id))
@@ -120,12 +141,26 @@ class SqlWebhookStore(WebhookStore):
                     events=json.dumps(events),
                     session_name=session,
                     header_names=names,
+                    retries=_retries_column(retries),
                     created_at=now,
                     updated_at=now,
                     **sealed,
                 )
             )
-        return Webhook(webhook_id, tenant_id, url, events, session, None, now, tuple(n for n, _ in headers), now)
+        names_only = tuple(n for n, _ in headers)
+        return Webhook(
+            webhook_id,
+            tenant_id,
+            url,
+            events,
+            session,
+            None,
+            now,
+            names_only,
+            now,
+            hmac=key is not None,
+            retries=retries,
+        )
 
     async def update(self, tenant_id: TenantId, webhook_id: WebhookId, change: WebhookChange) -> Webhook | None:
         values: dict[str, Any] = {"updated_at": self._clock()}
@@ -135,15 +170,22 @@ class SqlWebhookStore(WebhookStore):
             values["events"] = json.dumps(change.events)
         if change.given(change.session):
             values["session_name"] = change.session
+        if change.given(change.retries):
+            values["retries"] = _retries_column(change.retries)
         mine = (W.c.tenant_id == tenant_id, W.c.id == webhook_id)
         async with self._db.write() as conn:
-            if change.given(change.headers):
+            if change.given(change.headers) or change.given(change.hmac):
                 row = (await conn.execute(select(W).where(*mine))).first()
                 if row is None:
                     return None
-                names, plain = _header_columns(change.headers)
-                opened = replace(self._open(row), headers=plain)
-                values.update(header_names=names, **self._seal(tenant_id, webhook_id, opened))
+                opened = self._open(row)
+                if change.given(change.headers):
+                    names, plain = _header_columns(change.headers)
+                    opened = replace(opened, headers=plain)
+                    values["header_names"] = names
+                if change.given(change.hmac):
+                    opened = replace(opened, hmac=change.hmac.encode() if change.hmac is not None else None)
+                values.update(self._seal(tenant_id, webhook_id, opened))
             await conn.execute(update(W).where(*mine).values(**values))
             row = (await conn.execute(select(W).where(*mine))).first()
         return _webhook(row) if row else None
@@ -159,7 +201,7 @@ class SqlWebhookStore(WebhookStore):
                 return None
             before = self._open(row)
             keep = previous_until > now
-            opened = _Opened(secret.encode(), before.headers, before.secret if keep else None)
+            opened = _Opened(secret.encode(), before.headers, before.secret if keep else None, before.hmac)
             values = self._seal(tenant_id, webhook_id, opened)
             values.update(previous_until=previous_until if keep else None, updated_at=now)
             await conn.execute(update(W).where(*mine).values(**values))
@@ -208,9 +250,9 @@ class SqlWebhookStore(WebhookStore):
         async with self._db.write() as conn:
             rows = (
                 await conn.execute(
-                    select(W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret, W.c.headers, W.c.previous_secret).where(
-                        W.c.kek_id != active_key
-                    )
+                    select(
+                        W.c.id, W.c.tenant_id, W.c.kek_id, W.c.secret, W.c.headers, W.c.previous_secret, W.c.hmac
+                    ).where(W.c.kek_id != active_key)
                 )
             ).all()
             for row in rows:
@@ -226,4 +268,5 @@ class SqlWebhookStore(WebhookStore):
         opened = self._open(row)
         pairs: Headers = tuple((name, value) for name, value in json.loads(opened.headers)) if opened.headers else ()
         previous = opened.previous.decode() if opened.previous is not None else None
-        return Endpoint(_webhook(row), opened.secret.decode(), pairs, previous)
+        key = opened.hmac.decode() if opened.hmac is not None else None
+        return Endpoint(_webhook(row), opened.secret.decode(), pairs, previous, key)

@@ -28,6 +28,7 @@ from wagate.store.sql.migrations import (
     m0009_webhook_blocked,
     m0010_ticket_key,
     m0011_write_probe,
+    m0012_webhook_hmac,
 )
 
 log = logging.getLogger("wagate.store")
@@ -58,6 +59,7 @@ MIGRATIONS = (
     Migration(9, "webhook_blocked", m0009_webhook_blocked.STATEMENTS),
     Migration(10, "ticket_key", m0010_ticket_key.STATEMENTS),
     Migration(11, "write_probe", m0011_write_probe.STATEMENTS),
+    Migration(12, "webhook_hmac", m0012_webhook_hmac.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
