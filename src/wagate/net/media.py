@@ -26,7 +26,8 @@ import aiohttp
 from wagate import __version__
 from wagate.errors import QuotaExceeded, Unprocessable
 from wagate.ids import TenantId
-from wagate.net.ssrf import BlockedAddress, check_url, connector_options
+from wagate.net.resolver import connector_options
+from wagate.net.ssrf import BlockedAddress, check_url
 
 __all__ = [
     "MAX_REDIRECTS",

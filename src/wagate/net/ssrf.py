@@ -1,7 +1,8 @@
 """The SSRF guard: a webhook (or a media URL) may reach the public internet only.
 
 Checked at delivery time, on the addresses actually connected to: the URL's host is resolved by the client that
-connects (:class:`wagate.webhooks.http1.Http1Client` for webhooks, :class:`GuardedResolver` in aiohttp for media) and
+connects (:class:`wagate.webhooks.http1.Http1Client` for webhooks, :class:`wagate.net.resolver.GuardedResolver` in
+aiohttp for media) and
 refused when any address it resolves to is loopback, private, link-local, multicast,
 reserved, unspecified, shared (CGNAT) or a cloud metadata address, including IPv4 embedded in IPv6 (mapped, NAT64,
 6to4, Teredo). IP literals never reach a resolver, so :func:`check_url` refuses them itself, in every spelling
@@ -12,20 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 from wagate.errors import WagateError
 
 __all__ = [
     "BlockedAddress",
-    "GuardedResolver",
     "IPAddress",
     "check_url",
-    "connector_options",
     "literal_address",
     "refusal",
     "refused",
@@ -135,29 +130,3 @@ def check_url(url: str, *, allow_private: bool) -> str:
         if why is not None:
             raise BlockedAddress(why)
     return parts.hostname
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves names and refuses the whole name when any of its addresses is internal (no partial answers that
-    a rebinding DNS server could steer). The connection then goes to the checked addresses only."""
-
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            why = refused(host, ipaddress.ip_address(result["host"].split("%", 1)[0]))
-            if why is not None:
-                raise BlockedAddress(why)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def connector_options(*, allow_private: bool) -> dict[str, Any]:
-    """Keyword arguments for ``aiohttp.TCPConnector``: the guarded resolver unless the guard is lifted."""
-    return {} if allow_private else {"resolver": GuardedResolver()}
