@@ -8,7 +8,7 @@ history. They record what is wanted; the gateway's supervisor acts on it at its 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from wagate.cli.base import fail, make_typer, open_gateway, run
 from wagate.domain.sessions import NAME_PATTERN, Session
 from wagate.errors import ServiceUnavailable
-from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.services.sessions import SessionService
-from wagate.services.transfer import find_tenant
+
+if TYPE_CHECKING:  # the service and the store load when a command runs, not with every ``wagate`` command
+    from wagate.services.sessions import SessionService
 
 __all__ = [
     "ACTOR",
@@ -51,7 +51,10 @@ def _act(tenant: str, act: Callable[[SessionService, TenantId], Awaitable[Sessio
     """Open the gateway, find the tenant, run ``act`` with the service; a refusal ends the command with one line."""
 
     async def acting() -> Session | None:
-        gateway: Gateway = await open_gateway()
+        from wagate.services.sessions import SessionService
+        from wagate.services.transfer import find_tenant
+
+        gateway = await open_gateway()
         try:
             found = await find_tenant(gateway, tenant)
             return await act(SessionService(gateway, None, actor=ACTOR), found.id)
@@ -69,6 +72,9 @@ def sessions_list(
     """List the tenant's sessions, each as it is (a row that speaks for a dead worker is not shown WORKING)."""
 
     async def listing() -> list[Session]:
+        from wagate.services.sessions import SessionService
+        from wagate.services.transfer import find_tenant
+
         gateway = await open_gateway()
         try:
             found = await find_tenant(gateway, tenant)
@@ -114,9 +120,9 @@ def _change(verb: str, help_text: str, act: Callable[[SessionService, TenantId, 
     sessions_app.command(verb)(command)
 
 
-_change("start", "Ask for the session to run (also after it FAILED).", SessionService.start)
-_change("stop", "Ask for the session to stop; its credentials are kept.", SessionService.stop)
-_change("restart", "Restart the session; it runs afterwards, whatever it did before.", SessionService.restart)
+_change("start", "Ask for the session to run (also after it FAILED).", lambda s, t, n: s.start(t, n))
+_change("stop", "Ask for the session to stop; its credentials are kept.", lambda s, t, n: s.stop(t, n))
+_change("restart", "Restart the session; it runs afterwards, whatever it did before.", lambda s, t, n: s.restart(t, n))
 
 
 @sessions_app.command("logout")
