@@ -40,7 +40,10 @@ docs: $(STAMP)
 # cores, as most end-to-end tests wait on their processes; `worksteal` hands the tail of a worker's queue to an idle
 # one, so a few long tests do not leave the others waiting.
 PYTEST_WORKERS ?= 4
+# The tests start a few hundred processes; where the environment sets PYTHONDONTWRITEBYTECODE, each would compile
+# wagate's modules again. Compiled once here, they are read (the variable only stops writing them).
 pytest: $(STAMP)
+	$(BIN)/python -m compileall -q src tests
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test: lint typecheck docs pytest
@@ -48,6 +51,7 @@ test: lint typecheck docs pytest
 # The fast tier: no process started, no PostgreSQL or Redis (the markers that tests.support.tiers checks). Its
 # supervisor tests wait on the simulator more than they compute: as many workers as the whole suite's.
 test-fast: $(STAMP)
+	$(BIN)/python -m compileall -q src tests
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not e2e and not services"
 
 clean:
