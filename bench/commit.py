@@ -4,7 +4,7 @@
     python bench/commit.py --batch 100 --rounds 200 --url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 A store (SQLite in a temporary directory unless ``--url``) with 20 sessions holding their leases and one webhook for
-``message.received`` (``--webhooks``: how many; 0 writes no outbox rows). Each round commits ``--batch`` received
+``message`` (``--webhooks``: how many; 0 writes no outbox rows). Each round commits ``--batch`` received
 messages spread over the sessions, as the status recorder does: every message with its sealed body and its event,
 one outbox row per message and endpoint, and one ratchet record per session (fenced), all in one transaction. Prints
 one JSON line: CPU microseconds per message of this process (both its threads: the loop's, and SQLite's writer), and
@@ -51,7 +51,7 @@ async def run(args: argparse.Namespace, url: str, schema: str | None) -> dict[st
             sessions.append((made.id, made.name, vaults.open(tenant.id, made.id, owner="bench", epoch=lease.epoch)))
         for _ in range(args.webhooks):
             await store.webhooks.create(
-                tenant.id, "http://127.0.0.1:9/hook", ["message.received"], None, "whsec_" + "QUFB" * 8, limit=10
+                tenant.id, "http://127.0.0.1:9/hook", ["message"], None, "whsec_" + "QUFB" * 8, limit=10
             )
         counter = 0
 
@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace, url: str, schema: str | None) -> dict[st
                 session_id, name, _ = sessions[index]
                 now = time.time()
                 payload = {"id": f"SIM{counter:016X}", "chat": CONTACT, "from": CONTACT, "text": f"bench #{counter}"}
-                event = Event.new(EventType.MESSAGE_RECEIVED, tenant.id, session_id, name, now, payload)
+                event = Event.new(EventType.MESSAGE, tenant.id, session_id, name, now, payload)
                 by_session.setdefault(index, []).append(
                     InboundMessage(
                         tenant.id,

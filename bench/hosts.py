@@ -11,7 +11,7 @@ per host). Both link ``--sessions`` sessions through the real QR flow, then:
   growth divided by the sessions (the hosts' own interpreters included: they are their cost);
 - inbound latency: ``--messages`` messages to each stack, one at a time, alternating between the two stacks message
   by message (which goes first alternates too), so that both see the same moments of a shared machine; each from
-  just before its simulator is asked to deliver it until its ``message.received`` event arrives on the tenant's
+  just before its simulator is asked to deliver it until its ``message`` event arrives on the tenant's
   WebSocket (stored, committed and published by then), to the next session in turn. The simulator's and the
   WebSocket's share is the same in both modes;
 - CPU per message: the CPU seconds the gateway and its hosts spent during the latency phase, per message.
@@ -86,7 +86,7 @@ class Stack:
 
     async def read(self, ws: websockets.ClientConnection) -> None:
         async for frame in ws:
-            message_id = json.loads(frame)["payload"]["id"]
+            message_id = json.loads(frame)["payload"]["_data"]["id"]  # WhatsApp's id (``id`` is WAHA's serialized)
             self.arrived[message_id] = time.perf_counter()
             if (future := self.waiting.get(message_id)) is not None and not future.done():
                 future.set_result(None)
@@ -122,7 +122,7 @@ async def timed(stacks: list[Stack], n: int, messages: int) -> None:
         readers = []
         phones = []
         for one in stacks:
-            url = one.base.replace("http://", "ws://") + "/ws?events=message.received"
+            url = one.base.replace("http://", "ws://") + "/ws?events=message"
             ws = await scope.enter_async_context(websockets.connect(url, additional_headers=one.key, max_size=None))
             readers.append(asyncio.create_task(one.read(ws)))
             phones.append(await scope.enter_async_context(httpx.AsyncClient(base_url=one.sim, timeout=30)))

@@ -6,7 +6,7 @@
     python bench/webhooks.py --sessions 20 --rate 5000 --seconds 20 --warmup 5
 
 Starts a sim-server and a gateway (SQLite unless ``--set WAGATE_DATABASE_URL=...``) as real processes, links the
-sessions through the real QR flow and points one webhook (``message.received``) at a receiver in this process,
+sessions through the real QR flow and points one webhook (``message``) at a receiver in this process,
 which checks every request with the ``standardwebhooks`` verifier. With ``--rate`` the phones receive messages at
 that steady total rate for ``--seconds``; with ``--burst`` that many arrive at once and the drain is timed. With
 ``--warmup N`` each phone first receives N messages, delivered before the timed part starts and left out of it (the
@@ -14,7 +14,8 @@ webhook sender's child process starts with the first delivery; without a warm-up
 
 Latency is measured per event from the envelope's ``timestamp`` (set when the gateway turns the engine's event into
 an event, just before it commits) to the request's arrival at the receiver; ``queue_latency`` from the moment the
-sim queued the message for the phone; ``store_writes`` and ``store_write_ms_mean`` count the gateway's write
+sim queued the message for the phone (the message's own timestamp: whole seconds, as WAHA gives it, so this one is
+coarse); ``store_writes`` and ``store_write_ms_mean`` count the gateway's write
 transactions meanwhile and their mean duration, ``delivery_lag_ms_mean`` the mean time from a delivery's commit to
 its answer's return to the gateway (all three from its ``/metrics``). Prints one JSON line.
 """
@@ -70,7 +71,8 @@ class Receiver:
             self.duplicates += 1
         else:
             self.ids.add(envelope["id"])
-            self.arrivals.append((arrived, envelope["timestamp"], envelope["payload"]["timestamp"]))
+            # The envelope's time is in ms; the message's (WAHA's WAMessage) in whole seconds.
+            self.arrivals.append((arrived, envelope["timestamp"] / 1000, envelope["payload"]["timestamp"]))
         return True
 
 
@@ -206,7 +208,7 @@ async def run(args: argparse.Namespace, base: str, sim: str, gateway_pid: int, s
                     break
                 await asyncio.sleep(0.1)
             hook = await api.post(
-                "/api/webhooks", json={"url": f"http://127.0.0.1:{hook_port}/hook", "events": ["message.received"]}
+                "/api/webhooks", json={"url": f"http://127.0.0.1:{hook_port}/hook", "events": ["message"]}
             )
             hook.raise_for_status()
         receiver.verifier = Verifier(hook.json()["secret"])

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from dataclasses import dataclass, field
 
+from wagate import __version__
 from wagate.clock import Clock, system_clock
 from wagate.config import Settings
 from wagate.crypto.keyring import Keyring, load_keyring
 from wagate.crypto.sealer import KeyringSealer
 from wagate.domain.sessions import Quotas
 from wagate.domain.tenants import Tenant
+from wagate.domain.waha import environment
 from wagate.fanout.bus import LocalBus
 from wagate.net.media import MediaFetcher
 from wagate.store import open_store
@@ -36,6 +40,11 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.store.events.listeners.append(self.bus.publish)
+        settings = self.settings
+        platform_name = f"{sys.platform}/{platform.machine()}"
+        self.store.events.set_environment(
+            environment(__version__, settings.default_engine, platform_name, settings.worker_id)
+        )
         self.bodies = BodySealer(self.vaults)
         self.media = MediaFetcher(
             max_bytes=self.settings.media_max_bytes,

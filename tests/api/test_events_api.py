@@ -56,7 +56,7 @@ async def test_webhook_input_is_checked(client: AsyncClient) -> None:
         assert_error(await client.post("/api/webhooks", json={"url": url}, headers=a), 422, "invalid_webhook_url")
     bad = [
         {"url": "https://example.com/", "events": ["message.bogus"]},
-        {"url": "https://example.com/", "events": "message.received"},
+        {"url": "https://example.com/", "events": "message"},
         {"url": "https://example.com/", "session": "no spaces"},
         {"url": "https://example.com/", "extra": 1},
         {"url": ""},
@@ -243,10 +243,10 @@ async def test_deliveries_and_redelivery_routes(client: AsyncClient, gateway: Ga
     stored = await gateway.store.sessions.get(tenant_id, session["name"])
     assert stored is not None
     await gateway.store.events.append(
-        [Event.new(EventType.MESSAGE_RECEIVED, tenant_id, stored.id, "main", gateway.clock(), {"n": n}) for n in (1, 2)]
+        [Event.new(EventType.MESSAGE, tenant_id, stored.id, "main", gateway.clock(), {"n": n}) for n in (1, 2)]
     )
     listed = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=a)).json()
-    assert [(d["state"], d["attempts"], d["event_type"]) for d in listed] == [("pending", 0, "message.received")] * 2
+    assert [(d["state"], d["attempts"], d["event_type"]) for d in listed] == [("pending", 0, "message")] * 2
 
     async def backlog() -> list[tuple[int, int]]:
         """(pending, dead) as the endpoint and the list of endpoints show them."""
@@ -319,17 +319,38 @@ async def test_event_history_filters_and_pages(client: AsyncClient, gateway: Gat
     now = gateway.clock()
     await gateway.store.events.append(
         [
-            Event.new(EventType.MESSAGE_RECEIVED, tenant_id, one.id, "one", now, {"n": 1}),
+            Event.new(EventType.MESSAGE, tenant_id, one.id, "one", now, {"n": 1}),
             Event.new(EventType.SESSION_QR, tenant_id, two.id, "two", now, {"expiresAt": now + 60}),
             Event.new(EventType.MESSAGE_ACK, tenant_id, one.id, "one", now, {"id": "X", "status": "read"}),
         ]
     )
     every = (await client.get("/api/events", headers=a)).json()
-    assert [e["type"] for e in every] == ["message.received", "session.qr", "message.ack"]
-    assert set(every[0]) == {"id", "type", "tenant", "session", "timestamp", "payload"}
+    assert [e["event"] for e in every] == ["message", "session.qr", "message.ack"]
+    assert list(every[0]) == [  # WAHA's envelope, with the tenant beside it
+        "id",
+        "timestamp",
+        "event",
+        "session",
+        "metadata",
+        "me",
+        "payload",
+        "engine",
+        "environment",
+        "tenant",
+    ]
+    assert (every[0]["timestamp"], every[0]["engine"], every[0]["tenant"]) == (round(now * 1000), "GOWS", tenant_id)
+    assert every[0]["environment"]["worker"] == {"id": gateway.settings.worker_id}
     assert (await client.get("/api/events", headers=b)).json() == []
     messages = (await client.get("/api/events", params={"types": "message.*"}, headers=a)).json()
-    assert [e["type"] for e in messages] == ["message.received", "message.ack"]
+    assert [e["event"] for e in messages] == ["message", "message.ack"]
+    # message.any takes every message, named so; message and message.any together: each event once, as it is.
+    anything = (await client.get("/api/events", params={"types": "message.any"}, headers=a)).json()
+    assert [(e["id"], e["event"]) for e in anything] == [(every[0]["id"], "message.any")]
+    both = (await client.get("/api/events", params={"types": "message,message.any"}, headers=a)).json()
+    assert [e["event"] for e in both] == ["message"]
+    old = await client.get("/api/events", params={"types": "message.received"}, headers=a)
+    assert_error(old, 422, "invalid_event_type")
+    assert "is now 'message'" in old.json()["message"]
     only_two = (await client.get("/api/events", params={"session": "two"}, headers=a)).json()
     assert [e["session"] for e in only_two] == ["two"]
     page = (await client.get("/api/events", params={"after": every[0]["id"], "limit": 1}, headers=a)).json()

@@ -26,8 +26,8 @@ OTHER = "+15550002"
 
 
 async def received_texts(gateway: Gateway, session: Session) -> list[str]:
-    events = await gateway.store.events.list_events(session.tenant_id, types=["message.received"], limit=1000)
-    return [str(e.payload["text"]) for e in events]
+    events = await gateway.store.events.list_events(session.tenant_id, types=["message"], limit=1000)
+    return [str(e.payload["body"]) for e in events]
 
 
 async def corrupted_events(gateway: Gateway, session: Session) -> list[dict[str, object]]:
@@ -240,8 +240,8 @@ async def test_a_damaged_data_key_quarantines_its_session_and_the_others_run(
         await sim.post(f"/devices/{other_phone}/messages", {"from": OTHER, "text": "still here", "count": 3})
 
         async def arrived() -> bool:
-            events = await gateway.store.events.list_events(session.tenant_id, types=["message.received"], limit=100)
-            return {f"still here #{n}" for n in range(1, 4)} <= {str(e.payload["text"]) for e in events}
+            events = await gateway.store.events.list_events(session.tenant_id, types=["message"], limit=100)
+            return {f"still here #{n}" for n in range(1, 4)} <= {str(e.payload["body"]) for e in events}
 
         await eventually(arrived, "the other session's messages")
         await status_of(gateway, other, Status.WORKING)

@@ -20,7 +20,7 @@ from wagate.store.sql.deliveries import list_query, pending_before_query, scan_q
 
 
 def message(session: Session, n: int, at: float = 1000.0) -> Event:
-    return Event.new(EventType.MESSAGE_RECEIVED, session.tenant_id, session.id, session.name, at, {"n": n})
+    return Event.new(EventType.MESSAGE, session.tenant_id, session.id, session.name, at, {"n": n})
 
 
 async def test_events_commit_with_the_status_change_and_only_with_it(store: Store) -> None:
@@ -38,7 +38,7 @@ async def test_events_commit_with_the_status_change_and_only_with_it(store: Stor
     stored = await store.events.list_events(tenant)
     assert [(e.type, e.payload.get("status"), e.payload.get("n")) for e in stored] == [
         (EventType.SESSION_STATUS, Status.WORKING.value, None),
-        (EventType.MESSAGE_RECEIVED, None, 1),
+        (EventType.MESSAGE, None, 1),
     ]
     assert stored[0].payload["previous"] == Status.STOPPED.value
     assert [e.id for e in heard[-1].events] == [e.id for e in stored]

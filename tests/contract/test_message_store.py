@@ -27,7 +27,7 @@ FROM = "15550100@s.whatsapp.net"
 
 
 def inbound(session: Session, message_id: str, chat: str = FROM, at: float = 1000.0) -> InboundMessage:
-    event = Event.new(EventType.MESSAGE_RECEIVED, session.tenant_id, session.id, session.name, at, {"id": message_id})
+    event = Event.new(EventType.MESSAGE, session.tenant_id, session.id, session.name, at, {"id": message_id})
     return InboundMessage(
         session.tenant_id, session.id, message_id, chat, FROM, "Ann", MessageKind.TEXT, at, b"sealed", event
     )
@@ -58,7 +58,7 @@ async def test_inbound_messages_are_stored_once_with_one_event_each(store: Store
     stored = await store.messages.list_messages(tenant, session.id, chat_id=FROM, newest_first=False)
     assert [m.id for m in stored] == ["M0", "M1", "M2", "M3"]
     assert all(m.status is MessageStatus.RECEIVED and not m.from_me for m in stored)
-    events = await store.events.list_events(tenant, types=[EventType.MESSAGE_RECEIVED.value])
+    events = await store.events.list_events(tenant, types=[EventType.MESSAGE.value])
     assert [e.payload["id"] for e in events] == ["M0", "M1", "M2", "M3"]
     chats = await store.directory.list_chats(tenant, session.id, limit=10)
     assert [(c.id, c.messages, c.last_message_id, c.name) for c in chats] == [(FROM, 4, "M3", "Ann")]

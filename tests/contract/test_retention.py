@@ -22,7 +22,7 @@ DAY = 86400.0
 
 def received(session: Session, message_id: str) -> InboundMessage:
     at = time.time()
-    event = Event.new(EventType.MESSAGE_RECEIVED, session.tenant_id, session.id, session.name, at, {"id": message_id})
+    event = Event.new(EventType.MESSAGE, session.tenant_id, session.id, session.name, at, {"id": message_id})
     return InboundMessage(
         session.tenant_id, session.id, message_id, FROM, FROM, "Ann", MessageKind.TEXT, at, b"sealed", event
     )

@@ -88,8 +88,8 @@ async def test_message_frames_that_wait_are_handled_as_one_batch(gateway: Gatewa
     await eventually(lambda: _acked(sim, 40), "40 acks")
     assert sizes == [1, 39]
     assert sim.server.describe(PHONE)["decrypt_failures"] == 0  # the chain verified every message in order
-    received = await gateway.store.events.list_events(session.tenant_id, types=["message.received"], limit=100)
-    assert [e.payload["text"] for e in received] == texts
+    received = await gateway.store.events.list_events(session.tenant_id, types=["message"], limit=100)
+    assert [e.payload["body"] for e in received] == texts
     await supervisor.stop()
 
 
@@ -181,8 +181,8 @@ async def test_sessions_spread_over_the_live_workers(gateway: Gateway, sim: Sim)
     await eventually(acked, "the messages sent after the moves")
     for phone in phones.values():
         assert sim.server.describe(phone)["decrypt_failures"] == 0
-    received = await gateway.store.events.list_events(tenant.id, types=["message.received"], limit=100)
-    assert sorted(e.payload["text"] for e in received) == sorted(f"{t} #{n}" for t in "ab" for n in range(1, 6))
+    received = await gateway.store.events.list_events(tenant.id, types=["message"], limit=100)
+    assert sorted(e.payload["body"] for e in received) == sorted(f"{t} #{n}" for t in "ab" for n in range(1, 6))
     await first.stop()
     await third.stop()
 

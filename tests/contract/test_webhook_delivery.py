@@ -60,7 +60,7 @@ class Rig:
     async def emit(self, count: int, start: int = 0) -> list[Event]:
         events = [
             Event.new(
-                EventType.MESSAGE_RECEIVED,
+                EventType.MESSAGE,
                 self.session.tenant_id,
                 self.session.id,
                 self.session.name,
@@ -132,9 +132,16 @@ async def test_every_delivery_verifies_and_tampering_or_age_fails(rig_factory: C
     assert rig.receiver.failures == []
     assert rig.receiver.verified == 25
     assert [r.webhook_id for r in got] == [e.id for e in events]  # in order, webhook-id = event id
-    assert [r.envelope for r in got] == [e.envelope() for e in events]
-    assert got[0].envelope["type"] == "message.received"
-    assert got[0].envelope["tenant"] == rig.session.tenant_id
+    assert [r.envelope["payload"] for r in got] == [e.payload for e in events]
+    first = got[0].envelope
+    assert (first["event"], first["session"], first["tenant"]) == ("message", "main", rig.session.tenant_id)
+    assert (first["timestamp"], first["engine"], first["me"], first["metadata"]) == (
+        round(events[0].timestamp * 1000),
+        "GOWS",
+        None,  # not linked yet
+        None,
+    )
+    assert first["environment"]["worker"] == {"id": rig.gateway.settings.worker_id}
     with pytest.raises(WebhookVerificationError):  # one byte changed
         Signer(secret).verify(got[0].body.replace(b'"n":0', b'"n":1'), got[0].headers)
     with pytest.raises(WebhookVerificationError):  # another endpoint's secret
@@ -592,3 +599,23 @@ async def test_an_endpoints_own_retries_set_the_waits_and_the_dead_letter(rig_fa
     row = await _settled(rig, hook, 3, state=DeliveryState.DEAD)  # two retries, then a dead letter
     assert (row.state, row.attempts) == (DeliveryState.DEAD, 3)
     await _quiet(rig, 3)
+
+
+async def test_an_endpoint_that_wants_message_any_gets_every_message_named_so(
+    rig_factory: Callable[..., Any],
+) -> None:
+    rig: Rig = await rig_factory()
+    _, secret = await rig.webhook("/any", events=["message.any"])
+    _, plain_secret = await rig.webhook("/plain", events=["message"])
+    rig.receiver.secrets["/any"], rig.receiver.secrets["/plain"] = secret, plain_secret
+    events = await rig.emit(2)
+    got = await rig.receiver.wait_for(4)
+    assert rig.receiver.failures == []
+    assert rig.receiver.verified == 4  # signed over the body as it was delivered
+    by_path: dict[str, list[Any]] = {}
+    for received in got:
+        by_path.setdefault(received.path, []).append(received)
+    assert [(r.webhook_id, r.envelope["event"]) for r in by_path["/any"]] == [(e.id, "message.any") for e in events]
+    assert [(r.webhook_id, r.envelope["event"]) for r in by_path["/plain"]] == [(e.id, "message") for e in events]
+    for named, plain in zip(by_path["/any"], by_path["/plain"], strict=True):  # nothing else differs
+        assert named.body == plain.body.replace(b'"event":"message"', b'"event":"message.any"', 1)

@@ -31,7 +31,7 @@ def close_code(ws: ClientConnection) -> int | None:
 
 
 def texts(events: list[dict[str, Any]], tenant: str | None = None) -> list[str]:
-    return [e["payload"]["text"] for e in events if e["type"] == "message.received"]
+    return [e["payload"]["body"] for e in events if e["event"] == "message"]
 
 
 def test_two_tenants_see_only_their_own_events_in_order(
@@ -49,7 +49,7 @@ def test_two_tenants_see_only_their_own_events_in_order(
     assert stack.gateway is not None
     ticket = httpx.post(stack.gateway.base_url + "/api/events/ticket", headers=keys["b"]).json()["ticket"]
     with (
-        connect(ws_url(stack, "events=message.received"), additional_headers=keys["a"]) as ws_a,
+        connect(ws_url(stack, "events=message"), additional_headers=keys["a"]) as ws_a,
         connect(ws_url(stack, f"ticket={ticket}")) as ws_b,
     ):
         for tenant, phone in (("a", "+15550001"), ("b", "+15550002")):
@@ -71,11 +71,11 @@ def test_two_tenants_see_only_their_own_events_in_order(
         mine = [r.envelope for r in receiver.received if r.path == f"/{tenant}"]
         assert {e["tenant"] for e in mine} == {tenant_ids[tenant]}
         assert texts(mine) == [f"{tenant} #{n}" for n in range(1, 301)]
-        statuses = [e["payload"]["status"] for e in mine if e["type"] == "session.status"]
+        statuses = [e["payload"]["status"] for e in mine if e["event"] == "session.status"]
         assert statuses[-1] == "WORKING"
         assert "SCAN_QR_CODE" in statuses
-        assert any(e["type"] == "session.paired" for e in mine)
-        assert not any("value" in e["payload"] or "qr" in e["payload"] for e in mine if e["type"] == "session.qr")
+        assert any(e["event"] == "session.paired" for e in mine)
+        assert not any("value" in e["payload"] or "qr" in e["payload"] for e in mine if e["event"] == "session.qr")
     counted = scrape(stack)
     delivered = counted[("wagate_webhook_deliveries_total", (("outcome", "delivered"),))]
     assert delivered >= 600
@@ -121,8 +121,8 @@ def test_a_slow_client_is_cut_off_and_can_resume(stack_factory: Callable[..., St
     stack.tenant()
     stack.link("main", "+15550001")
     with (
-        connect(ws_url(stack, "events=message.received"), additional_headers=stack.key, max_queue=1) as slow,
-        connect(ws_url(stack, "events=message.received"), additional_headers=stack.key) as brisk,
+        connect(ws_url(stack, "events=message"), additional_headers=stack.key, max_queue=1) as slow,
+        connect(ws_url(stack, "events=message"), additional_headers=stack.key) as brisk,
     ):
         # Large messages (2,000 x 4 KiB): the slow client's socket buffers fill and the gateway's queue for it grows.
         text = "m" * 4096
@@ -133,7 +133,7 @@ def test_a_slow_client_is_cut_off_and_can_resume(stack_factory: Callable[..., St
         assert close_code(slow) == 4408
     # Reconnecting with after=<last id it saw> replays the gap, then goes live.
     last_seen = got[99]["id"]
-    with connect(ws_url(stack, f"events=message.received&after={last_seen}"), additional_headers=stack.key) as ws:
+    with connect(ws_url(stack, f"events=message&after={last_seen}"), additional_headers=stack.key) as ws:
         replay = read_until(ws, lambda got: len(got) >= 1900, 30)
         assert texts(replay) == [f"{text} #{n}" for n in range(101, 2001)]
         stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "live", "count": 1})
@@ -147,14 +147,14 @@ def test_sigkill_while_producing_1000_events_loses_no_webhook(
     stack.start()
     stack.tenant()
     stack.link("main", "+15550001")
-    hook = add_webhook(stack, stack.key, receiver.url("/hook"), events=["message.received"])
+    hook = add_webhook(stack, stack.key, receiver.url("/hook"), events=["message"])
     receiver.secrets["/hook"] = hook["secret"]
     first_tries: set[str] = set()
 
     def refuse_some_first_attempts(received: Any) -> web.Response | None:
         # Two messages fail once (each holds its session's later events back for the 5 s of its first retry):
         # the retry must carry the same webhook-id and body.
-        if received.envelope["payload"]["text"] in ("m #300", "m #700") and received.webhook_id not in first_tries:
+        if received.envelope["payload"]["body"] in ("m #300", "m #700") and received.webhook_id not in first_tries:
             first_tries.add(received.webhook_id)
             return web.Response(status=500)
         return None
@@ -191,17 +191,17 @@ def test_sigkill_while_producing_1000_events_loses_no_webhook(
     assert all(len(b) == 1 for b in bodies.values())  # same webhook-id -> the same body, attempt after attempt
     retried = [i for i in wanted if sum(1 for r in receiver.received if r.webhook_id == i) > 1]
     assert retried, "some deliveries were retried"
-    assert {e["payload"]["text"] for e in committed} == {f"m #{n}" for n in range(1, 1001)}
+    assert {e["payload"]["body"] for e in committed} == {f"m #{n}" for n in range(1, 1001)}
     assert at_kill < len(receiver.received)
 
 
 def all_committed(stack: Stack, count: int) -> list[dict[str, Any]] | None:
-    """Every message.received event in the history, once all ``count`` distinct messages are there."""
+    """Every message event in the history, once all ``count`` distinct messages are there."""
     events: list[dict[str, Any]] = []
     after = None
     with stack.http as http:
         while True:
-            params: dict[str, Any] = {"types": "message.received", "limit": 1000}
+            params: dict[str, Any] = {"types": "message", "limit": 1000}
             if after:
                 params["after"] = after
             page = http.get("/api/events", params=params).json()
@@ -222,7 +222,7 @@ def test_trickled_messages_arrive_one_by_one_in_order(stack: Stack) -> None:
     with stack.http as http:
 
         def arrived() -> list[str]:
-            events = http.get("/api/events", params={"types": "message.received"}).json()
+            events = http.get("/api/events", params={"types": "message"}).json()
             found = texts(events)
             return found if len(found) == 20 else []
 
@@ -237,7 +237,7 @@ def test_an_endpoint_changed_and_its_secret_rotated_through_the_api(
     stack = stack_factory(**HOOKS)
     stack.start()
     key = stack.tenant("a")
-    hook = add_webhook(stack, key, receiver.url("/one"), events=["message.received"], headers={"X-Token": "t-1"})
+    hook = add_webhook(stack, key, receiver.url("/one"), events=["message"], headers={"X-Token": "t-1"})
     receiver.secrets["/one"] = hook["secret"]
     stack.link("main", "+15550001")
     stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "m", "count": 3})

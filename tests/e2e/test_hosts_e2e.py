@@ -174,7 +174,7 @@ def test_a_host_killed_during_traffic_takes_only_its_own_sessions(
     assert 'wagate_engine_host_recycles_total{engine="sim"} 0.0' in metrics
 
     # Every message stored exactly once, with one event each, and none failed to decrypt.
-    events = Counter((e["session"], e["payload"]["id"]) for e in all_events(stack, "message.received"))
+    events = Counter((e["session"], e["payload"]["_data"]["id"]) for e in all_events(stack, "message"))
     assert max(events.values()) == 1
     for name, phone in phones.items():
         ids = stored(stack, name)

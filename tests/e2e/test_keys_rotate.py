@@ -53,7 +53,7 @@ async def test_rotate_rewraps_every_data_key(tmp_path: Path) -> None:
         await vault.put_many({("creds", "me"): f"me-{i}".encode(), ("session", "peer"): os.urandom(64)})
         expected[session.id] = await vault.get_all()
         await gateway.store.events.append(
-            [Event.new(EventType.MESSAGE_RECEIVED, tenant.id, session.id, session.name, 1.0, {"i": i})]
+            [Event.new(EventType.MESSAGE, tenant.id, session.id, session.name, 1.0, {"i": i})]
         )
     hook = await gateway.store.webhooks.create(tenant.id, "https://example.com/h", ["*"], None, "whsec_x", limit=5)
     bare = await gateway.store.webhooks.create(tenant.id, "https://example.com/b", ["*"], None, "whsec_y", limit=5)

@@ -323,8 +323,8 @@ class Scene:
         return row.status.value
 
     async def received(self) -> list[str]:
-        answer = await self.api("GET", "/api/events", params={"types": "message.received", "limit": 200})
-        return [e["payload"]["text"] for e in answer.json()]
+        answer = await self.api("GET", "/api/events", params={"types": "message", "limit": 200})
+        return [e["payload"]["body"] for e in answer.json()]
 
     async def link(self) -> None:
         made = await self.http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN_KEY})

@@ -72,7 +72,7 @@ def test_a_worker_runs_what_an_api_only_process_records(
     assert httpx.get(worker.base_url + "/openapi.json", timeout=5).status_code == 404
 
     with stack.http as http:
-        hook = http.post("/api/webhooks", json={"url": receiver.url(), "events": ["message.received"]})
+        hook = http.post("/api/webhooks", json={"url": receiver.url(), "events": ["message"]})
         assert hook.status_code == 201, hook.text
         receiver.secrets["/hook"] = hook.json()["secret"]
     stack.link("main", PHONE)  # its QR code comes from the worker, through the API process
@@ -81,17 +81,17 @@ def test_a_worker_runs_what_an_api_only_process_records(
 
     # Received messages: committed by the worker, listed by the API process, delivered by the worker's webhooks,
     # and heard by a WebSocket client of the API process.
-    ws_url = api.base_url.replace("http://", "ws://") + "/ws?events=message.received"
+    ws_url = api.base_url.replace("http://", "ws://") + "/ws?events=message"
     with connect(ws_url, additional_headers=key) as ws:
         stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "hello", "count": 3})
-        heard = [json.loads(ws.recv(timeout=15))["payload"]["text"] for _ in range(3)]
+        heard = [json.loads(ws.recv(timeout=15))["payload"]["body"] for _ in range(3)]
     assert heard == ["hello #1", "hello #2", "hello #3"]
     wait_for(lambda: len(receiver.received) >= 3, 15, "three webhook deliveries")
     assert receiver.failures == []
     assert receiver.verified == 3
     with stack.http as http:
-        events = http.get("/api/events", params={"session": "main", "types": "message.received"}).json()
-        assert [e["payload"]["text"] for e in events] == ["hello #1", "hello #2", "hello #3"]
+        events = http.get("/api/events", params={"session": "main", "types": "message"}).json()
+        assert [e["payload"]["body"] for e in events] == ["hello #1", "hello #2", "hello #3"]
 
         # A message queued through the API process is sent by the worker.
         sent = http.post("/api/sendText", json={"session": "main", "chatId": "+15550100", "text": "hi there"})

@@ -65,7 +65,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
     # client of another tenant hears none of them.
     other = httpx.post(second.base_url + "/api/tenants", json={"name": "other"}, headers={"X-Api-Key": ADMIN})
     assert other.status_code == 201, other.text
-    ws_base = second.base_url.replace("http://", "ws://") + "/ws?events=message.received"
+    ws_base = second.base_url.replace("http://", "ws://") + "/ws?events=message"
     with (
         connect(ws_base, additional_headers=key) as ws,
         connect(ws_base, additional_headers={"X-Api-Key": other.json()["api_key"]}) as stranger,
@@ -75,7 +75,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
         heard: dict[str, list[str]] = {}
         while sum(len(texts) for texts in heard.values()) < 100:
             event = json.loads(ws.recv(timeout=15))
-            heard.setdefault(event["session"], []).append(event["payload"]["text"])
+            heard.setdefault(event["session"], []).append(event["payload"]["body"])
         assert heard == {f"s{n}": [f"{phone} #{m}" for m in range(1, 21)] for n, phone in enumerate(PHONES)}
         with pytest.raises(TimeoutError):
             stranger.recv(timeout=0.5)
@@ -118,8 +118,8 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
         assert stack.device(phone)["decrypt_failures"] == 0  # no session lost its keys on the way
         assert stack.device(phone)["paired"]
     with stack.http as http:
-        answer = http.get("/api/events", params={"session": "s0", "types": "message.received", "limit": 50})
-    texts = [e["payload"]["text"] for e in answer.json()]
+        answer = http.get("/api/events", params={"session": "s0", "types": "message", "limit": 50})
+    texts = [e["payload"]["body"] for e in answer.json()]
     expected = [f"{PHONES[0]} #{n}" for n in range(1, 21)]
     expected += [f"{word} #{n}" for word in ("before", "after") for n in range(1, 6)]
     assert texts == expected  # once each, in order
@@ -139,10 +139,10 @@ def test_a_worker_just_started_hears_the_others_events_at_once(
     key = stack.tenant()
     stack.link("s0", PHONES[0])
     second = start_second(stack)
-    ws_url = second.base_url.replace("http://", "ws://") + "/ws?events=message.received"
+    ws_url = second.base_url.replace("http://", "ws://") + "/ws?events=message"
     with connect(ws_url, additional_headers=key) as ws:
         stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "live", "count": 5})
-        heard = [json.loads(ws.recv(timeout=5))["payload"]["text"] for _ in range(5)]  # long before a reconcile
+        heard = [json.loads(ws.recv(timeout=5))["payload"]["body"] for _ in range(5)]  # long before a reconcile
     assert heard == [f"live #{n}" for n in range(1, 6)]
     samples = {
         sample.name: sample.value

@@ -91,7 +91,7 @@ async def statuses(gateway: Gateway, session: Session) -> list[str]:
 
 
 async def stored_once(gateway: Gateway, session: Session, expected: set[str]) -> None:
-    """Every expected message is stored exactly once, with exactly one ``message.received`` event."""
+    """Every expected message is stored exactly once, with exactly one ``message`` event."""
     stored: list[str] = []
     cursor = None
     while page := await gateway.store.messages.list_messages(
@@ -102,9 +102,9 @@ async def stored_once(gateway: Gateway, session: Session, expected: set[str]) ->
     events: list[str] = []
     after = None
     while batch := await gateway.store.events.list_events(
-        session.tenant_id, session_id=session.id, types=["message.received"], after=after, limit=500
+        session.tenant_id, session_id=session.id, types=["message"], after=after, limit=500
     ):
-        events += [e.payload["id"] for e in batch]
+        events += [e.payload["_data"]["id"] for e in batch]  # WhatsApp's id (``id`` is WAHA's serialized one)
         after = batch[-1].id
     assert len(stored) == len(set(stored))
     assert set(stored) == expected

@@ -8,7 +8,7 @@ from wagate.store.sql.announcements import announcements, channel, notice, parse
 
 
 def event(tenant: str) -> Event:
-    return Event.new(EventType.MESSAGE_RECEIVED, TenantId(tenant), SessionId("ses_x"), "s", 1.0, {})
+    return Event.new(EventType.MESSAGE, TenantId(tenant), SessionId("ses_x"), "s", 1.0, {})
 
 
 def test_a_commit_is_announced_by_tenant_in_order() -> None:

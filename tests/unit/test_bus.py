@@ -15,8 +15,7 @@ A, B = TenantId("ten_a"), TenantId("ten_b")
 
 def commit(tenant: TenantId, count: int, start: int = 0) -> Committed:
     events = [
-        Event.new(EventType.MESSAGE_RECEIVED, tenant, SessionId("ses_1"), "main", 1.0, {"n": start + n})
-        for n in range(count)
+        Event.new(EventType.MESSAGE, tenant, SessionId("ses_1"), "main", 1.0, {"n": start + n}) for n in range(count)
     ]
     return Committed(events, [])
 

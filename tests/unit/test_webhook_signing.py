@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from wagate.webhooks.client import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
-BODY = '{"id":"evt_1","type":"message.received"}'
+BODY = '{"id":"evt_1","event":"message"}'
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.25, 0.5, 0.999999, None])
@@ -27,7 +27,7 @@ def test_headers_verify_at_any_time_within_a_second(offset: float | None) -> Non
     headers = signed_headers([Webhook(SECRET)], "evt_1", now, BODY)
     assert headers["webhook-id"] == "evt_1"
     assert headers["webhook-timestamp"] == str(second)
-    assert Webhook(SECRET).verify(BODY, headers) == {"id": "evt_1", "type": "message.received"}
+    assert Webhook(SECRET).verify(BODY, headers) == {"id": "evt_1", "event": "message"}
 
 
 def test_a_changed_body_or_id_does_not_verify() -> None:

@@ -1,14 +1,19 @@
-"""Events: one envelope for everything the gateway reports to tenants (history, WebSocket, webhooks).
+"""Events: one envelope, WAHA's, for everything the gateway reports to tenants (history, WebSocket, webhooks).
 
 An event is committed in the same transaction as the change it reports, so a subscriber never hears of a change
-that did not happen, and no committed change goes unreported. Ids sort by time (``evt_`` + monotonic ULID).
+that did not happen, and no committed change goes unreported. Ids sort by time (``evt_`` + monotonic lower-case
+ULID). The envelope is WAHA's ``WAHAWebhookMessage``: ``id``, ``timestamp`` (ms), ``event``, ``session``,
+``metadata`` (the session's ``config.metadata``), ``me`` (WAHA's ``MeInfo``), ``payload``, ``engine`` and
+``environment``, with wagate's ``tenant`` beside them. What only the store knows when it commits (``me``,
+``metadata``, ``engine``, ``environment``) it stamps on the event then (:meth:`Event.stamped`). Events stored before
+the envelope became WAHA's are read in it (``payloads.upgraded``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +22,7 @@ from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId, new_ev
 
 __all__ = [
     "ALL_TYPES",
+    "RENAMED",
     "AnnounceListener",
     "Announced",
     "CommitListener",
@@ -24,8 +30,11 @@ __all__ = [
     "Event",
     "EventFilter",
     "EventType",
+    "Stamp",
+    "compact",
     "expand_types",
     "parse_types",
+    "renamed",
     "type_choices",
 ]
 
@@ -36,17 +45,32 @@ class EventType(StrEnum):
     SESSION_PAIRED = "session.paired"
     SESSION_CORRUPTED = "session.corrupted"
     SESSION_RESET = "session.reset"
-    MESSAGE_RECEIVED = "message.received"
+    MESSAGE = "message"  # a message someone else sent to the session
+    MESSAGE_ANY = "message.any"  # stored for the session's own messages; a message.any subscriber gets ``message`` too
     MESSAGE_ACK = "message.ack"
     ENGINE_EVENT = "engine.event"
 
 
 ALL_TYPES = frozenset(EventType)
+# Names events had before they took WAHA's: still read from the history, refused in filters with the new name.
+RENAMED = {"message.received": EventType.MESSAGE}
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What the store adds to an event as it commits it: the session's account, metadata and engine (WAHA's name),
+    and the environment of the process that commits it."""
+
+    me: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    engine: str
+    environment: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event as subscribers see it. ``session`` is the session's name (as WAHA names sessions)."""
+    """One event as subscribers see it. ``session`` is the session's name (as WAHA names sessions); ``timestamp``
+    in seconds (the envelope gives milliseconds); ``stamp`` once the store has committed it."""
 
     id: EventId
     type: EventType
@@ -55,6 +79,7 @@ class Event:
     session: str
     timestamp: float
     payload: dict[str, Any]
+    stamp: Stamp | None = None
 
     @classmethod
     def new(
@@ -68,48 +93,72 @@ class Event:
     ) -> Event:
         return cls(new_event_id(), type, tenant_id, session_id, session, timestamp, payload)
 
-    def envelope(self) -> dict[str, Any]:
+    def stamped(self, stamp: Stamp) -> Event:
+        return replace(self, stamp=stamp)
+
+    def envelope(self, name: str | None = None) -> dict[str, Any]:
+        """WAHA's envelope; ``name``: the event's name for this subscriber (``message.any`` for a ``message``)."""
+        stamp = self.stamp
         return {
             "id": self.id,
-            "type": self.type.value,
-            "tenant": self.tenant_id,
+            "timestamp": round(self.timestamp * 1000),
+            "event": name or self.type.value,
             "session": self.session,
-            "timestamp": self.timestamp,
+            "metadata": stamp.metadata if stamp else None,
+            "me": stamp.me if stamp else None,
             "payload": self.payload,
+            "engine": stamp.engine if stamp else None,
+            "environment": stamp.environment if stamp else None,
+            "tenant": self.tenant_id,
         }
 
-    def body(self) -> str:
+    def body(self, name: str | None = None) -> str:
         """The envelope as compact JSON: the exact bytes a webhook signs and delivers on every attempt."""
-        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False)
+        return compact(self.envelope(name))
 
 
 class EventFilter:
-    """Which events a subscriber wants: types (``*`` or ``prefix.*`` allowed) and optionally one session name."""
+    """Which events a subscriber wants: types (``*``, or ``family.*``: the family and its members) and optionally
+    one session name. ``message.any`` wants every message: a ``message`` (from someone else) reaches it named
+    ``message.any``, unless ``message`` is wanted too (then it comes once, as ``message``)."""
 
-    __slots__ = ("_all", "_exact", "_prefixes", "session")
+    __slots__ = ("_all", "_exact", "_families", "session")
 
     def __init__(self, types: Iterable[str] | None = None, session: str | None = None) -> None:
         wanted = list(types) if types is not None else ["*"]
         self._all = "*" in wanted or not wanted
         self._exact = frozenset(t for t in wanted if not t.endswith(".*"))
-        self._prefixes = tuple(t[:-1] for t in wanted if t.endswith(".*"))
+        self._families = tuple(t[:-2] for t in wanted if t.endswith(".*"))
         self.session = session
 
     def exact_types(self) -> list[str] | None:
-        """The exact types wanted; None for all of them."""
+        """The exact types wanted (under any name); None for all of them."""
         if self._all:
             return None
-        return sorted(t.value for t in EventType if self.matches_type(t.value))
+        return sorted(t.value for t in EventType if self.name_for(t.value) is not None)
 
     def matches_type(self, type: str) -> bool:
         if self._all or type in self._exact:
             return True
-        return type.startswith(self._prefixes) if self._prefixes else False
+        return any(type == family or type.startswith(family + ".") for family in self._families)
+
+    def name_for(self, type: str) -> str | None:
+        """The name an event of ``type`` has for this subscriber; None when it is not wanted."""
+        if self.matches_type(type):
+            return type
+        if type == EventType.MESSAGE and self.matches_type(EventType.MESSAGE_ANY):
+            return EventType.MESSAGE_ANY.value
+        return None
 
     def matches(self, event: Event) -> bool:
         if self.session is not None and event.session != self.session:
             return False
-        return self.matches_type(event.type.value)
+        return self.name_for(event.type.value) is not None
+
+    def renames(self, event: Event) -> str | None:
+        """The name ``event`` goes by for this subscriber when it is not its own (``message.any``), else None."""
+        name = self.name_for(event.type.value)
+        return name if name != event.type.value else None
 
 
 def type_choices() -> list[str]:
@@ -119,7 +168,8 @@ def type_choices() -> list[str]:
 
 
 def parse_types(raw: Iterable[str]) -> list[str]:
-    """Validate event type patterns; raises ``ValueError`` naming the first unknown one."""
+    """Validate event type patterns; raises ``ValueError`` naming the first unknown one (and the new name of one
+    that was renamed)."""
     known = {t.value for t in EventType}
     families = {t.value.split(".")[0] for t in EventType}
     out: list[str] = []
@@ -129,9 +179,22 @@ def parse_types(raw: Iterable[str]) -> list[str]:
             continue
         if item == "*" or item in known or (item.endswith(".*") and item[:-2] in families):
             out.append(item)
+        elif item in RENAMED:
+            raise ValueError(f"event type {item!r} is now {RENAMED[item].value!r}, as WAHA names it")
         else:
             raise ValueError(f"unknown event type {item!r}; known: *, {', '.join(sorted(known))}, <family>.*")
     return out
+
+
+def compact(envelope: Mapping[str, Any]) -> str:
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+def renamed(body: str, name: str) -> str:
+    """``body`` under another event ``name`` (``message.any``): the same bytes but for the name, on every attempt."""
+    envelope = json.loads(body)
+    envelope["event"] = name
+    return compact(envelope)
 
 
 def expand_types(patterns: Iterable[str]) -> list[str] | None:

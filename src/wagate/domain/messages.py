@@ -168,7 +168,7 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """A received message to store, with the ``message.received`` event that reports it (committed only if the
+    """A received message to store, with the ``message`` event that reports it (committed only if the
     message is new: inbound processing is idempotent by message id)."""
 
     tenant_id: TenantId

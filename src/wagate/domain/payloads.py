@@ -1,27 +1,54 @@
 """What each event the sessions report says: the public payload of every event type, in one place beside the types.
 
-Subscribers (webhooks, WebSockets, the event history) read these shapes; ``docs/events.md`` describes them. Keys are
-WAHA's where WAHA has the field (``fromMe``, ``pushName``, ``expiresAt``). ``session.status`` and ``message.ack`` are
-written with the changes they report, by the store.
+Subscribers (webhooks, WebSockets, the event history) read these shapes; ``docs/events.md`` describes them. They are
+WAHA's where WAHA has the event: ``message`` and ``message.any`` carry a ``WAMessage``, ``message.ack`` a
+``WAMessageAckBody``, ``session.status`` a ``WASessionStatusBody``, ``engine.event`` an ``EnginePayload``; wagate's
+own fields ride beside WAHA's. ``session.status`` and ``message.ack`` are written with the changes they report, by the
+store. :func:`upgrade` reads a payload stored before they took WAHA's shapes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
+
+from wagate.domain.events import RENAMED, compact
+from wagate.domain.messages import MessageStatus
+from wagate.domain.waha import ack_of, public_jid, serialize_message_id, wa_message
 
 __all__ = [
     "Cause",
     "contact_reset",
     "engine_event",
-    "message_received",
+    "me_info",
+    "message",
+    "message_ack",
+    "own_message",
     "quarantined",
     "restored",
     "session_paired",
     "session_qr",
     "session_reset",
+    "session_status",
+    "upgrade",
+    "upgraded",
 ]
+
+
+def me_info(me: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The session's account as WAHA's ``MeInfo``: ``id`` (``N@c.us``), ``pushName``, ``jid`` (with the device),
+    ``lid`` when known, ``reachoutTimelock`` null (no restriction seen: the engines report none); None before the
+    session is linked."""
+    if not me or not me.get("id"):
+        return None
+    jid = str(me["id"])
+    info: dict[str, Any] = {"id": public_jid(jid), "pushName": me.get("pushName") or "", "jid": jid}
+    info["reachoutTimelock"] = None
+    if me.get("lid"):
+        info["lid"] = public_jid(str(me["lid"]))
+    return info
 
 
 class Cause(StrEnum):
@@ -32,37 +59,131 @@ class Cause(StrEnum):
     DAMAGED_RECORD = "damaged_record"  # stored auth state that no longer opens
 
 
-def message_received(
+def message(
     *,
     message_id: str,
     chat: str,
     sender: str,
+    me: str | None,
     push_name: str | None,
     text: str | None,
     timestamp: float,
     media: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``message.received``: a message as stored; ``media`` and ``extra`` only when it has them."""
+    """``message``: a message someone sent to the session (``me``: its own JID, None before it is known), as WAHA's
+    ``WAMessage``; the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``."""
+    data = dict(extra or {})
+    if push_name:
+        data["pushName"] = push_name
+    return wa_message(
+        message_id=message_id,
+        chat_id=chat,
+        me=me,
+        from_me=False,
+        sender=sender,
+        timestamp=timestamp,
+        body=text,
+        status=MessageStatus.RECEIVED,
+        media=media or None,
+        extra=data,
+    )
+
+
+def own_message(
+    *,
+    message_id: str,
+    chat: str,
+    me: str | None,
+    text: str | None,
+    timestamp: float,
+    mimetype: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """``message.any`` of a message the session sent through the API, as WAHA's ``WAMessage`` (``source: api``),
+    once the server has it; ``mimetype`` and ``filename`` of its media, if it has one."""
+    media = None
+    if mimetype is not None:
+        media = {"mimetype": mimetype, "filename": filename}
+    return wa_message(
+        message_id=message_id,
+        chat_id=chat,
+        me=me,
+        from_me=True,
+        sender=me,
+        timestamp=timestamp,
+        body=text,
+        status=MessageStatus.SENT,
+        media=media,
+        source="api",
+    )
+
+
+def message_ack(
+    *,
+    message_id: str,
+    chat: str,
+    sender: str | None,
+    status: MessageStatus,
+    previous: MessageStatus | None,
+    timestamp: float,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """``message.ack``: a sent message's progress as WAHA's ``WAMessageAckBody`` (``participant``: whose receipt, the
+    chat), with wagate's ``status``, ``previous`` and ``timestamp`` beside it, and ``error`` when it failed."""
+    ack = ack_of(status)
     payload: dict[str, Any] = {
-        "id": message_id,
-        "chat": chat,
-        "from": sender,
-        "fromMe": False,
-        "pushName": push_name,
-        "text": text,
+        "id": serialize_message_id(True, chat, message_id),
+        "from": public_jid(sender) if sender else "",
+        "to": public_jid(chat),
+        "participant": public_jid(chat),
+        "fromMe": True,
+        "ack": int(ack),
+        "ackName": ack.name,
+        "_data": {"id": message_id},
+        "status": status.value,
+        "previous": previous.value if previous else None,
         "timestamp": timestamp,
     }
-    if media:
-        payload["media"] = dict(media)
-    if extra:
-        payload["extra"] = dict(extra)
+    if status is MessageStatus.FAILED:
+        payload["error"] = error
     return payload
 
 
+def session_status(
+    *,
+    name: str,
+    status: str,
+    previous: str,
+    since: float,
+    at: float,
+    reason: str | None,
+    note: str | None,
+    me: Mapping[str, Any] | None,
+    actor: str,
+) -> dict[str, Any]:
+    """``session.status``: WAHA's ``WASessionStatusBody`` (``statuses``: the status before, since ``since``, and the
+    new one, at ``at``; in ms) with wagate's ``previous``, ``reason``, ``note``, ``me`` and ``actor``."""
+    return {
+        "name": name,
+        "status": status,
+        "data": None,
+        "statuses": [
+            {"status": previous, "timestamp": round(since * 1000)},
+            {"status": status, "timestamp": round(at * 1000)},
+        ],
+        "previous": previous,
+        "reason": reason,
+        "note": note,
+        "me": dict(me) if me else None,
+        "actor": actor,
+    }
+
+
 def engine_event(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``engine.event``: something the engine noticed that has no type of its own."""
-    return {"kind": kind, "data": data}
+    """``engine.event``: something the engine noticed that has no type of its own, as WAHA's ``EnginePayload``
+    (``event``: its kind)."""
+    return {"event": kind, "data": dict(data)}
 
 
 def session_qr(expires_at: float) -> dict[str, Any]:
@@ -71,8 +192,8 @@ def session_qr(expires_at: float) -> dict[str, Any]:
 
 
 def session_paired(me: Mapping[str, Any]) -> dict[str, Any]:
-    """``session.paired``: the phone linked the session as ``me``."""
-    return {"me": dict(me)}
+    """``session.paired``: the phone linked the session as ``me`` (WAHA's ``MeInfo``)."""
+    return {"me": me_info(me)}
 
 
 def session_reset(backup: str | None) -> dict[str, Any]:
@@ -99,3 +220,60 @@ def restored(backup: str) -> dict[str, Any]:
 def contact_reset(contact: str) -> dict[str, Any]:
     """``session.corrupted``: one contact's stored state was damaged; that contact's session started over."""
     return {"cause": Cause.DAMAGED_RECORD.value, "contact": contact, "action": "contact_reset"}
+
+
+def upgrade(type: str, session: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload stored before payloads took WAHA's shapes (``type``: the event's name then), in today's shape with
+    what was recorded then (the session's own JID was not: ``to`` or ``from`` is empty)."""
+    if type == "message.received":
+        return message(
+            message_id=payload["id"],
+            chat=payload["chat"],
+            sender=payload["from"],
+            me=None,
+            push_name=payload.get("pushName"),
+            text=payload.get("text"),
+            timestamp=payload["timestamp"],
+            media=payload.get("media"),
+            extra=payload.get("extra"),
+        )
+    if type == "message.ack" and "chatId" in payload:
+        previous = payload.get("previous")
+        return message_ack(
+            message_id=payload["id"],
+            chat=payload["chatId"],
+            sender=None,
+            status=MessageStatus(payload["status"]),
+            previous=MessageStatus(previous) if previous else None,
+            timestamp=payload["timestamp"],
+            error=payload.get("error"),
+        )
+    if type == "session.status" and "name" not in payload:
+        return {"name": session, "data": None, "statuses": [], **payload}
+    if type == "engine.event" and "kind" in payload:
+        return {"event": payload["kind"], "data": payload.get("data") or {}}
+    return payload
+
+
+def upgraded(stored: str) -> tuple[str, dict[str, Any]]:
+    """A stored body and its envelope, in WAHA's envelope: as it is, or, for an event stored before the envelope
+    became WAHA's (``type`` for ``event``, seconds), the body it would have had, with no ``me``, ``metadata``,
+    ``engine`` or ``environment`` (they were not recorded)."""
+    envelope: dict[str, Any] = json.loads(stored)
+    if "event" in envelope:
+        return stored, envelope
+    old = envelope["type"]
+    event = RENAMED.get(old, old)
+    new = {
+        "id": envelope["id"],
+        "timestamp": round(envelope["timestamp"] * 1000),
+        "event": str(event),
+        "session": envelope["session"],
+        "metadata": None,
+        "me": None,
+        "payload": upgrade(old, envelope["session"], envelope["payload"]),
+        "engine": None,
+        "environment": None,
+        "tenant": envelope["tenant"],
+    }
+    return compact(new), new

@@ -64,17 +64,19 @@ class Inbound:
             runner.last_activity = self._ctx.clock()
 
     def _received_event(self, event: MessageReceived) -> Event:
-        payload = payloads.message_received(
+        me = self._runner.session.me
+        payload = payloads.message(
             message_id=event.message_id,
             chat=event.chat,
             sender=event.sender,
+            me=str(me["id"]) if me and me.get("id") else None,
             push_name=event.push_name,
             text=event.text,
             timestamp=event.timestamp,
             media=event.media,
             extra=event.extra,
         )
-        return self.event(EventType.MESSAGE_RECEIVED, payload)
+        return self.event(EventType.MESSAGE, payload)
 
     async def receipts(self, acks: Sequence[MessageAck]) -> None:
         """Receipts move this session's sent messages forward (each change with its ``message.ack`` event)."""

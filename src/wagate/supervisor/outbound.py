@@ -15,6 +15,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from wagate.domain import payloads
+from wagate.domain.events import Event, EventType
 from wagate.domain.messages import Message, MessageStatus, StatusUpdate
 from wagate.domain.ratelimit import TokenBucket
 from wagate.domain.sessions import Session
@@ -162,17 +164,36 @@ class OutboundSender:
         batch = [m for m in batch if m.id in moved]  # what another sender took first is not sent twice
         self.bucket.take(self._ctx.clock(), len(batch))
         results: list[StatusUpdate] = []
+        sent_events: list[Event] = []
         try:
             for message in batch:
                 try:
-                    sent = await self._conn.send(await self._outgoing(message))
+                    outgoing = await self._outgoing(message)
+                    sent = await self._conn.send(outgoing)
                 except SendRejected as exc:
                     results.append(self._update(message, MessageStatus.FAILED, error=str(exc)[:300]))
                 else:
                     results.append(self._update(message, MessageStatus.SENT, timestamp=sent.timestamp))
+                    sent_events.append(self._sent_event(outgoing, sent.timestamp))
                 self._runner.last_activity = self._ctx.clock()
         finally:  # what the server has is recorded even when the connection broke in the middle
-            await self._ctx.messages.update_status(results)
+            await self._ctx.messages.update_status(results, events=sent_events)
+
+    def _sent_event(self, outgoing: OutgoingMessage, timestamp: float) -> Event:
+        """``message.any`` for a message the session sent (WAHA reports the session's own messages so too)."""
+        session = self._runner.session
+        me = str(session.me["id"]) if session.me and session.me.get("id") else None
+        payload = payloads.own_message(
+            message_id=outgoing.id,
+            chat=outgoing.chat,
+            me=me,
+            text=outgoing.text,
+            timestamp=timestamp,
+            mimetype=outgoing.mimetype if outgoing.media is not None else None,
+            filename=outgoing.filename,
+        )
+        now = self._ctx.clock()
+        return Event.new(EventType.MESSAGE_ANY, session.tenant_id, session.id, session.name, now, payload)
 
     async def _outgoing(self, message: Message) -> OutgoingMessage:
         """What the engine sends; ``SendRejected`` (the message fails, alone) when its stored body or media is

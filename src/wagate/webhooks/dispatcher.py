@@ -230,7 +230,7 @@ class WebhookDispatcher:
             # The head and what is due after it go to the sender process as one run, sent in order there.
             now = self.clock()
             sent = group.due(now, MAX_RUN)
-            deliveries = [(o.delivery.event_id, o.body.encode()) for o in sent]
+            deliveries = [(o.delivery.event_id, endpoint.body(o).encode()) for o in sent]
             url, secrets = endpoint.webhook.url, endpoint.secrets(now)
             attempts = await self._sender.run(url, secrets, deliveries, now, endpoint.headers, endpoint.hmac_key)
         answered = self.clock()
@@ -348,8 +348,9 @@ class WebhookDispatcher:
         now = self.clock()
         signers = [endpoint.signers[secret] for secret in endpoint.secrets(now)]
         headers = dict(endpoint.headers)
-        headers.update(signed_headers(signers, item.delivery.event_id, now, item.body, endpoint.hmac_key))
-        return await self._client.post(endpoint.webhook.url, item.body.encode(), headers, now)
+        body = endpoint.body(item)
+        headers.update(signed_headers(signers, item.delivery.event_id, now, body, endpoint.hmac_key))
+        return await self._client.post(endpoint.webhook.url, body.encode(), headers, now)
 
     # housekeeping ----------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import random
 from standardwebhooks import Webhook as Signer
 
 from wagate.clock import Clock
+from wagate.domain.events import EventFilter, renamed
 from wagate.domain.webhooks import Endpoint, Headers, Outgoing, Retries, Webhook
 from wagate.ids import SessionId, WebhookId
 from wagate.store.base import Store
@@ -59,12 +60,20 @@ def retries_left(failed_attempts: int, retries: Retries | None) -> bool:
 class CachedEndpoint:
     """An endpoint as the dispatcher last read it, with a signer per secret."""
 
-    __slots__ = ("found", "loaded_at", "signers")
+    __slots__ = ("found", "loaded_at", "signers", "wanted")
 
     def __init__(self, found: Endpoint, loaded_at: float) -> None:
         self.found = found
         self.loaded_at = loaded_at
         self.signers = {secret: Signer(secret) for secret in (found.secret, found.previous_secret) if secret}
+        self.wanted = EventFilter(found.webhook.events)
+
+    def body(self, item: Outgoing) -> str:
+        """What ``item`` carries to this endpoint: its event under the name the endpoint wants it by (a ``message``
+        to an endpoint that wants ``message.any`` only is named so), the same bytes on every attempt."""
+        own = item.delivery.event_type
+        name = self.wanted.name_for(own)
+        return item.body if name is None or name == own else renamed(item.body, name)
 
     @property
     def webhook(self) -> Webhook:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -34,7 +33,7 @@ from starlette.websockets import WebSocketState
 from wagate.api.deps import GatewayDep, PrincipalDep, TenantDep, get_gateway
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import error_answers
-from wagate.domain.events import Event, EventFilter, expand_types, parse_types, type_choices
+from wagate.domain.events import Event, EventFilter, compact, parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.errors import Unprocessable
 from wagate.fanout.bus import Revoked, SlowConsumer, Subscription
@@ -78,12 +77,19 @@ _TYPES = f"^(?:{_TYPE})(?:,(?:{_TYPE}))*$"
 
 
 class EventOut(BaseModel):
-    id: str
-    type: str
-    tenant: str
+    """One event in WAHA's envelope (``WAHAWebhookMessage``), with wagate's ``tenant`` beside it; ``metadata``,
+    ``me``, ``engine`` and ``environment`` are null for an event stored before the envelope became WAHA's."""
+
+    id: str = Field(description="evt_ and a lower-case ULID: ids sort by time")
+    timestamp: int = Field(description="when it happened, in ms")
+    event: str
     session: str
-    timestamp: float
+    metadata: dict[str, object] | None = Field(description="the session's config.metadata")
+    me: dict[str, object] | None = Field(description="the session's account (WAHA's MeInfo); null before it is linked")
     payload: dict[str, object]
+    engine: str | None = Field(description="WAHA's name for the session's kind of engine (GOWS)")
+    environment: dict[str, object] | None = Field(description="WAHA's WAHAEnvironment of the worker that committed it")
+    tenant: str
 
 
 class Ticket(BaseModel):
@@ -128,12 +134,12 @@ async def list_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
-    exact = expand_types(_types(types))
+    wanted = EventFilter(_types(types))
     session_id = (await find_session(gateway, tenant_id, session)).id if session is not None else None
     events = await gateway.store.events.list_events(
-        tenant_id, session_id=session_id, types=exact, after=_after(after), limit=limit
+        tenant_id, session_id=session_id, types=wanted.exact_types(), after=_after(after), limit=limit
     )
-    return [EventOut(**e.envelope()) for e in events]
+    return [EventOut(**e.envelope(wanted.renames(e))) for e in events]
 
 
 def ticket_hash(ticket: str) -> str:
@@ -202,15 +208,18 @@ async def _catch_up(
         page = await gateway.store.events.list_events(tenant_id, types=exact, after=cursor, limit=500)
         for event in page:
             if wanted.matches(event):
-                await _send(websocket, event)
+                await _send(websocket, event, wanted)
                 sent.add(event.id)
         cursor = page[-1].id if len(page) == 500 else None
     return sent
 
 
-async def _send(websocket: WebSocket, event: Event, subscription: Subscription | None = None) -> None:
-    """One event; ``subscription.blocked`` while the write waits for the client to read."""
-    text = json.dumps(event.envelope(), separators=(",", ":"), ensure_ascii=False)
+async def _send(
+    websocket: WebSocket, event: Event, wanted: EventFilter, subscription: Subscription | None = None
+) -> None:
+    """One event, under the name the client wants it by; ``subscription.blocked`` while the write waits for the
+    client to read."""
+    text = compact(event.envelope(wanted.renames(event)))
     try:
         async with asyncio.timeout(SEND_TIMEOUT):
             if subscription is not None:
@@ -255,7 +264,7 @@ async def _pump(
             event: Event | None = nxt.result()
             while event is not None:  # what waits goes out in a row, without a wait on the reader per event
                 if event.id not in replayed:
-                    await _send(websocket, event, subscription)
+                    await _send(websocket, event, wanted, subscription)
                 event = subscription.pop()
     finally:
         if nxt is not None:  # left waiting, or ended by a revocation meanwhile: never an unheard failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from wagate.domain.events import CommitListener, Event
 from wagate.ids import EventId, SessionId, TenantId
@@ -23,6 +24,10 @@ class EventStore(ABC):
     def set_claimer(self, owner: str | None, ttl: float) -> None:
         """Deliveries queued from now on are claimed for ``owner`` (this process's dispatcher) in their own
         transaction, so it sends them at once; None leaves them for any worker's poll."""
+
+    @abstractmethod
+    def set_environment(self, environment: dict[str, Any]) -> None:
+        """WAHA's ``environment`` of this process, stamped on every event it commits from now on."""
 
     @abstractmethod
     async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from wagate.domain.events import Event
 from wagate.domain.messages import (
     Message,
     NewOutbound,
@@ -60,9 +61,10 @@ class MessageStore(ABC):
         sender moved first is left out). Raises ``LeaseLost`` when the lease has moved on."""
 
     @abstractmethod
-    async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
+    async def update_status(self, updates: Sequence[StatusUpdate], *, events: Sequence[Event] = ()) -> list[Message]:
         """Apply the updates that move a message forward, with a ``message.ack`` event for each one a tenant
-        hears of, in one transaction; the messages changed. Media of a message that left the queue is dropped."""
+        hears of, and ``events`` (what the sending reports: ``message.any``), in one transaction; the messages
+        changed. Media of a message that left the queue is dropped."""
 
     @abstractmethod
     async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:

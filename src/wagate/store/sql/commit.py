@@ -41,7 +41,7 @@ class SessionCommit:
        is dropped whole (``LeaseLost`` in its place), and the others go on;
     2. the status changes, each fenced the same way, with their history rows and ``session.status`` events;
     3. the received messages not stored before, with their chats' counters and senders' names, and their
-       ``message.received`` events;
+       ``message`` events;
     4. every event (those above and the appends' own) sealed, one outbox row per webhook that wants it, and on
        PostgreSQL their announcement to the other processes (delivered at the commit).
 

@@ -13,6 +13,7 @@ from sqlalchemy import Select, bindparam, func, literal_column, or_, select, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.payloads import upgraded
 from wagate.domain.webhooks import Delivery, DeliveryState, Outgoing
 from wagate.ids import EventId, SessionId, TenantId, WebhookId
 from wagate.store.contracts.auth import Sealer
@@ -123,8 +124,8 @@ class SqlOutboxStore(OutboxStore):
                 blocked.add(group)  # a gap: what follows waits for the next round, in order
                 continue
             row = full[light.seq]
-            body = self._sealer.open(row.kek_id, row.sealed, "event", row.etid, row.session_id, row.event_id).decode()
-            out.append(Outgoing(delivery_from(row), body))
+            stored = self._sealer.open(row.kek_id, row.sealed, "event", row.etid, row.session_id, row.event_id)
+            out.append(Outgoing(delivery_from(row), upgraded(stored.decode())[0]))
         taken = {o.delivery.seq for o in out}
         leftover = [seq for seq in claimed if seq not in taken]
         if leftover:

@@ -7,6 +7,7 @@ transaction for events that report no change of their own (messages, QR codes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, not_, select, update
 
@@ -34,6 +35,9 @@ class SqlEventStore(EventStore):
     @property
     def listeners(self) -> list[CommitListener]:
         return self._writer.listeners
+
+    def set_environment(self, environment: dict[str, Any]) -> None:
+        self._writer.environment = environment
 
     def set_claimer(self, owner: str | None, ttl: float) -> None:
         self._writer.claimer = owner

@@ -1,6 +1,6 @@
 """Received messages in SQL, written inside the transaction of a session's commit (``commit.SessionCommit``).
 
-A message, its chat's counters, its sender's push name and its ``message.received`` event commit together, and only
+A message, its chat's counters, its sender's push name and its ``message`` event commit together, and only
 for a message id not stored before (one redelivered after a lost acknowledgement is not stored twice).
 """
 

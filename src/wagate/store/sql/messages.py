@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain import payloads
 from wagate.domain.events import Committed, Event, EventType
 from wagate.domain.messages import (
     QUEUED,
@@ -209,13 +210,13 @@ class SqlMessageStore(MessageStore):
         # On SQLite's writer thread, whole: a sender stopped in the middle cannot cut the transaction off.
         return await self._db.run_write(work)
 
-    async def update_status(self, updates: Sequence[StatusUpdate]) -> list[Message]:
-        if not updates:
+    async def update_status(self, updates: Sequence[StatusUpdate], *, events: Sequence[Event] = ()) -> list[Message]:
+        if not updates and not events:
             return []
 
         def work(conn: Connection) -> tuple[list[Message], Committed]:
-            changed, events = self._apply(conn, updates)
-            return changed, self._events.write(conn, events)
+            changed, acks = self._apply(conn, updates)
+            return changed, self._events.write(conn, [*events, *acks])
 
         changed, committed = await self._db.run_write(work)
         self._events.notify(committed)
@@ -355,16 +356,15 @@ class SqlMessageStore(MessageStore):
 
 
 def _ack_event(update: StatusUpdate, before: Message, after: Message, now: float) -> Event:
-    payload: dict[str, Any] = {
-        "id": after.id,
-        "chatId": after.chat_id,
-        "fromMe": True,
-        "status": after.status.value,
-        "previous": before.status.value if reported(before.status) else None,
-        "timestamp": after.timestamp,
-    }
-    if after.status is MessageStatus.FAILED:
-        payload["error"] = after.error
+    payload = payloads.message_ack(
+        message_id=after.id,
+        chat=after.chat_id,
+        sender=after.sender,
+        status=after.status,
+        previous=before.status if reported(before.status) else None,
+        timestamp=after.timestamp,
+        error=after.error,
+    )
     return Event.new(EventType.MESSAGE_ACK, update.tenant_id, update.session_id, update.session_name, now, payload)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, select, update
 
+from wagate.domain import payloads
 from wagate.domain.events import Event, EventType
 from wagate.domain.sessions import Desired, HistoryKind, Reason, Session, Status, StatusChange
 from wagate.ids import SessionId, TenantId
@@ -72,14 +73,17 @@ def status_event(before: Session, after: Session, actor: str) -> Event:
         after.id,
         after.name,
         after.updated_at,
-        {
-            "status": after.status.value,
-            "previous": before.status.value,
-            "reason": after.reason.value if after.reason else None,
-            "note": after.note,
-            "me": after.me,
-            "actor": actor,
-        },
+        payloads.session_status(
+            name=after.name,
+            status=after.status.value,
+            previous=before.status.value,
+            since=before.updated_at,
+            at=after.updated_at,
+            reason=after.reason.value if after.reason else None,
+            note=after.note,
+            me=after.me,
+            actor=actor,
+        ),
     )
 
 

@@ -1,7 +1,9 @@
 """Events and their webhook outbox rows, written inside the caller's transaction.
 
-``EventWriter.write`` runs inside the transaction of the change the events report: the events rows (sealed
-envelopes), one delivery row per matching enabled webhook, and on PostgreSQL the announcement to the other processes
+``EventWriter.write`` runs inside the transaction of the change the events report: it stamps each event with what
+WAHA's envelope carries of its session (the account, ``config.metadata``, the engine) as that transaction sees it
+and with this process's environment, then writes the events rows (sealed envelopes), one delivery row per matching
+enabled webhook, and on PostgreSQL the announcement to the other processes
 (delivered at the commit) commit together with that change. Listeners hear of them after the commit (``notify``).
 """
 
@@ -9,13 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from wagate import __version__
 from wagate.clock import Clock
-from wagate.domain.events import CommitListener, Committed, Event, EventFilter, EventType
+from wagate.domain.events import CommitListener, Committed, Event, EventFilter, EventType, Stamp
+from wagate.domain.payloads import me_info, upgraded
+from wagate.domain.waha import environment, waha_engine
 from wagate.domain.webhooks import Delivery, DeliveryState, Outgoing
 from wagate.ids import EventId, SessionId, TenantId, WebhookId
 from wagate.store.contracts.auth import Sealer
@@ -24,9 +31,10 @@ from wagate.store.sql.announcements import NOTIFY, announcements, channel
 from wagate.store.sql.db import Database
 from wagate.store.sql.prepared import InList, InsertMany, Tx, rows_in
 
-__all__ = ["D", "E", "EventWriter", "PlainSealer", "W", "event_parts", "open_event"]
+__all__ = ["D", "E", "EventWriter", "PlainSealer", "S", "W", "default_environment", "event_parts", "open_event"]
 
 E = schema.events
+S = schema.sessions
 W = schema.webhooks
 D = schema.webhook_deliveries
 
@@ -52,6 +60,10 @@ _INSERT_DELIVERIES = InsertMany(
     ),
     returning=("webhook_id", "event_seq", "seq"),
 )
+_SESSIONS = InList(
+    lambda _, ids: select(S.c.id, S.c.engine, S.c.config, S.c.me).where(rows_in([S.c.id], ids)),
+    width=1,
+)
 _SUBSCRIBED = InList(
     lambda _, tenants: select(W.c.id, W.c.tenant_id, W.c.events, W.c.session_name).where(
         rows_in([W.c.tenant_id], tenants), W.c.disabled_reason.is_(None)
@@ -75,19 +87,29 @@ def event_parts(event: Event) -> tuple[str, str, str]:
 
 
 def open_event(sealer: Sealer, row: Any) -> tuple[Event, str]:
-    """The event of an events row, and its exact body."""
-    body = sealer.open(row.kek_id, row.sealed, "event", row.tenant_id, row.session_id, row.id).decode()
-    envelope = json.loads(body)
+    """The event of an events row, and its exact body (an event stored before the envelope became WAHA's is read in
+    WAHA's: its body is the one it would have had, without what was not recorded then)."""
+    stored = sealer.open(row.kek_id, row.sealed, "event", row.tenant_id, row.session_id, row.id).decode()
+    body, envelope = upgraded(stored)
+    stamp = None
+    if envelope.get("engine") is not None:
+        stamp = Stamp(envelope["me"], envelope["metadata"], envelope["engine"], envelope["environment"])
     event = Event(
         id=EventId(row.id),
-        type=EventType(row.type),
+        type=EventType(envelope["event"]),
         tenant_id=TenantId(row.tenant_id),
         session_id=SessionId(row.session_id),
         session=row.session_name,
         timestamp=row.at,
         payload=envelope["payload"],
+        stamp=stamp,
     )
     return event, body
+
+
+def default_environment() -> dict[str, Any]:
+    """The environment of a process that was not told its own: no worker named."""
+    return environment(__version__, "neonize", f"{sys.platform}/{platform.machine()}", None)
 
 
 class EventWriter:
@@ -104,11 +126,13 @@ class EventWriter:
         self.claimer: str | None = None
         self.claim_ttl = 60.0
         self.announcer: str | None = None  # PostgreSQL: the process named in announcements, when they are made
+        self.environment = default_environment()
 
     def write(self, conn: Connection, events: Sequence[Event]) -> Committed:
         if not events:
             return Committed([], [])
         tx = Tx(conn)
+        events = self._stamped(tx, events)
         rows = []
         bodies = []
         seal = self.sealer.seal
@@ -133,6 +157,22 @@ class EventWriter:
             for payload in announcements(self.announcer, events, seqs):
                 conn.execute(NOTIFY, {"channel": channel(self._db.schema), "payload": payload})
         return Committed(list(events), self._queue(tx, events, seqs, bodies))
+
+    def _stamped(self, tx: Tx, events: Sequence[Event]) -> list[Event]:
+        """``events`` with their sessions' account, metadata and engine as this transaction sees them."""
+        stamps: dict[str, Stamp] = {}
+        for session_id, engine, config, me in _SESSIONS.fetch(
+            tx, [(i,) for i in sorted({e.session_id for e in events})]
+        ):
+            metadata = json.loads(config).get("metadata") if config else None
+            stamps[session_id] = Stamp(
+                me_info(json.loads(me) if me else None),
+                metadata if isinstance(metadata, dict) else None,
+                waha_engine(engine),
+                self.environment,
+            )
+        gone = Stamp(None, None, self.environment["engine"], self.environment)  # a session deleted meanwhile
+        return [e if e.stamp else e.stamped(stamps.get(e.session_id, gone)) for e in events]
 
     def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
         tenants = sorted({e.tenant_id for e in events})

@@ -279,21 +279,23 @@ async function connectEvents() {
 }
 
 async function onEvent(event) {
+  // WAHA's envelope: the name in `event`, the time in ms.
   const session = state.sessions.get(event.session);
-  if (event.type === "session.status") {
+  const at = event.timestamp / 1000;
+  if (event.event === "session.status") {
     if (!session) { await guarded(loadSessions); return; }
-    if ((session.updated_at || 0) > event.timestamp + 1) return;  // already newer than this event
+    if ((session.updated_at || 0) > at + 1) return;  // already newer than this event
     const connectedNow = event.payload.status === "WORKING" && event.payload.previous !== "WORKING";
     Object.assign(session, {
       status: event.payload.status, reason: event.payload.reason, note: event.payload.note,
-      me: event.payload.me, updated_at: Math.max(event.timestamp, session.updated_at || 0),
-      connected_at: connectedNow ? event.timestamp : session.connected_at,
+      me: event.payload.me, updated_at: Math.max(at, session.updated_at || 0),
+      connected_at: connectedNow ? at : session.connected_at,
     });
     renderSessions();
     if (event.session === state.selected) await guarded(() => renderDetail(session));
-  } else if (event.type === "session.qr" && event.session === state.selected && session && session.status === "SCAN_QR_CODE") {
+  } else if (event.event === "session.qr" && event.session === state.selected && session && session.status === "SCAN_QR_CODE") {
     await guarded(() => loadQr(event.session));
-  } else if (["session.corrupted", "session.reset", "session.paired"].includes(event.type) && event.session === state.selected) {
+  } else if (["session.corrupted", "session.reset", "session.paired"].includes(event.event) && event.session === state.selected) {
     await refreshSelected();
   }
 }

@@ -29,6 +29,7 @@ from wagate.store.sql.migrations import (
     m0010_ticket_key,
     m0011_write_probe,
     m0012_webhook_hmac,
+    m0013_waha_event_names,
 )
 
 log = logging.getLogger("wagate.store")
@@ -60,6 +61,7 @@ MIGRATIONS = (
     Migration(10, "ticket_key", m0010_ticket_key.STATEMENTS),
     Migration(11, "write_probe", m0011_write_probe.STATEMENTS),
     Migration(12, "webhook_hmac", m0012_webhook_hmac.STATEMENTS),
+    Migration(13, "waha_event_names", m0013_waha_event_names.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
