@@ -29,6 +29,7 @@ from wagate.api.routes import (
     server,
     sessions,
     tenants,
+    webhook_events,
     webhooks,
 )
 from wagate.engines.sim.app import CONTROL_MAX_BODY
@@ -103,6 +104,7 @@ def create_app(node: ServedNode) -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    webhook_events.declare(app.webhooks)
     install_openapi(app)
     if sim is not None:
         from wagate.engines.sim.app import create_sim_app
