@@ -348,6 +348,8 @@ async def test_event_history_filters_and_pages(client: AsyncClient, gateway: Gat
     assert [(e["id"], e["event"]) for e in anything] == [(every[0]["id"], "message.any")]
     both = (await client.get("/api/events", params={"types": "message,message.any"}, headers=a)).json()
     assert [e["event"] for e in both] == ["message"]
+    not_emitted = await client.get("/api/events", params={"types": "message.reaction"}, headers=a)
+    assert (not_emitted.status_code, not_emitted.json()) == (200, [])  # WAHA's, taken; none emitted
     old = await client.get("/api/events", params={"types": "message.received"}, headers=a)
     assert_error(old, 422, "invalid_event_type")
     assert "is now 'message'" in old.json()["message"]

@@ -46,6 +46,10 @@ def test_old_names_are_refused_with_the_new_one_and_unknown_ones_named() -> None
         parse_types(["message.received"])
     with pytest.raises(ValueError, match=r"unknown event type 'message\.bogus'"):
         parse_types(["message.bogus"])
+    # WAHA's events that wagate does not emit: taken (a WAHA client's config names them), never matched.
+    assert parse_types(["message.reaction", "state.change"]) == ["message.reaction", "state.change"]
+    assert EventFilter(["message.reaction"]).exact_types() == []
+    assert not EventFilter(["message.reaction"]).matches(event(EventType.MESSAGE))
     assert parse_types(["message", " message.any ", "*", "session.*", ""]) == [
         "message",
         "message.any",

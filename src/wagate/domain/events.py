@@ -22,6 +22,7 @@ from wagate.ids import ApiKeyId, EventId, SessionId, TenantId, WebhookId, new_ev
 
 __all__ = [
     "ALL_TYPES",
+    "NOT_EMITTED",
     "RENAMED",
     "AnnounceListener",
     "Announced",
@@ -52,6 +53,36 @@ class EventType(StrEnum):
 
 
 ALL_TYPES = frozenset(EventType)
+# WAHA's other events: a subscription may name them (a WAHA client's config does), and hears nothing of them yet.
+NOT_EMITTED = frozenset(
+    {
+        "message.reaction",
+        "message.ack.group",
+        "message.waiting",
+        "message.revoked",
+        "message.edited",
+        "state.change",
+        "group.join",
+        "group.leave",
+        "group.v2.join",
+        "group.v2.leave",
+        "group.v2.update",
+        "group.v2.participants",
+        "presence.update",
+        "poll.vote",
+        "poll.vote.failed",
+        "chat.archive",
+        "call.received",
+        "call.accepted",
+        "call.rejected",
+        "label.upsert",
+        "label.deleted",
+        "label.chat.added",
+        "label.chat.deleted",
+        "event.response",
+        "event.response.failed",
+    }
+)
 # Names events had before they took WAHA's: still read from the history, refused in filters with the new name.
 RENAMED = {"message.received": EventType.MESSAGE}
 
@@ -162,9 +193,9 @@ class EventFilter:
 
 
 def type_choices() -> list[str]:
-    """Every type pattern ``parse_types`` takes: ``*``, each type, each ``family.*``."""
+    """Every type pattern ``parse_types`` takes: ``*``, each type, each ``family.*``, WAHA's events not emitted."""
     types = sorted(t.value for t in EventType)
-    return ["*", *types, *sorted({t.split(".")[0] + ".*" for t in types})]
+    return ["*", *types, *sorted({t.split(".")[0] + ".*" for t in types}), *sorted(NOT_EMITTED)]
 
 
 def parse_types(raw: Iterable[str]) -> list[str]:
@@ -177,12 +208,14 @@ def parse_types(raw: Iterable[str]) -> list[str]:
         item = item.strip()
         if not item:
             continue
-        if item == "*" or item in known or (item.endswith(".*") and item[:-2] in families):
+        if item == "*" or item in known or item in NOT_EMITTED or (item.endswith(".*") and item[:-2] in families):
             out.append(item)
         elif item in RENAMED:
             raise ValueError(f"event type {item!r} is now {RENAMED[item].value!r}, as WAHA names it")
         else:
-            raise ValueError(f"unknown event type {item!r}; known: *, {', '.join(sorted(known))}, <family>.*")
+            raise ValueError(
+                f"unknown event type {item!r}; known: *, {', '.join(sorted(known))}, <family>.*, and WAHA's others"
+            )
     return out
 
 

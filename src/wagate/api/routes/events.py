@@ -136,8 +136,12 @@ async def list_events(
 ) -> list[EventOut]:
     wanted = EventFilter(_types(types))
     session_id = (await find_session(gateway, tenant_id, session)).id if session is not None else None
+    exact = wanted.exact_types()
+    resume = _after(after)
+    if exact == []:  # only WAHA's events that are not emitted: none to find
+        return []
     events = await gateway.store.events.list_events(
-        tenant_id, session_id=session_id, types=wanted.exact_types(), after=_after(after), limit=limit
+        tenant_id, session_id=session_id, types=exact, after=resume, limit=limit
     )
     return [EventOut(**e.envelope(wanted.renames(e))) for e in events]
 
@@ -202,8 +206,8 @@ async def _catch_up(
 ) -> set[str]:
     """Send the stored events after ``after`` that the filter wants; the ids sent (live copies are skipped)."""
     sent: set[str] = set()
-    cursor: EventId | None = after
     exact = wanted.exact_types()
+    cursor: EventId | None = after if exact != [] else None  # [] wants only events that are never emitted
     while cursor is not None and len(sent) < CATCH_UP_LIMIT:
         page = await gateway.store.events.list_events(tenant_id, types=exact, after=cursor, limit=500)
         for event in page:
