@@ -3,6 +3,8 @@ refusals and its slow-client cut-off, and a SIGKILL while events are being produ
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +84,45 @@ def test_two_tenants_see_only_their_own_events_in_order(
     assert counted[("wagate_webhook_delivery_lag_seconds_count", ())] == delivered
     assert counted[("wagate_webhook_delivery_lag_seconds_bucket", (("le", "+Inf"),))] == delivered
     assert 0 < counted[("wagate_webhook_delivery_lag_seconds_sum", ())] < delivered * 20  # none waited for a retry
+
+
+def test_a_waha_handler_reads_the_same_envelope_from_a_webhook_the_websocket_and_the_history(
+    stack_factory: Callable[..., Stack], receiver: Receiver
+) -> None:
+    stack = stack_factory(**HOOKS)
+    stack.start()
+    key = stack.tenant("a")
+    hook = add_webhook(stack, key, receiver.url("/any"), events=["message.any"], hmac={"key": "waha-key"})
+    receiver.secrets["/any"] = hook["secret"]
+    stack.link("main", "+15550001")
+    assert stack.gateway is not None
+    before = httpx.get(stack.gateway.base_url + "/api/events", headers=key).json()
+    with connect(ws_url(stack, "events=message.any"), additional_headers=key) as ws:
+        stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "hi", "count": 1})
+        (live,) = read_until(ws, lambda got: len(got) >= 1, 20)
+    wait_for(lambda: any(r.path == "/any" for r in receiver.received), 20, "the webhook")
+    (delivered,) = [r for r in receiver.received if r.path == "/any"]
+    # What a WAHA handler reads, and how it checks the request: its own HMAC-SHA512 of the raw body.
+    expected = hmac.new(b"waha-key", delivered.body, hashlib.sha512).hexdigest()
+    assert delivered.headers["x-webhook-hmac"] == expected
+    assert delivered.headers["x-webhook-hmac-algorithm"] == "sha512"
+    assert receiver.failures == []  # and the Standard Webhooks signature verified
+    envelope = delivered.envelope
+    assert (envelope["event"], envelope["session"], envelope["engine"]) == ("message.any", "main", "GOWS")
+    assert (envelope["payload"]["body"], envelope["payload"]["from"]) == ("hi", "15550100@c.us")
+    assert envelope["me"]["id"] == "15550001@c.us"
+    assert isinstance(envelope["timestamp"], int)
+    assert envelope["timestamp"] > 1_000_000_000_000  # ms
+    assert live == envelope  # the WebSocket gives the same
+    replay_query = f"events=message.any&after={before[-1]['id']}"
+    with connect(ws_url(stack, replay_query), additional_headers=key) as ws:
+        (replayed,) = read_until(ws, lambda got: len(got) >= 1, 20)
+    assert replayed == envelope  # and so does a replay
+    history = httpx.get(stack.gateway.base_url + "/api/events", params={"types": "message.any"}, headers=key).json()
+    assert history == [envelope]
+    plain = httpx.get(stack.gateway.base_url + "/api/events", params={"types": "message"}, headers=key).json()
+    assert [e["event"] for e in plain] == ["message"]  # stored once, named for who asks
+    assert {k: v for k, v in plain[0].items() if k != "event"} == {k: v for k, v in envelope.items() if k != "event"}
 
 
 def stack_tenant_id(stack: Stack, key: dict[str, str]) -> str:
