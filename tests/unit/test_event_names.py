@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from wagate.domain.events import Event, EventFilter, EventType, Stamp, parse_types, renamed
+from wagate.domain.events import Event, EventFilter, EventType, Stamp, compact, parse_types, renamed
 from wagate.ids import SessionId, TenantId
 
 
@@ -82,3 +82,16 @@ def test_the_envelope_is_waha_s_with_the_stamp_and_a_name_for_the_subscriber() -
     )
     assert json.loads(stamped.body("message.any"))["event"] == "message.any"
     assert renamed(stamped.body(), "message.any") == stamped.body("message.any")  # byte for byte
+
+
+def test_the_body_is_the_envelope_as_compact_json_byte_for_byte() -> None:
+    environment = {"version": "1", "engine": "GOWS", "tier": "WAGATE", "browser": "", "worker": {"id": None}}
+    stamps = [None, Stamp(None, None, "GOWS", environment), Stamp({"id": "9@c.us"}, {"ü": "ß"}, "GOWS", environment)]
+    payloads = [{}, {"body": 'héllo \u2603 "quoted"', "n": 1.5, "list": [1, None, True]}]
+    for stamp in stamps:
+        for payload in payloads:
+            made = Event.new(EventType.MESSAGE, TenantId("ten_1"), SessionId("ses_1"), "mäin", 1795368753.3805, payload)
+            one = made.stamped(stamp) if stamp else made
+            for name in (None, "message.any"):
+                assert one.body(name) == compact(one.envelope(name))
+                assert json.loads(one.body(name)) == one.envelope(name)

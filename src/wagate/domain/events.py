@@ -12,8 +12,8 @@ the envelope became WAHA's are read in it (``payloads.upgraded``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -87,15 +87,35 @@ NOT_EMITTED = frozenset(
 RENAMED = {"message.received": EventType.MESSAGE}
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one: json.dumps makes one per call
+
+
+def compact(value: Any) -> str:
+    """``value`` as compact JSON, as every event body is written."""
+    return _ENCODER.encode(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Stamp:
     """What the store adds to an event as it commits it: the session's account, metadata and engine (WAHA's name),
-    and the environment of the process that commits it."""
+    and the environment of the process that commits it. One stamp serves every event of a session in a commit, so
+    its part of their bodies is written once (``before``: metadata and me; ``after``: engine and environment)."""
 
     me: dict[str, Any] | None
     metadata: dict[str, Any] | None
-    engine: str
-    environment: dict[str, Any]
+    engine: str | None
+    environment: dict[str, Any] | None
+    before: str = field(init=False, repr=False, compare=False)
+    after: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "before", f'"metadata":{compact(self.metadata)},"me":{compact(self.me)},')
+        object.__setattr__(
+            self, "after", f',"engine":{compact(self.engine)},"environment":{compact(self.environment)},'
+        )
+
+
+_UNSTAMPED = Stamp(None, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +145,9 @@ class Event:
         return cls(new_event_id(), type, tenant_id, session_id, session, timestamp, payload)
 
     def stamped(self, stamp: Stamp) -> Event:
-        return replace(self, stamp=stamp)
+        return Event(
+            self.id, self.type, self.tenant_id, self.session_id, self.session, self.timestamp, self.payload, stamp
+        )
 
     def envelope(self, name: str | None = None) -> dict[str, Any]:
         """WAHA's envelope; ``name``: the event's name for this subscriber (``message.any`` for a ``message``)."""
@@ -144,8 +166,14 @@ class Event:
         }
 
     def body(self, name: str | None = None) -> str:
-        """The envelope as compact JSON: the exact bytes a webhook signs and delivers on every attempt."""
-        return compact(self.envelope(name))
+        """The envelope as compact JSON (``compact(self.envelope(name))``, put together from the stamp's parts): the
+        exact bytes a webhook signs and delivers on every attempt."""
+        stamp = self.stamp or _UNSTAMPED
+        return (
+            f'{{"id":{compact(self.id)},"timestamp":{round(self.timestamp * 1000)},'
+            f'"event":{compact(name or self.type.value)},"session":{compact(self.session)},{stamp.before}'
+            f'"payload":{compact(self.payload)}{stamp.after}"tenant":{compact(self.tenant_id)}}}'
+        )
 
 
 class EventFilter:
@@ -217,10 +245,6 @@ def parse_types(raw: Iterable[str]) -> list[str]:
                 f"unknown event type {item!r}; known: *, {', '.join(sorted(known))}, <family>.*, and WAHA's others"
             )
     return out
-
-
-def compact(envelope: Mapping[str, Any]) -> str:
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 
 def renamed(body: str, name: str) -> str:

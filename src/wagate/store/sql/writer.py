@@ -60,6 +60,7 @@ _INSERT_DELIVERIES = InsertMany(
     ),
     returning=("webhook_id", "event_seq", "seq"),
 )
+_STAMPS_KEPT = 10_000  # sessions' stamps kept between commits (a stamp is a few hundred bytes)
 _SESSIONS = InList(
     lambda _, ids: select(S.c.id, S.c.engine, S.c.config, S.c.me).where(rows_in([S.c.id], ids)),
     width=1,
@@ -127,6 +128,7 @@ class EventWriter:
         self.claim_ttl = 60.0
         self.announcer: str | None = None  # PostgreSQL: the process named in announcements, when they are made
         self.environment = default_environment()
+        self._stamps: dict[tuple[str | None, str | None, str | None], Stamp] = {}
 
     def write(self, conn: Connection, events: Sequence[Event]) -> Committed:
         if not events:
@@ -164,15 +166,26 @@ class EventWriter:
         for session_id, engine, config, me in _SESSIONS.fetch(
             tx, [(i,) for i in sorted({e.session_id for e in events})]
         ):
+            stamps[session_id] = self._stamp(engine, config, me)
+        gone = self._stamp(None, None, None)  # a session deleted meanwhile
+        return [e if e.stamp else e.stamped(stamps.get(e.session_id, gone)) for e in events]
+
+    def _stamp(self, engine: str | None, config: str | None, me: str | None) -> Stamp:
+        """The stamp of a session row's engine, config and account (as stored: JSON), made once while they stay."""
+        key = (engine, config, me)
+        found = self._stamps.get(key)
+        if found is None or found.environment is not self.environment:
             metadata = json.loads(config).get("metadata") if config else None
-            stamps[session_id] = Stamp(
+            found = Stamp(
                 me_info(json.loads(me) if me else None),
                 metadata if isinstance(metadata, dict) else None,
-                waha_engine(engine),
+                waha_engine(engine) if engine else self.environment["engine"],
                 self.environment,
             )
-        gone = Stamp(None, None, self.environment["engine"], self.environment)  # a session deleted meanwhile
-        return [e if e.stamp else e.stamped(stamps.get(e.session_id, gone)) for e in events]
+            if len(self._stamps) >= _STAMPS_KEPT:
+                self._stamps.clear()
+            self._stamps[key] = found
+        return found
 
     def _queue(self, tx: Tx, events: Sequence[Event], seqs: list[int], bodies: list[str]) -> list[Outgoing]:
         tenants = sorted({e.tenant_id for e in events})
