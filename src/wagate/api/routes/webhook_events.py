@@ -26,6 +26,7 @@ __all__ = [
     "WAMessage",
     "WipedPayload",
     "declare",
+    "envelope_model",
 ]
 
 _Status = Literal["STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED"]
@@ -127,7 +128,7 @@ class PairedPayload(_Body):
 
 class WipedPayload(_Body):
     cause: Literal["api", "corruption", "damaged_record"]
-    backup: str | None
+    backup: str | None = Field(None, description="the id of the backup kept, if any")
     action: Literal["quarantined", "restored", "contact_reset"] | None = None
     record: Literal["data_key"] | None = None
     contact: str | None = None
@@ -164,10 +165,18 @@ def _envelope(event: EventType, payload: type[BaseModel]) -> type[BaseModel]:
     return create_model(f"WagateWebhook{words}", __base__=_Envelope, event=(name, ...), payload=(payload, ...))
 
 
+_MODELS = {event: _envelope(event, payload) for event, (payload, _) in _PAYLOADS.items()}
+
+
+def envelope_model(event: EventType) -> type[BaseModel]:
+    """The declared body of ``event``: WAHA's envelope around its payload."""
+    return _MODELS[event]
+
+
 def declare(webhooks: APIRouter) -> None:
     """Declare every event on the application's ``webhooks`` router (what the OpenAPI document lists)."""
-    for event, (payload, summary) in _PAYLOADS.items():
-        model = _envelope(event, payload)
+    for event, (_, summary) in _PAYLOADS.items():
+        model = _MODELS[event]
 
         async def receive(body: BaseModel) -> None:
             """Answer 2xx to take it; 410 disables the endpoint; anything else is retried."""
