@@ -37,6 +37,10 @@ def test_qr_login_timings_and_decoding(stack: Stack) -> None:
         as_json = http.get("/api/sales/auth/qr", headers={"Accept": "application/json"}).json()
         assert as_json["mimetype"] == "image/png"
         assert decode_qr(base64.b64decode(as_json["data"])) == value
+        json_image = http.get("/api/sales/auth/qr", params={"format": "image"}, headers={"Accept": "application/json"})
+        assert decode_qr(base64.b64decode(json_image.json()["data"])) == value
+        asked_png = http.get("/api/sales/auth/qr", headers={"Accept": "image/png, application/json;q=0.5"})
+        assert asked_png.headers["content-type"] == "image/png"
         assert http.get("/api/sessions/sales/me").json() is None
 
     scanned_at = time.monotonic()

@@ -101,7 +101,8 @@ async def get_qr(
     if format == "raw":
         return {"value": qr.code}
     png = qr_png(qr.code)
-    if format is None and accept is not None and "application/json" in accept:
+    # WAHA's negotiation: the picture as JSON for a client that asks for JSON, with or without format=image.
+    if accept is not None and "application/json" in accept and "image/png" not in accept:
         return {"mimetype": "image/png", "data": base64.b64encode(png).decode(), "expiresAt": qr.expires_at}
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
