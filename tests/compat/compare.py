@@ -115,7 +115,7 @@ class Comparer:
         if depth < _MAX_DEPTH and "object" in our_types and "object" in their_types:
             found += self._fields(ours, theirs, flow, place, depth)
         if depth < _MAX_DEPTH and "array" in our_types and "array" in their_types:
-            our_items, their_items = ours.get("items", {}), theirs.get("items", {})
+            our_items, their_items = _trusted_items(ours), _trusted_items(theirs)
             at = _child(place, "[]")
             found += self._compare(
                 self.wagate.variants(our_items), self.waha.variants(their_items), flow, at, False, depth + 1
@@ -179,6 +179,21 @@ def _trusted_types(schema: Schema) -> frozenset[str] | None:
         return declared
     actual = frozenset({JSON_TYPES[type(default)]})
     return declared if _covers(declared, actual) else actual
+
+
+def _trusted_items(schema: Schema) -> Schema:
+    """An array's item schema, unless the array's own example contradicts it (`items: {type: object}` with the
+    example `["message", "session.status"]`): the generator's slip again, and the example says what is sent."""
+    items: Schema = schema.get("items", {})
+    example = schema.get("example")
+    declared = types(items)
+    if declared is None or not isinstance(example, list) or not example or "$ref" in items:
+        return items
+    actual = frozenset(JSON_TYPES[type(value)] for value in example)
+    if len(actual) != 1 or _covers(declared, actual):
+        return items
+    (kind,) = actual
+    return {"type": kind}
 
 
 def _covers(reader: frozenset[str], written: frozenset[str]) -> bool:

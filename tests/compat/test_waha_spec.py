@@ -336,6 +336,21 @@ def test_a_waha_type_its_own_default_contradicts_gives_way_to_the_default() -> N
     assert found(waha, voice({"type": "integer"})) == ["request field `mimetype` is integer, WAHA's string"]
 
 
+def test_array_items_its_own_example_contradicts_give_way_to_the_example() -> None:
+    """WAHA's `WebhookConfig.events` says `items: {type: object}` beside the example `["message", ...]`."""
+
+    def hook(events: dict[str, Any]) -> dict[str, Any]:
+        body = {"type": "object", "properties": {"events": events}}
+        operation = {"requestBody": {"content": {"application/json": {"schema": body}}}, "responses": {}}
+        return document("/api/sessions", "post", operation)
+
+    waha = hook({"type": "array", "items": {"type": "object"}, "example": ["message", "session.status"]})
+    assert found(waha, hook({"type": "array", "items": {"type": "string"}})) == []
+    assert found(waha, hook({"type": "array", "items": {"type": "integer"}})) == [
+        "request field `events[]` is integer, WAHA's string"
+    ]
+
+
 def test_no_operation_agrees_while_wagate_reads_another_key_header() -> None:
     waha, wagate = waha_send(), wagate_send()
     key = {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
