@@ -6,18 +6,21 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from wagate.domain.events import Event
 from wagate.ids import SessionId, TenantId
 
 __all__ = [
     "NAME_PATTERN",
+    "SECRET_MASK",
     "UNOWNED_NOTE",
     "Desired",
     "HistoryEntry",
     "HistoryKind",
     "Lease",
     "NewSession",
+    "Proxy",
     "Quotas",
     "Reason",
     "Session",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SECRET_MASK = "********"  # noqa: S105 - what answers show in place of a secret the gateway keeps sealed
 
 
 class Status(StrEnum):
@@ -94,6 +98,28 @@ class Session:
     updated_at: float
     note: str | None = None
     connected_at: float | None = None  # when it last became WORKING
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """The proxy every connection of a session goes through (WAHA's ``config.proxy``). ``server`` is ``host:port``
+    (an http proxy) or a URL with its scheme; the password never shows in a repr."""
+
+    server: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def url(self) -> str:
+        """The proxy as one URL, credentials included (for the engine only: never log it)."""
+        scheme, _, rest = self.server.rpartition("://")
+        rest = rest.rstrip("/")
+        credentials = ""
+        if self.username is not None:
+            credentials = quote(self.username, safe="")
+            if self.password is not None:
+                credentials += ":" + quote(self.password, safe="")
+            credentials += "@"
+        return f"{scheme or 'http'}://{credentials}{rest}"
 
 
 @dataclass(frozen=True, slots=True)

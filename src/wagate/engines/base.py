@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from wagate.clock import Clock
 from wagate.domain.messages import Contact, Group
+from wagate.domain.sessions import Proxy
 from wagate.errors import WagateError
 from wagate.ids import SessionId, TenantId
 
@@ -253,6 +254,7 @@ class EngineContext:
     config: dict[str, Any]
     epoch: int
     clock: Clock
+    proxy: Proxy | None = None  # every connection of the session goes through it (password opened: never log it)
 
 
 class EngineConnectError(WagateError):

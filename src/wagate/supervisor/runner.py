@@ -28,8 +28,9 @@ from wagate.engines.base import (
     Replaced,
     TemporarilyBanned,
 )
-from wagate.errors import LeaseLost, StoreUnavailable
+from wagate.errors import CryptoError, LeaseLost, StoreUnavailable
 from wagate.logs import session_var, tenant_var
+from wagate.store.proxies import open_proxy
 from wagate.supervisor.backoff import Backoff, CircuitBreaker
 from wagate.supervisor.backups import take_backup
 from wagate.supervisor.commands import Command
@@ -173,6 +174,10 @@ class SessionRunner(ConnectionFollower):
         self._engine_reconnecting = False
         self.progress_at = self._ctx.clock()  # a new attempt: the stuck clock starts over
         self._ended = None
+        try:
+            proxy = await open_proxy(self._ctx.vaults, self.session.tenant_id, self.session.id, self.session.config)
+        except CryptoError:  # never without the proxy it was given: its address would show
+            return _Failed("the session's proxy password no longer opens; set the proxy again")
         ctx = EngineContext(
             tenant_id=self.session.tenant_id,
             session_id=self.session.id,
@@ -184,6 +189,7 @@ class SessionRunner(ConnectionFollower):
             config=self.session.config,
             epoch=self.lease.epoch,
             clock=self._ctx.clock,
+            proxy=proxy,
         )
         conn = self.engine.open(ctx)
         self.conn = conn

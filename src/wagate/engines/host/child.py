@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wagate.clock import system_clock
+from wagate.domain.sessions import Proxy
 from wagate.engines.base import (
     Connection,
     Engine,
@@ -176,6 +177,7 @@ class HostServer:
             config=dict(fields["config"]),
             epoch=int(fields["epoch"]),
             clock=system_clock,
+            proxy=None if (proxy := fields.get("proxy")) is None else Proxy(*proxy),
         )
         connection = self.engine.open(ctx)
         self.connections[conn] = connection

@@ -115,6 +115,7 @@ class HostedConnection(Connection):
             "name": self._ctx.session_name,
             "config": self._ctx.config,
             "epoch": self._ctx.epoch,
+            "proxy": None if (proxy := self._ctx.proxy) is None else [proxy.server, proxy.username, proxy.password],
         }
         try:
             await self._host.request("connect", self.id, fields)

@@ -146,7 +146,8 @@ class NeonizeConnection(EventReader, Connection):
             self._engine.unreachable += 1
             raise EngineConnectError(unreachable)
         self._registering = not linked
-        client = NewAClient(self.file.dsn(), uuid=str(self._ctx.session_id))
+        props = mapping.device_props(self._ctx.config)
+        client = NewAClient(self.file.dsn(), props=props, uuid=str(self._ctx.session_id))
         self._subscribe(client)
         self._client = client
         self._ready = asyncio.get_running_loop().create_future()
@@ -154,7 +155,7 @@ class NeonizeConnection(EventReader, Connection):
         try:
             async with self._engine.gate.exclusive():
                 self._engine.starts += 1
-                self._task = await client.connect()
+                self._task = await client.connect(mapping.proxy_settings(self._ctx.proxy))
                 self._task.add_done_callback(self._on_task_done)
                 await self._start_window()
             await asyncio.shield(self._ready)

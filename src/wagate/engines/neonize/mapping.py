@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from neonize.aioze.client import ProxySettings
 from neonize.proto import Neonize_pb2 as nz
+from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
+from wagate.domain.sessions import Proxy
 from wagate.engines.base import (
     DecryptFailed,
     Disconnected,
@@ -32,6 +35,7 @@ __all__ = [
     "Receipts",
     "closing",
     "connect_failure",
+    "device_props",
     "jid",
     "logged_out",
     "me_from",
@@ -40,6 +44,7 @@ __all__ = [
     "message_text",
     "notice",
     "outgoing",
+    "proxy_settings",
     "receipts",
     "received",
     "temporary_ban",
@@ -353,3 +358,21 @@ def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None) -> e2e.
         caption=message.text or None, fileName=message.filename or "file", title=message.filename or None, **common
     )
     return e2e.Message(documentMessage=document)
+
+
+def device_props(config: dict[str, Any]) -> DeviceProps | None:
+    """How the phone lists the linked device, from WAHA's ``config.client``: ``deviceName`` names it,
+    ``browserName`` (Chrome, Firefox, Safari, Edge, Opera...) picks its icon. None: neonize's own."""
+    client = config.get("client") or {}
+    name, browser = client.get("deviceName"), client.get("browserName")
+    if not name and not browser:
+        return None
+    platform = DeviceProps.SAFARI  # neonize's own default
+    if browser and str(browser).upper() in DeviceProps.PlatformType.keys():  # noqa: SIM118 - an enum wrapper, not a dict
+        platform = DeviceProps.PlatformType.Value(str(browser).upper())
+    return DeviceProps(os=str(name or browser), platformType=platform)
+
+
+def proxy_settings(proxy: Proxy | None) -> ProxySettings | None:
+    """The session's proxy for every connection of whatsmeow (the socket, media up- and downloads)."""
+    return None if proxy is None else ProxySettings(proxy_address=proxy.url())

@@ -119,12 +119,19 @@ class SimConnection(InboundChains, Connection):
             hello = None
             self._registering = True
         try:
-            await self._ws.send(frame("hello", device=hello, owner=self._ctx.tenant_id))
+            await self._ws.send(frame("hello", device=hello, owner=self._ctx.tenant_id, client=self._client()))
             first: dict[str, Any] = json.loads(await self._ws.recv())
         except SocketClosed as exc:
             await self._abort()
             raise EngineConnectError(f"the simulator did not answer the login: {exc}") from None
         return first
+
+    def _client(self) -> dict[str, Any]:
+        """What the connection tells the simulator of itself, as a real one would show it: the device's name and
+        the proxy it goes through (the simulator records them, so a test sees what reached the engine)."""
+        client = self._ctx.config.get("client") or {}
+        proxy = self._ctx.proxy
+        return {"deviceName": client.get("deviceName"), "proxy": proxy.url() if proxy is not None else None}
 
     async def disconnect(self) -> None:
         self._closing = True

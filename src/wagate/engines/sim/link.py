@@ -80,6 +80,7 @@ class Link:
         self.inflight: set[str] = set()
         self.wake = asyncio.Event()
         self.registration: Registration | None = None
+        self.client: dict[str, Any] | None = None  # what the device said of itself in its hello (name, proxy)
         self.tasks = TaskSet()
 
     async def send(self, text: str) -> None:

@@ -76,6 +76,8 @@ class SimServer(Pairing, Traffic):
             self.on_closed(link)
 
     async def on_hello(self, link: Link, hello: dict[str, Any]) -> None:
+        client = hello.get("client")
+        link.client = client if isinstance(client, dict) else None
         credentials = hello.get("device")
         if isinstance(credentials, dict):
             await self._login(link, str(credentials.get("id", "")), str(credentials.get("secret", "")))
@@ -280,6 +282,8 @@ class SimServer(Pairing, Traffic):
             "device_id": device.device_id,
             "paired": not device.logged_out,
             "connected": device.device_id in self._links,
+            # What the live connection said of itself: its device name and the proxy it was given.
+            "client": link.client if (link := self._links.get(device.device_id)) is not None else None,
             "connections_total": device.connections_total,
             "connection_attempts": device.connection_attempts,
             "attempts": device.attempt_log,
