@@ -116,7 +116,7 @@ def test_a_pairing_code_is_entered_only_by_its_tenant(demo: Served) -> None:
     with _tenant(demo, "c") as c, _tenant(demo, "d") as d:
         _showing_qr(c, "coded")
         code = c.post("/api/coded/auth/request-code", json={"phoneNumber": PHONE_CODE})
-        assert code.status_code == 200, code.text
+        assert code.status_code == 201, code.text
         entered = {"phone": PHONE_CODE, "code": code.json()["code"]}
         assert d.post("/sim/phone/pair", json=entered).status_code == 404
         assert c.post("/sim/phone/pair", json=entered).status_code == 200

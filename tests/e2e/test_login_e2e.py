@@ -41,15 +41,16 @@ def test_qr_login_timings_and_decoding(stack: Stack) -> None:
         assert decode_qr(base64.b64decode(json_image.json()["data"])) == value
         asked_png = http.get("/api/sales/auth/qr", headers={"Accept": "image/png, application/json;q=0.5"})
         assert asked_png.headers["content-type"] == "image/png"
-        assert http.get("/api/sessions/sales/me").json() is None
+        assert http.get("/api/sessions/sales/me").status_code == 204  # not linked yet
 
     scanned_at = time.monotonic()
     stack.sim_post("/phone/scan", {"phone": "+15550001", "qr": value})
     working = stack.wait_status("sales", "WORKING", timeout=2)
     assert time.monotonic() - scanned_at < 2
-    assert working["me"]["phone"] == "+15550001"
+    # WAHA's MeInfo: the account as N@c.us, the linked device's own JID beside it.
+    assert (working["me"]["id"], working["me"]["jid"].split(":")[0]) == ("15550001@c.us", "15550001")
     with stack.http as http:
-        assert http.get("/api/sessions/sales/me").json()["phone"] == "+15550001"
+        assert http.get("/api/sessions/sales/me").json() == working["me"]
         # Outside SCAN_QR_CODE there is no QR code to show.
         refused = http.get("/api/sales/auth/qr")
         assert refused.status_code == 422
@@ -71,14 +72,14 @@ def test_pairing_code_login(stack: Stack) -> None:
         bad = http.post("/api/support/auth/request-code", json={"phoneNumber": "12"})
         assert bad.status_code == 422
         answer = http.post("/api/support/auth/request-code", json={"phoneNumber": "+15550002"})
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 201, answer.text
         code = answer.json()["code"]
         assert len(code) == 9
         assert code[4] == "-"
     # The code works only for the phone it was asked for.
     assert httpx.post(stack.sim.base_url + "/phone/pair", json={"phone": "+15550003", "code": code}).status_code == 404
     stack.sim_post("/phone/pair", {"phone": "+15550002", "code": code})
-    assert stack.wait_status("support", "WORKING")["me"]["phone"] == "+15550002"
+    assert stack.wait_status("support", "WORKING")["me"]["id"] == "15550002@c.us"
     with stack.http as http:
         late = http.post("/api/support/auth/request-code", json={"phoneNumber": "+15550002"})
         assert late.status_code == 422

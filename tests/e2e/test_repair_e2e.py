@@ -128,7 +128,7 @@ def storm_and_restore(stack: Stack, tmp_path: Path) -> None:
         refused = http.post(f"/api/sessions/main/backups/{backup['id']}/restore")
         assert refused.status_code == 409, refused.text  # it runs: no restore
         assert refused.json()["error"]["code"] == "session_running"
-        assert http.post("/api/sessions/main/stop").status_code == 200
+        assert http.post("/api/sessions/main/stop").status_code == 201
     stack.wait_status("main", "STOPPED")
     with hold_lease(tmp_path, "main"), stack.http as http:  # another worker holds the lease
         refused = http.post(f"/api/sessions/main/backups/{backup['id']}/restore")
@@ -142,7 +142,7 @@ def storm_and_restore(stack: Stack, tmp_path: Path) -> None:
     assert stored_records(tmp_path, "main") == before  # the identical auth state
     attempts = stack.device(PHONE)["connection_attempts"]
     with stack.http as http:
-        assert http.post("/api/sessions/main/start").status_code == 200
+        assert http.post("/api/sessions/main/start").status_code == 201
     stack.wait_status("main", "WORKING", timeout=15)  # no scan
     assert stack.device(PHONE)["connection_attempts"] > attempts
     stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550300", "text": "after", "count": 3})
@@ -229,7 +229,7 @@ def test_export_and_import_into_another_installation(stack: Stack, tmp_path: Pat
     wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 10, 10, "messages before the move")
     tenant_id = stack_tenant(stack)
     with stack.http as http:
-        assert http.post("/api/sessions/main/stop").status_code == 200
+        assert http.post("/api/sessions/main/stop").status_code == 201
     stack.wait_status("main", "STOPPED")
     exported = tmp_path / "main.wagate"
     result = wagate_cli(

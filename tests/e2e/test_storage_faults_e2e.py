@@ -427,7 +427,7 @@ async def scenario(gw: Running, sim: Served, fault: Fault) -> None:
         assert list(gw.supervisor.runners.values()) == [runner]
         # restart works on such a session as on any other.
         connected = (await scene.status())["connected_at"]
-        assert (await scene.api("POST", "/api/sessions/s/restart")).status_code == 200
+        assert (await scene.api("POST", "/api/sessions/s/restart")).status_code == 201
         await eventually(lambda: scene.reconnected_since(connected), RECOVERY, "WORKING after a restart")
         await scene.sim_post(f"/devices/{PHONE}/messages", {"from": CONTACT, "text": "later", "count": 1})
         await eventually(lambda: scene.acked(8), 10, "a message received after the restart")

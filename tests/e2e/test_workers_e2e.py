@@ -101,7 +101,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
         assert image.headers["content-type"] == "image/png"
         assert image.content.startswith(b"\x89PNG")
         code = on_second.post("/api/coded/auth/request-code", json={"phoneNumber": "+15550298"})
-        assert code.status_code == 200, code.text
+        assert code.status_code == 201, code.text
         stack.sim_post("/phone/pair", {"phone": "+15550298", "code": code.json()["code"]})
         stack.wait_status("coded", "WORKING")
         unknown = on_second.post("/api/nosuch/auth/request-code", json={"phoneNumber": "+15550298"})

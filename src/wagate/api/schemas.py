@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
-from wagate.config import ENGINE_NAMES
-from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Session
 from wagate.domain.tenants import ApiKey, Tenant
 from wagate.ids import TENANT_ID_PATTERN
 
@@ -20,15 +18,10 @@ __all__ = [
     "SQL_INT_MAX",
     "ErrorDetail",
     "ErrorOut",
-    "HistoryOut",
     "KeyCreate",
     "KeyCreated",
     "KeyOut",
     "NulFree",
-    "SessionConfig",
-    "SessionCreate",
-    "SessionOut",
-    "SessionUpdate",
     "TenantCreate",
     "TenantCreated",
     "TenantOut",
@@ -66,115 +59,6 @@ HTTP_URL = r"^https?://[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,4})?
 # check read as a string's.
 NUL_CHECK = BeforeValidator(refuse_nul)
 NulFree = Annotated[str, NUL_CHECK, Field(json_schema_extra={"pattern": NUL_FREE})]
-_NAME = Field(pattern=NAME_PATTERN.pattern, min_length=1, max_length=64, description="1-64 of A-Z a-z 0-9 _ -")
-
-
-class SessionConfig(BaseModel):
-    """Per-session settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description="free labels, up to 50 keys",
-        json_schema_extra={
-            "maxProperties": 50,
-            "propertyNames": {"maxLength": 64, "pattern": NUL_FREE},
-            "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": NUL_FREE},
-        },
-    )
-    idle_stop: bool = Field(False, description="stop the session (reason idle) after WAGATE_IDLE_TIMEOUT idle")
-    send_rate: float | None = Field(
-        None, gt=0, le=6000, description="messages a minute this session sends at most; WAGATE_SEND_RATE when absent"
-    )
-    send_burst: int | None = Field(
-        None, ge=1, le=1000, description="messages sent at once before the rate applies; WAGATE_SEND_BURST when absent"
-    )
-
-    @field_validator("metadata")
-    @classmethod
-    def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > 50 or any(len(k) > 64 or len(v) > 1024 for k, v in value.items()):
-            raise ValueError("at most 50 keys of up to 64 characters, values up to 1024 characters")
-        for key, item in value.items():
-            refuse_nul(key)
-            refuse_nul(item)
-        return value
-
-
-class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = _NAME
-    engine: str | None = Field(
-        None,
-        description="engine name; the gateway's default when absent",
-        json_schema_extra={"enum": [*ENGINE_NAMES, None]},
-    )
-    start: bool = Field(True, description="start the session right away")
-    config: SessionConfig = Field(default_factory=SessionConfig)
-
-
-class SessionUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    config: SessionConfig
-
-
-class SessionOut(BaseModel):
-    name: str
-    status: str
-    reason: str | None
-    desired: str
-    engine: str
-    config: dict[str, Any]
-    me: dict[str, Any] | None
-    note: str | None = Field(description="why the session is in this status, when there is more to say")
-    created_at: float
-    updated_at: float
-    connected_at: float | None = Field(description="when the session last became WORKING")
-
-    @classmethod
-    def of(cls, session: Session) -> SessionOut:
-        return cls(
-            name=session.name,
-            status=session.status.value,
-            reason=session.reason.value if session.reason else None,
-            desired=session.desired.value,
-            engine=session.engine,
-            config=session.config,
-            me=session.me,
-            note=session.note,
-            created_at=session.created_at,
-            updated_at=session.updated_at,
-            connected_at=session.connected_at,
-        )
-
-
-class HistoryOut(BaseModel):
-    id: int
-    at: float
-    kind: str
-    actor: str
-    from_status: str | None
-    to_status: str | None
-    desired: str | None
-    reason: str | None
-    detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: HistoryEntry) -> HistoryOut:
-        return cls(
-            id=entry.id,
-            at=entry.at,
-            kind=entry.kind.value,
-            actor=entry.actor,
-            from_status=entry.from_status.value if entry.from_status else None,
-            to_status=entry.to_status.value if entry.to_status else None,
-            desired=entry.desired.value if entry.desired else None,
-            reason=entry.reason.value if entry.reason else None,
-            detail=entry.detail,
-        )
 
 
 class TenantCreate(BaseModel):

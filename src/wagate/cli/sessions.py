@@ -96,7 +96,7 @@ def sessions_create(
     start: Annotated[bool, typer.Option(help="ask for the session to run once created")] = True,
 ) -> None:
     """Create a session (within the tenant's quota)."""
-    from wagate.api.schemas import SessionConfig
+    from wagate.api.session_schemas import SessionConfig
 
     if not NAME_PATTERN.fullmatch(name) or len(name) > 64:
         fail(f"invalid session name {name!r}: 1-64 of A-Z a-z 0-9 _ -")

@@ -9,34 +9,62 @@ server status.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from wagate.domain.sessions import NAME_PATTERN, Desired, NewSession, Session, Status, as_seen
+from wagate.domain.sessions import NAME_PATTERN, SECRET_MASK, Desired, NewSession, Session, Status, as_seen
+from wagate.domain.webhooks import Webhook
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
 from wagate.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import BackupId, TenantId
+from wagate.services.session_config import EndpointChanged, SessionConfigs, shown_config, split_config
 from wagate.supervisor.supervisor import Supervisor
 
-__all__ = ["SessionService"]
+__all__ = ["SessionService", "SessionView", "generated_name"]
 
 # The statuses a row may claim for a worker that no longer runs the session (as_seen corrects them).
 _SPOKEN_FOR = (Status.WORKING, Status.SCAN_QR_CODE)
 
 
+def generated_name() -> str:
+    """WAHA's name for a session created without one: ``session_`` and a random UUID's 32 hex digits."""
+    return f"session_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as answers show it: as it is (:meth:`SessionService.seen`), its config with its webhooks and
+    secrets masked, the worker holding its lease, and when it last sent or received (known where it runs)."""
+
+    session: Session
+    config: dict[str, Any]
+    worker: str | None
+    activity: float | None
+
+
 class SessionService:
     """The sessions of the tenants of one gateway; ``supervisor`` is this process's, None where it runs none (an
-    API-only process, the command line). ``actor`` names the caller in the sessions' history."""
+    API-only process, the command line). ``actor`` names the caller in the sessions' history; ``endpoint_changed``
+    tells the webhook dispatchers that an endpoint of a session's config changed."""
 
-    def __init__(self, gateway: Gateway, supervisor: Supervisor | None, *, actor: str) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        supervisor: Supervisor | None,
+        *,
+        actor: str,
+        endpoint_changed: EndpointChanged | None = None,
+    ) -> None:
         self._gateway = gateway
         self._store = gateway.store
         self._supervisor = supervisor
         self._actor = actor
+        self._configs = SessionConfigs(gateway, endpoint_changed)
 
     # reading -----------------------------------------------------------------------------------------------------
 
@@ -77,6 +105,29 @@ class SessionService:
         ]
         return await self.seen(listed)
 
+    async def describe(self, sessions: Sequence[Session]) -> Sequence[SessionView]:
+        """``sessions`` (as :meth:`seen` gives them) as answers show them."""
+        if not sessions:
+            return []
+        leases = await self._store.leases.held([s.id for s in sessions])
+        now = self._gateway.clock()
+        endpoints: dict[TenantId, dict[str, list[Webhook]]] = {}
+        for tenant_id in {s.tenant_id for s in sessions}:
+            endpoints[tenant_id] = await self._configs.endpoints(tenant_id)
+        views: list[SessionView] = []
+        for session in sessions:
+            lease = leases.get(session.id)
+            runner = self._supervisor.runners.get(session.id) if self._supervisor is not None else None
+            views.append(
+                SessionView(
+                    session=session,
+                    config=shown_config(session.config, endpoints[session.tenant_id].get(session.name, [])),
+                    worker=lease.owner if lease is not None and lease.live(now) else None,
+                    activity=runner.last_activity if runner is not None else None,
+                )
+            )
+        return views
+
     async def count_by_status(self) -> Counter[tuple[Status, Desired]]:
         """Every tenant's sessions by (status, desired), each as :meth:`seen` shows it."""
         counts: Counter[tuple[Status, Desired]] = Counter(
@@ -101,8 +152,11 @@ class SessionService:
     # changing ----------------------------------------------------------------------------------------------------
 
     async def create(
-        self, tenant_id: TenantId, name: str, *, engine: str | None, config: dict[str, Any], start: bool
+        self, tenant_id: TenantId, name: str | None, *, engine: str | None, config: dict[str, Any], start: bool
     ) -> Session:
+        """Create a session (named as WAHA names it when ``name`` is None) with ``config`` as the API's model gave
+        it: its ``webhooks`` become the session's endpoints, its proxy's password is kept sealed."""
+        name = name or generated_name()
         engine = engine or self._gateway.settings.default_engine
         if engine not in engine_names():
             raise Unprocessable(
@@ -111,30 +165,70 @@ class SessionService:
         tenant = await self._store.tenants.get(tenant_id)
         if tenant is None:
             raise NotFound("the tenant no longer exists", code="tenant_not_found")
+        row, hooks = split_config(config)
+        if SessionConfigs.password_of(row) == SECRET_MASK:
+            raise Unprocessable("config.proxy.password: ******** stands for a stored password", code="invalid_config")
+        plan = await self._configs.plan_webhooks(tenant_id, name, hooks) if hooks is not None else None
+        if await self._store.sessions.get(tenant_id, name) is not None:
+            raise Unprocessable(f"a session named {name!r} already exists", code="session_exists")
         desired = Desired.RUNNING if start else Desired.STOPPED
-        new = NewSession(tenant_id=tenant_id, name=name, engine=engine, config=config, desired=desired)
+        bare = SessionConfigs.without_password(row)
+        new = NewSession(tenant_id=tenant_id, name=name, engine=engine, config=bare, desired=desired)
         try:
             session = await self._store.sessions.create(new, quotas=self._gateway.quotas_for(tenant), actor=self._actor)
         except AlreadyExists:
             raise Unprocessable(f"a session named {name!r} already exists", code="session_exists") from None
+        try:
+            if SessionConfigs.password_of(row) is not None:  # sealed with the session's own key, once it has one
+                sealed = await self._configs.sealed(tenant_id, session.id, row, None)
+                changed = await self._store.sessions.update_config(tenant_id, name, sealed, actor=self._actor)
+                session = _found(changed, name)
+            if plan is not None:
+                await self._configs.apply(plan)
+        except BaseException:
+            await self._store.sessions.delete(tenant_id, name)  # nothing of a refused creation stays
+            self._gateway.vaults.forget(session.id)
+            raise
         await self._reconcile(session)
         return session
 
-    async def update_config(self, tenant_id: TenantId, name: str, config: dict[str, Any]) -> Session:
-        """Replace the session's config; a running session restarts with it."""
-        await self.find(tenant_id, name)
-        updated = await self._store.sessions.update_config(tenant_id, name, config, actor=self._actor)
-        (seen,) = await self.seen([_found(updated, name)])
+    async def update(
+        self,
+        tenant_id: TenantId,
+        name: str,
+        config: dict[str, Any],
+        *,
+        start: bool = False,
+        stop: bool = False,
+    ) -> Session:
+        """Replace the session's config (a running session restarts with it; its webhooks change only when
+        ``webhooks`` is given), then ask for it to run (``start``) or to stop (``stop``)."""
+        if start and stop:
+            raise Unprocessable("start and stop: one at most", code="invalid_request")
+        session = await self.find(tenant_id, name)
+        row, hooks = split_config(config)
+        plan = await self._configs.plan_webhooks(tenant_id, name, hooks) if hooks is not None else None
+        sealed = await self._configs.sealed(tenant_id, session.id, row, session.config)
+        updated = _found(await self._store.sessions.update_config(tenant_id, name, sealed, actor=self._actor), name)
+        if plan is not None:
+            await self._configs.apply(plan)
+        if start or stop:
+            desired = Desired.RUNNING if start else Desired.STOPPED
+            changed = await self._store.sessions.set_desired(tenant_id, name, desired, actor=self._actor)
+            updated = _found(changed, name)
+        await self._reconcile(updated)
+        (seen,) = await self.seen([updated])
         return seen
 
     async def delete(self, tenant_id: TenantId, name: str) -> None:
-        """Stop the session (logged out if it runs here) and delete it with its data."""
+        """Stop the session (logged out if it runs here) and delete it with its data and its webhooks."""
         session = await self.find(tenant_id, name)
         if self._supervisor is not None:
             await self._supervisor.forget(session)
         if not await self._store.sessions.delete(tenant_id, name):
             raise NotFound(f"no session named {name!r}", code="session_not_found")
         self._gateway.vaults.forget(session.id)
+        await self._configs.drop_webhooks(tenant_id, name)
 
     async def start(self, tenant_id: TenantId, name: str) -> Session:
         """Ask for the session to run (also after it FAILED)."""

@@ -7,7 +7,7 @@ import io
 from typing import Annotated, Any, Literal
 
 import segno
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep, get_node
@@ -71,7 +71,7 @@ _QR_ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
-_CODE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"model": PairingCode}}
+_CODE_ANSWER: dict[int | str, dict[str, Any]] = {201: {"model": PairingCode}}
 
 
 @router.get(
@@ -109,6 +109,7 @@ async def get_qr(
 
 @router.post(
     "/request-code",
+    status_code=status.HTTP_201_CREATED,
     summary="A pairing code to type on the phone instead of scanning",
     response_model=None,
     responses=_CODE_ANSWER | error_answers(400, 404, 413, 422),

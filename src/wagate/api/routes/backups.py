@@ -12,8 +12,9 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from wagate.api.deps import GatewayDep, TenantDep
-from wagate.api.routes.sessions import SessionsDep, find_session
-from wagate.api.schemas import SessionOut, error_answers
+from wagate.api.routes.sessions import SessionsDep, find_session, session_info
+from wagate.api.schemas import error_answers
+from wagate.api.session_schemas import SessionInfo
 from wagate.domain.backups import Backup
 from wagate.ids import BACKUP_ID_PATTERN, BackupId
 
@@ -39,7 +40,7 @@ class BackupOut(BaseModel):
 
 class Restored(BaseModel):
     restored: int
-    session: SessionOut
+    session: SessionInfo
 
 
 @router.post(
@@ -47,8 +48,8 @@ class Restored(BaseModel):
     summary="Back up and wipe a corrupted session; a running one shows a new QR code",
     responses=error_answers(409),
 )
-async def reset_session(name: SessionName, sessions: SessionsDep, tenant_id: TenantDep) -> SessionOut:
-    return SessionOut.of(await sessions.reset(tenant_id, name))
+async def reset_session(name: SessionName, sessions: SessionsDep, tenant_id: TenantDep) -> SessionInfo:
+    return await session_info(sessions, await sessions.reset(tenant_id, name))
 
 
 @router.get("/{name}/backups", summary="The session's sealed backups, newest first")
@@ -69,4 +70,4 @@ async def restore_backup(
     tenant_id: TenantDep,
 ) -> Restored:
     count, session = await sessions.restore(tenant_id, name, BackupId(backup_id))
-    return Restored(restored=count, session=SessionOut.of(session))
+    return Restored(restored=count, session=await session_info(sessions, session))

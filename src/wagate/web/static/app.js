@@ -100,6 +100,14 @@ async function loadSessions() {
   renderSessions();
 }
 
+// The account's number: WAHA's MeInfo gives it as id "N@c.us"; an event's "me" may give "phone" as well.
+function phoneOf(me) {
+  if (!me) return "";
+  if (me.phone) return me.phone;
+  const match = /^(\d+)@c\.us$/.exec(me.id || "");
+  return match ? "+" + match[1] : me.id || "";
+}
+
 function renderSessions() {
   const body = $("#sessions tbody");
   body.replaceChildren();
@@ -111,7 +119,7 @@ function renderSessions() {
     const status = document.createElement("span");
     status.className = `status ${session.status}`;
     status.textContent = session.status + (session.reason ? ` (${session.reason})` : "");
-    const cells = [session.name, status, session.me ? session.me.phone : "", when(session.connected_at)];
+    const cells = [session.name, status, phoneOf(session.me), when(session.connected_at)];
     for (const value of cells) {
       const cell = document.createElement("td");
       if (value instanceof Node) cell.append(value); else cell.textContent = value;
@@ -142,7 +150,7 @@ async function renderDetail(session, full = false) {
   $("#detail-note").textContent = session.note || "";
   const connected = $("#connected-as");
   connected.hidden = !(session.status === "WORKING" && session.me);
-  connected.textContent = session.me ? `Connected as ${session.me.phone}${session.me.pushName ? " (" + session.me.pushName + ")" : ""}` : "";
+  connected.textContent = session.me ? `Connected as ${phoneOf(session.me)}${session.me.pushName ? " (" + session.me.pushName + ")" : ""}` : "";
   const linking = session.status === "SCAN_QR_CODE";
   $("#linking").hidden = !linking;
   $("#simulate-scan").hidden = !(linking && state.demo);
