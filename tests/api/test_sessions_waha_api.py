@@ -106,6 +106,8 @@ async def test_a_session_without_a_name_is_named_as_waha_names_it(client: AsyncC
             ]
         },
         {"webhooks": [{"url": f"http://h{i}.example.com/", "events": ["*"]} for i in range(11)]},
+        {"webhooks": [{"url": "http://h.example.com/", "events": ["*"], "hmac": {"key": "********"}}]},
+        {"webhooks": [{"url": "http://h.example.com/", "events": ["*"], "retries": {"attempts": 101}}]},
         {"nonsense": True},
     ],
 )
@@ -124,7 +126,7 @@ async def test_a_bad_config_is_4xx_and_stores_nothing(client: AsyncClient, confi
     }
 
 
-async def test_the_webhooks_of_a_config_are_the_session_s_endpoints(client: AsyncClient) -> None:
+async def test_the_webhooks_of_a_config_are_the_session_s_endpoints(client: AsyncClient, gateway: Gateway) -> None:
     a = await make_tenant(client, "a")
     hooks = [
         {
@@ -139,14 +141,17 @@ async def test_the_webhooks_of_a_config_are_the_session_s_endpoints(client: Asyn
     made = await client.post("/api/sessions", json={"name": "main", "config": {"webhooks": hooks}}, headers=a)
     assert made.status_code == 201, made.text
     endpoints = (await client.get("/api/webhooks", headers=a)).json()
-    assert [(e["url"], e["session"], e["events"], e["header_names"]) for e in endpoints] == [
-        ("https://hooks.example.com/one", "main", ["message", "session.status"], ["authorization"]),
-        ("https://hooks.example.com/two", "main", ["*"], []),
+    retries = {"delaySeconds": 2.0, "attempts": 5, "policy": "linear"}
+    assert [(e["url"], e["session"], e["events"], e["header_names"], e["hmac"], e["retries"]) for e in endpoints] == [
+        ("https://hooks.example.com/one", "main", ["message", "session.status"], ["authorization"], True, retries),
+        ("https://hooks.example.com/two", "main", ["*"], [], False, None),
     ]
     shown = [
         {
             "url": "https://hooks.example.com/one",
             "events": ["message", "session.status"],
+            "hmac": {"key": "********"},
+            "retries": retries,
             "customHeaders": [{"name": "authorization", "value": "********"}],
         },
         {"url": "https://hooks.example.com/two", "events": ["*"]},
@@ -164,6 +169,9 @@ async def test_the_webhooks_of_a_config_are_the_session_s_endpoints(client: Asyn
     assert put.json()["config"]["webhooks"] == config["webhooks"]
     one = await gateway_endpoint(client, a, "https://hooks.example.com/one")
     assert one["id"] == endpoints[0]["id"]  # changed in place: its secret and its queue stay
+    opened = await gateway.store.webhooks.secret_all_tenants(one["id"])
+    assert opened is not None
+    assert (opened.hmac_key, opened.headers) == ("k", (("authorization", "Bearer t0ken"),))
     assert (await client.put("/api/sessions/main", json={}, headers=a)).json()["config"]["webhooks"] == config[
         "webhooks"
     ]

@@ -4,6 +4,8 @@ webhook of the config."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 
 import pytest
@@ -24,7 +26,7 @@ def test_a_session_s_config_reaches_its_engine_and_its_webhook(
     config = {
         "proxy": {"server": "proxy.example.com:3128", "username": "shop", "password": "p@ss:word"},
         "client": {"deviceName": "Shop till", "browserName": "Firefox"},
-        "webhooks": [{"url": receiver.url("/waha"), "events": ["message"]}],
+        "webhooks": [{"url": receiver.url("/waha"), "events": ["message"], "hmac": {"key": "shared"}}],
     }
     stack.link("main", "+15550071", config=config)
     # The password went in sealed and came out whole at the engine, which connects through the proxy it names.
@@ -38,11 +40,16 @@ def test_a_session_s_config_reaches_its_engine_and_its_webhook(
         "username": "shop",
         "password": "********",
     }
-    assert session["config"]["webhooks"] == [{"url": receiver.url("/waha"), "events": ["message"]}]
+    assert session["config"]["webhooks"] == [
+        {"url": receiver.url("/waha"), "events": ["message"], "hmac": {"key": "********"}}
+    ]
     stack.sim_post("/devices/+15550071/messages", {"from": "+15550100", "text": "hello from the phone"})
     wait_for(lambda: any(r.path == "/waha" for r in receiver.received), 20, "the delivery to the config's webhook")
     (delivered,) = [r for r in receiver.received if r.path == "/waha"]
-    assert "hello from the phone" in delivered.body.decode()
+    # A WAHA handler reads it as WAHA sends it, and checks WAHA's HMAC with the key of the config.
+    assert (delivered.envelope["event"], delivered.envelope["payload"]["body"]) == ("message", "hello from the phone")
+    expected = hmac.new(b"shared", delivered.body, hashlib.sha512).hexdigest()
+    assert delivered.headers["x-webhook-hmac"] == expected
     # Deleting the session deletes its webhooks with it.
     with stack.http as http:
         assert http.delete("/api/sessions/main").status_code == 200

@@ -14,7 +14,16 @@ from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, any_case, refuse_n
 from wagate.config import ENGINE_NAMES
 from wagate.domain.events import parse_types
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Status
-from wagate.domain.webhooks import HEADER_NAME, HEADER_VALUE, MAX_HEADERS, MAX_NAME, MAX_VALUE, RESERVED
+from wagate.domain.webhooks import (
+    HEADER_NAME,
+    HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_HMAC_KEY,
+    MAX_NAME,
+    MAX_RETRY_DELAY,
+    MAX_VALUE,
+    RESERVED,
+)
 from wagate.domain.webhooks import custom_headers as checked_headers
 
 __all__ = [
@@ -121,13 +130,19 @@ class WebjsConfig(_Block):
 
 
 class HmacConfig(_Block):
-    key: _Text | None = Field(None, description="signs each delivery in X-Webhook-Hmac; shown as ********")
+    """Deliveries carry WAHA's ``X-Webhook-Hmac``: the hex HMAC-SHA512 of the body under ``key``."""
+
+    key: Annotated[str, StringConstraints(max_length=MAX_HMAC_KEY), NUL_CHECK] | None = Field(
+        None, description="kept sealed; shown as ********; null or empty: no HMAC"
+    )
 
 
 class RetriesConfig(_Block):
-    delaySeconds: float | None = Field(None, ge=0, le=3600)
-    attempts: int | None = Field(None, ge=0, le=100)
-    policy: Literal["linear", "exponential", "constant"] | None = None
+    """The endpoint's own retry policy (as ``/api/webhooks`` takes it); absent: the gateway's schedule."""
+
+    delaySeconds: float = Field(2, ge=0, le=MAX_RETRY_DELAY, description="seconds before the first retry")
+    attempts: int = Field(15, ge=0, le=100, description="retries after the first attempt")
+    policy: Literal["linear", "exponential", "constant"] = Field("constant", description="how the wait grows")
 
 
 class CustomHeader(_Block):

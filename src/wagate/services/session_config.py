@@ -16,7 +16,7 @@ from typing import Any
 
 from wagate.crypto.tokens import new_webhook_secret
 from wagate.domain.sessions import SECRET_MASK
-from wagate.domain.webhooks import Headers, Webhook, WebhookChange
+from wagate.domain.webhooks import Headers, Retries, Webhook, WebhookChange
 from wagate.errors import QuotaExceeded, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import SessionId, TenantId, WebhookId
@@ -35,6 +35,8 @@ class SessionWebhook:
     url: str
     events: list[str]
     headers: Headers = ()
+    hmac: str | None = None  # WAHA's HMAC key; ``********``: the stored one
+    retries: Retries | None = None
 
 
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[SessionWebhook] | None]:
@@ -49,6 +51,8 @@ def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[SessionWe
             url=hook["url"],
             events=list(hook["events"]),
             headers=tuple(sorted({h["name"].lower(): h["value"] for h in hook.get("customHeaders") or ()}.items())),
+            hmac=(hook.get("hmac") or {}).get("key") or None,
+            retries=Retries.of(hook["retries"]) if hook.get("retries") else None,
         )
         for hook in given
     ]
@@ -69,6 +73,10 @@ def shown_config(stored: dict[str, Any], endpoints: Sequence[Webhook]) -> dict[s
 
 def _shown_webhook(webhook: Webhook) -> dict[str, Any]:
     shown: dict[str, Any] = {"url": webhook.url, "events": list(webhook.events)}
+    if webhook.hmac:
+        shown["hmac"] = {"key": SECRET_MASK}
+    if webhook.retries is not None:
+        shown["retries"] = webhook.retries.as_dict()
     if webhook.header_names:
         shown["customHeaders"] = [{"name": n, "value": SECRET_MASK} for n in webhook.header_names]
     return shown
@@ -168,7 +176,8 @@ class SessionConfigs:
             same = next((w for w in present if w.url == hook.url), None)
             if same is not None:
                 present.remove(same)
-            steps.append((same, replace(hook, headers=await self._headers(same, hook))))
+            headers, hmac = await self._secrets(same, hook)
+            steps.append((same, replace(hook, headers=headers, hmac=hmac)))
         return WebhookPlan(tenant_id, name, tuple(steps), tuple(w.id for w in present))
 
     async def apply(self, plan: WebhookPlan) -> None:
@@ -184,9 +193,11 @@ class SessionConfigs:
                     new_webhook_secret(),
                     limit=self._gateway.settings.max_webhooks_per_tenant,
                     headers=hook.headers,
+                    hmac=hook.hmac,
+                    retries=hook.retries,
                 )
                 continue
-            change = WebhookChange(events=hook.events, headers=hook.headers)
+            change = WebhookChange(events=hook.events, headers=hook.headers, hmac=hook.hmac, retries=hook.retries)
             if await self._store.webhooks.update(plan.tenant_id, same.id, change) is not None:
                 await self._notify(same.id)
 
@@ -195,13 +206,21 @@ class SessionConfigs:
         for webhook in (await self.endpoints(tenant_id)).get(name, []):
             await self._drop(tenant_id, webhook.id)
 
-    async def _headers(self, endpoint: Webhook | None, hook: SessionWebhook) -> Headers:
-        """The hook's headers, a ``********`` value replaced by the endpoint's stored one."""
-        if all(value != SECRET_MASK for _, value in hook.headers):
-            return hook.headers
-        stored: dict[str, str] = {}
-        if endpoint is not None and (opened := await self._store.webhooks.secret_all_tenants(endpoint.id)):
-            stored = dict(opened.headers)
+    async def _secrets(self, endpoint: Webhook | None, hook: SessionWebhook) -> tuple[Headers, str | None]:
+        """The hook's headers and HMAC key, each ``********`` replaced by the endpoint's stored value."""
+        masked = hook.hmac == SECRET_MASK or any(value == SECRET_MASK for _, value in hook.headers)
+        if not masked:
+            return hook.headers, hook.hmac
+        opened = await self._store.webhooks.secret_all_tenants(endpoint.id) if endpoint is not None else None
+        stored: dict[str, str] = dict(opened.headers) if opened is not None else {}
+        hmac = hook.hmac
+        if hmac == SECRET_MASK:
+            hmac = opened.hmac_key if opened is not None else None
+            if hmac is None:
+                raise Unprocessable(
+                    "config.webhooks: hmac.key: ******** stands for the stored key, and there is none",
+                    code="invalid_webhook",
+                )
         headers = []
         for name, value in hook.headers:
             if value == SECRET_MASK:
@@ -212,7 +231,7 @@ class SessionConfigs:
                     )
                 value = stored[name]
             headers.append((name, value))
-        return tuple(headers)
+        return tuple(headers), hmac
 
     async def _drop(self, tenant_id: TenantId, webhook_id: WebhookId) -> None:
         if await self._store.webhooks.delete(tenant_id, webhook_id):
