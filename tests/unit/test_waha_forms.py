@@ -81,13 +81,15 @@ def test_a_sent_message_is_from_me_to_the_chat() -> None:
         "from": "1999@c.us",
         "fromMe": True,
         "to": "1555@c.us",
+        "participant": "",
+        "source": "api",
         "body": "hi",
         "hasMedia": False,
+        "mediaUrl": "",
         "ack": 1,
         "ackName": "SERVER",
         "vCards": [],
         "_data": {"id": "3EB0AA"},
-        "source": "api",
         "replyTo": None,
     }
 
@@ -110,7 +112,7 @@ def test_a_group_message_from_someone_else_names_its_participant() -> None:
     assert message["participant"] == message["author"] == "1666@c.us"
     assert (message["body"], message["hasMedia"], message["ackName"]) == ("", True, "DEVICE")
     assert message["replyTo"] == {"id": "XYZ", "hasMedia": False}
-    assert "source" not in message
+    assert (message["source"], message["mediaUrl"]) == ("app", "")
 
 
 def test_the_environment_names_the_engine_as_waha_does() -> None:

@@ -112,13 +112,16 @@ def wa_message(
     status: MessageStatus,
     media: Mapping[str, Any] | None = None,
     reply_to: Mapping[str, Any] | None = None,
-    source: str | None = None,
+    source: str = "app",
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A message as WAHA's ``WAMessage``. ``chat_id``, ``me`` and ``sender`` are JIDs as stored; ``me`` is the
     session's own JID (``None`` before it is known); ``sender`` who wrote it (the participant in a group).
-    ``source`` (``api`` or ``app``) only for the gateway's own messages, as WAHA gives it in events; ``reply_to``
-    the quoted message as WAHA's ``ReplyToMessage`` (``id`` and ``hasMedia`` at least)."""
+    ``source`` is ``api`` for a message the API queued, ``app`` for any other (written in a WhatsApp app);
+    ``reply_to`` the quoted message as WAHA's ``ReplyToMessage`` (``id`` and ``hasMedia`` at least).
+
+    Every field WAHA's schema requires is given, never null: ``participant`` is empty outside a group message from
+    someone else, ``mediaUrl`` (deprecated for ``media.url``) is empty when the media has no URL."""
     chat = public_jid(chat_id)
     own = public_jid(me) if me else ""
     group = chat_id.endswith("@g.us")
@@ -130,18 +133,18 @@ def wa_message(
         "from": own if from_me else chat,
         "fromMe": from_me,
         "to": chat if from_me else own,
+        "participant": participant or "",
+        "source": source,
         "body": body or "",
         "hasMedia": media is not None,
+        "mediaUrl": str((media or {}).get("url") or ""),
         "ack": int(ack),
         "ackName": ack.name,
         "vCards": [],
         "_data": {"id": message_id},
     }
     if participant:
-        message["participant"] = participant
         message["author"] = participant
-    if source:
-        message["source"] = source
     if media is not None:
         message["media"] = dict(media)
     message["replyTo"] = dict(reply_to) if reply_to else None

@@ -67,6 +67,7 @@ class WAMessage(_Body):
     body: str = Field(description="the text or a media's caption; empty for none")
     hasMedia: bool
     media: dict[str, Any] | None = Field(None, description="mimetype, filename, size: a reference, never the bytes")
+    mediaUrl: str = Field("", description="deprecated by WAHA for media.url; empty: wagate keeps no media files")
     ack: _AckNumber
     ackName: _AckName
     vCards: list[str]
