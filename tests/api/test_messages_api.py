@@ -102,7 +102,7 @@ async def test_bad_requests_get_clear_4xx_answers_and_queue_nothing(client: Asyn
         response = await client.post("/api/sendImage", json=body, headers=key)
         assert (response.status_code, response.json()["error"]["code"]) == (422, code), response.text
     listed = await client.get("/api/main/chats/+15550100/messages", headers=key)
-    assert listed.json() == {"items": [], "next": None}
+    assert (listed.json(), listed.headers.get("link")) == ([], None)
     for path in ("/api/main/chats?cursor=%%%", "/api/main/chats?cursor=WzFd", "/api/main/contacts?cursor=%00"):
         response = await client.get(path, headers=key)
         assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_cursor"), path
@@ -114,15 +114,21 @@ async def test_queued_message_reads_back_and_a_stopped_session_is_409(client: As
     made = await client.post("/api/sendText", json=text(chat="15550100@c.us", reply_to="ABC"), headers=key)
     assert made.status_code == 201, made.text
     body = made.json()
-    assert (body["status"], body["chatId"], body["from"], body["replyTo"]) == (
-        "pending",
-        "15550100@s.whatsapp.net",
-        "15550009@s.whatsapp.net",
-        "ABC",
+    bare = body["_data"]["id"]
+    assert (body["id"], body["from"], body["to"], body["fromMe"], body["source"]) == (
+        f"true_15550100@c.us_{bare}",
+        "15550009@c.us",
+        "15550100@c.us",
+        True,
+        "api",
     )
-    assert (await client.get(f"/api/main/messages/{body['id']}", headers=key)).json() == body
+    assert (body["ack"], body["ackName"], body["_data"]["status"], body["body"]) == (0, "PENDING", "pending", "hi")
+    assert (body["replyTo"]["id"], body["replyTo"]["hasMedia"]) == ("ABC", False)
+    assert isinstance(body["timestamp"], int)
+    for wanted in (body["id"], bare):  # WAHA's serialized id, or WhatsApp's
+        assert (await client.get(f"/api/main/messages/{wanted}", headers=key)).json() == body
     chats = (await client.get("/api/main/chats", headers=key)).json()
-    assert [(c["id"], c["messages"]) for c in chats["items"]] == [("15550100@s.whatsapp.net", 1)]
+    assert [(c["id"], c["messages"]) for c in chats] == [("15550100@c.us", 1)]
     await client.post("/api/sessions", json={"name": "off", "start": False}, headers=key)
     refused = await client.post("/api/sendText", json=text(session="off"), headers=key)
     assert refused.status_code == 409
@@ -251,7 +257,7 @@ async def test_a_damaged_body_is_listed_as_unreadable_and_logged_once(
     for n in range(1, 6):
         made = await client.post("/api/sendText", json=text(text=f"secret words #{n}", reply_to="R1"), headers=key)
         assert made.status_code == 201, made.text
-        ids.append(made.json()["id"])
+        ids.append(made.json()["_data"]["id"])
     message = await gateway.store.messages.get(*await _session_of(gateway, key), ids[2])
     assert message is not None
     await flip_message_body(gateway.store, message.session_id, ids[2])
@@ -259,22 +265,22 @@ async def test_a_damaged_body_is_listed_as_unreadable_and_logged_once(
     caplog.set_level(logging.ERROR, logger="wagate")
     listed = await client.get("/api/main/chats/+15550100/messages", headers=key)
     assert listed.status_code == 200, listed.text
-    items = listed.json()["items"]
-    assert [m["id"] for m in items] == ids[::-1]  # the order is kept, nothing is left out
+    items = listed.json()
+    assert [m["_data"]["id"] for m in items] == ids[::-1]  # the order is kept, nothing is left out
     damaged = items[2]
-    assert damaged["unreadable"] is True
-    assert (damaged["body"], damaged["caption"], damaged["replyTo"], damaged["media"]) == (None, None, None, None)
-    assert (damaged["status"], damaged["chatId"]) == ("pending", "15550100@s.whatsapp.net")  # its metadata stays
-    assert [m["body"] for m in items if not m["unreadable"]] == [f"secret words #{n}" for n in (5, 4, 2, 1)]
+    assert damaged["_data"]["unreadable"] is True
+    assert (damaged["body"], damaged["replyTo"], damaged.get("media")) == ("", None, None)
+    assert (damaged["_data"]["status"], damaged["to"]) == ("pending", "15550100@c.us")  # its metadata stays
+    readable = [m["body"] for m in items if not m["_data"]["unreadable"]]
+    assert readable == [f"secret words #{n}" for n in (5, 4, 2, 1)]
 
-    pages, cursor = [], None  # paging walks over it too
-    while True:
-        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = await client.get("/api/main/chats/+15550100/messages", params=params, headers=key)
+    pages: list[str] = []
+    path: str | None = "/api/main/chats/+15550100/messages?limit=2"  # paging walks over it too
+    while path:
+        page = await client.get(path, headers=key)
         assert page.status_code == 200, page.text
-        pages += [m["id"] for m in page.json()["items"]]
-        if (cursor := page.json()["next"]) is None:
-            break
+        pages += [m["_data"]["id"] for m in page.json()]
+        path = page.links.get("next", {}).get("url")
     assert pages == ids[::-1]
 
     single = await client.get(f"/api/main/messages/{ids[2]}", headers=key)

@@ -13,7 +13,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from tests.support.builders import make_settings
 from wagate.api.app import create_app
-from wagate.api.cursors import ID_CURSOR, SEQ_CURSOR, TIME_ID_CURSOR
+from wagate.api.cursors import ID_CURSOR, TIME_ID_CURSOR, TIME_SEQ_CURSOR
 from wagate.config import ENGINE_NAMES
 from wagate.domain.events import parse_types
 from wagate.domain.messages import CHAT_ID_PATTERN
@@ -94,8 +94,9 @@ def test_ids_chat_ids_and_cursors_have_their_patterns(document: dict[str, Any]) 
     chat = paths["/api/{name}/chats/{chat_id}/messages"]["get"]
     assert parameter(chat, "chat_id")["pattern"] == CHAT_ID_PATTERN
     assert parameter(chat, "from")["pattern"] == CHAT_ID_PATTERN
-    assert parameter(chat, "cursor")["pattern"] == SEQ_CURSOR
+    assert parameter(chat, "cursor")["pattern"] == TIME_SEQ_CURSOR
     assert parameter(paths["/api/{name}/chats"]["get"], "cursor")["pattern"] == TIME_ID_CURSOR
+    assert parameter(paths["/api/{name}/groups"]["get"], "cursor")["pattern"] == ID_CURSOR
     assert parameter(paths["/api/{name}/contacts"]["get"], "cursor")["pattern"] == ID_CURSOR
     assert body(document, "SendText")["chatId"]["pattern"] == CHAT_ID_PATTERN
     assert re.fullmatch(r"\^evt_.*", parameter(paths["/api/events"]["get"], "after")["pattern"])

@@ -19,8 +19,10 @@ from wagate.domain.messages import (
     StatusUpdate,
 )
 from wagate.domain.sessions import Session
-from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
+from wagate.errors import AlreadyExists, IdempotencyConflict, LeaseLost, QueueFull
+from wagate.ids import TenantId
 from wagate.store.base import Store
+from wagate.store.contracts.directory import ChatOrder, NameOrder
 from wagate.store.vault import Vaults
 
 FROM = "15550100@s.whatsapp.net"
@@ -191,12 +193,93 @@ async def test_pages_have_no_gaps_or_duplicates_and_tenants_are_apart(store: Sto
         if not page:
             break
         seen.extend(m.id for m in page)
-        cursor = page[-1].seq
+        cursor = (page[-1].timestamp, page[-1].seq)
     assert seen == [f"M{n:03}" for n in reversed(range(25))]
+    by_offset = [
+        await store.messages.list_messages(tenant, session.id, chat_id=FROM, offset=o, limit=7) for o in (0, 7)
+    ]
+    assert [m.id for page in by_offset for m in page] == seen[:14]
     window = await store.messages.list_messages(tenant, session.id, chat_id=None, since=1005.0, until=1008.0)
-    assert [m.id for m in window] == ["M007", "M006", "M005"]
+    assert [m.id for m in window] == ["M008", "M007", "M006", "M005"]  # both ends inclusive
     assert await store.messages.list_messages(other, session.id, chat_id=None) == []
     assert await store.messages.get(other, session.id, "M001") is None
+
+
+async def test_messages_sort_by_their_time_and_filter_by_direction_and_status(store: Store) -> None:
+    """A message that arrives late (its time older than one stored before) takes its place by time, in both
+    directions and across a cursor; ``from_me`` and ``statuses`` filter, ``get_many`` finds by id."""
+    tenant, session = await tenant_with_session(store, "a")
+    await store.sessions.set_status_many([], [], [inbound(session, "NEW", at=2000.0)])
+    await store.sessions.set_status_many([], [], [inbound(session, "OLD", at=1000.0)])
+    await store.messages.enqueue(outbound(session, "OUT"), max_queued=10)  # queued now: the newest
+    listed = await store.messages.list_messages(tenant, session.id, chat_id=FROM)
+    assert [m.id for m in listed] == ["OUT", "NEW", "OLD"]
+    oldest_first = await store.messages.list_messages(tenant, session.id, chat_id=FROM, newest_first=False)
+    assert [m.id for m in oldest_first] == ["OLD", "NEW", "OUT"]
+    after = (listed[1].timestamp, listed[1].seq)
+    assert [m.id for m in await store.messages.list_messages(tenant, session.id, chat_id=FROM, cursor=after)] == ["OLD"]
+    mine = await store.messages.list_messages(tenant, session.id, chat_id=FROM, from_me=True)
+    theirs = await store.messages.list_messages(tenant, session.id, chat_id=FROM, from_me=False)
+    assert ([m.id for m in mine], [m.id for m in theirs]) == (["OUT"], ["NEW", "OLD"])
+    pending = await store.messages.list_messages(tenant, session.id, chat_id=FROM, statuses={MessageStatus.PENDING})
+    assert [m.id for m in pending] == ["OUT"]
+    assert await store.messages.list_messages(tenant, session.id, chat_id=FROM, statuses=set()) == []
+    found = await store.messages.get_many(tenant, session.id, ["OLD", "OUT", "GONE"])
+    assert sorted(found) == ["OLD", "OUT"]
+    assert await store.messages.get_many(tenant, session.id, []) == {}
+    assert await store.messages.get_many(TenantId("ten_other"), session.id, ["OLD"]) == {}
+
+
+async def test_a_message_id_taken_in_the_session_is_refused(store: Store) -> None:
+    _, session = await tenant_with_session(store, "a")
+    await store.messages.enqueue(outbound(session, "SAME"), max_queued=10)
+    with pytest.raises(AlreadyExists):
+        await store.messages.enqueue(outbound(session, "SAME"), max_queued=10)
+
+
+async def test_chats_contacts_and_groups_sort_and_page_by_offset_and_cursor(store: Store) -> None:
+    tenant, session = await tenant_with_session(store, "a")
+    people = [f"1555010{n}@s.whatsapp.net" for n in range(4)]
+    names = ["Dora", None, "Bob", "Cy"]
+    contacts = [Contact(p, n, None, 1.0) for p, n in zip(people, names, strict=True)]
+    await store.directory.put_contacts(tenant, session.id, contacts)
+    groups = [Group(f"12036300000000000{n}@g.us", s, people[:n], 1.0) for n, s in enumerate(["Zeta", None, "Alpha"])]
+    await store.directory.put_groups(tenant, session.id, groups)
+    await store.sessions.set_status_many(
+        [], [], [inbound(session, f"M{n}", chat=p, at=1000.0 + n) for n, p in enumerate(people)]
+    )
+    directory = store.directory
+    recent = await directory.list_chats(tenant, session.id, limit=10)
+    assert [c.id for c in recent] == people[::-1]
+    by_name = await directory.list_chats(tenant, session.id, limit=10, order=ChatOrder.NAME, descending=False)
+    assert [c.name for c in by_name] == ["Bob", "Cy", "Dora", None]  # a chat without a name last
+    page_two = await directory.list_chats(tenant, session.id, limit=2, offset=2)
+    after = await directory.list_chats(tenant, session.id, limit=2, cursor=(recent[1].last_message_at, recent[1].id))
+    assert page_two == after == recent[2:]
+    by_id = await directory.list_chats(
+        tenant, session.id, limit=2, order=ChatOrder.ID, descending=False, cursor=people[0]
+    )
+    assert [c.id for c in by_id] == people[1:3]
+    chosen = await directory.list_chats(tenant, session.id, limit=10, ids=[people[2], "nobody@s.whatsapp.net"])
+    assert [c.id for c in chosen] == [people[2]]
+    named = await directory.list_contacts(tenant, session.id, limit=10, order=NameOrder.NAME, descending=True)
+    assert [c.name for c in named] == ["Dora", "Cy", "Bob", None]  # no name last, whichever the direction
+    tail = await directory.list_contacts(tenant, session.id, limit=10, offset=1, descending=True)
+    assert [c.id for c in tail] == people[2::-1]
+    assert [c.id for c in await directory.list_contacts(tenant, session.id, limit=2, cursor=people[1])] == people[2:]
+    found = await directory.get_contact(tenant, session.id, people[0])
+    assert found is not None
+    assert (found.id, found.name, found.push_name) == (FROM, "Dora", "Ann")  # its push name from its message
+    assert await directory.get_contact(tenant, session.id, "nobody@s.whatsapp.net") is None
+    assert await directory.get_contact(TenantId("ten_other"), session.id, people[0]) is None
+    subjects = await directory.list_groups(tenant, session.id, limit=10, order=NameOrder.NAME)
+    assert [g.subject for g in subjects] == ["Alpha", "Zeta", None]
+    assert [g.id for g in await directory.list_groups(tenant, session.id, limit=1, offset=1, descending=True)] == [
+        groups[1].id
+    ]
+    assert [g.id for g in await directory.list_groups(tenant, session.id, limit=5, cursor=groups[0].id)] == [
+        g.id for g in groups[1:]
+    ]
 
 
 async def test_contacts_groups_and_chat_names(store: Store) -> None:

@@ -53,7 +53,7 @@ def status_entries(stack: Stack, name: str) -> list[str]:
 
 
 def stored(stack: Stack, name: str) -> list[str]:
-    return [m["id"] for m in pages(stack, f"/api/{name}/chats/{PEER}/messages", limit=200)]
+    return [m["_data"]["id"] for m in pages(stack, f"/api/{name}/chats/{PEER}/messages", limit=200)]
 
 
 def acked(stack: Stack, phone: str, count: int) -> Callable[[], bool]:

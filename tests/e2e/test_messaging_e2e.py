@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 PHONE = "+15550001"
 PEER = "15550100@s.whatsapp.net"
+PEER_ID = "15550100@c.us"  # as WAHA's answers write it
 
 
 def send(stack: Stack, text: str, *, session: str = "main", key: str | None = None, **extra: Any) -> httpx.Response:
@@ -41,6 +42,18 @@ def message(stack: Stack, message_id: str, session: str = "main") -> dict[str, A
         return body
 
 
+def status(stack: Stack, message_id: str, session: str = "main") -> str:
+    """The gateway's status of a message (``pending`` ... ``read``), from wagate's record in ``_data``."""
+    found: str = message(stack, message_id, session)["_data"]["status"]
+    return found
+
+
+def bare(message: dict[str, Any]) -> str:
+    """WhatsApp's id of a ``WAMessage`` (its ``id`` is WAHA's serialized one)."""
+    found: str = message["_data"]["id"]
+    return found
+
+
 def sim_sent(stack: Stack, phone: str = PHONE) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = httpx.get(f"{stack.sim.base_url}/devices/{phone}/sent", timeout=15).json()
     return sent
@@ -54,17 +67,19 @@ def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[
     answer = send(stack, "hello there", reply_to="SIMABCDEF")
     assert answer.status_code == 201, answer.text
     sent = answer.json()
-    assert sent["status"] == "pending"
-    assert sent["chatId"] == PEER
+    assert (sent["_data"]["status"], sent["ack"], sent["ackName"]) == ("pending", 0, "PENDING")
+    assert (sent["id"], sent["to"]) == (f"true_{PEER_ID}_{bare(sent)}", PEER_ID)
     assert sent["fromMe"] is True
     assert sent["body"] == "hello there"
-    wait_for(lambda: message(stack, sent["id"])["status"] == "delivered", 10, "a delivery receipt")
+    wait_for(lambda: status(stack, sent["id"]) == "delivered", 10, "a delivery receipt")
+    assert message(stack, sent["id"])["ackName"] == "DEVICE"
     at_sim = sim_sent(stack)
     assert [(m["id"], m["to"], m["text"], m["reply_to"]) for m in at_sim] == [
-        (sent["id"], PEER, "hello there", "SIMABCDEF")
+        (bare(sent), PEER, "hello there", "SIMABCDEF")
     ]
-    stack.sim_post(f"/devices/{PHONE}/read", {"ids": [sent["id"]]})
-    wait_for(lambda: message(stack, sent["id"])["status"] == "read", 10, "a read receipt")
+    stack.sim_post(f"/devices/{PHONE}/read", {"ids": [bare(sent)]})
+    wait_for(lambda: status(stack, sent["id"]) == "read", 10, "a read receipt")
+    assert message(stack, sent["id"])["ack"] == 3
 
     image = base64.b64encode(b"\x89PNG fake image bytes").decode()
     with stack.http as http:
@@ -84,8 +99,8 @@ def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[
         )
         assert wrong.status_code == 422
         assert wrong.json()["error"]["code"] == "invalid_media"
-    media_id = made.json()["id"]
-    wait_for(lambda: message(stack, media_id)["status"] == "delivered", 10, "the image delivered")
+    media_id = bare(made.json())
+    wait_for(lambda: status(stack, media_id) == "delivered", 10, "the image delivered")
     by_id = {m["id"]: m for m in sim_sent(stack)}
     assert by_id[media_id]["text"] == "look"
     assert by_id[media_id]["media"]["size"] == len(b"\x89PNG fake image bytes")
@@ -101,7 +116,7 @@ def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_wit
     for n in range(99):
         sender = f"+155501{n:02d}"
         ids = stack.sim_post(f"/devices/{PHONE}/messages", {"from": sender, "text": f"hi {n}", "count": 100})["ids"]
-        expected[f"155501{n:02d}@s.whatsapp.net"] = set(ids)
+        expected[f"155501{n:02d}@c.us"] = set(ids)
         if n == 30:  # SIGKILL mid-stream: what was stored and not acknowledged comes again
             wait_for(lambda: stack.device(PHONE)["messages_acked"] >= 1000, 20, "part of the messages stored")
             assert stack.gateway is not None
@@ -119,26 +134,26 @@ def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_wit
     assert all(c["messages"] == 100 for c in chats)
     named = {c["id"]: c["name"] for c in chats}
     assert named[group] == "Team"
-    assert named[PEER] == "Ann"
+    assert named[PEER_ID] == "Ann"
     stored: list[str] = []
     for chat in expected:
         items = pages(stack, f"/api/main/chats/{chat}/messages", limit=40)
-        assert {m["id"] for m in items} == expected[chat]
-        assert all(m["chatId"] == chat and not m["fromMe"] and m["status"] == "received" for m in items)
-        stored.extend(m["id"] for m in items)
+        assert {bare(m) for m in items} == expected[chat]
+        assert all(m["from"] == chat and not m["fromMe"] and m["_data"]["status"] == "received" for m in items)
+        stored.extend(bare(m) for m in items)
     assert len(stored) == len(set(stored)) == 10_000
     received = [e["payload"]["_data"]["id"] for e in all_events(stack, "message")]  # WhatsApp's id
     assert Counter(received).most_common(1)[0][1] == 1  # one event per message, even for the redelivered ones
     assert set(received) == set(stored)
-    group_page = pages(stack, f"/api/main/chats/{group}/messages", limit=100, order="asc")
-    assert group_page[0]["from"] == "15550199@s.whatsapp.net"
+    group_page = pages(stack, f"/api/main/chats/{group}/messages", limit=100, sortOrder="asc")
+    assert (group_page[0]["from"], group_page[0]["participant"]) == (group, "15550199@c.us")
     assert group_page[0]["body"] == "g #1"
     with stack.http as http:
-        groups = http.get("/api/main/groups").json()["items"]
+        groups = http.get("/api/main/groups").json()
         assert [(g["id"], g["subject"]) for g in groups] == [(group, "Team")]
-        contacts = {c["id"]: c for c in pages(stack, "/api/main/contacts", limit=50)}
-        assert contacts[PEER]["name"] == "Ann"
-        assert contacts["15550150@s.whatsapp.net"]["pushName"] == "User 0150"
+        contacts = {c["id"]: c for c in pages(stack, "/api/contacts/all", limit=50, session="main")}
+        assert contacts[PEER_ID]["name"] == "Ann"
+        assert contacts["15550150@c.us"]["pushname"] == "User 0150"
 
 
 def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_factory: Callable[..., Stack]) -> None:
@@ -150,7 +165,7 @@ def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_
     with stack.http as http, ThreadPoolExecutor(8) as pool:  # one client: its connections are reused
         answers = list(pool.map(lambda n: http.post("/api/sendText", json={**body, "text": f"out {n}"}), range(500)))
     assert [a.status_code for a in answers] == [201] * 500
-    queued = [a.json()["id"] for a in answers]
+    queued = [bare(a.json()) for a in answers]
     wait_for(lambda: len(sim_sent(stack)) >= 100, 20, "sending under way")
     assert stack.gateway is not None
     stack.gateway.proc.kill()  # SIGKILL while the queue drains
@@ -161,7 +176,7 @@ def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_
     items = wait_for(
         lambda: (
             (m := pages(stack, f"/api/main/chats/{PEER}/messages", limit=200))
-            and all(x["status"] == "delivered" for x in m)
+            and all(x["_data"]["status"] == "delivered" for x in m)
             and m
         ),
         20,
@@ -169,8 +184,8 @@ def test_queued_messages_survive_sigkill_and_reach_the_phone_exactly_once(stack_
     )
     at_sim = Counter(m["id"] for m in sim_sent(stack))
     assert at_sim == Counter(queued)  # each exactly once, none unknown
-    assert sorted(m["id"] for m in items) == sorted(queued)
-    assert all(m["attempts"] >= 1 for m in items)
+    assert sorted(bare(m) for m in items) == sorted(queued)
+    assert all(m["_data"]["attempts"] >= 1 for m in items)
     time.sleep(0.5)
     assert stack.device(PHONE)["sent"] == 500  # nothing sent twice afterwards either
 
@@ -195,7 +210,7 @@ def test_rate_limit_queue_bound_conflicts_and_idempotent_retries(stack_factory: 
 
     stack.link("slow", "+15550002", config={"send_rate": 1, "send_burst": 1})
     first_slow = send(stack, "slow first", session="slow").json()  # the burst: it goes out at once
-    wait_for(lambda: message(stack, first_slow["id"], "slow")["status"] == "delivered", 10, "the first slow one")
+    wait_for(lambda: status(stack, first_slow["id"], "slow") == "delivered", 10, "the first slow one")
     accepted = [send(stack, f"slow {n}", session="slow") for n in range(8)]  # these wait: one a minute
     assert [a.status_code for a in accepted] == [201] * 8
     full = send(stack, "one too many", session="slow")
@@ -211,7 +226,7 @@ def test_rate_limit_queue_bound_conflicts_and_idempotent_retries(stack_factory: 
     reused = send(stack, "something else", session="paced", key="order-17")
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
-    wait_for(lambda: message(stack, first.json()["id"], "paced")["status"] == "delivered", 10, "the keyed message")
+    wait_for(lambda: status(stack, first.json()["id"], "paced") == "delivered", 10, "the keyed message")
     assert [m["text"] for m in sim_sent(stack)].count("once only") == 1
 
     with stack.http as http:
@@ -236,7 +251,7 @@ def test_tenants_never_see_each_others_messages(stack_factory: Callable[..., Sta
     stack.link("alpha", PHONE)
     stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "secret-a", "count": 3})
     out_a = send(stack, "outbound-a", session="alpha").json()
-    wait_for(lambda: message(stack, out_a["id"], "alpha")["status"] == "delivered", 10, "A's message delivered")
+    wait_for(lambda: status(stack, out_a["id"], "alpha") == "delivered", 10, "A's message delivered")
     a_inbound = pages(stack, f"/api/alpha/chats/{PEER}/messages", limit=10)
     assert len(a_inbound) == 4
 
@@ -271,7 +286,7 @@ def test_tenants_never_see_each_others_messages(stack_factory: Callable[..., Sta
         ):
             response = b.post(route, json={"session": "alpha", "chatId": "+15550100", **body})
             assert response.status_code == 404, (route, response.text)
-        assert pages_with(b, "/api/main/chats") == ["15550100@s.whatsapp.net"]
+        assert pages_with(b, "/api/main/chats") == [PEER_ID]
     wait_for(lambda: any(r.path == "/b" for r in receiver.received), 10, "B's webhook")
     for delivery in receiver.received:
         if delivery.path == "/b":
@@ -281,14 +296,14 @@ def test_tenants_never_see_each_others_messages(stack_factory: Callable[..., Sta
 
 
 def pages_with(client: httpx.Client, path: str) -> list[str]:
-    return [c["id"] for c in client.get(path).json()["items"]]
+    return [c["id"] for c in client.get(path).json()]
 
 
 def test_message_bodies_are_not_readable_in_the_database_file(stack: Stack, tmp_path: Path) -> None:
     stack.link("main", PHONE)
     stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "MARKER-INBOUND-7f3a", "count": 1})
     sent = send(stack, "MARKER-OUTBOUND-9c1d").json()
-    wait_for(lambda: message(stack, sent["id"])["status"] == "delivered", 10, "the message delivered")
+    wait_for(lambda: status(stack, sent["id"]) == "delivered", 10, "the message delivered")
     inbound = wait_for(lambda: pages(stack, f"/api/main/chats/{PEER}/messages", limit=10), 10, "the stored messages")
     assert {m["body"] for m in inbound} == {"MARKER-INBOUND-7f3a", "MARKER-OUTBOUND-9c1d"}  # stored, readable by API
     assert stack.gateway is not None

@@ -429,7 +429,7 @@ def test_data_files_are_their_owners_alone(tmp_path: Path, stack_factory: Callab
 
     def stored() -> bool:
         with stack.http as http:
-            return len(http.get("/api/s/chats/+15550002/messages").json()["items"]) == 3
+            return len(http.get("/api/s/chats/+15550002/messages").json()) == 3
 
     wait_for(stored, 10, "the messages stored")
     running = modes(data)

@@ -104,7 +104,7 @@ def test_a_worker_runs_what_an_api_only_process_records(
         wait_for(on_the_phone, 15, "the message at the simulator")
         message_id = sent.json()["id"]
         wait_for(
-            lambda: http.get(f"/api/main/messages/{message_id}").json()["status"] in ("sent", "delivered", "read"),
+            lambda: http.get(f"/api/main/messages/{message_id}").json()["ackName"] in ("SERVER", "DEVICE", "READ"),
             15,
             "the message marked sent",
         )

@@ -98,7 +98,7 @@ async def stored_once(gateway: Gateway, session: Session, expected: set[str]) ->
         session.tenant_id, session.id, chat_id=None, cursor=cursor, newest_first=False, limit=500
     ):
         stored += [m.id for m in page]
-        cursor = page[-1].seq
+        cursor = (page[-1].timestamp, page[-1].seq)
     events: list[str] = []
     after = None
     while batch := await gateway.store.events.list_events(

@@ -42,18 +42,17 @@ def read_until(ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool
 
 
 def pages(stack: Stack, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
-    """Every item of a paged list, following ``next`` to the end."""
+    """Every item of a paged list, following its ``Link: rel="next"`` to the end."""
     items: list[dict[str, Any]] = []
-    cursor = None
     with stack.http as http:
+        response = http.get(path, params={"limit": limit, **params})
         while True:
-            response = http.get(path, params={"limit": limit, **params, **({"cursor": cursor} if cursor else {})})
             assert response.status_code == 200, response.text
-            page = response.json()
-            items.extend(page["items"])
-            cursor = page["next"]
-            if cursor is None:
+            items.extend(response.json())
+            following = response.links.get("next", {}).get("url")
+            if following is None:
                 return items
+            response = http.get(following)
 
 
 def all_events(stack: Stack, types: str) -> list[dict[str, Any]]:

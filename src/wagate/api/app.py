@@ -20,12 +20,15 @@ from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
     auth,
     backups,
+    chats,
+    contacts,
     dashboard,
     deliveries,
     events,
     health,
     keys,
     messages,
+    sending,
     server,
     sessions,
     sessions_legacy,
@@ -102,7 +105,10 @@ def create_app(node: ServedNode) -> FastAPI:
         webhooks,
         deliveries,
         events,
+        sending,
         messages,
+        chats,
+        contacts,
     )
     for module in routers:
         app.include_router(module.router)

@@ -20,6 +20,7 @@ from wagate.ids import SessionId, TenantId
 
 __all__ = [
     "CHAT_ID_PATTERN",
+    "PERSON_ID_PATTERN",
     "QUEUED",
     "Append",
     "Chat",
@@ -88,6 +89,7 @@ _GROUP = re.compile(r"^([0-9]{6,24}(?:-[0-9]{6,14})?)@g\.us$")
 _LID = re.compile(r"^([0-9]{6,24})@lid$")
 # Every chat id ``normal_chat_id`` takes (without the blanks it strips), as one pattern for the API's document.
 CHAT_ID_PATTERN = "^(?:" + "|".join(p.pattern[1:-1] for p in (_USER, _GROUP, _LID)) + ")$"
+PERSON_ID_PATTERN = "^(?:" + "|".join(p.pattern[1:-1] for p in (_USER, _LID)) + ")$"  # a chat id but a group's
 
 
 def normal_chat_id(value: str) -> str:

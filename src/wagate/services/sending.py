@@ -16,12 +16,14 @@ from typing import Any
 from wagate.domain.messages import Message, MessageKind, NewOutbound, new_message_id, normal_chat_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import Session, Status
-from wagate.errors import Conflict, QueueFull, Unprocessable
+from wagate.errors import AlreadyExists, Conflict, QueueFull, Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.net.media import Media, MediaError, MediaFetcher, decode_base64, guess_mimetype
 
 __all__ = ["MediaSource", "SendRequest", "SendingService", "fingerprint"]
+
+_OPUS = ("audio/ogg", "audio/opus")  # what WhatsApp plays as a voice message
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +36,18 @@ class MediaSource:
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
+    """A message to queue. ``reply_to`` is WhatsApp's bare id of the quoted message; ``message_id`` the caller's
+    own id for the message (a new one is made when absent); ``convert`` asks for a voice message's audio to be made
+    OGG/Opus, which wagate cannot do yet: it takes OGG/Opus audio only then."""
+
     chat_id: str
     kind: MessageKind
     text: str | None = None
     caption: str | None = None
     reply_to: str | None = None
     media: MediaSource | None = None
+    message_id: str | None = None
+    convert: bool = False
 
 
 class SendingService:
@@ -64,7 +72,7 @@ class SendingService:
         except ValueError as exc:
             raise Unprocessable(str(exc), code="invalid_chat_id") from None
         media = await self._media(session.tenant_id, request) if request.media is not None else None
-        message_id = new_message_id()
+        message_id = request.message_id or new_message_id()
         body: dict[str, Any] = {"text": request.text, "caption": request.caption, "replyTo": request.reply_to}
         if media is not None:
             body["media"] = {
@@ -89,6 +97,10 @@ class SendingService:
         settings = self._gateway.settings
         try:
             return await self._gateway.store.messages.enqueue(new, max_queued=settings.send_queue_max)
+        except AlreadyExists:
+            raise Unprocessable(
+                f"the session has a message {message_id!r} already: give a new id, or none", code="message_id_taken"
+            ) from None
         except QueueFull as exc:
             rate = float(session.config.get("send_rate") or settings.send_rate)
             raise QueueFull(exc.message, retry_after=max(1, math.ceil(60.0 / rate))) from None
@@ -113,6 +125,11 @@ class SendingService:
         wanted = {MessageKind.IMAGE: "image/", MessageKind.VOICE: "audio/"}.get(request.kind)
         if wanted is not None and not mimetype.startswith(wanted):
             raise MediaError(f"{request.kind.value} media must be {wanted}*, not {mimetype}", code="invalid_media")
+        if request.convert and not mimetype.lower().startswith(_OPUS):
+            raise MediaError(
+                f"wagate does not convert audio yet: send OGG/Opus audio (audio/ogg; codecs=opus), not {mimetype}",
+                code="conversion_unsupported",
+            )
         return Media(media.data, mimetype, source.filename or media.filename)
 
 

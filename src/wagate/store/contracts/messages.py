@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from wagate.domain.events import Event
 from wagate.domain.messages import (
     Message,
+    MessageStatus,
     NewOutbound,
     StatusUpdate,
 )
@@ -22,11 +23,16 @@ class MessageStore(ABC):
     @abstractmethod
     async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
         """Queue an outbound message; (message, False) when the tenant's idempotency key was used before with the
-        same request. Raises ``QueueFull`` when the session has ``max_queued`` messages waiting and
-        ``IdempotencyConflict`` when the key was used for another request."""
+        same request. Raises ``QueueFull`` when the session has ``max_queued`` messages waiting,
+        ``IdempotencyConflict`` when the key was used for another request and ``AlreadyExists`` when the session has
+        a message of this id."""
 
     @abstractmethod
     async def get(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def get_many(self, tenant_id: TenantId, session_id: SessionId, ids: Collection[str]) -> dict[str, Message]:
+        """The session's messages of these ids, by id (an id not stored is left out)."""
 
     @abstractmethod
     async def list_messages(
@@ -38,11 +44,17 @@ class MessageStore(ABC):
         sender: str | None = None,
         since: float | None = None,
         until: float | None = None,
-        cursor: int | None = None,
+        from_me: bool | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+        cursor: tuple[float, int] | None = None,
+        offset: int = 0,
         newest_first: bool = True,
         limit: int = 100,
     ) -> list[Message]:
-        """Pages by ``seq`` (the order of arrival): ``cursor`` is the last seq of the previous page."""
+        """By time (``timestamp``, then ``seq``, the order of arrival, between messages of the same time), newest
+        first unless ``newest_first`` is false. ``since`` and ``until`` are inclusive; ``statuses`` keeps those
+        only. A page starts after ``offset`` messages, or after ``cursor``: (timestamp, seq) of the previous page's
+        last message."""
 
     @abstractmethod
     async def queued(self, tenant_id: TenantId, session_id: SessionId, limit: int) -> list[Message]:

@@ -7,7 +7,7 @@ groups are read and kept by ``directory``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from wagate.domain.messages import (
     moves,
     reported,
 )
-from wagate.errors import IdempotencyConflict, LeaseLost, QueueFull
+from wagate.errors import AlreadyExists, IdempotencyConflict, LeaseLost, QueueFull
 from wagate.ids import SessionId, TenantId
 from wagate.store.contracts.messages import MessageStore
 from wagate.store.sql import schema
@@ -83,12 +83,14 @@ class SqlMessageStore(MessageStore):
     async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
         try:
             return await self._enqueue(new, max_queued)
-        except IntegrityError:  # a concurrent request with the same idempotency key won the race
+        except IntegrityError:  # a concurrent request with the same idempotency key won the race, or the same id
             async with self._db.read() as conn:
                 replay = await self._replay(conn, new)
-            if replay is None:
-                raise
-            return replay, False
+            if replay is not None:
+                return replay, False
+            if await self.get(new.tenant_id, new.session_id, new.id) is not None:
+                raise AlreadyExists(f"the session has a message {new.id!r} already") from None
+            raise
 
     async def _replay(self, conn: AsyncConnection, new: NewOutbound) -> Message | None:
         if new.idem_key is None:
@@ -300,6 +302,13 @@ class SqlMessageStore(MessageStore):
             row = (await conn.execute(query)).first()
         return _message(row) if row else None
 
+    async def get_many(self, tenant_id: TenantId, session_id: SessionId, ids: Collection[str]) -> dict[str, Message]:
+        if not ids:
+            return {}
+        query = select(M).where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, M.c.id.in_(list(ids)))
+        async with self._db.read() as conn:
+            return {row.id: _message(row) for row in await conn.execute(query)}
+
     async def list_messages(
         self,
         tenant_id: TenantId,
@@ -309,7 +318,10 @@ class SqlMessageStore(MessageStore):
         sender: str | None = None,
         since: float | None = None,
         until: float | None = None,
-        cursor: int | None = None,
+        from_me: bool | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+        cursor: tuple[float, int] | None = None,
+        offset: int = 0,
         newest_first: bool = True,
         limit: int = 100,
     ) -> list[Message]:
@@ -321,10 +333,16 @@ class SqlMessageStore(MessageStore):
         if since is not None:
             query = query.where(M.c.timestamp >= since)
         if until is not None:
-            query = query.where(M.c.timestamp < until)
+            query = query.where(M.c.timestamp <= until)
+        if from_me is not None:
+            query = query.where(M.c.from_me == int(from_me))
+        if statuses is not None:
+            query = query.where(M.c.status.in_([s.value for s in statuses]))
+        key = tuple_(M.c.timestamp, M.c.seq)
         if cursor is not None:
-            query = query.where(M.c.seq < cursor if newest_first else M.c.seq > cursor)
-        query = query.order_by(M.c.seq.desc() if newest_first else M.c.seq).limit(limit)
+            query = query.where(key < tuple_(*cursor) if newest_first else key > tuple_(*cursor))
+        order = (M.c.timestamp.desc(), M.c.seq.desc()) if newest_first else (M.c.timestamp, M.c.seq)
+        query = query.order_by(*order).offset(offset).limit(limit)
         async with self._db.read() as conn:
             return [_message(row) for row in await conn.execute(query)]
 

@@ -288,6 +288,7 @@ messages = Table(
     Index("ux_messages_id", "session_id", "id", unique=True),
     Index("ux_messages_idem", "tenant_id", "idem_key", unique=True),
     Index("ix_messages_chat", "session_id", "chat_id", "seq"),
+    Index("ix_messages_chat_time", "session_id", "chat_id", "timestamp", "seq"),
     Index("ix_messages_queue", "session_id", "seq", **where("status IN ('pending', 'sending')")),
     Index("ix_messages_age", "tenant_id", "created_at"),
     **SERIAL_TABLE,

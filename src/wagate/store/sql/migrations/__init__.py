@@ -30,6 +30,7 @@ from wagate.store.sql.migrations import (
     m0011_write_probe,
     m0012_webhook_hmac,
     m0013_waha_event_names,
+    m0014_message_time_index,
 )
 
 log = logging.getLogger("wagate.store")
@@ -62,6 +63,7 @@ MIGRATIONS = (
     Migration(11, "write_probe", m0011_write_probe.STATEMENTS),
     Migration(12, "webhook_hmac", m0012_webhook_hmac.STATEMENTS),
     Migration(13, "waha_event_names", m0013_waha_event_names.STATEMENTS),
+    Migration(14, "message_time_index", m0014_message_time_index.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
