@@ -48,7 +48,7 @@ def test_a_received_message_is_waha_s_wamessage_and_media_only_when_there_is_som
         media=media,
         extra={"quoted": "m1"},
     )
-    assert (rich["media"], rich["hasMedia"], rich["body"]) == (media, True, "")
+    assert (rich["media"], rich["hasMedia"], rich["body"]) == ({"url": None, **media}, True, "")  # WAHA's WAMedia
     assert rich["_data"] == {"id": "m2", "quoted": "m1", "pushName": "Ann"}
     assert (rich["from"], rich["participant"], rich["to"]) == ("555@g.us", "111@c.us", "")
     bare = payloads.message(

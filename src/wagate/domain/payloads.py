@@ -72,7 +72,8 @@ def message(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``message``: a message someone sent to the session (``me``: its own JID, None before it is known), as WAHA's
-    ``WAMessage``; the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``."""
+    ``WAMessage`` (its ``media`` WAHA's ``WAMedia``: ``url`` null, the gateway keeps no files; ``mimetype``,
+    ``filename``, ``size``...); the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``."""
     data = dict(extra or {})
     if push_name:
         data["pushName"] = push_name
@@ -85,7 +86,7 @@ def message(
         timestamp=timestamp,
         body=text,
         status=MessageStatus.RECEIVED,
-        media=media or None,
+        media={"url": None, **media} if media else None,
         extra=data,
     )
 
@@ -104,7 +105,7 @@ def own_message(
     once the server has it; ``mimetype`` and ``filename`` of its media, if it has one."""
     media = None
     if mimetype is not None:
-        media = {"mimetype": mimetype, "filename": filename}
+        media = {"url": None, "mimetype": mimetype, "filename": filename}
     return wa_message(
         message_id=message_id,
         chat_id=chat,

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from wagate.api.routes.server import Environment
+from wagate.api.wamessage import WAMessageOut
 from wagate.domain.events import EventType
 
 __all__ = [
@@ -20,10 +21,8 @@ __all__ = [
     "MessageAckBody",
     "PairedPayload",
     "QrPayload",
-    "ReplyTo",
     "SessionStatusBody",
     "StatusPoint",
-    "WAMessage",
     "WipedPayload",
     "declare",
     "envelope_model",
@@ -46,33 +45,6 @@ class MeInfo(_Body):
     jid: str | None = Field(None, description="the id with the device, N:D@s.whatsapp.net")
     lid: str | None = Field(None, description="the hidden number, N@lid, when known")
     reachoutTimelock: None = Field(description="no restriction seen: the engines report none")
-
-
-class ReplyTo(_Body):
-    id: str
-    hasMedia: bool
-
-
-class WAMessage(_Body):
-    """WAHA's ``WAMessage`` as the gateway reports a message (``domain.waha.wa_message``)."""
-
-    id: str = Field(description="WAHA's serialized id: {fromMe}_{chatId}_{id}[_{participant}]")
-    timestamp: int = Field(description="seconds")
-    from_: str = Field(alias="from", description="who wrote it (the chat, for someone else's)")
-    fromMe: bool
-    to: str = Field(description="the chat, for the session's own; the session's account for someone else's")
-    participant: str | None = Field(None, description="the sender, in a group, for someone else's")
-    author: str | None = Field(None, description="as participant")
-    source: Literal["api", "app"] | None = Field(None, description="api: sent through the gateway")
-    body: str = Field(description="the text or a media's caption; empty for none")
-    hasMedia: bool
-    media: dict[str, Any] | None = Field(None, description="mimetype, filename, size: a reference, never the bytes")
-    mediaUrl: str = Field("", description="deprecated by WAHA for media.url; empty: wagate keeps no media files")
-    ack: _AckNumber
-    ackName: _AckName
-    vCards: list[str]
-    data: dict[str, Any] = Field(alias="_data", description="id: WhatsApp's own id; what the engine told of it")
-    replyTo: ReplyTo | None
 
 
 class MessageAckBody(_Body):
@@ -137,8 +109,8 @@ class WipedPayload(_Body):
 
 _PAYLOADS: dict[EventType, tuple[type[BaseModel], str]] = {
     EventType.SESSION_STATUS: (SessionStatusBody, "The session's status changed."),
-    EventType.MESSAGE: (WAMessage, "A message someone else sent to the session."),
-    EventType.MESSAGE_ANY: (WAMessage, "Every message: someone else's (as message) and the session's own."),
+    EventType.MESSAGE: (WAMessageOut, "A message someone else sent to the session."),
+    EventType.MESSAGE_ANY: (WAMessageOut, "Every message: someone else's (as message) and the session's own."),
     EventType.MESSAGE_ACK: (MessageAckBody, "A sent message's progress: at the server, delivered, read, failed."),
     EventType.ENGINE_EVENT: (EnginePayload, "Something the engine noticed that has no event of its own."),
     EventType.SESSION_QR: (QrPayload, "wagate's: a new QR code to scan (fetch it from /api/{session}/auth/qr)."),
