@@ -6,6 +6,10 @@ BIN     = $(VENV)/bin
 # has its stamp; the dev install holds everything running needs, so it stamps both.
 RUN_STAMP = $(VENV)/.installed-run
 STAMP     = $(VENV)/.installed
+# WAHA's published Python SDKs, which the compatibility suite drives (tests/compat/test_waha_sdks.py). Both import as
+# `waha`, so neither can join the dev extra: each goes in a directory of its own under $(VENV)/sdk, which the test
+# puts on the PYTHONPATH of the process that runs that SDK's flow.
+SDKS      = $(VENV)/sdk/.installed
 
 .PHONY: run test test-fast lint typecheck docs pytest clean
 
@@ -20,6 +24,12 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
+
+$(SDKS): Makefile | $(BIN)/python
+	rm -rf $(VENV)/sdk
+	$(BIN)/python -m pip install -q --target $(VENV)/sdk/waha-py waha-py==2026.7.2
+	$(BIN)/python -m pip install -q --target $(VENV)/sdk/waha waha==1.0.5
+	touch $(SDKS)
 
 run: $(RUN_STAMP)
 	$(BIN)/wagate serve $(ARGS)
@@ -42,7 +52,7 @@ docs: $(STAMP)
 PYTEST_WORKERS ?= 4
 # The tests start a few hundred processes; where the environment sets PYTHONDONTWRITEBYTECODE, each would compile
 # wagate's modules again. Compiled once here, they are read (the variable only stops writing them).
-pytest: $(STAMP)
+pytest: $(STAMP) $(SDKS)
 	$(BIN)/python -m compileall -q src tests
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 

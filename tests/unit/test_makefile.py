@@ -1,4 +1,5 @@
-"""The two set-up commands: `make run` installs what running needs, `make test` the development extra on top."""
+"""The two set-up commands: `make run` installs what running needs, `make test` the development extra on top (and
+WAHA's SDKs, each in a directory of its own, for the compatibility suite)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def planned(venv: Path, target: str) -> list[str]:
     return out.splitlines()
 
 
+def sdks(venv: Path) -> list[str]:
+    """The installs of WAHA's SDKs that ``make pytest`` runs first."""
+    return [f"--target {venv}/sdk/waha-py waha-py==2026.7.2", f"--target {venv}/sdk/waha waha==1.0.5"]
+
+
 def installs(commands: list[str]) -> list[str]:
     return [c.split("pip install -q ", 1)[1] for c in commands if "pip install -q " in c and "--upgrade pip" not in c]
 
@@ -36,7 +42,7 @@ def stamp(path: Path) -> None:
 def test_make_run_installs_no_development_extra(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     assert installs(planned(venv, "run")) == ["-e ."]
-    assert installs(planned(venv, "pytest")) == ["-e '.[dev]'"]
+    assert installs(planned(venv, "pytest")) == ["-e '.[dev]'", *sdks(venv)]
 
 
 def test_each_install_is_done_once_whichever_command_comes_first(tmp_path: Path) -> None:
@@ -45,8 +51,12 @@ def test_each_install_is_done_once_whichever_command_comes_first(tmp_path: Path)
     assert f"touch {venv}/.installed {venv}/.installed-run" in planned(venv, "pytest")  # the extra holds it all
     stamp(venv / ".installed")
     stamp(venv / ".installed-run")  # after `make test`
+    stamp(venv / "sdk" / ".installed")
     assert installs(planned(venv, "run")) == []
     assert installs(planned(venv, "pytest")) == []
     (venv / ".installed").unlink()  # after `make run` alone
     assert installs(planned(venv, "run")) == []
     assert installs(planned(venv, "pytest")) == ["-e '.[dev]'"]  # the tests need the extra
+    (venv / "sdk" / ".installed").unlink()
+    assert installs(planned(venv, "run")) == []
+    assert installs(planned(venv, "pytest")) == ["-e '.[dev]'", *sdks(venv)]
