@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK_DIR = Path(sys.prefix) / "sdk"
 # The SDKs as the Makefile installs them, by the directory each goes in: (distribution, version, flow module).
 SDKS = {
+    "waha-py": ("waha-py", "2026.7.2", "tests.compat.sdk_flows.waha_py_flow"),
     "waha": ("waha", "1.0.5", "tests.compat.sdk_flows.waha_flow"),
 }
 COMMON = [
@@ -48,7 +49,7 @@ COMMON = [
     "list the sessions",
 ]
 ENDING = ["list a chat's messages", "restart", "stop", "logout", "delete"]
-STEPS = {"waha": [*COMMON, *ENDING]}
+STEPS = {"waha-py": [*COMMON, "list the chats", *ENDING], "waha": [*COMMON, *ENDING]}
 FLOW_TIMEOUT = 150.0
 
 
