@@ -197,7 +197,7 @@ async def test_chats_and_their_overview(client: AsyncClient, gateway: Gateway) -
     overview = await client.get("/api/main/chats/overview", params={"ids": [TEAM]}, headers=key)
     assert overview.status_code == 200, overview.text
     [team] = overview.json()
-    assert (team["id"], team["name"], team["picture"], team["_chat"]["isGroup"]) == (TEAM, "Team", None, True)
+    assert (team["id"], team["name"], team["picture"], team["_chat"]["isGroup"]) == (TEAM, "Team", "", True)
     assert (team["lastMessage"]["body"], team["lastMessage"]["participant"]) == ("hello team", "15550200@c.us")
     posted = await client.post(
         "/api/main/chats/overview", json={"pagination": {"limit": 1, "offset": 1}, "filter": {}}, headers=key

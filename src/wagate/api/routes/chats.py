@@ -77,7 +77,9 @@ class ChatSummaryOut(BaseModel):
 
     id: str
     name: str | None
-    picture: str | None = Field(description="always null: wagate does not fetch pictures yet")
+    picture: str | None = Field(
+        description="empty: wagate does not fetch pictures yet (an empty string, not null, which some WAHA SDKs refuse)"
+    )
     lastMessage: dict[str, Any] = Field(description="the last message, a WAMessage; empty when no longer stored")
     chat: dict[str, Any] = Field(alias="_chat", description="the chat as `GET /api/{session}/chats` gives it")
 
@@ -162,7 +164,7 @@ async def _overview(
         ChatSummaryOut(
             id=public_jid(c.id),
             name=c.name,
-            picture=None,
+            picture="",
             lastMessage=by_id.get(c.last_message_id or "", {}),
             chat=ChatOut.of(c).model_dump(),
         )
