@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +393,24 @@ def test_a_webhook_event_is_compared_as_an_answer() -> None:
     report = compare_documents(waha, waha)
     assert report.agreeing_events == {"WEBHOOK message"}
     assert "Webhook events only WAHA declares: none" in report.render()
+
+
+DOCS = Path(__file__).parent.parent.parent / "docs" / "waha.md"
+_OPERATION = re.compile(r"`((?:GET|POST|PUT|PATCH|DELETE) /[^`]*)`")
+
+
+def _section(text: str, title: str) -> set[str]:
+    """The operations named in one ``## title`` section of the page."""
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return set(_OPERATION.findall(text[start : end if end != -1 else None]))
+
+
+def test_the_coming_from_waha_page_tells_what_the_comparison_finds(report: Report) -> None:
+    """docs/waha.md names every operation where the comparison puts it: agreeing, offered in another shape, or not
+    offered (each with its reason), and gives the count of those that agree."""
+    text = DOCS.read_text(encoding="utf-8")
+    assert _section(text, "What agrees with WAHA") == report.agreeing
+    assert _section(text, "Offered, not yet in WAHA's shape") == {str(p.waha) for p in report.pairs if not p.agrees}
+    assert _section(text, "Not offered yet") == {str(op) for op in report.waha_only}
+    assert f"**{len(report.agreeing)}** of WAHA's {report.waha_count} operations" in text
