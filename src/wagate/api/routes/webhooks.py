@@ -8,8 +8,6 @@ is a 404, exactly like a missing one.
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -18,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from wagate.api.deps import GatewayDep, TenantDep, get_node
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, NulFree, any_case, error_answers
+from wagate.crypto.tokens import new_webhook_secret
 from wagate.domain.events import parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
 from wagate.domain.webhooks import (
@@ -45,7 +44,6 @@ from wagate.net.ssrf import BlockedAddress, check_url
 __all__ = [
     "MAX_ATTEMPTS",
     "MAX_OVERLAP",
-    "SECRET_PREFIX",
     "HmacConfig",
     "RetriesConfig",
     "SecretRotation",
@@ -60,7 +58,6 @@ __all__ = [
     "find_webhook",
     "get_webhook",
     "list_webhooks",
-    "new_secret",
     "rotate_secret",
     "router",
     "update_webhook",
@@ -69,7 +66,6 @@ __all__ = [
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=error_answers(401, 403, 503))
 
 WebhookPath = Annotated[str, Path(pattern=WEBHOOK_ID_PATTERN, description="the webhook's id")]
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
 _URL_HELP = "http(s) URL that receives the events"
@@ -275,10 +271,6 @@ class SecretRotation(BaseModel):
     )
 
 
-def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 async def find_webhook(gateway: Gateway, tenant_id: TenantId, webhook_id: str) -> Webhook:
     webhook = await gateway.store.webhooks.get(tenant_id, WebhookId(webhook_id))
     if webhook is None:
@@ -325,7 +317,7 @@ def _pairs(headers: dict[str, str]) -> Headers:
 )
 async def create_webhook(body: WebhookCreate, gateway: GatewayDep, tenant_id: TenantDep) -> WebhookCreated:
     url = _checked_url(gateway, body.url)
-    secret = new_secret()
+    secret = new_webhook_secret()
     webhook = await gateway.store.webhooks.create(
         tenant_id,
         url,
@@ -416,7 +408,7 @@ async def rotate_secret(
     body: SecretRotation | None = None,
 ) -> WebhookCreated:
     overlap = (body or SecretRotation()).previous_valid_for
-    secret = new_secret()
+    secret = new_webhook_secret()
     webhook = await gateway.store.webhooks.rotate_secret(
         tenant_id, WebhookId(webhook_id), secret, previous_until=gateway.clock() + overlap
     )
