@@ -8,7 +8,9 @@ groups are what the engine reported of the account's address book and groups.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -79,6 +81,29 @@ def _cursor(order: NameOrder, cursor: str | None) -> str | None:
     return read_id(cursor)
 
 
+_Listed = TypeVar("_Listed", Contact, Group)
+
+
+async def _page(
+    request: Request,
+    response: Response,
+    lister: Callable[..., Awaitable[list[_Listed]]],
+    order: NameOrder,
+    sort_order: Literal["desc", "asc"] | None,
+    limit: int,
+    offset: int | None,
+    cursor: str | None,
+) -> list[_Listed]:
+    """One page of a directory list (``lister``: the store's, for one session), with its ``Link`` to the next: by
+    cursor in id order, by offset in name order."""
+    start = offset or 0
+    descending = sort_order == "desc"
+    found = await lister(limit=limit, offset=start, order=order, descending=descending, cursor=_cursor(order, cursor))
+    if found:
+        link_next(request, response, found, limit, cursor=found[-1].id if order is NameOrder.ID else None, offset=start)
+    return found
+
+
 async def _contacts(
     request: Request,
     response: Response,
@@ -92,19 +117,9 @@ async def _contacts(
     cursor: str | None,
 ) -> list[ContactOut]:
     session = await find_session(gateway, tenant_id, name)
+    lister = partial(gateway.store.directory.list_contacts, tenant_id, session.id)
     order = NameOrder(sort_by or "id")
-    start = offset or 0
-    found = await gateway.store.directory.list_contacts(
-        tenant_id,
-        session.id,
-        limit=limit,
-        offset=start,
-        order=order,
-        descending=sort_order == "desc",
-        cursor=_cursor(order, cursor),
-    )
-    if found:
-        link_next(request, response, found, limit, cursor=found[-1].id if order is NameOrder.ID else None, offset=start)
+    found = await _page(request, response, lister, order, sort_order, limit, offset, cursor)
     return [ContactOut.of(c) for c in found]
 
 
@@ -195,18 +210,8 @@ async def list_groups(
     cursor: IdCursor = None,
 ) -> list[GroupOut]:
     session = await find_session(gateway, tenant_id, name)
+    lister = partial(gateway.store.directory.list_groups, tenant_id, session.id)
     order = NameOrder.NAME if sort_by == "subject" else NameOrder.ID
-    start = offset or 0
-    found = await gateway.store.directory.list_groups(
-        tenant_id,
-        session.id,
-        limit=limit,
-        offset=start,
-        order=order,
-        descending=sort_order == "desc",
-        cursor=_cursor(order, cursor),
-    )
-    if found:
-        link_next(request, response, found, limit, cursor=found[-1].id if order is NameOrder.ID else None, offset=start)
+    found = await _page(request, response, lister, order, sort_order, limit, offset, cursor)
     participants = "participants" not in (exclude or [])
     return [GroupOut.of(g, participants=participants) for g in found]
