@@ -4,10 +4,12 @@ message id, serialized reply ids, fields accepted with no effect yet, voice conv
 from __future__ import annotations
 
 import base64
+import re
 
 from httpx import AsyncClient
 
 from tests.support.api import assert_error, key_hash, make_tenant, text, working_session
+from wagate.api.routes.sending import NEW_MESSAGE_ID
 from wagate.gateway import Gateway
 
 OGG = base64.b64encode(b"OggS" + bytes(60)).decode()
@@ -63,6 +65,23 @@ async def test_a_message_id_is_the_callers_once(client: AsyncClient, gateway: Ga
     ):
         assert_error(await client.post("/api/sendText", json=bad, headers=key), 422)
     assert await queued_ids(gateway, key) == ["ABC123"]
+
+
+async def test_a_new_message_id_is_made_for_the_session_s_next_send(client: AsyncClient, gateway: Gateway) -> None:
+    key = await make_tenant(client, "a")
+    await working_session(client, gateway, key)
+    made = [await client.get("/api/main/new-message-id", headers=key) for _ in range(2)]
+    assert [m.status_code for m in made] == [200, 200], made[0].text
+    first, second = (m.json()["id"] for m in made)
+    assert first != second
+    assert re.fullmatch(NEW_MESSAGE_ID, first), first
+    assert first.startswith("3EB0"), first
+    sent = await client.post("/api/sendText", json=text(id=first), headers=key)
+    assert sent.json()["id"] == f"true_15550100@c.us_{first}", sent.text
+    assert_error(await client.get("/api/other/new-message-id", headers=key), 404, "session_not_found")
+    other = await make_tenant(client, "b")  # another tenant's key does not see the session
+    assert_error(await client.get("/api/main/new-message-id", headers=other), 404, "session_not_found")
+    assert_error(await client.get("/api/main/new-message-id"), 401)
 
 
 async def test_an_idempotent_replay_answers_the_same_wamessage(client: AsyncClient, gateway: Gateway) -> None:

@@ -177,10 +177,14 @@ def link(client: Any, flow: Flow, hooks: Hooks) -> None:
 
 def send(client: Any, flow: Flow, hooks: Hooks) -> None:
     """Every kind of send, then a message from the contact, as a webhook."""
-    with step("sendText"):
-        text = models.MessageTextRequest(chatId=flow.peer_id, text="hello from waha-py", session=flow.session)
+    with step("sendText"):  # with an id made first, as a caller that stores it before sending does
+        made = models.NewMessageIDResponse.model_validate(client.chatting.get_new_message_id(flow.session))
+        text = models.MessageTextRequest(
+            chatId=flow.peer_id, text="hello from waha-py", session=flow.session, id=made.id
+        )
         sent = _sent(client.chatting.send_text(text), flow, "hello from waha-py")
         assert sent.hasMedia is False
+        assert sent.id == f"true_{flow.peer_id}_{made.id}", (sent.id, made.id)
 
     with step("sendImage"):
         image = models.BinaryFile(mimetype="image/png", filename="dot.png", data=IMAGE)

@@ -19,7 +19,7 @@ from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_answers
 from wagate.api.wamessage import MessageReader, WAMessageOut
-from wagate.domain.messages import CHAT_ID_PATTERN, MessageKind
+from wagate.domain.messages import CHAT_ID_PATTERN, MessageKind, new_message_id
 from wagate.domain.waha import parse_message_id
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
@@ -32,9 +32,11 @@ __all__ = [
     "NEW_MESSAGE_ID",
     "FileIn",
     "IdempotencyKey",
+    "NewMessageIdOut",
     "SendMedia",
     "SendText",
     "SendVoice",
+    "new_message_id_for",
     "router",
     "send_text",
     "send_voice",
@@ -205,3 +207,15 @@ async def send_voice(
     media = _media(body.file)
     send = SendRequest(body.chat_id, MessageKind.VOICE, reply_to=body.quoted(), media=media, convert=body.convert)
     return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+
+
+class NewMessageIdOut(BaseModel):
+    id: str = Field(description="a new message id, to pass as `id` on a send (WAHA's NewMessageIDResponse)")
+
+
+@router.get("/api/{session}/new-message-id", summary="Make a message id before sending")
+async def new_message_id_for(session: str, gateway: GatewayDep, tenant_id: TenantDep) -> NewMessageIdOut:
+    """An id in the form WhatsApp's clients make, for a caller that wants to know a message's id before it is sent
+    (to store it first, or to retry a send without a second message): pass it as ``id`` to ``sendText``."""
+    await find_session(gateway, tenant_id, session)
+    return NewMessageIdOut(id=new_message_id())
