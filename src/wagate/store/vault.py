@@ -7,7 +7,6 @@ bundle sealed under a KEK, so it opens on any installation configured with the s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -19,8 +18,9 @@ from wagate.crypto.envelope import associated_data, new_key, open_sealed, record
 from wagate.crypto.envelope import forget as forget_cipher
 from wagate.crypto.keyring import Keyring, WrappedKey
 from wagate.domain.auth import AuthWrite, SealedRecord
-from wagate.errors import CryptoError, DamagedKey, DamagedRecord, StoreUnavailable, UnknownKeyError
+from wagate.errors import CryptoError, DamagedKey, DamagedRecord, UnknownKeyError
 from wagate.ids import SessionId, TenantId
+from wagate.store.combiner import WriteCombiner
 from wagate.store.contracts.auth import AuthRecordStore
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "BundleHeader",
     "Vault",
     "Vaults",
-    "WriteCombiner",
     "open_bundle",
     "reseal_bundle",
     "seal_bundle",
@@ -99,49 +98,6 @@ def open_bundle(keyring: Keyring, bundle: bytes) -> tuple[BundleHeader, list[tup
     )
     records = [(str(ns), str(key), base64.b64decode(value)) for ns, key, value in json.loads(payload)]
     return header, records
-
-
-class WriteCombiner:
-    """Group commit of auth writes: writes that arrive while one transaction commits go together in the next.
-
-    Each write stays fenced on its own (one session's lost lease fails that write only). Used where the database
-    has one writer at a time anyway (SQLite): many sessions' writes then cost one transaction and one fsync.
-    """
-
-    def __init__(self, store: AuthRecordStore) -> None:
-        self._store = store
-        self._pending: list[tuple[AuthWrite, asyncio.Future[None]]] = []
-        self._lock = asyncio.Lock()
-
-    async def write(self, write: AuthWrite) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((write, future))
-        async with self._lock:
-            if not future.done():
-                batch, self._pending = self._pending, []
-                await self._commit(batch)
-        await future
-
-    async def _commit(self, batch: list[tuple[AuthWrite, asyncio.Future[None]]]) -> None:
-        try:
-            results = await self._store.write_many([write for write, _ in batch])
-        except BaseException as exc:
-            # Not committed, or not known to be (the committing task was cancelled): every writer hears so and
-            # retries as after any failed write; writing the same records again is harmless.
-            failure = exc if isinstance(exc, Exception) else StoreUnavailable("the auth write was interrupted")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            if failure is not exc:
-                raise  # the leader was cancelled: it goes on being cancelled
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if result is None:
-                future.set_result(None)
-            else:
-                future.set_exception(result)
 
 
 class Vaults:
