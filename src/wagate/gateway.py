@@ -72,8 +72,8 @@ class Gateway:
             sealer=KeyringSealer(keyring),
         )
         log.info("store ready (%s), encryption key %s active", store.backend, keyring.active_id)
-        # SQLite has one writer at a time: concurrent sessions' auth writes share transactions (group commit).
-        vaults = Vaults(store.auth, keyring, clock, combine=store.backend == "sqlite")
+        # Concurrent sessions' auth writes share transactions (group commit), on SQLite and PostgreSQL alike.
+        vaults = Vaults(store.auth, keyring, clock)
         return cls(settings, store, keyring, vaults, clock)
 
     async def close(self) -> None:

@@ -232,7 +232,7 @@ async def test_a_damaged_data_key_quarantines_its_session_and_the_others_run(
     await flip_data_key(gateway.store, session.id)
 
     # A restarted process: no data key cached, both sessions claimed together and their keys loaded in bulk.
-    vaults = Vaults(gateway.store.auth, gateway.keyring, gateway.clock, combine=gateway.store.backend == "sqlite")
+    vaults = Vaults(gateway.store.auth, gateway.keyring, gateway.clock)
     restarted = Gateway(gateway.settings, gateway.store, gateway.keyring, vaults, gateway.clock)
     second = supervisor_for(restarted, sim)
     await second.start()  # one damaged key does not stop the others

@@ -101,10 +101,11 @@ def open_bundle(keyring: Keyring, bundle: bytes) -> tuple[BundleHeader, list[tup
 
 
 class Vaults:
-    """Opens vaults and caches data keys (32 bytes per session)."""
+    """Opens vaults and caches data keys (32 bytes per session). The vaults' writes of records share transactions
+    (``WriteCombiner``, group commit) unless ``combine`` is False: then each commits on its own."""
 
     def __init__(
-        self, store: AuthRecordStore, keyring: Keyring, clock: Clock = system_clock, *, combine: bool = False
+        self, store: AuthRecordStore, keyring: Keyring, clock: Clock = system_clock, *, combine: bool = True
     ) -> None:
         self._store = store
         self.keyring = keyring
