@@ -13,10 +13,16 @@ import pytest
 # The support package's asserts explain themselves as a test module's do.
 pytest.register_assert_rewrite("tests.support")
 
+from tests.support import zygote  # noqa: E402
 from tests.support.fixtures import backend, client, gateway, pg_schema, store  # noqa: E402
 
 __all__ = ["backend", "client", "gateway", "pg_schema", "store"]
 pytest_plugins = ["tests.support.tiers"]
+
+
+def pytest_unconfigure() -> None:
+    zygote.stop()  # waited for, so that its children's CPU is counted where the run's is measured
+
 
 # neonize's import runs `os.popen("uname -a")` and never closes it: the pipe stays with an unreaped process that
 # subprocess reaps at the next Popen, warning then, in whichever test starts a process. Import it once, here, and

@@ -4,10 +4,10 @@ gateway's supervisor does, and what it lists is what the API shows."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
+from tests.support.procs import run_wagate
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -16,9 +16,7 @@ PHONE = "+15550801"
 
 
 def wagate(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wagate", *args], env=stack.env, input=stdin, capture_output=True, text=True, timeout=60
-    )
+    return run_wagate(*args, env=stack.env, input=stdin)
 
 
 def listed(stack: Stack, *extra: str) -> dict[str, list[str]]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.builders import TEST_KEK, make_settings
-from tests.support.procs import clean_env, free_port
+from tests.support.procs import clean_env, free_port, run_wagate
 from wagate.gateway import Gateway
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +20,7 @@ OTHER_KEK = "t2:" + base64.b64encode(bytes(range(1, 33))).decode()
 
 
 def wagate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wagate", *args], env=env, capture_output=True, text=True, timeout=60)
+    return run_wagate(*args, env=env)
 
 
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, list[str]], str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from tests.support.builders import TEST_KEK
 from tests.support.mailbox import Mailbox
 from tests.support.probes import scrape, stored_records
-from tests.support.procs import free_port
+from tests.support.procs import free_port, run_wagate
 from tests.support.stack import ADMIN, Stack, wait_for
 from wagate.config import Settings
 from wagate.gateway import Gateway
@@ -220,7 +219,7 @@ def other_tenant_key(stack: Stack) -> dict[str, str]:
 
 
 def wagate_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wagate", *args], env=env, capture_output=True, text=True, timeout=60)
+    return run_wagate(*args, env=env)
 
 
 def test_export_and_import_into_another_installation(stack: Stack, tmp_path: Path) -> None:

@@ -7,11 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
+
+from tests.support import zygote
+from tests.support.tiers import E2E, needs
 
 # How long a process may take to answer after its start: a second or two on an idle machine, and far more when the
 # whole suite runs in parallel beside other work. A bound on starting, not a measure of it.
@@ -32,9 +37,52 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
+class Process(Protocol):
+    """What the tests use of a started process: a :class:`subprocess.Popen` or a :class:`zygote.Forked`."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
+def start_wagate(args: list[str], env: dict[str, str], stdin: int, stdout: int, stderr: int) -> Process:
+    """``python -m wagate *args``: forked from the zygote (tests.support.zygote), or started afresh where the
+    environment changes how the interpreter itself starts."""
+    needs(E2E, f"starts a process (wagate {' '.join(args[:2])})")  # a fork of the zygote is no audit event here
+    forked = zygote.spawn(args, env, stdin, stdout, stderr)
+    if forked is not None:
+        return forked
+    return subprocess.Popen([sys.executable, "-m", "wagate", *args], env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def run_wagate(
+    *args: str, env: dict[str, str], input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m wagate *args`` to its end, as ``subprocess.run(..., capture_output=True, text=True)`` gives it."""
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        stdin.write((input or "").encode())
+        stdin.seek(0)
+        proc = start_wagate(list(args), env, stdin.fileno(), out.fileno(), err.fileno())
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            [sys.executable, "-m", "wagate", *args], code, out.read().decode(), err.read().decode()
+        )
+
+
 @dataclass
 class Served:
-    proc: subprocess.Popen[bytes]
+    proc: Process
     base_url: str
     log_path: Path
     started: float = field(default_factory=time.monotonic)
@@ -77,11 +125,8 @@ def serve(tmp: Path, env: dict[str, str], *args: str, port: int | None = None, n
     port = port or free_port()
     log_path = tmp / f"{name}-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wagate", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+        proc = start_wagate(
+            ["serve", "--host", "127.0.0.1", "--port", str(port), *args], env, 0, log_file.fileno(), log_file.fileno()
         )
     return Served(proc, f"http://127.0.0.1:{port}", log_path)
 
@@ -91,21 +136,12 @@ def sim_server(tmp: Path, *args: str, port: int | None = None) -> Served:
     port = port or free_port()
     log_path = tmp / f"sim-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wagate",
-                "sim-server",
-                "--port",
-                str(port),
-                "--state",
-                str(tmp / "sim-state.json"),
-                *args,
-            ],
-            env=clean_env(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+        proc = start_wagate(
+            ["sim-server", "--port", str(port), "--state", str(tmp / "sim-state.json"), *args],
+            clean_env(),
+            0,
+            log_file.fileno(),
+            log_file.fileno(),
         )
     served = Served(proc, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT
