@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
-from wagate.domain.tenants import ApiKey, Tenant
-from wagate.ids import TENANT_ID_PATTERN
+from wagate.domain.tenants import Tenant
 
 __all__ = [
     "EMAIL_DOC",
@@ -18,9 +17,6 @@ __all__ = [
     "SQL_INT_MAX",
     "ErrorDetail",
     "ErrorOut",
-    "KeyCreate",
-    "KeyCreated",
-    "KeyOut",
     "NulFree",
     "TenantCreate",
     "TenantCreated",
@@ -52,7 +48,7 @@ _SPECIAL_USE = "|".join(any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
 EMAIL_DOC: dict[str, Any] = {"pattern": f"^(?!.*[@.](?:{_SPECIAL_USE})\\.?$)"}
 
 # The usual form of an http(s) URL, for the document: a host name (a public literal IP address is taken too).
-HTTP_URL = r"^https?://[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,4})?(?:[/?#][^\s\x00]*)?$"
+HTTP_URL = r"^https?://[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?(?:[/?#][^\s\x00]*)?$"
 
 # Free text: anything but U+0000 (the document says so with a pattern; the check gives the clearer message). An
 # optional field spells Annotated[str, StringConstraints(...), NUL_CHECK] | None: length limits given before the
@@ -104,39 +100,6 @@ class TenantOut(BaseModel):
 
 class TenantCreated(TenantOut):
     api_key: str = Field(description="the tenant's first API key, shown only in this response")
-
-
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field("api", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
-    tenant_id: str | None = Field(None, pattern=TENANT_ID_PATTERN, description="admin only: the tenant the key is for")
-
-
-class KeyOut(BaseModel):
-    id: str
-    tenant_id: str | None
-    role: str
-    name: str
-    prefix: str
-    created_at: float
-    revoked_at: float | None
-
-    @classmethod
-    def of(cls, key: ApiKey) -> KeyOut:
-        return cls(
-            id=key.id,
-            tenant_id=key.tenant_id,
-            role=key.role.value,
-            name=key.name,
-            prefix=key.prefix,
-            created_at=key.created_at,
-            revoked_at=key.revoked_at,
-        )
-
-
-class KeyCreated(KeyOut):
-    api_key: str = Field(description="the key itself, shown only in this response")
 
 
 class ErrorDetail(BaseModel):

@@ -6,13 +6,14 @@ names WAHA does not use; a field WAHA does not define is refused (422).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, any_case, refuse_nul
 from wagate.config import ENGINE_NAMES
-from wagate.domain.events import parse_types
+from wagate.domain.events import parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN, HistoryEntry, Status
 from wagate.domain.webhooks import (
     HEADER_NAME,
@@ -72,6 +73,10 @@ class _Filled(_Block):
     """A block whose defaults an answer always gives (WAHA's document requires them there)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Every field counts as given, so that an answer made with exclude_unset still carries the defaults.
+        self.__pydantic_fields_set__.update(type(self).model_fields)
 
 
 class ProxyConfig(_Block):
@@ -157,19 +162,23 @@ class CustomHeader(_Block):
     )
 
 
+_URL_HELP = "http(s) URL that receives the events"
+_URL_IN = {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": HTTP_URL, "description": _URL_HELP}
+_EVENT_NAME = "^(?:" + "|".join(re.escape(t) for t in type_choices()) + ")$"  # what parse_types takes
+
+
 class WebhookConfig(_Block):
     """One of the session's webhook endpoints (the same objects as ``/api/webhooks`` lists, scoped to the session)."""
 
-    url: Annotated[str, NUL_CHECK] = Field(
-        min_length=1,
-        max_length=2048,
-        description="http(s) URL that receives the events",
-        json_schema_extra={"pattern": HTTP_URL},
+    # A request is held to the usual form of a URL; an answer may show one that /api/webhooks took (a literal IP
+    # address, loopback where WAGATE_WEBHOOK_ALLOW_PRIVATE lets it), so the answer's document leaves the form out.
+    url: Annotated[str, NUL_CHECK, WithJsonSchema(_URL_IN, mode="validation")] = Field(
+        min_length=1, max_length=2048, description=_URL_HELP
     )
     events: list[str] = Field(
         max_length=50,
         description="event names, '*' for all or 'family.*' (as /api/webhooks takes them)",
-        json_schema_extra={"items": {"type": "string", "pattern": NUL_FREE}},
+        json_schema_extra={"items": {"type": "string", "pattern": _EVENT_NAME}},
     )
     hmac: HmacConfig | None = None
     retries: RetriesConfig | None = None
