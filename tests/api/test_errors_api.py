@@ -14,15 +14,17 @@ import uvicorn
 
 from tests.support.procs import free_port
 from wagate.api.app import create_app
+from wagate.api.scopes import NEEDS, PUBLIC
 from wagate.gateway import Gateway
 from wagate.runtime.node import Node
 from wagate.runtime.server import GatewayServer
 
 
 @pytest.fixture
-async def served(gateway: Gateway) -> AsyncIterator[str]:
+async def served(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     """The real app with one more route that fails as a bug would, served by uvicorn on loopback."""
     app = create_app(Node(gateway, supervise=False))
+    monkeypatch.setitem(NEEDS, ("GET", "/fails"), PUBLIC)  # as every route declares what its caller needs
 
     @app.get("/fails")
     async def fails() -> None:

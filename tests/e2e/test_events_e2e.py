@@ -12,24 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
-from tests.support.probes import HOOKS, add_webhook, read_until, scrape, ws_url
+from tests.support.probes import HOOKS, add_webhook, close_code, read_until, scrape, ws_url
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def close_code(ws: ClientConnection) -> int | None:
-    """Read until the server closes; its close code."""
-    try:
-        for _ in range(100_000):
-            ws.recv(timeout=10)
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else None
-    raise AssertionError("the server did not close the connection")
 
 
 def texts(events: list[dict[str, Any]], tenant: str | None = None) -> list[str]:

@@ -198,7 +198,8 @@ def test_the_document_holds_for_the_tenant_and_the_admin(gateway: Served, receiv
     kept, deleted = (webhook(gateway, tenant_key, receiver.url(path)) for path in ("/kept", "/deleted"))
     config = fuzz_config(tmp_path, receiver.url("/fuzzed"), kept, deleted)
     har = tmp_path / "tenant.har"
-    # A tenant's run leaves its own key alone (revoking it would make the rest of the run 401s).
+    # A tenant's run leaves its own key alone (deleting it, switching it off or scoping it, which the run finds in
+    # GET /api/keys and could pass on, would make the rest of the run 401s and 403s).
     code, output, seconds = schemathesis(
         gateway,
         tenant_key["X-Api-Key"],
@@ -207,7 +208,9 @@ def test_the_document_holds_for_the_tenant_and_the_admin(gateway: Served, receiv
         "--exclude-path-regex",
         ADMIN_PATHS,
         "--exclude-operation-id",
-        "revoke_key_api_keys__key_id__delete",
+        "delete_key_api_keys__key_id__delete",
+        "--exclude-operation-id",
+        "update_key_api_keys__key_id__put",
         "--report",
         "har",
         "--report-har-path",

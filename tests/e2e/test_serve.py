@@ -50,7 +50,7 @@ def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served
             made = http.post("/api/tenants", json={"name": name}, headers=admin)
             assert made.status_code == 201
             tenants[name] = {"X-Api-Key": made.json()["api_key"]}
-        extra = http.post("/api/keys", json={"name": "second"}, headers=tenants["acme"]).json()
+        extra = http.post("/api/keys", json={"name": "second", "isAdmin": True}, headers=tenants["acme"]).json()
         http.post("/api/sessions", json={"name": "sales", "config": {"metadata": {"a": "1"}}}, headers=tenants["acme"])
         http.post("/api/sessions", json={"name": "support", "start": False}, headers=tenants["acme"])
         http.post("/api/sessions", json={"name": "sales", "start": False}, headers=tenants["globex"])
@@ -70,7 +70,7 @@ def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served
         for name, key in tenants.items():
             assert http.get("/api/sessions", params={"all": "true"}, headers=key).json() == before[name]
         assert http.get("/api/sessions/support/history", headers=tenants["acme"]).json() == history_before
-        assert http.get("/api/sessions", headers={"X-Api-Key": extra["api_key"]}).status_code == 200
+        assert http.get("/api/sessions", headers={"X-Api-Key": extra["key"]}).status_code == 200
     assert second.terminate() == 0
 
 

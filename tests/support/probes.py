@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from tests.support.builders import TEST_KEK
@@ -39,6 +40,16 @@ def read_until(ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool
     while not done(got):
         got.append(json.loads(ws.recv(timeout=timeout)))
     return got
+
+
+def close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes; its close code."""
+    try:
+        for _ in range(100_000):
+            ws.recv(timeout=10)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError("the server did not close the connection")
 
 
 def pages(stack: Stack, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -36,6 +36,7 @@ from wagate.api.routes import (
     webhook_events,
     webhooks,
 )
+from wagate.api.scopes import enforce
 from wagate.engines.sim.app import CONTROL_MAX_BODY
 from wagate.web import STATIC_DIR
 
@@ -88,6 +89,7 @@ def create_app(node: ServedNode) -> FastAPI:
         redoc_url=None,
         static_url=DOCS_ASSETS_PATH,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        dependencies=[Depends(enforce)],  # every route's need of the caller's key (wagate.api.scopes)
     )
     app.state.demo = sim is not None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -125,7 +127,13 @@ def create_worker_app(node: ServedNode) -> FastAPI:
     """The app of a worker-only process (``wagate worker``): no tenant API, only health, readiness and metrics, and
     the requests only the worker running a session can answer (its QR code, a pairing code), which the API
     processes forward to it with the caller's key (checked here again)."""
-    app = FastAPI(title="wagate worker", version=__version__, lifespan=_lifespan(node), openapi_url=None)
+    app = FastAPI(
+        title="wagate worker",
+        version=__version__,
+        lifespan=_lifespan(node),
+        openapi_url=None,
+        dependencies=[Depends(enforce)],
+    )
     _serve_node(app, node, sim_path=None)
     for module in (health, auth):
         app.include_router(module.router)

@@ -12,12 +12,16 @@ __all__ = ["install_openapi"]
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 _ERROR = {"$ref": "#/components/schemas/ErrorOut"}
 _INVALID = "the request is malformed or cannot be done as asked"
+_SCOPE = "the key does not reach this: the admin's where a tenant's is needed, or the other way, or a scoped key"
 
 
 def _in_error_shape(document: dict[str, Any]) -> dict[str, Any]:
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            answer = operation.get("responses", {}).get("422")
+            answers = operation.get("responses", {})
+            if "401" in answers and "403" not in answers:  # wagate.api.scopes refuses a key that does not reach it
+                answers["403"] = {"description": _SCOPE, "content": {"application/json": {"schema": _ERROR}}}
+            answer = answers.get("422")
             if answer is not None and answer["content"]["application/json"]["schema"].get("$ref") == _FASTAPI_422:
                 operation["responses"]["422"] = {
                     "description": _INVALID,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from wagate.config import Settings
 from wagate.crypto.tokens import display_prefix, hash_api_key, new_api_key, same_key
-from wagate.domain.tenants import ApiKey, Principal, Role, Tenant
+from wagate.domain.tenants import WHOLE_TENANT, ApiKey, KeyScope, Principal, Role, Tenant
 from wagate.ids import TenantId
 from wagate.store.base import Store
 
@@ -33,10 +33,24 @@ class IssuedKey:
     secret: str
 
 
-async def issue_key(store: Store, *, tenant_id: TenantId | None, role: Role, name: str) -> IssuedKey:
+async def issue_key(
+    store: Store,
+    *,
+    tenant_id: TenantId | None,
+    role: Role,
+    name: str,
+    scope: KeyScope = WHOLE_TENANT,
+    disabled: bool = False,
+) -> IssuedKey:
     secret = new_api_key()
     key = await store.api_keys.create(
-        tenant_id=tenant_id, role=role, name=name, key_hash=hash_api_key(secret), prefix=display_prefix(secret)
+        tenant_id=tenant_id,
+        role=role,
+        name=name,
+        key_hash=hash_api_key(secret),
+        prefix=display_prefix(secret),
+        scope=scope,
+        disabled=disabled,
     )
     log.info("issued %s key %s", role.value, key.id)
     return IssuedKey(key, secret)
@@ -61,7 +75,7 @@ async def authenticate(store: Store, settings: Settings, given: str | None) -> P
     key = await store.api_keys.find_active(hash_api_key(given))
     if key is None:
         return None
-    return Principal(key.role, key.tenant_id, key.id)
+    return Principal(key.role, key.tenant_id, key.id, key.scope)
 
 
 async def bootstrap_admin(store: Store, settings: Settings) -> str | None:

@@ -33,9 +33,11 @@ from starlette.websockets import WebSocketState
 from wagate.api.deps import GatewayDep, PrincipalDep, TenantDep, get_gateway
 from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import error_answers
+from wagate.api.scopes import NEEDS, narrowed, refusal
 from wagate.domain.events import Event, EventFilter, compact, parse_types, type_choices
 from wagate.domain.sessions import NAME_PATTERN
-from wagate.errors import Unprocessable
+from wagate.domain.tenants import Principal
+from wagate.errors import Forbidden, Unprocessable
 from wagate.fanout.bus import Revoked, SlowConsumer, Subscription
 from wagate.gateway import Gateway
 from wagate.ids import EVENT_ID_PATTERN, ApiKeyId, EventId, TenantId
@@ -120,6 +122,7 @@ def _after(raw: str | None) -> EventId | None:
 async def list_events(
     gateway: GatewayDep,
     tenant_id: TenantDep,
+    principal: PrincipalDep,
     session: Annotated[str | None, Query(description="only this session's events", max_length=64)] = None,
     types: Annotated[
         str | None,
@@ -135,6 +138,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
     wanted = EventFilter(_types(types))
+    session = narrowed(principal, session)
     session_id = (await find_session(gateway, tenant_id, session)).id if session is not None else None
     exact = wanted.exact_types()
     resume = _after(after)
@@ -166,22 +170,25 @@ class _Refused(Exception):
         self.reason = reason
 
 
-async def _holder(gateway: Gateway, websocket: WebSocket, ticket: str | None) -> tuple[TenantId, ApiKeyId | None]:
-    """The tenant, and the key it came with (directly or through a ticket)."""
+async def _holder(gateway: Gateway, websocket: WebSocket, ticket: str | None) -> Principal:
+    """Who holds the stream: the key it came with, directly or through a ticket (what that key reaches now)."""
     api_key = websocket.headers.get("x-api-key")
     if api_key:
         principal = await authenticate(gateway.store, gateway.settings, api_key)
         if principal is None:
             raise _Refused(CLOSE_UNAUTHORIZED, "the API key is not valid")
-        if principal.tenant_id is None:
-            raise _Refused(CLOSE_FORBIDDEN, "events belong to tenants: use a tenant's API key")
-        return principal.tenant_id, principal.key_id
-    if ticket:
+    elif ticket:
         holder = await gateway.store.tickets.redeem(ticket_hash(ticket))
-        if holder is None:
+        key = await gateway.store.api_keys.get(holder[1], tenant_id=holder[0]) if holder and holder[1] else None
+        if holder is None or key is None or not key.active:
             raise _Refused(CLOSE_UNAUTHORIZED, "the ticket is unknown, used or expired, or its API key was revoked")
-        return holder
-    raise _Refused(CLOSE_UNAUTHORIZED, "send the X-Api-Key header or a ?ticket= from POST /api/events/ticket")
+        principal = Principal(key.role, holder[0], key.id, key.scope)
+    else:
+        raise _Refused(CLOSE_UNAUTHORIZED, "send the X-Api-Key header or a ?ticket= from POST /api/events/ticket")
+    refused = refusal(principal, NEEDS[("WS", "/ws")])
+    if refused is not None:
+        raise _Refused(CLOSE_FORBIDDEN, refused.message)
+    return principal
 
 
 def end_streams(request: Request, *, keys: Sequence[ApiKeyId] = (), tenants: Sequence[TenantId] = ()) -> None:
@@ -296,7 +303,13 @@ async def stream(
     gateway = get_gateway(websocket)  # type: ignore[arg-type]
     await websocket.accept()
     try:
-        tenant_id, key_id = await _holder(gateway, websocket, ticket)
+        principal = await _holder(gateway, websocket, ticket)
+        assert principal.tenant_id is not None  # the admin's key is refused: events belong to tenants
+        tenant_id, key_id = principal.tenant_id, principal.key_id
+        try:
+            session = narrowed(principal, session)
+        except Forbidden as exc:
+            raise _Refused(CLOSE_FORBIDDEN, exc.message) from None
         wanted = _filter(session, events)
         try:
             resume = _after(after)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
-from wagate.api.routes.sessions import find_session
+from wagate.api.routes.sessions import SessionName, find_session
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_answers
 from wagate.api.wamessage import MessageReader, WAMessageOut
 from wagate.domain.messages import CHAT_ID_PATTERN, MessageKind, new_message_id
@@ -213,9 +213,9 @@ class NewMessageIdOut(BaseModel):
     id: str = Field(description="a new message id, to pass as `id` on a send (WAHA's NewMessageIDResponse)")
 
 
-@router.get("/api/{session}/new-message-id", summary="Make a message id before sending")
-async def new_message_id_for(session: str, gateway: GatewayDep, tenant_id: TenantDep) -> NewMessageIdOut:
+@router.get("/api/{name}/new-message-id", summary="Make a message id before sending")
+async def new_message_id_for(name: SessionName, gateway: GatewayDep, tenant_id: TenantDep) -> NewMessageIdOut:
     """An id in the form WhatsApp's clients make, for a caller that wants to know a message's id before it is sent
     (to store it first, or to retry a send without a second message): pass it as ``id`` to ``sendText``."""
-    await find_session(gateway, tenant_id, session)
+    await find_session(gateway, tenant_id, name)
     return NewMessageIdOut(id=new_message_id())

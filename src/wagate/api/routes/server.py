@@ -203,7 +203,8 @@ async def server_status(request: Request, gateway: GatewayDep, principal: Princi
         latency = await gateway.store.ping()
         # As the sessions are, not as their rows last said: a row that speaks for a dead worker is not WORKING.
         if principal.tenant_id is not None:
-            mine = await service.list(principal.tenant_id, include_stopped=True)
+            listed = await service.list(principal.tenant_id, include_stopped=True)
+            mine = [s for s in listed if principal.scope.reaches(s.name)]
             counts: Counter[tuple[Status, Desired]] = Counter((s.status, s.desired) for s in mine)
         else:
             counts = await service.count_by_status()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep, get_node
+from wagate.api.deps import GatewayDep, PrincipalDep, SupervisorDep, TenantDep, get_node
 from wagate.api.schemas import SQL_INT_MAX, error_answers
 from wagate.api.session_schemas import (
     HistoryOut,
@@ -131,10 +131,13 @@ async def session_info(sessions: SessionService, seen: Session) -> SessionInfo:
 async def list_sessions(
     sessions: SessionsDep,
     tenant_id: TenantDep,
+    principal: PrincipalDep,
     all: Annotated[bool, Query(description="include STOPPED sessions (as WAHA's ?all=true)")] = False,
     expand: _Expand = None,
 ) -> list[SessionInfo]:
-    return await session_infos(sessions, await sessions.list(tenant_id, include_stopped=all))
+    """A key scoped to one session lists that session only."""
+    found = await sessions.list(tenant_id, include_stopped=all)
+    return await session_infos(sessions, [s for s in found if principal.scope.reaches(s.name)])
 
 
 @router.post(

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection
 from typing import Any
 
-from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.domain.tenants import WHOLE_TENANT, ApiKey, KeyScope, Role, Tenant
 from wagate.ids import ApiKeyId, TenantId
 
 __all__ = ["ApiKeyStore", "TenantStore", "TicketStore"]
@@ -35,16 +35,35 @@ class TenantStore(ABC):
 class ApiKeyStore(ABC):
     @abstractmethod
     async def create(
-        self, *, tenant_id: TenantId | None, role: Role, name: str, key_hash: str, prefix: str
+        self,
+        *,
+        tenant_id: TenantId | None,
+        role: Role,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        scope: KeyScope = WHOLE_TENANT,
+        disabled: bool = False,
     ) -> ApiKey: ...
 
     @abstractmethod
     async def find_active(self, key_hash: str) -> ApiKey | None:
-        """The unrevoked key with this hash."""
+        """The key with this hash, if it opens the API (neither revoked nor switched off)."""
+
+    @abstractmethod
+    async def get(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> ApiKey | None:
+        """An unrevoked key (switched off or not); restricted to one tenant's keys unless ``tenant_id`` is None."""
+
+    @abstractmethod
+    async def update(
+        self, key_id: ApiKeyId, *, tenant_id: TenantId | None, role: Role, scope: KeyScope, active: bool
+    ) -> ApiKey | None:
+        """Change what a tenant's key reaches and whether it is on; None when there is no such unrevoked key (the
+        admin's keys are not changed here). Its open streams close everywhere, to reopen under what it now is."""
 
     @abstractmethod
     async def list_keys(self, tenant_id: TenantId | None) -> list[ApiKey]:
-        """Keys of one tenant, or every key (admin keys included) when ``tenant_id`` is None."""
+        """Unrevoked keys of one tenant, or every one (admin keys included) when ``tenant_id`` is None."""
 
     @abstractmethod
     async def revoke(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> bool:

@@ -90,6 +90,9 @@ api_keys = Table(
     Column("key_hash", Text, nullable=False, unique=True),
     Column("created_at", Double, nullable=False),
     Column("revoked_at", Double),
+    Column("session", Text),  # a scoped key's one session, by name; NULL: all of its tenant's
+    Column("actions", Text),  # a scoped key's actions, a JSON list; NULL: all
+    Column("disabled_at", Double),  # switched off (WAHA's isActive: false); NULL: on
     Index("ix_api_keys_tenant", "tenant_id"),
 )
 

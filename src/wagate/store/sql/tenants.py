@@ -6,6 +6,7 @@ can lose it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import Clock
-from wagate.domain.tenants import ApiKey, Role, Tenant
+from wagate.domain.tenants import WHOLE_TENANT, Action, ApiKey, KeyScope, Role, Tenant
 from wagate.errors import AlreadyExists, Conflict
 from wagate.ids import ApiKeyId, TenantId, new_api_key_id, new_tenant_id
 from wagate.store.contracts.accounts import ApiKeyStore, TenantStore
@@ -25,6 +26,7 @@ __all__ = ["K", "SqlApiKeyStore", "SqlTenantStore", "T"]
 
 T = schema.tenants
 K = schema.api_keys
+_WORKING = (K.c.revoked_at.is_(None), K.c.disabled_at.is_(None))  # a key that opens the API
 
 
 def _tenant(row: Any) -> Tenant:
@@ -42,7 +44,13 @@ def _key(row: Any) -> ApiKey:
         prefix=row.prefix,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        scope=KeyScope.of(row.session, [Action(a) for a in json.loads(row.actions)] if row.actions else None),
+        disabled_at=row.disabled_at,
     )
+
+
+def _actions(scope: KeyScope) -> str | None:
+    return json.dumps(sorted(scope.actions)) if scope.actions is not None else None
 
 
 class SqlTenantStore(TenantStore):
@@ -109,8 +117,19 @@ class SqlApiKeyStore(ApiKeyStore):
         self._db = db
         self._clock = clock
 
-    async def create(self, *, tenant_id: TenantId | None, role: Role, name: str, key_hash: str, prefix: str) -> ApiKey:
-        key = ApiKey(new_api_key_id(), tenant_id, role, name, prefix, self._clock(), None)
+    async def create(
+        self,
+        *,
+        tenant_id: TenantId | None,
+        role: Role,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        scope: KeyScope = WHOLE_TENANT,
+        disabled: bool = False,
+    ) -> ApiKey:
+        now = self._clock()
+        key = ApiKey(new_api_key_id(), tenant_id, role, name, prefix, now, None, scope, now if disabled else None)
         async with self._db.write() as conn:
             await conn.execute(
                 insert(K).values(
@@ -121,17 +140,58 @@ class SqlApiKeyStore(ApiKeyStore):
                     prefix=prefix,
                     key_hash=key_hash,
                     created_at=key.created_at,
+                    session=scope.session,
+                    actions=_actions(scope),
+                    disabled_at=key.disabled_at,
                 )
             )
         return key
 
     async def find_active(self, key_hash: str) -> ApiKey | None:
         async with self._db.read() as conn:
-            row = (await conn.execute(select(K).where(K.c.key_hash == key_hash, K.c.revoked_at.is_(None)))).first()
+            row = (await conn.execute(select(K).where(K.c.key_hash == key_hash, *_WORKING))).first()
+        return _key(row) if row else None
+
+    async def get(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> ApiKey | None:
+        query = select(K).where(K.c.id == key_id, K.c.revoked_at.is_(None))
+        if tenant_id is not None:
+            query = query.where(K.c.tenant_id == tenant_id)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return _key(row) if row else None
+
+    async def update(
+        self,
+        key_id: ApiKeyId,
+        *,
+        tenant_id: TenantId | None,
+        role: Role,
+        scope: KeyScope,
+        active: bool,
+    ) -> ApiKey | None:
+        now = self._clock()
+        query = (
+            update(K)
+            .where(K.c.id == key_id, K.c.revoked_at.is_(None), K.c.role != Role.ADMIN.value)
+            .values(
+                role=role.value,
+                session=scope.session,
+                actions=_actions(scope),
+                disabled_at=None if active else func.coalesce(K.c.disabled_at, now),
+            )
+        )
+        if tenant_id is not None:
+            query = query.where(K.c.tenant_id == tenant_id)
+        async with self._db.write() as conn:
+            result = await conn.execute(query)
+            if result.rowcount and self._db.dialect == "postgresql":
+                # A key narrowed or switched off closes its streams everywhere; they reopen under the new scope.
+                await tell_revoked(conn, self._db.schema, keys=[key_id])
+            row = (await conn.execute(select(K).where(K.c.id == key_id))).first() if result.rowcount else None
         return _key(row) if row else None
 
     async def list_keys(self, tenant_id: TenantId | None) -> list[ApiKey]:
-        query = select(K).order_by(K.c.created_at, K.c.id)
+        query = select(K).where(K.c.revoked_at.is_(None)).order_by(K.c.created_at, K.c.id)
         if tenant_id is not None:
             query = query.where(K.c.tenant_id == tenant_id)
         async with self._db.read() as conn:
@@ -155,13 +215,11 @@ class SqlApiKeyStore(ApiKeyStore):
         async with self._db.read() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                query = select(K.c.id).where(K.c.id.in_(chunk), K.c.revoked_at.is_(None))
+                query = select(K.c.id).where(K.c.id.in_(chunk), *_WORKING)
                 valid.update(ApiKeyId(row.id) for row in await conn.execute(query))
         return valid
 
     async def has_admin(self) -> bool:
         async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(K.c.id).where(K.c.role == Role.ADMIN.value, K.c.revoked_at.is_(None)))
-            ).first()
+            row = (await conn.execute(select(K.c.id).where(K.c.role == Role.ADMIN.value, *_WORKING))).first()
         return row is not None

@@ -31,6 +31,7 @@ from wagate.store.sql.migrations import (
     m0012_webhook_hmac,
     m0013_waha_event_names,
     m0014_message_time_index,
+    m0015_key_scopes,
 )
 
 log = logging.getLogger("wagate.store")
@@ -64,6 +65,7 @@ MIGRATIONS = (
     Migration(12, "webhook_hmac", m0012_webhook_hmac.STATEMENTS),
     Migration(13, "waha_event_names", m0013_waha_event_names.STATEMENTS),
     Migration(14, "message_time_index", m0014_message_time_index.STATEMENTS),
+    Migration(15, "key_scopes", m0015_key_scopes.STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
