@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.support import loopback
 from tests.support.procs import free_port
 from wagate.api.app import create_app
 from wagate.api.scopes import NEEDS, PUBLIC
@@ -58,7 +59,9 @@ async def test_unexpected_exception_is_json_500_and_keeps_the_connection(
 ) -> None:
     ports = Ports()
     hooks: dict[str, list[Callable[..., Any]]] = {"response": [ports]}
-    async with httpx.AsyncClient(base_url=served, limits=httpx.Limits(max_connections=1), event_hooks=hooks) as http:
+    async with loopback.async_client(
+        base_url=served, limits=httpx.Limits(max_connections=1), event_hooks=hooks
+    ) as http:
         with caplog.at_level(logging.ERROR, logger="wagate.api"):
             failed = await http.get("/fails")
         assert failed.status_code == 500

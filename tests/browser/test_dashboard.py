@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support import loopback
 from tests.support.browser import CHROMIUM, require_chromium
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
@@ -36,7 +36,7 @@ def gateway(tmp_path: Path) -> Iterator[Served]:
 
 
 def tenant_key(gateway: Served, name: str) -> str:
-    made = httpx.post(gateway.base_url + "/api/tenants", json={"name": name}, headers={"X-Api-Key": ADMIN})
+    made = loopback.post(gateway.base_url + "/api/tenants", json={"name": name}, headers={"X-Api-Key": ADMIN})
     assert made.status_code == 201, made.text
     key: str = made.json()["api_key"]
     return key
@@ -61,7 +61,7 @@ def page(gateway: Served) -> Iterator[Page]:
 def test_link_a_phone_and_watch_it_live(gateway: Served, page: Page) -> None:
     key = tenant_key(gateway, "acme")
     other = tenant_key(gateway, "other")
-    httpx.post(gateway.base_url + "/api/sessions", json={"name": "secret-other"}, headers={"X-Api-Key": other})
+    loopback.post(gateway.base_url + "/api/sessions", json={"name": "secret-other"}, headers={"X-Api-Key": other})
     page.goto(gateway.base_url + "/")
     assert key not in page.url
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
 
@@ -44,7 +44,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def key(gateway: Served) -> str:
-    made = httpx.post(gateway.base_url + "/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
+    made = loopback.post(gateway.base_url + "/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
     assert made.status_code == 201, made.text
     secret: str = made.json()["api_key"]
     return secret
@@ -113,16 +113,16 @@ def test_a_media_as_large_as_allowed_gets_through(gateway: Served, key: str) -> 
     """The largest media, base64 in JSON, is not refused for its size (the session does not exist: 404)."""
     data = base64.b64encode(b"\0" * MEDIA_MAX).decode()
     payload = {"session": "none", "chatId": "+15550002", "file": {"mimetype": "image/png", "data": data}}
-    answer = httpx.post(gateway.base_url + "/api/sendImage", json=payload, headers={"X-Api-Key": key})
+    answer = loopback.post(gateway.base_url + "/api/sendImage", json=payload, headers={"X-Api-Key": key})
     assert answer.status_code == 404, answer.text
     assert answer.json()["error"]["code"] == "session_not_found"
 
 
 def test_a_keyed_request_is_answered_as_before(gateway: Served, key: str) -> None:
     headers = {"X-Api-Key": key}
-    made = httpx.post(gateway.base_url + "/api/sessions", json={"name": "s", "start": False}, headers=headers)
+    made = loopback.post(gateway.base_url + "/api/sessions", json={"name": "s", "start": False}, headers=headers)
     assert made.status_code == 201, made.text
-    refused = httpx.post(gateway.base_url + "/api/tenants", json={"name": "x"}, headers={"X-Api-Key": key})
+    refused = loopback.post(gateway.base_url + "/api/tenants", json={"name": "x"}, headers={"X-Api-Key": key})
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "admin_key_required")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, free_port, serve
 from tests.support.stack import wait_for
@@ -44,7 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _client(demo: Served, key: str) -> httpx.Client:
-    return httpx.Client(base_url=demo.base_url, headers={"X-Api-Key": key}, timeout=10)
+    return loopback.client(base_url=demo.base_url, headers={"X-Api-Key": key}, timeout=10)
 
 
 def _tenant(demo: Served, name: str) -> httpx.Client:
@@ -69,10 +70,10 @@ def _showing_qr(http: httpx.Client, name: str) -> str:
 @pytest.mark.parametrize(("method", "path", "body"), CONTROL)
 def test_no_key_no_control(demo: Served, method: str, path: str, body: dict[str, Any] | None) -> None:
     for headers in ({}, {"X-Api-Key": "wag_not-a-key"}):
-        answer = httpx.request(method, demo.base_url + path, json=body, headers=headers, timeout=10)
+        answer = loopback.request(method, demo.base_url + path, json=body, headers=headers, timeout=10)
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"]["code"] in ("missing_api_key", "invalid_api_key")
-    assert httpx.get(demo.base_url + "/sim/health", timeout=10).json() == {"status": "ok"}  # no count for strangers
+    assert loopback.get(demo.base_url + "/sim/health", timeout=10).json() == {"status": "ok"}  # no count for strangers
 
 
 def test_a_tenant_drives_its_own_devices_and_no_one_elses(demo: Served) -> None:

@@ -9,11 +9,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.probes import HOOKS, add_webhook, close_code, read_until, scrape, ws_url
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, wait_for
@@ -38,7 +38,7 @@ def test_two_tenants_see_only_their_own_events_in_order(
         stack.link("main", phone)
     tenant_ids = {t: stack_tenant_id(stack, keys[t]) for t in keys}
     assert stack.gateway is not None
-    ticket = httpx.post(stack.gateway.base_url + "/api/events/ticket", headers=keys["b"]).json()["ticket"]
+    ticket = loopback.post(stack.gateway.base_url + "/api/events/ticket", headers=keys["b"]).json()["ticket"]
     with (
         connect(ws_url(stack, "events=message"), additional_headers=keys["a"]) as ws_a,
         connect(ws_url(stack, f"ticket={ticket}")) as ws_b,
@@ -85,7 +85,7 @@ def test_a_waha_handler_reads_the_same_envelope_from_a_webhook_the_websocket_and
     receiver.secrets["/any"] = hook["secret"]
     stack.link("main", "+15550001")
     assert stack.gateway is not None
-    before = httpx.get(stack.gateway.base_url + "/api/events", headers=key).json()
+    before = loopback.get(stack.gateway.base_url + "/api/events", headers=key).json()
     with connect(ws_url(stack, "events=message.any"), additional_headers=key) as ws:
         stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "hi", "count": 1})
         (live,) = read_until(ws, lambda got: len(got) >= 1, 20)
@@ -107,16 +107,16 @@ def test_a_waha_handler_reads_the_same_envelope_from_a_webhook_the_websocket_and
     with connect(ws_url(stack, replay_query), additional_headers=key) as ws:
         (replayed,) = read_until(ws, lambda got: len(got) >= 1, 20)
     assert replayed == envelope  # and so does a replay
-    history = httpx.get(stack.gateway.base_url + "/api/events", params={"types": "message.any"}, headers=key).json()
+    history = loopback.get(stack.gateway.base_url + "/api/events", params={"types": "message.any"}, headers=key).json()
     assert history == [envelope]
-    plain = httpx.get(stack.gateway.base_url + "/api/events", params={"types": "message"}, headers=key).json()
+    plain = loopback.get(stack.gateway.base_url + "/api/events", params={"types": "message"}, headers=key).json()
     assert [e["event"] for e in plain] == ["message"]  # stored once, named for who asks
     assert {k: v for k, v in plain[0].items() if k != "event"} == {k: v for k, v in envelope.items() if k != "event"}
 
 
 def stack_tenant_id(stack: Stack, key: dict[str, str]) -> str:
     assert stack.gateway is not None
-    events = httpx.get(stack.gateway.base_url + "/api/events", params={"limit": 1}, headers=key).json()
+    events = loopback.get(stack.gateway.base_url + "/api/events", params={"limit": 1}, headers=key).json()
     tenant: str = events[0]["tenant"]
     return tenant
 
@@ -136,7 +136,7 @@ def test_websocket_refusals_say_why(stack: Stack) -> None:
     for query, headers, code in cases:
         with connect(ws_url(stack, query), additional_headers=headers) as ws:
             assert close_code(ws) == code, (query, headers)
-    ticket = httpx.post(base + "/api/events/ticket", headers=stack.key).json()["ticket"]
+    ticket = loopback.post(base + "/api/events/ticket", headers=stack.key).json()["ticket"]
     with connect(ws_url(stack, f"ticket={ticket}")) as ws, pytest.raises(TimeoutError):
         ws.recv(timeout=0.3)  # accepted: nothing to say yet
     with connect(ws_url(stack, f"ticket={ticket}")) as ws:  # a ticket works once
@@ -274,9 +274,9 @@ def test_an_endpoint_changed_and_its_secret_rotated_through_the_api(
     wait_for(lambda: len(receiver.received) >= 3, 20, "the first three")
     assert stack.gateway is not None
     base = stack.gateway.base_url + f"/api/webhooks/{hook['id']}"
-    changed = httpx.patch(base, json={"url": receiver.url("/two"), "headers": {"X-Token": "t-2"}}, headers=key)
+    changed = loopback.patch(base, json={"url": receiver.url("/two"), "headers": {"X-Token": "t-2"}}, headers=key)
     assert changed.status_code == 200, changed.text
-    rotated = httpx.post(base + "/rotate-secret", json={"previous_valid_for": 600}, headers=key)
+    rotated = loopback.post(base + "/rotate-secret", json={"previous_valid_for": 600}, headers=key)
     assert rotated.status_code == 200, rotated.text
     receiver.secrets["/two"] = rotated.json()["secret"]
     stack.sim_post("/devices/+15550001/messages", {"from": "+15550100", "text": "n", "count": 3})

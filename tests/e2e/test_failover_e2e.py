@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from httpx import ASGITransport, AsyncClient
 
+from tests.support import loopback
 from tests.support.builders import make_settings
 from tests.support.procs import Served
 from tests.support.services import pg_url
@@ -34,7 +34,7 @@ RECONCILE_INTERVAL = "4"
 
 def link_through(stack: Stack, worker: Served, name: str, phone: str) -> None:
     """Create a session through ``worker`` (it claims it at once) and link ``phone`` to it there."""
-    with httpx.Client(base_url=worker.base_url, headers=stack.key, timeout=15) as http:
+    with loopback.client(base_url=worker.base_url, headers=stack.key, timeout=15) as http:
         created = http.post("/api/sessions", json={"name": name})
         assert created.status_code == 201, created.text
         wait_for(lambda: http.get(f"/api/sessions/{name}").json()["status"] == "SCAN_QR_CODE", 10, f"{name}'s QR")
@@ -45,7 +45,7 @@ def link_through(stack: Stack, worker: Served, name: str, phone: str) -> None:
 
 
 def metric(worker: Served, name: str) -> float:
-    for line in httpx.get(worker.base_url + "/metrics", timeout=5).text.splitlines():
+    for line in loopback.get(worker.base_url + "/metrics", timeout=5).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no metric {name}")
@@ -82,7 +82,7 @@ def test_a_killed_worker_is_taken_over_at_lease_expiry_and_nobody_else_pays(
 
     def taken_over() -> bool:
         worker = (b, c)[len(seen) % 2]  # the surviving workers' API, both
-        with httpx.Client(base_url=worker.base_url, headers=stack.key, timeout=5) as http:
+        with loopback.client(base_url=worker.base_url, headers=stack.key, timeout=5) as http:
             for name in orphans:
                 seen.append((time.time(), name, http.get(f"/api/sessions/{name}").json()))
         latest = {name: body for _, name, body in seen[-len(orphans) :]}

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.probes import all_events, pages, read_until, ws_url
 from tests.support.procs import Served, clean_env, serve
@@ -29,7 +29,7 @@ PEER = "15550100@s.whatsapp.net"
 
 def engine_hosts(stack: Stack) -> list[dict[str, Any]]:
     assert stack.gateway is not None
-    status = httpx.get(stack.gateway.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN}, timeout=15)
+    status = loopback.get(stack.gateway.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN}, timeout=15)
     assert status.status_code == 200, status.text
     hosts: list[dict[str, Any]] = status.json()["engine_hosts"]
     return hosts
@@ -168,7 +168,7 @@ def test_a_host_killed_during_traffic_takes_only_its_own_sessions(
     signal_name = how.name
     assert stack.gateway is not None
     assert f"was killed by {signal_name}" in stack.gateway.log()
-    metrics = httpx.get(stack.gateway.base_url + "/metrics", timeout=15).text.splitlines()
+    metrics = loopback.get(stack.gateway.base_url + "/metrics", timeout=15).text.splitlines()
     assert 'wagate_engine_hosts{engine="sim"} 2.0' in metrics
     assert 'wagate_engine_host_crashes_total{engine="sim"} 1.0' in metrics
     assert 'wagate_engine_host_recycles_total{engine="sim"} 0.0' in metrics
@@ -219,7 +219,7 @@ def test_neonize_in_hosts_keeps_its_go_library_out_of_the_gateway(tmp_path: Path
     gateway: Served = serve(tmp_path, env)
     try:
         gateway.wait_healthy()
-        with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+        with loopback.client(base_url=gateway.base_url, timeout=10) as http:
             made = http.post("/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
             key = {"X-Api-Key": made.json()["api_key"]}
             assert http.post("/api/sessions", json={"name": "phone"}, headers=key).status_code == 201

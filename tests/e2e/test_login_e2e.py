@@ -6,11 +6,11 @@ import base64
 import io
 import time
 
-import httpx
 import pytest
 import zxingcpp
 from PIL import Image
 
+from tests.support import loopback
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +61,7 @@ def test_qr_login_timings_and_decoding(stack: Stack) -> None:
 
 def test_unknown_qr_is_refused_by_the_phone(stack: Stack) -> None:
     stack.link("a", "+15550001")
-    unknown = httpx.post(stack.sim.base_url + "/phone/scan", json={"phone": "+15550009", "qr": "2@not-a-code"})
+    unknown = loopback.post(stack.sim.base_url + "/phone/scan", json={"phone": "+15550009", "qr": "2@not-a-code"})
     assert unknown.status_code == 404
 
 
@@ -77,7 +77,9 @@ def test_pairing_code_login(stack: Stack) -> None:
         assert len(code) == 9
         assert code[4] == "-"
     # The code works only for the phone it was asked for.
-    assert httpx.post(stack.sim.base_url + "/phone/pair", json={"phone": "+15550003", "code": code}).status_code == 404
+    assert (
+        loopback.post(stack.sim.base_url + "/phone/pair", json={"phone": "+15550003", "code": code}).status_code == 404
+    )
     stack.sim_post("/phone/pair", {"phone": "+15550002", "code": code})
     assert stack.wait_status("support", "WORKING")["me"]["id"] == "15550002@c.us"
     with stack.http as http:

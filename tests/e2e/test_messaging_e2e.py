@@ -16,6 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.probes import HOOKS, add_webhook, all_events, pages, read_until, ws_url
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, wait_for
@@ -55,7 +56,7 @@ def bare(message: dict[str, Any]) -> str:
 
 
 def sim_sent(stack: Stack, phone: str = PHONE) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = httpx.get(f"{stack.sim.base_url}/devices/{phone}/sent", timeout=15).json()
+    sent: list[dict[str, Any]] = loopback.get(f"{stack.sim.base_url}/devices/{phone}/sent", timeout=15).json()
     return sent
 
 
@@ -265,7 +266,7 @@ def test_tenants_never_see_each_others_messages(stack_factory: Callable[..., Sta
         seen = read_until(ws, lambda got: any(e.get("payload", {}).get("body") == "hello-b" for e in got), 10)
     assert "secret-a" not in json.dumps(seen)
 
-    b = httpx.Client(base_url=stack.gateway.base_url if stack.gateway else "", headers=key_b, timeout=15)
+    b = loopback.client(base_url=stack.gateway.base_url if stack.gateway else "", headers=key_b, timeout=15)
     with b:
         for path in (
             "/api/alpha/chats",

@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
 from tests.support.receiver import Receiver
@@ -89,7 +89,7 @@ def gateway(tmp_path: Path) -> Iterator[Served]:
 
 def webhook(gateway: Served, key: dict[str, str], url: str) -> str:
     """The id of a new webhook endpoint of the tenant whose key is ``key``."""
-    made = httpx.post(gateway.base_url + "/api/webhooks", json={"url": url}, headers=key)
+    made = loopback.post(gateway.base_url + "/api/webhooks", json={"url": url}, headers=key)
     assert made.status_code == 201, made.text
     made_id: str = made.json()["id"]
     return made_id
@@ -192,7 +192,7 @@ def schemathesis(served: Served, key: str, where: Path, config: Path, *selection
 
 @pytest.mark.timeout(2 * RUN_TIMEOUT + 60)
 def test_the_document_holds_for_the_tenant_and_the_admin(gateway: Served, receiver: Receiver, tmp_path: Path) -> None:
-    made = httpx.post(gateway.base_url + "/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
+    made = loopback.post(gateway.base_url + "/api/tenants", json={"name": "t"}, headers={"X-Api-Key": ADMIN})
     assert made.status_code == 201, made.text
     tenant_key = {"X-Api-Key": made.json()["api_key"]}
     kept, deleted = (webhook(gateway, tenant_key, receiver.url(path)) for path in ("/kept", "/deleted"))
@@ -225,7 +225,7 @@ def test_the_document_holds_for_the_tenant_and_the_admin(gateway: Served, receiv
     # No webhook was set to a URL but the receiver's, and each endpoint still points at it: nothing left the machine.
     for (method, target), bodies in set_urls(har).items():
         assert bodies <= {receiver.url("/fuzzed")}, (method, target, sorted(bodies)[:5])
-    listed = httpx.get(gateway.base_url + "/api/webhooks", headers=tenant_key)
+    listed = loopback.get(gateway.base_url + "/api/webhooks", headers=tenant_key)
     assert listed.status_code == 200, listed.text
     assert {w["url"] for w in listed.json()} <= {receiver.url(path) for path in ("/kept", "/deleted", "/fuzzed")}
     assert {r.path for r in receiver.received} <= {"/kept", "/deleted", "/fuzzed"}

@@ -7,10 +7,10 @@ import json
 import threading
 from collections.abc import Callable
 
-import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.probes import stored_records
 from tests.support.stack import Stack, wait_for
 from wagate.domain.sessions import Desired
@@ -144,4 +144,4 @@ def test_stop_start_delete_with_a_live_session(stack: Stack) -> None:
         http.post("/api/sessions/main/start")
         stack.wait_status("main", "WORKING")  # credentials were kept: no QR
         assert http.delete("/api/sessions/main").status_code == 200
-    assert not httpx.get(f"{stack.sim.base_url}/devices/{PHONE}").json()["paired"]  # delete logs the device out
+    assert not loopback.get(f"{stack.sim.base_url}/devices/{PHONE}").json()["paired"]  # delete logs the device out

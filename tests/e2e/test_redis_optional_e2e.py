@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import ADMIN_KEY, TEST_KEK
 from tests.support.procs import clean_env, free_port, serve
 from tests.support.services import REDIS_URL, require_redis
@@ -48,7 +48,7 @@ def test_without_a_redis_url_nothing_needs_the_client(without_redis: dict[str, s
     served = serve(tmp_path, without_redis)
     try:
         served.wait_healthy()
-        status = httpx.get(served.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN_KEY}, timeout=10)
+        status = loopback.get(served.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN_KEY}, timeout=10)
         assert status.status_code == 200, status.text
         assert status.json()["redis"] == {"configured": False}
         assert served.terminate() == 0

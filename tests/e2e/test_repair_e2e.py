@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.mailbox import Mailbox
 from tests.support.probes import scrape, stored_records
@@ -86,7 +86,7 @@ def test_a_device_wide_storm_quarantines_and_the_backup_restores(
         )
         stack.start()
         assert stack.gateway is not None
-        made = httpx.post(
+        made = loopback.post(
             stack.gateway.base_url + "/api/tenants",
             json={"name": "acme", "contact_email": "ops@example.com"},
             headers={"X-Api-Key": ADMIN},
@@ -204,12 +204,12 @@ def test_reset_by_hand_and_backup_rotation(stack_factory: Callable[..., Stack]) 
     assert all(e["payload"]["cause"] == "api" for e in resets)
     other = other_tenant_key(stack)
     assert stack.gateway is not None
-    assert httpx.get(stack.gateway.base_url + "/api/sessions/main/backups", headers=other).status_code == 404
+    assert loopback.get(stack.gateway.base_url + "/api/sessions/main/backups", headers=other).status_code == 404
 
 
 def other_tenant_key(stack: Stack) -> dict[str, str]:
     assert stack.gateway is not None
-    made = httpx.post(
+    made = loopback.post(
         stack.gateway.base_url + "/api/tenants",
         json={"name": "other"},
         headers={"X-Api-Key": "stack-admin-key-0123456789abcdef"},

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, serve
 from tests.support.services import PG_DSN, pg_url
@@ -53,7 +53,7 @@ def _ws(worker: Served, *, key: str | None = None, ticket: str | None = None) ->
 
 
 def _ticket(worker: Served, key: str) -> str:
-    made = httpx.post(worker.base_url + "/api/events/ticket", headers={"X-Api-Key": key}, timeout=10)
+    made = loopback.post(worker.base_url + "/api/events/ticket", headers={"X-Api-Key": key}, timeout=10)
     assert made.status_code == 200, made.text
     ticket: str = made.json()["ticket"]
     return ticket
@@ -80,7 +80,7 @@ def _open(ws: ClientConnection) -> bool:
 
 def test_revoking_a_key_or_deleting_its_tenant_ends_its_streams_at_once(workers: tuple[Served, Served]) -> None:
     revoker, holder = workers
-    admin = httpx.Client(base_url=revoker.base_url, headers={"X-Api-Key": ADMIN}, timeout=10)
+    admin = loopback.client(base_url=revoker.base_url, headers={"X-Api-Key": ADMIN}, timeout=10)
     made = admin.post("/api/tenants", json={"name": "t"})
     assert made.status_code == 201, made.text
     tenant, first = made.json()["id"], made.json()["api_key"]
@@ -145,7 +145,7 @@ def test_a_revocation_made_while_a_worker_was_not_listening_still_ends_its_strea
         revoker.wait_healthy()
         holder = serve(tmp_path, env | {"WAGATE_WORKER_ID": "b", "WAGATE_DATA_DIR": str(tmp_path / "b")}, name="b")
         holder.wait_healthy()
-        admin = httpx.Client(base_url=revoker.base_url, headers={"X-Api-Key": ADMIN}, timeout=10)
+        admin = loopback.client(base_url=revoker.base_url, headers={"X-Api-Key": ADMIN}, timeout=10)
         made = admin.post("/api/tenants", json={"name": "t"})
         assert made.status_code == 201, made.text
         tenant, kept = made.json()["id"], made.json()["api_key"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, free_port, serve
 from tests.support.services import PG_DSN, require_postgres
@@ -44,7 +45,7 @@ def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served
     servers.append(first)
     first.wait_healthy()
     admin = {"X-Api-Key": ADMIN}
-    with httpx.Client(base_url=first.base_url, timeout=10) as http:
+    with loopback.client(base_url=first.base_url, timeout=10) as http:
         tenants = {}
         for name in ("acme", "globex"):
             made = http.post("/api/tenants", json={"name": name}, headers=admin)
@@ -65,7 +66,7 @@ def test_state_survives_sigterm_and_restart(tmp_path: Path, servers: list[Served
     second = serve(tmp_path, env)
     servers.append(second)
     second.wait_healthy()
-    with httpx.Client(base_url=second.base_url, timeout=10) as http:
+    with loopback.client(base_url=second.base_url, timeout=10) as http:
         assert http.get("/api/tenants", headers=admin).json() == tenants_before
         for name, key in tenants.items():
             assert http.get("/api/sessions", params={"all": "true"}, headers=key).json() == before[name]
@@ -82,7 +83,7 @@ def test_development_admin_key_is_made_once(tmp_path: Path, servers: list[Served
     found = re.findall(r"X-Api-Key: (wag_\S+)", first.log())
     assert len(found) == 1
     admin = {"X-Api-Key": found[0]}
-    assert httpx.post(first.base_url + "/api/tenants", json={"name": "t"}, headers=admin).status_code == 201
+    assert loopback.post(first.base_url + "/api/tenants", json={"name": "t"}, headers=admin).status_code == 201
     assert "development mode" in first.log()
     assert first.terminate() == 0
 
@@ -90,7 +91,7 @@ def test_development_admin_key_is_made_once(tmp_path: Path, servers: list[Served
     servers.append(second)
     second.wait_healthy()
     assert "X-Api-Key" not in second.log()  # not printed again, and still valid
-    assert httpx.get(second.base_url + "/api/tenants", headers=admin).json()[0]["name"] == "t"
+    assert loopback.get(second.base_url + "/api/tenants", headers=admin).json()[0]["name"] == "t"
     assert second.terminate() == 0
     assert found[0] not in (tmp_path / "data" / "wagate.db").read_bytes().decode("latin-1")
 
@@ -164,7 +165,7 @@ def test_production_refuses_an_admin_key_shorter_than_32_characters(tmp_path: Pa
 
     enough = short + "7"
     gateway = started(tmp_path, clean_env(**env, WAGATE_ADMIN_KEY=enough), servers)
-    assert httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": enough}).status_code == 200
+    assert loopback.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": enough}).status_code == 200
     assert gateway.terminate() == 0
 
 
@@ -192,7 +193,7 @@ def test_make_run_serves_health(tmp_path: Path, servers: list[Served]) -> None:
     servers.append(served)
     try:
         served.wait_healthy(timeout=60)
-        assert httpx.get(served.base_url + "/health").json()["status"] == "ok"
+        assert loopback.get(served.base_url + "/health").json()["status"] == "ok"
     finally:
         import os
         import signal
@@ -237,7 +238,7 @@ def tenant_key(http: httpx.Client) -> dict[str, str]:
 def test_demo_mode_runs_the_whole_flow_in_one_process(tmp_path: Path, servers: list[Served]) -> None:
     env = clean_env(WAGATE_DATA_DIR=str(tmp_path / "data"), WAGATE_ADMIN_KEY=ADMIN, WAGATE_KEYS=TEST_KEK)
     demo = started(tmp_path, env, servers, "--demo")
-    with httpx.Client(base_url=demo.base_url, timeout=10) as http:
+    with loopback.client(base_url=demo.base_url, timeout=10) as http:
         key = tenant_key(http)
         created = http.post("/api/sessions", json={"name": "demo"}, headers=key)
         assert created.json()["engine"] == "sim"
@@ -289,7 +290,7 @@ def test_serve_without_demo_runs_sessions_on_the_real_engine(tmp_path: Path, ser
         WAGATE_NEONIZE_PROBE="web.whatsapp.invalid:443",  # offline on any machine
     )
     gateway = started(tmp_path, env, servers)
-    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+    with loopback.client(base_url=gateway.base_url, timeout=10) as http:
         key = tenant_key(http)
         created = http.post("/api/sessions", json={"name": "phone"}, headers=key)
         assert created.status_code == 201, created.text
@@ -317,8 +318,8 @@ def test_postgresql_urls_are_taken_as_they_are_written(
         WAGATE_DATABASE_SCHEMA=pg_schema,
     )
     gateway = started(tmp_path, env, servers)
-    assert httpx.get(gateway.base_url + "/ready").json()["store"] == "postgresql"
-    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+    assert loopback.get(gateway.base_url + "/ready").json()["store"] == "postgresql"
+    with loopback.client(base_url=gateway.base_url, timeout=10) as http:
         tenant_key(http)
     assert gateway.terminate() == 0
 
@@ -376,7 +377,7 @@ def test_a_taken_port_does_not_burn_the_first_admin_key(tmp_path: Path, servers:
 
     gateway = started(tmp_path, env, servers)
     (key,) = re.findall(r"X-Api-Key: (wag_\S+)", gateway.log())  # made now, by the start that serves
-    assert httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code == 200
+    assert loopback.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code == 200
     assert gateway.terminate() == 0
 
 
@@ -401,7 +402,7 @@ def test_a_lost_admin_key_is_replaced_from_the_command_line(tmp_path: Path, serv
     assert "wagate admin-key new" in gateway.log()  # the console says how to get another
 
     def status(key: str) -> int:
-        return httpx.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code
+        return loopback.get(gateway.base_url + "/api/tenants", headers={"X-Api-Key": key}).status_code
 
     second = admin_key_new(env)  # with the gateway running, on its database
     assert (status(first), status(second)) == (401, 200)
@@ -460,7 +461,7 @@ def test_a_session_that_cannot_connect_says_why_at_warning(tmp_path: Path, serve
         WAGATE_MAX_ATTEMPTS="3",
     )
     gateway = started(tmp_path, env, servers)
-    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+    with loopback.client(base_url=gateway.base_url, timeout=10) as http:
         key = tenant_key(http)
         assert http.post("/api/sessions", json={"name": "phone"}, headers=key).status_code == 201
         assert http.post("/api/sessions", json={"name": "toy", "engine": "sim"}, headers=key).status_code == 201

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.procs import clean_env, sim_server
 from wagate.engines.sim.protocol import frame
 from wagate.engines.sim.wire import SocketClosed, open_socket
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_the_control_api_answers_and_refuses_as_the_app_does(tmp_path: Path) -> None:
     sim = sim_server(tmp_path)
     try:
-        with httpx.Client(base_url=sim.base_url, timeout=5) as http:
+        with loopback.client(base_url=sim.base_url, timeout=5) as http:
             health = http.get("/health")
             assert health.status_code == 200
             assert health.headers["content-type"] == "application/json"
@@ -48,7 +48,7 @@ def test_the_control_api_answers_and_refuses_as_the_app_does(tmp_path: Path) -> 
 def test_with_a_key_the_control_api_wants_it(tmp_path: Path) -> None:
     sim = sim_server(tmp_path, "--key", "sim-key-0123456789")
     try:
-        with httpx.Client(base_url=sim.base_url, timeout=5) as http:
+        with loopback.client(base_url=sim.base_url, timeout=5) as http:
             assert http.get("/health").json() == {"status": "ok"}  # open, without the count
             for headers in ({}, {"X-Api-Key": "another"}):
                 refused = http.get("/devices/+15559999", headers=headers)
@@ -70,7 +70,7 @@ async def test_the_device_socket_logs_in_links_and_survives_a_restart(tmp_path: 
     await sock.send(frame("hello", device=None))
     qr = json.loads(await sock.recv())
     assert qr["type"] == "qr"
-    async with httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with loopback.async_client(base_url=sim.base_url) as http:
         scanned = await http.post("/phone/scan", json={"phone": "+15550001", "qr": qr["code"]})
         assert scanned.status_code == 200, scanned.text
     paired = json.loads(await sock.recv())

@@ -33,6 +33,7 @@ import pytest
 import uvicorn
 from sqlalchemy.engine import make_url
 
+from tests.support import loopback
 from tests.support.builders import ADMIN_KEY, make_settings
 from tests.support.procs import Served, free_port, sim_server
 from tests.support.services import PG_DSN, pg_url
@@ -296,18 +297,18 @@ class Scene:
         return await self.http.request(method, path, headers=self.key, **kwargs)
 
     async def sim_post(self, path: str, body: dict[str, Any]) -> Any:
-        async with httpx.AsyncClient(base_url=self.sim.base_url, timeout=15) as sim:
+        async with loopback.async_client(base_url=self.sim.base_url, timeout=15) as sim:
             answer = await sim.post(path, json=body)
         assert answer.status_code == 200, answer.text
         return answer.json()
 
     async def device(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.sim.base_url, timeout=15) as sim:
+        async with loopback.async_client(base_url=self.sim.base_url, timeout=15) as sim:
             described: dict[str, Any] = (await sim.get(f"/devices/{PHONE}")).json()
             return described
 
     async def sent_texts(self) -> list[str]:
-        async with httpx.AsyncClient(base_url=self.sim.base_url, timeout=15) as sim:
+        async with loopback.async_client(base_url=self.sim.base_url, timeout=15) as sim:
             return [str(m.get("text")) for m in (await sim.get(f"/devices/{PHONE}/sent")).json()]
 
     async def status(self) -> dict[str, Any]:
@@ -380,7 +381,7 @@ DURING = "received while the database refused writes " + "x" * 3000
 
 
 async def scenario(gw: Running, sim: Served, fault: Fault) -> None:
-    async with httpx.AsyncClient(base_url=gw.base_url, timeout=15) as http:
+    async with loopback.async_client(base_url=gw.base_url, timeout=15) as http:
         scene = Scene(gw, sim, http)
         await scene.link()
         assert (await scene.send("before")).status_code == 201
@@ -480,7 +481,7 @@ async def test_a_body_refused_while_the_database_is_unreachable_answers_the_shar
         cut = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{pg_role}'"  # noqa: S608
         await _as_postgres(f"ALTER ROLE {pg_role} NOLOGIN", cut)
         try:
-            async with httpx.AsyncClient(base_url=gw.base_url, timeout=15) as http:
+            async with loopback.async_client(base_url=gw.base_url, timeout=15) as http:
                 answer = await http.post(
                     "/api/sendText",
                     json={"session": "s", "chatId": "+15550002", "text": "hi"},

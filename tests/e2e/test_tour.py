@@ -8,9 +8,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.procs import Served, clean_env, serve
 from tests.support.stack import wait_for
 
@@ -81,7 +81,7 @@ def test_the_readme_tour_works_as_written(tmp_path: Path) -> None:
                 assert as_pattern(step.shown).fullmatch(output), f"{step.command}\nanswered {output}"
 
         def replied() -> bool:
-            sent = httpx.get(
+            sent = loopback.get(
                 gateway.base_url + "/sim/devices/+15550001/sent", headers={"X-Api-Key": key}, timeout=10
             ).json()
             return any(message.get("text") == "hi back" for message in sent)
@@ -93,7 +93,7 @@ def test_the_readme_tour_works_as_written(tmp_path: Path) -> None:
         again = serve(tmp_path, env, "--demo", port=int(gateway.base_url.rsplit(":", 1)[1]))
         started.append(again)
         again.wait_healthy()
-        with httpx.Client(base_url=again.base_url, timeout=10, headers={"X-Api-Key": key}) as http:
+        with loopback.client(base_url=again.base_url, timeout=10, headers={"X-Api-Key": key}) as http:
             wait_for(lambda: http.get("/api/sessions/sales").json()["status"] == "WORKING", 15, "sales WORKING again")
         assert again.terminate() == 0
     finally:

@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.procs import Served, free_port
 from tests.support.receiver import Receiver
 from tests.support.services import pg_url
@@ -65,11 +65,11 @@ def test_a_worker_runs_what_an_api_only_process_records(
     key = stack.tenant()
 
     # The worker answers health, readiness and metrics, and no tenant API.
-    assert httpx.get(worker.base_url + "/health", timeout=5).json()["status"] == "ok"
-    assert httpx.get(worker.base_url + "/ready", timeout=5).json()["status"] == "ready"
-    assert httpx.get(worker.base_url + "/api/sessions", headers=key, timeout=5).status_code == 404
-    assert httpx.post(worker.base_url + "/api/sendText", json={}, headers=key, timeout=5).status_code == 404
-    assert httpx.get(worker.base_url + "/openapi.json", timeout=5).status_code == 404
+    assert loopback.get(worker.base_url + "/health", timeout=5).json()["status"] == "ok"
+    assert loopback.get(worker.base_url + "/ready", timeout=5).json()["status"] == "ready"
+    assert loopback.get(worker.base_url + "/api/sessions", headers=key, timeout=5).status_code == 404
+    assert loopback.post(worker.base_url + "/api/sendText", json={}, headers=key, timeout=5).status_code == 404
+    assert loopback.get(worker.base_url + "/openapi.json", timeout=5).status_code == 404
 
     with stack.http as http:
         hook = http.post("/api/webhooks", json={"url": receiver.url(), "events": ["message"]})
@@ -98,7 +98,7 @@ def test_a_worker_runs_what_an_api_only_process_records(
         assert sent.status_code == 201, sent.text
 
         def on_the_phone() -> bool:
-            got = httpx.get(f"{stack.sim.base_url}/devices/{PHONE}/sent", timeout=5).json()
+            got = loopback.get(f"{stack.sim.base_url}/devices/{PHONE}/sent", timeout=5).json()
             return any(m.get("text") == "hi there" for m in got)
 
         wait_for(on_the_phone, 15, "the message at the simulator")

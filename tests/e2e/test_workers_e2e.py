@@ -8,11 +8,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
+from tests.support import loopback
 from tests.support.procs import Served, free_port, serve
 from tests.support.receiver import Receiver
 from tests.support.services import pg_url
@@ -53,7 +53,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
 
     def workers() -> dict[str, Any] | None:
         """The first worker's view, as of its last reconcile, once it shows the spread."""
-        status = httpx.get(first.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN}, timeout=10).json()
+        status = loopback.get(first.base_url + "/api/server/status", headers={"X-Api-Key": ADMIN}, timeout=10).json()
         seen: dict[str, Any] = status["workers"]
         return seen if sorted(seen["live"].values()) == [2, 3] else None
 
@@ -63,7 +63,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
 
     # A WebSocket client on the second worker hears the sessions of both, each session's events in order; a
     # client of another tenant hears none of them.
-    other = httpx.post(second.base_url + "/api/tenants", json={"name": "other"}, headers={"X-Api-Key": ADMIN})
+    other = loopback.post(second.base_url + "/api/tenants", json={"name": "other"}, headers={"X-Api-Key": ADMIN})
     assert other.status_code == 201, other.text
     ws_base = second.base_url.replace("http://", "ws://") + "/ws?events=message"
     with (
@@ -80,7 +80,7 @@ def test_sessions_spread_over_workers_and_survive_one_killed(
         with pytest.raises(TimeoutError):
             stranger.recv(timeout=0.5)
 
-    with httpx.Client(base_url=second.base_url, timeout=30, headers=key) as on_second, stack.http as on_first:
+    with loopback.client(base_url=second.base_url, timeout=30, headers=key) as on_second, stack.http as on_first:
         # A session created through the second runs there; the first cannot forward to it, and says so.
         assert on_second.post("/api/sessions", json={"name": "late"}).status_code == 201
         stack.wait_status("late", "SCAN_QR_CODE")
@@ -146,7 +146,7 @@ def test_a_worker_just_started_hears_the_others_events_at_once(
     assert heard == [f"live #{n}" for n in range(1, 6)]
     samples = {
         sample.name: sample.value
-        for family in text_string_to_metric_families(httpx.get(second.base_url + "/metrics", timeout=5).text)
+        for family in text_string_to_metric_families(loopback.get(second.base_url + "/metrics", timeout=5).text)
         for sample in family.samples
     }
     assert samples["wagate_peer_listening"] == 1
@@ -161,14 +161,14 @@ def test_a_webhook_changed_through_one_worker_is_used_at_once_by_the_other(
     stack = first_worker(stack_factory, pg_schema, WAGATE_WEBHOOK_ALLOW_PRIVATE="1")
     key = stack.tenant()
     assert stack.gateway is not None
-    made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": receiver.url("/old")}, headers=key)
+    made = loopback.post(stack.gateway.base_url + "/api/webhooks", json={"url": receiver.url("/old")}, headers=key)
     assert made.status_code == 201, made.text
     receiver.secrets["/old"] = receiver.secrets["/new"] = made.json()["secret"]
     stack.link("s0", PHONES[0])
     wait_for(lambda: any(r.path == "/old" for r in receiver.received), 10, "a delivery to the first URL")
     second = start_second(stack)
     path = f"/api/webhooks/{made.json()['id']}"
-    changed = httpx.patch(second.base_url + path, json={"url": receiver.url("/new")}, headers=key)
+    changed = loopback.patch(second.base_url + path, json={"url": receiver.url("/new")}, headers=key)
     assert changed.status_code == 200, changed.text
     before = len(receiver.received)
     stack.sim_post(f"/devices/{PHONES[0]}/messages", {"from": "+15550002", "text": "moved", "count": 3})

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.stack import Stack
 from wagate.config import Settings
@@ -29,7 +29,7 @@ def ws_url(stack: Stack, query: str = "") -> str:
 
 def add_webhook(stack: Stack, key: dict[str, str], url: str, **extra: Any) -> dict[str, Any]:
     assert stack.gateway is not None
-    made = httpx.post(stack.gateway.base_url + "/api/webhooks", json={"url": url, **extra}, headers=key)
+    made = loopback.post(stack.gateway.base_url + "/api/webhooks", json={"url": url, **extra}, headers=key)
     assert made.status_code == 201, made.text
     body: dict[str, Any] = made.json()
     return body
@@ -84,7 +84,7 @@ def all_events(stack: Stack, types: str) -> list[dict[str, Any]]:
 def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """``/metrics``, parsed by prometheus-client's own parser: (sample name, labels) -> value."""
     assert stack.gateway is not None
-    response = httpx.get(stack.gateway.base_url + "/metrics")
+    response = loopback.get(stack.gateway.base_url + "/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {

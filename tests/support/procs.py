@@ -15,7 +15,7 @@ from typing import Protocol
 
 import httpx
 
-from tests.support import zygote
+from tests.support import loopback, zygote
 from tests.support.tiers import E2E, needs
 
 # How long a process may take to answer after its start: a second or two on an idle machine, and far more when the
@@ -98,7 +98,7 @@ class Served:
             if self.proc.poll() is not None:
                 raise AssertionError(f"wagate exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.base_url + "/ready", timeout=1).status_code == 200:
+                if loopback.get(self.base_url + "/ready", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -149,7 +149,7 @@ def sim_server(tmp: Path, *args: str, port: int | None = None) -> Served:
         if proc.poll() is not None:
             raise AssertionError(f"sim-server exited with {proc.returncode}:\n{served.log()}")
         try:
-            if httpx.get(served.base_url + "/health", timeout=1).status_code == 200:
+            if loopback.get(served.base_url + "/health", timeout=1).status_code == 200:
                 return served
         except httpx.HTTPError:
             pass

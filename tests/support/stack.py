@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.builders import TEST_KEK
 from tests.support.procs import Served, clean_env, free_port, serve, sim_server
 from tests.support.receiver import Receiver, ThreadedReceiver
@@ -60,11 +61,11 @@ class Stack:
     @property
     def http(self) -> httpx.Client:
         assert self.gateway is not None
-        return httpx.Client(base_url=self.gateway.base_url, timeout=15, headers=self.key)
+        return loopback.client(base_url=self.gateway.base_url, timeout=15, headers=self.key)
 
     def tenant(self, name: str = "t") -> dict[str, str]:
         assert self.gateway is not None
-        made = httpx.post(self.gateway.base_url + "/api/tenants", json={"name": name}, headers={"X-Api-Key": ADMIN})
+        made = loopback.post(self.gateway.base_url + "/api/tenants", json={"name": name}, headers={"X-Api-Key": ADMIN})
         assert made.status_code == 201, made.text
         self.key = {"X-Api-Key": made.json()["api_key"]}
         return self.key
@@ -102,13 +103,13 @@ class Stack:
         self.wait_status(name, "WORKING")
 
     def sim_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = httpx.post(self.sim.base_url + path, json=body, timeout=15)
+        response = loopback.post(self.sim.base_url + path, json=body, timeout=15)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
         return answer
 
     def device(self, phone: str) -> dict[str, Any]:
-        answer: dict[str, Any] = httpx.get(f"{self.sim.base_url}/devices/{phone}", timeout=15).json()
+        answer: dict[str, Any] = loopback.get(f"{self.sim.base_url}/devices/{phone}", timeout=15).json()
         return answer
 
     def history(self, name: str) -> list[dict[str, Any]]:
@@ -180,7 +181,7 @@ def receiver() -> Iterator[Receiver]:
 
 def sessions_working(served: Served) -> int:
     """The sessions a process runs WORKING, from its own /metrics."""
-    text = httpx.get(served.base_url + "/metrics", timeout=5).text
+    text = loopback.get(served.base_url + "/metrics", timeout=5).text
     found = re.search(r'^wagate_sessions\{status="WORKING"\} (\S+)$', text, re.MULTILINE)
     assert found is not None, text
     return int(float(found.group(1)))

@@ -8,9 +8,9 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import loopback
 from tests.support.procs import free_port
 from wagate.domain.sessions import Desired, NewSession, Quotas, Session, Status
 from wagate.engines.registry import EngineRegistry
@@ -29,7 +29,7 @@ class Sim:
         self.url = url
 
     async def post(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        async with httpx.AsyncClient(base_url=self.url) as http:
+        async with loopback.async_client(base_url=self.url) as http:
             response = await http.post(path, json=body)
             assert response.status_code == 200, response.text
             answer: dict[str, object] = response.json()
