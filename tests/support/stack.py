@@ -141,7 +141,10 @@ def start_worker(stack: Stack, worker_id: str) -> Served:
 
 
 @pytest.fixture
-def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+def stack_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    if "pg_schema" in request.fixturenames:
+        # Made first, so dropped last: a schema dropped under a running gateway can deadlock with it.
+        request.getfixturevalue("pg_schema")
     made: list[Stack] = []
 
     def make(sim_args: tuple[str, ...] = ("--qr-first-ttl", "30", "--qr-ttl", "10"), **env: str) -> Stack:
