@@ -125,7 +125,7 @@ def routes(app: FastAPI) -> set[tuple[str, str]]:
     def walk(found: list[Any], prefix: str) -> Iterator[tuple[str, str]]:
         for route in found:
             if isinstance(route, APIRoute):
-                yield from ((method, prefix + route.path) for method in route.methods)
+                yield from ((method, prefix + route.path) for method in route.methods or ())
             elif isinstance(route, APIWebSocketRoute):
                 yield "WS", prefix + route.path
             elif hasattr(route, "original_router"):  # a router the app includes

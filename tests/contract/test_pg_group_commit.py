@@ -9,7 +9,7 @@ connection does to the batch, can then be seen. Which transaction wrote a row is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -59,8 +59,8 @@ async def _vaults(store: Store, count: int) -> list[Vault]:
     return opened
 
 
-def _write(vault: Vault, value: bytes) -> Awaitable[None]:
-    return vault.put_many({("session", "15550100.0"): value})
+async def _write(vault: Vault, value: bytes) -> None:
+    await vault.put_many({("session", "15550100.0"): value})
 
 
 async def _stored(outside: asyncpg.Connection) -> dict[str, Any]:

@@ -124,8 +124,9 @@ class _Zygote:
             # Numbered: the answer to a request whose wait a test's timeout broke is left in the socket, and skipped.
             self.asked += 1
             socket.send_fds(self.sock, [json.dumps({**request, "n": self.asked}).encode()], fds or [])
-            while (answer := json.loads(self.sock.recv(_MAX_MESSAGE)))["n"] != self.asked:
-                pass
+            answer: dict[str, Any] = json.loads(self.sock.recv(_MAX_MESSAGE))
+            while answer["n"] != self.asked:
+                answer = json.loads(self.sock.recv(_MAX_MESSAGE))
         if "error" in answer:
             raise RuntimeError(f"the zygote refused {request.get('op')}: {answer['error']}")
         return answer
