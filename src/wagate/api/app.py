@@ -14,7 +14,7 @@ from wagate.api.demo import key_access
 from wagate.api.deps import identify
 from wagate.api.errors import install_error_handlers
 from wagate.api.intake import BodyGate, body_limit
-from wagate.api.metrics import HttpMetrics
+from wagate.api.metrics import HttpMetrics, MeasuredRequests
 from wagate.api.node import ServedNode
 from wagate.api.openapi import install_openapi
 from wagate.api.routes import (
@@ -71,7 +71,7 @@ def _serve_node(app: FastAPI, node: ServedNode, *, sim_path: str | None) -> None
         needs_key=lambda path: path.startswith("/api/") or bool(sim_prefix and path.startswith(sim_prefix)),
         identify=lambda api_key: identify(node.gateway, api_key),
     )
-    app.middleware("http")(metrics.middleware)  # outside the gate: its refusals are counted too
+    app.add_middleware(MeasuredRequests, metrics=metrics)  # outside the gate: its refusals are counted too
     install_error_handlers(app)
 
 

@@ -48,8 +48,18 @@ def get_supervisor(request: Request) -> Supervisor | None:
     return get_node(request).supervisor
 
 
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-SupervisorDep = Annotated[Supervisor | None, Depends(get_supervisor)]
+# The dependencies are coroutines: FastAPI runs a plain function dependency on a worker thread, a hop to another
+# thread and back for each one on every request.
+async def _gateway(request: Request) -> Gateway:
+    return get_gateway(request)
+
+
+async def _supervisor(request: Request) -> Supervisor | None:
+    return get_supervisor(request)
+
+
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+SupervisorDep = Annotated[Supervisor | None, Depends(_supervisor)]
 
 
 async def identify(gateway: Gateway, api_key: str | None) -> Principal:

@@ -93,7 +93,7 @@ class MessageQuery:
     sender: str | None
 
 
-def message_query(
+async def message_query(
     limit: Limit = 10,
     offset: Offset = None,
     cursor: TimeSeqCursor = None,

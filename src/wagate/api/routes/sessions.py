@@ -66,7 +66,7 @@ _Expand = Annotated[
 ACTOR = "api"
 
 
-def get_sessions(request: Request, gateway: GatewayDep, supervisor: SupervisorDep) -> SessionService:
+async def get_sessions(request: Request, gateway: GatewayDep, supervisor: SupervisorDep) -> SessionService:
     return SessionService(gateway, supervisor, actor=ACTOR, endpoint_changed=get_node(request).endpoint_changed)
 
 
