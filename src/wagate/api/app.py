@@ -14,6 +14,7 @@ from wagate.api.demo import key_access
 from wagate.api.deps import identify
 from wagate.api.errors import install_error_handlers
 from wagate.api.intake import BodyGate, body_limit
+from wagate.api.keycache import KeyCache
 from wagate.api.metrics import HttpMetrics, MeasuredRequests
 from wagate.api.node import ServedNode
 from wagate.api.openapi import install_openapi
@@ -63,13 +64,15 @@ def _serve_node(app: FastAPI, node: ServedNode, *, sim_path: str | None) -> None
     app.state.node = node
     app.state.gateway = node.gateway
     app.state.metrics = metrics = HttpMetrics(node.registry)
+    app.state.keys = keys = KeyCache(node.gateway.store, node.gateway.settings)
+    node.gateway.bus.revocation_listeners.append(keys.forget)  # every revocation, from here or from elsewhere
     api_limit = body_limit(node.gateway.settings)
     sim_prefix = None if sim_path is None else sim_path + "/"
     app.add_middleware(
         BodyGate,
         limit=lambda path: CONTROL_MAX_BODY if sim_prefix and path.startswith(sim_prefix) else api_limit,
         needs_key=lambda path: path.startswith("/api/") or bool(sim_prefix and path.startswith(sim_prefix)),
-        identify=lambda api_key: identify(node.gateway, api_key),
+        identify=lambda api_key: identify(keys, api_key),
     )
     app.add_middleware(MeasuredRequests, metrics=metrics)  # outside the gate: its refusals are counted too
     install_error_handlers(app)

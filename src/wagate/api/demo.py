@@ -36,7 +36,7 @@ def key_access(app: FastAPI) -> Access:
         principal = getattr(request.state, PRINCIPAL, None)  # found before a body was read
         if not isinstance(principal, Principal):
             try:
-                principal = await identify(app.state.gateway, request.headers.get("x-api-key"))
+                principal = await identify(app.state.keys, request.headers.get("x-api-key"))
             except Unauthorized as exc:
                 raise SimError(401, exc.message, exc.code) from None
         return None if principal.is_admin else principal.tenant_id

@@ -8,12 +8,12 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from wagate.api.intake import PRINCIPAL
+from wagate.api.keycache import KeyCache
 from wagate.api.node import ServedNode
 from wagate.domain.tenants import Principal
 from wagate.errors import Forbidden, Unauthorized
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
-from wagate.services.accounts import authenticate
 from wagate.supervisor.supervisor import Supervisor
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "TenantDep",
     "api_key_header",
     "get_gateway",
+    "get_keys",
     "get_node",
     "get_principal",
     "get_supervisor",
@@ -62,23 +63,25 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
 SupervisorDep = Annotated[Supervisor | None, Depends(_supervisor)]
 
 
-async def identify(gateway: Gateway, api_key: str | None) -> Principal:
+def get_keys(request: Request) -> KeyCache:
+    return cast(KeyCache, request.app.state.keys)
+
+
+async def identify(keys: KeyCache, api_key: str | None) -> Principal:
     """Who holds ``api_key``; ``Unauthorized`` when it is missing or not valid."""
     if not api_key:
         raise Unauthorized("send your API key in the X-Api-Key header", code="missing_api_key")
-    principal = await authenticate(gateway.store, gateway.settings, api_key)
+    principal = await keys.principal(api_key)
     if principal is None:
         raise Unauthorized("the API key is not valid", code="invalid_api_key")
     return principal
 
 
-async def get_principal(
-    request: Request, gateway: GatewayDep, api_key: Annotated[str | None, Security(api_key_header)]
-) -> Principal:
+async def get_principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:
     found = getattr(request.state, PRINCIPAL, None)  # the body gate's, before it let the body be read
     if isinstance(found, Principal):
         return found
-    return await identify(gateway, api_key)
+    return await identify(get_keys(request), api_key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 
-from wagate.api.deps import get_gateway, identify
+from wagate.api.deps import get_keys, identify
 from wagate.api.intake import PRINCIPAL
 from wagate.domain.tenants import Action, Principal, Role
 from wagate.errors import ApiError, Forbidden
@@ -242,7 +242,7 @@ async def enforce(connection: HTTPConnection) -> None:
         return
     principal = getattr(request.state, PRINCIPAL, None)
     if not isinstance(principal, Principal):
-        principal = await identify(get_gateway(request), request.headers.get("x-api-key"))
+        principal = await identify(get_keys(request), request.headers.get("x-api-key"))
         setattr(request.state, PRINCIPAL, principal)
     named = await _named_session(request, need) if need.kind is Kind.SESSION and principal.scope.session else None
     refused = refusal(principal, need, named)

@@ -9,7 +9,8 @@ that many wait whatever the reason. Events that wait only because this process i
 fault: they go out as soon as the sender runs.
 
 A subscriber whose API key is revoked, or whose tenant is deleted, is cut off too (``revoke``), at once: its sender
-hears of it even while it waits for the client (``on_revoked``).
+hears of it even while it waits for the client (``on_revoked``). Whoever else keeps what a key opens (the API's key
+cache) hears every revocation through ``revocation_listeners``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from wagate.domain.events import Committed, Event, EventFilter
 from wagate.ids import ApiKeyId, TenantId
@@ -110,6 +111,8 @@ class LocalBus:
     def __init__(self) -> None:
         self._subscribers: dict[TenantId, set[Subscription]] = {}
         self._revoked: dict[str, tuple[float, str]] = {}  # key or tenant id -> (when, why), for REVOKED_MEMORY
+        # Called with the keys and tenants of every revocation, before any subscriber is cut off.
+        self.revocation_listeners: list[Callable[[Collection[ApiKeyId], Collection[TenantId]], None]] = []
 
     def subscribe(
         self, tenant_id: TenantId, wanted: EventFilter, *, max_pending: int = 1000, key_id: ApiKeyId | None = None
@@ -124,10 +127,13 @@ class LocalBus:
     def revoke(self, *, keys: Iterable[ApiKeyId] = (), tenants: Iterable[TenantId] = ()) -> int:
         """Cut off the subscribers of these revoked keys and deleted tenants, and any that subscribes with one of
         them within ``REVOKED_MEMORY`` seconds (it was authenticated just before); how many were cut off."""
+        key_ids, tenant_ids = frozenset(keys), frozenset(tenants)
+        for listener in self.revocation_listeners:
+            listener(key_ids, tenant_ids)
         now = time.monotonic()
         self._revoked = {k: v for k, v in self._revoked.items() if now - v[0] < REVOKED_MEMORY}
-        self._revoked.update(dict.fromkeys(keys, (now, "the API key was revoked")))
-        self._revoked.update(dict.fromkeys(tenants, (now, "the tenant was deleted")))
+        self._revoked.update(dict.fromkeys(key_ids, (now, "the API key was revoked")))
+        self._revoked.update(dict.fromkeys(tenant_ids, (now, "the tenant was deleted")))
         cut = 0
         for group in self._subscribers.values():
             for subscription in group:
