@@ -5,8 +5,9 @@ journals in memory (on disk they cost a write per page touched), and three engin
 a single-connection writer whose transactions begin ``IMMEDIATE`` (so a read-then-write transaction cannot be
 overtaken), a pool of readers that never wait for it, and for the hot write paths (:meth:`Database.run_write`) a
 second single-connection writer driven synchronously on a thread of its own. The two writers take turns under one
-lock, so SQLite never sees them compete. PostgreSQL: one pooled engine, default (durable) commits, optionally
-confined to one schema through ``search_path``.
+lock, so SQLite never sees them compete. The hot read paths (:meth:`Database.run_read`) likewise run whole on reader
+threads of their own, through the standard library's driver. PostgreSQL: one pooled engine, default (durable)
+commits, optionally confined to one schema through ``search_path``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from wagate.errors import ConfigError, StoreUnavailable
 from wagate.store.sql import schema
 from wagate.store.sql.refusals import refusal
 
-__all__ = ["PROBE_BYTES", "SCHEMA_NAME", "Database", "probe_row"]
+__all__ = ["PROBE_BYTES", "READER_THREADS", "SCHEMA_NAME", "Database", "probe_row"]
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+READER_THREADS = 4  # SQLite: the threads of run_read, each with a connection of its own
 PROBE_BYTES = 64 * 1024  # what a write probe adds (and removes): room for a batch of messages, not for one row only
 _T = TypeVar("_T")
 
@@ -110,13 +112,14 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     return engine
 
 
-def _sqlite_sync_writer(url: str) -> Engine:
-    """The hot paths' writer: the standard library's driver on one connection, used from one thread."""
+def _sqlite_sync_engine(url: str, *, immediate: bool, pool_size: int) -> Engine:
+    """The standard library's driver, for the hot paths: one connection (the writer's, used from one thread) or a
+    pool of them (the readers', one per reader thread in use)."""
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_engine(
-        sync_url, pool_size=1, max_overflow=0, connect_args={"timeout": 30, "check_same_thread": False}
+        sync_url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30, "check_same_thread": False}
     )
-    _sqlite_setup(engine, immediate=True)
+    _sqlite_setup(engine, immediate=immediate)
     return engine
 
 
@@ -150,11 +153,19 @@ class Database:
     """Async access to the SQL database: ``read()`` and ``write()`` transactions, dialect-aware upserts."""
 
     def __init__(
-        self, writer: AsyncEngine, reader: AsyncEngine, dialect: str, *, sync_writer: Engine | None = None
+        self,
+        writer: AsyncEngine,
+        reader: AsyncEngine,
+        dialect: str,
+        *,
+        sync_writer: Engine | None = None,
+        sync_reader: Engine | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
         self._sync_writer = sync_writer
+        self._sync_reader = sync_reader
+        self._readers = ThreadPoolExecutor(READER_THREADS, "wagate-sqlite-reader") if sync_reader is not None else None
         self.dialect = dialect
         # SQLite has one writer at a time; queueing here avoids busy waits inside the driver.
         self._write_lock = asyncio.Lock() if dialect == "sqlite" else None
@@ -175,8 +186,15 @@ class Database:
                 Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
             writer = _sqlite_engine(url, immediate=True, pool_size=1)
             reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
-            # A database in memory is private to its connection: a second writer would not see it.
-            return cls(writer, reader, "sqlite", sync_writer=_sqlite_sync_writer(url) if on_disk else None)
+            if not on_disk:  # a database in memory is private to its connection: another one would not see it
+                return cls(writer, reader, "sqlite")
+            return cls(
+                writer,
+                reader,
+                "sqlite",
+                sync_writer=_sqlite_sync_engine(url, immediate=True, pool_size=1),
+                sync_reader=_sqlite_sync_engine(url, immediate=False, pool_size=READER_THREADS),
+            )
         if parsed.get_backend_name() == "postgresql":
             connect_args: dict[str, Any] = {}
             if schema is not None:
@@ -256,6 +274,23 @@ class Database:
                     # The transaction goes on in its thread: the lock stays held until it is over.
                     await asyncio.wait([running])
                     raise
+
+    async def run_read(self, work: Callable[[Connection], _T]) -> _T:
+        """One read transaction given as a synchronous function of a connection, for the hot read paths (the API's
+        key and session lookups). On SQLite it runs whole on a reader thread: the event loop waits for it once, where
+        :meth:`read` hops to the driver's thread and back for every call (begin, cursor, execute, fetch, close,
+        rollback). On PostgreSQL it runs through the async driver. ``work`` must touch nothing the loop owns."""
+        with self._observed("read"):
+            if self._readers is None:
+                async with self._reader.connect() as conn:
+                    return await conn.run_sync(work)
+            return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, work)
+
+    def _read_sync(self, work: Callable[[Connection], _T]) -> _T:
+        """On a reader thread: one transaction on a connection of the readers' pool."""
+        assert self._sync_reader is not None
+        with self._sync_reader.connect() as conn, conn.begin():
+            return work(conn)
 
     def _run_sync(self, work: Callable[[Connection], _T]) -> _T:
         """On the writer's thread: one transaction on its connection, kept open between transactions."""
@@ -345,3 +380,7 @@ class Database:
             async with self._write_lock or asyncio.Lock():
                 await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
             self._thread.shutdown(wait=True)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            assert self._sync_reader is not None
+            self._sync_reader.dispose()

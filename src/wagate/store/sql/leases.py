@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Lease
@@ -114,12 +114,15 @@ class SqlLeaseStore(LeaseStore):
 
     async def held(self, session_ids: Sequence[SessionId]) -> dict[SessionId, Lease]:
         ids = sorted(set(session_ids))
-        found: dict[SessionId, Lease] = {}
-        async with self._db.read() as conn:
+
+        def read(conn: Connection) -> dict[SessionId, Lease]:
+            found: dict[SessionId, Lease] = {}
             for start in range(0, len(ids), _CHUNK):
-                rows = await conn.execute(select(L).where(L.c.session_id.in_(ids[start : start + _CHUNK])))
+                rows = conn.execute(select(L).where(L.c.session_id.in_(ids[start : start + _CHUNK])))
                 found.update((SessionId(row.session_id), _lease(row)) for row in rows)
-        return found
+            return found
+
+        return await self._db.run_read(read)  # what the API shows of sessions
 
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
         async with self._db.write() as conn:

@@ -137,8 +137,8 @@ class SqlSessionStore(SessionStore):
             )
 
     async def get(self, tenant_id: TenantId, name: str) -> Session | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id, S.c.name == name))).first()
+        query = select(S).where(S.c.tenant_id == tenant_id, S.c.name == name)
+        row = await self._db.run_read(lambda conn: conn.execute(query).first())  # an API request's session
         return session_from(row) if row else None
 
     async def get_by_id(self, tenant_id: TenantId, session_id: SessionId) -> Session | None:
@@ -156,8 +156,8 @@ class SqlSessionStore(SessionStore):
         return found
 
     async def list_sessions(self, tenant_id: TenantId) -> list[Session]:
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(S).where(S.c.tenant_id == tenant_id).order_by(S.c.name))).all()
+        query = select(S).where(S.c.tenant_id == tenant_id).order_by(S.c.name)
+        rows = await self._db.run_read(lambda conn: conn.execute(query).all())
         return [session_from(row) for row in rows]
 
     async def count(self, tenant_id: TenantId | None) -> int:

@@ -148,8 +148,8 @@ class SqlApiKeyStore(ApiKeyStore):
         return key
 
     async def find_active(self, key_hash: str) -> ApiKey | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(K).where(K.c.key_hash == key_hash, *_WORKING))).first()
+        query = select(K).where(K.c.key_hash == key_hash, *_WORKING)
+        row = await self._db.run_read(lambda conn: conn.execute(query).first())  # on every API request
         return _key(row) if row else None
 
     async def get(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> ApiKey | None:

@@ -209,8 +209,8 @@ class SqlWebhookStore(WebhookStore):
         return _webhook(row) if row else None
 
     async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]:
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(W).where(W.c.tenant_id == tenant_id).order_by(W.c.id))).all()
+        query = select(W).where(W.c.tenant_id == tenant_id).order_by(W.c.id)
+        rows = await self._db.run_read(lambda conn: conn.execute(query).all())  # in every session the API shows
         return [_webhook(row) for row in rows]
 
     async def get(self, tenant_id: TenantId, webhook_id: WebhookId) -> Webhook | None:
