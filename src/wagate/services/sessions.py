@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from wagate.domain.sessions import NAME_PATTERN, SECRET_MASK, Desired, NewSession, Session, Status, as_seen
+from wagate.domain.sessions import NAME_PATTERN, SECRET_MASK, Desired, Lease, NewSession, Session, Status, as_seen
 from wagate.domain.webhooks import Webhook
 from wagate.engines.base import EngineUnavailable
 from wagate.engines.registry import engine_names
 from wagate.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from wagate.gateway import Gateway
-from wagate.ids import BackupId, TenantId
+from wagate.ids import BackupId, SessionId, TenantId
 from wagate.services.session_config import EndpointChanged, SessionConfigs, shown_config, split_config
 from wagate.supervisor.supervisor import Supervisor
 
@@ -65,6 +65,8 @@ class SessionService:
         self._supervisor = supervisor
         self._actor = actor
         self._configs = SessionConfigs(gateway, endpoint_changed)
+        # The leases as seen() read them, for describe() to show the same (and not read them again).
+        self._leases: dict[SessionId, Lease | None] = {}
 
     # reading -----------------------------------------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class SessionService:
         """The sessions as they are, not as their rows last said: one this process runs as its runner knows it (the
         database may have refused to record it), and a row that speaks for a worker which no longer holds the
         session's lease (it died, or hangs) does not show the session as WORKING."""
-        leases = await self._store.leases.held([s.id for s in sessions])
+        leases = await self._leases_of(sessions, again=True)
         now = self._gateway.clock()
         seen = []
         for session in sessions:
@@ -109,7 +111,7 @@ class SessionService:
         """``sessions`` (as :meth:`seen` gives them) as answers show them."""
         if not sessions:
             return []
-        leases = await self._store.leases.held([s.id for s in sessions])
+        leases = await self._leases_of(sessions, again=False)
         now = self._gateway.clock()
         endpoints: dict[TenantId, dict[str, list[Webhook]]] = {}
         for tenant_id in {s.tenant_id for s in sessions}:
@@ -127,6 +129,14 @@ class SessionService:
                 )
             )
         return views
+
+    async def _leases_of(self, sessions: Sequence[Session], *, again: bool) -> dict[SessionId, Lease | None]:
+        """The sessions' leases: read from the store (all of them ``again``, else those not read before)."""
+        wanted = [s.id for s in sessions if again or s.id not in self._leases]
+        if wanted:
+            held = await self._store.leases.held(wanted)
+            self._leases.update((session_id, held.get(session_id)) for session_id in wanted)
+        return {s.id: self._leases[s.id] for s in sessions}
 
     async def count_by_status(self) -> Counter[tuple[Status, Desired]]:
         """Every tenant's sessions by (status, desired), each as :meth:`seen` shows it."""
