@@ -276,10 +276,12 @@ class Database:
                     raise
 
     async def run_read(self, work: Callable[[Connection], _T]) -> _T:
-        """One read transaction given as a synchronous function of a connection, for the hot read paths (the API's
-        key and session lookups). On SQLite it runs whole on a reader thread: the event loop waits for it once, where
-        :meth:`read` hops to the driver's thread and back for every call (begin, cursor, execute, fetch, close,
-        rollback). On PostgreSQL it runs through the async driver. ``work`` must touch nothing the loop owns."""
+        """A read given as a synchronous function of a connection, for the hot read paths (the API's key and session
+        lookups): statements prepared once (``wagate.store.sql.prepared``), each reading a consistent snapshot of its
+        own (``conn.execute`` would begin a transaction for them all). On SQLite it runs whole on a reader thread:
+        the event loop waits for it once, where :meth:`read` hops to the driver's thread and back for every call
+        (begin, cursor, execute, fetch, close, rollback). On PostgreSQL it runs through the async driver. ``work``
+        must touch nothing the loop owns."""
         with self._observed("read"):
             if self._readers is None:
                 async with self._reader.connect() as conn:
@@ -287,9 +289,9 @@ class Database:
             return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, work)
 
     def _read_sync(self, work: Callable[[Connection], _T]) -> _T:
-        """On a reader thread: one transaction on a connection of the readers' pool."""
+        """On a reader thread, on a connection of the readers' pool."""
         assert self._sync_reader is not None
-        with self._sync_reader.connect() as conn, conn.begin():
+        with self._sync_reader.connect() as conn:
             return work(conn)
 
     def _run_sync(self, work: Callable[[Connection], _T]) -> _T:

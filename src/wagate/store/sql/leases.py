@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Lease
@@ -17,6 +17,7 @@ from wagate.ids import SessionId
 from wagate.store.contracts.leases import LeaseStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import InList, Tx, record_type, rows_in
 from wagate.store.sql.status import to_reconcile
 
 __all__ = ["L", "S", "SqlLeaseStore", "W"]
@@ -25,6 +26,8 @@ L = schema.session_leases
 S = schema.sessions
 W = schema.workers
 _CHUNK = 500
+_HELD = InList(lambda _, items: select(L).where(rows_in([L.c.session_id], items)), 1)
+_LEASE_ROW = record_type(L)
 
 
 class SqlLeaseStore(LeaseStore):
@@ -113,16 +116,11 @@ class SqlLeaseStore(LeaseStore):
         return float(found) if found is not None else None
 
     async def held(self, session_ids: Sequence[SessionId]) -> dict[SessionId, Lease]:
-        ids = sorted(set(session_ids))
-
-        def read(conn: Connection) -> dict[SessionId, Lease]:
-            found: dict[SessionId, Lease] = {}
-            for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(select(L).where(L.c.session_id.in_(ids[start : start + _CHUNK])))
-                found.update((SessionId(row.session_id), _lease(row)) for row in rows)
-            return found
-
-        return await self._db.run_read(read)  # what the API shows of sessions
+        ids = [(session_id,) for session_id in sorted(set(session_ids))]
+        if not ids:
+            return {}
+        rows = await self._db.run_read(lambda conn: _HELD.fetch(Tx(conn), ids))  # what the API shows of sessions
+        return {lease.session_id: lease for lease in (_lease(_LEASE_ROW(row)) for row in rows)}
 
     async def release(self, session_id: SessionId, owner: str, epoch: int) -> None:
         async with self._db.write() as conn:

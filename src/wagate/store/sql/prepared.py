@@ -12,6 +12,7 @@ rows come back as tuples.
 from __future__ import annotations
 
 import threading
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "Sized",
     "Tx",
     "dialect_insert",
+    "record_type",
     "rows_in",
 ]
 
@@ -224,6 +226,13 @@ def rows_in(columns: Sequence[Any], items: list[list[Any]]) -> Any:
     if len(columns) == 1:
         return first
     return first & tuple_(*columns).in_([tuple_(*item) for item in items])
+
+
+def record_type(table: Table) -> Callable[[Row], Any]:
+    """What turns a row of ``select(table)`` (a tuple) into a record with the table's column names as attributes,
+    as the stores' readers of rows take them."""
+    record = namedtuple(f"{table.name}_row", [column.name for column in table.columns])  # type: ignore[misc]
+    return record._make
 
 
 def dialect_insert(dialect: Dialect) -> Callable[[Table], Any]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +31,7 @@ from wagate.store.sql import schema
 from wagate.store.sql.commit import SessionCommit
 from wagate.store.sql.db import Database
 from wagate.store.sql.messages import forget_messages
+from wagate.store.sql.prepared import Prepared, Tx, record_type
 from wagate.store.sql.status import history_row, session_from, status_event, to_reconcile
 from wagate.store.sql.writer import EventWriter
 
@@ -39,6 +40,15 @@ __all__ = ["H", "L", "S", "SqlSessionStore"]
 S = schema.sessions
 H = schema.session_history
 L = schema.session_leases
+# The reads of every API request that names a session or lists them, compiled once.
+_BY_NAME = Prepared(
+    lambda _: select(S).where(S.c.tenant_id == bindparam("tenant_id"), S.c.name == bindparam("name")),
+    ["tenant_id", "name"],
+)
+_OF_TENANT = Prepared(
+    lambda _: select(S).where(S.c.tenant_id == bindparam("tenant_id")).order_by(S.c.name), ["tenant_id"]
+)
+_SESSION_ROW = record_type(S)
 _CREATE_LOCK = 0x77616762
 
 
@@ -137,9 +147,8 @@ class SqlSessionStore(SessionStore):
             )
 
     async def get(self, tenant_id: TenantId, name: str) -> Session | None:
-        query = select(S).where(S.c.tenant_id == tenant_id, S.c.name == name)
-        row = await self._db.run_read(lambda conn: conn.execute(query).first())  # an API request's session
-        return session_from(row) if row else None
+        rows = await self._db.run_read(lambda conn: Tx(conn).fetch(_BY_NAME, [tenant_id, name]))  # API requests'
+        return session_from(_SESSION_ROW(rows[0])) if rows else None
 
     async def get_by_id(self, tenant_id: TenantId, session_id: SessionId) -> Session | None:
         async with self._db.read() as conn:
@@ -156,9 +165,8 @@ class SqlSessionStore(SessionStore):
         return found
 
     async def list_sessions(self, tenant_id: TenantId) -> list[Session]:
-        query = select(S).where(S.c.tenant_id == tenant_id).order_by(S.c.name)
-        rows = await self._db.run_read(lambda conn: conn.execute(query).all())
-        return [session_from(row) for row in rows]
+        rows = await self._db.run_read(lambda conn: Tx(conn).fetch(_OF_TENANT, [tenant_id]))
+        return [session_from(_SESSION_ROW(row)) for row in rows]
 
     async def count(self, tenant_id: TenantId | None) -> int:
         query = select(func.count()).select_from(S)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import Clock
@@ -21,12 +21,15 @@ from wagate.store.contracts.accounts import ApiKeyStore, TenantStore
 from wagate.store.sql import schema
 from wagate.store.sql.announcements import tell_revoked
 from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import Prepared, Tx, record_type
 
 __all__ = ["K", "SqlApiKeyStore", "SqlTenantStore", "T"]
 
 T = schema.tenants
 K = schema.api_keys
 _WORKING = (K.c.revoked_at.is_(None), K.c.disabled_at.is_(None))  # a key that opens the API
+_FIND_ACTIVE = Prepared(lambda _: select(K).where(K.c.key_hash == bindparam("key_hash"), *_WORKING), ["key_hash"])
+_KEY_ROW = record_type(K)
 
 
 def _tenant(row: Any) -> Tenant:
@@ -148,9 +151,8 @@ class SqlApiKeyStore(ApiKeyStore):
         return key
 
     async def find_active(self, key_hash: str) -> ApiKey | None:
-        query = select(K).where(K.c.key_hash == key_hash, *_WORKING)
-        row = await self._db.run_read(lambda conn: conn.execute(query).first())  # on every API request
-        return _key(row) if row else None
+        rows = await self._db.run_read(lambda conn: Tx(conn).fetch(_FIND_ACTIVE, [key_hash]))  # API requests'
+        return _key(_KEY_ROW(rows[0])) if rows else None
 
     async def get(self, key_id: ApiKeyId, *, tenant_id: TenantId | None) -> ApiKey | None:
         query = select(K).where(K.c.id == key_id, K.c.revoked_at.is_(None))

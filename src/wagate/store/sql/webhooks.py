@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from wagate.clock import Clock
 from wagate.domain.webhooks import Endpoint, Headers, Retries, Webhook, WebhookChange
@@ -20,10 +20,15 @@ from wagate.store.contracts.auth import Sealer
 from wagate.store.contracts.webhooks import WebhookStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
+from wagate.store.sql.prepared import Prepared, Tx, record_type
 
 __all__ = ["D", "SqlWebhookStore", "W"]
 
 W = schema.webhooks
+_OF_TENANT = Prepared(
+    lambda _: select(W).where(W.c.tenant_id == bindparam("tenant_id")).order_by(W.c.id), ["tenant_id"]
+)
+_WEBHOOK_ROW = record_type(W)
 D = schema.webhook_deliveries
 
 
@@ -209,9 +214,8 @@ class SqlWebhookStore(WebhookStore):
         return _webhook(row) if row else None
 
     async def list_webhooks(self, tenant_id: TenantId) -> list[Webhook]:
-        query = select(W).where(W.c.tenant_id == tenant_id).order_by(W.c.id)
-        rows = await self._db.run_read(lambda conn: conn.execute(query).all())  # in every session the API shows
-        return [_webhook(row) for row in rows]
+        rows = await self._db.run_read(lambda conn: Tx(conn).fetch(_OF_TENANT, [tenant_id]))  # sessions shown
+        return [_webhook(_WEBHOOK_ROW(row)) for row in rows]
 
     async def get(self, tenant_id: TenantId, webhook_id: WebhookId) -> Webhook | None:
         async with self._db.read() as conn:
