@@ -88,7 +88,10 @@ class SessionService:
             runner = self._supervisor.runners.get(session.id) if self._supervisor is not None else None
             if runner is not None:
                 status, reason, note = runner.observed()
-                seen.append(replace(session, status=status, reason=reason, note=note))
+                # Who it is logged in as goes with its status: the row read before may be older than the runner's
+                # last write (WORKING from the runner with the row's ``me`` still empty, just after a scan).
+                me = runner.session.me if runner.session.status is status else session.me
+                seen.append(replace(session, status=status, reason=reason, note=note, me=me))
                 continue
             lease = leases.get(session.id)
             held_since = lease.acquired_at if lease is not None and lease.live(now) else None
