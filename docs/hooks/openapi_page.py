@@ -69,7 +69,8 @@ _KEYWORDS = frozenset(
     {
         "$ref", "additionalProperties", "anyOf", "const", "default", "description", "enum", "examples",
         "exclusiveMaximum", "exclusiveMinimum", "format", "items", "maxItems", "maxLength", "maxProperties",
-        "maximum", "minLength", "minimum", "pattern", "properties", "propertyNames", "required", "title", "type",
+        "maximum", "minItems", "minLength", "minimum", "pattern", "properties", "propertyNames", "required", "title",
+        "type",
     }
 )  # fmt: skip
 
@@ -133,9 +134,15 @@ def _bounds(schema: Schema) -> list[str]:
         notes.append(f"at most {longest} characters")
     elif shortest is not None:
         notes.append(f"at least {shortest} characters" if shortest != 1 else "not empty")
-    for key, what in (("maxItems", "at most {} items"), ("maxProperties", "at most {} entries")):
-        if key in schema:
-            notes.append(what.format(schema[key]))
+    fewest, most = schema.get("minItems"), schema.get("maxItems")
+    if fewest is not None and most is not None:
+        notes.append(f"{fewest} to {most} items")
+    elif most is not None:
+        notes.append(f"at most {most} items")
+    elif fewest is not None:
+        notes.append(f"at least {fewest} items")
+    if "maxProperties" in schema:
+        notes.append(f"at most {schema['maxProperties']} entries")
     if "pattern" in schema:
         notes.append("matches " + code(schema["pattern"]))
     if "propertyNames" in schema:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 from httpx import AsyncClient
 
@@ -111,3 +112,48 @@ async def test_voice_is_sent_as_given_and_conversion_asks_for_ogg_opus(client: A
     refused = await client.post("/api/sendVoice", json=voice(MP3, "audio/mpeg", True), headers=key)
     assert_error(refused, 422, "conversion_unsupported")
     assert len(await queued_ids(gateway, key)) == 2
+
+
+async def test_videos_places_cards_and_polls_are_checked_before_they_are_queued(
+    client: AsyncClient, gateway: Gateway
+) -> None:
+    key = await make_tenant(client, "a")
+    await working_session(client, gateway, key)
+    mp4 = base64.b64encode(b"\x00\x00\x00\x18ftypmp42").decode()
+    good: dict[str, dict[str, Any]] = {
+        "/api/sendVideo": {"file": {"data": mp4, "mimetype": "video/mp4"}, "asNote": True, "convert": True},
+        "/api/sendLocation": {"latitude": -33.9, "longitude": 151.2, "title": "Quay", "id": "LOC1"},
+        "/api/sendContactVcard": {
+            "contacts": [{"fullName": "Ann", "phoneNumber": "+15550300", "whatsappId": "15550300"}]
+        },
+        "/api/sendPoll": {"poll": {"name": "Q?", "options": ["a", "b", "c"], "multipleAnswers": True}},
+    }
+    for path, fields in good.items():
+        made = await client.post(path, json=text() | {"text": None} | fields, headers=key)
+        assert made.status_code == 422  # a field of another send (text) is refused
+        made = await client.post(path, json={"session": "main", "chatId": "+15550100", **fields}, headers=key)
+        assert made.status_code == 201, (path, made.text)
+    bad: list[tuple[str, dict[str, Any], str | None]] = [
+        ("/api/sendVideo", {"file": {"data": mp4, "mimetype": "image/png"}}, "invalid_media"),
+        (
+            "/api/sendVideo",
+            {"file": {"data": mp4, "mimetype": "video/quicktime"}, "convert": True},
+            "conversion_unsupported",
+        ),
+        ("/api/sendLocation", {"latitude": 91, "longitude": 0}, None),
+        ("/api/sendLocation", {"latitude": 0, "longitude": -180.5}, None),
+        ("/api/sendLocation", {"latitude": "north", "longitude": 0}, None),
+        ("/api/sendContactVcard", {"contacts": []}, None),
+        ("/api/sendContactVcard", {"contacts": [{"vcard": "BEGIN:VCARD\nTEL:+1\nEND:VCARD"}]}, "invalid_vcard"),
+        ("/api/sendContactVcard", {"contacts": [{"vcard": "FN:Ann"}]}, "invalid_vcard"),
+        ("/api/sendContactVcard", {"contacts": [{"fullName": "Ann"}]}, "invalid_vcard"),
+        ("/api/sendContactVcard", {"contacts": [{"fullName": "A\nB", "phoneNumber": "+1555"}]}, None),
+        ("/api/sendPoll", {"poll": {"name": "Q?", "options": ["a"]}}, None),
+        ("/api/sendPoll", {"poll": {"name": "Q?", "options": [str(n) for n in range(13)]}}, None),
+        ("/api/sendPoll", {"poll": {"name": "Q?", "options": ["a", "a"]}}, "invalid_poll"),
+        ("/api/sendPoll", {"poll": {"name": "", "options": ["a", "b"]}}, None),
+    ]
+    for path, fields, code in bad:
+        refused = await client.post(path, json={"session": "main", "chatId": "+15550100", **fields}, headers=key)
+        assert_error(refused, 422, code)
+    assert len(await queued_ids(gateway, key)) == len(good)

@@ -109,6 +109,63 @@ def test_sent_messages_reach_the_phone_and_move_to_read(stack_factory: Callable[
     assert message(stack, media_id)["media"]["filename"] == "a.png"
 
 
+def test_every_kind_reaches_the_phone_as_its_kind(stack_factory: Callable[..., Stack]) -> None:
+    """Videos, video notes, places, contact cards and polls: queued, sent through the simulator's WhatsApp and
+    delivered, each arriving as its own kind, and read back from the store in WAHA's shapes."""
+    stack = stack_factory()
+    stack.start()
+    stack.tenant()
+    stack.link("main", PHONE)
+    video = base64.b64encode(b"\x00\x00\x00\x18ftypmp42 fake video").decode()
+    vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Ann Lee\nTEL;type=CELL;waid=15550300:+1 555 0300\nEND:VCARD"
+    sends: dict[str, tuple[str, dict[str, Any]]] = {
+        "video": ("/api/sendVideo", {"file": {"mimetype": "video/mp4", "data": video}, "caption": "watch"}),
+        "note": ("/api/sendVideo", {"file": {"mimetype": "video/mp4", "data": video}, "asNote": True}),
+        "place": ("/api/sendLocation", {"latitude": 52.52, "longitude": 13.405, "title": "Office"}),
+        "cards": (
+            "/api/sendContactVcard",
+            {"contacts": [{"vcard": vcard}, {"fullName": "Bo, Jr.", "phoneNumber": "+1 555 0400"}]},
+        ),
+        "poll": ("/api/sendPoll", {"poll": {"name": "Lunch?", "options": ["yes", "no"], "multipleAnswers": False}}),
+    }
+    made: dict[str, dict[str, Any]] = {}
+    with stack.http as http:
+        for name, (path, fields) in sends.items():
+            answer = http.post(path, json={"session": "main", "chatId": "+15550100", **fields})
+            assert answer.status_code == 201, (name, answer.text)
+            made[name] = answer.json()
+        refused = http.post(
+            "/api/sendVideo",
+            json={"session": "main", "chatId": "+15550100", "file": {"mimetype": "video/webm", "data": video},
+                  "convert": True},
+        )  # fmt: skip
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "conversion_unsupported"
+    for name, sent in made.items():
+        wait_for(lambda: status(stack, sent["id"]) == "delivered", 10, f"the {name} delivered")  # noqa: B023
+    at_sim = {m["id"]: m for m in sim_sent(stack)}
+    assert len(at_sim) == len(sends)  # the refused video was never queued
+    first = at_sim[bare(made["video"])]
+    assert (first["text"], first["media"]["kind"], first["media"]["note"]) == ("watch", "video", False)
+    assert first["media"]["size"] == len(base64.b64decode(video))
+    assert at_sim[bare(made["note"])]["media"]["note"] is True
+    assert at_sim[bare(made["place"])]["location"] == {"latitude": 52.52, "longitude": 13.405, "name": "Office"}
+    cards = at_sim[bare(made["cards"])]["contacts"]
+    assert [c["name"] for c in cards] == ["Ann Lee", "Bo, Jr."]
+    assert cards[0]["vcard"] == vcard
+    assert "FN:Bo\\, Jr." in cards[1]["vcard"]  # made from its parts, escaped as vCard writes a comma
+    assert "TEL;type=CELL;type=VOICE:+1 555 0400" in cards[1]["vcard"]
+    assert at_sim[bare(made["poll"])]["poll"] == {"name": "Lunch?", "options": ["yes", "no"], "multiple": False}
+    # Read back from the store in WAHA's shapes.
+    stored = {name: message(stack, sent["id"]) for name, sent in made.items()}
+    assert [stored[n]["_data"]["type"] for n in sends] == ["video", "video", "location", "contacts", "poll"]
+    assert (stored["video"]["hasMedia"], stored["video"]["media"]["mimetype"]) == (True, "video/mp4")
+    place = stored["place"]["location"]
+    assert (place["latitude"], place["longitude"], place["name"], place["live"]) == ("52.52", "13.405", "Office", False)
+    assert stored["cards"]["vCards"] == [c["vcard"] for c in cards]
+    assert stored["poll"]["body"] == ""
+
+
 def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:
     stack.link("main", PHONE)
     group = stack.sim_post(f"/devices/{PHONE}/groups", {"subject": "Team", "participants": ["+15550199"]})["id"]

@@ -12,7 +12,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from wagate.domain.messages import Contact, Group
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
+from wagate.domain.messages import Contact, Group, MessageKind
 from wagate.engines.base import (
     Connected,
     Connection,
@@ -78,7 +79,12 @@ def test_every_record_of_the_engine_contract_crosses_as_itself() -> None:
         ContactsUpdated((Contact("15550002@s.whatsapp.net", "Ann", None, 1.0), Contact("x@lid", None, "X", 2.0))),
         GroupsUpdated((Group("1203@g.us", "Team", ["15550002@s.whatsapp.net"], 3.0),)),
         EngineNotice("call.received", {"id": "c1", "from": "15550002@s.whatsapp.net", "timestamp": 1.5}),
-        OutgoingMessage("3EB0AD", "15550002@s.whatsapp.net", "caption", media=MEDIA, mimetype="image/jpeg"),
+        OutgoingMessage("3EB0AD", "15550002@s.whatsapp.net", Media(MessageKind.IMAGE, MEDIA, "image/jpeg", None, "hi")),
+        OutgoingMessage("3EB0AE", "1203@g.us", Media(MessageKind.VIDEO, MEDIA, "video/mp4", "v.mp4", as_note=True)),
+        OutgoingMessage("3EB0AF", "1203@g.us", Location(52.52, 13.405, "Office", None), reply_to="3EB0AA"),
+        OutgoingMessage("3EB0B0", "1203@g.us", Contacts((ContactCard("Ann", "BEGIN:VCARD"), ContactCard("B", "")))),
+        OutgoingMessage("3EB0B1", "1203@g.us", Poll("Lunch?", ("yes", "no"), multiple=True)),
+        OutgoingMessage("3EB0B2", "1203@g.us", Text("plain")),
         SentMessage("3EB0AD", 1700000001.0),
     ]
     decoded = codec.unpack(codec.pack(values))
@@ -178,9 +184,10 @@ async def test_requests_go_both_ways_and_errors_come_back_as_raised(ends: tuple[
     gateway, host = ends
 
     async def send(conn: int, message: OutgoingMessage) -> SentMessage:
-        if message.text == "refuse":
+        if message.content == Text("refuse"):
             raise SendRejected("too large")
-        return SentMessage(f"{conn}:{message.id}:{len(message.media or b'')}", 2.0)
+        size = len(message.content.data) if isinstance(message.content, Media) else 0
+        return SentMessage(f"{conn}:{message.id}:{size}", 2.0)
 
     async def emit(conn: int, event: Any) -> None:
         assert isinstance(event, MessageReceived)
@@ -189,16 +196,18 @@ async def test_requests_go_both_ways_and_errors_come_back_as_raised(ends: tuple[
 
     host.handlers["send"] = send
     gateway.handlers["emit"] = emit
-    sent = await gateway.channel.request("send", 4, OutgoingMessage("m1", "c", "x", media=MEDIA))
+    sent = await gateway.channel.request(
+        "send", 4, OutgoingMessage("m1", "c", Media(MessageKind.FILE, MEDIA, "application/pdf"))
+    )
     assert sent == SentMessage(f"4:m1:{len(MEDIA)}", 2.0)
     with pytest.raises(SendRejected, match="too large"):
-        await gateway.channel.request("send", 4, OutgoingMessage("m2", "c", "refuse"))
+        await gateway.channel.request("send", 4, OutgoingMessage("m2", "c", Text("refuse")))
     received = MessageReceived("m3", "c", "s", "t", 1.0)
     assert await host.channel.request("emit", 1, received) is None
     with pytest.raises(LeaseLost):
         await host.channel.request("emit", 9, received)
     # Many at once: each answer reaches its own request.
-    requests = [gateway.channel.request("send", n, OutgoingMessage(f"x{n}", "c", "")) for n in range(50)]
+    requests = [gateway.channel.request("send", n, OutgoingMessage(f"x{n}", "c", Text(""))) for n in range(50)]
     answers = await asyncio.gather(*requests)
     assert [a.message_id for a in answers] == [f"{n}:x{n}:0" for n in range(50)]
     host.channel.notify("alive", 3, False)
@@ -352,7 +361,7 @@ async def test_the_host_says_when_a_connection_stops_working_and_forgets_closed_
     assert emitted == [(7, Connected(ME))]
     (connection,) = engine.opened
     assert (connection.ctx.session_id, connection.ctx.epoch) == ("ses_1", 3)
-    assert await gateway.channel.request("send", 7, OutgoingMessage("m1", "c", "x")) == SentMessage("m1", 1.0)
+    assert await gateway.channel.request("send", 7, OutgoingMessage("m1", "c", Text("x"))) == SentMessage("m1", 1.0)
 
     connection.working = False  # its reader ended without a word: the gateway hears of it within a second
     async with asyncio.timeout(3):
@@ -362,7 +371,7 @@ async def test_the_host_says_when_a_connection_stops_working_and_forgets_closed_
     assert connection.closed
     assert (await gateway.channel.request("stats", 0))["connections"] == 0
     with pytest.raises(EngineUnavailable):
-        await gateway.channel.request("send", 7, OutgoingMessage("m2", "c", "x"))
+        await gateway.channel.request("send", 7, OutgoingMessage("m2", "c", Text("x")))
     watching.cancel()
     gateway.channel.close()
     host.close()
@@ -373,6 +382,7 @@ def test_every_event_of_the_engine_contract_is_on_the_allowlist() -> None:
     in the host that first reports it."""
     import dataclasses
 
+    from wagate.domain import content
     from wagate.engines import base
 
     def events(cls: type[base.EngineEvent]) -> set[type[Any]]:
@@ -383,4 +393,5 @@ def test_every_event_of_the_engine_contract_is_on_the_allowlist() -> None:
         return found.union(*(events(sub) for sub in cls.__subclasses__()))
 
     contract = events(base.EngineEvent) | {base.Me, base.OutgoingMessage, base.SentMessage}
+    contract |= {content.Text, content.Media, content.Location, content.ContactCard, content.Contacts, content.Poll}
     assert sorted(cls.__name__ for cls in contract - set(codec._RECORDS)) == []

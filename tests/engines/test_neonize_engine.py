@@ -346,10 +346,11 @@ async def test_live_link_by_qr_and_send(gateway: Gateway, tmp_path: Path) -> Non
                 await asyncio.sleep(0.5)
         runner = supervisor.runners[session.id]
         assert runner.conn is not None
+        from wagate.domain.content import Text
         from wagate.domain.messages import new_message_id, normal_chat_id
         from wagate.engines.base import OutgoingMessage
 
-        sent = await runner.conn.send(OutgoingMessage(new_message_id(), normal_chat_id(to), "wagate live test"))
+        sent = await runner.conn.send(OutgoingMessage(new_message_id(), normal_chat_id(to), Text("wagate live test")))
         assert sent.message_id
     finally:
         await supervisor.stop()

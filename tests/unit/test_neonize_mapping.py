@@ -3,13 +3,15 @@ one test per kind of event the engine subscribes to."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from google.protobuf.message import Message as Proto
 from neonize.proto import Neonize_pb2 as nz
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
+from wagate.domain.messages import MessageKind
 from wagate.engines.base import (
     DecryptFailed,
     Disconnected,
@@ -280,31 +282,64 @@ def test_who_the_account_is_from_its_device() -> None:
     assert (me.id, me.phone, me.push_name) == ("15550001@s.whatsapp.net", "+15550001", "Shop")
 
 
-def test_outgoing_messages_are_built_as_whatsapp_expects() -> None:
-    text = mapping.outgoing(OutgoingMessage("3EB0AA", "1@s.whatsapp.net", "hi"), None)
-    assert text == e2e.Message(conversation="hi")
-    reply = mapping.outgoing(OutgoingMessage("3EB0AB", "1@s.whatsapp.net", "ok", reply_to="Q9"), None)
-    assert reply.extendedTextMessage.contextInfo.stanzaID == "Q9"
-    upload = nz.UploadResponse(
-        url="https://mmg/x",
-        DirectPath="/d",
-        Handle="",
-        MediaKey=b"k",
-        FileEncSHA256=b"e",
-        FileSHA256=b"s",
-        FileLength=3,
-    )
-    image = OutgoingMessage("3EB0AC", "1@s.whatsapp.net", "look", media=b"abc", mimetype="image/png")
-    assert mapping.media_type(image) == "image"
-    built = mapping.outgoing(image, upload)
-    assert (built.imageMessage.caption, built.imageMessage.mimetype, built.imageMessage.fileLength) == (
+UPLOAD = nz.UploadResponse(
+    url="https://mmg/x", DirectPath="/d", Handle="", MediaKey=b"k", FileEncSHA256=b"e", FileSHA256=b"s", FileLength=3
+)
+
+
+def _out(content: Any, reply_to: str | None = None) -> e2e.Message:
+    message = OutgoingMessage("3EB0AA", "1@s.whatsapp.net", content, reply_to=reply_to)
+    upload = UPLOAD if isinstance(content, Media) else None
+    # Through the wire and back: what whatsmeow is handed is a valid message, whole.
+    return e2e.Message.FromString(mapping.outgoing(message, upload, b"s" * 32).SerializeToString())
+
+
+def test_outgoing_text_and_replies_are_built_as_whatsapp_expects() -> None:
+    assert _out(Text("hi")) == e2e.Message(conversation="hi")
+    reply = _out(Text("ok"), reply_to="Q9")
+    assert (reply.extendedTextMessage.text, reply.extendedTextMessage.contextInfo.stanzaID) == ("ok", "Q9")
+
+
+def test_outgoing_files_travel_as_their_kind() -> None:
+    image = _out(Media(MessageKind.IMAGE, b"abc", "image/png", None, "look"))
+    assert (image.imageMessage.caption, image.imageMessage.mimetype, image.imageMessage.fileLength) == (
         "look",
         "image/png",
         3,
     )
-    voice = OutgoingMessage("3EB0AD", "1@s.whatsapp.net", None, media=b"abc", mimetype="audio/ogg", voice=True)
-    assert mapping.outgoing(voice, upload).audioMessage.PTT is True
-    pdf = OutgoingMessage(
-        "3EB0AE", "1@s.whatsapp.net", None, media=b"abc", mimetype="application/pdf", filename="a.pdf"
-    )
-    assert mapping.outgoing(pdf, upload).documentMessage.fileName == "a.pdf"
+    assert (image.imageMessage.directPath, image.imageMessage.mediaKey) == ("/d", b"k")
+    assert _out(Media(MessageKind.VOICE, b"abc", "audio/ogg; codecs=opus")).audioMessage.PTT is True
+    pdf = _out(Media(MessageKind.FILE, b"abc", "application/pdf", "a.pdf"))
+    assert (pdf.documentMessage.fileName, pdf.documentMessage.title) == ("a.pdf", "a.pdf")
+    # sendFile sends a document whatever the file is: a picture sent as a file keeps its quality.
+    assert _out(Media(MessageKind.FILE, b"abc", "image/png", "p.png")).HasField("documentMessage")
+    video = _out(Media(MessageKind.VIDEO, b"abc", "video/mp4", "v.mp4", "watch"), reply_to="Q1")
+    assert (video.videoMessage.caption, video.videoMessage.mimetype) == ("watch", "video/mp4")
+    assert video.videoMessage.contextInfo.stanzaID == "Q1"
+    assert not video.HasField("ptvMessage")
+    note = _out(Media(MessageKind.VIDEO, b"abc", "video/mp4", as_note=True))
+    assert note.HasField("ptvMessage")  # a round video note
+    assert not note.HasField("videoMessage")
+    assert note.ptvMessage.fileSHA256 == b"s"
+    assert [mapping.media_type(Media(k, b"", m)) for k, m in [(MessageKind.VIDEO, "video/mp4")]] == ["video"]
+
+
+def test_outgoing_places_cards_and_polls_are_built_as_whatsapp_expects() -> None:
+    place = _out(Location(52.52, 13.405, "Office", None), reply_to="Q2").locationMessage
+    assert (place.degreesLatitude, place.degreesLongitude, place.name) == (52.52, 13.405, "Office")
+    assert not place.HasField("address")
+    assert place.contextInfo.stanzaID == "Q2"
+    vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Ann\nEND:VCARD"
+    one = _out(Contacts((ContactCard("Ann", vcard),)))
+    assert (one.contactMessage.displayName, one.contactMessage.vcard) == ("Ann", vcard)
+    two = _out(Contacts((ContactCard("Ann", vcard), ContactCard("Bo", vcard.replace("Ann", "Bo")))))
+    assert [c.displayName for c in two.contactsArrayMessage.contacts] == ["Ann", "Bo"]
+    assert two.contactsArrayMessage.displayName == "2 contacts"
+    single = _out(Poll("Lunch?", ("yes", "no")))
+    # as whatsmeow builds polls: one answer -> V3 with a count of 1; several -> the first form with 0 (any number)
+    assert [o.optionName for o in single.pollCreationMessageV3.options] == ["yes", "no"]
+    assert single.pollCreationMessageV3.selectableOptionsCount == 1
+    assert single.messageContextInfo.messageSecret == b"s" * 32  # the votes' key is made from it
+    several = _out(Poll("Days", ("mon", "tue", "wed"), multiple=True))
+    assert (several.pollCreationMessage.name, several.pollCreationMessage.selectableOptionsCount) == ("Days", 0)
+    assert not several.HasField("pollCreationMessageV3")

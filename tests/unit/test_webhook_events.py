@@ -32,7 +32,9 @@ SAMPLES: list[tuple[EventType, dict[str, Any]]] = [
     (EventType.MESSAGE, payloads.message(**{**MESSAGE, "chat": "120363@g.us", "media": {"mimetype": "image/png"}})),
     (
         EventType.MESSAGE_ANY,
-        payloads.own_message(message_id="3EB0BB", chat=MESSAGE["chat"], me=ME["id"], text="yo", timestamp=1.0),
+        payloads.own_message(
+            message_id="3EB0BB", chat=MESSAGE["chat"], me=ME["id"], body={"text": "yo"}, kind="text", timestamp=1.0
+        ),
     ),
     (
         EventType.MESSAGE_ACK,

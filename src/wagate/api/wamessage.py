@@ -50,7 +50,7 @@ class WAMediaOut(BaseModel):
 
 
 class LocationOut(BaseModel):
-    """A location message's place (wagate's engines do not report locations yet: never given)."""
+    """A location message's place (on a message the session sent; received places are not reported yet)."""
 
     latitude: str
     longitude: str
@@ -96,7 +96,9 @@ class WAMessageOut(BaseModel):
     author: str | None = None
     location: LocationOut | None = None
     vCards: list[str]
-    data: dict[str, Any] = Field(alias="_data", description="wagate's record: id, status, type, attempts, error")
+    data: dict[str, Any] = Field(
+        alias="_data", description="wagate's record: id, status, type, attempts, error; a poll's question and options"
+    )
     replyTo: ReplyToOut | None = None
 
 
@@ -185,7 +187,10 @@ class MessageReader:
                 "attempts": message.attempts,
                 "error": message.error,
                 "unreadable": body is None,
+                **({"poll": opened["poll"]} if opened.get("poll") else {}),
             },
+            location=opened.get("location"),
+            vcards=[str(card.get("vcard")) for card in opened.get("vcards") or ()],
         )
         if not self._media:
             built.pop("media", None)

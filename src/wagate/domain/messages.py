@@ -54,8 +54,12 @@ class MessageStatus(StrEnum):
 class MessageKind(StrEnum):
     TEXT = "text"
     IMAGE = "image"
+    VIDEO = "video"
     FILE = "file"
     VOICE = "voice"
+    LOCATION = "location"
+    CONTACTS = "contacts"  # one contact card or several
+    POLL = "poll"
 
 
 QUEUED = (MessageStatus.PENDING, MessageStatus.SENDING)
@@ -116,6 +120,8 @@ def new_message_id() -> str:
 def kind_of(mimetype: str) -> MessageKind:
     if mimetype.startswith("image/"):
         return MessageKind.IMAGE
+    if mimetype.startswith("video/"):
+        return MessageKind.VIDEO
     if mimetype.startswith("audio/"):
         return MessageKind.VOICE
     return MessageKind.FILE

@@ -92,20 +92,11 @@ def message(
 
 
 def own_message(
-    *,
-    message_id: str,
-    chat: str,
-    me: str | None,
-    text: str | None,
-    timestamp: float,
-    mimetype: str | None = None,
-    filename: str | None = None,
+    *, message_id: str, chat: str, me: str | None, body: Mapping[str, Any], kind: str, timestamp: float
 ) -> dict[str, Any]:
     """``message.any`` of a message the session sent through the API, as WAHA's ``WAMessage`` (``source: api``),
-    once the server has it; ``mimetype`` and ``filename`` of its media, if it has one."""
-    media = None
-    if mimetype is not None:
-        media = {"url": None, "mimetype": mimetype, "filename": filename}
+    once the server has it; ``body`` is what its sealed body holds (``domain.content.body_of``)."""
+    media = body.get("media")
     return wa_message(
         message_id=message_id,
         chat_id=chat,
@@ -113,10 +104,13 @@ def own_message(
         from_me=True,
         sender=me,
         timestamp=timestamp,
-        body=text,
+        body=body.get("text") or body.get("caption"),
         status=MessageStatus.SENT,
-        media=media,
+        media={"url": None, "mimetype": media.get("mimetype"), "filename": media.get("filename")} if media else None,
         source="api",
+        extra={"type": kind, **({"poll": body["poll"]} if body.get("poll") else {})},
+        location=body.get("location"),
+        vcards=[str(card.get("vcard")) for card in body.get("vcards") or ()],
     )
 
 

@@ -9,7 +9,7 @@ else (``false_123@g.us_3EB0…_456@c.us``). Inputs take both forms. No I/O here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -114,11 +114,14 @@ def wa_message(
     reply_to: Mapping[str, Any] | None = None,
     source: str = "app",
     extra: Mapping[str, Any] | None = None,
+    location: Mapping[str, Any] | None = None,
+    vcards: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A message as WAHA's ``WAMessage``. ``chat_id``, ``me`` and ``sender`` are JIDs as stored; ``me`` is the
     session's own JID (``None`` before it is known); ``sender`` who wrote it (the participant in a group).
     ``source`` is ``api`` for a message the API queued, ``app`` for any other (written in a WhatsApp app);
-    ``reply_to`` the quoted message as WAHA's ``ReplyToMessage`` (``id`` and ``hasMedia`` at least).
+    ``reply_to`` the quoted message as WAHA's ``ReplyToMessage`` (``id`` and ``hasMedia`` at least); ``location``
+    a place as a stored body keeps it (``domain.content``), ``vcards`` the cards of a contacts message.
 
     Every field WAHA's schema requires is given, never null: ``participant`` is empty outside a group message from
     someone else, ``mediaUrl`` (deprecated for ``media.url``) is empty when the media has no URL."""
@@ -140,7 +143,7 @@ def wa_message(
         "mediaUrl": str((media or {}).get("url") or ""),
         "ack": int(ack),
         "ackName": ack.name,
-        "vCards": [],
+        "vCards": list(vcards),
         "_data": {"id": message_id},
     }
     if participant:
@@ -148,6 +151,14 @@ def wa_message(
     if media is not None:
         message["media"] = dict(media)
     message["replyTo"] = dict(reply_to) if reply_to else None
+    if location is not None:
+        message["location"] = {
+            "latitude": str(location["latitude"]),
+            "longitude": str(location["longitude"]),
+            "live": bool(location.get("live")),
+            "name": location.get("name"),
+            "address": location.get("address"),
+        }
     if extra:
         message["_data"].update(extra)
     return message

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from wagate.clock import Clock
+from wagate.domain.content import Content
 from wagate.domain.messages import Contact, Group
 from wagate.domain.sessions import Proxy
 from wagate.errors import WagateError
@@ -208,17 +209,15 @@ class EngineNotice(EngineEvent):
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """A message to send. ``id`` is made by the gateway before the message is queued, as WhatsApp clients make
-    theirs, so that a message handed to the server twice is recognisable."""
+    """A message to send: its ``content`` (one of ``domain.content``'s kinds) to ``chat``, quoting ``reply_to`` (a
+    bare WhatsApp id) if set. ``id`` is made by the gateway before the message is queued, as WhatsApp clients make
+    theirs, so that a message handed to the server twice is recognisable. An engine that cannot send a kind raises
+    ``SendRejected`` naming it."""
 
     id: str
     chat: str
-    text: str | None  # the text, or a media's caption
+    content: Content
     reply_to: str | None = None
-    media: bytes | None = None
-    mimetype: str | None = None
-    filename: str | None = None
-    voice: bool = False
 
 
 @dataclass(frozen=True, slots=True)

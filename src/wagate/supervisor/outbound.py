@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from wagate.domain import payloads
+from wagate.domain.content import content_of
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import Message, MessageStatus, StatusUpdate
 from wagate.domain.ratelimit import TokenBucket
@@ -168,36 +170,30 @@ class OutboundSender:
         try:
             for message in batch:
                 try:
-                    outgoing = await self._outgoing(message)
+                    outgoing, body = await self._outgoing(message)
                     sent = await self._conn.send(outgoing)
                 except SendRejected as exc:
                     results.append(self._update(message, MessageStatus.FAILED, error=str(exc)[:300]))
                 else:
                     results.append(self._update(message, MessageStatus.SENT, timestamp=sent.timestamp))
-                    sent_events.append(self._sent_event(outgoing, sent.timestamp))
+                    sent_events.append(self._sent_event(message, body, sent.timestamp))
                 self._runner.last_activity = self._ctx.clock()
         finally:  # what the server has is recorded even when the connection broke in the middle
             await self._ctx.messages.update_status(results, events=sent_events)
 
-    def _sent_event(self, outgoing: OutgoingMessage, timestamp: float) -> Event:
+    def _sent_event(self, message: Message, body: Mapping[str, Any], timestamp: float) -> Event:
         """``message.any`` for a message the session sent (WAHA reports the session's own messages so too)."""
         session = self._runner.session
         me = str(session.me["id"]) if session.me and session.me.get("id") else None
         payload = payloads.own_message(
-            message_id=outgoing.id,
-            chat=outgoing.chat,
-            me=me,
-            text=outgoing.text,
-            timestamp=timestamp,
-            mimetype=outgoing.mimetype if outgoing.media is not None else None,
-            filename=outgoing.filename,
+            message_id=message.id, chat=message.chat_id, me=me, body=body, kind=message.kind.value, timestamp=timestamp
         )
         now = self._ctx.clock()
         return Event.new(EventType.MESSAGE_ANY, session.tenant_id, session.id, session.name, now, payload)
 
-    async def _outgoing(self, message: Message) -> OutgoingMessage:
-        """What the engine sends; ``SendRejected`` (the message fails, alone) when its stored body or media is
-        missing or damaged."""
+    async def _outgoing(self, message: Message) -> tuple[OutgoingMessage, dict[str, Any]]:
+        """What the engine sends, and the body it was built from; ``SendRejected`` (the message fails, alone) when
+        its stored body or media is missing or damaged."""
         session = self._runner.session
         bodies = self._ctx.bodies
         body = await bodies.readable_body(session.tenant_id, session.id, message.id, message.body)
@@ -212,17 +208,11 @@ class OutboundSender:
                 media = await bodies.open_media(session.tenant_id, session.id, message.id, sealed)
             except CryptoError:
                 raise SendRejected("the message's stored media is damaged and cannot be read") from None
-        meta = body.get("media") or {}
-        return OutgoingMessage(
-            id=message.id,
-            chat=message.chat_id,
-            text=body.get("text") or body.get("caption"),
-            reply_to=body.get("replyTo"),
-            media=media,
-            mimetype=meta.get("mimetype"),
-            filename=meta.get("filename"),
-            voice=message.kind.value == "voice",
-        )
+        try:
+            content = content_of(message.kind, body, media)
+        except (ValueError, KeyError, TypeError):
+            raise SendRejected(f"the message's stored body is not a {message.kind.value} message") from None
+        return OutgoingMessage(message.id, message.chat_id, content, reply_to=body.get("replyTo")), body
 
     def _update(
         self, message: Message, status: MessageStatus, *, timestamp: float | None = None, error: str | None = None

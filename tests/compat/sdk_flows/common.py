@@ -47,6 +47,7 @@ IMAGE = base64.b64encode(
 ).decode()
 FILE = base64.b64encode(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n").decode()
 VOICE = base64.b64encode(b"OggS\x00\x02" + bytes(58)).decode()
+VIDEO = base64.b64encode(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(40)).decode()
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,21 @@ from __future__ import annotations
 from typing import Any
 
 from waha import WahaAPIError, WahaClient
-from waha.types import Base64File, MeInfo, QRFormat, SessionDTO, SessionInfo, WAMessage
+from waha.types import Base64File, ContactVcard, MeInfo, QRFormat, SessionDTO, SessionInfo, WAMessage
 
-from tests.compat.sdk_flows.common import FILE, IMAGE, VOICE, Flow, Hooks, Phone, decode_qr, is_status, step, until
+from tests.compat.sdk_flows.common import (
+    FILE,
+    IMAGE,
+    VIDEO,
+    VOICE,
+    Flow,
+    Hooks,
+    Phone,
+    decode_qr,
+    is_status,
+    step,
+    until,
+)
 
 __all__ = ["link", "lists", "main", "send", "wind_down"]
 
@@ -126,6 +138,22 @@ def send(client: Any, flow: Flow, hooks: Hooks) -> None:
         voice = Base64File(mimetype="audio/ogg; codecs=opus", filename="hi.opus", data=VOICE)
         assert _sent(client.messages.send_voice(flow.peer_id, voice, session=flow.session), flow).hasMedia is True
 
+    with step("sendVideo"):
+        video = Base64File(mimetype="video/mp4", filename="clip.mp4", data=VIDEO)
+        answer = client.messages.send_video(flow.peer_id, video, session=flow.session, caption="a clip")
+        assert _sent(answer, flow, "a clip").hasMedia is True
+
+    with step("sendLocation"):
+        answer = client.messages.send_location(flow.peer_id, 40.7128, -74.006, session=flow.session, title="NYC")
+        _sent(answer, flow)
+        assert answer["location"]["name"] == "NYC"  # this SDK's WAMessage model has no location: the answer has
+
+    with step("sendContactVcard"):
+        card = ContactVcard(fullName="John Doe", phoneNumber="+15550300", organization="Shop")
+        answer = client.messages.send_contact_vcard(flow.peer_id, [card], session=flow.session)
+        _sent(answer, flow)
+        assert "FN:John Doe" in answer["vCards"][0]
+
     with step("an inbound message, as a webhook"):
         Phone(flow).receive("hello from the phone")
         body = hooks.wait("the inbound message", lambda b: b.get("event") == "message")
@@ -143,7 +171,7 @@ def lists(client: Any, flow: Flow) -> None:
 
     with step("list a chat's messages"):
         messages = client.chats.get_messages(flow.peer_id, session=flow.session, limit=10, download_media=False)
-        assert len(messages) == 5, [m.body for m in messages]
+        assert len(messages) == 8, [m.body for m in messages]
         assert "hello from the phone" in [m.body for m in messages if not m.fromMe]
         second = client.chats.get_messages(flow.peer_id, session=flow.session, limit=2, offset=2)
         assert [m.id for m in second] == [m.id for m in messages[2:4]]

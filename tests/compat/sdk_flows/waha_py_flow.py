@@ -20,7 +20,19 @@ import httpx
 from pydantic import TypeAdapter
 from waha import WahaClient, models
 
-from tests.compat.sdk_flows.common import FILE, IMAGE, VOICE, Flow, Hooks, Phone, decode_qr, is_status, step, until
+from tests.compat.sdk_flows.common import (
+    FILE,
+    IMAGE,
+    VIDEO,
+    VOICE,
+    Flow,
+    Hooks,
+    Phone,
+    decode_qr,
+    is_status,
+    step,
+    until,
+)
 
 __all__ = ["link", "lists", "main", "read", "send", "wind_down"]
 
@@ -203,6 +215,35 @@ def send(client: Any, flow: Flow, hooks: Hooks) -> None:
         )
         assert _sent(answer, flow).hasMedia is True
 
+    with step("sendVideo"):
+        video = {"mimetype": "video/mp4", "filename": "clip.mp4", "data": VIDEO}
+        answer = client.chatting.send_video(
+            {"chatId": flow.peer_id, "file": video, "convert": False, "asNote": True, "session": flow.session}
+        )
+        assert _sent(answer, flow).hasMedia is True
+
+    with step("sendLocation"):
+        place = models.MessageLocationRequest(
+            chatId=flow.peer_id, latitude=38.8937255, longitude=-77.0969763, title="Our office", session=flow.session
+        )
+        sent = _sent(client.chatting.send_location(place), flow)
+        assert sent.location is not None
+        assert (sent.location.latitude, sent.location.name) == ("38.8937255", "Our office")
+
+    with step("sendContactVcard"):
+        vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Jane Doe\nTEL;type=CELL;waid=15550300:+1 555 0300\nEND:VCARD"
+        contacts = models.MessageContactVcardRequest(
+            chatId=flow.peer_id, contacts=[models.VCardContact(vcard=vcard)], session=flow.session
+        )
+        assert _sent(client.chatting.send_contact_vcard(contacts), flow).vCards == [vcard]
+
+    with step("sendPoll"):
+        # The SDK's MessagePoll types multipleAnswers as an object (WAHA's document does): the request goes as JSON.
+        poll = {"name": "How are you?", "options": ["Awesome!", "Good!"], "multipleAnswers": False}
+        sent = _sent(client.chatting.send_poll({"chatId": flow.peer_id, "poll": poll, "session": flow.session}), flow)
+        assert sent.field_data is not None
+        assert sent.field_data["poll"]["options"] == ["Awesome!", "Good!"]
+
     with step("an inbound message, as a webhook"):
         Phone(flow).receive("hello from the phone")
         body = hooks.wait("the inbound message", lambda b: b.get("event") == "message")
@@ -232,7 +273,7 @@ def lists(client: Any, flow: Flow) -> None:
         params = {"limit": 10, "downloadMedia": False}
         page = client.chats.get_chat_messages(flow.session, flow.peer_id, params=params)
         messages = [models.WAMessage.model_validate(m) for m in page]
-        assert len(messages) == 5, [m.body for m in messages]
+        assert len(messages) == 9, [m.body for m in messages]
         assert "hello from the phone" in [m.body for m in messages if not m.fromMe]
         second = client.chats.get_chat_messages(flow.session, flow.peer_id, params={"limit": 2, "offset": 2})
         assert [m["id"] for m in second] == [m.id for m in messages[2:4]]

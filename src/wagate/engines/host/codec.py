@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
 from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
@@ -82,6 +83,12 @@ _RECORDS: tuple[type[Any], ...] = (
     Contact,
     Group,
     OutgoingMessage,
+    Text,
+    Media,
+    Location,
+    ContactCard,
+    Contacts,
+    Poll,
     SentMessage,
 )
 # Errors that keep their class across the hop: the engines and the supervisor tell them apart (``LeaseLost`` ends a

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import neonize.aioze.events as neonize_events
 from neonize.aioze.client import NewAClient
 from neonize.utils.enum import ClientName, MediaType
 
+from wagate.domain.content import Media
 from wagate.engines.base import (
     Connection,
     ContactStateDamaged,
@@ -58,6 +60,13 @@ __all__ = [
 
 # How long a start keeps the Go library to itself: it adds the client to Go's maps within milliseconds.
 START_WINDOW = 0.25
+# How each kind of file is encrypted and uploaded (``mapping.media_type``); a video note uploads as a video.
+_UPLOADS = {
+    "image": MediaType.MediaImage,
+    "video": MediaType.MediaVideo,
+    "audio": MediaType.MediaAudio,
+    "document": MediaType.MediaDocument,
+}
 STOP_TIMEOUT = 10.0
 
 log = logging.getLogger("wagate.engine.neonize")
@@ -245,16 +254,11 @@ class NeonizeConnection(EventReader, Connection):
         try:
             async with self._engine.gate.shared():
                 upload = None
-                if message.media is not None:
-                    kind = {
-                        "image": MediaType.MediaImage,
-                        "audio": MediaType.MediaAudio,
-                        "document": MediaType.MediaDocument,
-                    }[mapping.media_type(message)]
-                    upload = await self._client.upload(message.media, kind)
-                response = await self._client.send_message(
-                    mapping.to_jid(message.chat), mapping.outgoing(message, upload)
-                )
+                if isinstance(message.content, Media):
+                    kind = _UPLOADS[mapping.media_type(message.content)]
+                    upload = await self._client.upload(message.content.data, kind)
+                built = mapping.outgoing(message, upload, secrets.token_bytes(32))
+                response = await self._client.send_message(mapping.to_jid(message.chat), built)
         except Exception as exc:
             raise self._send_error(exc) from None
         whatsapp_id = str(response.ID)

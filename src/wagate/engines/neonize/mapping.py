@@ -15,6 +15,8 @@ from neonize.proto import Neonize_pb2 as nz
 from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
+from wagate.domain.content import Contacts, Location, Media, Poll
+from wagate.domain.messages import MessageKind
 from wagate.domain.sessions import Proxy
 from wagate.engines.base import (
     DecryptFailed,
@@ -320,24 +322,63 @@ def _chat_notice(event: Any) -> EngineNotice | None:
     return None
 
 
-def media_type(message: OutgoingMessage) -> str:
-    """Which kind of WhatsApp media an outgoing attachment travels as: image, audio or document."""
-    mimetype = message.mimetype or "application/octet-stream"
-    if message.voice or mimetype.startswith("audio/"):
+def media_type(media: Media) -> str:
+    """Which kind of WhatsApp media a file travels as (how it is encrypted and uploaded): image, video, audio or
+    document."""
+    if media.kind is MessageKind.VOICE:
         return "audio"
-    if mimetype.startswith("image/") and mimetype != "image/svg+xml":
+    if media.kind is MessageKind.IMAGE and media.mimetype != "image/svg+xml":
         return "image"
+    if media.kind is MessageKind.VIDEO:
+        return "video"
     return "document"
 
 
-def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None) -> e2e.Message:
-    """The WhatsApp message for ``message``; ``upload`` is where its media went (None for a text)."""
+def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None, secret: bytes = b"") -> e2e.Message:
+    """The WhatsApp message for ``message``; ``upload`` is where its media went (None for any other kind);
+    ``secret``: 32 random bytes for a poll (its votes are encrypted with a key made from them)."""
     context = e2e.ContextInfo(stanzaID=message.reply_to) if message.reply_to else None
-    if upload is None or message.media is None:
-        text = message.text or ""
-        if context is None:
-            return e2e.Message(conversation=text)
-        return e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text=text, contextInfo=context))
+    content = message.content
+    if isinstance(content, Media):
+        if upload is None:
+            raise ValueError("a media message without its upload")
+        return _media_message(content, upload, context)
+    if isinstance(content, Location):
+        place = e2e.LocationMessage(
+            degreesLatitude=content.latitude,
+            degreesLongitude=content.longitude,
+            name=content.name,
+            address=content.address,
+            contextInfo=context,
+        )
+        return e2e.Message(locationMessage=place)
+    if isinstance(content, Contacts):
+        if len(content.cards) == 1:
+            (card,) = content.cards
+            return e2e.Message(
+                contactMessage=e2e.ContactMessage(displayName=card.name, vcard=card.vcard, contextInfo=context)
+            )
+        cards = [e2e.ContactMessage(displayName=card.name, vcard=card.vcard) for card in content.cards]
+        shown = f"{len(cards)} contacts"
+        return e2e.Message(
+            contactsArrayMessage=e2e.ContactsArrayMessage(displayName=shown, contacts=cards, contextInfo=context)
+        )
+    if isinstance(content, Poll):
+        options = [e2e.PollCreationMessage.Option(optionName=option) for option in content.options]
+        count = 0 if content.multiple else 1  # whatsmeow's rule: 0 lets a voter pick any number
+        poll = e2e.PollCreationMessage(
+            name=content.name, options=options, selectableOptionsCount=count, contextInfo=context
+        )
+        info = e2e.MessageContextInfo(messageSecret=secret)
+        if content.multiple:
+            return e2e.Message(pollCreationMessage=poll, messageContextInfo=info)
+        return e2e.Message(pollCreationMessageV3=poll, messageContextInfo=info)
+    if context is None:
+        return e2e.Message(conversation=content.text)
+    return e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text=content.text, contextInfo=context))
+
+
+def _media_message(media: Media, upload: nz.UploadResponse, context: e2e.ContextInfo | None) -> e2e.Message:
     common: dict[str, Any] = {
         "URL": upload.url,
         "directPath": upload.DirectPath,
@@ -345,17 +386,21 @@ def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None) -> e2e.
         "fileEncSHA256": upload.FileEncSHA256,
         "fileSHA256": upload.FileSHA256,
         "fileLength": upload.FileLength,
-        "mimetype": message.mimetype or "application/octet-stream",
+        "mimetype": media.mimetype,
     }
     if context is not None:
         common["contextInfo"] = context
-    kind = media_type(message)
+    kind = media_type(media)
     if kind == "image":
-        return e2e.Message(imageMessage=e2e.ImageMessage(caption=message.text or None, **common))
+        return e2e.Message(imageMessage=e2e.ImageMessage(caption=media.caption or None, **common))
+    if kind == "video":
+        video = e2e.VideoMessage(caption=media.caption or None, **common)
+        # A video note travels as WhatsApp's "ptv" (a round video, played inline), with no caption.
+        return e2e.Message(ptvMessage=video) if media.as_note else e2e.Message(videoMessage=video)
     if kind == "audio":
-        return e2e.Message(audioMessage=e2e.AudioMessage(PTT=message.voice, **common))
+        return e2e.Message(audioMessage=e2e.AudioMessage(PTT=media.kind is MessageKind.VOICE, **common))
     document = e2e.DocumentMessage(
-        caption=message.text or None, fileName=message.filename or "file", title=message.filename or None, **common
+        caption=media.caption or None, fileName=media.filename or "file", title=media.filename or None, **common
     )
     return e2e.Message(documentMessage=document)
 

@@ -17,7 +17,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from wagate.domain.messages import Contact, Group
+from wagate.domain.content import Contacts, Content, Location, Media, Text
+from wagate.domain.messages import Contact, Group, MessageKind
 from wagate.engines.base import (
     Connected,
     Connection,
@@ -169,17 +170,9 @@ class SimConnection(InboundChains, Connection):
         return code
 
     async def send(self, message: OutgoingMessage) -> SentMessage:
-        body: dict[str, Any] = {"id": message.id, "to": message.chat, "text": message.text}
+        body: dict[str, Any] = {"id": message.id, "to": message.chat, **_wire(message.content)}
         if message.reply_to is not None:
             body["reply_to"] = message.reply_to
-        if message.media is not None:
-            body["media"] = {
-                "mimetype": message.mimetype,
-                "filename": message.filename,
-                "size": len(message.media),
-                "sha256": hashlib.sha256(message.media).hexdigest(),
-                "voice": message.voice,
-            }
         reply = await self._ask("send", body)
         if reply.get("type") == "send_error":
             raise SendRejected(str(reply.get("reason", "refused by the server")))
@@ -318,3 +311,25 @@ class SimConnection(InboundChains, Connection):
 
     def alive(self) -> bool:
         return self._reader is not None and not self._reader.done()
+
+
+def _wire(content: Content) -> dict[str, Any]:
+    """A message's content as the simulator's ``send`` frame carries it (a media file described, not its bytes)."""
+    if isinstance(content, Text):
+        return {"text": content.text}
+    if isinstance(content, Media):
+        media = {
+            "mimetype": content.mimetype,
+            "filename": content.filename,
+            "size": len(content.data),
+            "sha256": hashlib.sha256(content.data).hexdigest(),
+            "kind": content.kind.value,
+            "voice": content.kind is MessageKind.VOICE,
+            "note": content.as_note,
+        }
+        return {"text": content.caption, "media": media}
+    if isinstance(content, Location):
+        return {"location": {"latitude": content.latitude, "longitude": content.longitude, "name": content.name}}
+    if isinstance(content, Contacts):
+        return {"contacts": [{"name": card.name, "vcard": card.vcard} for card in content.cards]}
+    return {"poll": {"name": content.name, "options": list(content.options), "multiple": content.multiple}}

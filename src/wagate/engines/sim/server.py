@@ -175,7 +175,7 @@ class SimServer(Pairing, Traffic):
         to = str(message.get("to", ""))
         given = message.get("id")
         message_id = str(given) if isinstance(given, str) else ""
-        problem = _recipient_problem(device, to)
+        problem = _recipient_problem(device, to) or _content_problem(message)
         if not MESSAGE_ID.fullmatch(message_id):
             problem = "a message id is 8-64 of A-Z and 0-9"
         if problem is not None:
@@ -188,6 +188,9 @@ class SimServer(Pairing, Traffic):
             "text": message.get("text"),
             "reply_to": message.get("reply_to"),
             "media": message.get("media"),
+            "location": message.get("location"),
+            "contacts": message.get("contacts"),
+            "poll": message.get("poll"),
             "ts": self._clock(),
         }
         device.record_sent(record)
@@ -307,4 +310,26 @@ def _recipient_problem(device: Device, to: str) -> str | None:
     user, _, server = to.partition("@")
     if server != "s.whatsapp.net" or not PHONE.fullmatch(user):
         return f"{to!r} is not a WhatsApp user"
+    return None
+
+
+def _content_problem(message: dict[str, Any]) -> str | None:
+    """What WhatsApp's server refuses of a message's content: a poll of fewer than 2 or more than 12 options or
+    with two the same, a place off the globe, a contact card that is not a vCard."""
+    poll, place, contacts = message.get("poll"), message.get("location"), message.get("contacts")
+    if isinstance(poll, dict):
+        options = poll.get("options")
+        if not isinstance(options, list) or not 2 <= len(options) <= 12 or len(set(map(str, options))) != len(options):
+            return "a poll has 2 to 12 different options"
+    if isinstance(place, dict):
+        latitude, longitude = place.get("latitude"), place.get("longitude")
+        if not isinstance(latitude, int | float) or not isinstance(longitude, int | float):
+            return "a location has a latitude and a longitude"
+        if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            return "a location's latitude is within ±90 and its longitude within ±180"
+    if isinstance(contacts, list):
+        for card in contacts:
+            vcard = str(card.get("vcard", "")) if isinstance(card, dict) else ""
+            if not vcard.upper().startswith("BEGIN:VCARD") or not vcard.upper().rstrip().endswith("END:VCARD"):
+                return "a contact card is a vCard (BEGIN:VCARD ... END:VCARD)"
     return None
