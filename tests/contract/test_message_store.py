@@ -3,6 +3,8 @@ statuses, idempotency keys, chats, contacts, groups, paging, retention and delet
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.builders import tenant_with_session
@@ -157,6 +159,41 @@ async def test_outbound_statuses_only_move_forward_with_an_event_each(store: Sto
         ("delivered", "sent"),
         ("read", "delivered"),
     ]
+
+
+async def test_concurrent_enqueues_keep_each_ones_answer_and_order(store: Store) -> None:
+    """Requests queued at the same time share transactions; each still gets its own answer: queued in the order
+    they came, the same key's first message, its id taken, or the queue full, and one's refusal is not another's."""
+    tenant, session = await tenant_with_session(store, "a")
+    _, other = await tenant_with_session(store, "b")
+    requests = [
+        outbound(session, "A0", key="k1"),
+        outbound(session, "A1M"),
+        outbound(session, "A2", key="k1"),  # the same key as A0, in the same batch: A0 is the answer
+        outbound(session, "A1M"),  # an id taken earlier in the batch
+        outbound(session, "A3"),
+        outbound(session, "A5"),  # the queue's fourth message: over the bound
+        outbound(other, "B0"),
+        outbound(session, "A4", key="k1", digest="other"),  # the key again, for another request
+    ]
+    answers = await asyncio.gather(*(store.messages.enqueue(r, max_queued=3) for r in requests), return_exceptions=True)
+    assert [(a[0].id, a[1]) if isinstance(a, tuple) else type(a) for a in answers] == [
+        ("A0", True),
+        ("A1M", True),
+        ("A0", False),
+        AlreadyExists,
+        ("A3", True),
+        QueueFull,
+        ("B0", True),
+        IdempotencyConflict,
+    ]
+    queued = await store.messages.queued(tenant, session.id, 10)
+    assert [m.id for m in queued] == ["A0", "A1M", "A3"]
+    assert queued[0].seq < queued[1].seq < queued[2].seq
+    assert await store.messages.media(tenant, session.id, "A1M") == b"media"
+    assert [m.id for m in await store.messages.queued(other.tenant_id, other.id, 10)] == ["B0"]
+    chats = await store.directory.list_chats(tenant, session.id, limit=10)
+    assert [(c.id, c.messages) for c in chats] == [(FROM, 3)]
 
 
 async def test_idempotency_keys_and_the_queue_bound(store: Store) -> None:

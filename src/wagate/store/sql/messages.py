@@ -1,8 +1,8 @@
 """Messages in SQL: the outbound queue, each message's status as it moves on, and reading them back.
 
-Outbound messages are queued in one transaction with their media and their chat's counters; each status they reach
-commits with its event. Received messages are written by ``inbound`` inside a session's commit; chats, contacts and
-groups are read and kept by ``directory``.
+Outbound messages are queued with their media and their chat's counters, those of concurrent requests in one
+transaction (:mod:`~wagate.store.sql.enqueue`); each status they reach commits with its event. Received messages are
+written by ``inbound`` inside a session's commit; chats, contacts and groups are read and kept by ``directory``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
@@ -28,13 +27,12 @@ from wagate.domain.messages import (
     moves,
     reported,
 )
-from wagate.errors import AlreadyExists, IdempotencyConflict, LeaseLost, QueueFull
+from wagate.errors import AlreadyExists, IdempotencyConflict, LeaseLost
 from wagate.ids import SessionId, TenantId
 from wagate.store.contracts.messages import MessageStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
-from wagate.store.sql.inbound import count_into_chats
-from wagate.store.sql.prepared import Tx
+from wagate.store.sql.enqueue import IS_QUEUED, EnqueueCombiner, Queued
 from wagate.store.sql.writer import EventWriter
 
 __all__ = ["MM", "C", "G", "K", "L", "M", "SqlMessageStore", "forget_messages"]
@@ -46,9 +44,7 @@ K = schema.contacts
 G = schema.chat_groups
 L = schema.session_leases
 _QUEUED = [s.value for s in QUEUED]
-# Spelled out, not bound: a partial index (ix_messages_queue) serves a query only when its condition is literally there.
-_IS_QUEUED = text("messages.status IN ('pending', 'sending')")
-assert set(_QUEUED) == {"pending", "sending"}, "keep _IS_QUEUED and the index in step with domain.messages.QUEUED"
+assert set(_QUEUED) == {"pending", "sending"}, "keep IS_QUEUED and the index in step with domain.messages.QUEUED"
 _CHUNK = 500
 
 
@@ -72,25 +68,50 @@ def _message(row: Any) -> Message:
     )
 
 
+def _queued(new: NewOutbound, queued: Queued) -> Message:
+    return Message(
+        seq=queued.seq,
+        tenant_id=new.tenant_id,
+        session_id=new.session_id,
+        id=new.id,
+        chat_id=new.chat_id,
+        sender=new.sender,
+        from_me=True,
+        kind=new.kind,
+        status=MessageStatus.PENDING,
+        timestamp=queued.at,
+        created_at=queued.at,
+        updated_at=queued.at,
+        attempts=0,
+        error=None,
+        body=new.body,
+    )
+
+
 class SqlMessageStore(MessageStore):
     def __init__(self, db: Database, clock: Clock, events: EventWriter) -> None:
         self._db = db
         self._clock = clock
         self._events = events
+        self._enqueues = EnqueueCombiner(db, clock)  # group commit of the requests that queue messages
 
     # outbound --------------------------------------------------------------------------------------------------
 
     async def enqueue(self, new: NewOutbound, *, max_queued: int) -> tuple[Message, bool]:
-        try:
-            return await self._enqueue(new, max_queued)
-        except IntegrityError:  # a concurrent request with the same idempotency key won the race, or the same id
+        while True:
+            outcome = await self._enqueues.submit(new, max_queued)
+            if isinstance(outcome, Queued):
+                return _queued(new, outcome), True
+            if outcome is not None:  # the idempotency key's message
+                return self._replayed(new, outcome), False
+            # Its row conflicted with one committed meanwhile: a concurrent request with the same idempotency key
+            # won the race, or the session has a message of this id (or had: then it goes again).
             async with self._db.read() as conn:
                 replay = await self._replay(conn, new)
             if replay is not None:
                 return replay, False
             if await self.get(new.tenant_id, new.session_id, new.id) is not None:
-                raise AlreadyExists(f"the session has a message {new.id!r} already") from None
-            raise
+                raise AlreadyExists(f"the session has a message {new.id!r} already")
 
     async def _replay(self, conn: AsyncConnection, new: NewOutbound) -> Message | None:
         if new.idem_key is None:
@@ -98,76 +119,18 @@ class SqlMessageStore(MessageStore):
         row = (
             await conn.execute(select(M).where(M.c.tenant_id == new.tenant_id, M.c.idem_key == new.idem_key))
         ).first()
-        if row is None:
-            return None
+        return None if row is None else self._replayed(new, row)
+
+    @staticmethod
+    def _replayed(new: NewOutbound, row: Any) -> Message:
         if row.idem_hash != new.idem_hash or row.session_id != new.session_id:
             raise IdempotencyConflict("this Idempotency-Key was used for a different request")
         return _message(row)
 
-    async def _enqueue(self, new: NewOutbound, max_queued: int) -> tuple[Message, bool]:
-        now = self._clock()
-        async with self._db.write() as conn:
-            replay = await self._replay(conn, new)
-            if replay is not None:
-                return replay, False
-            if self._db.dialect == "postgresql":  # one enqueue per session at a time: the queue bound holds
-                await conn.execute(
-                    select(schema.sessions.c.id).where(schema.sessions.c.id == new.session_id).with_for_update()
-                )
-            waiting = (
-                await conn.execute(select(func.count()).where(M.c.session_id == new.session_id, _IS_QUEUED))
-            ).scalar_one()
-            if waiting >= max_queued:
-                raise QueueFull(f"the session's outbound queue is full ({waiting} messages wait); retry later")
-            values = {
-                "tenant_id": new.tenant_id,
-                "session_id": new.session_id,
-                "id": new.id,
-                "chat_id": new.chat_id,
-                "sender": new.sender,
-                "from_me": 1,
-                "kind": new.kind.value,
-                "status": MessageStatus.PENDING.value,
-                "timestamp": now,
-                "created_at": now,
-                "updated_at": now,
-                "attempts": 0,
-                "idem_key": new.idem_key,
-                "idem_hash": new.idem_hash,
-                "body": new.body,
-            }
-            seq = (await conn.execute(insert(M).values(**values).returning(M.c.seq))).scalar_one()
-            if new.media is not None:
-                await conn.execute(
-                    insert(MM).values(
-                        session_id=new.session_id, message_id=new.id, tenant_id=new.tenant_id, data=new.media
-                    )
-                )
-            chat = [(new.tenant_id, new.session_id, new.chat_id, new.id, now)]
-            await conn.run_sync(lambda sync: count_into_chats(Tx(sync), chat))
-        message = Message(
-            seq=seq,
-            tenant_id=new.tenant_id,
-            session_id=new.session_id,
-            id=new.id,
-            chat_id=new.chat_id,
-            sender=new.sender,
-            from_me=True,
-            kind=new.kind,
-            status=MessageStatus.PENDING,
-            timestamp=now,
-            created_at=now,
-            updated_at=now,
-            attempts=0,
-            error=None,
-            body=new.body,
-        )
-        return message, True
-
     async def queued(self, tenant_id: TenantId, session_id: SessionId, limit: int) -> list[Message]:
         query = (
             select(M)
-            .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, _IS_QUEUED)
+            .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, IS_QUEUED)
             .order_by(M.c.seq)
             .limit(limit)
         )
@@ -281,7 +244,7 @@ class SqlMessageStore(MessageStore):
         def work(conn: Connection) -> tuple[list[Message], Committed]:
             ids = conn.execute(
                 select(M.c.id)
-                .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, _IS_QUEUED)
+                .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, IS_QUEUED)
                 .order_by(M.c.seq)
             ).scalars()
             updates = [
@@ -368,7 +331,7 @@ class SqlMessageStore(MessageStore):
         return removed
 
     async def queued_sessions_all_tenants(self) -> set[SessionId]:
-        query = select(M.c.session_id).where(_IS_QUEUED).distinct()
+        query = select(M.c.session_id).where(IS_QUEUED).distinct()
         async with self._db.read() as conn:
             return {SessionId(row.session_id) for row in await conn.execute(query)}
 
