@@ -7,6 +7,7 @@ written by ``inbound`` inside a session's commit; chats, contacts and groups are
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,7 @@ from wagate.store.contracts.messages import MessageStore
 from wagate.store.sql import schema
 from wagate.store.sql.db import Database
 from wagate.store.sql.enqueue import IS_QUEUED, EnqueueCombiner, Queued
+from wagate.store.sql.prepared import InList, Prepared, Tx, rows_in
 from wagate.store.sql.writer import EventWriter
 
 __all__ = ["MM", "C", "G", "K", "L", "M", "SqlMessageStore", "forget_messages"]
@@ -45,7 +47,42 @@ G = schema.chat_groups
 L = schema.session_leases
 _QUEUED = [s.value for s in QUEUED]
 assert set(_QUEUED) == {"pending", "sending"}, "keep IS_QUEUED and the index in step with domain.messages.QUEUED"
-_CHUNK = 500
+# The sender's statements (a batch's ``sending``, then its ``sent`` and each receipt), built and compiled once.
+_M_ROW = namedtuple("_M_ROW", [c.name for c in M.c])  # type: ignore[misc]  # a row as tuple, read by name
+_CURRENT = InList(
+    lambda _, items: select(M).where(rows_in([M.c.session_id, M.c.id], items), M.c.from_me == 1),
+    width=2,
+)
+_SET_STATUS = (
+    update(M)
+    .where(M.c.session_id == bindparam("b_session"), M.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        timestamp=bindparam("b_ts"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_DROP_MEDIA = InList(lambda _, items: delete(MM).where(rows_in([MM.c.session_id, MM.c.message_id], items)), width=2)
+_LEASE_HOLDER = Prepared(
+    lambda _: select(L.c.owner, L.c.epoch).where(L.c.session_id == bindparam("session_id")).with_for_update(),
+    ("session_id",),
+)
+_TO_SENDING = InList(
+    lambda _, items: (
+        update(M)
+        .where(
+            M.c.session_id == bindparam("session_id"),
+            M.c.tenant_id == bindparam("tenant_id"),
+            M.c.id.in_([item[0] for item in items]),
+            M.c.status == MessageStatus.PENDING.value,
+        )
+        .values(status=MessageStatus.SENDING.value, attempts=M.c.attempts + 1, updated_at=bindparam("now"))
+        .returning(M.c.id)
+    ),
+    width=1,
+    extra=("session_id", "tenant_id", "now"),
+)
 
 
 def _message(row: Any) -> Message:
@@ -153,24 +190,13 @@ class SqlMessageStore(MessageStore):
         now = self._clock()
 
         def work(conn: Connection) -> list[str]:
+            tx = Tx(conn)
             # The lease row, locked on PostgreSQL until the commit: a worker taking the session over waits for it.
-            holder = conn.execute(
-                select(L.c.owner, L.c.epoch).where(L.c.session_id == session_id).with_for_update()
-            ).first()
-            if holder is None or (holder.owner, holder.epoch) != (owner, epoch):
+            holder = tx.fetch(_LEASE_HOLDER, (session_id,))
+            if not holder or holder[0] != (owner, epoch):
                 raise LeaseLost(f"session {session_id}: its lease has moved on; nothing is sent from here")
-            moved = conn.execute(
-                update(M)
-                .where(
-                    M.c.session_id == session_id,
-                    M.c.tenant_id == tenant_id,
-                    M.c.id.in_(list(ids)),
-                    M.c.status == MessageStatus.PENDING.value,
-                )
-                .values(status=MessageStatus.SENDING.value, attempts=M.c.attempts + 1, updated_at=now)
-                .returning(M.c.id)
-            )
-            return [row.id for row in moved]
+            moved = _TO_SENDING.fetch(tx, [(i,) for i in dict.fromkeys(ids)], (session_id, tenant_id, now))
+            return [row[0] for row in moved]
 
         # On SQLite's writer thread, whole: a sender stopped in the middle cannot cut the transaction off.
         return await self._db.run_write(work)
@@ -188,12 +214,12 @@ class SqlMessageStore(MessageStore):
         return changed
 
     def _apply(self, conn: Connection, updates: Sequence[StatusUpdate]) -> tuple[list[Message], list[Event]]:
+        tx = Tx(conn)
         keys = sorted({(u.session_id, u.message_id) for u in updates})
         current: dict[tuple[str, str], Message] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            rows = conn.execute(select(M).where(tuple_(M.c.session_id, M.c.id).in_(chunk), M.c.from_me == 1))
-            current.update({(row.session_id, row.id): _message(row) for row in rows})
+        for values in _CURRENT.fetch(tx, keys):
+            row: Any = _M_ROW(*values)
+            current[(row.session_id, row.id)] = _message(row)
         now = self._clock()
         changed: dict[tuple[str, str], Message] = {}
         events: list[Event] = []
@@ -214,14 +240,7 @@ class SqlMessageStore(MessageStore):
         if not changed:
             return [], []
         conn.execute(
-            update(M)
-            .where(M.c.session_id == bindparam("b_session"), M.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                error=bindparam("b_error"),
-                timestamp=bindparam("b_ts"),
-                updated_at=bindparam("b_at"),
-            ),
+            _SET_STATUS,
             [
                 {
                     "b_session": m.session_id,
@@ -235,9 +254,8 @@ class SqlMessageStore(MessageStore):
             ],
         )
         gone = [(m.session_id, m.id) for m in changed.values() if m.status not in QUEUED]
-        for start in range(0, len(gone), _CHUNK):
-            chunk = gone[start : start + _CHUNK]
-            conn.execute(delete(MM).where(tuple_(MM.c.session_id, MM.c.message_id).in_(chunk)))
+        if gone:
+            _DROP_MEDIA.run(tx, gone)
         return list(changed.values()), events
 
     async def fail_queued(self, tenant_id: TenantId, session_id: SessionId, session_name: str, error: str) -> int:
