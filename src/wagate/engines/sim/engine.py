@@ -86,6 +86,9 @@ class SimConnection(InboundChains, Connection):
         self._registering = False
         self._closing = False  # we asked to close: report nothing more
         self._ended = False  # a closing event was emitted
+        self._receipts: list[dict[str, Any]] = []  # receipts waiting for their commit (see _on_receipts)
+        self._receipting: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None  # the receipts' commit failed: the connection ends with it
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -138,10 +141,11 @@ class SimConnection(InboundChains, Connection):
         self._closing = True
         if self._ws is not None:
             await self._ws.close(grace=2.0)
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for task in (self._reader, self._receipting):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def logout(self) -> None:
         if self._ws is None or self._registering:
@@ -222,6 +226,7 @@ class SimConnection(InboundChains, Connection):
         except Exception as exc:  # reported to the supervisor, which decides (LeaseLost ends the session's run)
             failure = exc
             await self._abort()
+        failure = failure or self._failure  # the receipts' commit failed (and closed the socket)
         if not self._ended and not self._closing:
             reason = f"engine failure: {failure}" if failure else self._close_reason()
             await self._end(Disconnected(reason, retryable=True, error=failure))
@@ -292,11 +297,28 @@ class SimConnection(InboundChains, Connection):
             self._ctx.log.debug("ignored simulator frame %r", kind)
 
     async def _on_receipts(self, items: list[dict[str, Any]]) -> None:
-        """Receipts for sent messages: committed, then acknowledged (the server keeps them until then)."""
-        acks = [MessageAck(str(r["id"]), str(r["status"]), float(r["ts"])) for r in items]
-        await self._ctx.emit_many(acks)
-        assert self._ws is not None
-        await self._ws.send(frame("receipt_ack", keys=[f"{r['id']}:{r['status']}" for r in items]))
+        """Receipts for sent messages: committed, then acknowledged (the server keeps them until then).
+
+        By a task of their own, not the reader: the server sends a delivery receipt right after each ``sent``
+        answer, and a reader that waited for each receipt's commit would hold the next answer back behind it (a
+        sender's messages go one at a time). The receipts that come while one batch commits go in the next."""
+        self._receipts.extend(items)
+        if self._receipting is None or self._receipting.done():
+            self._receipting = asyncio.create_task(self._commit_receipts(), name=f"sim-receipts-{self._ctx.session_id}")
+
+    async def _commit_receipts(self) -> None:
+        try:
+            while self._receipts and not self._ended:
+                items, self._receipts = self._receipts, []
+                acks = [MessageAck(str(r["id"]), str(r["status"]), float(r["ts"])) for r in items]
+                await self._ctx.emit_many(acks)
+                assert self._ws is not None
+                await self._ws.send(frame("receipt_ack", keys=[f"{r['id']}:{r['status']}" for r in items]))
+        except SocketClosed:
+            pass  # what was not acknowledged comes again at the next login
+        except Exception as exc:  # as if the reader had failed: the connection ends, the supervisor decides
+            self._failure = exc
+            await self._abort()
 
     async def _on_paired(self, message: dict[str, Any]) -> None:
         device = message["device"]
