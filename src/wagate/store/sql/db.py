@@ -166,6 +166,7 @@ class Database:
         self._sync_writer = sync_writer
         self._sync_reader = sync_reader
         self._readers = ThreadPoolExecutor(READER_THREADS, "wagate-sqlite-reader") if sync_reader is not None else None
+        self._hot_reader: AsyncEngine | None = None  # PostgreSQL: run_read's engine
         self.dialect = dialect
         # SQLite has one writer at a time; queueing here avoids busy waits inside the driver.
         self._write_lock = asyncio.Lock() if dialect == "sqlite" else None
@@ -205,6 +206,15 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
             )
             made = cls(engine, engine, "postgresql")
+            # run_read's: no transaction around a read (each statement is one), and no ping before each use (a
+            # connection found lost is replaced and the read run again).
+            made._hot_reader = create_async_engine(
+                url,
+                pool_size=READER_THREADS,
+                max_overflow=pool_size,
+                isolation_level="AUTOCOMMIT",
+                connect_args=connect_args,
+            )
             made.schema = schema
             return made
         raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}")
@@ -280,13 +290,32 @@ class Database:
         lookups): statements prepared once (``wagate.store.sql.prepared``), each reading a consistent snapshot of its
         own (``conn.execute`` would begin a transaction for them all). On SQLite it runs whole on a reader thread:
         the event loop waits for it once, where :meth:`read` hops to the driver's thread and back for every call
-        (begin, cursor, execute, fetch, close, rollback). On PostgreSQL it runs through the async driver. ``work``
-        must touch nothing the loop owns."""
+        (begin, cursor, execute, fetch, close, rollback). On PostgreSQL it runs through the async driver on
+        connections of its own: no BEGIN and ROLLBACK around the read, no ping before it (a connection found lost is
+        replaced and ``work`` run again, once). ``work`` must touch nothing the loop owns."""
         with self._observed("read"):
+            if self._hot_reader is not None:
+                return await self._read_again_once(self._hot_reader, work)
             if self._readers is None:
                 async with self._reader.connect() as conn:
                     return await conn.run_sync(work)
             return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, work)
+
+    @staticmethod
+    async def _read_again_once(engine: AsyncEngine, work: Callable[[Connection], _T]) -> _T:
+        """``work`` on a connection of ``engine``; again on a new one if the database is found unreachable on it (a
+        pooled connection that the server closed meanwhile: restarted, or idle too long)."""
+        for attempt in (1, 2):
+            async with engine.connect() as conn:
+                try:
+                    return await conn.run_sync(work)
+                except Exception as exc:
+                    raw = (await conn.get_raw_connection()).dbapi_connection
+                    lost = conn.dialect.is_disconnect(exc, raw, None) or refusal(exc) is not None  # type: ignore[arg-type]
+                    if attempt == 2 or not lost:
+                        raise
+                    await conn.invalidate()
+        raise AssertionError("unreachable")
 
     def _read_sync(self, work: Callable[[Connection], _T]) -> _T:
         """On a reader thread, on a connection of the readers' pool."""
@@ -376,6 +405,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self._writer.dispose()
+        if self._hot_reader is not None:
+            await self._hot_reader.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
         if self._thread is not None:
