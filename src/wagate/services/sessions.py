@@ -88,9 +88,11 @@ class SessionService:
             runner = self._supervisor.runners.get(session.id) if self._supervisor is not None else None
             if runner is not None:
                 status, reason, note = runner.observed()
-                # Who it is logged in as goes with its status: the row read before may be older than the runner's
-                # last write (WORKING from the runner with the row's ``me`` still empty, just after a scan).
-                me = runner.session.me if runner.session.status is status else session.me
+                # Who it is logged in as, from the newer of the two: the row read before may be older than the
+                # runner's last write (WORKING from the runner, the row's ``me`` still empty, just after a scan),
+                # or newer (a logout of a stopped session clears the row's ``me`` while its runner winds down).
+                newer = runner.session if runner.session.updated_at > session.updated_at else session
+                me = newer.me
                 seen.append(replace(session, status=status, reason=reason, note=note, me=me))
                 continue
             lease = leases.get(session.id)
