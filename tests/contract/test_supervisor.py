@@ -23,6 +23,7 @@ from wagate.engines.registry import EngineRegistry
 from wagate.errors import LeaseLost, StoreUnavailable
 from wagate.gateway import Gateway
 from wagate.periodic import to_end
+from wagate.supervisor.commands import Command
 from wagate.supervisor.supervisor import Supervisor
 
 
@@ -240,6 +241,23 @@ async def test_logout_and_conflict_through_the_supervisor(gateway: Gateway, sim:
     await supervisor.logout(session)
     await status_of(gateway, session, Status.SCAN_QR_CODE)  # running, so it starts over with a new QR code
     assert not sim.server.describe(PHONE)["paired"]
+    await supervisor.stop()
+
+
+async def test_a_logout_right_after_a_stop_is_not_lost(gateway: Gateway, sim: Sim, session: Session) -> None:
+    """Logging out a session whose runner is still winding down from a stop: the runner would drop the weaker
+    command, so the logout waits for it to end and is carried out for the stopped session."""
+    supervisor = supervisor_for(gateway, sim)
+    await supervisor.start()
+    await link(gateway, sim, supervisor, session)
+    await gateway.store.sessions.set_desired(session.tenant_id, session.name, Desired.STOPPED, actor="t")
+    runner = supervisor.runners[session.id]
+    runner.command(Command.STOP)  # as the reconcile tells it; the runner has not ended yet
+    assert runner.winding_down()
+    await supervisor.logout(session)
+    stopped = await status_of(gateway, session, Status.STOPPED)
+    assert stopped.me is None  # logged out: no account any more
+    assert await gateway.store.auth.read_all(session.tenant_id, session.id) == []  # its credentials wiped
     await supervisor.stop()
 
 

@@ -93,9 +93,13 @@ class SessionCare:
     async def logout(self, session: Session) -> None:
         """Unlink the device and wipe the credentials; a running session starts over with a new QR code."""
         runner = self._runners.get(session.id)
-        if runner is not None:
+        if runner is not None and not runner.winding_down():
             runner.command(Command.LOGOUT)
             return
+        if runner is not None and runner.task is not None:
+            # Stopping (a logout right after a stop): it would not log out now; let it end, then log out here.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(runner.task), STOP_TIMEOUT)
         ctx = self._ctx
         async with self._leases.held(session) as lease:
             await take_backup(ctx, session, lease.epoch, "logout")

@@ -41,6 +41,11 @@ class Orders:
             self._command = command
         self.wake()
 
+    @property
+    def pending(self) -> Command | None:
+        """The command given and not taken yet."""
+        return self._command
+
     def take(self) -> Command | None:
         command, self._command = self._command, None
         return command

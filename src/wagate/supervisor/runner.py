@@ -97,6 +97,12 @@ class SessionRunner(ConnectionFollower):
             self.generation = session.generation
         self._orders.give(command)
 
+    def winding_down(self) -> bool:
+        """Told to end (stopped, shut down, handed over, deleted), whether or not it has yet: a weaker command given
+        now would never be carried out."""
+        pending = self._orders.pending
+        return self._ending or (pending is not None and (pending >= Command.STOP or pending is Command.HAND_OVER))
+
     # the loop --------------------------------------------------------------------------------------------------
 
     async def run(self) -> bool:
