@@ -121,9 +121,13 @@ def test_replacing_connection_gives_conflict_and_no_reconnect(stack: Stack) -> N
     ((_, _, raw),) = [r for r in stored_records(stack.tmp, "main") if r[:2] == ("creds", "device")]
     creds = json.loads(raw)
     ws_url = stack.sim.base_url.replace("http", "ws") + "/ws"
+    assert stack.device(PHONE)["replaced"] == 0
     with connect(ws_url) as other:  # a second client with the same device credentials
         other.send(json.dumps({"type": "hello", "device": {"id": creds["id"], "secret": creds["secret"]}}))
         assert json.loads(other.recv(5))["type"] == "connected"
+        assert stack.device(PHONE)["replaced"] == 1  # the simulator counts the two clients at once
+        totals = loopback.get(f"{stack.sim.base_url}/totals").json()
+        assert (totals["devices"], totals["connected"], totals["replaced"]) == (1, 1, 1)
         failed = stack.wait_status("main", "FAILED", reason="conflict")
         assert failed["note"]
         attempts = stack.device(PHONE)["connection_attempts"]

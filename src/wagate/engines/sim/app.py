@@ -191,6 +191,12 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True, access: 
             return {"status": "ok"}
         return {"status": "ok", "devices": sum(owner is None or d.owner == owner for d in server.devices.values())}
 
+    @app.get("/totals")
+    async def totals(owner: Owner) -> dict[str, int]:
+        """The caller's devices: how many, how many connected now, connections made, and connections replaced by
+        a newer one for the same device (two clients holding it at once)."""
+        return server.totals(owner)
+
     @app.post("/phone/scan")
     async def scan(body: Scan, owner: Owner) -> dict[str, Any]:
         device = await server.scan(body.phone, body.qr, owner)

@@ -31,6 +31,7 @@ from wagate.engines.sim.link import (
     SimError,
     SimOptions,
     me_of,
+    owns,
 )
 from wagate.engines.sim.pairing import Pairing
 from wagate.engines.sim.protocol import frame
@@ -150,6 +151,7 @@ class SimServer(Pairing, Traffic):
     async def _go_live(self, link: Link, device: Device) -> None:
         old = self._links.get(device.device_id)
         if old is not None and old is not link:
+            device.replaced_total += 1
             await old.send(frame("replaced"))
             await old.close(CLOSE_REPLACED, "replaced")
         link.device = device
@@ -278,6 +280,16 @@ class SimServer(Pairing, Traffic):
             raise SimError(422, f"unknown fault {kind!r}")
         self._changed()
 
+    def totals(self, owner: str | None) -> dict[str, int]:
+        """Counts over the devices ``owner`` may see (every device for None), for checks across thousands."""
+        mine = [d for d in self.devices.values() if owns(owner, d.owner)]
+        return {
+            "devices": len(mine),
+            "connected": sum(d.device_id in self._links for d in mine),
+            "connections_total": sum(d.connections_total for d in mine),
+            "replaced": sum(d.replaced_total for d in mine),
+        }
+
     def describe(self, phone: str) -> dict[str, Any]:
         device = self.device(phone)
         return {
@@ -288,6 +300,8 @@ class SimServer(Pairing, Traffic):
             # What the live connection said of itself: its device name and the proxy it was given.
             "client": link.client if (link := self._links.get(device.device_id)) is not None else None,
             "connections_total": device.connections_total,
+            # Live connections ended by a newer one: each is a moment when two clients held the device.
+            "replaced": device.replaced_total,
             "connection_attempts": device.connection_attempts,
             "attempts": device.attempt_log,
             "decrypt_failures": device.decrypt_failures,

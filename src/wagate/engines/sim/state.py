@@ -62,6 +62,7 @@ class Device:
     contacts: dict[str, str] = field(default_factory=dict)  # jid -> name in the phone's address book
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> {subject, participants}
     connections_total: int = 0
+    replaced_total: int = 0  # live connections ended by a newer one for the device: two owners at once
     connection_attempts: int = 0
     attempt_log: list[list[Any]] = field(default_factory=list)  # [time, outcome], the last 200
     decrypt_failures: int = 0
@@ -114,6 +115,7 @@ class Device:
             "contacts": dict(self.contacts),
             "groups": {k: dict(g) for k, g in self.groups.items()},
             "connections_total": self.connections_total,
+            "replaced_total": self.replaced_total,
             "connection_attempts": self.connection_attempts,
             "attempt_log": [list(entry) for entry in self.attempt_log],
             "decrypt_failures": self.decrypt_failures,
