@@ -49,45 +49,49 @@ class SqlLeaseStore(LeaseStore):
         taken: dict[SessionId, Lease] = {}
         room = limit if limit is not None else len(session_ids)
         async with self._db.write() as conn:
-            ids = list(session_ids)
+            # Locked in one order, whatever the caller's: workers claiming at once (each its sessions shuffled)
+            # wait for each other's rows instead of deadlocking.
+            ids = sorted(session_ids)
+            rows: dict[str, Any] = {}
             for chunk in (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)):
-                query = select(L).where(L.c.session_id.in_(chunk))
+                query = select(L).where(L.c.session_id.in_(chunk)).order_by(L.c.session_id)
                 if self._db.dialect == "postgresql":
                     query = query.with_for_update()
-                rows = {row.session_id: row for row in await conn.execute(query)}
+                locked = {row.session_id: row for row in await conn.execute(query)}
                 if wanted is not None:
                     # A statement of its own, after the locks: on PostgreSQL it sees every status committed before
                     # the leases were released (a runner writes its last status, then releases its lease).
-                    still = select(S.c.id).where(S.c.id.in_(list(rows)), to_reconcile(wanted))
+                    still = select(S.c.id).where(S.c.id.in_(list(locked)), to_reconcile(wanted))
                     keep = set((await conn.execute(still)).scalars())
-                    rows = {i: row for i, row in rows.items() if i in keep}
-                params = []
-                for row in (rows[i] for i in chunk if i in rows):
-                    live = row.owner is not None and row.expires_at > now
-                    ours = row.owner == owner
-                    earlier = live and bool(takeover) and row.owner.startswith(takeover)
-                    if live and not ours and not earlier:
+                    locked = {i: row for i, row in locked.items() if i in keep}
+                rows |= locked
+            params = []
+            for row in (rows[i] for i in session_ids if i in rows):  # claimed in the caller's order
+                live = row.owner is not None and row.expires_at > now
+                ours = row.owner == owner
+                earlier = live and bool(takeover) and row.owner.startswith(takeover)
+                if live and not ours and not earlier:
+                    continue
+                if not (live and (ours or earlier)):  # free or expired: counts against the limit
+                    if room <= 0:
                         continue
-                    if not (live and (ours or earlier)):  # free or expired: counts against the limit
-                        if room <= 0:
-                            continue
-                        room -= 1
-                    epoch = row.epoch if live and ours else row.epoch + 1
-                    lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl, acquired_at=now)
-                    taken[lease.session_id] = lease
-                    params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
-                if params:
-                    await conn.execute(
-                        update(L)
-                        .where(L.c.session_id == bindparam("b_id"))
-                        .values(
-                            owner=owner,
-                            epoch=bindparam("b_epoch"),
-                            expires_at=bindparam("b_expires"),
-                            acquired_at=bindparam("b_now"),
-                        ),
-                        params,
-                    )
+                    room -= 1
+                epoch = row.epoch if live and ours else row.epoch + 1
+                lease = Lease(SessionId(row.session_id), owner, epoch, now + ttl, acquired_at=now)
+                taken[lease.session_id] = lease
+                params.append({"b_id": row.session_id, "b_epoch": epoch, "b_expires": now + ttl, "b_now": now})
+            if params:
+                await conn.execute(
+                    update(L)
+                    .where(L.c.session_id == bindparam("b_id"))
+                    .values(
+                        owner=owner,
+                        epoch=bindparam("b_epoch"),
+                        expires_at=bindparam("b_expires"),
+                        acquired_at=bindparam("b_now"),
+                    ),
+                    params,
+                )
         return taken
 
     async def renew(self, session_id: SessionId, owner: str, epoch: int, ttl: float) -> bool:
