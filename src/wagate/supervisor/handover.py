@@ -54,6 +54,13 @@ class Balancer:
         staying = sum(1 for runner in self._runners.values() if not runner.handing_over)
         return Spread(self._owner, self.total, {**self.workers, self._owner: staying})
 
+    def see(self, workers: dict[str, int]) -> None:
+        """The live workers at this reconcile. One gone since the last (it died, or stopped) ends the pause in
+        claiming after a hand-over: its sessions run nowhere and are taken over now, each worker up to its share."""
+        if self._handed_over_at is not None and self.workers.keys() - workers.keys():
+            self._handed_over_at = None
+        self.workers = workers
+
     def claimed(self) -> None:
         """A session was claimed: sessions are still coming."""
         self._waiting_since = None

@@ -186,7 +186,7 @@ class Supervisor:
                     runner.command(Command.LEASE_LOST)
             # The live workers (each alive as long as its leases: a dead one is no longer counted once they lapse).
             workers = await self.store.workers.beat(self.owner, self.settings.lease_ttl, self.settings.worker_url)
-            self.balancer.workers = workers
+            self.balancer.see(workers)
             # Alone, a worker's events reach every WebSocket client from its own bus; with others, they are
             # announced to the others' (events.peers), also to one heard of lately that this beat does not show yet.
             lately = self.clock() - self._peer_heard_at < 2 * self.settings.reconcile_interval
