@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from wagate.clock import Clock
 from wagate.domain.sessions import Desired, Lease
@@ -49,12 +49,17 @@ class SqlLeaseStore(LeaseStore):
         taken: dict[SessionId, Lease] = {}
         room = limit if limit is not None else len(session_ids)
         async with self._db.write() as conn:
-            # Locked in one order, whatever the caller's: workers claiming at once (each its sessions shuffled)
-            # wait for each other's rows instead of deadlocking.
+            # Only the leases this owner may take are locked, and in one order whatever the caller's: workers
+            # claiming at once (each its sessions shuffled) wait for each other's rows instead of deadlocking, and
+            # the live leases of others, which their renewals and fenced writes lock, are left alone. (A lease
+            # renewed while this waits for its lock is read again, and then is not one to take.)
             ids = sorted(session_ids)
+            takeable = [L.c.owner.is_(None), L.c.expires_at <= now, L.c.owner == owner]
+            if takeover:
+                takeable.append(L.c.owner.startswith(takeover, autoescape=True))
             rows: dict[str, Any] = {}
             for chunk in (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)):
-                query = select(L).where(L.c.session_id.in_(chunk)).order_by(L.c.session_id)
+                query = select(L).where(L.c.session_id.in_(chunk), or_(*takeable)).order_by(L.c.session_id)
                 if self._db.dialect == "postgresql":
                     query = query.with_for_update()
                 locked = {row.session_id: row for row in await conn.execute(query)}
