@@ -47,7 +47,7 @@ G = schema.chat_groups
 L = schema.session_leases
 _QUEUED = [s.value for s in QUEUED]
 assert set(_QUEUED) == {"pending", "sending"}, "keep IS_QUEUED and the index in step with domain.messages.QUEUED"
-# The sender's statements (a batch's ``sending``, then its ``sent`` and each receipt), built and compiled once.
+# The sender's statements (its queue, a batch's ``sending``, then its ``sent`` and the receipts), compiled once.
 _M_ROW = namedtuple("_M_ROW", [c.name for c in M.c])  # type: ignore[misc]  # a row as tuple, read by name
 _CURRENT = InList(
     lambda _, items: select(M).where(rows_in([M.c.session_id, M.c.id], items), M.c.from_me == 1),
@@ -62,6 +62,15 @@ _SET_STATUS = (
         timestamp=bindparam("b_ts"),
         updated_at=bindparam("b_at"),
     )
+)
+_WAITING = Prepared(
+    lambda _: (
+        select(M)
+        .where(M.c.session_id == bindparam("session_id"), M.c.tenant_id == bindparam("tenant_id"), IS_QUEUED)
+        .order_by(M.c.seq)
+        .limit(bindparam("limit"))
+    ),
+    ("session_id", "tenant_id", "limit"),
 )
 _DROP_MEDIA = InList(lambda _, items: delete(MM).where(rows_in([MM.c.session_id, MM.c.message_id], items)), width=2)
 _LEASE_HOLDER = Prepared(
@@ -165,14 +174,8 @@ class SqlMessageStore(MessageStore):
         return _message(row)
 
     async def queued(self, tenant_id: TenantId, session_id: SessionId, limit: int) -> list[Message]:
-        query = (
-            select(M)
-            .where(M.c.session_id == session_id, M.c.tenant_id == tenant_id, IS_QUEUED)
-            .order_by(M.c.seq)
-            .limit(limit)
-        )
-        async with self._db.read() as conn:
-            return [_message(row) for row in await conn.execute(query)]
+        rows = await self._db.run_read(lambda conn: Tx(conn).fetch(_WAITING, (session_id, tenant_id, limit)))
+        return [_message(_M_ROW(*row)) for row in rows]  # a sender's, before each batch
 
     async def media(self, tenant_id: TenantId, session_id: SessionId, message_id: str) -> bytes | None:
         query = select(MM.c.data).where(
