@@ -207,13 +207,10 @@ class Database:
             )
             made = cls(engine, engine, "postgresql")
             # run_read's: no transaction around a read (each statement is one), and no ping before each use (a
-            # connection found lost is replaced and the read run again).
+            # connection found lost is replaced and the read run again). No overflow: a connection beyond the pool
+            # would be opened for one read and closed after it, its statements prepared again on the next.
             made._hot_reader = create_async_engine(
-                url,
-                pool_size=READER_THREADS,
-                max_overflow=pool_size,
-                isolation_level="AUTOCOMMIT",
-                connect_args=connect_args,
+                url, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT", connect_args=connect_args
             )
             made.schema = schema
             return made
