@@ -166,6 +166,52 @@ def test_every_kind_reaches_the_phone_as_its_kind(stack_factory: Callable[..., S
     assert stored["poll"]["body"] == ""
 
 
+def test_places_cards_and_polls_from_a_contact_arrive_as_their_kind(stack: Stack) -> None:
+    """What a contact sends through the simulator's WhatsApp: stored with its kind, reported in the ``message``
+    event and read back in WAHA's shapes (a place in ``location``, cards in ``vCards``, a poll in ``_data``)."""
+    stack.link("main", PHONE)
+    vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Ann\nEND:VCARD"
+    shared: dict[str, dict[str, Any]] = {
+        "place": {"location": {"latitude": 48.8584, "longitude": 2.2945, "name": "Tower", "live": False}},
+        "live": {"location": {"latitude": -33.9, "longitude": 151.2, "live": True}},
+        "cards": {"contacts": [{"name": "Ann", "vcard": vcard}]},
+        "poll": {"poll": {"name": "Lunch?", "options": ["yes", "no"], "multiple": True}},
+    }
+    ids = {}
+    for name, fields in shared.items():
+        (ids[name],) = stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "", **fields})["ids"]
+    refused = loopback.post(
+        f"{stack.sim.base_url}/devices/{PHONE}/messages",
+        json={"from": "+15550100", "text": "", "poll": {"name": "Q", "options": ["only one"]}},
+        timeout=15,
+    )
+    assert refused.status_code == 422  # WhatsApp's rule: a poll has 2 to 12 options
+
+    def stored() -> dict[str, dict[str, Any]]:
+        with stack.http as http:
+            listed = http.get(f"/api/main/chats/{PEER_ID}/messages", params={"limit": 10}).json()
+        return {m["_data"]["id"]: m for m in listed}
+
+    wait_for(lambda: set(ids.values()) <= set(stored()), 10, "the shared messages stored")
+    found = {name: stored()[message_id] for name, message_id in ids.items()}
+    assert [found[n]["_data"]["type"] for n in shared] == ["location", "location", "contacts", "poll"]
+    assert all(m["fromMe"] is False and m["from"] == PEER_ID for m in found.values())
+    place = found["place"]["location"]
+    assert (place["latitude"], place["longitude"], place["name"], place["live"]) == (
+        "48.8584",
+        "2.2945",
+        "Tower",
+        False,
+    )
+    assert found["live"]["location"]["live"] is True
+    assert found["cards"]["vCards"] == [vcard]
+    assert found["poll"]["_data"]["poll"] == {"name": "Lunch?", "options": ["yes", "no"], "multiple": True}
+    events = {e["payload"]["_data"]["id"]: e["payload"] for e in all_events(stack, "message")}
+    assert events[ids["place"]]["location"]["name"] == "Tower"
+    assert events[ids["cards"]]["vCards"] == [vcard]
+    assert events[ids["poll"]]["_data"]["poll"]["options"] == ["yes", "no"]
+
+
 def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:
     stack.link("main", PHONE)
     group = stack.sim_post(f"/devices/{PHONE}/groups", {"subject": "Team", "participants": ["+15550199"]})["id"]

@@ -98,6 +98,37 @@ def test_a_media_message_reports_what_it_is_never_its_keys() -> None:
     assert received_voice.media["voice"] is True
 
 
+def _received(message: e2e.Message) -> MessageReceived:
+    found = mapping.received(wire(nz.Message(Info=info("ABC5"), Message=message)))
+    assert found is not None
+    return found
+
+
+def test_places_cards_polls_and_video_notes_are_received_as_their_kind() -> None:
+    place = e2e.LocationMessage(degreesLatitude=52.52, degreesLongitude=13.405, name="Office", address="Main St 1")
+    assert _received(e2e.Message(locationMessage=place)).content == Location(52.52, 13.405, "Office", "Main St 1")
+    live = e2e.LiveLocationMessage(degreesLatitude=-33.9, degreesLongitude=151.2, caption="on my way")
+    assert _received(e2e.Message(liveLocationMessage=live)).content == Location(-33.9, 151.2, live=True)
+    vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Ann\nEND:VCARD"
+    one = _received(e2e.Message(contactMessage=e2e.ContactMessage(displayName="Ann", vcard=vcard)))
+    assert (one.content, one.text, one.media) == (Contacts((ContactCard("Ann", vcard),)), None, None)
+    cards = [e2e.ContactMessage(displayName=n, vcard=vcard.replace("Ann", n)) for n in ("Ann", "Bo")]
+    several = _received(e2e.Message(contactsArrayMessage=e2e.ContactsArrayMessage(displayName="2", contacts=cards)))
+    assert isinstance(several.content, Contacts)
+    assert [c.name for c in several.content.cards] == ["Ann", "Bo"]
+    options = [e2e.PollCreationMessage.Option(optionName=o) for o in ("yes", "no")]
+    single = e2e.PollCreationMessage(name="Lunch?", options=options, selectableOptionsCount=1)
+    assert _received(e2e.Message(pollCreationMessageV3=single)).content == Poll("Lunch?", ("yes", "no"))
+    # wrapped as view-once, as WhatsApp sends some: the poll inside
+    any_number = e2e.PollCreationMessage(name="Days", options=options, selectableOptionsCount=0)
+    wrapped = e2e.Message(viewOnceMessage=e2e.FutureProofMessage(message=e2e.Message(pollCreationMessage=any_number)))
+    assert _received(wrapped).content == Poll("Days", ("yes", "no"), multiple=True)
+    note = e2e.VideoMessage(mimetype="video/mp4", fileLength=5, caption="")
+    received_note = _received(e2e.Message(ptvMessage=note))
+    assert received_note.media is not None
+    assert (received_note.media["type"], received_note.media["mimetype"]) == ("ptv", "video/mp4")
+
+
 def test_our_own_messages_and_protocol_messages_are_not_stored_as_received() -> None:
     assert (
         mapping.received(wire(nz.Message(Info=info("M1", from_me=True), Message=e2e.Message(conversation="x")))) is None

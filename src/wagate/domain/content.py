@@ -26,6 +26,7 @@ __all__ = [
     "Text",
     "body_of",
     "content_of",
+    "described",
     "kind_of_content",
 ]
 
@@ -58,6 +59,7 @@ class Location:
     longitude: float
     name: str | None = None
     address: str | None = None
+    live: bool = False  # a live location a contact shares (received only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +125,19 @@ def body_of(content: Content, reply_to: str | None) -> dict[str, Any]:
             "longitude": content.longitude,
             "name": content.name,
             "address": content.address,
+            "live": content.live,
         }
     elif isinstance(content, Contacts):
         body["vcards"] = [{"name": card.name, "vcard": card.vcard} for card in content.cards]
     else:
         body["poll"] = {"name": content.name, "options": list(content.options), "multiple": content.multiple}
+    return body
+
+
+def described(content: Location | Contacts | Poll) -> dict[str, Any]:
+    """What a stored body holds of a place, contact cards or a poll (``location``, ``vcards``, ``poll``)."""
+    body = body_of(content, None)
+    del body["replyTo"]
     return body
 
 
@@ -149,7 +159,8 @@ def content_of(kind: MessageKind, body: Mapping[str, Any], media: bytes | None) 
     if kind is MessageKind.TEXT:
         return Text(str(body.get("text") or ""))
     if kind is MessageKind.LOCATION and isinstance(place := body.get("location"), Mapping):
-        return Location(float(place["latitude"]), float(place["longitude"]), place.get("name"), place.get("address"))
+        latitude, longitude = float(place["latitude"]), float(place["longitude"])
+        return Location(latitude, longitude, place.get("name"), place.get("address"), bool(place.get("live")))
     if kind is MessageKind.CONTACTS and isinstance(cards := body.get("vcards"), list):
         return Contacts(tuple(ContactCard(str(c["name"]), str(c["vcard"])) for c in cards))
     if kind is MessageKind.POLL and isinstance(poll := body.get("poll"), Mapping):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from wagate.domain.content import Contacts, Location, Poll, described
 from wagate.domain.events import RENAMED, compact
 from wagate.domain.messages import MessageStatus
 from wagate.domain.waha import ack_of, public_jid, serialize_message_id, wa_message
@@ -70,13 +71,18 @@ def message(
     timestamp: float,
     media: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    content: Location | Contacts | Poll | None = None,
 ) -> dict[str, Any]:
     """``message``: a message someone sent to the session (``me``: its own JID, None before it is known), as WAHA's
     ``WAMessage`` (its ``media`` WAHA's ``WAMedia``: ``url`` null, the gateway keeps no files; ``mimetype``,
-    ``filename``, ``size``...); the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``."""
+    ``filename``, ``size``...); the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``;
+    a place in ``location``, contact cards in ``vCards``, a poll in ``_data.poll``."""
     data = dict(extra or {})
     if push_name:
         data["pushName"] = push_name
+    shown = described(content) if content is not None else {}
+    if "poll" in shown:
+        data["poll"] = shown["poll"]
     return wa_message(
         message_id=message_id,
         chat_id=chat,
@@ -88,6 +94,8 @@ def message(
         status=MessageStatus.RECEIVED,
         media={"url": None, **media} if media else None,
         extra=data,
+        location=shown.get("location"),
+        vcards=[str(card["vcard"]) for card in shown.get("vcards", ())],
     )
 
 

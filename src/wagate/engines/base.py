@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from wagate.clock import Clock
-from wagate.domain.content import Content
+from wagate.domain.content import Contacts, Content, Location, Poll
 from wagate.domain.messages import Contact, Group
 from wagate.domain.sessions import Proxy
 from wagate.errors import WagateError
@@ -174,6 +174,7 @@ class MessageReceived(EngineEvent):
     extra: dict[str, Any] = field(default_factory=dict)
     push_name: str | None = None  # the name the sender gave themselves
     media: dict[str, Any] | None = None  # a reference (mimetype, filename, size...), never the bytes
+    content: Location | Contacts | Poll | None = None  # a place, contact cards or a poll (``text`` is then None)
 
 
 @dataclass(frozen=True, slots=True)

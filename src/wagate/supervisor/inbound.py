@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wagate.domain import payloads
+from wagate.domain.content import Contacts, Location, Poll, described, kind_of_content
 from wagate.domain.events import Event, EventType
 from wagate.domain.messages import InboundMessage, MessageKind, MessageStatus, StatusUpdate, kind_of
 from wagate.engines.base import EngineNotice, MessageAck, MessageReceived, StateChanges
@@ -41,6 +42,8 @@ class Inbound:
         inbound = []
         for event in received:
             body = {"text": event.text, "media": event.media, "extra": event.extra or None}
+            if event.content is not None:
+                body.update(described(event.content))
             sealed = await self._ctx.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
             media_type = (event.media or {}).get("mimetype")
             inbound.append(
@@ -51,7 +54,7 @@ class Inbound:
                     chat_id=event.chat,
                     sender=event.sender,
                     push_name=event.push_name,
-                    kind=kind_of(media_type) if media_type else MessageKind.TEXT,
+                    kind=_kind(event.content, media_type),
                     timestamp=event.timestamp,
                     body=sealed,
                     event=self._received_event(event),
@@ -75,6 +78,7 @@ class Inbound:
             timestamp=event.timestamp,
             media=event.media,
             extra=event.extra,
+            content=event.content,
         )
         return self.event(EventType.MESSAGE, payload)
 
@@ -94,3 +98,9 @@ class Inbound:
             )
         await self._ctx.messages.update_status(updates)
         runner.last_activity = self._ctx.clock()
+
+
+def _kind(content: Location | Contacts | Poll | None, media_type: str | None) -> MessageKind:
+    if content is not None:
+        return kind_of_content(content)
+    return kind_of(media_type) if media_type else MessageKind.TEXT

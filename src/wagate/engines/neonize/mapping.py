@@ -15,7 +15,7 @@ from neonize.proto import Neonize_pb2 as nz
 from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
-from wagate.domain.content import Contacts, Location, Media, Poll
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll
 from wagate.domain.messages import MessageKind
 from wagate.domain.sessions import Proxy
 from wagate.engines.base import (
@@ -49,6 +49,7 @@ __all__ = [
     "proxy_settings",
     "receipts",
     "received",
+    "shared_content",
     "temporary_ban",
     "to_jid",
     "undecryptable",
@@ -71,7 +72,8 @@ RECEIPT_STATUS = {
 }
 
 # Media kinds in a WhatsApp message, by the field that carries them.
-_MEDIA_FIELDS = ("imageMessage", "videoMessage", "audioMessage", "documentMessage", "stickerMessage")
+_MEDIA_FIELDS = ("imageMessage", "videoMessage", "ptvMessage", "audioMessage", "documentMessage", "stickerMessage")
+_POLL_FIELDS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3")
 
 
 def jid(value: nz.JID) -> str:
@@ -143,7 +145,8 @@ def received(event: nz.Message) -> MessageReceived | None:
     content = unwrap(event.Message)
     text = message_text(content)
     media = media_reference(content)
-    if text is None and media is None:
+    shared = shared_content(content)
+    if text is None and media is None and shared is None:
         return None
     extra: dict[str, Any] = {}
     if event.IsEdit:
@@ -159,7 +162,34 @@ def received(event: nz.Message) -> MessageReceived | None:
         extra=extra,
         push_name=info.Pushname or None,
         media=media,
+        content=shared,
     )
+
+
+def shared_content(message: e2e.Message) -> Location | Contacts | Poll | None:
+    """A place (or a live location), contact cards, or a poll, as a message carries them."""
+    if message.HasField("locationMessage") or message.HasField("liveLocationMessage"):
+        live = message.HasField("liveLocationMessage")
+        place = message.liveLocationMessage if live else message.locationMessage
+        return Location(
+            float(place.degreesLatitude),
+            float(place.degreesLongitude),
+            getattr(place, "name", "") or None,
+            getattr(place, "address", "") or None,
+            live=live,
+        )
+    if message.HasField("contactMessage"):
+        card = message.contactMessage
+        return Contacts((ContactCard(str(card.displayName), str(card.vcard)),))
+    if message.HasField("contactsArrayMessage"):
+        cards = message.contactsArrayMessage.contacts
+        return Contacts(tuple(ContactCard(str(c.displayName), str(c.vcard)) for c in cards))
+    for name in _POLL_FIELDS:
+        if message.HasField(name):
+            poll = getattr(message, name)
+            options = tuple(str(option.optionName) for option in poll.options)
+            return Poll(str(poll.name), options, multiple=int(poll.selectableOptionsCount) != 1)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

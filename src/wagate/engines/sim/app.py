@@ -26,6 +26,7 @@ from wagate.engines.sim.server import Link, LinkClosed, SimError, SimServer
 __all__ = [
     "CONTROL_MAX_BODY",
     "Access",
+    "CardIn",
     "ContactEntry",
     "Contacts",
     "Fault",
@@ -36,6 +37,8 @@ __all__ = [
     "Pair",
     "Phone",
     "PhonePath",
+    "PlaceIn",
+    "PollIn",
     "Read",
     "Scan",
     "create_sim_app",
@@ -70,6 +73,28 @@ class MediaRef(BaseModel):
     size: int = Field(ge=0)
 
 
+class PlaceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    name: str | None = Field(None, max_length=255)
+    address: str | None = Field(None, max_length=255)
+    live: bool = False
+
+
+class CardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    vcard: str = Field(min_length=1, max_length=8192, pattern=r"(?is)^BEGIN:VCARD.*END:VCARD\s*$")
+
+
+class PollIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    options: list[str] = Field(min_length=2, max_length=12)
+    multiple: bool = False
+
+
 class Inbound(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     sender: Phone = Field(alias="from")
@@ -78,6 +103,16 @@ class Inbound(BaseModel):
     over: float = Field(0.0, ge=0, le=3600, description="spread the messages evenly over this many seconds")
     group: str | None = Field(None, max_length=64, description="a group of the device's (..@g.us): a group message")
     media: MediaRef | None = Field(None, description="the message carries a media (a reference, as WhatsApp sends)")
+    location: PlaceIn | None = Field(None, description="a place (then `text` is empty)")
+    contacts: list[CardIn] | None = Field(None, min_length=1, max_length=32, description="contact cards")
+    poll: PollIn | None = Field(None, description="a poll")
+
+    def content(self) -> dict[str, Any] | None:
+        """The place, cards or poll as the wire carries them (what the device's engine maps to its kinds)."""
+        shared = self.model_dump(include={"location", "contacts", "poll"}, exclude_none=True)
+        if len(shared) > 1:
+            raise SimError(422, "a message carries one of location, contacts or poll")
+        return shared or None
 
 
 class ContactEntry(BaseModel):
@@ -214,7 +249,10 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True, access: 
             server.trickle(phone, body.sender, body.text, body.count, body.over)
             return {"queued": 0, "scheduled": body.count, "ids": []}
         media = body.media.model_dump() if body.media is not None else None
-        ids = server.add_messages(phone, body.sender, body.text, body.count, group=body.group, media=media)
+        content = body.content()
+        ids = server.add_messages(
+            phone, body.sender, body.text, body.count, group=body.group, media=media, content=content
+        )
         return {"queued": len(ids), "ids": ids}
 
     @app.post("/devices/{phone}/contacts")

@@ -12,12 +12,13 @@ import contextlib
 import hmac
 from typing import Any
 
+from wagate.domain.content import ContactCard, Contacts, Location, Poll
 from wagate.engines.base import ContactStateDamaged, DecryptFailed, EngineContext, EngineEvent, MessageReceived
 from wagate.engines.sim.protocol import decode_chain, encode_chain, frame, initial_chain, message_mac, step_chain
 from wagate.engines.sim.wire import SocketClosed, WireSocket
 from wagate.errors import DamagedRecord
 
-__all__ = ["CHAIN_NS", "InboundChains"]
+__all__ = ["CHAIN_NS", "InboundChains", "shared_content"]
 
 CHAIN_NS = "chain"
 
@@ -131,6 +132,7 @@ class InboundChains:
                         float(item["ts"]),
                         push_name=item.get("pushName"),
                         media=item.get("media"),
+                        content=shared_content(item),
                     )
                 )
                 acks.append(message_id)
@@ -145,3 +147,15 @@ class InboundChains:
             await self._ws.send(frame("ack", ids=acks))
         if retries:
             await self._ws.send(frame("retry", ids=retries))
+
+
+def shared_content(item: dict[str, Any]) -> Location | Contacts | Poll | None:
+    """A place, contact cards or a poll in a delivered message, as the simulator's wire carries them."""
+    if isinstance(place := item.get("location"), dict):
+        latitude, longitude = float(place["latitude"]), float(place["longitude"])
+        return Location(latitude, longitude, place.get("name"), place.get("address"), bool(place.get("live")))
+    if isinstance(cards := item.get("contacts"), list):
+        return Contacts(tuple(ContactCard(str(c["name"]), str(c["vcard"])) for c in cards))
+    if isinstance(poll := item.get("poll"), dict):
+        return Poll(str(poll["name"]), tuple(str(o) for o in poll["options"]), bool(poll.get("multiple")))
+    return None

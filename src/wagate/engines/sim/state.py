@@ -39,6 +39,7 @@ class Queued:
     bad: bool = False
     delivered: int = 0
     media: dict[str, Any] | None = None  # a media reference: mimetype, filename, size
+    content: dict[str, Any] | None = None  # a place, contact cards or a poll, as the wire carries them
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ class Traffic(SimCore):
         count: int,
         group: str | None = None,
         media: dict[str, Any] | None = None,
+        content: dict[str, Any] | None = None,
     ) -> list[str]:
         device = self.device(phone)
         contact = user_jid(sender)
@@ -47,7 +48,17 @@ class Traffic(SimCore):
             message_id = "SIM" + secrets.token_hex(8).upper()
             mac = message_mac(key, message_id, chain.counter, body)
             self._enqueue(
-                device, message_id, contact, chat_jid, chain.counter, step.hex(), mac, body, bad=False, media=media
+                device,
+                message_id,
+                contact,
+                chat_jid,
+                chain.counter,
+                step.hex(),
+                mac,
+                body,
+                bad=False,
+                media=media,
+                content=content,
             )
             ids.append(message_id)
         self._changed()
@@ -155,9 +166,21 @@ class Traffic(SimCore):
         *,
         bad: bool,
         media: dict[str, Any] | None = None,
+        content: dict[str, Any] | None = None,
     ) -> None:
         device.queue[message_id] = Queued(
-            device.next_seq, message_id, sender, chat, counter, step, mac, text, self._clock(), bad=bad, media=media
+            device.next_seq,
+            message_id,
+            sender,
+            chat,
+            counter,
+            step,
+            mac,
+            text,
+            self._clock(),
+            bad=bad,
+            media=media,
+            content=content,
         )
         device.next_seq += 1
         device.messages_queued += 1
@@ -222,4 +245,6 @@ def _wire(queued: Queued, device: Device) -> dict[str, Any]:
     }
     if queued.media is not None:
         wire["media"] = queued.media
+    if queued.content is not None:
+        wire.update(queued.content)
     return wire
