@@ -212,6 +212,36 @@ def test_places_cards_and_polls_from_a_contact_arrive_as_their_kind(stack: Stack
     assert events[ids["poll"]]["_data"]["poll"]["options"] == ["yes", "no"]
 
 
+def test_messages_written_on_the_phone_are_the_account_s_own(stack: Stack) -> None:
+    """A message the account's phone sends reaches the linked session as its own (WhatsApp hands it to every
+    device): stored in its chat with ``fromMe`` and ``source: app``, reported in ``message.any`` only, never as a
+    ``message`` from someone else."""
+    stack.link("main", PHONE)
+    (own,) = stack.sim_post(
+        f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "written on the phone", "fromMe": True}
+    )["ids"]
+    (theirs,) = stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "the answer"})["ids"]
+    wait_for(
+        lambda: {own, theirs} <= {bare(m) for m in pages(stack, f"/api/main/chats/{PEER}/messages", limit=10)},
+        10,
+        "both",
+    )
+    listed = {bare(m): m for m in pages(stack, f"/api/main/chats/{PEER}/messages", limit=10)}
+    mine = listed[own]
+    assert (mine["fromMe"], mine["source"], mine["from"], mine["to"]) == (True, "app", "15550001@c.us", PEER_ID)
+    assert (mine["body"], mine["id"], mine["ackName"]) == ("written on the phone", f"true_{PEER_ID}_{own}", "SERVER")
+    assert (listed[theirs]["fromMe"], listed[theirs]["source"]) == (False, "app")
+    with stack.http as http:
+        chats = http.get("/api/main/chats").json()
+        contacts = http.get("/api/main/contacts").json()
+    assert [(c["id"], c["messages"]) for c in chats] == [(PEER_ID, 2)]  # one chat, whoever wrote
+    assert "15550001@c.us" not in [c["id"] for c in contacts]  # the account is not its own contact
+    anys = {e["payload"]["_data"]["id"]: e["payload"] for e in all_events(stack, "message.any")}
+    assert anys[own]["fromMe"] is True
+    assert anys[own]["source"] == "app"
+    assert own not in {e["payload"]["_data"]["id"] for e in all_events(stack, "message")}
+
+
 def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:
     stack.link("main", PHONE)
     group = stack.sim_post(f"/devices/{PHONE}/groups", {"subject": "Team", "participants": ["+15550199"]})["id"]

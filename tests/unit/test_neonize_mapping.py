@@ -129,10 +129,23 @@ def test_places_cards_polls_and_video_notes_are_received_as_their_kind() -> None
     assert (received_note.media["type"], received_note.media["mimetype"]) == ("ptv", "video/mp4")
 
 
-def test_our_own_messages_and_protocol_messages_are_not_stored_as_received() -> None:
-    assert (
-        mapping.received(wire(nz.Message(Info=info("M1", from_me=True), Message=e2e.Message(conversation="x")))) is None
+def test_messages_sent_from_the_phone_are_received_as_the_account_s_own() -> None:
+    """whatsmeow hands a companion what the phone (or another device of the account) sends, marked IsFromMe: the
+    chat is the recipient, the sender the account itself."""
+    own = info("M1", sender="15550001", from_me=True)
+    own.MessageSource.Chat.CopyFrom(user("15550002"))
+    received = mapping.received(wire(nz.Message(Info=own, Message=e2e.Message(conversation="sent from my phone"))))
+    assert received is not None
+    assert (received.from_me, received.chat, received.sender) == (
+        True,
+        "15550002@s.whatsapp.net",
+        "15550001@s.whatsapp.net",
     )
+    assert received.text == "sent from my phone"
+    assert _received(e2e.Message(conversation="x")).from_me is False
+
+
+def test_protocol_messages_are_not_stored_as_received() -> None:
     protocol = e2e.Message(protocolMessage=e2e.ProtocolMessage(type=e2e.ProtocolMessage.Type.REVOKE))
     assert mapping.received(wire(nz.Message(Info=info("M2"), Message=protocol))) is None
 

@@ -180,7 +180,8 @@ class MessageReader:
             status=message.status,
             media=_media(media) if media else None,
             reply_to=reply,
-            source="api" if message.from_me else "app",  # the gateway stores no message sent from the phone
+            # The account's own messages come from the API, or from a WhatsApp app (the phone), which says so.
+            source=str(opened.get("source") or "api") if message.from_me else "app",
             extra={
                 "status": message.status.value,
                 "type": message.kind.value,

@@ -177,7 +177,8 @@ class Group:
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """A received message to store, with the ``message`` event that reports it (committed only if the
-    message is new: inbound processing is idempotent by message id)."""
+    message is new: inbound processing is idempotent by message id). ``from_me``: a message the account sent from
+    its phone (or another of its devices), which the session sees as its companion does; stored as ``sent``."""
 
     tenant_id: TenantId
     session_id: SessionId
@@ -189,6 +190,7 @@ class InboundMessage:
     timestamp: float
     body: bytes  # sealed
     event: Event
+    from_me: bool = False  # sent by the account itself, from the phone or another of its devices
 
 
 @dataclass(frozen=True, slots=True)

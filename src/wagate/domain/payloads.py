@@ -72,11 +72,13 @@ def message(
     media: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     content: Location | Contacts | Poll | None = None,
+    from_me: bool = False,
 ) -> dict[str, Any]:
     """``message``: a message someone sent to the session (``me``: its own JID, None before it is known), as WAHA's
     ``WAMessage`` (its ``media`` WAHA's ``WAMedia``: ``url`` null, the gateway keeps no files; ``mimetype``,
     ``filename``, ``size``...); the sender's ``pushName`` and what the engine told of it (``extra``) in ``_data``;
-    a place in ``location``, contact cards in ``vCards``, a poll in ``_data.poll``."""
+    a place in ``location``, contact cards in ``vCards``, a poll in ``_data.poll``. ``from_me``: the account sent it
+    from its phone (``message.any``, ``source: app``)."""
     data = dict(extra or {})
     if push_name:
         data["pushName"] = push_name
@@ -87,11 +89,11 @@ def message(
         message_id=message_id,
         chat_id=chat,
         me=me,
-        from_me=False,
+        from_me=from_me,
         sender=sender,
         timestamp=timestamp,
         body=text,
-        status=MessageStatus.RECEIVED,
+        status=MessageStatus.SENT if from_me else MessageStatus.RECEIVED,
         media={"url": None, **media} if media else None,
         extra=data,
         location=shown.get("location"),

@@ -175,6 +175,7 @@ class MessageReceived(EngineEvent):
     push_name: str | None = None  # the name the sender gave themselves
     media: dict[str, Any] | None = None  # a reference (mimetype, filename, size...), never the bytes
     content: Location | Contacts | Poll | None = None  # a place, contact cards or a poll (``text`` is then None)
+    from_me: bool = False  # sent by the account from its phone or another device: ``sender`` is the account
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ class Inbound:
             body = {"text": event.text, "media": event.media, "extra": event.extra or None}
             if event.content is not None:
                 body.update(described(event.content))
+            if event.from_me:
+                body["source"] = "app"  # the account's own, written in a WhatsApp app: not queued by the API
             sealed = await self._ctx.bodies.seal_body(session.tenant_id, session.id, event.message_id, body)
             media_type = (event.media or {}).get("mimetype")
             inbound.append(
@@ -58,6 +60,7 @@ class Inbound:
                     timestamp=event.timestamp,
                     body=sealed,
                     event=self._received_event(event),
+                    from_me=event.from_me,
                 )
             )
         notes = [self.event(EventType.ENGINE_EVENT, payloads.engine_event(e.kind, e.data)) for e in notices]
@@ -79,8 +82,10 @@ class Inbound:
             media=event.media,
             extra=event.extra,
             content=event.content,
+            from_me=event.from_me,
         )
-        return self.event(EventType.MESSAGE, payload)
+        # WAHA reports the account's own messages in message.any only (source app: not sent through the API).
+        return self.event(EventType.MESSAGE_ANY if event.from_me else EventType.MESSAGE, payload)
 
     async def receipts(self, acks: Sequence[MessageAck]) -> None:
         """Receipts move this session's sent messages forward (each change with its ``message.ack`` event)."""

@@ -136,12 +136,11 @@ def unwrap(message: e2e.Message) -> e2e.Message:
 
 
 def received(event: nz.Message) -> MessageReceived | None:
-    """A message someone sent to this account; None for what is not a message to store (our own messages sent from
-    the phone, protocol messages such as key distribution, reactions and revocations are reported as notices)."""
+    """A message someone sent to this account, or the account sent from its phone or another of its devices
+    (``from_me``); None for what is not a message to store (protocol messages such as key distribution, reactions and
+    revocations are reported as notices)."""
     info = event.Info
     source = info.MessageSource
-    if source.IsFromMe:
-        return None
     content = unwrap(event.Message)
     text = message_text(content)
     media = media_reference(content)
@@ -163,6 +162,7 @@ def received(event: nz.Message) -> MessageReceived | None:
         push_name=info.Pushname or None,
         media=media,
         content=shared,
+        from_me=bool(source.IsFromMe),
     )
 
 

@@ -106,6 +106,9 @@ class Inbound(BaseModel):
     location: PlaceIn | None = Field(None, description="a place (then `text` is empty)")
     contacts: list[CardIn] | None = Field(None, min_length=1, max_length=32, description="contact cards")
     poll: PollIn | None = Field(None, description="a poll")
+    from_me: bool = Field(
+        False, alias="fromMe", description="the phone itself wrote it, in the chat with `from` (or in `group`)"
+    )
 
     def content(self) -> dict[str, Any] | None:
         """The place, cards or poll as the wire carries them (what the device's engine maps to its kinds)."""
@@ -251,7 +254,14 @@ def create_sim_app(server: SimServer, *, manage_lifecycle: bool = True, access: 
         media = body.media.model_dump() if body.media is not None else None
         content = body.content()
         ids = server.add_messages(
-            phone, body.sender, body.text, body.count, group=body.group, media=media, content=content
+            phone,
+            body.sender,
+            body.text,
+            body.count,
+            group=body.group,
+            media=media,
+            content=content,
+            from_me=body.from_me,
         )
         return {"queued": len(ids), "ids": ids}
 

@@ -133,6 +133,7 @@ class InboundChains:
                         push_name=item.get("pushName"),
                         media=item.get("media"),
                         content=shared_content(item),
+                        from_me=bool(item.get("fromMe")),
                     )
                 )
                 acks.append(message_id)

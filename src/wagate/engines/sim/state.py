@@ -39,7 +39,7 @@ class Queued:
     bad: bool = False
     delivered: int = 0
     media: dict[str, Any] | None = None  # a media reference: mimetype, filename, size
-    content: dict[str, Any] | None = None  # a place, contact cards or a poll, as the wire carries them
+    content: dict[str, Any] | None = None  # what else the wire carries: a place, cards or a poll; fromMe
 
 
 @dataclass(slots=True)

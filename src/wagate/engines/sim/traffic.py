@@ -31,12 +31,17 @@ class Traffic(SimCore):
         group: str | None = None,
         media: dict[str, Any] | None = None,
         content: dict[str, Any] | None = None,
+        from_me: bool = False,
     ) -> list[str]:
+        """Messages ``sender`` writes to the device's account; with ``from_me``, messages the account's own phone
+        writes in the chat with ``sender`` (or in ``group``), which WhatsApp hands its linked devices too."""
         device = self.device(phone)
-        contact = user_jid(sender)
         if group is not None and group not in device.groups:
             raise SimError(404, f"the device is in no group {group!r}")
-        chat_jid = group or contact
+        chat_jid = group or user_jid(sender)
+        contact = user_jid(device.phone) if from_me else user_jid(sender)
+        if from_me:
+            content = {**(content or {}), "fromMe": True}
         chain = self._chain(device, contact)
         ids = []
         for index in range(count):

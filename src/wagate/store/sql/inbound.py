@@ -88,7 +88,7 @@ class InboundWriter:
         tx = Tx(conn)
         # One statement: the rows it did insert come back (a message stored before, redelivered after a lost ack,
         # conflicts and does not), matched by key since a multi-row insert does not promise their order.
-        received = MessageStatus.RECEIVED.value
+        received, sent = MessageStatus.RECEIVED.value, MessageStatus.SENT.value
         inserted = _INSERT_RECEIVED.returned(
             tx,
             [
@@ -98,9 +98,9 @@ class InboundWriter:
                     m.id,
                     m.chat_id,
                     m.sender,
-                    0,
+                    int(m.from_me),
                     m.kind.value,
-                    received,
+                    sent if m.from_me else received,
                     m.timestamp,
                     now,
                     now,
@@ -115,7 +115,7 @@ class InboundWriter:
         if not fresh:
             return []
         count_into_chats(tx, [(m.tenant_id, m.session_id, m.chat_id, m.id, m.timestamp) for m in fresh])
-        names = {(m.session_id, m.sender): m for m in fresh if m.push_name}
+        names = {(m.session_id, m.sender): m for m in fresh if m.push_name and not m.from_me}
         _PUSH_NAME.run(tx, [(m.session_id, m.sender, m.tenant_id, None, m.push_name, now) for m in names.values()])
         return fresh
 
