@@ -242,6 +242,42 @@ def test_messages_written_on_the_phone_are_the_account_s_own(stack: Stack) -> No
     assert own not in {e["payload"]["_data"]["id"] for e in all_events(stack, "message")}
 
 
+def test_reactions_go_to_messages_the_session_has(stack: Stack) -> None:
+    """PUT /api/reaction: on a received message and on one the session sent, taken away with an empty emoji, keyed
+    as WhatsApp keys it; a message the session does not have is a 404, and nothing is queued for it."""
+    stack.link("main", PHONE)
+    (theirs,) = stack.sim_post(f"/devices/{PHONE}/messages", {"from": "+15550100", "text": "lunch?"})["ids"]
+    mine = bare(send(stack, "sure").json())
+    wait_for(
+        lambda: {theirs, mine} <= {bare(m) for m in pages(stack, f"/api/main/chats/{PEER}/messages", limit=10)},
+        10,
+        "both",
+    )
+    wait_for(lambda: status(stack, mine) == "delivered", 10, "mine delivered")
+    reactions = [(f"false_{PEER_ID}_{theirs}", "👍"), (mine, "🎉"), (theirs, "")]
+    made = []
+    with stack.http as http:
+        for target, emoji in reactions:
+            answer = http.put("/api/reaction", json={"session": "main", "messageId": target, "reaction": emoji})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["_data"]["type"] == "reaction"
+            assert answer.json()["_data"]["reaction"]["emoji"] == emoji
+            made.append(bare(answer.json()))
+        unknown = http.put("/api/reaction", json={"session": "main", "messageId": "NOSUCHMESSAGE1", "reaction": "👍"})
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "message_not_found"
+    for reaction in made:
+        wait_for(lambda: status(stack, reaction) == "delivered", 10, "the reaction delivered")  # noqa: B023
+    at_sim = {m["id"]: m for m in sim_sent(stack)}
+    assert [at_sim[r]["to"] for r in made] == [PEER] * 3  # to the chat of the message
+    assert [at_sim[r]["reaction"] for r in made] == [
+        {"id": theirs, "emoji": "👍", "fromMe": False, "participant": PEER},
+        {"id": mine, "emoji": "🎉", "fromMe": True, "participant": None},
+        {"id": theirs, "emoji": "", "fromMe": False, "participant": PEER},
+    ]
+    assert len(at_sim) == 4  # "sure" and the three reactions: nothing for the unknown message
+
+
 def test_ten_thousand_inbound_messages_in_100_chats_are_stored_once_and_page_without_gaps(stack: Stack) -> None:
     stack.link("main", PHONE)
     group = stack.sim_post(f"/devices/{PHONE}/groups", {"subject": "Team", "participants": ["+15550199"]})["id"]

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Reaction, Text
 from wagate.domain.messages import Contact, Group, MessageKind
 from wagate.engines.base import (
     Connected,
@@ -85,6 +85,7 @@ def test_every_record_of_the_engine_contract_crosses_as_itself() -> None:
         OutgoingMessage("3EB0B0", "1203@g.us", Contacts((ContactCard("Ann", "BEGIN:VCARD"), ContactCard("B", "")))),
         OutgoingMessage("3EB0B1", "1203@g.us", Poll("Lunch?", ("yes", "no"), multiple=True)),
         OutgoingMessage("3EB0B2", "1203@g.us", Text("plain")),
+        OutgoingMessage("3EB0B3", "1203@g.us", Reaction("3EB0AA", "👍", from_me=False, participant="1@s.whatsapp.net")),
         SentMessage("3EB0AD", 1700000001.0),
     ]
     decoded = codec.unpack(codec.pack(values))
@@ -394,4 +395,5 @@ def test_every_event_of_the_engine_contract_is_on_the_allowlist() -> None:
 
     contract = events(base.EngineEvent) | {base.Me, base.OutgoingMessage, base.SentMessage}
     contract |= {content.Text, content.Media, content.Location, content.ContactCard, content.Contacts, content.Poll}
+    contract |= {content.Reaction}
     assert sorted(cls.__name__ for cls in contract - set(codec._RECORDS)) == []

@@ -10,7 +10,7 @@ from google.protobuf.message import Message as Proto
 from neonize.proto import Neonize_pb2 as nz
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
-from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Reaction, Text
 from wagate.domain.messages import MessageKind
 from wagate.engines.base import (
     DecryptFailed,
@@ -366,6 +366,27 @@ def test_outgoing_files_travel_as_their_kind() -> None:
     assert not note.HasField("videoMessage")
     assert note.ptvMessage.fileSHA256 == b"s"
     assert [mapping.media_type(Media(k, b"", m)) for k, m in [(MessageKind.VIDEO, "video/mp4")]] == ["video"]
+
+
+def test_a_reaction_is_keyed_to_its_message_as_whatsmeow_keys_it() -> None:
+    def react(chat: str, reaction: Reaction) -> e2e.ReactionMessage:
+        built = mapping.outgoing(OutgoingMessage("3EB0AB", chat, reaction), None, now=1_700_000_000.5)
+        return e2e.Message.FromString(built.SerializeToString()).reactionMessage
+
+    theirs = react("1203@g.us", Reaction("AAAA", "👍", from_me=False, participant="15550002@s.whatsapp.net"))
+    assert (theirs.key.remoteJID, theirs.key.ID, theirs.key.fromMe) == ("1203@g.us", "AAAA", False)
+    assert (theirs.key.participant, theirs.text, theirs.senderTimestampMS) == (
+        "15550002@s.whatsapp.net",
+        "👍",
+        1_700_000_000_500,
+    )
+    mine = react("15550002@s.whatsapp.net", Reaction("BBBB", "", from_me=True))
+    assert (mine.key.fromMe, mine.text) == (True, "")  # an empty reaction takes it away
+    assert not mine.key.HasField("participant")
+    direct = react(
+        "15550002@s.whatsapp.net", Reaction("CCCC", "❤", from_me=False, participant="15550002@s.whatsapp.net")
+    )
+    assert not direct.key.HasField("participant")  # outside a group the chat says who
 
 
 def test_outgoing_places_cards_and_polls_are_built_as_whatsapp_expects() -> None:

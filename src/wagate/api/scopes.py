@@ -166,6 +166,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("POST", "/api/sendLocation"): _SEND_BODY,
     ("POST", "/api/sendContactVcard"): _SEND_BODY,
     ("POST", "/api/sendPoll"): _SEND_BODY,
+    ("PUT", "/api/reaction"): _SEND_BODY,
     ("GET", "/api/{name}/new-message-id"): session(Action.SEND),
     ("GET", "/api/{name}/chats/{chat_id}/messages"): _READ,
     ("GET", "/api/{name}/chats/{chat_id}/messages/{message_id}"): _READ,

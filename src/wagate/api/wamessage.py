@@ -97,7 +97,9 @@ class WAMessageOut(BaseModel):
     location: LocationOut | None = None
     vCards: list[str]
     data: dict[str, Any] = Field(
-        alias="_data", description="wagate's record: id, status, type, attempts, error; a poll's question and options"
+        alias="_data",
+        description="wagate's record: id, status, type, attempts, error; a poll's question and options; a "
+        "reaction's emoji and the message it is on",
     )
     replyTo: ReplyToOut | None = None
 
@@ -188,7 +190,7 @@ class MessageReader:
                 "attempts": message.attempts,
                 "error": message.error,
                 "unreadable": body is None,
-                **({"poll": opened["poll"]} if opened.get("poll") else {}),
+                **{key: opened[key] for key in ("poll", "reaction") if opened.get(key)},
             },
             location=opened.get("location"),
             vcards=[str(card.get("vcard")) for card in opened.get("vcards") or ()],

@@ -23,6 +23,7 @@ __all__ = [
     "Location",
     "Media",
     "Poll",
+    "Reaction",
     "Text",
     "body_of",
     "content_of",
@@ -86,7 +87,18 @@ class Poll:
     multiple: bool = False
 
 
-Content = Text | Media | Location | Contacts | Poll
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """An emoji on a message of the chat (``""`` takes the session's reaction away). The message is named as
+    WhatsApp keys it: its id, whether the account sent it, and in a group who did (``participant``)."""
+
+    message_id: str
+    emoji: str
+    from_me: bool
+    participant: str | None = None
+
+
+Content = Text | Media | Location | Contacts | Poll | Reaction
 
 
 def kind_of_content(content: Content) -> MessageKind:
@@ -100,6 +112,7 @@ _KINDS: dict[type[Any], MessageKind] = {
     Location: MessageKind.LOCATION,
     Contacts: MessageKind.CONTACTS,
     Poll: MessageKind.POLL,
+    Reaction: MessageKind.REACTION,
 }
 
 
@@ -129,8 +142,15 @@ def body_of(content: Content, reply_to: str | None) -> dict[str, Any]:
         }
     elif isinstance(content, Contacts):
         body["vcards"] = [{"name": card.name, "vcard": card.vcard} for card in content.cards]
-    else:
+    elif isinstance(content, Poll):
         body["poll"] = {"name": content.name, "options": list(content.options), "multiple": content.multiple}
+    else:
+        body["reaction"] = {
+            "messageId": content.message_id,
+            "emoji": content.emoji,
+            "fromMe": content.from_me,
+            "participant": content.participant,
+        }
     return body
 
 
@@ -165,4 +185,6 @@ def content_of(kind: MessageKind, body: Mapping[str, Any], media: bytes | None) 
         return Contacts(tuple(ContactCard(str(c["name"]), str(c["vcard"])) for c in cards))
     if kind is MessageKind.POLL and isinstance(poll := body.get("poll"), Mapping):
         return Poll(str(poll["name"]), tuple(str(o) for o in poll["options"]), bool(poll.get("multiple")))
+    if kind is MessageKind.REACTION and isinstance(on := body.get("reaction"), Mapping):
+        return Reaction(str(on["messageId"]), str(on["emoji"]), bool(on["fromMe"]), on.get("participant"))
     raise ValueError(f"the body does not hold a {kind.value} message")

@@ -60,6 +60,7 @@ class MessageKind(StrEnum):
     LOCATION = "location"
     CONTACTS = "contacts"  # one contact card or several
     POLL = "poll"
+    REACTION = "reaction"  # an emoji on another message (an empty one takes the session's reaction away)
 
 
 QUEUED = (MessageStatus.PENDING, MessageStatus.SENDING)

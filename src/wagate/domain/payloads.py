@@ -118,7 +118,7 @@ def own_message(
         status=MessageStatus.SENT,
         media={"url": None, "mimetype": media.get("mimetype"), "filename": media.get("filename")} if media else None,
         source="api",
-        extra={"type": kind, **({"poll": body["poll"]} if body.get("poll") else {})},
+        extra={"type": kind, **{key: body[key] for key in ("poll", "reaction") if body.get(key)}},
         location=body.get("location"),
         vcards=[str(card.get("vcard")) for card in body.get("vcards") or ()],
     )

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from wagate.domain.content import Contacts, Location, Media, Poll, Text, body_of, kind_of_content
+from wagate.domain.content import Contacts, Location, Media, Poll, Reaction, Text, body_of, kind_of_content
 from wagate.domain.messages import Message, MessageKind, NewOutbound, new_message_id, normal_chat_id
 from wagate.domain.phones import user_jid
 from wagate.domain.sessions import Session, Status
@@ -52,7 +52,7 @@ class SendRequest:
     quoted message; ``message_id`` the caller's own id for the message (a new one is made when absent)."""
 
     chat_id: str
-    content: Text | Location | Contacts | Poll | MediaRequest
+    content: Text | Location | Contacts | Poll | Reaction | MediaRequest
     reply_to: str | None = None
     message_id: str | None = None
 

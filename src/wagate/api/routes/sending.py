@@ -1,6 +1,6 @@
-"""Sending, in WAHA's shapes: ``POST /api/sendText``, ``sendImage``, ``sendFile``, ``sendVoice``, ``sendVideo``,
-``sendLocation``, ``sendContactVcard`` and ``sendPoll`` queue a message and answer it as a ``WAMessage`` (``201``)
-once it is committed to the session's outbound queue.
+"""Sending, in WAHA's shapes: ``POST /api/sendText``, ``sendImage``, ``sendFile``, ``sendVoice`` and ``sendVideo``
+queue a message and answer it as a ``WAMessage`` (``201``) once it is committed to the session's outbound queue
+(``routes.sharing`` sends places, contact cards, polls and reactions the same way).
 
 Every field of WAHA's request schemas is taken. Some have no effect yet (``linkPreview``,
 ``linkPreviewHighQuality``, ``mentions``; ``convert`` only checks that the audio is OGG/Opus, or the video MP4,
@@ -20,10 +20,9 @@ from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sessions import SessionName, find_session
 from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_answers
 from wagate.api.wamessage import MessageReader, WAMessageOut
-from wagate.domain.content import ContactCard, Contacts, Location, Poll, Text
+from wagate.domain.content import Text
 from wagate.domain.messages import CHAT_ID_PATTERN, MessageKind, new_message_id
 from wagate.domain.waha import parse_message_id
-from wagate.errors import Unprocessable
 from wagate.gateway import Gateway
 from wagate.ids import TenantId
 from wagate.services.sending import MediaRequest, MediaSource, SendingService, SendRequest, fingerprint
@@ -33,27 +32,22 @@ __all__ = [
     "BASE64",
     "MESSAGE_ID",
     "NEW_MESSAGE_ID",
+    "SENT",
     "FileIn",
     "IdempotencyKey",
     "NewMessageIdOut",
-    "PollIn",
-    "SendContactVcard",
-    "SendLocation",
+    "SendBase",
     "SendMedia",
-    "SendPoll",
     "SendText",
     "SendVideo",
     "SendVoice",
-    "VCardIn",
+    "SessionBody",
     "new_message_id_for",
+    "queue_message",
     "router",
-    "send_contact_vcard",
-    "send_location",
-    "send_poll",
     "send_text",
     "send_video",
     "send_voice",
-    "vcard_name",
 ]
 
 router = APIRouter(tags=["messages"], responses=error_answers(401, 403, 404, 422, 503))
@@ -70,10 +64,15 @@ MESSAGE_ID = r"^[\x21-\x7e]{1,128}$"  # WhatsApp's ids, WAHA's serialized ones, 
 NEW_MESSAGE_ID = r"^[0-9A-Za-z]{1,64}$"  # as WhatsApp's clients make them: no "_", which serialized ids split at
 
 
-class _Send(BaseModel):
+class SessionBody(BaseModel):
+    """A request that names its session in the body, as WAHA's sends do."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     session: str = Field("default", max_length=64, description="the session's name")
+
+
+class SendBase(SessionBody):
     chat_id: str = Field(
         alias="chatId",
         max_length=64,
@@ -92,7 +91,7 @@ class _Send(BaseModel):
         return parse_message_id(self.reply_to).id if self.reply_to else None
 
 
-class SendText(_Send):
+class SendText(SendBase):
     text: NulFree = Field(min_length=1, max_length=65536)
     id: str | None = Field(
         None,
@@ -122,14 +121,14 @@ class FileIn(BaseModel):
     )
 
 
-class SendMedia(_Send):
+class SendMedia(SendBase):
     file: FileIn
     caption: Annotated[str, StringConstraints(max_length=4096), NUL_CHECK] | None = Field(
         None, json_schema_extra={"pattern": NUL_FREE}
     )
 
 
-class SendVoice(_Send):
+class SendVoice(SendBase):
     file: FileIn
     convert: bool = Field(
         False,
@@ -138,13 +137,13 @@ class SendVoice(_Send):
     )
 
 
-async def _queue(
+async def queue_message(
     request: Request,
     response: Response,
     gateway: Gateway,
     supervisor: Supervisor | None,
     tenant_id: TenantId,
-    body: _Send,
+    body: SessionBody,
     send: SendRequest,
     idempotency_key: str | None,
 ) -> WAMessageOut:
@@ -164,13 +163,13 @@ def _media(file: FileIn) -> MediaSource:
     return MediaSource(url=file.url, data=file.data, mimetype=file.mimetype, filename=file.filename)
 
 
-_SENT: dict[str, Any] = {
+SENT: dict[str, Any] = {
     "status_code": status.HTTP_201_CREATED,
     "responses": error_answers(400, 409, 413, 429),
 }
 
 
-@router.post("/api/sendText", summary="Queue a text message", **_SENT)
+@router.post("/api/sendText", summary="Queue a text message", **SENT)
 async def send_text(
     body: SendText,
     request: Request,
@@ -181,7 +180,7 @@ async def send_text(
     idempotency_key: IdempotencyKey = None,
 ) -> WAMessageOut:
     send = SendRequest(body.chat_id, Text(body.text), reply_to=body.quoted(), message_id=body.id)
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
 
 
 def _media_route(kind: MessageKind) -> Callable[..., Awaitable[WAMessageOut]]:
@@ -198,17 +197,17 @@ def _media_route(kind: MessageKind) -> Callable[..., Awaitable[WAMessageOut]]:
     ) -> WAMessageOut:
         media = MediaRequest(kind, _media(body.file), caption=body.caption)
         send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-        return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+        return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
 
     send_media.__name__ = f"send_{kind.value}"
     return send_media
 
 
-router.post("/api/sendImage", summary="Queue an image (caption optional)", **_SENT)(_media_route(MessageKind.IMAGE))
-router.post("/api/sendFile", summary="Queue a document (caption optional)", **_SENT)(_media_route(MessageKind.FILE))
+router.post("/api/sendImage", summary="Queue an image (caption optional)", **SENT)(_media_route(MessageKind.IMAGE))
+router.post("/api/sendFile", summary="Queue a document (caption optional)", **SENT)(_media_route(MessageKind.FILE))
 
 
-@router.post("/api/sendVoice", summary="Queue a voice message (audio/*, OGG/Opus to play as one)", **_SENT)
+@router.post("/api/sendVoice", summary="Queue a voice message (audio/*, OGG/Opus to play as one)", **SENT)
 async def send_voice(
     body: SendVoice,
     request: Request,
@@ -220,7 +219,7 @@ async def send_voice(
 ) -> WAMessageOut:
     media = MediaRequest(MessageKind.VOICE, _media(body.file), convert=body.convert)
     send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
 
 
 class SendVideo(SendMedia):
@@ -232,7 +231,7 @@ class SendVideo(SendMedia):
     )
 
 
-@router.post("/api/sendVideo", summary="Queue a video (video/*, MP4 to play inline), or a video note", **_SENT)
+@router.post("/api/sendVideo", summary="Queue a video (video/*, MP4 to play inline), or a video note", **SENT)
 async def send_video(
     body: SendVideo,
     request: Request,
@@ -246,139 +245,7 @@ async def send_video(
         MessageKind.VIDEO, _media(body.file), caption=body.caption, convert=body.convert, as_note=body.as_note
     )
     send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
-
-
-_SHORT = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
-
-
-class _SendMade(_Send):
-    """A send whose message id the caller may make (``GET /api/{session}/new-message-id``)."""
-
-    id: str | None = Field(
-        None, max_length=64, pattern=NEW_MESSAGE_ID, description="the message's id; a new one when absent"
-    )
-
-
-class SendLocation(_SendMade):
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    title: _SHORT | None = Field(None, description="the place's name, shown on the map")
-
-
-@router.post("/api/sendLocation", summary="Queue a location", **_SENT)
-async def send_location(
-    body: SendLocation,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
-    place = Location(body.latitude, body.longitude, body.title)
-    send = SendRequest(body.chat_id, place, reply_to=body.quoted(), message_id=body.id)
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
-
-
-_VCARD = Annotated[str, StringConstraints(min_length=1, max_length=8192), NUL_CHECK]
-
-
-class VCardIn(BaseModel):
-    """A contact as a whole vCard, or as its parts (a vCard 3.0 is made of them)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    vcard: _VCARD | None = Field(None, description="a whole vCard (BEGIN:VCARD ... END:VCARD); its FN names it")
-    full_name: _SHORT | None = Field(None, alias="fullName")
-    organization: _SHORT | None = None
-    phone_number: str | None = Field(None, alias="phoneNumber", max_length=32, pattern=r"^\+?[0-9 ()./-]{3,31}$")
-    whatsapp_id: str | None = Field(
-        None, alias="whatsappId", pattern=r"^[1-9][0-9]{5,14}$", description="the number on WhatsApp: digits only"
-    )
-
-    def card(self) -> ContactCard:
-        """The contact as WhatsApp sends it; ``ValueError`` when it names no one."""
-        if self.vcard is not None:
-            return ContactCard(vcard_name(self.vcard), self.vcard)
-        if self.full_name is None or self.phone_number is None:
-            raise ValueError("a contact is a vcard, or at least its fullName and phoneNumber")
-        lines = ["BEGIN:VCARD", "VERSION:3.0", f"FN:{_escaped(self.full_name)}"]
-        if self.organization:
-            lines.append(f"ORG:{_escaped(self.organization)};")
-        waid = f";waid={self.whatsapp_id}" if self.whatsapp_id else ""
-        lines += [f"TEL;type=CELL;type=VOICE{waid}:{self.phone_number}", "END:VCARD"]
-        return ContactCard(self.full_name, "\n".join(lines))
-
-
-def vcard_name(vcard: str) -> str:
-    """The name (``FN``) of a vCard; ``ValueError`` when it is not one, or names no one."""
-    lines = [line.strip() for line in vcard.strip().splitlines()]
-    if not lines or lines[0].upper() != "BEGIN:VCARD" or lines[-1].upper() != "END:VCARD":
-        raise ValueError("a vcard begins with BEGIN:VCARD and ends with END:VCARD")
-    for line in lines:
-        field, _, value = line.partition(":")
-        if field.split(";")[0].upper() == "FN" and value.strip():
-            return value.strip().replace("\\,", ",").replace("\\;", ";")
-    raise ValueError("the vcard has no FN (the name WhatsApp shows on the card)")
-
-
-def _escaped(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
-
-
-class SendContactVcard(_SendMade):
-    contacts: list[VCardIn] = Field(min_length=1, max_length=32)
-
-
-@router.post("/api/sendContactVcard", summary="Queue one contact card or several", **_SENT)
-async def send_contact_vcard(
-    body: SendContactVcard,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
-    try:
-        cards = Contacts(tuple(contact.card() for contact in body.contacts))
-    except ValueError as exc:
-        raise Unprocessable(str(exc), code="invalid_vcard") from None
-    send = SendRequest(body.chat_id, cards, reply_to=body.quoted(), message_id=body.id)
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
-
-
-class PollIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    name: _SHORT = Field(description="the question")
-    options: list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]] = (
-        Field(min_length=2, max_length=12, description="2 to 12 different answers")
-    )
-    multiple_answers: bool = Field(False, alias="multipleAnswers", description="a voter may pick several answers")
-
-
-class SendPoll(_SendMade):
-    poll: PollIn
-
-
-@router.post("/api/sendPoll", summary="Queue a poll", **_SENT)
-async def send_poll(
-    body: SendPoll,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
-    options = tuple(body.poll.options)
-    if len(set(options)) != len(options):
-        raise Unprocessable("a poll's options are all different", code="invalid_poll")
-    poll = Poll(body.poll.name, options, multiple=body.poll.multiple_answers)
-    send = SendRequest(body.chat_id, poll, reply_to=body.quoted(), message_id=body.id)
-    return await _queue(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
 
 
 class NewMessageIdOut(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Text
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Reaction, Text
 from wagate.domain.messages import Contact, Group
 from wagate.engines.base import (
     Connected,
@@ -89,6 +89,7 @@ _RECORDS: tuple[type[Any], ...] = (
     ContactCard,
     Contacts,
     Poll,
+    Reaction,
     SentMessage,
 )
 # Errors that keep their class across the hop: the engines and the supervisor tell them apart (``LeaseLost`` ends a

@@ -257,7 +257,7 @@ class NeonizeConnection(EventReader, Connection):
                 if isinstance(message.content, Media):
                     kind = _UPLOADS[mapping.media_type(message.content)]
                     upload = await self._client.upload(message.content.data, kind)
-                built = mapping.outgoing(message, upload, secrets.token_bytes(32))
+                built = mapping.outgoing(message, upload, secrets.token_bytes(32), self._ctx.clock())
                 response = await self._client.send_message(mapping.to_jid(message.chat), built)
         except Exception as exc:
             raise self._send_error(exc) from None

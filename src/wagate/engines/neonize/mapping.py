@@ -12,10 +12,11 @@ from typing import Any
 
 from neonize.aioze.client import ProxySettings
 from neonize.proto import Neonize_pb2 as nz
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
-from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll
+from wagate.domain.content import ContactCard, Contacts, Location, Media, Poll, Reaction
 from wagate.domain.messages import MessageKind
 from wagate.domain.sessions import Proxy
 from wagate.engines.base import (
@@ -364,9 +365,12 @@ def media_type(media: Media) -> str:
     return "document"
 
 
-def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None, secret: bytes = b"") -> e2e.Message:
+def outgoing(
+    message: OutgoingMessage, upload: nz.UploadResponse | None, secret: bytes = b"", now: float = 0.0
+) -> e2e.Message:
     """The WhatsApp message for ``message``; ``upload`` is where its media went (None for any other kind);
-    ``secret``: 32 random bytes for a poll (its votes are encrypted with a key made from them)."""
+    ``secret``: 32 random bytes for a poll (its votes are encrypted with a key made from them); ``now`` the time
+    a reaction says it was made."""
     context = e2e.ContextInfo(stanzaID=message.reply_to) if message.reply_to else None
     content = message.content
     if isinstance(content, Media):
@@ -403,6 +407,13 @@ def outgoing(message: OutgoingMessage, upload: nz.UploadResponse | None, secret:
         if content.multiple:
             return e2e.Message(pollCreationMessage=poll, messageContextInfo=info)
         return e2e.Message(pollCreationMessageV3=poll, messageContextInfo=info)
+    if isinstance(content, Reaction):
+        # Keyed as whatsmeow keys a reaction: the chat, the message's id, whether the account sent it, and in a
+        # group the participant who did.
+        participant = content.participant if message.chat.endswith("@g.us") and not content.from_me else None
+        key = MessageKey(remoteJID=message.chat, fromMe=content.from_me, ID=content.message_id, participant=participant)
+        reaction = e2e.ReactionMessage(key=key, text=content.emoji, senderTimestampMS=int(now * 1000))
+        return e2e.Message(reactionMessage=reaction)
     if context is None:
         return e2e.Message(conversation=content.text)
     return e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text=content.text, contextInfo=context))

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from wagate.domain.content import Contacts, Content, Location, Media, Text
+from wagate.domain.content import Contacts, Content, Location, Media, Poll, Text
 from wagate.domain.messages import Contact, Group, MessageKind
 from wagate.engines.base import (
     Connected,
@@ -354,4 +354,13 @@ def _wire(content: Content) -> dict[str, Any]:
         return {"location": {"latitude": content.latitude, "longitude": content.longitude, "name": content.name}}
     if isinstance(content, Contacts):
         return {"contacts": [{"name": card.name, "vcard": card.vcard} for card in content.cards]}
-    return {"poll": {"name": content.name, "options": list(content.options), "multiple": content.multiple}}
+    if isinstance(content, Poll):
+        return {"poll": {"name": content.name, "options": list(content.options), "multiple": content.multiple}}
+    return {
+        "reaction": {
+            "id": content.message_id,
+            "emoji": content.emoji,
+            "fromMe": content.from_me,
+            "participant": content.participant,
+        }
+    }

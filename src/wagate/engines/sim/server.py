@@ -177,7 +177,7 @@ class SimServer(Pairing, Traffic):
         to = str(message.get("to", ""))
         given = message.get("id")
         message_id = str(given) if isinstance(given, str) else ""
-        problem = _recipient_problem(device, to) or _content_problem(message)
+        problem = _recipient_problem(device, to) or _content_problem(message) or _reaction_problem(device, message)
         if not MESSAGE_ID.fullmatch(message_id):
             problem = "a message id is 8-64 of A-Z and 0-9"
         if problem is not None:
@@ -193,6 +193,7 @@ class SimServer(Pairing, Traffic):
             "location": message.get("location"),
             "contacts": message.get("contacts"),
             "poll": message.get("poll"),
+            "reaction": message.get("reaction"),
             "ts": self._clock(),
         }
         device.record_sent(record)
@@ -346,4 +347,15 @@ def _content_problem(message: dict[str, Any]) -> str | None:
             vcard = str(card.get("vcard", "")) if isinstance(card, dict) else ""
             if not vcard.upper().startswith("BEGIN:VCARD") or not vcard.upper().rstrip().endswith("END:VCARD"):
                 return "a contact card is a vCard (BEGIN:VCARD ... END:VCARD)"
+    return None
+
+
+def _reaction_problem(device: Device, message: dict[str, Any]) -> str | None:
+    """WhatsApp keys a reaction to a message of the chat: one the device sent, or one it received."""
+    reaction = message.get("reaction")
+    if not isinstance(reaction, dict):
+        return None
+    target = str(reaction.get("id", ""))
+    if not device.knows(target, sent=bool(reaction.get("fromMe"))):
+        return f"there is no message {target!r} to react to"
     return None

@@ -60,6 +60,7 @@ class Device:
     sent: list[dict[str, Any]] = field(default_factory=list)  # at least the last SENT_KEPT sent, as received
     sent_total: int = 0  # every message the device sent
     receipts: list[dict[str, Any]] = field(default_factory=list)  # {id, status, ts} not yet acknowledged
+    received: list[str] = field(default_factory=list)  # ids of messages the device acknowledged, the last SENT_KEPT
     contacts: dict[str, str] = field(default_factory=dict)  # jid -> name in the phone's address book
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> {subject, participants}
     connections_total: int = 0
@@ -80,6 +81,18 @@ class Device:
         self.sent_total += 1
         if len(self.sent) >= 2 * SENT_KEPT:  # trimmed in steps, not at every message
             del self.sent[:-SENT_KEPT]
+
+    def record_received(self, ids: list[str]) -> None:
+        """Messages the device took (acknowledged): what it can react to, as it can to what it sent."""
+        self.received.extend(ids)
+        if len(self.received) >= 2 * SENT_KEPT:
+            del self.received[:-SENT_KEPT]
+
+    def knows(self, message_id: str, *, sent: bool) -> bool:
+        """Whether the device has the message: one it sent, or one it received."""
+        if sent:
+            return any(record["id"] == message_id for record in self.sent)
+        return message_id in self.received
 
     def log_attempt(self, at: float, outcome: str) -> None:
         self.connection_attempts += 1

@@ -225,11 +225,13 @@ class Traffic(SimCore):
         assert device is not None
         wanted = {str(i) for i in ids}
         queue = device.queue
-        settled = sum(queue.pop(i, None) is not None for i in wanted)
+        taken = [i for i in wanted if queue.pop(i, None) is not None]
+        settled = len(taken)
         if failed:
             device.decrypt_failures += settled
         else:
             device.messages_acked += settled
+            device.record_received(taken)
         link.inflight -= wanted
         self._changed()
         link.wake.set()
