@@ -24,9 +24,11 @@ def a_device() -> Device:
     device.queue = {
         "M1": Queued(1, "M1", "c@s.whatsapp.net", "c@s.whatsapp.net", 3, "ee", "ff", "hi", 1.5, delivered=2),
         "M2": Queued(2, "M2", "c@s.whatsapp.net", "g@g.us", 4, "ee", "ff", "pic", 2.5, media={"mimetype": "x/y"}),
+        "M3": Queued(3, "M3", "c@s.whatsapp.net", "c@s.whatsapp.net", 5, "ee", "ff", "", 3.5, content={"fromMe": True}),
     }
     device.sent = [{"id": "OUT1", "to": "x"}]
     device.receipts = [{"id": "OUT1", "status": "delivered", "ts": 3.0}]
+    device.received = ["IN1"]
     device.contacts = {"c@s.whatsapp.net": "Ann"}
     device.groups = {"g@g.us": {"subject": "S", "participants": ["a"]}}
     device.attempt_log = [[1.0, "ok"]]
@@ -39,6 +41,7 @@ def test_every_field_survives_a_save_and_a_load(tmp_path: Path) -> None:
     state.save({device.phone: device.to_json()})
     assert state.load() == {device.phone: device}
     assert set(device.to_json()) == {f.name for f in dataclasses.fields(Device)}
+    assert set(device.to_json()["queue"][0]) == {f.name for f in dataclasses.fields(Queued)}
 
 
 def test_a_snapshot_does_not_change_with_the_device() -> None:

@@ -126,6 +126,7 @@ class Device:
             "sent": list(self.sent),
             "sent_total": self.sent_total,
             "receipts": list(self.receipts),
+            "received": list(self.received),
             "contacts": dict(self.contacts),
             "groups": {k: dict(g) for k, g in self.groups.items()},
             "connections_total": self.connections_total,
@@ -155,6 +156,7 @@ def _queued_json(q: Queued) -> dict[str, Any]:
         "bad": q.bad,
         "delivered": q.delivered,
         "media": q.media,
+        "content": q.content,
     }
 
 
