@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
@@ -22,11 +22,9 @@ from wagate.api.schemas import HTTP_URL, NUL_CHECK, NUL_FREE, NulFree, error_ans
 from wagate.api.wamessage import MessageReader, WAMessageOut
 from wagate.domain.content import Text
 from wagate.domain.messages import CHAT_ID_PATTERN, MessageKind, new_message_id
+from wagate.domain.sessions import Session
 from wagate.domain.waha import parse_message_id
-from wagate.gateway import Gateway
-from wagate.ids import TenantId
 from wagate.services.sending import MediaRequest, MediaSource, SendingService, SendRequest, fingerprint
-from wagate.supervisor.supervisor import Supervisor
 
 __all__ = [
     "BASE64",
@@ -36,6 +34,8 @@ __all__ = [
     "FileIn",
     "IdempotencyKey",
     "NewMessageIdOut",
+    "Outbox",
+    "OutboxDep",
     "SendBase",
     "SendMedia",
     "SendText",
@@ -43,7 +43,6 @@ __all__ = [
     "SendVoice",
     "SessionBody",
     "new_message_id_for",
-    "queue_message",
     "router",
     "send_text",
     "send_video",
@@ -137,26 +136,41 @@ class SendVoice(SendBase):
     )
 
 
-async def queue_message(
-    request: Request,
-    response: Response,
-    gateway: Gateway,
-    supervisor: Supervisor | None,
-    tenant_id: TenantId,
-    body: SessionBody,
-    send: SendRequest,
-    idempotency_key: str | None,
-) -> WAMessageOut:
-    session = await find_session(gateway, tenant_id, body.session)
-    digest = fingerprint(request.url.path, body.model_dump(mode="json"))
-    message, created = await SendingService(gateway, gateway.media).queue(
-        session, send, idempotency_key=idempotency_key, fingerprint=digest
-    )
-    if supervisor is not None and created:
-        supervisor.nudge(session.id)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return await MessageReader(gateway, session).one(message)
+class Outbox:
+    """A send request's way to the session's outbound queue: what every send route needs besides its body."""
+
+    def __init__(
+        self,
+        request: Request,
+        response: Response,
+        gateway: GatewayDep,
+        supervisor: SupervisorDep,
+        tenant_id: TenantDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> None:
+        self.request, self.response = request, response
+        self.gateway, self.supervisor, self.tenant_id = gateway, supervisor, tenant_id
+        self.idempotency_key = idempotency_key
+
+    async def session(self, name: str) -> Session:
+        return await find_session(self.gateway, self.tenant_id, name)
+
+    async def queue(self, body: SessionBody, send: SendRequest) -> WAMessageOut:
+        """Queue ``send`` for ``body``'s session (once per ``Idempotency-Key``), answered as a ``WAMessage``."""
+        gateway = self.gateway
+        session = await self.session(body.session)
+        digest = fingerprint(self.request.url.path, body.model_dump(mode="json"))
+        message, created = await SendingService(gateway, gateway.media).queue(
+            session, send, idempotency_key=self.idempotency_key, fingerprint=digest
+        )
+        if self.supervisor is not None and created:
+            self.supervisor.nudge(session.id)
+        if not created:
+            self.response.headers["Idempotent-Replayed"] = "true"
+        return await MessageReader(gateway, session).one(message)
+
+
+OutboxDep = Annotated[Outbox, Depends()]
 
 
 def _media(file: FileIn) -> MediaSource:
@@ -170,17 +184,9 @@ SENT: dict[str, Any] = {
 
 
 @router.post("/api/sendText", summary="Queue a text message", **SENT)
-async def send_text(
-    body: SendText,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_text(body: SendText, outbox: OutboxDep) -> WAMessageOut:
     send = SendRequest(body.chat_id, Text(body.text), reply_to=body.quoted(), message_id=body.id)
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 def _media_route(kind: MessageKind) -> Callable[..., Awaitable[WAMessageOut]]:
@@ -188,16 +194,11 @@ def _media_route(kind: MessageKind) -> Callable[..., Awaitable[WAMessageOut]]:
 
     async def send_media(
         body: SendMedia,
-        request: Request,
-        response: Response,
-        gateway: GatewayDep,
-        supervisor: SupervisorDep,
-        tenant_id: TenantDep,
-        idempotency_key: IdempotencyKey = None,
+        outbox: OutboxDep,
     ) -> WAMessageOut:
         media = MediaRequest(kind, _media(body.file), caption=body.caption)
         send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-        return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+        return await outbox.queue(body, send)
 
     send_media.__name__ = f"send_{kind.value}"
     return send_media
@@ -208,18 +209,10 @@ router.post("/api/sendFile", summary="Queue a document (caption optional)", **SE
 
 
 @router.post("/api/sendVoice", summary="Queue a voice message (audio/*, OGG/Opus to play as one)", **SENT)
-async def send_voice(
-    body: SendVoice,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_voice(body: SendVoice, outbox: OutboxDep) -> WAMessageOut:
     media = MediaRequest(MessageKind.VOICE, _media(body.file), convert=body.convert)
     send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 class SendVideo(SendMedia):
@@ -232,20 +225,12 @@ class SendVideo(SendMedia):
 
 
 @router.post("/api/sendVideo", summary="Queue a video (video/*, MP4 to play inline), or a video note", **SENT)
-async def send_video(
-    body: SendVideo,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_video(body: SendVideo, outbox: OutboxDep) -> WAMessageOut:
     media = MediaRequest(
         MessageKind.VIDEO, _media(body.file), caption=body.caption, convert=body.convert, as_note=body.as_note
     )
     send = SendRequest(body.chat_id, media, reply_to=body.quoted())
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 class NewMessageIdOut(BaseModel):

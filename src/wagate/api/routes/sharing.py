@@ -6,20 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from wagate.api.deps import GatewayDep, SupervisorDep, TenantDep
 from wagate.api.routes.sending import (
     MESSAGE_ID,
     NEW_MESSAGE_ID,
     SENT,
-    IdempotencyKey,
+    OutboxDep,
     SendBase,
     SessionBody,
-    queue_message,
 )
-from wagate.api.routes.sessions import find_session
 from wagate.api.schemas import NUL_CHECK, error_answers
 from wagate.api.wamessage import WAMessageOut
 from wagate.domain.content import ContactCard, Contacts, Location, Poll, Reaction
@@ -63,18 +60,10 @@ class SendLocation(_SendMade):
 
 
 @router.post("/api/sendLocation", summary="Queue a location", **SENT)
-async def send_location(
-    body: SendLocation,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_location(body: SendLocation, outbox: OutboxDep) -> WAMessageOut:
     place = Location(body.latitude, body.longitude, body.title)
     send = SendRequest(body.chat_id, place, reply_to=body.quoted(), message_id=body.id)
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 _VCARD = Annotated[str, StringConstraints(min_length=1, max_length=8192), NUL_CHECK]
@@ -128,21 +117,13 @@ class SendContactVcard(_SendMade):
 
 
 @router.post("/api/sendContactVcard", summary="Queue one contact card or several", **SENT)
-async def send_contact_vcard(
-    body: SendContactVcard,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_contact_vcard(body: SendContactVcard, outbox: OutboxDep) -> WAMessageOut:
     try:
         cards = Contacts(tuple(contact.card() for contact in body.contacts))
     except ValueError as exc:
         raise Unprocessable(str(exc), code="invalid_vcard") from None
     send = SendRequest(body.chat_id, cards, reply_to=body.quoted(), message_id=body.id)
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 class PollIn(BaseModel):
@@ -160,21 +141,13 @@ class SendPoll(_SendMade):
 
 
 @router.post("/api/sendPoll", summary="Queue a poll", **SENT)
-async def send_poll(
-    body: SendPoll,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def send_poll(body: SendPoll, outbox: OutboxDep) -> WAMessageOut:
     options = tuple(body.poll.options)
     if len(set(options)) != len(options):
         raise Unprocessable("a poll's options are all different", code="invalid_poll")
     poll = Poll(body.poll.name, options, multiple=body.poll.multiple_answers)
     send = SendRequest(body.chat_id, poll, reply_to=body.quoted(), message_id=body.id)
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
 
 
 class SetReaction(SessionBody):
@@ -194,24 +167,16 @@ class SetReaction(SessionBody):
     summary="React to a message with an emoji, or take the reaction away",
     responses=error_answers(400, 409, 413, 429),
 )
-async def set_reaction(
-    body: SetReaction,
-    request: Request,
-    response: Response,
-    gateway: GatewayDep,
-    supervisor: SupervisorDep,
-    tenant_id: TenantDep,
-    idempotency_key: IdempotencyKey = None,
-) -> WAMessageOut:
+async def set_reaction(body: SetReaction, outbox: OutboxDep) -> WAMessageOut:
     """Queued as a message of its own (WhatsApp's reaction message), with every send's guarantees, to the chat of
     the message it is on; that message must be one the session has (sent or received): ``404 message_not_found``
     otherwise."""
-    session = await find_session(gateway, tenant_id, body.session)
+    session = await outbox.session(body.session)
     target_id = parse_message_id(body.message_id).id
-    target = await gateway.store.messages.get(session.tenant_id, session.id, target_id)
+    target = await outbox.gateway.store.messages.get(session.tenant_id, session.id, target_id)
     if target is None:
         raise NotFound(f"the session has no message {target_id!r} to react to", code="message_not_found")
     participant = None if target.from_me else (target.sender or None)
     reaction = Reaction(target.id, body.reaction, target.from_me, participant)
     send = SendRequest(target.chat_id, reaction)
-    return await queue_message(request, response, gateway, supervisor, tenant_id, body, send, idempotency_key)
+    return await outbox.queue(body, send)
