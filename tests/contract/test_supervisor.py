@@ -458,6 +458,13 @@ async def test_the_monitor_reconnects_a_working_session_whose_engine_died(
     try:
         await link(gateway, sim, supervisor, session)
         runner = supervisor.runners[session.id]
+
+        async def working() -> bool:  # the row says WORKING once committed, before the runner has heard so back
+            return runner.status is Status.WORKING
+
+        # The engine's reader is what delivers Connected: cut off before the runner has taken it, it would leave
+        # the runner STARTING (then only the STARTING timeout applies), which is not this test's case.
+        await eventually(working, "the runner to take the session as WORKING")
         connection = runner.conn
         assert connection is not None
         assert connection.alive()
