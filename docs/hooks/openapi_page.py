@@ -122,25 +122,25 @@ def type_text(schema: Schema) -> str:
     raise PluginError(f"api page: no wording for the schema {schema!r}")
 
 
+def _span(fewest: int | None, most: int | None, unit: str) -> str | None:
+    """``2 to 12 items``, ``at most 255 characters``, ``not empty``..., or None when neither bound is set."""
+    if fewest is not None and most is not None:
+        return f"{fewest} to {most} {unit}"
+    if most is not None:
+        return f"at most {most} {unit}"
+    if fewest is not None:
+        return "not empty" if fewest == 1 and unit == "characters" else f"at least {fewest} {unit}"
+    return None
+
+
 def _bounds(schema: Schema) -> list[str]:
     notes = []
     for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
         if key in schema:
             notes.append(f"{sign} {schema[key]}")
-    shortest, longest = schema.get("minLength"), schema.get("maxLength")
-    if shortest is not None and longest is not None:
-        notes.append(f"{shortest} to {longest} characters")
-    elif longest is not None:
-        notes.append(f"at most {longest} characters")
-    elif shortest is not None:
-        notes.append(f"at least {shortest} characters" if shortest != 1 else "not empty")
-    fewest, most = schema.get("minItems"), schema.get("maxItems")
-    if fewest is not None and most is not None:
-        notes.append(f"{fewest} to {most} items")
-    elif most is not None:
-        notes.append(f"at most {most} items")
-    elif fewest is not None:
-        notes.append(f"at least {fewest} items")
+    for low, high, unit in (("minLength", "maxLength", "characters"), ("minItems", "maxItems", "items")):
+        if (span := _span(schema.get(low), schema.get(high), unit)) is not None:
+            notes.append(span)
     if "maxProperties" in schema:
         notes.append(f"at most {schema['maxProperties']} entries")
     if "pattern" in schema:
